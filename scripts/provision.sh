@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cvm and its tests need, only those missing.
+# Used by the quickstart and by CI; a no-op on a machine that has them all.
+set -euo pipefail
+
+packages=(docker.io docker-registry runc containerd mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server)
+if [ "${1:-}" = "--runtime-only" ]; then
+  packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "provision: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts its own services on install; cvm starts what it needs itself.
+  for s in docker docker-registry postgresql etcd; do
+    systemctl disable --now "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true
+  done
+fi
+
+# The remapped root of cvm's own engine: a subordinate uid/gid range.
+grep -q '^dockremap:' /etc/passwd || useradd --system --no-create-home --shell /usr/sbin/nologin dockremap
+grep -q '^dockremap:' /etc/subuid || echo 'dockremap:100000:65536' >>/etc/subuid
+grep -q '^dockremap:' /etc/subgid || echo 'dockremap:100000:65536' >>/etc/subgid

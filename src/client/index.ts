@@ -1,0 +1,224 @@
+/**
+ * The one typed client of cvm's API, used by the CLI, the dashboard and the
+ * tests alike. Runs in Node and the browser: fetch only.
+ */
+
+import type {
+  AuditPage,
+  BuildList,
+  ChecksResponse,
+  CreatedToken,
+  CreateEnvironmentRequest,
+  CreateTokenRequest,
+  CreateUserRequest,
+  Credentials,
+  EnvironmentEvent,
+  EnvironmentList,
+  InfrastructureSettingsUpdate,
+  LogStreamItem,
+  RebuildRequest,
+  ReconcileReport,
+  SessionResponse,
+  SetupStatus,
+  UpdateUserRequest,
+} from "../api/contract.js";
+import { apiPrefix } from "../api/contract.js";
+import type { AuditFilter } from "../core/audit.js";
+import type { Environment } from "../core/environment.js";
+import type { ErrorBody } from "../core/errors.js";
+import type { InfrastructureSettings } from "../core/settings.js";
+import type { Token, User } from "../core/user.js";
+
+/** An error answered by the API, with its status and body. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly body: ErrorBody;
+
+  constructor(status: number, body: ErrorBody) {
+    super(body.message);
+    this.name = "ApiError";
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export interface ClientOptions {
+  /** The server's base URL, such as http://127.0.0.1:7080; empty for same-origin (dashboard). */
+  baseUrl: string;
+  token?: string;
+  fetch?: typeof fetch;
+  /** Called on every 401, so a dashboard can return to its login page. */
+  onUnauthorized?: (body: ErrorBody) => void;
+}
+
+export interface EnvironmentQuery {
+  owner?: "me" | "all" | string;
+  state?: string;
+  kind?: "cvm" | "standard";
+  name?: string;
+}
+
+function query(params: Record<string, string | number | boolean | undefined>): string {
+  const entries = Object.entries(params).filter(([, v]) => v !== undefined && v !== "");
+  if (entries.length === 0) return "";
+  return `?${new URLSearchParams(entries.map(([k, v]) => [k, String(v)])).toString()}`;
+}
+
+async function* ndjson<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffered += decoder.decode(value, { stream: true });
+      let newline = buffered.indexOf("\n");
+      while (newline >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (line) yield JSON.parse(line) as T;
+        newline = buffered.indexOf("\n");
+      }
+    }
+    if (buffered.trim()) yield JSON.parse(buffered) as T;
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+export class CvmClient {
+  readonly baseUrl: string;
+  token?: string;
+  private readonly fetchImpl: typeof fetch;
+  private readonly onUnauthorized?: (body: ErrorBody) => void;
+
+  constructor(options: ClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/$/, "");
+    this.token = options.token;
+    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.onUnauthorized = options.onUnauthorized;
+  }
+
+  private async send(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<Response> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const response = await this.fetchImpl(`${this.baseUrl}${apiPrefix}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      ...init,
+    });
+    if (!response.ok) {
+      const text = await response.text();
+      let errorBody: ErrorBody;
+      try {
+        errorBody = JSON.parse(text) as ErrorBody;
+      } catch {
+        errorBody = { message: text || response.statusText };
+      }
+      if (response.status === 401) this.onUnauthorized?.(errorBody);
+      throw new ApiError(response.status, errorBody);
+    }
+    return response;
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.send(method, path, body);
+    if (response.status === 204) return undefined as T;
+    return (await response.json()) as T;
+  }
+
+  // Accounts and sessions
+  setupStatus = () => this.json<SetupStatus>("GET", "/setup");
+  createFirstAdmin = (credentials: Credentials) =>
+    this.json<SessionResponse>("POST", "/setup/first-admin", credentials);
+  login = (credentials: Credentials) => this.json<SessionResponse>("POST", "/auth/login", credentials);
+  logout = () => this.json<void>("POST", "/auth/logout");
+  whoami = () => this.json<User>("GET", "/users/me");
+  listTokens = () => this.json<{ items: Token[] }>("GET", "/tokens");
+  createToken = (request: CreateTokenRequest) => this.json<CreatedToken>("POST", "/tokens", request);
+  revokeToken = (id: string) => this.json<void>("DELETE", `/tokens/${encodeURIComponent(id)}`);
+
+  // Users (admin)
+  listUsers = () => this.json<{ items: User[] }>("GET", "/users");
+  createUser = (request: CreateUserRequest) => this.json<User>("POST", "/users", request);
+  updateUser = (id: string, request: UpdateUserRequest) =>
+    this.json<User>("PATCH", `/users/${encodeURIComponent(id)}`, request);
+
+  // Infrastructure
+  infrastructure = () => this.json<InfrastructureSettings>("GET", "/settings/infrastructure");
+  updateInfrastructure = (update: InfrastructureSettingsUpdate) =>
+    this.json<InfrastructureSettings>("PUT", "/settings/infrastructure", update);
+  infrastructureChecks = () => this.json<ChecksResponse>("GET", "/settings/infrastructure/checks");
+  audit = (filter: AuditFilter & { limit?: number; cursor?: string } = {}) =>
+    this.json<AuditPage>(
+      "GET",
+      `/audit${query({
+        actor: filter.actorId,
+        action: filter.action,
+        target: filter.target,
+        since: filter.since,
+        until: filter.until,
+        limit: filter.limit,
+        cursor: filter.cursor,
+      })}`,
+    );
+  reconcile = (removeOrphans = false) =>
+    this.json<ReconcileReport>("POST", `/admin/reconcile${query({ removeOrphans: removeOrphans ? 1 : undefined })}`);
+
+  // Environments; `ref` is an environment's id, or the name of one of the caller's own.
+  listEnvironments = (q: EnvironmentQuery = {}) => this.json<EnvironmentList>("GET", `/environments${query({ ...q })}`);
+  createEnvironment = (request: CreateEnvironmentRequest) => this.json<Environment>("POST", "/environments", request);
+  environment = (ref: string) => this.json<Environment>("GET", `/environments/${encodeURIComponent(ref)}`);
+  startEnvironment = (ref: string) => this.json<Environment>("POST", `/environments/${encodeURIComponent(ref)}/start`);
+  stopEnvironment = (ref: string) => this.json<Environment>("POST", `/environments/${encodeURIComponent(ref)}/stop`);
+  rebuildEnvironment = (ref: string, request: RebuildRequest = {}) =>
+    this.json<Environment>("POST", `/environments/${encodeURIComponent(ref)}/rebuild`, request);
+  deleteEnvironment = (ref: string, options: { keepHome?: boolean } = {}) =>
+    this.json<void>(
+      "DELETE",
+      `/environments/${encodeURIComponent(ref)}${query({ keepHome: options.keepHome ? 1 : undefined })}`,
+    );
+  builds = (ref: string) => this.json<BuildList>("GET", `/environments/${encodeURIComponent(ref)}/builds`);
+
+  /** The build log's lines, then (when following) the lines as they come, until the build ends. */
+  async *logs(
+    ref: string,
+    options: { build?: string; after?: number; follow?: boolean; signal?: AbortSignal } = {},
+  ): AsyncGenerator<LogStreamItem> {
+    const response = await this.send(
+      "GET",
+      `/environments/${encodeURIComponent(ref)}/logs${query({
+        build: options.build,
+        after: options.after,
+        follow: options.follow ? 1 : undefined,
+      })}`,
+      undefined,
+      { signal: options.signal },
+    );
+    if (!response.body) return;
+    yield* ndjson<LogStreamItem>(response.body);
+  }
+
+  /** Environment changes as they happen; ends when the signal aborts. */
+  async *events(signal?: AbortSignal): AsyncGenerator<EnvironmentEvent> {
+    const response = await this.send("GET", "/events", undefined, { signal });
+    if (!response.body) return;
+    yield* ndjson<EnvironmentEvent>(response.body);
+  }
+
+  /** The WebSocket URL of an environment's terminal or of one command run in it. */
+  terminalUrl(ref: string, options: { command?: string[]; tty?: boolean; cols?: number; rows?: number } = {}): string {
+    const base = this.baseUrl || globalThis.location?.origin || "";
+    const wsBase = base.replace(/^http/, "ws");
+    return `${wsBase}${apiPrefix}/environments/${encodeURIComponent(ref)}/terminal${query({
+      tty: options.tty === false ? 0 : 1,
+      cols: options.cols,
+      rows: options.rows,
+      command: options.command ? JSON.stringify(options.command) : undefined,
+    })}`;
+  }
+}

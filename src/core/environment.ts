@@ -1,0 +1,160 @@
+/**
+ * Environments: their states, the transitions between them, and the rules for
+ * a valid specification. Plain data and functions, no I/O.
+ */
+
+import { CvmError, invalid, type Validation } from "./errors.js";
+import { isImageReference, parseImageReference } from "./image-reference.js";
+import type { EnvironmentLimits } from "./settings.js";
+
+export const environmentStates = [
+  "queued",
+  "pulling",
+  "creating",
+  "starting",
+  "running",
+  "stopping",
+  "stopped",
+  "failed",
+  "deleting",
+  "deleted",
+] as const;
+export type EnvironmentState = (typeof environmentStates)[number];
+
+/** The states a build passes through; stop or delete may interrupt any of them. */
+export const buildingStates: readonly EnvironmentState[] = ["queued", "pulling", "creating", "starting"];
+
+const transitions: Record<EnvironmentState, readonly EnvironmentState[]> = {
+  queued: ["pulling", "failed", "stopping", "deleting"],
+  pulling: ["creating", "failed", "stopping", "deleting"],
+  creating: ["starting", "failed", "stopping", "deleting"],
+  starting: ["running", "failed", "stopping", "deleting"],
+  running: ["stopping", "queued", "failed", "deleting"],
+  stopping: ["stopped", "failed", "deleting"],
+  stopped: ["starting", "queued", "failed", "deleting"],
+  failed: ["starting", "queued", "deleting"],
+  deleting: ["deleted", "failed"],
+  deleted: [],
+};
+
+export function canTransition(from: EnvironmentState, to: EnvironmentState): boolean {
+  return transitions[from].includes(to);
+}
+
+export type EnvironmentAction = "start" | "stop" | "rebuild" | "delete";
+
+/** The state each action moves to first, and the states it may begin from. */
+const actions: Record<EnvironmentAction, { from: readonly EnvironmentState[]; to: EnvironmentState }> = {
+  start: { from: ["stopped", "failed"], to: "starting" },
+  stop: { from: ["queued", "pulling", "creating", "starting", "running"], to: "stopping" },
+  rebuild: { from: ["stopped", "running", "failed"], to: "queued" },
+  delete: { from: environmentStates.filter((s) => s !== "deleted" && s !== "deleting"), to: "deleting" },
+};
+
+/** Throws a 409 naming the current state when the action cannot begin from it. */
+export function assertActionAllowed(action: EnvironmentAction, state: EnvironmentState): EnvironmentState {
+  const rule = actions[action];
+  if (!rule.from.includes(state)) {
+    throw new CvmError("CONFLICT", `Cannot ${action} an environment that is ${state}`, {
+      detail: `${action} is allowed from: ${rule.from.join(", ")}`,
+    });
+  }
+  return rule.to;
+}
+
+export type SystemdStatus = "running" | "degraded" | "starting" | "unavailable" | "unknown";
+export type DockerStatus = "answering" | "not-answering" | "absent" | "unknown";
+export type IsolationRuntimeName = "userns" | "sysbox" | "none";
+
+export interface StateChange {
+  state: EnvironmentState;
+  at: string;
+  reason?: string;
+}
+
+export interface EnvironmentSpec {
+  name: string;
+  image: string;
+  cvm: boolean;
+  cpu: number;
+  memoryGiB: number;
+  diskGiB: number;
+}
+
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+}
+
+export interface Environment extends EnvironmentSpec {
+  id: string;
+  ownerId: string;
+  ownerEmail: string;
+  state: EnvironmentState;
+  /** Why the environment is in its state, when that needs saying (failed, vanished). */
+  stateReason?: string;
+  runtime: IsolationRuntimeName;
+  systemd: SystemdStatus;
+  failedUnits: string[];
+  docker: DockerStatus;
+  /** The build whose log is current. */
+  buildId?: string;
+  timeline: StateChange[];
+  createdAt: string;
+  updatedAt: string;
+  /** Increases with every change; writes compare it so no change is lost. */
+  version: number;
+}
+
+export const defaultResources = { cpu: 2, memoryGiB: 4, diskGiB: 20 } as const;
+
+const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+
+export function nameProblem(name: unknown): string | undefined {
+  if (typeof name !== "string" || name.length === 0) return "is required";
+  if (name.length > 63) return "must be at most 63 characters (a DNS label)";
+  if (!dnsLabel.test(name)) {
+    return "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit";
+  }
+  return undefined;
+}
+
+function sizeProblem(value: unknown, unit: string, min: number, max: number): string | undefined {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "must be a number";
+  if (value < min) return `must be at least ${min}${unit}`;
+  if (value > max) return `must be at most ${max}${unit} (the limit an admin set)`;
+  return undefined;
+}
+
+/** Every problem with a requested spec, each on its field; empty when valid. */
+export function specProblems(input: Partial<EnvironmentSpec>, limits: EnvironmentLimits): Validation[] {
+  const problems: Validation[] = [];
+  const add = (field: string, detail: string | undefined) => {
+    if (detail) problems.push({ field, detail });
+  };
+  add("name", nameProblem(input.name));
+  if (typeof input.image !== "string") add("image", "is required");
+  else {
+    const parsed = parseImageReference(input.image);
+    if (!isImageReference(parsed)) add("image", parsed.problem);
+  }
+  if (input.cvm !== undefined && typeof input.cvm !== "boolean") add("cvm", "must be true or false");
+  add("cpu", sizeProblem(input.cpu, " CPUs", limits.minCpu, limits.maxCpu));
+  add("memoryGiB", sizeProblem(input.memoryGiB, " GiB", limits.minMemoryGiB, limits.maxMemoryGiB));
+  add("diskGiB", sizeProblem(input.diskGiB, " GiB", limits.minDiskGiB, limits.maxDiskGiB));
+  return problems;
+}
+
+/** Fills defaults, then validates; throws one 400 with every problem. */
+export function resolveSpec(input: Partial<EnvironmentSpec>, limits: EnvironmentLimits): EnvironmentSpec {
+  const spec = {
+    cvm: false,
+    cpu: defaultResources.cpu,
+    memoryGiB: defaultResources.memoryGiB,
+    diskGiB: defaultResources.diskGiB,
+    ...Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)),
+  } as EnvironmentSpec;
+  const problems = specProblems(spec, limits);
+  if (problems.length > 0) throw invalid(problems, "Invalid environment");
+  return spec;
+}

@@ -1,0 +1,74 @@
+/**
+ * The one error vocabulary of cvm. Every layer throws CvmError with a code from
+ * this table; the HTTP edge maps the code to a status and nothing else formats
+ * errors. Anything that is not a CvmError is an internal error: logged with its
+ * cause, answered as a 500 without internals.
+ */
+
+export interface Validation {
+  field: string;
+  detail: string;
+}
+
+/** The body of every error the API answers with. */
+export interface ErrorBody {
+  message: string;
+  detail?: string;
+  validations?: Validation[];
+}
+
+export const errorStatus = {
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  INTERNAL: 500,
+  UNAVAILABLE: 503,
+} as const;
+
+export type ErrorCode = keyof typeof errorStatus;
+
+export class CvmError extends Error {
+  readonly code: ErrorCode;
+  readonly detail?: string;
+  readonly validations?: Validation[];
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { detail?: string; validations?: Validation[]; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "CvmError";
+    this.code = code;
+    this.detail = options.detail;
+    this.validations = options.validations;
+  }
+
+  get status(): number {
+    return errorStatus[this.code];
+  }
+
+  toBody(): ErrorBody {
+    const body: ErrorBody = { message: this.message };
+    if (this.detail !== undefined) body.detail = this.detail;
+    if (this.validations?.length) body.validations = this.validations;
+    return body;
+  }
+}
+
+/** A 400 listing every field that failed, so a form can mark each one. */
+export function invalid(validations: Validation[], message = "Invalid request"): CvmError {
+  const fields = validations.map((v) => `${v.field}: ${v.detail}`).join("; ");
+  return new CvmError("BAD_REQUEST", `${message}: ${fields}`, { validations });
+}
+
+export function notFound(what: string): CvmError {
+  return new CvmError("NOT_FOUND", `${what} not found`);
+}
+
+export function isCvmError(error: unknown): error is CvmError {
+  return error instanceof CvmError;
+}

@@ -1,0 +1,87 @@
+/**
+ * Where environments run. `src/providers/docker` (the engine on this machine)
+ * and `src/providers/kubernetes` (a Pod per environment) implement it; the
+ * server never knows which.
+ */
+
+import type {
+  DockerStatus,
+  Environment,
+  EnvironmentState,
+  IsolationRuntimeName,
+  RegistryCredentials,
+  SystemdStatus,
+} from "./environment.js";
+import type { InfrastructureSettings } from "./settings.js";
+
+/** What a provider is told while it works on one build: every step is a log line. */
+export interface BuildContext {
+  settings: InfrastructureSettings;
+  credentials?: RegistryCredentials;
+  /** Appends a line to the build log. */
+  log(text: string): Promise<void>;
+  /** Moves the environment to a build state (pulling, creating, starting). */
+  enter(state: Extract<EnvironmentState, "pulling" | "creating" | "starting">): Promise<void>;
+  /** Aborted when the user stops or deletes the environment mid-build. */
+  signal: AbortSignal;
+}
+
+/** What a provider found of an environment's workload. */
+export interface Observation {
+  exists: boolean;
+  running: boolean;
+  runtime: IsolationRuntimeName;
+  systemd: SystemdStatus;
+  failedUnits: string[];
+  docker: DockerStatus;
+  /** Why it is not running, when the provider knows (exit code, OOM, evicted). */
+  reason?: string;
+}
+
+export interface ExecOptions {
+  command: string[];
+  tty: boolean;
+  cols?: number;
+  rows?: number;
+  env?: Record<string, string>;
+}
+
+/** A process running inside an environment, attached to its caller. */
+export interface ExecSession {
+  write(data: Uint8Array | string): void;
+  /** Ends stdin. */
+  end(): void;
+  resize(cols: number, rows: number): Promise<void>;
+  onOutput(listener: (stream: "stdout" | "stderr", data: Uint8Array) => void): void;
+  /** Resolves with the exit code when the process ends. */
+  exited: Promise<number>;
+  kill(): void;
+}
+
+/** A workload carrying cvm's labels, as found in the engine or cluster. */
+export interface LabeledWorkload {
+  environmentId: string;
+  /** The engine's or cluster's own name for it (container id, Pod name). */
+  ref: string;
+  running: boolean;
+}
+
+export interface Provider {
+  readonly name: "docker" | "kubernetes";
+  /** Pull, create and start; returns once the environment is ready, or throws with a reason. */
+  build(environment: Environment, context: BuildContext): Promise<Observation>;
+  /** Starts an existing, stopped workload; rebuilds it if the workload is gone. */
+  start(environment: Environment, context: BuildContext): Promise<Observation>;
+  /** Stops within the timeout, letting systemd shut down cleanly; keeps everything. */
+  stop(environment: Environment, timeoutSeconds: number): Promise<void>;
+  /** Removes the workload and, unless kept, the home volume; leaves nothing else behind. */
+  remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void>;
+  /** Removes the workload but keeps home (and, when asked, the inner Docker's data) for a rebuild. */
+  discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void>;
+  observe(environment: Environment): Promise<Observation>;
+  exec(environment: Environment, options: ExecOptions): Promise<ExecSession>;
+  /** Every workload with cvm's labels, for reconciling with the store. */
+  listWorkloads(): Promise<LabeledWorkload[]>;
+  removeWorkload(ref: string): Promise<void>;
+  close(): Promise<void>;
+}

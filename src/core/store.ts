@@ -1,0 +1,128 @@
+/**
+ * What the server keeps, as one interface. `src/store` implements it on SQLite
+ * (the embedded default) and PostgreSQL (several server replicas); the server
+ * never knows which.
+ */
+
+import type { AuditEntry, AuditFilter, Page } from "./audit.js";
+import type { Build, BuildLogLine } from "./build.js";
+import type { Environment, RegistryCredentials } from "./environment.js";
+import type { Role } from "./roles.js";
+import type { InfrastructureSettings } from "./settings.js";
+import type { Token, TokenKind, User } from "./user.js";
+
+export interface NewUser {
+  email: string;
+  name: string;
+  role: Role;
+  passwordHash: string;
+}
+
+export interface UserStore {
+  /** Creates a user; the first one on an empty store gets the role given, and a duplicate email is a 409. */
+  create(user: NewUser): Promise<User>;
+  /**
+   * Creates the first user only if there is none, atomically; returns undefined
+   * when another account already exists (two first-run requests race).
+   */
+  createFirst(user: NewUser): Promise<User | undefined>;
+  get(id: string): Promise<User | undefined>;
+  getByEmail(email: string): Promise<(User & { passwordHash: string }) | undefined>;
+  list(): Promise<User[]>;
+  count(): Promise<number>;
+  update(id: string, patch: Partial<Pick<User, "role" | "active" | "name">>): Promise<User>;
+}
+
+export interface NewToken {
+  userId: string;
+  kind: TokenKind;
+  name: string;
+  secretHash: string;
+  expiresAt: string;
+}
+
+export interface TokenStore {
+  create(token: NewToken): Promise<Token>;
+  /** The token whose secret hashes to this, if it exists at all (expired and revoked included). */
+  findBySecretHash(secretHash: string): Promise<Token | undefined>;
+  listForUser(userId: string): Promise<Token[]>;
+  revoke(id: string, at: string): Promise<void>;
+  touch(id: string, at: string): Promise<void>;
+}
+
+export interface SettingsStore {
+  /** The stored settings, or undefined before any were saved. */
+  getInfrastructure(): Promise<InfrastructureSettings | undefined>;
+  putInfrastructure(settings: InfrastructureSettings): Promise<void>;
+}
+
+export interface AuditStore {
+  append(entry: Omit<AuditEntry, "id">): Promise<AuditEntry>;
+  /** Newest first. */
+  list(filter: AuditFilter, page: { limit: number; cursor?: string }): Promise<Page<AuditEntry>>;
+}
+
+export interface EnvironmentFilter {
+  ownerId?: string;
+  state?: string;
+  cvm?: boolean;
+  name?: string;
+}
+
+export type EnvironmentPatch = Partial<
+  Pick<
+    Environment,
+    | "state"
+    | "stateReason"
+    | "runtime"
+    | "systemd"
+    | "failedUnits"
+    | "docker"
+    | "buildId"
+    | "image"
+    | "cpu"
+    | "memoryGiB"
+    | "diskGiB"
+    | "timeline"
+  >
+>;
+
+export interface EnvironmentStore {
+  /** Inserts; a second environment with the same owner and name is a 409 naming the field. */
+  create(environment: Environment, credentials?: RegistryCredentials): Promise<Environment>;
+  get(id: string): Promise<Environment | undefined>;
+  getByOwnerAndName(ownerId: string, name: string): Promise<Environment | undefined>;
+  list(filter: EnvironmentFilter): Promise<Environment[]>;
+  countByState(): Promise<Record<string, number>>;
+  /**
+   * Applies the patch only if the stored version is still `expectedVersion`,
+   * and bumps the version; returns undefined when another writer got there
+   * first. This is what keeps two servers from both starting one environment.
+   */
+  update(id: string, expectedVersion: number, patch: EnvironmentPatch): Promise<Environment | undefined>;
+  registryCredentials(id: string): Promise<RegistryCredentials | undefined>;
+  remove(id: string): Promise<void>;
+}
+
+export interface BuildStore {
+  create(environmentId: string, at: string): Promise<Build>;
+  get(id: string): Promise<Build | undefined>;
+  listForEnvironment(environmentId: string): Promise<Build[]>;
+  finish(id: string, outcome: NonNullable<Build["outcome"]>, at: string): Promise<void>;
+  appendLog(buildId: string, text: string, at: string): Promise<BuildLogLine>;
+  /** Lines with seq greater than afterSeq, in order. */
+  logs(buildId: string, afterSeq?: number): Promise<BuildLogLine[]>;
+  /** Durations in seconds of finished builds, for /metrics. */
+  durations(): Promise<{ outcome: string; seconds: number }[]>;
+}
+
+export interface Store {
+  readonly kind: "sqlite" | "postgres";
+  users: UserStore;
+  tokens: TokenStore;
+  settings: SettingsStore;
+  audit: AuditStore;
+  environments: EnvironmentStore;
+  builds: BuildStore;
+  close(): Promise<void>;
+}

@@ -1,0 +1,27 @@
+/** Chooses the provider; the server sees only the Provider interface. */
+
+import type { Logger } from "pino";
+import type { Provider } from "../core/provider.js";
+
+export interface ProviderOptions {
+  kind: "docker" | "kubernetes";
+  /** The server's data directory: cvm's own isolated engine keeps its state below it. */
+  dataDir: string;
+  logger: Logger;
+  /** docker: the host engine, such as unix:///var/run/docker.sock (the default). */
+  dockerHost?: string;
+  /** kubernetes: a kubeconfig file; in-cluster config when absent. */
+  kubeconfig?: string;
+  namespace?: string;
+  /** kubernetes: the URL supervisors report build logs to. */
+  serverUrl?: string;
+}
+
+export async function createProvider(options: ProviderOptions): Promise<Provider> {
+  if (options.kind === "kubernetes") {
+    const { createKubernetesProvider } = await import("./kubernetes/index.js");
+    return createKubernetesProvider(options);
+  }
+  const { createDockerProvider } = await import("./docker/index.js");
+  return createDockerProvider(options);
+}

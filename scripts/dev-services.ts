@@ -1,3 +1,7 @@
+/**
+ * Starts the services the tests use (host dockerd, registry, PostgreSQL) and
+ * leaves them running, for development: later `npm test` runs reuse them.
+ */
 import { mkdirSync } from "node:fs";
 import { ensureHostDocker, ensurePostgres, ensureRegistry } from "../test/harness/services.js";
 

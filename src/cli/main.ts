@@ -1,15 +1,43 @@
 /**
  * The `cvm` command. Each command group lives in its own file and exports
- * `register(program)`; this file only gathers them.
+ * `register(program)`; this file only gathers them and prints errors.
  */
 
 import { Command } from "commander";
+import { ApiError } from "../client/index.js";
+import { isCvmError } from "../core/errors.js";
+import * as admin from "./admin.js";
+import * as auth from "./auth.js";
+import * as env from "./env.js";
+import * as server from "./server.js";
+import * as ssh from "./ssh.js";
+import * as users from "./users.js";
 
 const program = new Command("cvm")
   .description("cvm: developer environments and container-based virtual machines")
   .showHelpAfterError()
   .enablePositionalOptions();
 
-// Command groups register themselves here, one line each.
+for (const group of [auth, users, admin, env, ssh, server]) group.register(program);
 
-await program.parseAsync(process.argv);
+function report(error: unknown): void {
+  const body =
+    error instanceof ApiError
+      ? error.body
+      : isCvmError(error)
+        ? error.toBody()
+        : { message: String((error as Error)?.message ?? error) };
+  process.stderr.write(`cvm: ${body.message}\n`);
+  if (body.detail) process.stderr.write(`  ${body.detail}\n`);
+  for (const validation of body.validations ?? []) {
+    if (!body.message.includes(validation.detail))
+      process.stderr.write(`  ${validation.field}: ${validation.detail}\n`);
+  }
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  report(error);
+  process.exitCode = 1;
+}

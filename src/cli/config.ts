@@ -1,0 +1,50 @@
+/**
+ * Where the CLI finds its server and token: CVM_URL and CVM_TOKEN, else the
+ * config file that `cvm login` writes (0600, in the user's config dir).
+ */
+
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { CvmClient } from "../client/index.js";
+import { CvmError } from "../core/errors.js";
+
+export interface CliConfig {
+  url: string;
+  token: string;
+}
+
+export function configPath(): string {
+  const base = process.env.CVM_CONFIG_DIR ?? join(process.env.XDG_CONFIG_HOME ?? join(homedir(), ".config"), "cvm");
+  return join(base, "config.json");
+}
+
+export function readConfig(): Partial<CliConfig> {
+  try {
+    return JSON.parse(readFileSync(configPath(), "utf8")) as Partial<CliConfig>;
+  } catch {
+    return {};
+  }
+}
+
+export function writeConfig(config: CliConfig): void {
+  const path = configPath();
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+export function forgetConfig(): void {
+  rmSync(configPath(), { force: true });
+}
+
+/** A client for the configured server; refuses clearly when there is none. */
+export function configuredClient(): CvmClient {
+  const file = readConfig();
+  const url = process.env.CVM_URL ?? file.url;
+  const token = process.env.CVM_TOKEN ?? file.token;
+  if (!url) {
+    throw new CvmError("UNAUTHORIZED", "Not logged in: run `cvm login URL`, or set CVM_URL and CVM_TOKEN");
+  }
+  return new CvmClient({ baseUrl: url, token });
+}

@@ -1,0 +1,46 @@
+/** `cvm server`: runs the API, the dashboard and the providers until stopped. */
+
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { Command } from "commander";
+import { startServer } from "../server/index.js";
+
+interface ServerFlags {
+  listen: string;
+  dataDir: string;
+  postgresUrl?: string;
+  provider: "docker" | "kubernetes";
+  dockerHost?: string;
+  kubeconfig?: string;
+  namespace?: string;
+  logLevel?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command("server")
+    .description("run the cvm server")
+    .option("--listen <host:port>", "address to serve on", "127.0.0.1:7080")
+    .option("--data-dir <dir>", "where state lives", join(homedir(), ".local", "share", "cvm"))
+    .option("--postgres-url <url>", "keep state in PostgreSQL instead of SQLite (several replicas)")
+    .option("--provider <provider>", "docker or kubernetes", "docker")
+    .option("--docker-host <url>", "the engine for standard environments", "unix:///var/run/docker.sock")
+    .option("--kubeconfig <file>", "kubernetes provider: a kubeconfig; in-cluster config when absent")
+    .option("--namespace <namespace>", "kubernetes provider: the namespace of this installation")
+    .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .action(async (flags: ServerFlags) => {
+      if (flags.provider !== "docker" && flags.provider !== "kubernetes") {
+        throw new Error("--provider takes docker or kubernetes");
+      }
+      const server = await startServer({ ...flags, postgresUrl: flags.postgresUrl ?? process.env.CVM_POSTGRES_URL });
+      let stopping = false;
+      const stop = async () => {
+        if (stopping) return;
+        stopping = true;
+        await server.close();
+        process.exit(0);
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+}

@@ -1,0 +1,91 @@
+/**
+ * `cvm ssh NAME [-- CMD ARGS...]`: an interactive shell in an environment, or
+ * one command whose output and exit code come back, through the server's
+ * terminal WebSocket.
+ */
+
+import type { Command } from "commander";
+import WebSocket from "ws";
+import type { TerminalClientMessage, TerminalServerMessage } from "../api/contract.js";
+import { terminalStream } from "../api/contract.js";
+import { configuredClient } from "./config.js";
+
+function frame(stream: number, data: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([stream]), data]);
+}
+
+async function ssh(ref: string, command: string[], options: { tty?: boolean }): Promise<number> {
+  const client = configuredClient();
+  const interactiveShell = command.length === 0;
+  const tty = options.tty ?? (interactiveShell && Boolean(process.stdin.isTTY));
+  const url = client.terminalUrl(ref, {
+    command: interactiveShell ? undefined : command,
+    tty,
+    cols: process.stdout.columns,
+    rows: process.stdout.rows,
+  });
+  const socket = new WebSocket(url, { headers: client.token ? { authorization: `Bearer ${client.token}` } : {} });
+  const send = (message: TerminalClientMessage) => socket.send(JSON.stringify(message));
+  const forwardStdin = tty || !process.stdin.isTTY;
+
+  return await new Promise<number>((resolve, reject) => {
+    let exitCode: number | undefined;
+    socket.on("unexpected-response", (_request, response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      response.on("end", () => {
+        let message = body;
+        try {
+          message = (JSON.parse(body) as { message: string }).message;
+        } catch {}
+        reject(new Error(message || `terminal refused: HTTP ${response.statusCode}`));
+      });
+    });
+    socket.on("open", () => {
+      if (tty && process.stdin.isTTY) process.stdin.setRawMode(true);
+      if (forwardStdin) {
+        process.stdin.on("data", (data: Buffer) => socket.send(frame(terminalStream.stdin, data)));
+        process.stdin.on("end", () => send({ type: "eof" }));
+        process.stdin.resume();
+      }
+      process.stdout.on("resize", () =>
+        send({ type: "resize", cols: process.stdout.columns, rows: process.stdout.rows }),
+      );
+    });
+    socket.on("message", (data: Buffer, isBinary: boolean) => {
+      if (isBinary) {
+        const target = data[0] === terminalStream.stderr ? process.stderr : process.stdout;
+        target.write(data.subarray(1));
+        return;
+      }
+      const message = JSON.parse(data.toString()) as TerminalServerMessage;
+      if (message.type === "exit") exitCode = message.code;
+      else process.stderr.write(`cvm: ${message.message}\n`);
+    });
+    socket.on("error", reject);
+    socket.on("close", (code, reason) => {
+      if (tty && process.stdin.isTTY) process.stdin.setRawMode(false);
+      process.stdin.pause();
+      if (exitCode !== undefined) resolve(exitCode);
+      else if (code === 1000) resolve(0);
+      else reject(new Error(`connection closed: ${reason.toString() || code}`));
+    });
+  });
+}
+
+export function register(program: Command): void {
+  program
+    .command("ssh")
+    .description("a shell in an environment, or one command: cvm ssh NAME -- CMD ARGS...")
+    .argument("<name>")
+    .argument("[command...]")
+    .option("-t, --tty", "allocate a terminal even for a command")
+    .option("-T, --no-tty", "never allocate a terminal")
+    .passThroughOptions()
+    .action(async (ref: string, command: string[], options: { tty?: boolean }) => {
+      process.exitCode = await ssh(ref, command, options);
+      process.stdin.unref?.();
+    });
+}

@@ -1,0 +1,77 @@
+/** `cvm users create|list|set-role|deactivate` (site admins). */
+
+import type { Command } from "commander";
+import type { CvmClient } from "../client/index.js";
+import { CvmError } from "../core/errors.js";
+import { isRole, roles } from "../core/roles.js";
+import type { User } from "../core/user.js";
+import { configuredClient } from "./config.js";
+import { age, printJson, printTable } from "./output.js";
+import { ask } from "./prompt.js";
+
+async function findUser(client: CvmClient, emailOrId: string): Promise<User> {
+  const { items } = await client.listUsers();
+  const user = items.find((u) => u.id === emailOrId || u.email === emailOrId);
+  if (!user) throw new CvmError("NOT_FOUND", `No user ${emailOrId}`);
+  return user;
+}
+
+function roleArgument(role: string): string {
+  if (!isRole(role)) throw new CvmError("BAD_REQUEST", `role must be one of ${roles.join(", ")}`);
+  return role;
+}
+
+export function register(program: Command): void {
+  const users = program.command("users").description("accounts and roles (site admins)");
+  users
+    .command("list", { isDefault: true })
+    .option("--json")
+    .action(async (options: { json?: boolean }) => {
+      const { items } = await configuredClient().listUsers();
+      if (options.json) return printJson(items);
+      printTable(
+        ["ID", "EMAIL", "NAME", "ROLE", "ACTIVE", "AGE"],
+        items.map((u) => [u.id, u.email, u.name, u.role, u.active ? "yes" : "no", age(u.createdAt)]),
+      );
+    });
+  users
+    .command("create")
+    .argument("<email>")
+    .option("--role <role>", `one of ${roles.join(", ")}`, "member")
+    .option("--password <password>")
+    .option("--name <name>")
+    .option("--json")
+    .action(async (email: string, options: { role: string; password?: string; name?: string; json?: boolean }) => {
+      const role = roleArgument(options.role);
+      const password = options.password ?? (await ask(`Password for ${email}: `, { secret: true }));
+      const user = await configuredClient().createUser({
+        email,
+        password,
+        role: role as User["role"],
+        name: options.name,
+      });
+      if (options.json) return printJson(user);
+      process.stdout.write(`Created ${user.email} (${user.role}) ${user.id}\n`);
+    });
+  users
+    .command("set-role")
+    .argument("<user>", "email or id")
+    .argument("<role>", roles.join("|"))
+    .option("--json")
+    .action(async (who: string, role: string, options: { json?: boolean }) => {
+      const client = configuredClient();
+      const user = await client.updateUser((await findUser(client, who)).id, {
+        role: roleArgument(role) as User["role"],
+      });
+      if (options.json) return printJson(user);
+      process.stdout.write(`${user.email} is now ${user.role}\n`);
+    });
+  users
+    .command("deactivate")
+    .argument("<user>", "email or id")
+    .action(async (who: string) => {
+      const client = configuredClient();
+      const user = await client.updateUser((await findUser(client, who)).id, { active: false });
+      process.stdout.write(`${user.email} is deactivated\n`);
+    });
+}

@@ -19,6 +19,8 @@ export const sessionCookie = "cvm_session";
 /** GET /setup: whether this install still needs its first account. */
 export interface SetupStatus {
   needsFirstAdmin: boolean;
+  /** Whether CVMs may be created now; public so a member's create form can offer the option. */
+  cvmEnabled?: boolean;
 }
 
 /** POST /setup/first-admin, POST /auth/login */

@@ -1,4 +1,19 @@
+/**
+ * The store: SQLite in the data directory by default, PostgreSQL when a URL is
+ * given (several server replicas share it). Both run the same migrations at
+ * open and behave the same behind the Store port.
+ */
+
 import type { Store } from "../core/store.js";
+import type { Database } from "./database.js";
+import { migrate } from "./migrations.js";
+import { openPostgresDatabase } from "./postgres-database.js";
+import { sqlStore } from "./sql-store.js";
+import { openSqliteDatabase } from "./sqlite-database.js";
+
+export { type IdPrefix, newId } from "./ids.js";
+export { migrations } from "./migrations.js";
+export { sqlitePath } from "./sqlite-database.js";
 
 export interface StoreOptions {
   /** SQLite lives in this directory unless a PostgreSQL URL is given. */
@@ -6,7 +21,16 @@ export interface StoreOptions {
   postgresUrl?: string;
 }
 
-/** Opens the store and runs its migrations. (Stub: the store's owner replaces it.) */
-export async function openStore(_options: StoreOptions): Promise<Store> {
-  throw new Error("store: not implemented yet");
+/** Opens the store and runs its migrations. */
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const db: Database = options.postgresUrl
+    ? openPostgresDatabase(options.postgresUrl)
+    : openSqliteDatabase(options.dataDir);
+  try {
+    await migrate(db);
+  } catch (error) {
+    await db.close().catch(() => undefined);
+    throw error;
+  }
+  return sqlStore(db);
 }

@@ -1,0 +1,8 @@
+import { randomBytes } from "node:crypto";
+
+export type IdPrefix = "usr" | "tok" | "env" | "bld" | "aud";
+
+/** A random id that says what it names: `env_` followed by 20 hex digits (80 bits). */
+export function newId(prefix: IdPrefix): string {
+  return `${prefix}_${randomBytes(10).toString("hex")}`;
+}

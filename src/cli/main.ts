@@ -9,6 +9,7 @@ import { isCvmError } from "../core/errors.js";
 import * as admin from "./admin.js";
 import * as auth from "./auth.js";
 import * as env from "./env.js";
+import * as image from "./image.js";
 import * as server from "./server.js";
 import * as ssh from "./ssh.js";
 import * as users from "./users.js";
@@ -18,7 +19,7 @@ const program = new Command("cvm")
   .showHelpAfterError()
   .enablePositionalOptions();
 
-for (const group of [auth, users, admin, env, ssh, server]) group.register(program);
+for (const group of [auth, users, admin, env, ssh, server, image]) group.register(program);
 
 function report(error: unknown): void {
   const body =

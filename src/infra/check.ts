@@ -1,0 +1,78 @@
+/**
+ * The shape every infrastructure check shares: it reads its evidence from the
+ * real system, then a pure judge turns that evidence into a verdict. Keeping
+ * the two apart lets tests feed a judge evidence this machine cannot produce
+ * (an old kernel, an enforcing AppArmor without cvm's profile).
+ */
+
+import type { CheckResult, CheckStatus } from "../api/contract.js";
+
+export interface Verdict {
+  status: CheckStatus;
+  /** What was read, verbatim where it came from a file, a command or an API. */
+  evidence: string;
+  /** What to do about it; every warn and fail has one. */
+  remedy?: string;
+}
+
+export interface Check<Evidence, Context> {
+  id: string;
+  title: string;
+  /** Whether the check concerns this context at all (a sysbox-only check under the built-in runtime does not). */
+  applies?: (context: Context) => boolean;
+  read(context: Context): Promise<Evidence>;
+  judge(evidence: Evidence, context: Context): Verdict;
+}
+
+/** A check with its evidence type hidden, so checks of different evidence share one table. */
+export interface AnyCheck<Context> {
+  id: string;
+  title: string;
+  applies(context: Context): boolean;
+  run(context: Context): Promise<CheckResult>;
+}
+
+export function defineCheck<Evidence, Context>(check: Check<Evidence, Context>): AnyCheck<Context> {
+  return {
+    id: check.id,
+    title: check.title,
+    applies: (context) => check.applies?.(context) ?? true,
+    async run(context) {
+      try {
+        const verdict = check.judge(await check.read(context), context);
+        return { id: check.id, title: check.title, ...verdict };
+      } catch (error) {
+        // A reader that breaks is itself a finding: say what broke rather than hide the check.
+        return {
+          id: check.id,
+          title: check.title,
+          status: "fail",
+          evidence: `could not read: ${errorText(error)}`,
+          remedy: "Run `cvm doctor` where the failing read is allowed (as root, on the node), or report this as a bug.",
+        };
+      }
+    },
+  };
+}
+
+export async function runChecks<Context>(checks: AnyCheck<Context>[], context: Context): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  for (const check of checks) {
+    if (check.applies(context)) results.push(await check.run(context));
+  }
+  return results;
+}
+
+const severity: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
+
+export function worstStatus(results: CheckResult[]): CheckStatus {
+  return results.reduce<CheckStatus>((worst, r) => (severity[r.status] > severity[worst] ? r.status : worst), "pass");
+}
+
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export const pass = (evidence: string): Verdict => ({ status: "pass", evidence });
+export const warn = (evidence: string, remedy: string): Verdict => ({ status: "warn", evidence, remedy });
+export const fail = (evidence: string, remedy: string): Verdict => ({ status: "fail", evidence, remedy });

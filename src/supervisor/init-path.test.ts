@@ -92,7 +92,7 @@ const cases: { name: string; layout: Layout; path?: string; expect: InitPath }[]
     expect: {
       found: false,
       chain: ["/sbin/init", "/usr/bin/true"],
-      reason: "/usr does not exist (a dangling link)",
+      reason: "/usr does not exist (/sbin/init is a dangling link)",
     },
   },
   {
@@ -101,8 +101,13 @@ const cases: { name: string; layout: Layout; path?: string; expect: InitPath }[]
     expect: {
       found: false,
       chain: ["/sbin/init", "/lib/systemd/systemd"],
-      reason: "/lib/systemd/systemd does not exist (a dangling link)",
+      reason: "/lib/systemd/systemd does not exist (/sbin/init is a dangling link)",
     },
+  },
+  {
+    name: "a missing file behind a good directory link is absent, not a dangling link",
+    layout: { "/sbin": "-> usr/sbin", "/usr/sbin": "dir" },
+    expect: { found: false, chain: ["/sbin/init", "/usr/sbin/init"], reason: "/usr/sbin/init does not exist" },
   },
   {
     name: "no /sbin/init at all",

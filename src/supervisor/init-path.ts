@@ -42,22 +42,23 @@ function absolute(parts: string[]): string {
 export async function resolveImagePath(fs: ImageFilesystem, path: string): Promise<ResolvedPath> {
   const chain = [posix.normalize(absolute(components(path)))];
   const resolved: string[] = []; // real directories only: never a link
-  let remaining = components(path);
+  // Each component remembers the link whose text it came from, to name a dangling link.
+  let remaining: { name: string; link?: string }[] = components(path).map((name) => ({ name }));
   let followed = 0;
   let entry: ImageEntry = { type: "dir", mode: 0o755 };
 
   while (remaining.length > 0) {
-    const [part, ...rest] = remaining;
+    const [{ name, link: from }, ...rest] = remaining;
     remaining = rest;
-    if (part === "..") {
+    if (name === "..") {
       resolved.pop();
       entry = { type: "dir", mode: 0o755 };
       continue;
     }
-    const here = absolute([...resolved, part]);
+    const here = absolute([...resolved, name]);
     const found = await fs.lstat(here);
     if (!found) {
-      const reason = followed > 0 ? `${here} does not exist (a dangling link)` : `${here} does not exist`;
+      const reason = from ? `${here} does not exist (${from} is a dangling link)` : `${here} does not exist`;
       return { found: false, chain, reason };
     }
     if (found.type === "symlink") {
@@ -65,17 +66,17 @@ export async function resolveImagePath(fs: ImageFilesystem, path: string): Promi
       if (followed > maxSymlinks) {
         return { found: false, chain, reason: `more than ${maxSymlinks} symlinks (a loop) at ${here}` };
       }
-      const link = found.linkTarget ?? "";
-      if (link === "") return { found: false, chain, reason: `${here} is an empty symlink` };
-      if (link.startsWith("/")) resolved.length = 0;
-      remaining = [...components(link), ...remaining];
-      chain.push(posix.normalize(absolute([...resolved, ...remaining])));
+      const text = found.linkTarget ?? "";
+      if (text === "") return { found: false, chain, reason: `${here} is an empty symlink` };
+      if (text.startsWith("/")) resolved.length = 0;
+      remaining = [...components(text).map((part) => ({ name: part, link: here })), ...remaining];
+      chain.push(posix.normalize(absolute([...resolved, ...remaining.map((r) => r.name)])));
       continue;
     }
     if (remaining.length > 0 && found.type !== "dir") {
       return { found: false, chain, reason: `${here} is not a directory` };
     }
-    resolved.push(part);
+    resolved.push(name);
     entry = found;
   }
   return { found: true, chain, target: absolute(resolved), entry };

@@ -3,11 +3,13 @@
  * WAL mode. better-sqlite3 is synchronous, but the Store port is async: while
  * one caller awaits inside a transaction another could slip a statement into
  * it on the same connection, so every statement and transaction waits its
- * turn in one queue.
+ * turn in one queue, shared by every connection this process opens to the
+ * same file (a second connection blocking on the lock would otherwise wait
+ * synchronously for a first one that cannot run meanwhile).
  */
 
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import Sqlite from "better-sqlite3";
 import type { Database, SqlRunner, SqlValue } from "./database.js";
 
@@ -29,6 +31,8 @@ class TurnQueue {
     return result;
   }
 }
+
+const queues = new Map<string, TurnQueue>();
 
 export function sqlitePath(dataDir: string): string {
   return join(dataDir, "cvm.db");
@@ -73,7 +77,9 @@ export function openSqliteDatabase(dataDir: string): Database {
     return [];
   };
 
-  const queue = new TurnQueue();
+  const key = resolve(path);
+  const queue = queues.get(key) ?? new TurnQueue();
+  queues.set(key, queue);
   const inTransaction: SqlRunner = {
     query: async <Row>(sql: string, params?: readonly SqlValue[]) => execute<Row>(sql, params),
   };

@@ -1,0 +1,131 @@
+/**
+ * The environment images cvm builds offline from Debian's packages. Each is one
+ * declarative entry: what mmdebstrap installs, the shell run on the finished
+ * root ("$1" is the root), and the image config `docker import` writes. A
+ * change to an entry changes its hash, and only then is it rebuilt.
+ */
+
+export interface ImageRecipe {
+  name: string;
+  /** mmdebstrap's variant: `minbase` installs Essential plus `include`; `extract` unpacks only `include`. */
+  variant: "minbase" | "extract";
+  include: string[];
+  /** mmdebstrap --customize-hook commands, in order; "$1" is the new root. */
+  customize: string[];
+  /** `docker import --change` instructions. */
+  changes: string[];
+  /** Images whose docker-save tarballs are baked in at /usr/share/cvm/images, loaded at boot. */
+  bakes?: string[];
+  /** Keep a docker-save tarball of the imported image, so other images can bake it in. */
+  saved?: boolean;
+}
+
+/** Where baked image tarballs sit inside an image, and the unit that loads them. */
+export const bakedImagesDir = "/usr/share/cvm/images";
+
+const path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const systemdPackages = ["systemd", "systemd-sysv", "dbus", "kmod", "procps", "iproute2", "ca-certificates"];
+const userPackages = ["sudo", "bash", "less"];
+const dockerPackages = ["docker.io", "containerd", "runc", "iptables"];
+
+/** A default user, uid 1000, with passwordless sudo; `groups` beyond sudo must exist in the image. */
+function defaultUser(groups: string[]): string[] {
+  return [
+    `chroot "$1" useradd --create-home --uid 1000 --shell /bin/bash --groups ${["sudo", ...groups].join(",")} dev`,
+    `echo 'dev ALL=(ALL) NOPASSWD:ALL' > "$1/etc/sudoers.d/dev" && chmod 0440 "$1/etc/sudoers.d/dev"`,
+  ];
+}
+
+/** systemd decides the machine id at first boot; an empty file says so. */
+const firstBoot = [`: > "$1/etc/machine-id"`, `rm -f "$1/var/lib/dbus/machine-id"`];
+
+const preloadUnit = `[Unit]
+Description=Load the images baked into this image into Docker
+After=docker.service
+Requires=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/libexec/cvm/preload-images
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** Loads each baked tarball unless the image it holds (named in its .ref file) is already there. */
+const preloadScript = `#!/bin/sh
+set -eu
+for tar in ${bakedImagesDir}/*.tar; do
+  [ -e "$tar" ] || continue
+  ref=$(cat "\${tar%.tar}.ref")
+  if docker image inspect "$ref" >/dev/null 2>&1; then
+    echo "$ref already loaded"
+  else
+    docker load --input "$tar"
+  fi
+done
+`;
+
+function writeFile(path: string, content: string, mode: string): string {
+  return `mkdir -p "$1${path.slice(0, path.lastIndexOf("/"))}" && cat > "$1${path}" <<'CVM_EOF'\n${content}CVM_EOF\nchmod ${mode} "$1${path}"`;
+}
+
+const busyboxApplets = ["sh", "echo", "cat", "ls", "sleep", "true", "false", "env", "id", "uname", "printf", "mkdir"];
+
+export const recipes: ImageRecipe[] = [
+  {
+    name: "hello",
+    variant: "extract",
+    include: ["busybox-static"],
+    customize: [
+      `for app in ${busyboxApplets.join(" ")}; do ln -sf busybox "$1/bin/$app"; done`,
+      `mkdir -p "$1/tmp" && chmod 1777 "$1/tmp"`,
+      `rm -rf "$1/usr/share/doc" "$1/usr/share/man"`,
+    ],
+    changes: [`ENV ${path}`, `CMD ["/bin/sh"]`],
+    saved: true,
+  },
+  {
+    name: "debian-plain",
+    variant: "minbase",
+    include: ["bash", "coreutils", "procps"],
+    customize: [],
+    changes: [`ENV ${path}`, `CMD ["/bin/bash"]`],
+  },
+  {
+    name: "debian-dangling-init",
+    variant: "minbase",
+    include: ["bash", "coreutils", "procps"],
+    customize: [`ln -sfn /usr/lib/cvm/no-such-init "$1/sbin/init"`],
+    changes: [`ENV ${path}`, `CMD ["/bin/bash"]`],
+  },
+  {
+    name: "debian-systemd",
+    variant: "minbase",
+    include: [...systemdPackages, ...userPackages],
+    customize: [...defaultUser([]), ...firstBoot],
+    changes: [`ENV ${path}`, "ENV container=docker", `CMD ["/sbin/init"]`, "LABEL dev.cvm.default-user=dev"],
+  },
+  {
+    name: "debian-systemd-docker",
+    variant: "minbase",
+    include: [...systemdPackages, ...userPackages, ...dockerPackages],
+    customize: [
+      ...defaultUser(["docker"]),
+      writeFile("/usr/libexec/cvm/preload-images", preloadScript, "0755"),
+      writeFile("/etc/systemd/system/cvm-preload.service", preloadUnit, "0644"),
+      `chroot "$1" systemctl enable docker.service containerd.service cvm-preload.service`,
+      ...firstBoot,
+    ],
+    changes: [`ENV ${path}`, "ENV container=docker", `CMD ["/sbin/init"]`, "LABEL dev.cvm.default-user=dev"],
+    bakes: ["hello"],
+  },
+];
+
+export function recipeNamed(name: string): ImageRecipe {
+  const recipe = recipes.find((r) => r.name === name);
+  if (!recipe) throw new Error(`no image recipe named ${name}; known: ${recipes.map((r) => r.name).join(", ")}`);
+  return recipe;
+}

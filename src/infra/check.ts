@@ -22,6 +22,8 @@ export interface Check<Evidence, Context> {
   applies?: (context: Context) => boolean;
   read(context: Context): Promise<Evidence>;
   judge(evidence: Evidence, context: Context): Verdict;
+  /** The remedy when the evidence cannot be read at all (the reader threw). */
+  unreadable?: string;
 }
 
 /** A check with its evidence type hidden, so checks of different evidence share one table. */
@@ -48,7 +50,9 @@ export function defineCheck<Evidence, Context>(check: Check<Evidence, Context>):
           title: check.title,
           status: "fail",
           evidence: `could not read: ${errorText(error)}`,
-          remedy: "Run `cvm doctor` where the failing read is allowed (as root, on the node), or report this as a bug.",
+          remedy:
+            check.unreadable ??
+            "Run `cvm doctor` where the failing read is allowed (as root, on the node), or report this as a bug.",
         };
       }
     },

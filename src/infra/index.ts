@@ -1,5 +1,14 @@
+/**
+ * Infrastructure checks: can this installation host CVMs? The server calls
+ * runInfrastructureChecks for GET /settings/infrastructure/checks and before
+ * turning CVMs on; `cvm doctor` prints the same results.
+ */
+
 import type { CheckResult } from "../api/contract.js";
 import type { InfrastructureSettings } from "../core/settings.js";
+import { runLocalChecks } from "./local-checks.js";
+
+export { worstStatus } from "./check.js";
 
 export interface CheckContext {
   provider: "docker" | "kubernetes";
@@ -9,7 +18,15 @@ export interface CheckContext {
   namespace?: string;
 }
 
-/** Every infrastructure check for the provider in use. (Stub: the checks' owner replaces it.) */
-export async function runInfrastructureChecks(_context: CheckContext): Promise<CheckResult[]> {
-  return [];
+/** Every infrastructure check for the provider in use, in a stable order. */
+export async function runInfrastructureChecks(context: CheckContext): Promise<CheckResult[]> {
+  if (context.provider === "kubernetes") {
+    const { runClusterChecks } = await import("./cluster-checks.js");
+    return runClusterChecks({
+      settings: context.settings,
+      kubeconfig: context.kubeconfig,
+      namespace: context.namespace,
+    });
+  }
+  return runLocalChecks({ choice: context.settings.runtime, dockerHost: context.dockerHost });
 }

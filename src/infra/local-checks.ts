@@ -4,7 +4,7 @@
  * checks run depends on the isolation runtime the settings choose.
  */
 
-import type { CheckResult } from "../api/contract.js";
+import type { CheckResult, CheckStatus } from "../api/contract.js";
 import type { RuntimeChoice } from "../core/settings.js";
 import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
 import {
@@ -110,6 +110,43 @@ export function judgeKernel(release: string, runtime: IsolationRuntime, os?: OsR
 
 // ---------------------------------------------------------------- OS
 
+interface SysboxOsRule {
+  matches: (os: OsRelease) => boolean;
+  status: CheckStatus;
+  why: string;
+  remedy?: string;
+}
+
+const sysboxReleases = ["20.04", "22.04", "24.04"];
+const toUserns = "or choose the built-in runtime (userns), which runs on any Linux with user namespaces.";
+
+/** Where sysbox runs: its published Ubuntu releases; never on immutable node OSes it cannot be installed on. */
+export const sysboxOsRules: SysboxOsRule[] = [
+  {
+    matches: (os) => isUbuntu(os) && sysboxReleases.includes(os.versionId),
+    status: "pass",
+    why: "sysbox supports this release",
+  },
+  {
+    matches: isUbuntu,
+    status: "warn",
+    why: "sysbox publishes requirements for Ubuntu 20.04, 22.04 and 24.04",
+    remedy: "Use an Ubuntu LTS release sysbox supports (20.04, 22.04, 24.04).",
+  },
+  {
+    matches: (os) => ["cos", "bottlerocket", "flatcar", "talos"].includes(os.id),
+    status: "fail",
+    why: "sysbox cannot be installed on this immutable node OS",
+    remedy: `Use Ubuntu nodes (GKE image type UBUNTU_CONTAINERD, EKS amiFamily Ubuntu2204), ${toUserns}`,
+  },
+  {
+    matches: () => true,
+    status: "warn",
+    why: "sysbox is supported on Ubuntu nodes",
+    remedy: `Run sysbox on Ubuntu 20.04, 22.04 or 24.04 nodes, ${toUserns}`,
+  },
+];
+
 export function judgeOs(os: OsRelease | undefined, runtime: IsolationRuntime): Verdict {
   if (!os) {
     const evidence = "neither /etc/os-release nor /usr/lib/os-release exists";
@@ -118,19 +155,8 @@ export function judgeOs(os: OsRelease | undefined, runtime: IsolationRuntime): V
       : pass(evidence);
   }
   if (runtime === "userns") return pass(`${os.source}; the built-in runtime needs only Linux with user namespaces`);
-  if (!isUbuntu(os)) {
-    return warn(
-      `${os.source}; sysbox is supported on Ubuntu nodes`,
-      "Run sysbox on Ubuntu 20.04, 22.04 or 24.04 nodes, or choose the built-in runtime (userns) on this OS.",
-    );
-  }
-  if (!["20.04", "22.04", "24.04"].includes(os.versionId)) {
-    return warn(
-      `${os.source}; sysbox publishes requirements for Ubuntu 20.04, 22.04 and 24.04`,
-      "Use an Ubuntu LTS release sysbox supports (20.04, 22.04, 24.04).",
-    );
-  }
-  return pass(`${os.source}; sysbox supports this release`);
+  const rule = sysboxOsRules.find((r) => r.matches(os))!;
+  return { status: rule.status, evidence: `${os.source}; ${rule.why}`, remedy: rule.remedy };
 }
 
 // ---------------------------------------------------------------- user namespaces

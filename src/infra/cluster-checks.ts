@@ -1,0 +1,427 @@
+/**
+ * Checks of a Kubernetes cluster that is to run CVMs, asked of its API server:
+ * the server's version, every node's kernel and OS image, whether the
+ * namespace admits the supervisor Pod (a server-side dry run, so Pod Security
+ * Admission and any policy engine answer for themselves), Istio's sidecar
+ * injection, and the RBAC the provider needs.
+ */
+
+import {
+  AdmissionregistrationV1Api,
+  ApiException,
+  AuthorizationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  VersionApi,
+} from "@kubernetes/client-node";
+import type { CheckResult } from "../api/contract.js";
+import type { InfrastructureSettings, RuntimeChoice } from "../core/settings.js";
+import { type AnyCheck, defineCheck, errorText, fail, pass, runChecks, type Verdict, warn } from "./check.js";
+import type { OsRelease } from "./host-evidence.js";
+import { type IsolationRuntime, judgeKernel, judgeOs } from "./local-checks.js";
+import { supervisorPodForDryRun, supervisorPodWords } from "./supervisor-pod.js";
+import { atLeast, parseVersion, version } from "./versions.js";
+
+export interface ClusterApis {
+  core: CoreV1Api;
+  version: VersionApi;
+  authorization: AuthorizationV1Api;
+  admission: AdmissionregistrationV1Api;
+}
+
+export interface ClusterContext {
+  settings: InfrastructureSettings;
+  runtime: IsolationRuntime;
+  namespace: string;
+  apis: ClusterApis;
+  /** The supervisor Pod's dry run, made once and shared by the checks that read it. */
+  dryRun: () => Promise<DryRunEvidence>;
+}
+
+const kubeconfigRemedy =
+  "Point cvm at the cluster: --kubeconfig FILE (or KUBECONFIG), or run inside the cluster with a ServiceAccount.";
+
+/** The API's own message from an error: a Status body's `message`, or the error text. */
+export function apiMessage(error: unknown): string {
+  if (error instanceof ApiException) {
+    const body = typeof error.body === "string" ? safeJson(error.body) : error.body;
+    const message = (body as { message?: unknown } | undefined)?.message;
+    if (typeof message === "string") return message;
+    return `HTTP ${error.code}${typeof error.body === "string" && error.body ? `: ${error.body}` : ""}`;
+  }
+  return errorText(error);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------- server version
+
+const kubernetesMinimum = version("1.17");
+
+export function judgeServerVersion(gitVersion: string): Verdict {
+  const evidence = `server gitVersion ${gitVersion}`;
+  const parsed = parseVersion(gitVersion);
+  if (!parsed) return fail(`${evidence} is not a version`, "Run Kubernetes 1.17 or newer.");
+  if (!atLeast(parsed, kubernetesMinimum))
+    return fail(`${evidence}; CVMs need 1.17 or newer`, "Upgrade the cluster to 1.17 or newer.");
+  return pass(evidence);
+}
+
+// ---------------------------------------------------------------- nodes
+
+export interface NodeEvidence {
+  name: string;
+  kernelVersion: string;
+  osImage: string;
+}
+
+interface OsImageRule {
+  pattern: RegExp;
+  id: string;
+}
+
+/** nodeInfo.osImage as clouds print it, to an os-release ID and VERSION_ID. */
+const osImageRules: OsImageRule[] = [
+  { pattern: /^Ubuntu (\d+\.\d+)/, id: "ubuntu" },
+  { pattern: /^Debian GNU\/Linux (\d+)/, id: "debian" },
+  { pattern: /^Container-Optimized OS/, id: "cos" },
+  { pattern: /^Bottlerocket OS (\S+)/, id: "bottlerocket" },
+  { pattern: /^Flatcar Container Linux.*?(\d[\d.]*)/, id: "flatcar" },
+  { pattern: /^Talos/, id: "talos" },
+  { pattern: /^Amazon Linux (\d+)/, id: "amzn" },
+  { pattern: /^(?:CBL-Mariner|Azure Linux)\/Linux/, id: "mariner" },
+  { pattern: /^Fedora/, id: "fedora" },
+  { pattern: /^(?:Red Hat Enterprise Linux|Rocky Linux|AlmaLinux|CentOS)/, id: "rhel" },
+];
+
+export function osFromImage(osImage: string): OsRelease {
+  const rule = osImageRules.find((r) => r.pattern.test(osImage));
+  const match = rule?.pattern.exec(osImage);
+  return {
+    id: rule?.id ?? "unknown",
+    versionId: match?.[1] ?? "",
+    prettyName: osImage,
+    source: `osImage "${osImage}"`,
+  };
+}
+
+const severityOf = { pass: 0, warn: 1, fail: 2 } as const;
+
+/** One verdict for many nodes: the worst node decides, and every node's line is evidence. */
+function judgeEachNode(nodes: NodeEvidence[], judgeOne: (node: NodeEvidence) => Verdict): Verdict {
+  if (nodes.length === 0) {
+    return warn(
+      "the cluster has no nodes",
+      "Add nodes (a node pool) before turning CVMs on, then run the checks again.",
+    );
+  }
+  const verdicts = nodes.map((node) => ({ node, verdict: judgeOne(node) }));
+  const worst = verdicts.reduce((a, b) => (severityOf[b.verdict.status] > severityOf[a.verdict.status] ? b : a));
+  return {
+    status: worst.verdict.status,
+    evidence: verdicts.map(({ node, verdict }) => `${node.name}: ${verdict.status}: ${verdict.evidence}`).join("\n"),
+    remedy: worst.verdict.remedy && `${worst.node.name} and any like it: ${worst.verdict.remedy}`,
+  };
+}
+
+export function judgeNodeKernels(nodes: NodeEvidence[], runtime: IsolationRuntime): Verdict {
+  return judgeEachNode(nodes, (node) => judgeKernel(node.kernelVersion, runtime, osFromImage(node.osImage)));
+}
+
+export function judgeNodeOs(nodes: NodeEvidence[], runtime: IsolationRuntime): Verdict {
+  return judgeEachNode(nodes, (node) => judgeOs(osFromImage(node.osImage), runtime));
+}
+
+// ---------------------------------------------------------------- admission of the supervisor Pod
+
+export interface DryRunEvidence {
+  namespace: string;
+  /** The Pod as cvm would create it, in words. */
+  asked: string;
+  admitted: boolean;
+  /** The admission chain's refusal, verbatim. */
+  message?: string;
+  /** Warning headers (Pod Security Admission's `warn` mode, deprecations). */
+  warnings: string[];
+  /** Containers in the Pod the dry run returned, after mutating webhooks. */
+  containers: string[];
+}
+
+export async function dryRunSupervisorPod(context: Omit<ClusterContext, "dryRun">): Promise<DryRunEvidence> {
+  const name = `cvm-doctor-${Date.now().toString(36)}`;
+  const body = supervisorPodForDryRun(context.settings, name);
+  const asked = supervisorPodWords(context.settings);
+  try {
+    const response = await context.apis.core.createNamespacedPodWithHttpInfo({
+      namespace: context.namespace,
+      body,
+      dryRun: "All",
+    });
+    const pod = response.data;
+    return {
+      namespace: context.namespace,
+      asked,
+      admitted: true,
+      warnings: warningsFrom(response.headers),
+      containers: [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c) => c.name),
+    };
+  } catch (error) {
+    if (!(error instanceof ApiException)) throw error;
+    return {
+      namespace: context.namespace,
+      asked,
+      admitted: false,
+      message: apiMessage(error),
+      warnings: warningsFrom(error.headers ?? {}),
+      containers: [],
+    };
+  }
+}
+
+/** `Warning: 299 - "text"` headers to their texts. */
+function warningsFrom(headers: Record<string, string>): string[] {
+  const raw = Object.entries(headers).find(([key]) => key.toLowerCase() === "warning")?.[1];
+  if (!raw) return [];
+  return [...raw.matchAll(/\d{3} \S+ "((?:[^"\\]|\\.)*)"/g)].map((m) => m[1].replace(/\\"/g, '"'));
+}
+
+export function judgeAdmission(e: DryRunEvidence): Verdict {
+  const what = `dry run of the supervisor Pod (${e.asked}) in namespace ${e.namespace}`;
+  if (!e.admitted) {
+    return fail(
+      `${what}: ${e.message}`,
+      `Let namespace ${e.namespace} admit privileged Pods with hostPath mounts: kubectl label namespace ${e.namespace} pod-security.kubernetes.io/enforce=privileged --overwrite (and exempt it from any policy engine), or list capabilities instead of privileged in the settings.`,
+    );
+  }
+  if (e.warnings.length > 0) {
+    return warn(
+      `${what}: admitted, with warnings: ${e.warnings.join("; ")}`,
+      `The namespace admits the Pod today but warns; a stricter enforce level would refuse CVMs: label ${e.namespace} pod-security.kubernetes.io/warn=privileged once this is intended.`,
+    );
+  }
+  return pass(`${what}: admitted`);
+}
+
+// ---------------------------------------------------------------- Istio
+
+export interface IstioEvidence {
+  namespace: string;
+  namespaceLabels: Record<string, string>;
+  /** Names of MutatingWebhookConfigurations that look like Istio's injector; a string when they could not be listed. */
+  injectors: string[] | string;
+  /** Containers the dry-run Pod came back with. */
+  dryRunContainers: string[];
+}
+
+const istioInjector = /istio-sidecar-injector|istio-revision-tag/;
+const sidecarNames = ["istio-proxy", "istio-init", "istio-validation"];
+
+export function judgeIstio(e: IstioEvidence): Verdict {
+  const labels = Object.entries(e.namespaceLabels)
+    .filter(([key]) => key === "istio-injection" || key === "istio.io/rev")
+    .map(([key, value]) => `${key}=${value}`);
+  const injectors =
+    typeof e.injectors === "string" ? `(could not list: ${e.injectors})` : e.injectors.join(", ") || "none";
+  const sidecars = e.dryRunContainers.filter((c) => sidecarNames.includes(c));
+  const evidence = `namespace ${e.namespace} labels: ${labels.join(", ") || "no istio labels"}; injector webhooks: ${injectors}; dry-run Pod containers: ${e.dryRunContainers.join(", ") || "(not admitted)"}`;
+  const remedy = `Turn sidecar injection off for cvm's namespace: kubectl label namespace ${e.namespace} istio-injection=disabled --overwrite (and remove istio.io/rev); a proxy in front of the supervisor breaks the CVM's networking.`;
+  const injecting = labels.some((l) => l === "istio-injection=enabled" || l.startsWith("istio.io/rev="));
+  if (injecting || sidecars.length > 0) return fail(evidence, remedy);
+  const disabled = e.namespaceLabels["istio-injection"] === "disabled";
+  if (Array.isArray(e.injectors) && e.injectors.length > 0 && !disabled) {
+    return warn(`${evidence}; a cluster-wide injector is installed`, remedy);
+  }
+  return pass(evidence);
+}
+
+// ---------------------------------------------------------------- RBAC
+
+export interface AccessQuestion {
+  verb: string;
+  resource: string;
+  subresource?: string;
+}
+
+export interface AccessAnswer extends AccessQuestion {
+  allowed: boolean;
+  reason?: string;
+}
+
+const providerVerbs = ["create", "delete", "get", "list", "watch"];
+
+/** What the Kubernetes provider does in its namespace. */
+export const providerAccess: AccessQuestion[] = [
+  ...["pods", "persistentvolumeclaims", "secrets"].flatMap((resource) =>
+    providerVerbs.map((verb) => ({ verb, resource })),
+  ),
+  { verb: "create", resource: "pods", subresource: "exec" },
+  { verb: "get", resource: "pods", subresource: "log" },
+];
+
+const accessWords = (a: AccessQuestion) => `${a.verb} ${a.resource}${a.subresource ? `/${a.subresource}` : ""}`;
+
+export function judgeAccess(answers: AccessAnswer[], namespace: string): Verdict {
+  const denied = answers.filter((a) => !a.allowed);
+  if (denied.length === 0) return pass(`allowed in ${namespace}: ${answers.map(accessWords).join(", ")}`);
+  return fail(
+    `denied in ${namespace}: ${denied.map((a) => `${accessWords(a)}${a.reason ? ` (${a.reason})` : ""}`).join(", ")}`,
+    `Bind cvm's account to a Role in ${namespace} that grants these verbs (the Helm chart in deploy/ creates it).`,
+  );
+}
+
+async function askAccess(context: ClusterContext): Promise<AccessAnswer[]> {
+  return Promise.all(
+    providerAccess.map(async (question) => {
+      const review = await context.apis.authorization.createSelfSubjectAccessReview({
+        body: {
+          apiVersion: "authorization.k8s.io/v1",
+          kind: "SelfSubjectAccessReview",
+          spec: { resourceAttributes: { namespace: context.namespace, ...question } },
+        },
+      });
+      return { ...question, allowed: review.status?.allowed === true, reason: review.status?.reason || undefined };
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- the table
+
+export const clusterChecks: AnyCheck<ClusterContext>[] = [
+  defineCheck({
+    id: "cluster-version",
+    title: "Kubernetes version",
+    read: async (context) => (await context.apis.version.getCode()).gitVersion,
+    judge: judgeServerVersion,
+    unreadable: kubeconfigRemedy,
+  }),
+  defineCheck({
+    id: "node-kernel",
+    title: "Every node's kernel",
+    read: readNodes,
+    judge: (nodes, context) => judgeNodeKernels(nodes, context.runtime),
+    unreadable:
+      "Let cvm's account list nodes (a ClusterRole with get/list on nodes), or run the doctor as a cluster admin.",
+  }),
+  defineCheck({
+    id: "node-os",
+    title: "Every node's OS image",
+    read: readNodes,
+    judge: (nodes, context) => judgeNodeOs(nodes, context.runtime),
+    unreadable:
+      "Let cvm's account list nodes (a ClusterRole with get/list on nodes), or run the doctor as a cluster admin.",
+  }),
+  defineCheck({
+    id: "supervisor-admission",
+    title: "The namespace admits the supervisor Pod",
+    read: (context) => context.dryRun(),
+    judge: judgeAdmission,
+    unreadable: kubeconfigRemedy,
+  }),
+  defineCheck({
+    id: "istio",
+    title: "No Istio sidecar injection",
+    read: readIstio,
+    judge: judgeIstio,
+    unreadable: kubeconfigRemedy,
+  }),
+  defineCheck({
+    id: "rbac",
+    title: "RBAC for the Kubernetes provider",
+    read: askAccess,
+    judge: (answers, context) => judgeAccess(answers, context.namespace),
+    unreadable: kubeconfigRemedy,
+  }),
+];
+
+async function readNodes(context: ClusterContext): Promise<NodeEvidence[]> {
+  const list = await context.apis.core.listNode();
+  return list.items.map((node) => ({
+    name: node.metadata?.name ?? "(unnamed)",
+    kernelVersion: node.status?.nodeInfo?.kernelVersion ?? "",
+    osImage: node.status?.nodeInfo?.osImage ?? "",
+  }));
+}
+
+async function readIstio(context: ClusterContext): Promise<IstioEvidence> {
+  const namespace = await context.apis.core.readNamespace({ name: context.namespace });
+  let injectors: string[] | string;
+  try {
+    const webhooks = await context.apis.admission.listMutatingWebhookConfiguration();
+    injectors = webhooks.items.map((w) => w.metadata?.name ?? "").filter((name) => istioInjector.test(name));
+  } catch (error) {
+    injectors = apiMessage(error);
+  }
+  const dryRun = await context.dryRun();
+  return {
+    namespace: context.namespace,
+    namespaceLabels: namespace.metadata?.labels ?? {},
+    injectors,
+    dryRunContainers: dryRun.admitted ? dryRun.containers : [],
+  };
+}
+
+// ---------------------------------------------------------------- running them
+
+export interface ClusterCheckOptions {
+  settings: InfrastructureSettings;
+  kubeconfig?: string;
+  namespace?: string;
+}
+
+/**
+ * On a cluster the supervisor image's own engine runs CVMs: `auto` means the
+ * built-in runtime unless the operator chose sysbox (which needs Ubuntu nodes).
+ */
+export function clusterRuntime(choice: RuntimeChoice): IsolationRuntime {
+  return choice === "sysbox" ? "sysbox" : "userns";
+}
+
+export function loadKubeConfig(kubeconfig?: string): KubeConfig {
+  const config = new KubeConfig();
+  if (kubeconfig) config.loadFromFile(kubeconfig);
+  else if (process.env.KUBERNETES_SERVICE_HOST && !process.env.KUBECONFIG) config.loadFromCluster();
+  else config.loadFromDefault();
+  return config;
+}
+
+export function clusterApis(config: KubeConfig): ClusterApis {
+  return {
+    core: config.makeApiClient(CoreV1Api),
+    version: config.makeApiClient(VersionApi),
+    authorization: config.makeApiClient(AuthorizationV1Api),
+    admission: config.makeApiClient(AdmissionregistrationV1Api),
+  };
+}
+
+export async function runClusterChecks(options: ClusterCheckOptions): Promise<CheckResult[]> {
+  let config: KubeConfig;
+  try {
+    config = loadKubeConfig(options.kubeconfig);
+  } catch (error) {
+    return [
+      {
+        id: "cluster-version",
+        title: "Kubernetes version",
+        status: "fail",
+        evidence: `could not load the kubeconfig: ${errorText(error)}`,
+        remedy: kubeconfigRemedy,
+      },
+    ];
+  }
+  const namespace = options.namespace ?? config.getContextObject(config.getCurrentContext())?.namespace ?? "default";
+  const base = {
+    settings: options.settings,
+    runtime: clusterRuntime(options.settings.runtime),
+    namespace,
+    apis: clusterApis(config),
+  };
+  let dryRun: Promise<DryRunEvidence> | undefined;
+  const context: ClusterContext = { ...base, dryRun: () => (dryRun ??= dryRunSupervisorPod(base)) };
+  return runChecks(clusterChecks, context);
+}

@@ -1,3 +1,27 @@
+/**
+ * cvm server: opens the store, creates the provider, reconciles what the
+ * provider has with what the store says, and serves the API, the terminal,
+ * the dashboard and /metrics until closed.
+ */
+
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { createAdaptorServer } from "@hono/node-server";
+import { type Logger, pino } from "pino";
+import { createApp } from "../api/app.js";
+import { attachTerminal } from "../api/terminal.js";
+import type { Provider } from "../core/provider.js";
+import type { Store } from "../core/store.js";
+import { createProvider } from "../providers/index.js";
+import { openStore } from "../store/index.js";
+import { Accounts } from "./accounts.js";
+import { AuditLog } from "./audit-log.js";
+import { EnvironmentService } from "./environment-service.js";
+import { EventBus } from "./event-bus.js";
+import { createMetrics } from "./metrics.js";
+import { SettingsService } from "./settings-service.js";
+
 export interface ServerOptions {
   /** host:port; port 0 picks a free one. Default 127.0.0.1:7080. */
   listen: string;
@@ -8,15 +32,132 @@ export interface ServerOptions {
   kubeconfig?: string;
   namespace?: string;
   logLevel?: string;
+  /** A logger to use instead of a new one (tests pass a silent one). */
+  logger?: Logger;
+  /** Where the built dashboard is; default web/dist of this checkout. */
+  webRoot?: string;
+  /** Mark the session cookie Secure (behind HTTPS). */
+  secureCookies?: boolean;
+  /** A provider already made, used instead of creating one from `provider` (embedding; tests). */
+  providerInstance?: Provider;
+  /** Skip the reconcile at start (a second replica starting beside a busy first). */
+  skipReconcile?: boolean;
 }
 
 export interface RunningServer {
   /** Base URL, such as http://127.0.0.1:7080 */
   url: string;
+  /** The store the server uses (tests and benchmarks seed it directly). */
+  store: Store;
   close(): Promise<void>;
 }
 
-/** (Stub: the server's owner replaces it.) */
-export async function startServer(_options: ServerOptions): Promise<RunningServer> {
-  throw new Error("server: not implemented yet");
+const defaultWebRoot = join(import.meta.dirname, "..", "..", "web", "dist");
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen.trim());
+  if (!match) throw new Error(`--listen must be host:port, such as 127.0.0.1:7080 (got "${listen}")`);
+  return { host: match[1] ?? (match[2] || "127.0.0.1"), port: Number(match[3]) };
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const logger = options.logger ?? pino({ level: options.logLevel ?? "info", base: { service: "cvm-server" } });
+  const { host, port } = parseListen(options.listen);
+  const store = await openStore({ dataDir: options.dataDir, postgresUrl: options.postgresUrl });
+  let provider: Provider | undefined;
+  try {
+    provider =
+      options.providerInstance ??
+      (await createProvider({
+        kind: options.provider,
+        dataDir: options.dataDir,
+        logger: logger.child({ component: "provider" }),
+        dockerHost: options.dockerHost,
+        kubeconfig: options.kubeconfig,
+        namespace: options.namespace,
+        serverUrl: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+      }));
+    return await serve(options, logger, store, provider, host, port);
+  } catch (error) {
+    await provider?.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function serve(
+  options: ServerOptions,
+  logger: Logger,
+  store: Store,
+  provider: Provider,
+  host: string,
+  port: number,
+): Promise<RunningServer> {
+  const shutdown = new AbortController();
+  const bus = new EventBus();
+  const metrics = createMetrics(store);
+  const audit = new AuditLog(store);
+  const settings = new SettingsService(store, audit, {
+    provider: options.provider,
+    dockerHost: options.dockerHost,
+    kubeconfig: options.kubeconfig,
+    namespace: options.namespace,
+  });
+  const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
+  const deps = {
+    store,
+    provider,
+    accounts: new Accounts(store),
+    audit,
+    settings,
+    environments,
+    bus,
+    metrics,
+    logger,
+    shutdown: shutdown.signal,
+    secureCookies: options.secureCookies ?? false,
+  };
+
+  if (!options.skipReconcile) {
+    const report = await environments.reconcile({ removeOrphans: false });
+    if (report.orphans.length > 0) {
+      logger.warn(
+        { orphans: report.orphans },
+        "workloads with cvm's labels and no environment; POST /api/v1/admin/reconcile?removeOrphans=1 removes them",
+      );
+    }
+  }
+
+  const { app } = createApp(deps, { webRoot: options.webRoot ?? defaultWebRoot });
+  const server = createAdaptorServer({ fetch: app.fetch, hostname: host }) as Server;
+  const terminal = attachTerminal(server, deps);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  logger.info({ url, store: store.kind, provider: provider.name }, "cvm server listening");
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      shutdown.abort();
+      terminal.close();
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await environments.close();
+      // Streams end on the shutdown signal; whatever still hangs is cut.
+      setTimeout(() => server.closeAllConnections(), 2000).unref();
+      await stopped;
+      await provider.close().catch((error) => logger.warn({ err: error }, "closing the provider"));
+      await store.close();
+      logger.info("cvm server stopped");
+    })();
+    return closing;
+  };
+  return { url, store, close };
 }

@@ -1,0 +1,119 @@
+/**
+ * The HTTP application: /healthz, /metrics, /api/v1 (one file per resource)
+ * and its OpenAPI document, and the dashboard's files. One error handler and
+ * one not-found handler answer every failure.
+ */
+
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { serveStatic } from "@hono/node-server/serve-static";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { routePath } from "hono/route";
+import { CvmError } from "../core/errors.js";
+import { adminRoutes } from "./admin.js";
+import { auditRoutes } from "./audit.js";
+import { authRoutes } from "./auth.js";
+import { apiPrefix } from "./contract.js";
+import { environmentRoutes } from "./environments.js";
+import { errorHandler, notFoundHandler } from "./errors.js";
+import { eventRoutes } from "./events.js";
+import { openApiDocument } from "./openapi.js";
+import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
+import { settingsRoutes } from "./settings.js";
+import { setupRoutes } from "./setup.js";
+import { documentTerminal } from "./terminal.js";
+import { tokenRoutes } from "./tokens.js";
+import { userRoutes } from "./users.js";
+
+const version = "0.1.0";
+const maxBodyBytes = 1024 * 1024;
+
+const placeholderPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cvm</title></head>
+<body><h1>cvm</h1><p>The server is running. The dashboard has not been built
+(<code>npm run build:web</code>); the API is at <a href="${apiPrefix}/openapi.json">${apiPrefix}/openapi.json</a>.</p></body></html>`;
+
+export interface ApiApp {
+  app: Hono<AppEnv>;
+  routes: ApiRoutes;
+}
+
+export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): ApiApp {
+  const app = new Hono<AppEnv>();
+  const { metrics } = deps;
+
+  app.use("*", async (c, next) => {
+    const started = performance.now();
+    await next();
+    // The matched pattern, never the raw path, so the label set stays small.
+    const matched = routePath(c, -1);
+    const route = matched === "*" || matched === "/*" || matched === `${apiPrefix}/*` ? "unmatched" : matched;
+    metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
+  });
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.get("/metrics", async (c) =>
+    c.body(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }),
+  );
+
+  const api = new Hono<AppEnv>();
+  api.use(
+    "*",
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: () => {
+        throw new CvmError("PAYLOAD_TOO_LARGE", `Request bodies are limited to ${maxBodyBytes} bytes`);
+      },
+    }),
+  );
+  const routes = new ApiRoutes(api, deps);
+  for (const register of [
+    setupRoutes,
+    authRoutes,
+    userRoutes,
+    tokenRoutes,
+    settingsRoutes,
+    auditRoutes,
+    environmentRoutes,
+    eventRoutes,
+    adminRoutes,
+    documentTerminal,
+  ]) {
+    register(routes);
+  }
+  let document: Record<string, unknown> | undefined;
+  routes.add(
+    {
+      method: "get",
+      path: "/openapi.json",
+      summary: "This document",
+      tag: "meta",
+      auth: false,
+      response: null,
+      status: 200,
+    },
+    (c) => {
+      document ??= openApiDocument(routes.docs, version);
+      return c.json(document);
+    },
+  );
+  api.all("*", notFoundHandler);
+  app.route(apiPrefix, api);
+
+  const webRoot = options.webRoot;
+  if (webRoot && existsSync(join(webRoot, "index.html"))) {
+    const index = readFileSync(join(webRoot, "index.html"), "utf8");
+    app.use("*", serveStatic({ root: webRoot }));
+    // The dashboard routes in the browser: any other page is its index.
+    app.get("*", (c) => c.html(index));
+  } else {
+    app.get("/", (c) => c.html(placeholderPage));
+  }
+
+  app.notFound(notFoundHandler);
+  app.onError(errorHandler(deps.logger));
+  api.onError(errorHandler(deps.logger));
+  return { app, routes };
+}

@@ -1,0 +1,73 @@
+/** Signing in and out, the session cookie, and the permission checks every route uses. */
+
+import type { Context } from "hono";
+import { deleteCookie, setCookie } from "hono/cookie";
+import { CvmError } from "../core/errors.js";
+import { can, type Permission, roles } from "../core/roles.js";
+import type { User } from "../core/user.js";
+import type { IssuedToken } from "../server/accounts.js";
+import { type SessionResponse, sessionCookie } from "./contract.js";
+import { readJson } from "./input.js";
+import type { ApiRoutes, AppContext } from "./routes.js";
+import { loginSchema, sessionSchema } from "./schemas.js";
+
+export function actorOf(c: AppContext): User {
+  return c.get("session").user;
+}
+
+/** 403 naming the roles that may; callers that must hide existence throw 404 themselves. */
+export function requirePermission(c: AppContext, permission: Permission, what: string): User {
+  const actor = actorOf(c);
+  if (!can(actor.role, permission)) {
+    const holders = roles.filter((role) => can(role, permission)).join(" or ");
+    throw new CvmError("FORBIDDEN", `Only ${holders} may ${what}`, { detail: `Your role is ${actor.role}.` });
+  }
+  return actor;
+}
+
+/** Answers a new session and sets the dashboard's cookie to it. */
+export function sessionAnswer(c: Context, user: User, issued: IssuedToken, secure: boolean, status: 200 | 201 = 200) {
+  setCookie(c, sessionCookie, issued.secret, {
+    httpOnly: true,
+    sameSite: "Strict",
+    secure,
+    path: "/",
+    expires: new Date(issued.token.expiresAt),
+  });
+  const body: SessionResponse = { user, token: issued.secret, expiresAt: issued.token.expiresAt };
+  return c.json(body, status);
+}
+
+export function authRoutes(routes: ApiRoutes): void {
+  const { accounts, secureCookies } = routes.deps;
+  routes.add(
+    {
+      method: "post",
+      path: "/auth/login",
+      summary: "Sign in; answers a session token and sets the session cookie",
+      tag: "accounts",
+      auth: false,
+      body: loginSchema,
+      response: sessionSchema,
+    },
+    async (c) => {
+      const { email, password } = await readJson(c, loginSchema);
+      const user = await accounts.login(email, password);
+      return sessionAnswer(c, user, await accounts.issue(user.id, "session", "session"), secureCookies);
+    },
+  );
+  routes.add(
+    {
+      method: "post",
+      path: "/auth/logout",
+      summary: "Revoke the current token and clear the session cookie",
+      tag: "accounts",
+      response: null,
+    },
+    async (c) => {
+      await routes.deps.store.tokens.revoke(c.get("session").token.id, new Date().toISOString());
+      deleteCookie(c, sessionCookie, { path: "/" });
+      return c.body(null, 204);
+    },
+  );
+}

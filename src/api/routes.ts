@@ -1,0 +1,94 @@
+/**
+ * How a resource file declares a route: one call registers the handler and
+ * its documentation together, so the OpenAPI document lists every route there
+ * is. Routes are signed-in unless they say `auth: false`.
+ */
+
+import type { Context, Hono } from "hono";
+import { getCookie } from "hono/cookie";
+import type { Logger } from "pino";
+import type { z } from "zod";
+import type { Provider } from "../core/provider.js";
+import type { Store } from "../core/store.js";
+import type { Accounts, Session } from "../server/accounts.js";
+import type { AuditLog } from "../server/audit-log.js";
+import type { EnvironmentService } from "../server/environment-service.js";
+import type { EventBus } from "../server/event-bus.js";
+import type { ServerMetrics } from "../server/metrics.js";
+import type { SettingsService } from "../server/settings-service.js";
+import { sessionCookie } from "./contract.js";
+
+export interface ApiDeps {
+  store: Store;
+  provider: Provider;
+  accounts: Accounts;
+  audit: AuditLog;
+  settings: SettingsService;
+  environments: EnvironmentService;
+  bus: EventBus;
+  metrics: ServerMetrics;
+  logger: Logger;
+  /** Aborted when the server stops: ends every open stream. */
+  shutdown: AbortSignal;
+  /** Mark the session cookie Secure (when served over HTTPS). */
+  secureCookies: boolean;
+}
+
+export type AppEnv = { Variables: { session: Session } };
+export type AppContext = Context<AppEnv>;
+
+export type Method = "get" | "post" | "put" | "patch" | "delete";
+
+export interface RouteDoc {
+  method: Method;
+  /** Relative to /api/v1, in Hono's syntax (`/environments/:ref`). */
+  path: string;
+  summary: string;
+  tag: string;
+  /** Default true: a session cookie or Bearer token is required. */
+  auth?: boolean;
+  body?: z.ZodType;
+  query?: z.ZodType;
+  /** The success body: a schema, `null` for 204, or a streamed kind. */
+  response: z.ZodType | null | { ndjson: z.ZodType } | "websocket" | "text";
+  status?: number;
+}
+
+/** The secret a request carries: `Authorization: Bearer`, else the session cookie. */
+export function requestSecret(authorization: string | undefined, cookie: string | undefined): string | undefined {
+  const bearer = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
+  return bearer ?? cookie;
+}
+
+export class ApiRoutes {
+  readonly docs: RouteDoc[] = [];
+
+  constructor(
+    readonly app: Hono<AppEnv>,
+    readonly deps: ApiDeps,
+  ) {}
+
+  add(doc: RouteDoc, handler: (c: AppContext) => Response | Promise<Response>): void {
+    this.docs.push(doc);
+    const { accounts } = this.deps;
+    this.app.on(doc.method.toUpperCase(), doc.path, async (c) => {
+      if (doc.auth !== false) {
+        const secret = requestSecret(c.req.header("authorization"), getCookie(c, sessionCookie));
+        c.set("session", await accounts.authenticate(secret));
+      }
+      return handler(c);
+    });
+  }
+
+  /** Documents a route served outside Hono (the terminal's WebSocket upgrade). */
+  document(doc: RouteDoc): void {
+    this.docs.push(doc);
+  }
+}
+
+/** A path parameter the route's pattern guarantees. */
+export function param(c: AppContext, name: string): string {
+  const value = c.req.param(name);
+  if (value === undefined) throw new Error(`route has no :${name}`);
+  return value;
+}

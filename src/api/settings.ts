@@ -1,0 +1,50 @@
+/** Manage > Admin > Infrastructure: the settings and the checks that guard the CVM toggle. */
+
+import { requirePermission } from "./auth.js";
+import { readJson } from "./input.js";
+import type { ApiRoutes } from "./routes.js";
+import { checksSchema, settingsSchema, settingsUpdateSchema } from "./schemas.js";
+
+export function settingsRoutes(routes: ApiRoutes): void {
+  const { settings } = routes.deps;
+  routes.add(
+    // Every signed-in user reads them: the dashboard offers CVMs only while they are enabled.
+    {
+      method: "get",
+      path: "/settings/infrastructure",
+      summary: "The infrastructure settings",
+      tag: "settings",
+      response: settingsSchema,
+    },
+    async (c) => c.json(await settings.get()),
+  );
+  routes.add(
+    {
+      method: "put",
+      path: "/settings/infrastructure",
+      summary:
+        "Change any part of the infrastructure settings (site admins and managers); turning CVMs on runs the infrastructure checks first",
+      tag: "settings",
+      body: settingsUpdateSchema,
+      response: settingsSchema,
+    },
+    async (c) => {
+      const actor = requirePermission(c, "settings:write", "change infrastructure settings");
+      const update = await readJson(c, settingsUpdateSchema);
+      return c.json(await settings.update(actor, update));
+    },
+  );
+  routes.add(
+    {
+      method: "get",
+      path: "/settings/infrastructure/checks",
+      summary: "Run the infrastructure checks",
+      tag: "settings",
+      response: checksSchema,
+    },
+    async (c) => {
+      requirePermission(c, "settings:read", "run infrastructure checks");
+      return c.json(await settings.checks());
+    },
+  );
+}

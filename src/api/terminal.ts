@@ -1,0 +1,210 @@
+/**
+ * The terminal: a WebSocket on /api/v1/environments/:ref/terminal, served on
+ * the HTTP server's 'upgrade' event, bridged to provider.exec. Binary frames
+ * carry bytes with a leading stream byte (0 stdin, 1 stdout, 2 stderr); text
+ * frames carry JSON control messages (resize, eof; exit, error).
+ */
+
+import type { IncomingMessage, Server } from "node:http";
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import { type WebSocket, WebSocketServer } from "ws";
+import { z } from "zod";
+import { CvmError } from "../core/errors.js";
+import type { ExecSession } from "../core/provider.js";
+import {
+  apiPrefix,
+  sessionCookie,
+  type TerminalClientMessage,
+  type TerminalServerMessage,
+  terminalStream,
+} from "./contract.js";
+import { errorAnswer } from "./errors.js";
+import { parse } from "./input.js";
+import { type ApiDeps, type ApiRoutes, requestSecret } from "./routes.js";
+import { isSet, terminalQuerySchema } from "./schemas.js";
+
+const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
+
+/** A login shell: bash where the image has it, sh otherwise. */
+export const loginShell = [
+  "/bin/sh",
+  "-lc",
+  "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi",
+];
+
+const commandSchema = z.array(z.string().min(1).max(4096)).min(1).max(256);
+const clientMessageSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("resize"),
+    cols: z.number().int().min(1).max(1000),
+    rows: z.number().int().min(1).max(1000),
+  }),
+  z.object({ type: z.literal("eof") }),
+]);
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of header?.split(";") ?? []) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(value.join("="));
+  }
+  return undefined;
+}
+
+/** Refuses an upgrade with the API's usual error body, before any WebSocket exists. */
+function refuse(socket: Duplex, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+}
+
+function parseCommand(raw: string | undefined): string[] | undefined {
+  if (raw === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new CvmError("BAD_REQUEST", "command must be a JSON array of strings", {
+      validations: [{ field: "command", detail: 'must be a JSON array of strings, such as ["ls","-l"]' }],
+    });
+  }
+  return parse(commandSchema.describe("command"), value, "command");
+}
+
+export function documentTerminal(routes: ApiRoutes): void {
+  routes.document({
+    method: "get",
+    path: "/environments/:ref/terminal",
+    summary:
+      "WebSocket: a shell (or `command`) in a running environment. Binary frames: a stream byte (0 stdin, 1 stdout, 2 stderr) then bytes; text frames: JSON {type: resize|eof} from the client, {type: exit, code} or {type: error, message} from the server",
+    tag: "environments",
+    query: terminalQuerySchema,
+    response: "websocket",
+    status: 101,
+  });
+}
+
+export function attachTerminal(server: Server, deps: ApiDeps): { close(): void } {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  const sessions = new Set<{ ws: WebSocket; exec: ExecSession }>();
+
+  async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const match = terminalPath.exec(url.pathname);
+    if (!match) throw new CvmError("NOT_FOUND", `No WebSocket at ${url.pathname}`);
+    const cookie = cookieValue(request.headers.cookie, sessionCookie);
+    const secret = requestSecret(request.headers.authorization, cookie);
+    // A cookie rides along on any page's request; only the dashboard's own origin may use it.
+    const origin = request.headers.origin;
+    if (secret === cookie && origin && new URL(origin).host !== request.headers.host) {
+      throw new CvmError("FORBIDDEN", "Cross-origin terminal requests are refused");
+    }
+    const { user } = await deps.accounts.authenticate(secret);
+    const query = parse(terminalQuerySchema, Object.fromEntries(url.searchParams), "query");
+    const command = parseCommand(query.command);
+    const environment = await deps.environments.find(user, decodeURIComponent(match[1]));
+    if (environment.state !== "running") {
+      throw new CvmError("CONFLICT", `The environment is ${environment.state}: start it first`);
+    }
+    const tty = query.tty === undefined ? true : isSet(query.tty);
+    const exec = await deps.provider.exec(environment, {
+      command: command ?? loginShell,
+      tty,
+      cols: query.cols ?? 80,
+      rows: query.rows ?? 24,
+      env: tty ? { TERM: "xterm-256color" } : undefined,
+    });
+    if (socket.destroyed) {
+      exec.kill();
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => bridge(ws, exec, environment.id, user.email));
+  }
+
+  function bridge(ws: WebSocket, exec: ExecSession, environmentId: string, email: string): void {
+    const entry = { ws, exec };
+    sessions.add(entry);
+    deps.logger.info({ environmentId, email }, "terminal opened");
+    let exited = false;
+    const control = (message: TerminalServerMessage) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message));
+    };
+    exec.onOutput((stream, data) => {
+      if (ws.readyState !== ws.OPEN) return;
+      const frame = Buffer.allocUnsafe(data.length + 1);
+      frame[0] = terminalStream[stream];
+      frame.set(data, 1);
+      ws.send(frame, { binary: true });
+    });
+    ws.on("message", (data, isBinary) => {
+      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      if (isBinary) {
+        if (bytes[0] === terminalStream.stdin) exec.write(bytes.subarray(1));
+        return;
+      }
+      let message: TerminalClientMessage;
+      try {
+        message = clientMessageSchema.parse(JSON.parse(bytes.toString("utf8")));
+      } catch {
+        return control({
+          type: "error",
+          message: 'unknown control message: expected {"type":"resize",cols,rows} or {"type":"eof"}',
+        });
+      }
+      if (message.type === "resize") exec.resize(message.cols, message.rows).catch(() => undefined);
+      else exec.end();
+    });
+    // The environment stopping or going away ends the session.
+    const unsubscribe = deps.bus.subscribe((event) => {
+      const gone =
+        event.type === "deleted"
+          ? event.id === environmentId
+          : event.environment.id === environmentId && event.environment.state !== "running";
+      if (gone && !exited) {
+        control({ type: "error", message: "The environment stopped" });
+        exec.kill();
+      }
+    });
+    ws.on("close", () => {
+      unsubscribe();
+      sessions.delete(entry);
+      if (!exited) exec.kill();
+    });
+    ws.on("error", () => ws.terminate());
+    exec.exited.then(
+      async (code) => {
+        exited = true;
+        // Output still in flight is delivered before the exit message.
+        await new Promise((resolve) => setImmediate(resolve));
+        control({ type: "exit", code });
+        ws.close(1000, "exited");
+      },
+      (error) => {
+        exited = true;
+        control({ type: "error", message: error instanceof Error ? error.message : String(error) });
+        ws.close(1011, "exec failed");
+      },
+    );
+  }
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    upgrade(request, socket, head).catch((error) => {
+      const [status, body] = errorAnswer(error, deps.logger, { path: request.url, ws: true });
+      refuse(socket, status, body);
+    });
+  };
+  server.on("upgrade", onUpgrade);
+
+  return {
+    close() {
+      server.off("upgrade", onUpgrade);
+      for (const { ws, exec } of sessions) {
+        exec.kill();
+        ws.close(1001, "server stopping");
+      }
+      wss.close();
+    },
+  };
+}

@@ -1,0 +1,78 @@
+/** Accounts: who am I, and (site admins) creating users and changing roles. */
+
+import { CvmError, notFound } from "../core/errors.js";
+import type { User } from "../core/user.js";
+import { actorOf, requirePermission } from "./auth.js";
+import { readJson } from "./input.js";
+import { type ApiRoutes, param } from "./routes.js";
+import { createUserSchema, itemsOf, updateUserSchema, userSchema } from "./schemas.js";
+
+const isActiveAdmin = (u: User) => u.role === "site-admin" && u.active;
+
+export function userRoutes(routes: ApiRoutes): void {
+  const { store, accounts, audit } = routes.deps;
+  routes.add(
+    { method: "get", path: "/users/me", summary: "The signed-in user", tag: "users", response: userSchema },
+    (c) => c.json(actorOf(c)),
+  );
+  routes.add(
+    {
+      method: "get",
+      path: "/users",
+      summary: "Every user (site admins and managers)",
+      tag: "users",
+      response: itemsOf(userSchema),
+    },
+    async (c) => {
+      requirePermission(c, "users:read", "list users");
+      return c.json({ items: await store.users.list() });
+    },
+  );
+  routes.add(
+    {
+      method: "post",
+      path: "/users",
+      summary: "Create a user (site admins)",
+      tag: "users",
+      body: createUserSchema,
+      response: userSchema,
+      status: 201,
+    },
+    async (c) => {
+      const actor = requirePermission(c, "users:write", "create users");
+      const request = await readJson(c, createUserSchema);
+      const user = await store.users.create(await accounts.createUser(request));
+      await audit.record(actor, "user.create", `user/${user.id}`, null, user);
+      return c.json(user, 201);
+    },
+  );
+  routes.add(
+    {
+      method: "patch",
+      path: "/users/:id",
+      summary: "Change a user's role, name or activation (site admins)",
+      tag: "users",
+      body: updateUserSchema,
+      response: userSchema,
+    },
+    async (c) => {
+      const actor = requirePermission(c, "users:write", "change users and roles");
+      const patch = await readJson(c, updateUserSchema);
+      const before = await store.users.get(param(c, "id"));
+      if (!before) throw notFound("User");
+      const demoted =
+        isActiveAdmin(before) && ((patch.role !== undefined && patch.role !== "site-admin") || patch.active === false);
+      if (demoted && (await store.users.list()).filter(isActiveAdmin).length <= 1) {
+        throw new CvmError("CONFLICT", "This is the last active site admin: make another user site admin first", {
+          validations: [
+            { field: patch.active === false ? "active" : "role", detail: "would leave no active site admin" },
+          ],
+        });
+      }
+      const after = await store.users.update(before.id, patch);
+      const action = patch.role !== undefined && patch.role !== before.role ? "user.set-role" : "user.update";
+      await audit.record(actor, action, `user/${after.id}`, before, after);
+      return c.json(after);
+    },
+  );
+}

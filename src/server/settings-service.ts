@@ -1,0 +1,89 @@
+/**
+ * The infrastructure settings: read over the defaults, updated as a merge, and
+ * guarded by the infrastructure checks when CVMs are turned on.
+ */
+
+import type { CheckResult, CheckStatus, ChecksResponse, InfrastructureSettingsUpdate } from "../api/contract.js";
+import { CvmError, invalid } from "../core/errors.js";
+import { defaultSettings, type InfrastructureSettings, settingsProblems } from "../core/settings.js";
+import type { Store } from "../core/store.js";
+import { type CheckContext, runInfrastructureChecks } from "../infra/index.js";
+import type { Actor, AuditLog } from "./audit-log.js";
+import { KeyedMutex } from "./keyed-mutex.js";
+
+const severity: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
+
+export function worstOf(checks: readonly CheckResult[]): CheckStatus {
+  return checks.reduce<CheckStatus>((worst, c) => (severity[c.status] > severity[worst] ? c.status : worst), "pass");
+}
+
+/** Stored settings over the defaults, so settings added later have a value on old installs. */
+function withDefaults(stored: Partial<InfrastructureSettings> | undefined): InfrastructureSettings {
+  return {
+    ...defaultSettings,
+    ...stored,
+    limits: { ...defaultSettings.limits, ...stored?.limits },
+    supervisorPrivileges: { ...defaultSettings.supervisorPrivileges, ...stored?.supervisorPrivileges },
+  };
+}
+
+export class SettingsService {
+  private readonly mutex = new KeyedMutex();
+
+  constructor(
+    private readonly store: Store,
+    private readonly audit: AuditLog,
+    private readonly checkContext: Omit<CheckContext, "settings">,
+  ) {}
+
+  async get(): Promise<InfrastructureSettings> {
+    return withDefaults(await this.store.settings.getInfrastructure());
+  }
+
+  async checks(settings?: InfrastructureSettings): Promise<ChecksResponse> {
+    const checks = await runInfrastructureChecks({ ...this.checkContext, settings: settings ?? (await this.get()) });
+    return { checks, worst: worstOf(checks) };
+  }
+
+  async update(actor: Actor, update: InfrastructureSettingsUpdate): Promise<InfrastructureSettings> {
+    return this.mutex.run("infrastructure", async () => {
+      const { force, limits, supervisorPrivileges, ...rest } = update;
+      const before = await this.get();
+      const after: InfrastructureSettings = {
+        ...before,
+        ...rest,
+        limits: { ...before.limits, ...limits },
+        supervisorPrivileges: { ...before.supervisorPrivileges, ...supervisorPrivileges },
+      };
+      const problems = settingsProblems(after);
+      if (problems.length > 0) throw invalid(problems, "Invalid infrastructure settings");
+      const turningOn = !before.cvmEnabled && after.cvmEnabled;
+      let forced = false;
+      if (turningOn) {
+        const failing = (await this.checks(after)).checks.filter((c) => c.status === "fail");
+        if (failing.length > 0 && !force) {
+          throw new CvmError(
+            "CONFLICT",
+            `CVMs stay disabled: ${failing.length} infrastructure check(s) fail (${failing.map((c) => c.id).join(", ")}); fix them, or turn CVMs on with force`,
+            {
+              detail: failing
+                .map((c) => `${c.id}: ${c.title}: ${c.evidence}${c.remedy ? ` (${c.remedy})` : ""}`)
+                .join("\n"),
+              validations: failing.map((c) => ({ field: `checks.${c.id}`, detail: `${c.title}: ${c.evidence}` })),
+            },
+          );
+        }
+        forced = failing.length > 0;
+      }
+      await this.store.settings.putInfrastructure(after);
+      await this.audit.record(
+        actor,
+        "settings.update",
+        "settings/infrastructure",
+        before,
+        forced ? { ...after, forced: true } : after,
+      );
+      return after;
+    });
+  }
+}

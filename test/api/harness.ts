@@ -1,0 +1,93 @@
+/**
+ * A real cvm server for API tests, over real HTTP, on either store: SQLite in
+ * a temporary directory, or a fresh PostgreSQL database of its own.
+ */
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { CvmClient } from "../../src/client/index.js";
+import type { Provider } from "../../src/core/provider.js";
+import type { Role } from "../../src/core/roles.js";
+import type { User } from "../../src/core/user.js";
+import { createProvider } from "../../src/providers/index.js";
+import { type RunningServer, startServer } from "../../src/server/index.js";
+import { freshPostgresUrl } from "../../src/store/testing.js";
+import { unreachableProvider } from "./unreachable-provider.js";
+
+export const storeKinds = ["sqlite", "postgres"] as const;
+export type StoreKind = (typeof storeKinds)[number];
+
+export interface TestServer {
+  server: RunningServer;
+  url: string;
+  /** A client without credentials. */
+  anonymous(): CvmClient;
+  /** Creates the first admin and returns a client signed in as it. */
+  firstAdmin(): Promise<CvmClient & { user: User }>;
+  /** Creates a user (through the admin) and returns a client signed in as it. */
+  userWithRole(admin: CvmClient, role: Role, email?: string): Promise<CvmClient & { user: User }>;
+  close(): Promise<void>;
+}
+
+/** Whether the real docker provider exists yet; lifecycle tests skip (saying why) until it does. */
+export async function realProvider(): Promise<Provider | undefined> {
+  try {
+    const provider = await createProvider({
+      kind: "docker",
+      dataDir: mkdtempSync(join(tmpdir(), "cvm-api-probe-")),
+      logger: pino({ level: "silent" }),
+    });
+    await provider.close();
+    return provider;
+  } catch (error) {
+    if (String(error).includes("not implemented")) return undefined;
+    throw error;
+  }
+}
+
+export const password = "correct horse battery";
+let counter = 0;
+
+export async function startTestServer(kind: StoreKind): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "cvm-api-test-"));
+  const database = kind === "postgres" ? await freshPostgresUrl() : undefined;
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    dataDir,
+    postgresUrl: database?.url,
+    provider: "docker",
+    dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
+    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
+    webRoot: join(dataDir, "no-dashboard"),
+    providerInstance: (await realProvider()) ? undefined : unreachableProvider(),
+  });
+  const anonymous = () => new CvmClient({ baseUrl: server.url });
+  const signedIn = async (email: string) => {
+    const client = anonymous();
+    const session = await client.login({ email, password });
+    client.token = session.token;
+    return Object.assign(client, { user: session.user });
+  };
+  return {
+    server,
+    url: server.url,
+    anonymous,
+    async firstAdmin() {
+      const client = anonymous();
+      const session = await client.createFirstAdmin({ email: "admin@example.com", password });
+      client.token = session.token;
+      return Object.assign(client, { user: session.user });
+    },
+    async userWithRole(admin, role, email = `user${++counter}-${role}@example.com`) {
+      await admin.createUser({ email, password, role });
+      return signedIn(email);
+    },
+    async close() {
+      await server.close();
+      await database?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

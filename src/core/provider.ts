@@ -66,6 +66,20 @@ export interface LabeledWorkload {
   running: boolean;
 }
 
+/**
+ * What a supervisor running away from the server (a Kubernetes Pod) tells it
+ * about its environment's build, over the per-environment report channel.
+ */
+export interface SupervisorReport {
+  /** Build-log lines, in order. */
+  lines?: string[];
+  /** The build state the supervisor has reached. */
+  state?: "pulling" | "creating" | "starting" | "running" | "failed";
+  /** Why, when the state is failed. */
+  reason?: string;
+  observation?: Partial<Pick<Observation, "runtime" | "systemd" | "failedUnits" | "docker">>;
+}
+
 export interface Provider {
   readonly name: "docker" | "kubernetes";
   /** Pull, create and start; returns once the environment is ready, or throws with a reason. */
@@ -83,5 +97,11 @@ export interface Provider {
   /** Every workload with cvm's labels, for reconciling with the store. */
   listWorkloads(): Promise<LabeledWorkload[]>;
   removeWorkload(ref: string): Promise<void>;
+  /**
+   * Providers whose supervisors report over the network (kubernetes) accept
+   * those reports here; `token` is the environment's own report token, and a
+   * wrong one is refused with a 401.
+   */
+  acceptSupervisorReport?(environmentId: string, token: string, report: SupervisorReport): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,7 +1,489 @@
-import type { Provider } from "../../core/provider.js";
-import type { ProviderOptions } from "../index.js";
+/**
+ * The kubernetes provider: one Pod per environment in the installation's
+ * namespace, beside the environment's home claim and its Secret (registry
+ * credentials and the supervisor's report token). A CVM's Pod runs
+ * `cvm supervisor`, the same code that supervises CVMs on one machine; a
+ * standard environment's Pod runs the image itself.
+ *
+ * One informer watches every cvm Pod (pod-watch.ts); builds wait on its
+ * events, observations read its cache, and a restarted server finds in it the
+ * Pods it left behind. The supervisor's reports (log lines, states, systemd's
+ * and Docker's status) arrive through acceptSupervisorReport.
+ */
 
-/** (Stub: the kubernetes provider's owner replaces it.) */
-export async function createKubernetesProvider(_options: ProviderOptions): Promise<Provider> {
-  throw new Error("kubernetes provider: not implemented yet");
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import type { Environment, EnvironmentState, RegistryCredentials } from "../../core/environment.js";
+import { CvmError } from "../../core/errors.js";
+import type {
+  BuildContext,
+  ExecOptions,
+  ExecSession,
+  LabeledWorkload,
+  Observation,
+  Provider,
+  SupervisorReport,
+} from "../../core/provider.js";
+import type { InfrastructureSettings } from "../../core/settings.js";
+import type { ProviderOptions } from "../index.js";
+import { startExec } from "./exec-session.js";
+import { apiMessage, clusterRefusal, isConflict, isNotFound } from "./kube-errors.js";
+import { annotations, environmentContainer, labels, objectNames, secretKeys, supervisorContainer } from "./names.js";
+import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
+import { podView } from "./pod-state.js";
+import { PodWatch } from "./pod-watch.js";
+
+export { annotations, labels, objectNames } from "./names.js";
+export {
+  environmentPodSpec,
+  environmentSecretSpec,
+  homeClaimSpec,
+  standardPodSpec,
+  supervisorPodSpec,
+} from "./pod-spec.js";
+export { podView } from "./pod-state.js";
+
+export interface KubernetesProviderOptions extends ProviderOptions {
+  /** The StorageClass of home claims; the cluster's default when absent. */
+  storageClass?: string;
+  /** The image CVM Pods run (images/supervisor). */
+  supervisorImage?: string;
+  /** How long a Pod may take to become ready before its build fails. */
+  buildTimeoutSeconds?: number;
+  /** How long stop and delete wait for a Pod to go before removing it by force. */
+  stopTimeoutSeconds?: number;
 }
+
+const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+const buildStates = ["pulling", "creating", "starting"] as const;
+type BuildStage = (typeof buildStates)[number];
+
+function loadConfig(kubeconfig: string | undefined): KubeConfig {
+  const config = new KubeConfig();
+  if (kubeconfig) config.loadFromFile(kubeconfig);
+  else config.loadFromCluster();
+  return config;
+}
+
+function defaultNamespace(options: KubernetesProviderOptions): string {
+  if (options.namespace) return options.namespace;
+  if (!options.kubeconfig) {
+    try {
+      return readFileSync(inClusterNamespaceFile, "utf8").trim();
+    } catch {
+      // not in a cluster: fall through
+    }
+  }
+  return "cvm";
+}
+
+export async function createKubernetesProvider(options: KubernetesProviderOptions): Promise<KubernetesProvider> {
+  const provider = new KubernetesProvider(loadConfig(options.kubeconfig), defaultNamespace(options), options);
+  await provider.connect();
+  return provider;
+}
+
+/** One build in progress in this process: where the supervisor's reports go while it waits. */
+interface LiveBuild {
+  buildId?: string;
+  context: BuildContext;
+  reach(state: BuildStage): void;
+}
+
+export class KubernetesProvider implements Provider {
+  readonly name = "kubernetes" as const;
+  private readonly core: CoreV1Api;
+  private readonly watch: PodWatch;
+  private readonly logger: Logger;
+  private readonly tokens = new Map<string, string>();
+  private readonly reports = new Map<string, SupervisorReport>();
+  private readonly live = new Map<string, LiveBuild>();
+
+  constructor(
+    readonly config: KubeConfig,
+    readonly namespace: string,
+    private readonly options: KubernetesProviderOptions,
+  ) {
+    this.core = config.makeApiClient(CoreV1Api);
+    this.logger = options.logger.child({ provider: "kubernetes", namespace });
+    this.watch = new PodWatch(config, namespace, this.logger);
+  }
+
+  /** Lists and starts watching the namespace's cvm Pods. */
+  async connect(): Promise<void> {
+    try {
+      await this.watch.start();
+    } catch (error) {
+      throw new CvmError("UNAVAILABLE", `Cannot watch Pods in namespace ${this.namespace}: ${apiMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** How many times the Pod watch dropped and resumed. */
+  get watchRestarts(): number {
+    return this.watch.restarts;
+  }
+
+  private podOptions(discardDockerData: boolean): PodOptions {
+    return {
+      supervisorImage: this.options.supervisorImage ?? process.env.CVM_SUPERVISOR_IMAGE,
+      serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? this.options.serverUrl,
+      stopTimeoutSeconds: this.options.stopTimeoutSeconds ?? 30,
+      discardDockerData,
+    };
+  }
+
+  async build(environment: Environment, context: BuildContext): Promise<Observation> {
+    return this.run(environment, context);
+  }
+
+  async start(environment: Environment, context: BuildContext): Promise<Observation> {
+    return this.run(environment, context);
+  }
+
+  /**
+   * Makes sure the claim, the Secret and a Pod of this build exist, adopting
+   * a Pod of the same build left by an earlier server, then waits for the Pod
+   * (and the supervisor's reports) to say running or failed.
+   */
+  private async run(environment: Environment, context: BuildContext): Promise<Observation> {
+    const names = objectNames(environment.id);
+    const entered = new Set<EnvironmentState>();
+    let queue = Promise.resolve();
+    const reach = (state: BuildStage) => {
+      const upTo = buildStates.slice(0, buildStates.indexOf(state) + 1);
+      for (const step of upTo) {
+        if (entered.has(step)) continue;
+        entered.add(step);
+        queue = queue.then(() => context.enter(step));
+      }
+    };
+    const log = (text: string) => {
+      queue = queue.then(() => context.log(text));
+    };
+    this.live.set(environment.id, { buildId: environment.buildId, context, reach });
+    try {
+      await this.ensureSecret(environment, context.credentials);
+      const discardDockerData = await this.ensureClaim(environment);
+      context.signal.throwIfAborted();
+
+      const existing = this.watch.get(environment.id);
+      const sameBuild = existing?.metadata?.labels?.[labels.build] === environment.buildId;
+      if (existing && sameBuild && !existing.metadata?.deletionTimestamp) {
+        log(`adopting Pod ${names.pod} of this build (found on start-up)`);
+      } else {
+        if (existing) {
+          log(`removing the previous Pod ${existing.metadata?.name}`);
+          await this.deletePodAndWait(environment.id, 0);
+        }
+        reach("pulling");
+        await this.createPod(environment, context.settings, discardDockerData);
+        log(`created Pod ${names.pod} in namespace ${this.namespace}`);
+      }
+
+      const timeoutSeconds = this.options.buildTimeoutSeconds ?? 1200;
+      const signal = AbortSignal.any([context.signal, AbortSignal.timeout(timeoutSeconds * 1000)]);
+      let seen = false;
+      let lastReason: string | undefined;
+      let started = false;
+      try {
+        await this.watch.until(
+          environment.id,
+          (pod) => {
+            const view = podView(pod);
+            const report = this.reports.get(environment.id);
+            if (pod) seen = true;
+            if (view.reason && view.reason !== lastReason) {
+              lastReason = view.reason;
+              log(view.reason);
+            }
+            if (report?.state === "failed") throw new CvmError("UNAVAILABLE", report.reason ?? "the supervisor failed");
+            switch (view.stage) {
+              case "absent":
+                if (seen) throw new CvmError("UNAVAILABLE", `the Pod ${names.pod} was deleted`);
+                return undefined;
+              case "terminating":
+                throw new CvmError("UNAVAILABLE", `the Pod ${names.pod} is being deleted`);
+              case "failed":
+                throw new CvmError("UNAVAILABLE", view.reason ?? "the Pod failed");
+              case "pending":
+                return undefined;
+              case "starting":
+                if (!started) {
+                  started = true;
+                  log(`${environment.cvm ? "supervisor" : "container"} started on node ${view.node}`);
+                }
+                reach(environment.cvm ? "creating" : "starting");
+                return report?.state === "running" ? true : undefined;
+              case "running":
+                reach("starting");
+                return true;
+            }
+          },
+          signal,
+        );
+      } catch (error) {
+        if (context.signal.aborted) throw context.signal.reason;
+        if (signal.aborted) {
+          throw new CvmError(
+            "UNAVAILABLE",
+            `the Pod did not become ready within ${timeoutSeconds} s${lastReason ? ` (${lastReason})` : ""}`,
+          );
+        }
+        throw error;
+      }
+      log(`Pod ${names.pod} is ready`);
+      await queue;
+      return this.observation(environment, this.watch.get(environment.id));
+    } finally {
+      await queue.catch(() => undefined);
+      if (this.live.get(environment.id)?.context === context) this.live.delete(environment.id);
+    }
+  }
+
+  private async createPod(environment: Environment, settings: InfrastructureSettings, discard: boolean) {
+    const pod = environmentPodSpec(environment, settings, this.podOptions(discard));
+    try {
+      await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
+    } catch (error) {
+      throw clusterRefusal(`the environment's Pod`, error);
+    }
+    if (discard) {
+      const claim = objectNames(environment.id).claim;
+      await this.core
+        .patchNamespacedPersistentVolumeClaim(
+          {
+            name: claim,
+            namespace: this.namespace,
+            body: [{ op: "remove", path: `/metadata/annotations/${annotations.discardDockerData.replace("/", "~1")}` }],
+          },
+          jsonPatch,
+        )
+        .catch((error) => this.logger.warn({ err: error, claim }, "could not clear the discard mark"));
+    }
+  }
+
+  /** The Secret with registry credentials and the report token; an existing one keeps its token. */
+  private async ensureSecret(environment: Environment, credentials: RegistryCredentials | undefined): Promise<void> {
+    const name = objectNames(environment.id).secret;
+    let token = randomBytes(32).toString("hex");
+    try {
+      await this.core.createNamespacedSecret({
+        namespace: this.namespace,
+        body: environmentSecretSpec(environment, credentials, token),
+      });
+    } catch (error) {
+      if (!isConflict(error)) throw clusterRefusal(`the environment's Secret`, error);
+      const existing = await this.core.readNamespacedSecret({ name, namespace: this.namespace });
+      const stored = existing.data?.[secretKeys.reportToken];
+      token = stored ? Buffer.from(stored, "base64").toString("utf8") : token;
+      if (credentials || !stored) {
+        await this.core.replaceNamespacedSecret({
+          name,
+          namespace: this.namespace,
+          body: { ...environmentSecretSpec(environment, credentials, token), metadata: { ...existing.metadata } },
+        });
+      }
+    }
+    this.tokens.set(environment.id, token);
+  }
+
+  /** Creates the home claim unless it exists; says whether a rebuild asked to discard the inner Docker's data. */
+  private async ensureClaim(environment: Environment): Promise<boolean> {
+    const storageClass = this.options.storageClass ?? process.env.CVM_STORAGE_CLASS;
+    try {
+      await this.core.createNamespacedPersistentVolumeClaim({
+        namespace: this.namespace,
+        body: homeClaimSpec(environment, storageClass || undefined),
+      });
+      return false;
+    } catch (error) {
+      if (!isConflict(error)) throw clusterRefusal(`the environment's home claim`, error);
+      const claim = await this.core.readNamespacedPersistentVolumeClaim({
+        name: objectNames(environment.id).claim,
+        namespace: this.namespace,
+      });
+      return claim.metadata?.annotations?.[annotations.discardDockerData] === "true";
+    }
+  }
+
+  /** Deletes the environment's Pod (if any) and waits until the watch sees it gone; forces it after the grace period. */
+  private async deletePodAndWait(environmentId: string, graceSeconds: number): Promise<void> {
+    const pod = this.watch.get(environmentId);
+    const name = pod?.metadata?.name ?? objectNames(environmentId).pod;
+    const uid = pod?.metadata?.uid;
+    const gone = (current: V1Pod | undefined) =>
+      !current || (uid && current.metadata?.uid !== uid) ? true : undefined;
+    const remove = async (grace: number) => {
+      try {
+        await this.core.deleteNamespacedPod({ name, namespace: this.namespace, gracePeriodSeconds: grace });
+      } catch (error) {
+        if (!isNotFound(error)) throw clusterRefusal(`deleting Pod ${name}`, error);
+      }
+    };
+    await remove(graceSeconds);
+    if (!pod) return;
+    try {
+      await this.watch.until(environmentId, gone, AbortSignal.timeout((graceSeconds + 30) * 1000));
+    } catch {
+      this.logger.warn({ pod: name }, "pod outlived its grace period; removing it by force");
+      await remove(0);
+      await this.watch.until(environmentId, gone, AbortSignal.timeout(30_000));
+    }
+  }
+
+  async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
+    this.reports.delete(environment.id);
+    await this.deletePodAndWait(environment.id, timeoutSeconds);
+  }
+
+  async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
+    const names = objectNames(environment.id);
+    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    await this.deleteIgnoringMissing(`Secret ${names.secret}`, () =>
+      this.core.deleteNamespacedSecret({ name: names.secret, namespace: this.namespace }),
+    );
+    if (!options.keepHome) {
+      await this.deleteIgnoringMissing(`claim ${names.claim}`, () =>
+        this.core.deleteNamespacedPersistentVolumeClaim({ name: names.claim, namespace: this.namespace }),
+      );
+    }
+    this.tokens.delete(environment.id);
+    this.reports.delete(environment.id);
+  }
+
+  async discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void> {
+    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    this.reports.delete(environment.id);
+    if (options.keepDockerData) return;
+    // One claim holds home and the inner Docker's data: the next supervisor empties the latter.
+    const name = objectNames(environment.id).claim;
+    try {
+      await this.core.patchNamespacedPersistentVolumeClaim(
+        {
+          name,
+          namespace: this.namespace,
+          body: { metadata: { annotations: { [annotations.discardDockerData]: "true" } } },
+        },
+        mergePatch,
+      );
+    } catch (error) {
+      if (!isNotFound(error)) throw clusterRefusal(`marking claim ${name}`, error);
+    }
+  }
+
+  private async deleteIgnoringMissing(what: string, work: () => Promise<unknown>): Promise<void> {
+    try {
+      await work();
+    } catch (error) {
+      if (!isNotFound(error)) throw clusterRefusal(`deleting ${what}`, error);
+    }
+  }
+
+  async observe(environment: Environment): Promise<Observation> {
+    return this.observation(environment, this.watch.get(environment.id));
+  }
+
+  private observation(environment: Environment, pod: V1Pod | undefined): Observation {
+    const view = podView(pod);
+    const reported = this.reports.get(environment.id)?.observation ?? {};
+    const runtime = environment.cvm ? (reported.runtime ?? environment.runtime) : "none";
+    return {
+      exists: view.stage !== "absent",
+      running: view.stage === "running",
+      runtime,
+      systemd: reported.systemd ?? "unknown",
+      failedUnits: reported.failedUnits ?? [],
+      docker: reported.docker ?? "unknown",
+      ...(view.stage === "running" ? {} : { reason: view.reason ?? `the Pod is ${view.stage}` }),
+    };
+  }
+
+  async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
+    const pod = this.watch.get(environment.id);
+    if (podView(pod).stage !== "running" || !pod?.metadata?.name) {
+      throw new CvmError("CONFLICT", `The environment's Pod is not running`);
+    }
+    // A CVM's shell runs in the inner container, through the supervisor that owns it.
+    const command = environment.cvm
+      ? ["cvm", "supervisor", "exec", ...(options.tty ? ["--tty"] : []), "--", ...options.command]
+      : options.command;
+    return startExec(this.config, {
+      namespace: this.namespace,
+      pod: pod.metadata.name,
+      container: environment.cvm ? supervisorContainer : environmentContainer,
+      command,
+      tty: options.tty,
+      cols: options.cols,
+      rows: options.rows,
+    });
+  }
+
+  async listWorkloads(): Promise<LabeledWorkload[]> {
+    return this.watch.all().flatMap((pod) => {
+      const environmentId = pod.metadata?.labels?.[labels.environment];
+      if (!environmentId || !pod.metadata?.name) return [];
+      return [{ environmentId, ref: pod.metadata.name, running: podView(pod).stage === "running" }];
+    });
+  }
+
+  /** Removes an orphan's Pod and Secret; its claim (someone's home) stays for an admin to judge. */
+  async removeWorkload(ref: string): Promise<void> {
+    await this.deleteIgnoringMissing(`Pod ${ref}`, () =>
+      this.core.deleteNamespacedPod({ name: ref, namespace: this.namespace, gracePeriodSeconds: 0 }),
+    );
+    await this.deleteIgnoringMissing(`Secret ${ref}`, () =>
+      this.core.deleteNamespacedSecret({ name: ref, namespace: this.namespace }),
+    );
+  }
+
+  async acceptSupervisorReport(environmentId: string, token: string, report: SupervisorReport): Promise<void> {
+    if (!(await this.tokenMatches(environmentId, token))) {
+      throw new CvmError("UNAUTHORIZED", "Not this environment's supervisor (wrong report token)");
+    }
+    const previous = this.reports.get(environmentId);
+    this.reports.set(environmentId, {
+      ...previous,
+      ...report,
+      observation: { ...previous?.observation, ...report.observation },
+    });
+    const live = this.live.get(environmentId);
+    if (live) {
+      for (const line of report.lines ?? []) await live.context.log(line);
+      if (report.state && report.state !== "running" && report.state !== "failed") live.reach(report.state);
+    }
+    this.watch.poke(environmentId);
+  }
+
+  private async tokenMatches(environmentId: string, token: string): Promise<boolean> {
+    let expected = this.tokens.get(environmentId);
+    if (!expected) {
+      try {
+        const secret = await this.core.readNamespacedSecret({
+          name: objectNames(environmentId).secret,
+          namespace: this.namespace,
+        });
+        const stored = secret.data?.[secretKeys.reportToken];
+        if (!stored) return false;
+        expected = Buffer.from(stored, "base64").toString("utf8");
+        this.tokens.set(environmentId, expected);
+      } catch (error) {
+        if (isNotFound(error)) return false;
+        throw clusterRefusal("reading the environment's Secret", error);
+      }
+    }
+    const a = Buffer.from(expected);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  async close(): Promise<void> {
+    await this.watch.stop();
+  }
+}
+
+const jsonPatch = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
+const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);

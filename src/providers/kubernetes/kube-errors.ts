@@ -1,0 +1,50 @@
+/**
+ * The API server's refusals, in its own words: an admission webhook's or Pod
+ * Security's message reaches the user unchanged, inside a CvmError.
+ */
+
+import { ApiException } from "@kubernetes/client-node";
+import { CvmError, type ErrorCode } from "../../core/errors.js";
+
+/** The Status message the API server answered with, or the error's own message. */
+export function apiMessage(error: unknown): string {
+  if (error instanceof ApiException) {
+    const body = error.body as unknown;
+    const parsed = typeof body === "string" ? safeJson(body) : body;
+    const message = (parsed as { message?: unknown } | undefined)?.message;
+    if (typeof message === "string" && message) return message;
+    return `HTTP ${error.code}`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { message: text };
+  }
+}
+
+export function statusOf(error: unknown): number | undefined {
+  return error instanceof ApiException ? error.code : undefined;
+}
+
+export const isNotFound = (error: unknown) => statusOf(error) === 404;
+export const isConflict = (error: unknown) => statusOf(error) === 409;
+
+const codeOfStatus: Record<number, ErrorCode> = {
+  400: "BAD_REQUEST",
+  401: "UNAVAILABLE",
+  403: "FORBIDDEN",
+  404: "NOT_FOUND",
+  409: "CONFLICT",
+  422: "BAD_REQUEST",
+};
+
+/** A refusal of `what` (creating the Pod, say) as the user sees it. */
+export function clusterRefusal(what: string, error: unknown): CvmError {
+  const status = statusOf(error);
+  const code = status === undefined ? "UNAVAILABLE" : (codeOfStatus[status] ?? "UNAVAILABLE");
+  return new CvmError(code, `The cluster refused ${what}: ${apiMessage(error)}`, { cause: error });
+}

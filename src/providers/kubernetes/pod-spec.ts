@@ -1,0 +1,267 @@
+/**
+ * The objects an environment is made of in a cluster, as plain data: its
+ * Pod (a supervisor Pod for a CVM, a plain Pod for a standard environment),
+ * its home claim and its Secret. No I/O, so the doctor can dry-run exactly the
+ * Pod the provider would create and the tests can read what it asks for.
+ */
+
+import type {
+  V1EnvVar,
+  V1ObjectMeta,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Secret,
+  V1SecurityContext,
+  V1Volume,
+  V1VolumeMount,
+} from "@kubernetes/client-node";
+import type { Environment, RegistryCredentials } from "../../core/environment.js";
+import type { InfrastructureSettings } from "../../core/settings.js";
+import {
+  annotations,
+  environmentContainer,
+  labels,
+  objectNames,
+  secretKeys,
+  supervisorContainer,
+  supervisorPaths,
+} from "./names.js";
+
+export const defaultSupervisorImage = "cvm-supervisor:0.1.0";
+
+export interface PodOptions {
+  /** The image whose `cvm supervisor` runs a CVM (images/supervisor). */
+  supervisorImage?: string;
+  /** Where the supervisor reports; the server's URL as Pods reach it. */
+  serverUrl?: string;
+  /** How long the Pod gets to shut down (systemd's clean stop). */
+  stopTimeoutSeconds?: number;
+  /** The supervisor empties the inner Docker's data before it starts (a rebuild without keepDockerData). */
+  discardDockerData?: boolean;
+  /** Image pull secrets the kubelet uses for the supervisor image itself. */
+  imagePullSecrets?: string[];
+}
+
+type PodEnvironment = Pick<
+  Environment,
+  "id" | "name" | "image" | "cvm" | "cpu" | "memoryGiB" | "diskGiB" | "ownerEmail"
+> & {
+  buildId?: string;
+};
+
+export function objectMeta(environment: PodEnvironment, name: string, kind: "cvm" | "standard"): V1ObjectMeta {
+  return {
+    name,
+    labels: {
+      [labels.managed]: "true",
+      [labels.environment]: environment.id,
+      [labels.kind]: kind,
+      ...(environment.buildId ? { [labels.build]: environment.buildId } : {}),
+    },
+    annotations: {
+      [annotations.name]: environment.name,
+      [annotations.owner]: environment.ownerEmail,
+      [annotations.image]: environment.image,
+    },
+  };
+}
+
+export function supervisorSecurityContext(
+  privileges: InfrastructureSettings["supervisorPrivileges"],
+): V1SecurityContext {
+  if (privileges.mode === "privileged") return { privileged: true };
+  // Listed capabilities instead of privileged: still root, without AppArmor or seccomp in the way of an engine.
+  return {
+    capabilities: { add: privileges.capabilities.map((c) => c.replace(/^CAP_/, "")) },
+    seccompProfile: { type: "Unconfined" },
+    appArmorProfile: { type: "Unconfined" },
+  };
+}
+
+function resources(environment: PodEnvironment) {
+  // Requests equal limits: the environment gets exactly what its spec says (Guaranteed QoS).
+  const amounts = { cpu: String(environment.cpu), memory: `${Math.round(environment.memoryGiB * 1024)}Mi` };
+  return { requests: amounts, limits: amounts };
+}
+
+/** The Pod's own resources, read by the supervisor through the downward API rather than copied. */
+function downwardResources(): V1EnvVar[] {
+  const field = (name: string, resource: string, divisor: string): V1EnvVar => ({
+    name,
+    valueFrom: { resourceFieldRef: { containerName: supervisorContainer, resource, divisor } },
+  });
+  return [
+    field("CVM_CPU_REQUEST_MILLIS", "requests.cpu", "1m"),
+    field("CVM_CPU_LIMIT_MILLIS", "limits.cpu", "1m"),
+    field("CVM_MEMORY_REQUEST_MIB", "requests.memory", "1Mi"),
+    field("CVM_MEMORY_LIMIT_MIB", "limits.memory", "1Mi"),
+  ];
+}
+
+function homeVolume(claimName: string): V1Volume {
+  return { name: "home", persistentVolumeClaim: { claimName } };
+}
+
+/** A CVM: the supervisor container, which runs the environment as its inner container. */
+export function supervisorPodSpec(
+  environment: PodEnvironment,
+  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
+  options: PodOptions = {},
+): V1Pod {
+  const names = objectNames(environment.id);
+  const env: V1EnvVar[] = [
+    { name: "CVM_ENVIRONMENT_ID", value: environment.id },
+    { name: "CVM_ENVIRONMENT_NAME", value: environment.name },
+    { name: "CVM_IMAGE", value: environment.image },
+    { name: "CVM_RUNTIME", value: settings.runtime },
+    { name: "CVM_BUILD_ID", value: environment.buildId ?? "" },
+    { name: "CVM_OWNER_EMAIL", value: environment.ownerEmail },
+    { name: "CVM_REPORT_URL", value: options.serverUrl ?? "" },
+    // Files, not values: the password and the token never appear in the Pod's spec.
+    { name: "CVM_REPORT_TOKEN_FILE", value: `${supervisorPaths.secrets}/${secretKeys.reportToken}` },
+    { name: "CVM_REGISTRY_AUTH_FILE", value: `${supervisorPaths.secrets}/${secretKeys.registryAuth}` },
+    { name: "CVM_HOME_DIR", value: supervisorPaths.home },
+    { name: "CVM_DOCKER_DATA_DIR", value: supervisorPaths.dockerData },
+    { name: "CVM_RUNTIME_DIR", value: supervisorPaths.runtime },
+    { name: "CVM_READY_FILE", value: supervisorPaths.ready },
+    { name: "CVM_DISCARD_DOCKER_DATA", value: options.discardDockerData ? "true" : "false" },
+    { name: "CVM_STOP_TIMEOUT_SECONDS", value: String(options.stopTimeoutSeconds ?? 30) },
+    ...downwardResources(),
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: "home", mountPath: supervisorPaths.home, subPath: "home" },
+    { name: "home", mountPath: supervisorPaths.dockerData, subPath: "docker" },
+    { name: "runtime", mountPath: supervisorPaths.runtime },
+    { name: "credentials", mountPath: supervisorPaths.secrets, readOnly: true },
+    { name: "usr-src", mountPath: "/usr/src", readOnly: true },
+    { name: "lib-modules", mountPath: "/lib/modules", readOnly: true },
+  ];
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: objectMeta(environment, names.pod, "cvm"),
+    spec: {
+      hostname: environment.name,
+      // The supervisor restarting would restart the environment's init: a failure is reported instead.
+      restartPolicy: "Never",
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      terminationGracePeriodSeconds: options.stopTimeoutSeconds ?? 30,
+      ...(options.imagePullSecrets?.length
+        ? { imagePullSecrets: options.imagePullSecrets.map((name) => ({ name })) }
+        : {}),
+      containers: [
+        {
+          name: supervisorContainer,
+          image: options.supervisorImage ?? defaultSupervisorImage,
+          command: ["cvm", "supervisor"],
+          env,
+          resources: resources(environment),
+          securityContext: supervisorSecurityContext(settings.supervisorPrivileges),
+          volumeMounts: mounts,
+          readinessProbe: {
+            exec: { command: ["test", "-e", supervisorPaths.ready] },
+            periodSeconds: 2,
+            failureThreshold: 1,
+          },
+        },
+      ],
+      volumes: [
+        homeVolume(names.claim),
+        { name: "runtime", emptyDir: {} },
+        { name: "credentials", secret: { secretName: names.secret, defaultMode: 0o400 } },
+        { name: "usr-src", hostPath: { path: "/usr/src", type: "Directory" } },
+        { name: "lib-modules", hostPath: { path: "/lib/modules", type: "Directory" } },
+      ],
+    },
+  };
+}
+
+/**
+ * A standard environment: the image itself, with the same home volume, kept
+ * alive by a shell that waits (the image's own command may be a one-shot).
+ */
+export function standardPodSpec(environment: PodEnvironment, options: PodOptions = {}): V1Pod {
+  const names = objectNames(environment.id);
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: objectMeta(environment, names.pod, "standard"),
+    spec: {
+      hostname: environment.name,
+      restartPolicy: "Never",
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      terminationGracePeriodSeconds: options.stopTimeoutSeconds ?? 30,
+      imagePullSecrets: [{ name: names.secret }],
+      containers: [
+        {
+          name: environmentContainer,
+          image: environment.image,
+          command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"],
+          resources: resources(environment),
+          volumeMounts: [{ name: "home", mountPath: "/home", subPath: "home" }],
+        },
+      ],
+      volumes: [homeVolume(names.claim)],
+    },
+  };
+}
+
+export function environmentPodSpec(
+  environment: PodEnvironment,
+  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
+  options: PodOptions = {},
+): V1Pod {
+  return environment.cvm ? supervisorPodSpec(environment, settings, options) : standardPodSpec(environment, options);
+}
+
+export function homeClaimSpec(environment: PodEnvironment, storageClass?: string): V1PersistentVolumeClaim {
+  const names = objectNames(environment.id);
+  const meta = objectMeta({ ...environment, buildId: undefined }, names.claim, environment.cvm ? "cvm" : "standard");
+  return {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: meta,
+    spec: {
+      accessModes: ["ReadWriteOnce"],
+      resources: { requests: { storage: `${environment.diskGiB}Gi` } },
+      ...(storageClass ? { storageClassName: storageClass } : {}),
+    },
+  };
+}
+
+/** The registry's host as engines key credentials: docker.io images authenticate against index.docker.io. */
+export function registryHost(image: string): string {
+  const first = image.split("/")[0];
+  const isHost = image.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost");
+  return isHost ? first : "https://index.docker.io/v1/";
+}
+
+export function environmentSecretSpec(
+  environment: PodEnvironment,
+  credentials: RegistryCredentials | undefined,
+  reportToken: string,
+): V1Secret {
+  const names = objectNames(environment.id);
+  const auths = credentials
+    ? {
+        [registryHost(environment.image)]: {
+          username: credentials.username,
+          password: credentials.password,
+          auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64"),
+        },
+      }
+    : {};
+  return {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: objectMeta({ ...environment, buildId: undefined }, names.secret, environment.cvm ? "cvm" : "standard"),
+    // This type lets the kubelet pull a standard environment's image with the same credentials.
+    type: "kubernetes.io/dockerconfigjson",
+    stringData: {
+      [secretKeys.registryAuth]: JSON.stringify({ auths }),
+      [secretKeys.reportToken]: reportToken,
+    },
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * `cvm doctor`: can this machine (or this cluster) host CVMs? Runs the same
+ * infrastructure checks the server runs before CVMs are turned on, here and
+ * now, and exits 0 when all pass, 1 on warnings, 2 on failures.
+ */
+
+import type { Command } from "commander";
+import type { CheckResult, CheckStatus, ChecksResponse } from "../api/contract.js";
+import { CvmError } from "../core/errors.js";
+import { defaultSettings, type RuntimeChoice, runtimeChoices } from "../core/settings.js";
+import { runInfrastructureChecks, worstStatus } from "../infra/index.js";
+import { printJson } from "./output.js";
+
+interface DoctorOptions {
+  json?: boolean;
+  provider?: string;
+  kubeconfig?: string;
+  namespace?: string;
+  runtime: string;
+  dockerHost?: string;
+  privileges?: string;
+  capabilities?: string;
+}
+
+export const exitCodes: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
+
+const marks: Record<CheckStatus, string> = { pass: "PASS", warn: "WARN", fail: "FAIL" };
+
+/** A table for people: one row per check; evidence lines and the remedy continue under the evidence column. */
+export function formatChecks(results: CheckResult[]): string {
+  const headers = ["STATUS", "ID", "TITLE", "EVIDENCE"];
+  const rows = results.map((r) => [marks[r.status], r.id, r.title]);
+  const widths = headers.slice(0, 3).map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const indent = widths.reduce((sum, w) => sum + w + 2, 0);
+  const lead = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i])).join("  ");
+  const lines = [`${lead(headers.slice(0, 3))}  ${headers[3]}`];
+  results.forEach((r, i) => {
+    const [first, ...rest] = r.evidence.split("\n");
+    lines.push(`${lead(rows[i])}  ${first}`);
+    for (const line of rest) lines.push(`${" ".repeat(indent)}${line}`);
+    if (r.remedy) lines.push(`${" ".repeat(indent)}remedy: ${r.remedy}`);
+  });
+  const worst = worstStatus(results);
+  const counts = (["pass", "warn", "fail"] as const).map((s) => `${results.filter((r) => r.status === s).length} ${s}`);
+  lines.push(
+    "",
+    `${counts.join(", ")}: ${worst === "pass" ? "ready for CVMs" : worst === "warn" ? "CVMs can run; see the warnings" : "not ready for CVMs"}`,
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+function runtimeOption(value: string): RuntimeChoice {
+  if (!(runtimeChoices as readonly string[]).includes(value)) {
+    throw new CvmError("BAD_REQUEST", `--runtime takes one of ${runtimeChoices.join(", ")}`);
+  }
+  return value as RuntimeChoice;
+}
+
+export async function doctor(options: DoctorOptions): Promise<ChecksResponse> {
+  const provider = options.provider ?? (options.kubeconfig || options.namespace ? "kubernetes" : "docker");
+  if (provider !== "docker" && provider !== "kubernetes") {
+    throw new CvmError("BAD_REQUEST", "--provider takes docker or kubernetes");
+  }
+  const mode = options.privileges ?? defaultSettings.supervisorPrivileges.mode;
+  if (mode !== "privileged" && mode !== "capabilities") {
+    throw new CvmError("BAD_REQUEST", "--privileges takes privileged or capabilities");
+  }
+  const capabilities =
+    options.capabilities?.split(",").map((c) => c.trim()) ?? defaultSettings.supervisorPrivileges.capabilities;
+  const checks = await runInfrastructureChecks({
+    provider,
+    settings: {
+      ...defaultSettings,
+      runtime: runtimeOption(options.runtime),
+      supervisorPrivileges: { mode, capabilities },
+    },
+    dockerHost: options.dockerHost,
+    kubeconfig: options.kubeconfig,
+    namespace: options.namespace,
+  });
+  return { checks, worst: worstStatus(checks) };
+}
+
+export function register(program: Command): void {
+  program
+    .command("doctor")
+    .description("check whether this machine or cluster can host CVMs (exit 0: all pass, 1: warnings, 2: failures)")
+    .option("--json", "print the checks as JSON")
+    .option(
+      "--provider <provider>",
+      "docker (this machine's engine) or kubernetes; kubernetes when --kubeconfig or --namespace is given",
+    )
+    .option("--kubeconfig <file>", "the cluster's kubeconfig (in-cluster config or ~/.kube/config when absent)")
+    .option("--namespace <namespace>", "the namespace cvm creates environments in")
+    .option("--runtime <runtime>", `the isolation runtime to check for: ${runtimeChoices.join(", ")}`, "auto")
+    .option("--docker-host <host>", "the engine, such as unix:///var/run/docker.sock")
+    .option("--privileges <mode>", "how the supervisor Pod is privileged: privileged or capabilities")
+    .option("--capabilities <list>", "with --privileges capabilities: the comma-separated list")
+    .action(async (options: DoctorOptions) => {
+      const response = await doctor(options);
+      if (options.json) printJson(response);
+      else process.stdout.write(formatChecks(response.checks));
+      process.exitCode = exitCodes[response.worst];
+    });
+}

@@ -1,5 +1,47 @@
+/**
+ * The supervising side of CVMs on one machine: everything a Provider does,
+ * for environments with `cvm: true`. The docker provider delegates to it.
+ *
+ * One build, each step a line in the build log: the engine (cvm's own,
+ * user-namespace-remapped dockerd), the isolation runtime, the image (pulled,
+ * or copied from the node's engine), the container (never privileged), the
+ * entrypoint rule (/sbin/init from the image's own filesystem), the cgroup
+ * handoff while the start gate holds init back, the release, and readiness
+ * (systemd running or degraded, the inner dockerd answering).
+ */
+
+import Dockerode from "dockerode";
 import type { Logger } from "pino";
-import type { Provider } from "../core/provider.js";
+import type { Environment } from "../core/environment.js";
+import { CvmError } from "../core/errors.js";
+import type {
+  BuildContext,
+  ExecOptions,
+  ExecSession,
+  LabeledWorkload,
+  Observation,
+  Provider,
+} from "../core/provider.js";
+import { ensureApparmorProfile } from "./apparmor.js";
+import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
+import {
+  type CvmRuntime,
+  containerName,
+  cvmContainerRequest,
+  dockerVolumeName,
+  homeVolumeName,
+  labels,
+} from "./cvm-container.js";
+import { diskLimit } from "./disk-limit.js";
+import { CvmEngine } from "./engine.js";
+import { startExec } from "./exec-session.js";
+import { ContainerFilesystem } from "./image-filesystem.js";
+import { ensureImage } from "./image-pull.js";
+import { findInitPath, type InitPath } from "./init-path.js";
+import { chooseRuntime } from "./isolation-runtime.js";
+import { systemdReport, waitForSystemdBus } from "./readiness.js";
+import { cvmSeccompProfile } from "./seccomp.js";
+import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
 
 export interface CvmSupervisorOptions {
   /** cvm's own isolated engine keeps its data root, exec root and socket below this. */
@@ -7,15 +49,309 @@ export interface CvmSupervisorOptions {
   logger: Logger;
   /** The host's engine, where a laptop user's freshly built image may be found. */
   hostDockerHost?: string;
+  /** How long systemd may take to finish booting before the build fails (default 180 s). */
+  readyTimeoutSeconds?: number;
 }
 
-/**
- * The supervising side of CVMs on one machine: everything a Provider does, for
- * environments with `cvm: true`. The docker provider delegates to it.
- * (Stub: the supervisor's owner replaces it.)
- */
 export type CvmSupervisor = Omit<Provider, "name">;
 
-export async function createCvmSupervisor(_options: CvmSupervisorOptions): Promise<CvmSupervisor> {
-  throw new Error("supervisor: not implemented yet");
+export async function createCvmSupervisor(options: CvmSupervisorOptions): Promise<CvmSupervisor> {
+  return new Supervisor(options);
+}
+
+/** A Dockerode for a DOCKER_HOST-style address: unix:///path, tcp://host:port, or a bare socket path. */
+export function dockerFor(address: string): Dockerode {
+  if (address.startsWith("unix://")) return new Dockerode({ socketPath: address.slice("unix://".length) });
+  if (address.startsWith("/")) return new Dockerode({ socketPath: address });
+  const url = new URL(address.replace(/^tcp:/, "http:"));
+  return new Dockerode({ host: url.hostname, port: Number(url.port || 2375) });
+}
+
+function statusOf(error: unknown): number | undefined {
+  return (error as { statusCode?: number }).statusCode;
+}
+
+async function ignoreMissing<T>(work: Promise<T>): Promise<T | undefined> {
+  try {
+    return await work;
+  } catch (error) {
+    if (statusOf(error) === 404 || statusOf(error) === 304) return undefined;
+    throw error;
+  }
+}
+
+/** systemd is what the API tracks; another init (busybox, tini) at /sbin/init still runs as PID 1. */
+function isSystemd(init: InitPath): boolean {
+  return init.found && /(^|\/)systemd$/.test(init.target);
+}
+
+const absent = (runtime: Environment["runtime"]): Observation => ({
+  exists: false,
+  running: false,
+  runtime,
+  systemd: "unknown",
+  failedUnits: [],
+  docker: "unknown",
+});
+
+class Supervisor implements CvmSupervisor {
+  private readonly engine: CvmEngine;
+  private readonly logger: Logger;
+  private readonly hostDocker?: Dockerode;
+
+  constructor(private readonly options: CvmSupervisorOptions) {
+    this.logger = options.logger.child({ component: "cvm-supervisor" });
+    this.engine = new CvmEngine({ dataDir: options.dataDir, logger: options.logger });
+    this.hostDocker = options.hostDockerHost ? dockerFor(options.hostDockerHost) : undefined;
+  }
+
+  private async container(environment: Environment): Promise<Dockerode.Container> {
+    const docker = await this.engine.ensure();
+    return docker.getContainer(containerName(environment.id));
+  }
+
+  private async inspect(environment: Environment): Promise<Dockerode.ContainerInspectInfo | undefined> {
+    return ignoreMissing((await this.container(environment)).inspect());
+  }
+
+  async build(environment: Environment, context: BuildContext): Promise<Observation> {
+    const log = (text: string) => context.log(text);
+    const begun = Date.now();
+    const docker = await this.engine.ensure();
+    await log(`engine: cvm's own dockerd (userns-remap) answering on ${this.engine.paths.socket}`);
+    const runtime = chooseRuntime(context.settings.runtime, await this.engine.runtimes());
+    await log(`isolation runtime: ${runtime} (setting: ${context.settings.runtime})`);
+    context.signal.throwIfAborted();
+
+    await context.enter("pulling");
+    await log(`pull: ${environment.image}`);
+    const pulledAt = Date.now();
+    const source = await ensureImage(docker, environment.image, {
+      credentials: context.credentials,
+      log,
+      signal: context.signal,
+      hostDocker: this.hostDocker,
+    });
+    const sources = {
+      registry: "pulled from its registry",
+      "node-engine": "copied from the node's engine",
+      "cvm-engine": "already in cvm's engine",
+    };
+    await log(`pull: ${environment.image} ${sources[source]} in ${((Date.now() - pulledAt) / 1000).toFixed(1)} s`);
+    context.signal.throwIfAborted();
+
+    await context.enter("creating");
+    const container = await this.create(docker, environment, runtime, log);
+    const init = await findInitPath(new ContainerFilesystem(container));
+    await log(
+      init.found
+        ? `entrypoint: /sbin/init found (${init.chain.join(" -> ")}); it runs as PID 1`
+        : `entrypoint: no usable /sbin/init (${init.reason}); a minimal init that reaps children runs as PID 1, systemd unavailable`,
+    );
+    context.signal.throwIfAborted();
+
+    await context.enter("starting");
+    const observation = await this.boot(container, runtime, init, log, context.signal);
+    await log(`ready in ${((Date.now() - begun) / 1000).toFixed(2)} s`);
+    return observation;
+  }
+
+  private async create(
+    docker: Dockerode,
+    environment: Environment,
+    runtime: CvmRuntime,
+    log: (text: string) => Promise<void>,
+  ): Promise<Dockerode.Container> {
+    const name = containerName(environment.id);
+    // A rebuild starts from a fresh container; its volumes stay.
+    await ignoreMissing(docker.getContainer(name).remove({ force: true }));
+    for (const volume of [dockerVolumeName(environment.id), homeVolumeName(environment.id)]) {
+      await docker.createVolume({
+        Name: volume,
+        Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
+      });
+    }
+    const gateBinary = await ensureGateBinary(this.engine.paths.bin);
+    const apparmor = await ensureApparmorProfile();
+    await log(`security: ${apparmor.note}`);
+    if (runtime === "userns") {
+      await log("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
+      await log("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
+    }
+    const disk = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
+    await log(disk.note);
+    const request = cvmContainerRequest({
+      environment,
+      image: environment.image,
+      runtime,
+      gateBinary,
+      seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
+      apparmor: apparmor.profile,
+      storageOpt: disk.storageOpt,
+    });
+    const container = await docker.createContainer(request);
+    await log(
+      `create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory; ` +
+        `/var/lib/docker on volume ${dockerVolumeName(environment.id)}, /home on ${homeVolumeName(environment.id)}`,
+    );
+    return container;
+  }
+
+  /** Starts the container, hands over its cgroups, releases the gate, waits until ready. */
+  private async boot(
+    container: Dockerode.Container,
+    runtime: CvmRuntime,
+    init: InitPath,
+    log: (text: string) => Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<Observation> {
+    const startedAt = Date.now();
+    await container.start();
+    const info = await container.inspect();
+    const pid = info.State.Pid;
+    if (!init.found) {
+      await releaseGate(pid, "reaper");
+      await log("release: minimal init running; systemd unavailable");
+      return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "absent" };
+    }
+    if (runtime === "userns") {
+      const root = this.engine.root;
+      if (!root) throw new CvmError("INTERNAL", "cvm's engine has no remapped root");
+      const { directories } = await delegateCgroups(pid, root.uid, root.gid);
+      await log(`cgroups: ${directories.length} directories handed to the CVM's root (uid ${root.uid})`);
+    }
+    await releaseGate(pid, "init");
+    await log(`release: ${init.target} is PID 1`);
+    if (!isSystemd(init)) {
+      await log(`${init.target} is not systemd: systemd unavailable`);
+      return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "unknown" };
+    }
+    const timeoutSeconds = this.options.readyTimeoutSeconds ?? 180;
+    if (!(await waitForSystemdBus(pid, timeoutSeconds * 1000, signal))) {
+      const logs = await this.tail(container);
+      throw new CvmError("INTERNAL", "systemd did not start in the CVM", { detail: logs });
+    }
+    const report = await systemdReport(container, pid, { wait: true, timeoutSeconds });
+    const elapsed = ((Date.now() - startedAt) / 1000).toFixed(2);
+    await log(`systemd: ${report.systemd} ${elapsed} s after start`);
+    if (report.failedUnits.length > 0) await log(`systemd: failed units: ${report.failedUnits.join(", ")}`);
+    await log(
+      `docker: ${{ answering: "the inner dockerd answers", "not-answering": "docker.service is enabled but dockerd does not answer", absent: "not in this image (docker.service not enabled)", unknown: "unknown" }[report.docker]}`,
+    );
+    if (report.systemd !== "running" && report.systemd !== "degraded") {
+      throw new CvmError("INTERNAL", `systemd did not finish booting: ${report.systemd}`, {
+        detail: await this.tail(container),
+      });
+    }
+    return { exists: true, running: true, runtime, ...report };
+  }
+
+  private async tail(container: Dockerode.Container): Promise<string> {
+    const raw = (await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => Buffer.alloc(0))) as Buffer;
+    return raw.toString("utf8").replace(/[\x00-\x08]/g, "");
+  }
+
+  async start(environment: Environment, context: BuildContext): Promise<Observation> {
+    const info = await this.inspect(environment);
+    if (!info) {
+      await context.log("start: the CVM's container is gone; rebuilding it");
+      return this.build(environment, context);
+    }
+    const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
+    if (info.State.Running) return this.observe(environment);
+    await context.enter("starting");
+    const container = await this.container(environment);
+    const init = await findInitPath(new ContainerFilesystem(container));
+    return this.boot(container, runtime, init, (text) => context.log(text), context.signal);
+  }
+
+  async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
+    const container = await this.container(environment);
+    // StopSignal is SIGRTMIN+3: systemd shuts down cleanly; the engine kills what is left at the timeout.
+    await ignoreMissing(container.stop({ t: timeoutSeconds }));
+  }
+
+  async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
+    const docker = await this.engine.ensure();
+    const info = await this.inspect(environment);
+    if (info) await this.removeContainer(docker, info.Id);
+    const volumes = [
+      ...(options.keepDockerData ? [] : [dockerVolumeName(environment.id)]),
+      ...(options.keepHome ? [] : [homeVolumeName(environment.id)]),
+    ];
+    for (const volume of volumes) await ignoreMissing(docker.getVolume(volume).remove());
+  }
+
+  private async removeContainer(docker: Dockerode, id: string): Promise<void> {
+    await ignoreMissing(docker.getContainer(id).remove({ force: true }));
+    const left = await removeContainerCgroups(id);
+    if (left.length > 0) this.logger.warn({ container: id, left }, "cgroup directories left after removal");
+  }
+
+  async discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void> {
+    await this.remove(environment, { keepHome: true, keepDockerData: options.keepDockerData });
+  }
+
+  async observe(environment: Environment): Promise<Observation> {
+    const info = await this.inspect(environment);
+    if (!info) return absent(environment.runtime);
+    const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
+    if (!info.State.Running) {
+      const reason = info.State.OOMKilled ? "killed: out of memory" : `exited with code ${info.State.ExitCode}`;
+      return { exists: true, running: false, runtime, systemd: "unknown", failedUnits: [], docker: "unknown", reason };
+    }
+    const pid = info.State.Pid;
+    const state = await gateState(pid);
+    if (state === "held") {
+      return { exists: true, running: true, runtime, systemd: "starting", failedUnits: [], docker: "unknown" };
+    }
+    if (state === "reaper") {
+      return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "absent" };
+    }
+    const container = await this.container(environment);
+    const report = await systemdReport(container, pid, { wait: false, timeoutSeconds: 5 }).catch(() => undefined);
+    if (!report)
+      return { exists: true, running: true, runtime, systemd: "unknown", failedUnits: [], docker: "unknown" };
+    return { exists: true, running: true, runtime, ...report };
+  }
+
+  async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
+    const docker = await this.engine.ensure();
+    const info = await this.inspect(environment);
+    if (!info?.State.Running) {
+      throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`);
+    }
+    return startExec(docker, docker.getContainer(info.Id), options);
+  }
+
+  async listWorkloads(): Promise<LabeledWorkload[]> {
+    const docker = await this.engine.ensure();
+    const containers = await docker.listContainers({
+      all: true,
+      filters: { label: [`${labels.managed}=true`] },
+    });
+    return containers.map((c) => ({
+      environmentId: c.Labels[labels.environment] ?? "",
+      ref: c.Id,
+      running: c.State === "running",
+    }));
+  }
+
+  async removeWorkload(ref: string): Promise<void> {
+    const docker = await this.engine.ensure();
+    const info = await ignoreMissing(docker.getContainer(ref).inspect());
+    if (!info) return;
+    await this.removeContainer(docker, info.Id);
+    // The environment is gone from the store: nothing of it should stay.
+    const environmentId = info.Config.Labels?.[labels.environment];
+    if (environmentId) {
+      for (const volume of [dockerVolumeName(environmentId), homeVolumeName(environmentId)]) {
+        await ignoreMissing(docker.getVolume(volume).remove());
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.engine.close();
+  }
 }

@@ -1,0 +1,51 @@
+/**
+ * Whether a CVM's disk can be limited on this node. Docker enforces a size on
+ * a container's writable layer only with overlay2 on xfs mounted with project
+ * quotas (pquota/prjquota); named volumes of the local driver have no size at
+ * all. Where the limit cannot be enforced the build log says so and why.
+ */
+
+import { readFile, statfs } from "node:fs/promises";
+
+const xfsMagic = 0x58465342;
+
+export interface DiskLimit {
+  /** The StorageOpt for the container's writable layer, when enforceable. */
+  storageOpt?: Record<string, string>;
+  note: string;
+}
+
+function mountOf(path: string, mountinfo: string): { point: string; fsType: string; options: string } | undefined {
+  let best: { point: string; fsType: string; options: string } | undefined;
+  for (const line of mountinfo.split("\n")) {
+    const [left, right] = line.split(" - ");
+    if (!left || !right) continue;
+    const fields = left.split(" ");
+    const point = fields[4];
+    const [fsType, , superOptions = ""] = right.split(" ");
+    const under = point === "/" || path === point || path.startsWith(`${point}/`);
+    if (under && (!best || point.length >= best.point.length)) {
+      best = { point, fsType, options: `${fields[5]},${superOptions}` };
+    }
+  }
+  return best;
+}
+
+export async function diskLimit(dataRoot: string, diskGiB: number): Promise<DiskLimit> {
+  const [info, mountinfo] = await Promise.all([
+    statfs(dataRoot).catch(() => undefined),
+    readFile("/proc/self/mountinfo", "utf8"),
+  ]);
+  const mount = mountOf(dataRoot, mountinfo);
+  const fsType = mount?.fsType ?? "unknown";
+  const volumes = "the inner Docker's data volume and home are not limited (Docker's local volumes have no size)";
+  if (info?.type === xfsMagic && /(^|,)(pquota|prjquota)(,|$)/.test(mount?.options ?? "")) {
+    return {
+      storageOpt: { size: `${diskGiB}G` },
+      note: `disk limit: the CVM's root filesystem is limited to ${diskGiB} GiB (xfs project quota); ${volumes}`,
+    };
+  }
+  return {
+    note: `disk limit not enforced: cvm's engine data (${dataRoot}) is on ${fsType} at ${mount?.point ?? "?"} without xfs project quotas; the ${diskGiB} GiB asked for is not enforced and ${volumes}`,
+  };
+}

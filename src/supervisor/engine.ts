@@ -1,0 +1,288 @@
+/**
+ * cvm's own container engine: a dockerd with --userns-remap, beside the
+ * host's, with its data root, exec root, pidfile, socket and log under
+ * `<dataDir>/engine`. Started on first use, adopted when one already answers
+ * on its socket (the server restarted), restarted when it died, stopped by
+ * close() when this process started it.
+ */
+
+import { execFile, spawn } from "node:child_process";
+import { chmod, chown, mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import Dockerode from "dockerode";
+import type { Logger } from "pino";
+import { CvmError } from "../core/errors.js";
+import { type EngineNetwork, ensureBridge } from "./engine-network.js";
+
+const run = promisify(execFile);
+
+/** The user whose subordinate range the engine maps container root to (`--userns-remap=default`). */
+export const remapUser = "dockremap";
+
+export interface RemappedRoot {
+  uid: number;
+  gid: number;
+  size: number;
+}
+
+/** Reads `dockremap:100000:65536` from /etc/subuid and /etc/subgid. */
+export function parseSubordinate(text: string, user: string): { start: number; size: number } | undefined {
+  for (const line of text.split("\n")) {
+    const [name, start, size] = line.trim().split(":");
+    if (name === user && start && size) return { start: Number(start), size: Number(size) };
+  }
+  return undefined;
+}
+
+export async function remappedRoot(): Promise<RemappedRoot> {
+  const [subuid, subgid] = await Promise.all([
+    readFile("/etc/subuid", "utf8").catch(() => ""),
+    readFile("/etc/subgid", "utf8").catch(() => ""),
+  ]);
+  const uids = parseSubordinate(subuid, remapUser);
+  const gids = parseSubordinate(subgid, remapUser);
+  if (!uids || !gids) {
+    throw new CvmError("UNAVAILABLE", `No subordinate id range for ${remapUser}: CVMs cannot run on this node`, {
+      detail: "Run scripts/provision.sh (it adds dockremap:100000:65536 to /etc/subuid and /etc/subgid).",
+    });
+  }
+  return { uid: uids.start, gid: gids.start, size: Math.min(uids.size, gids.size) };
+}
+
+export interface EnginePaths {
+  root: string;
+  dataRoot: string;
+  execRoot: string;
+  pidfile: string;
+  socket: string;
+  log: string;
+  bin: string;
+}
+
+export function enginePaths(dataDir: string): EnginePaths {
+  const root = join(dataDir, "engine");
+  return {
+    root,
+    dataRoot: join(root, "data"),
+    execRoot: join(root, "exec"),
+    pidfile: join(root, "dockerd.pid"),
+    socket: join(root, "docker.sock"),
+    log: join(root, "dockerd.log"),
+    bin: join(root, "bin"),
+  };
+}
+
+/** The engine's command line: every choice here is part of the CVM's isolation. */
+export function dockerdArguments(paths: EnginePaths, network: EngineNetwork): string[] {
+  return [
+    "--userns-remap=default",
+    `--data-root=${paths.dataRoot}`,
+    `--exec-root=${paths.execRoot}`,
+    `--pidfile=${paths.pidfile}`,
+    `--host=unix://${paths.socket}`,
+    "--storage-driver=overlay2",
+    // Its own bridge; docker0 belongs to the host's engine.
+    `--bridge=${network.bridge}`,
+    // See engine-network.ts: dockerd's own iptables management would wipe the host engine's chains.
+    "--iptables=false",
+    "--ip-masq=false",
+    // cgroupfs makes the container's cgroup directories plain paths under /cvm that
+    // cgroup-delegation.ts can hand over, whatever manages the node's own cgroups.
+    "--exec-opt=native.cgroupdriver=cgroupfs",
+    "--cgroup-parent=/cvm",
+    "--default-address-pool=base=10.214.0.0/16,size=24",
+    "--log-opt=max-size=10m",
+    "--log-opt=max-file=2",
+  ];
+}
+
+async function ping(docker: Dockerode): Promise<boolean> {
+  try {
+    await docker.ping();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readPid(pidfile: string): Promise<number | undefined> {
+  const text = await readFile(pidfile, "utf8").catch(() => "");
+  const pid = Number(text.trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/**
+ * Docker refuses a data root whose ancestors the remapped root cannot
+ * traverse; say so before it does, with the path to fix.
+ */
+async function assertTraversable(path: string, root: RemappedRoot): Promise<void> {
+  for (let dir = dirname(path); dir !== "/"; dir = dirname(dir)) {
+    const info = await stat(dir);
+    const bit = info.uid === root.uid ? 0o100 : info.gid === root.gid ? 0o010 : 0o001;
+    if ((info.mode & bit) === 0) {
+      throw new CvmError("UNAVAILABLE", `The remapped root (uid ${root.uid}) cannot traverse ${dir}`, {
+        detail: `cvm's engine keeps its data under ${path}; allow search on ${dir} (chmod o+x ${dir}) or choose another data dir.`,
+      });
+    }
+  }
+}
+
+export interface CvmEngineOptions {
+  dataDir: string;
+  logger: Logger;
+  /** How long a start may take before it counts as failed. */
+  startTimeoutMs?: number;
+}
+
+export class CvmEngine {
+  readonly paths: EnginePaths;
+  readonly docker: Dockerode;
+  private readonly logger: Logger;
+  private starting?: Promise<void>;
+  private startedHere = false;
+  private lastHealthy = 0;
+  private healthTimer?: NodeJS.Timeout;
+  network?: EngineNetwork;
+  root?: RemappedRoot;
+
+  constructor(private readonly options: CvmEngineOptions) {
+    this.paths = enginePaths(options.dataDir);
+    this.logger = options.logger.child({ component: "cvm-engine" });
+    this.docker = new Dockerode({ socketPath: this.paths.socket });
+  }
+
+  /** Answers once the engine is up: adopted, started, or restarted after it died. */
+  async ensure(): Promise<Dockerode> {
+    if (Date.now() - this.lastHealthy < 2000) return this.docker;
+    if (!this.starting) {
+      this.starting = this.bringUp().finally(() => {
+        this.starting = undefined;
+      });
+    }
+    await this.starting;
+    this.lastHealthy = Date.now();
+    if (!this.healthTimer) {
+      this.healthTimer = setInterval(() => {
+        this.lastHealthy = 0;
+        this.ensure().catch((error) => this.logger.error({ err: error }, "cvm engine health check failed"));
+      }, 15_000);
+      this.healthTimer.unref();
+    }
+    return this.docker;
+  }
+
+  private async bringUp(): Promise<void> {
+    if (await ping(this.docker)) {
+      if (!this.network) {
+        this.root = await remappedRoot();
+        this.network = await ensureBridge(this.options.dataDir);
+        this.logger.info({ socket: this.paths.socket }, "adopted the cvm engine already answering");
+      }
+      return;
+    }
+    const begun = Date.now();
+    this.root = await remappedRoot();
+    await this.prepareDirectories(this.root);
+    this.network = await ensureBridge(this.options.dataDir);
+    const stale = await readPid(this.paths.pidfile);
+    if (stale && alive(stale)) {
+      // A dockerd that does not answer: wait for it briefly, then replace it.
+      if (await this.waitForPing(5000)) return;
+      this.logger.warn({ pid: stale }, "cvm engine does not answer; restarting it");
+      await this.terminate(stale, 15_000);
+    }
+    await rm(this.paths.pidfile, { force: true });
+    await rm(this.paths.socket, { force: true });
+    const log = await open(this.paths.log, "a");
+    let exited: string | undefined;
+    try {
+      const child = spawn("dockerd", dockerdArguments(this.paths, this.network), {
+        detached: true,
+        stdio: ["ignore", log.fd, log.fd],
+        cwd: this.paths.root,
+      });
+      child.on("error", (error) => {
+        exited = error.message;
+      });
+      child.on("exit", (code, signal) => {
+        exited = `dockerd exited (${signal ?? `code ${code}`})`;
+      });
+      child.unref();
+    } finally {
+      await log.close();
+    }
+    this.startedHere = true;
+    if (!(await this.waitForPing(this.options.startTimeoutMs ?? 60_000, () => exited !== undefined))) {
+      const tail = (await readFile(this.paths.log, "utf8").catch(() => "")).trim().split("\n").slice(-5).join("\n");
+      throw new CvmError("UNAVAILABLE", "cvm's container engine did not start", {
+        detail: `${exited ?? "no answer"}; see ${this.paths.log}:\n${tail}`,
+      });
+    }
+    this.logger.info({ socket: this.paths.socket, ms: Date.now() - begun }, "started the cvm engine");
+  }
+
+  private async prepareDirectories(root: RemappedRoot): Promise<void> {
+    await mkdir(this.paths.root, { recursive: true });
+    // Root-only, except that the remapped root may traverse (not list) it: Docker
+    // requires that of every ancestor of a remapped data root.
+    await chown(this.paths.root, 0, root.gid);
+    await chmod(this.paths.root, 0o710);
+    await mkdir(this.paths.bin, { recursive: true, mode: 0o755 });
+    await assertTraversable(this.paths.dataRoot, root);
+  }
+
+  private async waitForPing(timeoutMs: number, gaveUp: () => boolean = () => false): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (let wait = 10; Date.now() < deadline && !gaveUp(); wait = Math.min(wait * 2, 200)) {
+      if (await ping(this.docker)) return true;
+      await sleep(wait);
+    }
+    return false;
+  }
+
+  private async terminate(pid: number, timeoutMs: number): Promise<void> {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      return;
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (alive(pid) && Date.now() < deadline) await sleep(50);
+    if (alive(pid)) process.kill(pid, "SIGKILL");
+  }
+
+  /** The runtimes the engine lists (`docker info` Runtimes). */
+  async runtimes(): Promise<string[]> {
+    const docker = await this.ensure();
+    const info = (await docker.info()) as { Runtimes?: Record<string, unknown> };
+    return Object.keys(info.Runtimes ?? {});
+  }
+
+  /** Stops the engine if this process started it; an adopted one belongs to whoever started it. */
+  async close(): Promise<void> {
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthTimer = undefined;
+    if (!this.startedHere) return;
+    const pid = await readPid(this.paths.pidfile);
+    if (pid) await this.terminate(pid, 30_000);
+    this.startedHere = false;
+    this.lastHealthy = 0;
+  }
+
+  /** Engine-level command, for what dockerode does not cover. */
+  async cli(args: string[]): Promise<string> {
+    const { stdout } = await run("docker", ["--host", `unix://${this.paths.socket}`, ...args]);
+    return stdout;
+  }
+}

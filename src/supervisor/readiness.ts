@@ -1,0 +1,182 @@
+/**
+ * When a CVM is ready, and what it reports: systemd's own verdict
+ * (`systemctl is-system-running --wait`, one exec once its bus socket exists),
+ * the failed units when degraded, and whether the inner dockerd answers.
+ * Polling is cheap and tight: a stat from the node's side until systemd's
+ * private socket appears, then a single exec that returns when boot is done.
+ */
+
+import { lstat } from "node:fs/promises";
+import { request } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import type Dockerode from "dockerode";
+import type { DockerStatus, SystemdStatus } from "../core/environment.js";
+import { CvmError } from "../core/errors.js";
+
+export interface SystemdReport {
+  systemd: SystemdStatus;
+  failedUnits: string[];
+  docker: DockerStatus;
+}
+
+/** `systemctl is-system-running` words → what the API says. */
+const systemStates: Record<string, SystemdStatus> = {
+  initializing: "starting",
+  starting: "starting",
+  running: "running",
+  degraded: "degraded",
+  maintenance: "degraded",
+  stopping: "unknown",
+  offline: "unavailable",
+  unknown: "unknown",
+};
+
+export function systemdStatusOf(word: string): SystemdStatus {
+  return systemStates[word.trim()] ?? "unknown";
+}
+
+/** One shell run inside: state (waiting for boot when asked), failed units, docker.service enabled. */
+export function reportScript(wait: boolean, timeoutSeconds: number): string {
+  const state = wait
+    ? `timeout ${timeoutSeconds} systemctl is-system-running --wait 2>/dev/null`
+    : "systemctl is-system-running 2>/dev/null";
+  return [
+    `echo "state=$(${state})"`,
+    'systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | while read -r unit rest; do echo "failed=$unit"; done',
+    'if systemctl -q is-enabled docker.service 2>/dev/null; then echo "docker=enabled"; fi',
+  ].join("\n");
+}
+
+export interface ScriptReport {
+  state: string;
+  failedUnits: string[];
+  dockerEnabled: boolean;
+}
+
+export function parseReport(output: string): ScriptReport {
+  const report: ScriptReport = { state: "unknown", failedUnits: [], dockerEnabled: false };
+  for (const line of output.split("\n")) {
+    const [key, ...rest] = line.trim().split("=");
+    const value = rest.join("=");
+    if (key === "state") report.state = value || "unknown";
+    if (key === "failed" && value) report.failedUnits.push(value);
+    if (key === "docker" && value === "enabled") report.dockerEnabled = true;
+  }
+  return report;
+}
+
+/** Runs a command in the container and collects its output (stdout and stderr together). */
+export async function execCollect(
+  container: Dockerode.Container,
+  command: string[],
+): Promise<{ exitCode: number; output: string }> {
+  const exec = await container.exec({ Cmd: command, AttachStdout: true, AttachStderr: true, User: "root" });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  await new Promise<void>((resolve, reject) => {
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("end", resolve);
+    stream.on("close", resolve);
+    stream.on("error", reject);
+  });
+  let info = await exec.inspect();
+  for (let i = 0; info.Running && i < 100; i++) {
+    await sleep(10);
+    info = await exec.inspect();
+  }
+  return { exitCode: info.ExitCode ?? -1, output: demux(Buffer.concat(chunks)) };
+}
+
+/** The engine's multiplexed stream (8-byte frame headers) as plain text. */
+export function demux(raw: Buffer): string {
+  const parts: Buffer[] = [];
+  let at = 0;
+  while (at + 8 <= raw.length) {
+    const size = raw.readUInt32BE(at + 4);
+    parts.push(raw.subarray(at + 8, at + 8 + size));
+    at += 8 + size;
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+/**
+ * A path inside the container, reached from the node through /proc/PID/root,
+ * with no component a symlink: the CVM's root controls those, and a link
+ * would resolve against the node's root.
+ */
+async function lstatInside(pid: number, path: string): Promise<import("node:fs").Stats | undefined> {
+  let current = `/proc/${pid}/root`;
+  const parts = path.split("/").filter(Boolean);
+  let info: import("node:fs").Stats | undefined;
+  for (const part of parts) {
+    current = `${current}/${part}`;
+    info = await lstat(current).catch(() => undefined);
+    if (!info || info.isSymbolicLink()) return undefined;
+  }
+  return info;
+}
+
+/** Waits until systemd's private bus socket exists (so systemctl can talk to it) or init is gone. */
+export async function waitForSystemdBus(pid: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 2; Date.now() < deadline; wait = Math.min(wait * 2, 50)) {
+    signal?.throwIfAborted();
+    const socket = await lstatInside(pid, "/run/systemd/private");
+    if (socket?.isSocket()) return true;
+    if (!(await lstat(`/proc/${pid}`).catch(() => undefined))) return false;
+    await sleep(wait);
+  }
+  return false;
+}
+
+/** GET /_ping on the inner dockerd's socket, from the node's side, with a short timeout. */
+export async function pingInnerDocker(pid: number): Promise<boolean> {
+  const socket = await lstatInside(pid, "/run/docker.sock");
+  if (!socket?.isSocket()) return false;
+  return new Promise((resolve) => {
+    const req = request({ socketPath: `/proc/${pid}/root/run/docker.sock`, path: "/_ping", timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+async function dockerStatus(pid: number, enabled: boolean, waitMs: number): Promise<DockerStatus> {
+  if (!enabled) return "absent";
+  const deadline = Date.now() + waitMs;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+    if (await pingInnerDocker(pid)) return "answering";
+    if (Date.now() >= deadline) return "not-answering";
+    await sleep(wait);
+  }
+}
+
+/** Asks systemd inside; with `wait`, returns only once boot has finished (or the timeout passed). */
+export async function systemdReport(
+  container: Dockerode.Container,
+  pid: number,
+  options: { wait: boolean; timeoutSeconds: number },
+): Promise<SystemdReport> {
+  const { exitCode, output } = await execCollect(container, [
+    "/bin/sh",
+    "-c",
+    reportScript(options.wait, options.timeoutSeconds),
+  ]);
+  if (exitCode === 126 || exitCode === 127) {
+    throw new CvmError("INTERNAL", "Could not ask systemd for its state: the image has no /bin/sh", {
+      detail: output,
+    });
+  }
+  const report = parseReport(output);
+  return {
+    systemd: systemdStatusOf(report.state),
+    failedUnits: report.failedUnits,
+    docker: await dockerStatus(pid, report.dockerEnabled, options.wait ? 5000 : 0),
+  };
+}

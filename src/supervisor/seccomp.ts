@@ -1,0 +1,95 @@
+/**
+ * The seccomp profile of a CVM: Docker's default profile (the one Docker
+ * 20.10 applies to every container, vendored unchanged in
+ * seccomp-docker-default.json from github.com/moby/moby
+ * profiles/seccomp/default.json, Apache-2.0) plus exactly the system calls
+ * that systemd and an inner dockerd were shown to need inside a user
+ * namespace. Docker resolves the profile's capability conditions against the
+ * container's capabilities, so the mount family (allowed with CAP_SYS_ADMIN)
+ * comes from the default profile itself once SYS_ADMIN is added; and every
+ * capability a CVM holds counts only inside its user namespace.
+ *
+ * Proved by hand on this kind of node (Debian 12, cgroup v1, systemd 252,
+ * docker.io 20.10 inside) and by test/cvm/runtime.test.ts:
+ * - the default profile alone: systemd reaches `running` and the inner
+ *   dockerd answers, but a nested `docker run` fails;
+ * - `add_key` and `request_key` are not needed: a nested `docker run`
+ *   succeeds without them, so they stay denied.
+ */
+
+import { readFileSync } from "node:fs";
+
+export interface SeccompRule {
+  names: string[];
+  action: string;
+  args?: unknown[] | null;
+  comment?: string;
+  includes?: Record<string, unknown>;
+  excludes?: Record<string, unknown>;
+  errnoRet?: number;
+}
+
+export interface SeccompProfile {
+  defaultAction: string;
+  archMap?: unknown[];
+  syscalls: SeccompRule[];
+}
+
+/** What a CVM needs beyond Docker's default profile, each with the failure that proved it. */
+export const cvmSyscallAdditions: { names: string[]; why: string }[] = [
+  {
+    names: ["keyctl"],
+    why:
+      "The inner runc joins a fresh session keyring for every nested container; without it a nested " +
+      "`docker run` fails: 'unable to join session keyring: operation not permitted'. Keyrings are " +
+      "charged to the CVM's remapped uid, not to the node's root.",
+  },
+  {
+    names: ["pivot_root"],
+    why:
+      "The inner runc pivots into each nested container's root filesystem; without it a nested " +
+      "`docker run` fails: 'error jailing process inside rootfs: pivot_root .: operation not permitted'. " +
+      "It only ever changes the root of the caller's own mount namespace.",
+  },
+];
+
+let dockerDefault: SeccompProfile | undefined;
+
+export function dockerDefaultProfile(): SeccompProfile {
+  dockerDefault ??= JSON.parse(
+    readFileSync(new URL("./seccomp-docker-default.json", import.meta.url), "utf8"),
+  ) as SeccompProfile;
+  return dockerDefault;
+}
+
+/** Docker's default profile plus the CVM additions, as the engine takes it (`seccomp=<json>`). */
+export function cvmSeccompProfile(): SeccompProfile {
+  const base = dockerDefaultProfile();
+  return {
+    ...base,
+    syscalls: [
+      ...base.syscalls,
+      ...cvmSyscallAdditions.map(({ names, why }) => ({
+        names,
+        action: "SCMP_ACT_ALLOW",
+        args: [],
+        comment: `cvm: ${why}`,
+        includes: {},
+        excludes: {},
+      })),
+    ],
+  };
+}
+
+/** Every syscall name a profile allows unconditionally (no argument, capability or arch condition). */
+export function unconditionallyAllowed(profile: SeccompProfile): Set<string> {
+  const allowed = new Set<string>();
+  for (const rule of profile.syscalls) {
+    const conditional =
+      (rule.args?.length ?? 0) > 0 ||
+      Object.keys(rule.includes ?? {}).length > 0 ||
+      Object.keys(rule.excludes ?? {}).length > 0;
+    if (rule.action === "SCMP_ACT_ALLOW" && !conditional) for (const name of rule.names) allowed.add(name);
+  }
+  return allowed;
+}

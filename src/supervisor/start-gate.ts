@@ -1,0 +1,100 @@
+/**
+ * The start gate: a tiny static program (gate/cvm-gate.c) that is PID 1 of a
+ * CVM until the supervisor releases it. It holds init back while the
+ * container's cgroup directories are handed to its remapped root, then execs
+ * the real init, which keeps PID 1. Released the other way, it becomes the
+ * minimal init that reaps children, for images without /sbin/init.
+ */
+
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { access, chmod, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { CvmError } from "../core/errors.js";
+
+const run = promisify(execFile);
+
+export const gateSource = fileURLToPath(new URL("./gate/cvm-gate.c", import.meta.url));
+
+/** Where the gate is mounted in every CVM (read-only). */
+export const gateMountPath = "/.cvm/cvm-gate";
+
+/** /proc/PID/comm of the gate while it holds, and of the reaper it becomes. */
+export const gateComm = "cvm-gate";
+export const reaperComm = "cvm-reaper";
+
+/** The container's command: hold, then exec `init` (when the image has one). */
+export function gateCommand(init: string): string[] {
+  return ["hold", init];
+}
+
+/**
+ * Compiles the gate once per source version into `binDir` (gcc -static, so
+ * it runs in any image, with or without a libc).
+ */
+export async function ensureGateBinary(binDir: string): Promise<string> {
+  const source = await readFile(gateSource);
+  const version = createHash("sha256").update(source).digest("hex").slice(0, 12);
+  const binary = join(binDir, `cvm-gate-${version}`);
+  const present = await access(binary).then(
+    () => true,
+    () => false,
+  );
+  if (present) return binary;
+  const partial = `${binary}.${process.pid}.partial`;
+  try {
+    await run("gcc", ["-static", "-O2", "-s", "-o", partial, gateSource]);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw new CvmError("UNAVAILABLE", "Could not build cvm's start gate", {
+      detail: `gcc -static failed (install gcc and libc6-dev: scripts/provision.sh): ${(error as Error).message}`,
+      cause: error,
+    });
+  }
+  await chmod(partial, 0o755);
+  await rename(partial, binary);
+  return binary;
+}
+
+export type Release = "init" | "reaper";
+
+const releaseSignal: Record<Release, NodeJS.Signals> = { init: "SIGUSR1", reaper: "SIGUSR2" };
+
+async function comm(pid: number): Promise<string | undefined> {
+  return (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined))?.trim();
+}
+
+/** What PID 1 of a CVM is now, from the node's side. */
+export async function gateState(pid: number): Promise<"held" | "reaper" | "init" | "gone"> {
+  const name = await comm(pid);
+  if (name === undefined) return "gone";
+  if (name === gateComm) return "held";
+  if (name === reaperComm) return "reaper";
+  return "init";
+}
+
+/**
+ * Releases the gate of the container whose PID 1 is `pid` (as the node sees
+ * it). A signal reaches a namespace's init only once it has a handler, so one
+ * sent before the gate installed its handler is lost: repeat until PID 1 is
+ * no longer the holding gate.
+ */
+export async function releaseGate(pid: number, how: Release, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
+    const state = await gateState(pid);
+    if (state === "gone") throw new CvmError("INTERNAL", "The CVM's init exited before it was released");
+    if (state !== "held") return;
+    if (Date.now() > deadline)
+      throw new CvmError("INTERNAL", `The CVM's start gate did not open within ${timeoutMs} ms`);
+    try {
+      process.kill(pid, releaseSignal[how]);
+    } catch {
+      // Gone between the check and the signal: the next check says so.
+    }
+    await sleep(wait);
+  }
+}

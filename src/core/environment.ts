@@ -145,15 +145,23 @@ export function specProblems(input: Partial<EnvironmentSpec>, limits: Environmen
   return problems;
 }
 
-/** Fills defaults, then validates; throws one 400 with every problem. */
+const clamp = (value: number, min: number, max: number) => Math.min(Math.max(value, min), max);
+
+/**
+ * Fills defaults, then validates; throws one 400 with every problem. A default
+ * size bends to the admin's limits (a user who asked for nothing should not be
+ * refused over a number they never gave); a size given is checked as given.
+ * Only the spec's own fields come back, whatever else the input carried.
+ */
 export function resolveSpec(input: Partial<EnvironmentSpec>, limits: EnvironmentLimits): EnvironmentSpec {
-  const spec = {
-    cvm: false,
-    cpu: defaultResources.cpu,
-    memoryGiB: defaultResources.memoryGiB,
-    diskGiB: defaultResources.diskGiB,
-    ...Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)),
-  } as EnvironmentSpec;
+  const spec: EnvironmentSpec = {
+    name: input.name as string,
+    image: input.image as string,
+    cvm: input.cvm ?? false,
+    cpu: input.cpu ?? clamp(defaultResources.cpu, limits.minCpu, limits.maxCpu),
+    memoryGiB: input.memoryGiB ?? clamp(defaultResources.memoryGiB, limits.minMemoryGiB, limits.maxMemoryGiB),
+    diskGiB: input.diskGiB ?? clamp(defaultResources.diskGiB, limits.minDiskGiB, limits.maxDiskGiB),
+  };
   const problems = specProblems(spec, limits);
   if (problems.length > 0) throw invalid(problems, "Invalid environment");
   return spec;

@@ -64,40 +64,63 @@ export const defaultSettings: InfrastructureSettings = {
 
 const capabilityName = /^[A-Z][A-Z_]*$/;
 
-/** Problems with a settings document as a whole; empty when valid. */
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * Problems with a settings document as a whole; empty when valid. It may be
+ * handed a malformed document (a merge of stored settings and a request), so
+ * it reports wrong shapes rather than throwing on them.
+ */
 export function settingsProblems(settings: InfrastructureSettings): Validation[] {
   const problems: Validation[] = [];
   if (typeof settings.cvmEnabled !== "boolean") problems.push({ field: "cvmEnabled", detail: "must be true or false" });
-  if (!(runtimeChoices as readonly string[]).includes(settings.runtime)) {
+  if (!(runtimeChoices as readonly unknown[]).includes(settings.runtime)) {
     problems.push({ field: "runtime", detail: `must be one of ${runtimeChoices.join(", ")}` });
   }
-  const privileges = settings.supervisorPrivileges;
-  if (privileges.mode !== "privileged" && privileges.mode !== "capabilities") {
-    problems.push({ field: "supervisorPrivileges.mode", detail: "must be privileged or capabilities" });
+  const privileges: unknown = settings.supervisorPrivileges;
+  if (!isObject(privileges)) {
+    problems.push({ field: "supervisorPrivileges", detail: "must be an object with mode and capabilities" });
+  } else {
+    if (privileges.mode !== "privileged" && privileges.mode !== "capabilities") {
+      problems.push({ field: "supervisorPrivileges.mode", detail: "must be privileged or capabilities" });
+    }
+    const capabilities = privileges.capabilities;
+    if (!Array.isArray(capabilities)) {
+      problems.push({ field: "supervisorPrivileges.capabilities", detail: "must be a list of capability names" });
+    } else {
+      const badCaps = capabilities.filter((c) => typeof c !== "string" || !capabilityName.test(c.replace(/^CAP_/, "")));
+      if (badCaps.length > 0) {
+        problems.push({
+          field: "supervisorPrivileges.capabilities",
+          detail: `not capability names: ${badCaps.map((c) => (typeof c === "string" ? c : JSON.stringify(c))).join(", ")}`,
+        });
+      }
+      if (privileges.mode === "capabilities" && capabilities.length === 0) {
+        problems.push({ field: "supervisorPrivileges.capabilities", detail: "must list at least one capability" });
+      }
+    }
   }
-  const badCaps = privileges.capabilities.filter((c) => !capabilityName.test(c.replace(/^CAP_/, "")));
-  if (badCaps.length > 0) {
-    problems.push({
-      field: "supervisorPrivileges.capabilities",
-      detail: `not capability names: ${badCaps.join(", ")}`,
-    });
+  const limits: unknown = settings.limits;
+  if (!isObject(limits)) {
+    problems.push({ field: "limits", detail: "must be an object with the minimum and maximum sizes" });
+    return problems;
   }
-  if (privileges.mode === "capabilities" && privileges.capabilities.length === 0) {
-    problems.push({ field: "supervisorPrivileges.capabilities", detail: "must list at least one capability" });
-  }
-  const limits = settings.limits;
   const pairs: [keyof EnvironmentLimits, keyof EnvironmentLimits][] = [
     ["minCpu", "maxCpu"],
     ["minMemoryGiB", "maxMemoryGiB"],
     ["minDiskGiB", "maxDiskGiB"],
   ];
   for (const [min, max] of pairs) {
-    for (const key of [min, max]) {
-      if (typeof limits[key] !== "number" || !(limits[key] > 0)) {
-        problems.push({ field: `limits.${key}`, detail: "must be a positive number" });
-      }
+    const valid = [min, max].filter((key) => {
+      const value = limits[key];
+      if (typeof value === "number" && Number.isFinite(value) && value > 0) return true;
+      problems.push({ field: `limits.${key}`, detail: "must be a positive number" });
+      return false;
+    });
+    if (valid.length === 2 && (limits[min] as number) > (limits[max] as number)) {
+      problems.push({ field: `limits.${min}`, detail: `must not exceed ${max}` });
     }
-    if (limits[min] > limits[max]) problems.push({ field: `limits.${min}`, detail: `must not exceed ${max}` });
   }
   return problems;
 }

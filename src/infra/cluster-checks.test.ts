@@ -139,12 +139,13 @@ test("RBAC: every verb the provider uses, and what is denied", () => {
 });
 
 test("the supervisor Pod asks for privileged or the capability list, and read-only hostPaths", () => {
-  const privileged = supervisorPodForDryRun(defaultSettings, "p");
+  const privileged = supervisorPodForDryRun(defaultSettings, "doctor-p");
+  assert.equal(privileged.metadata?.name, "cvm-doctor-p");
   assert.equal(privileged.spec?.containers[0].securityContext?.privileged, true);
   const hostPaths = privileged.spec?.volumes?.filter((v) => v.hostPath).map((v) => v.hostPath?.path);
   assert.deepEqual(hostPaths, ["/usr/src", "/lib/modules"]);
   const readOnly = privileged.spec?.containers[0].volumeMounts?.filter((m) => m.readOnly).map((m) => m.mountPath);
-  assert.deepEqual(readOnly, ["/usr/src", "/lib/modules"]);
+  assert.ok(readOnly?.includes("/usr/src") && readOnly.includes("/lib/modules"), `${readOnly}`);
   const capabilities = supervisorPodForDryRun(
     {
       ...defaultSettings,

@@ -154,8 +154,8 @@ export interface DryRunEvidence {
 }
 
 export async function dryRunSupervisorPod(context: Omit<ClusterContext, "dryRun">): Promise<DryRunEvidence> {
-  const name = `cvm-doctor-${Date.now().toString(36)}`;
-  const body = supervisorPodForDryRun(context.settings, name);
+  const id = `doctor-${Date.now().toString(36)}`;
+  const body = supervisorPodForDryRun(context.settings, id);
   const asked = supervisorPodWords(context.settings);
   try {
     const response = await context.apis.core.createNamespacedPodWithHttpInfo({

@@ -151,11 +151,11 @@ test("the supervisor Pod asks for privileged or the capability list, and read-on
       ...defaultSettings,
       supervisorPrivileges: { mode: "capabilities", capabilities: ["CAP_SYS_ADMIN", "NET_ADMIN"] },
     },
-    "c",
+    "doctor-c",
   );
-  assert.deepEqual(capabilities.spec?.containers[0].securityContext, {
-    capabilities: { add: ["SYS_ADMIN", "NET_ADMIN"] },
-  });
+  const context = capabilities.spec?.containers[0].securityContext;
+  assert.deepEqual(context?.capabilities, { add: ["SYS_ADMIN", "NET_ADMIN"] });
+  assert.equal(context?.privileged, undefined);
 });
 
 test("an API server that does not answer fails every check with the connection error", async () => {

@@ -1,0 +1,59 @@
+/**
+ * The supervisor's report channel: a CVM's supervisor running in its own Pod
+ * posts build-log lines, states and systemd's and Docker's status here. It is
+ * not a user's route: the caller proves it is that environment's supervisor
+ * with the environment's own report token (from the environment's Secret),
+ * and the provider judges it. Providers without remote supervisors answer 404.
+ */
+
+import { z } from "zod";
+import { CvmError } from "../core/errors.js";
+import { readJson } from "./input.js";
+import type { ApiRoutes } from "./routes.js";
+
+export const supervisorReportPath = (environmentId: string) =>
+  `/environments/${encodeURIComponent(environmentId)}/supervisor-report`;
+
+export const supervisorReportSchema = z
+  .object({
+    lines: z.array(z.string().max(8192)).max(1000).optional(),
+    state: z.enum(["pulling", "creating", "starting", "running", "failed"]).optional(),
+    reason: z.string().max(8192).optional(),
+    observation: z
+      .object({
+        runtime: z.enum(["userns", "sysbox", "none"]).optional(),
+        systemd: z.enum(["running", "degraded", "starting", "unavailable", "unknown"]).optional(),
+        failedUnits: z.array(z.string().max(256)).max(500).optional(),
+        docker: z.enum(["answering", "not-answering", "absent", "unknown"]).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export function supervisorReportRoutes(routes: ApiRoutes): void {
+  const { provider } = routes.deps;
+  routes.add(
+    {
+      method: "post",
+      path: "/environments/:id/supervisor-report",
+      summary:
+        "A CVM's supervisor reports build-log lines and states (authenticated by the environment's report token)",
+      tag: "supervisor",
+      auth: false,
+      body: supervisorReportSchema,
+      response: null,
+      status: 204,
+    },
+    async (c) => {
+      if (!provider.acceptSupervisorReport) {
+        throw new CvmError("NOT_FOUND", `The ${provider.name} provider takes no supervisor reports`);
+      }
+      const token = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+      if (!token) throw new CvmError("UNAUTHORIZED", "A supervisor report needs the environment's report token");
+      const report = await readJson(c, supervisorReportSchema);
+      await provider.acceptSupervisorReport(c.req.param("id") ?? "", token, report);
+      return c.body(null, 204);
+    },
+  );
+}

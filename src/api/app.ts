@@ -1,12 +1,9 @@
 /**
  * The HTTP application: /healthz, /metrics, /api/v1 (one file per resource)
- * and its OpenAPI document, and the dashboard's files. One error handler and
+ * and its OpenAPI document, and the dashboard (src/api/dashboard.ts). One error handler and
  * one not-found handler answer every failure.
  */
 
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { serveStatic } from "@hono/node-server/serve-static";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { routePath } from "hono/route";
@@ -15,6 +12,7 @@ import { adminRoutes } from "./admin.js";
 import { auditRoutes } from "./audit.js";
 import { authRoutes } from "./auth.js";
 import { apiPrefix } from "./contract.js";
+import { dashboard } from "./dashboard.js";
 import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
@@ -29,11 +27,6 @@ import { userRoutes } from "./users.js";
 const version = "0.1.0";
 const maxBodyBytes = 1024 * 1024;
 
-const placeholderPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>cvm</title></head>
-<body><h1>cvm</h1><p>The server is running. The dashboard has not been built
-(<code>npm run build:web</code>); the API is at <a href="${apiPrefix}/openapi.json">${apiPrefix}/openapi.json</a>.</p></body></html>`;
-
 export interface ApiApp {
   app: Hono<AppEnv>;
   routes: ApiRoutes;
@@ -47,8 +40,8 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
     const started = performance.now();
     await next();
     // The matched pattern, never the raw path, so the label set stays small.
-    const matched = routePath(c, -1);
-    const route = matched === "*" || matched === "/*" || matched === `${apiPrefix}/*` ? "unmatched" : matched;
+    const matched = routePath(c);
+    const route = matched.endsWith("*") ? "unmatched" : matched;
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
     metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
   });
@@ -101,16 +94,10 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
   );
   api.all("*", notFoundHandler);
   app.route(apiPrefix, api);
+  // Other API versions, and anything else under /api, are not the dashboard's pages.
+  app.all("/api/*", notFoundHandler);
 
-  const webRoot = options.webRoot;
-  if (webRoot && existsSync(join(webRoot, "index.html"))) {
-    const index = readFileSync(join(webRoot, "index.html"), "utf8");
-    app.use("*", serveStatic({ root: webRoot }));
-    // The dashboard routes in the browser: any other page is its index.
-    app.get("*", (c) => c.html(index));
-  } else {
-    app.get("/", (c) => c.html(placeholderPage));
-  }
+  app.route("/", dashboard({ webRoot: options.webRoot, logger: deps.logger }));
 
   app.notFound(notFoundHandler);
   app.onError(errorHandler(deps.logger));

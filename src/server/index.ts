@@ -6,7 +6,6 @@
 
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
 import { createAdaptorServer } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { createApp } from "../api/app.js";
@@ -51,8 +50,6 @@ export interface RunningServer {
   store: Store;
   close(): Promise<void>;
 }
-
-const defaultWebRoot = join(import.meta.dirname, "..", "..", "web", "dist");
 
 export function parseListen(listen: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen.trim());
@@ -128,7 +125,7 @@ async function serve(
     }
   }
 
-  const { app } = createApp(deps, { webRoot: options.webRoot ?? defaultWebRoot });
+  const { app } = createApp(deps, { webRoot: options.webRoot });
   const server = createAdaptorServer({ fetch: app.fetch, hostname: host }) as Server;
   const terminal = attachTerminal(server, deps);
   await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,136 @@
+/**
+ * Environment requests that must be refused before any provider is asked:
+ * bad names, images and sizes; CVMs while disabled; another member's
+ * environment; listing beyond one's role. Nothing may be created by them.
+ */
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { ApiError, type CvmClient } from "../../src/client/index.js";
+import { startTestServer, storeKinds, type TestServer } from "./harness.js";
+
+async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
+  const error = await promise.then(
+    () => assert.fail(`expected ${status}, got success`),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof ApiError, String(error));
+  assert.equal(error.status, status, JSON.stringify(error.body));
+  return error;
+}
+
+const fields = (error: ApiError) => (error.body.validations ?? []).map((v) => v.field).sort();
+
+for (const kind of storeKinds) {
+  describe(`environment rules (${kind})`, () => {
+    let t: TestServer;
+    let admin: CvmClient;
+    let member: CvmClient;
+    before(async () => {
+      t = await startTestServer(kind);
+      admin = await t.firstAdmin();
+      member = await t.userWithRole(admin, "member");
+    });
+    after(() => t?.close());
+
+    test("bad names, images and sizes are a 400 on each field, and nothing is created", async () => {
+      const cases: [Record<string, unknown>, string[]][] = [
+        [{ name: "Dev_Box", image: "debian:12" }, ["name"]],
+        [{ name: "-dev", image: "debian:12" }, ["name"]],
+        [{ name: "a".repeat(64), image: "debian:12" }, ["name"]],
+        [{ name: "dev", image: "Debian:12" }, ["image"]],
+        [{ name: "dev", image: "debian:-12" }, ["image"]],
+        [{ name: "dev", image: "registry:5000/x@sha256:abc" }, ["image"]],
+        [{ name: "dev", image: "" }, ["image"]],
+        [{ name: "dev", image: "debian", cpu: 0 }, ["cpu"]],
+        [
+          { name: "dev", image: "debian", cpu: 1000, memoryGiB: 0.01, diskGiB: 100000 },
+          ["cpu", "diskGiB", "memoryGiB"],
+        ],
+        [{ name: "dev", image: "debian", cpu: "two" }, ["cpu"]],
+        [{ name: "dev", image: "debian", cvm: "yes" }, ["cvm"]],
+        [{ image: "debian" }, ["name"]],
+        [{ name: "dev", image: "debian", color: "blue" }, ["color"]],
+        [{ name: "BAD", image: "BAD", cpu: -1 }, ["cpu", "image", "name"]],
+      ];
+      for (const [request, expected] of cases) {
+        const error = await refused(member.createEnvironment(request as never), 400);
+        assert.deepEqual(fields(error), expected, JSON.stringify(request));
+      }
+      assert.deepEqual((await member.listEnvironments()).items, []);
+      assert.deepEqual((await admin.listEnvironments({ owner: "all" })).items, []);
+    });
+
+    test("sizes beyond the limits an admin set are refused, naming the limit", async () => {
+      await admin.updateInfrastructure({ limits: { maxCpu: 4 } });
+      const error = await refused(member.createEnvironment({ name: "big", image: "debian", cpu: 6 }), 400);
+      assert.deepEqual(fields(error), ["cpu"]);
+      assert.match(error.body.validations?.[0].detail ?? "", /at most 4/);
+      await admin.updateInfrastructure({ limits: { maxCpu: 16 } });
+      assert.deepEqual((await member.listEnvironments()).items, []);
+    });
+
+    test("a CVM while cvmEnabled is off is a 409 that names the setting, and nothing is created", async () => {
+      assert.equal((await admin.infrastructure()).cvmEnabled, false);
+      const error = await refused(member.createEnvironment({ name: "dev", image: "debian", cvm: true }), 409);
+      assert.match(error.body.message, /cvmEnabled/);
+      assert.deepEqual(fields(error), ["cvm"]);
+      assert.deepEqual((await admin.listEnvironments({ owner: "all" })).items, []);
+    });
+
+    test("another's environment is a 404 for a member, by id and by name; listing others is 403", async () => {
+      const other = await t.userWithRole(admin, "member");
+      // Written straight into the store: this test is about who may see it, not about building it.
+      const now = new Date().toISOString();
+      const environment = await t.server.store.environments.create({
+        id: "env_0123456789abcdef0123",
+        ownerId: other.user.id,
+        ownerEmail: other.user.email,
+        name: "theirs",
+        image: "debian",
+        cvm: false,
+        cpu: 1,
+        memoryGiB: 1,
+        diskGiB: 1,
+        state: "stopped",
+        runtime: "none",
+        systemd: "unknown",
+        failedUnits: [],
+        docker: "unknown",
+        timeline: [{ state: "stopped", at: now }],
+        createdAt: now,
+        updatedAt: now,
+        version: 1,
+      });
+      for (const ref of [environment.id, "theirs"]) {
+        const error = await refused(member.environment(ref), 404);
+        assert.match(error.body.message, /not found/);
+        await refused(member.startEnvironment(ref), 404);
+        await refused(member.stopEnvironment(ref), 404);
+        await refused(member.deleteEnvironment(ref), 404);
+        await refused(member.builds(ref), 404);
+      }
+      await refused(member.listEnvironments({ owner: "all" }), 403);
+      await refused(member.listEnvironments({ owner: other.user.id }), 403);
+      assert.deepEqual((await member.listEnvironments()).items, []);
+      // Its owner sees it by name, an admin by id and in the list of all.
+      assert.equal((await other.environment("theirs")).id, environment.id);
+      assert.equal((await admin.environment(environment.id)).name, "theirs");
+      assert.deepEqual(
+        (await admin.listEnvironments({ owner: "all" })).items.map((e) => e.id),
+        [environment.id],
+      );
+      assert.deepEqual(
+        (await admin.listEnvironments({ owner: other.user.id, state: "stopped", kind: "standard" })).items.map(
+          (e) => e.id,
+        ),
+        [environment.id],
+      );
+      assert.deepEqual((await admin.listEnvironments({ owner: "all", kind: "cvm" })).items, []);
+      const bad = await refused(admin.listEnvironments({ state: "sleeping" }), 400);
+      assert.deepEqual(fields(bad), ["state"]);
+      // A member may not stop a stopped environment of its own either: the state rule answers 409.
+      await refused(other.stopEnvironment("theirs"), 409);
+    });
+  });
+}

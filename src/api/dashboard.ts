@@ -37,8 +37,8 @@ const revalidate = "no-cache";
 interface CachedFile {
   mtimeMs: number;
   size: number;
-  body: Buffer;
-  gzipped?: Buffer;
+  body: Uint8Array<ArrayBuffer>;
+  gzipped?: Uint8Array<ArrayBuffer>;
   etag: string;
 }
 
@@ -96,13 +96,14 @@ export function dashboard(options: DashboardOptions = {}): Hono {
     if (!stat.isFile()) return undefined;
     const known = cache.get(path);
     if (known && known.mtimeMs === stat.mtimeMs && known.size === stat.size) return known;
-    const body = readFileSync(path);
+    // Copied once into their own buffers, so each answer hands them out as they are.
+    const body = new Uint8Array(readFileSync(path));
     const file: CachedFile = {
       mtimeMs: stat.mtimeMs,
       size: stat.size,
       body,
       etag: `W/"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
-      gzipped: compressible.has(extname(path)) && body.length > 1024 ? gzipSync(body) : undefined,
+      gzipped: compressible.has(extname(path)) && body.length > 1024 ? new Uint8Array(gzipSync(body)) : undefined,
     };
     cache.set(path, file);
     return file;
@@ -167,7 +168,7 @@ export function dashboard(options: DashboardOptions = {}): Hono {
       c.header("content-length", String(body.length));
       return c.body(null, 200);
     }
-    return c.body(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), 200);
+    return c.body(body, 200);
   });
   return app;
 }

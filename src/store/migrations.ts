@@ -132,7 +132,7 @@ export const migrations: readonly Migration[] = [
 const migrationLockKey = 7_080_2026;
 
 /** Applies the steps not yet applied; returns the versions it applied. */
-export async function migrate(db: Database): Promise<number[]> {
+export async function migrate(db: Database, steps: readonly Migration[] = migrations): Promise<number[]> {
   return db.transaction(async (tx) => {
     if (db.kind === "postgres") await tx.query("SELECT pg_advisory_xact_lock($1)", [migrationLockKey]);
     await tx.query(
@@ -141,7 +141,7 @@ export async function migrate(db: Database): Promise<number[]> {
     const rows = await tx.query<{ version: number }>("SELECT version FROM schema_migrations");
     const done = new Set(rows.map((r) => Number(r.version)));
     const applied: number[] = [];
-    for (const migration of migrations) {
+    for (const migration of steps) {
       if (done.has(migration.version)) continue;
       for (const statement of migration.statements(columnTypes[db.kind])) await tx.query(statement);
       await tx.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [

@@ -8,7 +8,7 @@ import type { Database, SqlRunner, SqlValue, TransactionOptions } from "./databa
 const int8 = 20;
 
 export function openPostgresDatabase(url: string): Database {
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000 });
   pool.on("error", () => {
     // An idle client lost its connection (server restart); the pool replaces it.
   });

@@ -46,6 +46,9 @@ import {
 
 const now = () => new Date().toISOString();
 
+/** The most audit entries one page holds, whatever a caller asks for. */
+export const maxAuditPage = 1000;
+
 /** Collects `$n` parameters while a WHERE clause is assembled. */
 class Conditions {
   readonly clauses: string[] = [];
@@ -242,7 +245,7 @@ function auditStore(db: Database): AuditStore {
       return stored;
     },
     async list(filter: AuditFilter, page): Promise<Page<AuditEntry>> {
-      const limit = Math.max(1, Math.floor(page.limit));
+      const limit = Number.isFinite(page.limit) ? Math.min(Math.max(1, Math.floor(page.limit)), maxAuditPage) : 50;
       const where = new Conditions();
       if (filter.actorId) where.add((p) => `actor_id = ${p}`, filter.actorId);
       if (filter.action) where.add((p) => `action = ${p}`, filter.action);
@@ -297,7 +300,7 @@ function environmentStore(db: Database): EnvironmentStore {
               JSON.stringify(stored.timeline ?? []),
               stored.createdAt,
               stored.updatedAt,
-              stored.version,
+              stored.version ?? 1,
             ],
           );
           if (credentials) {
@@ -441,6 +444,7 @@ function buildStore(db: Database): BuildStore {
 }
 
 export function sqlStore(db: Database): Store {
+  let closing: Promise<void> | undefined;
   return {
     kind: db.kind,
     users: userStore(db),
@@ -449,6 +453,10 @@ export function sqlStore(db: Database): Store {
     audit: auditStore(db),
     environments: environmentStore(db),
     builds: buildStore(db),
-    close: () => db.close(),
+    // Idempotent: a server's shutdown path and a test's cleanup may both close it.
+    close: () => {
+      closing ??= db.close();
+      return closing;
+    },
   };
 }

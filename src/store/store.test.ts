@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -137,6 +137,33 @@ for (const backend of backends) {
           );
         } finally {
           await check.close();
+        }
+      } finally {
+        await fresh.drop();
+      }
+    });
+
+    test("migrations: a store made by an older cvm gets only the newer steps, and keeps its data", async () => {
+      const fresh = await backend.fresh();
+      try {
+        const db = fresh.database();
+        try {
+          assert.deepEqual(await migrate(db, migrations.slice(0, 1)), [1]);
+          await db.query(
+            "INSERT INTO users (id, email, name, role, active, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            ["usr_old", "old@example.com", "old", "site-admin", true, "h", minutes(0)],
+          );
+        } finally {
+          await db.close();
+        }
+        const store = await openStore(fresh.options);
+        try {
+          assert.equal((await store.users.get("usr_old"))?.email, "old@example.com");
+          const env = await store.environments.create(newEnvironment("usr_old", "dev"));
+          assert.equal((await store.environments.get(env.id))?.name, "dev");
+        } finally {
+          await store.close();
+          await store.close();
         }
       } finally {
         await fresh.drop();
@@ -484,6 +511,24 @@ for (const backend of backends) {
         assert.deepEqual(await store.builds.logs(two.id), []);
       }));
 
+    test("audit: a nonsense page size still answers a page", () =>
+      withStore(async (store) => {
+        await store.audit.append({
+          at: minutes(0),
+          actorId: "usr_x",
+          actorEmail: "x@example.com",
+          action: "settings.update",
+          target: "settings/infrastructure",
+          before: null,
+          after: { cvmEnabled: true },
+        });
+        for (const limit of [Number.NaN, 0, -5, 2.7]) {
+          const page = await store.audit.list({}, { limit });
+          assert.equal(page.items.length, 1, String(limit));
+          assert.equal(page.items[0].before, null);
+        }
+      }));
+
     if (backend.name === "sqlite") {
       test("sqlite: the database file is private to its owner", () =>
         withStore(async (_store, fresh) => {
@@ -494,3 +539,21 @@ for (const backend of backends) {
     }
   });
 }
+
+test("opening a store that cannot be reached is a clear 503 that hides the password", async () => {
+  const error = await openStore({
+    dataDir: "/nonexistent",
+    postgresUrl: "postgres://cvm:hunter2@127.0.0.1:1/cvm",
+  }).then(
+    () => assert.fail("opened an unreachable database"),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof CvmError);
+  assert.equal(error.code, "UNAVAILABLE");
+  assert.match(error.message, /^Cannot open the store \(PostgreSQL at postgres:\/\/cvm:\*\*\*@127\.0\.0\.1:1\/cvm\): /);
+  assert.equal(error.message.includes("hunter2"), false);
+  const file = join(mkdtempSync(join(tmpdir(), "cvm-store-test-")), "file");
+  writeFileSync(file, "not a directory");
+  await assert.rejects(openStore({ dataDir: file }), { code: "UNAVAILABLE" });
+  rmSync(join(file, ".."), { recursive: true, force: true });
+});

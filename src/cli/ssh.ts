@@ -85,7 +85,8 @@ export function register(program: Command): void {
     .option("-T, --no-tty", "never allocate a terminal")
     .passThroughOptions()
     .action(async (ref: string, command: string[], options: { tty?: boolean }) => {
-      process.exitCode = await ssh(ref, command, options);
+      // Passing options through keeps the `--` that separates cvm's flags from the command.
+      process.exitCode = await ssh(ref, command[0] === "--" ? command.slice(1) : command, options);
       process.stdin.unref?.();
     });
 }

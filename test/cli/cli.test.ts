@@ -102,7 +102,7 @@ test("admin infra: CVMs are off by default; creating a CVM then is refused namin
 });
 
 test("env create with a bad name, image and size prints each field's problem and creates nothing", async () => {
-  const result = await cvm(["env", "create", "Bad_Name", "--image", "UPPER/case", "--cpu", "1000"]);
+  const result = await cvm(["env", "create", "Bad_Name", "--image", "debian::bookworm", "--cpu", "1000"]);
   assert.notEqual(result.code, 0);
   assert.match(result.stderr, /name/);
   assert.match(result.stderr, /image/);

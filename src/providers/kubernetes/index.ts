@@ -34,6 +34,7 @@ import { annotations, environmentContainer, labels, objectNames, secretKeys, sup
 import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
 import { podView } from "./pod-state.js";
 import { PodWatch } from "./pod-watch.js";
+import { RequestLimiter } from "./request-limiter.js";
 
 export { annotations, labels, objectNames } from "./names.js";
 export {
@@ -100,15 +101,27 @@ export class KubernetesProvider implements Provider {
   private readonly tokens = new Map<string, string>();
   private readonly reports = new Map<string, SupervisorReport>();
   private readonly live = new Map<string, LiveBuild>();
+  private readonly limiter = new RequestLimiter();
 
   constructor(
     readonly config: KubeConfig,
     readonly namespace: string,
     private readonly options: KubernetesProviderOptions,
   ) {
-    this.core = config.makeApiClient(CoreV1Api);
+    this.core = this.limited(config.makeApiClient(CoreV1Api));
     this.logger = options.logger.child({ provider: "kubernetes", namespace });
     this.watch = new PodWatch(config, namespace, this.logger);
+  }
+
+  /** The API client, every call of which waits its turn in the limiter. */
+  private limited(api: CoreV1Api): CoreV1Api {
+    return new Proxy(api, {
+      get: (target, key, receiver) => {
+        const value = Reflect.get(target, key, receiver);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => this.limiter.run(() => value.apply(target, args));
+      },
+    });
   }
 
   /** Lists and starts watching the namespace's cvm Pods. */

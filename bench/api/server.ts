@@ -1,0 +1,105 @@
+/**
+ * The server under load, in its own process so the load generator does not
+ * share its event loop: SQLite in a temporary directory, 1,000 environments
+ * written straight into the store (100 owners with 10 each), and a session
+ * for one member and for the admin. Prints one JSON line with what the
+ * benchmark needs, then serves until killed.
+ */
+
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import type { Environment } from "../../src/core/environment.js";
+import type { Provider } from "../../src/core/provider.js";
+import { createProvider } from "../../src/providers/index.js";
+import { Accounts, hashPassword } from "../../src/server/accounts.js";
+import { startServer } from "../../src/server/index.js";
+import { newId } from "../../src/store/ids.js";
+import { unreachableProvider } from "../../test/api/unreachable-provider.js";
+
+const owners = 100;
+const perOwner = 10;
+
+/** The real docker provider; the listing and showing measured here never call it. */
+async function provider(dataDir: string): Promise<Provider | undefined> {
+  try {
+    return await createProvider({ kind: "docker", dataDir, logger: pino({ level: "silent" }) });
+  } catch (error) {
+    if (String(error).includes("not implemented")) return undefined;
+    throw error;
+  }
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), "cvm-bench-api-"));
+let existing = await provider(dataDir);
+if (!existing) {
+  // Listing and showing stopped environments never reach a provider, so the figures do not depend on it.
+  process.stderr.write("bench/api: the docker provider is not implemented yet; serving without one\n");
+  existing = unreachableProvider();
+}
+const server = await startServer({
+  listen: "127.0.0.1:0",
+  dataDir,
+  provider: "docker",
+  providerInstance: existing,
+  logger: pino({ level: "warn" }, pino.destination(2)),
+  skipReconcile: true,
+});
+const { store } = server;
+const accounts = new Accounts(store);
+const passwordHash = await hashPassword("bench password");
+const admin = await store.users.createFirst({
+  email: "admin@bench.test",
+  name: "admin",
+  role: "site-admin",
+  passwordHash,
+});
+if (!admin) throw new Error("the bench store was not empty");
+let member = admin;
+const ids: string[] = [];
+const at = new Date().toISOString();
+for (let o = 0; o < owners; o++) {
+  const owner = await store.users.create({
+    email: `user${o}@bench.test`,
+    name: `user${o}`,
+    role: "member",
+    passwordHash,
+  });
+  if (o === 0) member = owner;
+  for (let e = 0; e < perOwner; e++) {
+    const environment: Environment = {
+      id: newId("env"),
+      ownerId: owner.id,
+      ownerEmail: owner.email,
+      name: `env-${e}`,
+      image: "registry.example:5000/team/dev:latest",
+      cvm: e % 2 === 0,
+      cpu: 2,
+      memoryGiB: 4,
+      diskGiB: 20,
+      state: "stopped",
+      runtime: e % 2 === 0 ? "userns" : "none",
+      systemd: "unknown",
+      failedUnits: [],
+      docker: "unknown",
+      timeline: ["queued", "pulling", "creating", "starting", "running", "stopping", "stopped"].map((state) => ({
+        state: state as Environment["state"],
+        at,
+      })),
+      createdAt: at,
+      updatedAt: at,
+      version: 1,
+    };
+    ids.push((await store.environments.create(environment)).id);
+  }
+}
+const memberToken = (await accounts.issue(member.id, "session", "bench")).secret;
+const adminToken = (await accounts.issue(admin.id, "session", "bench")).secret;
+const memberEnvironment = (await store.environments.list({ ownerId: member.id }))[0].id;
+process.stdout.write(
+  `${JSON.stringify({ url: server.url, memberToken, adminToken, memberEnvironment, total: ids.length })}\n`,
+);
+process.on("SIGTERM", () => {
+  void server.close().finally(() => process.exit(0));
+});

@@ -511,6 +511,42 @@ for (const backend of backends) {
         assert.deepEqual(await store.builds.logs(two.id), []);
       }));
 
+    test("two replicas on one database: one first user, one CAS winner, one log sequence", async () => {
+      const fresh = await backend.fresh();
+      const replicas = [await openStore(fresh.options), await openStore(fresh.options)];
+      try {
+        const firsts = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            replicas[i % 2].users.createFirst({ ...newUser(`first${i}@example.com`), role: "site-admin" }),
+          ),
+        );
+        const admin = firsts.filter((u) => u !== undefined);
+        assert.equal(admin.length, 1);
+        assert.equal(await replicas[1].users.count(), 1);
+
+        const env = await replicas[0].environments.create(newEnvironment(admin[0].id, "dev"));
+        const updates = await Promise.all(
+          replicas.map((r, i) =>
+            r.environments.update(env.id, env.version, { state: i === 0 ? "pulling" : "stopping" }),
+          ),
+        );
+        assert.equal(updates.filter((u) => u !== undefined).length, 1);
+
+        const build = await replicas[1].builds.create(env.id, minutes(0));
+        const lines = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => replicas[i % 2].builds.appendLog(build.id, `line ${i}`, minutes(i))),
+        );
+        assert.deepEqual(
+          lines.map((l) => l.seq).sort((a, b) => a - b),
+          Array.from({ length: 20 }, (_, i) => i + 1),
+        );
+        assert.equal((await replicas[0].builds.logs(build.id)).length, 20);
+      } finally {
+        await Promise.all(replicas.map((r) => r.close()));
+        await fresh.drop();
+      }
+    });
+
     test("audit: a nonsense page size still answers a page", () =>
       withStore(async (store) => {
         await store.audit.append({

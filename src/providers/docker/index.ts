@@ -1,7 +1,149 @@
-import type { Provider } from "../../core/provider.js";
-import type { ProviderOptions } from "../index.js";
+/**
+ * The docker provider: environments on this machine. Standard environments
+ * are plain containers on the host engine (standard-environments.ts); CVMs
+ * belong to the CVM supervisor (src/supervisor), created on first use, to
+ * which every call for an environment with `cvm: true` is handed.
+ */
 
-/** (Stub: the docker provider's owner replaces it.) */
-export async function createDockerProvider(_options: ProviderOptions): Promise<Provider> {
-  throw new Error("docker provider: not implemented yet");
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import Dockerode from "dockerode";
+import type { Environment } from "../../core/environment.js";
+import type {
+  BuildContext,
+  ExecOptions,
+  ExecSession,
+  LabeledWorkload,
+  Observation,
+  Provider,
+} from "../../core/provider.js";
+import type { CvmSupervisor } from "../../supervisor/index.js";
+import type { ProviderOptions } from "../index.js";
+import { StandardEnvironments } from "./standard-environments.js";
+
+export const defaultDockerHost = "unix:///var/run/docker.sock";
+
+/** A client for a DOCKER_HOST-style address: unix:///path, a bare socket path, or tcp://host:port. */
+export function dockerClient(address: string): Dockerode {
+  if (address.startsWith("unix://")) return new Dockerode({ socketPath: address.slice("unix://".length) });
+  if (address.startsWith("/")) return new Dockerode({ socketPath: address });
+  const url = new URL(address.replace(/^tcp:/, "http:"));
+  return new Dockerode({ host: url.hostname, port: Number(url.port || 2375), protocol: "http" });
+}
+
+function isLocal(address: string): boolean {
+  return address.startsWith("unix://") || address.startsWith("/");
+}
+
+export async function createDockerProvider(options: ProviderOptions): Promise<Provider> {
+  const dockerHost = options.dockerHost ?? defaultDockerHost;
+  const docker = dockerClient(dockerHost);
+  await docker.ping().catch((error) => {
+    throw new Error(`the docker provider cannot reach the engine at ${dockerHost}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  });
+  return new DockerProvider(options, dockerHost, docker);
+}
+
+/** What both standard environments and the CVM supervisor do for one environment. */
+type EnvironmentBackend = Pick<CvmSupervisor, "build" | "start" | "stop" | "remove" | "discard" | "observe" | "exec">;
+
+class DockerProvider implements Provider {
+  readonly name = "docker" as const;
+  private readonly standard: StandardEnvironments;
+  private supervisor?: Promise<CvmSupervisor>;
+
+  constructor(
+    private readonly options: ProviderOptions,
+    private readonly dockerHost: string,
+    docker: Dockerode,
+  ) {
+    this.standard = new StandardEnvironments(docker, options.logger, isLocal(dockerHost));
+  }
+
+  /**
+   * The CVM supervisor, made on first use (and loaded then: a server without
+   * CVMs never loads it); a failed start is retried on the next use.
+   */
+  private cvms(): Promise<CvmSupervisor> {
+    this.supervisor ??= import("../../supervisor/index.js")
+      .then(({ createCvmSupervisor }) =>
+        createCvmSupervisor({
+          dataDir: this.options.dataDir,
+          logger: this.options.logger,
+          hostDockerHost: this.dockerHost,
+        }),
+      )
+      .catch((error) => {
+        this.supervisor = undefined;
+        throw error;
+      });
+    return this.supervisor;
+  }
+
+  /**
+   * Whether CVMs may exist: the supervisor is up, or its engine left state in
+   * the data dir (`<dataDir>/engine`, see src/supervisor/engine.ts). Listing
+   * workloads must not start an engine on a machine that never ran a CVM.
+   */
+  private cvmsMayExist(): boolean {
+    return this.supervisor !== undefined || existsSync(join(this.options.dataDir, "engine"));
+  }
+
+  private async for(environment: Environment): Promise<EnvironmentBackend> {
+    return environment.cvm ? this.cvms() : this.standard;
+  }
+
+  async build(environment: Environment, context: BuildContext): Promise<Observation> {
+    return (await this.for(environment)).build(environment, context);
+  }
+
+  async start(environment: Environment, context: BuildContext): Promise<Observation> {
+    return (await this.for(environment)).start(environment, context);
+  }
+
+  async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
+    return (await this.for(environment)).stop(environment, timeoutSeconds);
+  }
+
+  async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
+    return (await this.for(environment)).remove(environment, options);
+  }
+
+  async discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void> {
+    return (await this.for(environment)).discard(environment, options);
+  }
+
+  async observe(environment: Environment): Promise<Observation> {
+    return (await this.for(environment)).observe(environment);
+  }
+
+  async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
+    return (await this.for(environment)).exec(environment, options);
+  }
+
+  async listWorkloads(): Promise<LabeledWorkload[]> {
+    const standard = await this.standard.listWorkloads();
+    if (!this.cvmsMayExist()) return standard;
+    const cvms = await this.cvms()
+      .then((supervisor) => supervisor.listWorkloads())
+      .catch((error) => {
+        this.options.logger.warn({ err: error }, "could not list CVM workloads");
+        return [];
+      });
+    const seen = new Set(standard.map((w) => w.ref));
+    return [...standard, ...cvms.filter((w) => !seen.has(w.ref))];
+  }
+
+  async removeWorkload(ref: string): Promise<void> {
+    if (await this.standard.removeWorkload(ref)) return;
+    if (this.cvmsMayExist()) await (await this.cvms()).removeWorkload(ref);
+  }
+
+  async close(): Promise<void> {
+    await this.standard.close();
+    const supervisor = await this.supervisor?.catch(() => undefined);
+    await supervisor?.close();
+  }
 }

@@ -1,0 +1,215 @@
+/**
+ * Standard (non-CVM) environments on the host engine: one labeled container
+ * each, with the CPU and memory asked for, and a named volume for /home that
+ * outlives rebuilds. Never privileged, no engine socket, no host path.
+ */
+
+import type Dockerode from "dockerode";
+import type { Logger } from "pino";
+import type { Environment } from "../../core/environment.js";
+import { CvmError } from "../../core/errors.js";
+import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observation } from "../../core/provider.js";
+import { startExec } from "./exec-session.js";
+import { pullImage } from "./image-pull.js";
+import { containerRequest, homeVolumeName, homeVolumeRequest, labelKeys } from "./workload.js";
+
+/** What a standard environment reports of itself: a plain container promises neither systemd nor Docker. */
+const standard: Pick<Observation, "runtime" | "systemd" | "docker"> = {
+  runtime: "none",
+  systemd: "unavailable",
+  docker: "absent",
+};
+
+function statusCode(error: unknown): number | undefined {
+  return (error as { statusCode?: number }).statusCode;
+}
+
+/** Runs an engine call whose "already so" answers (404 gone, 304 already stopped/started) are success. */
+async function tolerating<T>(codes: number[], call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (error) {
+    if (codes.includes(statusCode(error) ?? 0)) return undefined;
+    throw error;
+  }
+}
+
+export class StandardEnvironments {
+  constructor(
+    private readonly docker: Dockerode,
+    private readonly logger: Logger,
+    private readonly engineIsLocal: boolean,
+  ) {}
+
+  /** Containers of one environment, found by label (its name may differ after a rename of the scheme). */
+  private async containersOf(environmentId: string): Promise<Dockerode.ContainerInfo[]> {
+    return this.docker.listContainers({
+      all: true,
+      filters: { label: [`${labelKeys.managed}=true`, `${labelKeys.environment}=${environmentId}`] },
+    });
+  }
+
+  private async inspect(environment: Environment): Promise<Dockerode.ContainerInspectInfo | undefined> {
+    const [found] = await this.containersOf(environment.id);
+    if (!found) return undefined;
+    return tolerating([404], this.docker.getContainer(found.Id).inspect());
+  }
+
+  async build(environment: Environment, context: BuildContext): Promise<Observation> {
+    const { log, signal } = context;
+    await context.enter("pulling");
+    const pulledAt = Date.now();
+    await log(`pulling ${environment.image}${context.credentials ? " with registry credentials" : ""}`);
+    const source = await pullImage(this.docker, environment.image, {
+      credentials: context.credentials,
+      log,
+      signal,
+    });
+    await log(
+      `image ready from the ${source === "registry" ? "registry" : "local engine"} in ${Date.now() - pulledAt} ms`,
+    );
+
+    signal.throwIfAborted();
+    await context.enter("creating");
+    await this.removeContainers(environment.id);
+    await this.docker.createVolume(homeVolumeRequest(environment));
+    await log(`home volume ${homeVolumeName(environment.id)} mounted at /home`);
+    const request = containerRequest(environment, environment.image);
+    const container = await this.docker.createContainer(request);
+    await log(
+      `created container ${request.name} (${container.id.slice(0, 12)}): ${environment.cpu} CPU, ${environment.memoryGiB} GiB memory, not privileged`,
+    );
+    await log(await this.diskNote(environment.diskGiB));
+
+    signal.throwIfAborted();
+    return this.boot(container, context);
+  }
+
+  /** The engine can cap a container's writable layer only on overlay2 over xfs with project quotas. */
+  private async diskNote(diskGiB: number): Promise<string> {
+    const info = await this.docker.info().catch(() => undefined);
+    const backing = (info?.DriverStatus as [string, string][] | undefined)?.find(
+      ([k]) => k === "Backing Filesystem",
+    )?.[1];
+    return `disk: ${diskGiB} GiB is not enforced for standard environments (storage driver ${info?.Driver ?? "unknown"} on ${backing ?? "unknown"})`;
+  }
+
+  private async boot(container: Dockerode.Container, context: BuildContext): Promise<Observation> {
+    await context.enter("starting");
+    await tolerating([304], container.start());
+    const info = await container.inspect();
+    if (!info.State.Running) {
+      const logs = ((await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => "")) as Buffer)
+        .toString("utf8")
+        .replace(/[\x00-\x08]/g, "")
+        .trim();
+      throw new CvmError("UNAVAILABLE", `The container stopped right after starting: ${exitReason(info)}`, {
+        detail: logs || undefined,
+      });
+    }
+    await context.log(`started; running as ${info.Name.replace(/^\//, "")}`);
+    return observation(info);
+  }
+
+  async start(environment: Environment, context: BuildContext): Promise<Observation> {
+    const info = await this.inspect(environment);
+    if (!info) {
+      await context.log("no container for this environment any more; building it again");
+      return this.build(environment, context);
+    }
+    return this.boot(this.docker.getContainer(info.Id), context);
+  }
+
+  async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
+    for (const found of await this.containersOf(environment.id)) {
+      await tolerating([304, 404], this.docker.getContainer(found.Id).stop({ t: timeoutSeconds }));
+    }
+  }
+
+  private async removeContainers(environmentId: string): Promise<void> {
+    for (const found of await this.containersOf(environmentId)) {
+      await tolerating([404], this.docker.getContainer(found.Id).remove({ force: true, v: true }));
+    }
+  }
+
+  async discard(environment: Environment, _options: { keepDockerData: boolean }): Promise<void> {
+    await this.removeContainers(environment.id);
+  }
+
+  async remove(environment: Environment, options: { keepHome: boolean }): Promise<void> {
+    await this.removeContainers(environment.id);
+    await this.removeVolumes(environment.id, options.keepHome);
+  }
+
+  /** Every volume labeled for the environment, and its home volume by name (kept when asked). */
+  private async removeVolumes(environmentId: string, keepHome: boolean): Promise<void> {
+    const { Volumes } = await this.docker.listVolumes({
+      filters: { label: [`${labelKeys.environment}=${environmentId}`] },
+    });
+    const names = new Set([...(Volumes ?? []).map((v) => v.Name), homeVolumeName(environmentId)]);
+    if (keepHome) names.delete(homeVolumeName(environmentId));
+    for (const name of names) await tolerating([404], this.docker.getVolume(name).remove());
+  }
+
+  async observe(environment: Environment): Promise<Observation> {
+    const info = await this.inspect(environment);
+    if (!info) {
+      return {
+        ...standard,
+        failedUnits: [],
+        exists: false,
+        running: false,
+        reason: "no container for this environment",
+      };
+    }
+    return observation(info);
+  }
+
+  async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
+    const info = await this.inspect(environment);
+    if (!info?.State.Running) {
+      throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`, {
+        detail: info ? exitReason(info) : "it has no container",
+      });
+    }
+    return startExec(this.docker, this.docker.getContainer(info.Id), options, this.engineIsLocal);
+  }
+
+  async listWorkloads(): Promise<LabeledWorkload[]> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${labelKeys.managed}=true`] },
+    });
+    return containers.map((c) => ({
+      environmentId: c.Labels[labelKeys.environment] ?? "",
+      ref: c.Id,
+      running: c.State === "running",
+    }));
+  }
+
+  /** True when `ref` was a cvm container of this engine and is now gone with its volumes. */
+  async removeWorkload(ref: string): Promise<boolean> {
+    const info = await tolerating([404], this.docker.getContainer(ref).inspect());
+    const environmentId = info?.Config.Labels?.[labelKeys.environment];
+    if (info?.Config.Labels?.[labelKeys.managed] !== "true" || !environmentId) return false;
+    await tolerating([404], this.docker.getContainer(info.Id).remove({ force: true, v: true }));
+    if ((await this.containersOf(environmentId)).length === 0) await this.removeVolumes(environmentId, false);
+    this.logger.info({ container: info.Name, environmentId }, "removed an orphaned workload and its volumes");
+    return true;
+  }
+
+  async close(): Promise<void> {}
+}
+
+function exitReason(info: Dockerode.ContainerInspectInfo): string {
+  const { State } = info;
+  if (State.Running) return "running";
+  const oom = State.OOMKilled ? ", killed for exceeding its memory limit" : "";
+  const error = State.Error ? `: ${State.Error}` : "";
+  return `exited with code ${State.ExitCode}${oom}${error}`;
+}
+
+function observation(info: Dockerode.ContainerInspectInfo): Observation {
+  const running = info.State.Running;
+  return { ...standard, failedUnits: [], exists: true, running, ...(running ? {} : { reason: exitReason(info) }) };
+}

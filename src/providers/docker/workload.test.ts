@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { Environment } from "../../core/environment.js";
+import { classifyPullError } from "./image-pull.js";
+import { containerName, containerRequest, homeVolumeName, keepAlive, shortId } from "./workload.js";
+
+const environment = {
+  id: "env_0123456789abcdef0123",
+  name: "dev",
+  ownerId: "usr_1",
+  buildId: "bld_9",
+  image: "127.0.0.1:5000/cvm/debian-plain:1",
+  cpu: 2,
+  memoryGiB: 1.5,
+  diskGiB: 10,
+} as Environment;
+
+test("a container is named for its environment and told apart by its id", () => {
+  assert.equal(shortId(environment.id), "01234567");
+  assert.equal(containerName(environment), "cvm-dev-01234567");
+  assert.equal(homeVolumeName(environment.id), "cvm-home-env_0123456789abcdef0123");
+});
+
+test("the create request applies the limits, labels and home volume, and nothing of the host", () => {
+  const request = containerRequest(environment, environment.image);
+  const host = request.HostConfig ?? {};
+  assert.equal(host.NanoCpus, 2_000_000_000);
+  assert.equal(host.Memory, 1.5 * 2 ** 30);
+  assert.equal(host.MemorySwap, host.Memory);
+  assert.deepEqual(request.Labels, {
+    "dev.cvm.managed": "true",
+    "dev.cvm.environment": environment.id,
+    "dev.cvm.build": "bld_9",
+    "dev.cvm.owner": "usr_1",
+  });
+  assert.deepEqual(host.Mounts, [{ Type: "volume", Source: homeVolumeName(environment.id), Target: "/home" }]);
+  assert.equal(host.Privileged, false);
+  assert.deepEqual([host.Binds, host.Devices, host.CapAdd], [[], [], []]);
+  assert.deepEqual(host.RestartPolicy, { Name: "no" });
+  assert.equal(host.Init, true);
+  assert.deepEqual(request.Entrypoint, keepAlive);
+});
+
+test("pull failures are told apart by the engine's words", () => {
+  const cases: [string, string][] = [
+    ["manifest for 127.0.0.1:5000/x:1 not found: manifest unknown", "not-found"],
+    ["Get https://r.example/v2/: unauthorized: authentication required", "auth"],
+    ["x509: certificate signed by unknown authority", "tls"],
+    ["write /var/lib/docker/tmp/x: no space left on device", "disk-full"],
+    ['Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host', "unreachable"],
+    ["received unexpected HTTP status: 503 Service Unavailable", "transient"],
+    ["something else", "other"],
+  ];
+  for (const [message, kind] of cases) assert.equal(classifyPullError(message), kind, message);
+});

@@ -1,0 +1,90 @@
+/**
+ * What a standard environment is in the engine: its container's name, labels,
+ * home volume and create request. Plain data, so the rules (limits applied,
+ * never privileged, no host paths) are tested without an engine.
+ */
+
+import type Dockerode from "dockerode";
+import type { Environment } from "../../core/environment.js";
+
+export const labelKeys = {
+  managed: "dev.cvm.managed",
+  environment: "dev.cvm.environment",
+  build: "dev.cvm.build",
+  owner: "dev.cvm.owner",
+  /** On volumes: what the volume holds (home). */
+  volume: "dev.cvm.volume",
+} as const;
+
+/** The part of an environment's id that tells containers apart in `docker ps`. */
+export function shortId(environmentId: string): string {
+  return environmentId
+    .replace(/^[a-z]+_/, "")
+    .replace(/[^a-zA-Z0-9]/g, "")
+    .slice(0, 8);
+}
+
+export function containerName(environment: Pick<Environment, "id" | "name">): string {
+  return `cvm-${environment.name}-${shortId(environment.id)}`;
+}
+
+export function homeVolumeName(environmentId: string): string {
+  return `cvm-home-${environmentId}`;
+}
+
+export function workloadLabels(environment: Pick<Environment, "id" | "ownerId" | "buildId">): Record<string, string> {
+  return {
+    [labelKeys.managed]: "true",
+    [labelKeys.environment]: environment.id,
+    [labelKeys.build]: environment.buildId ?? "",
+    [labelKeys.owner]: environment.ownerId,
+  };
+}
+
+export function homeVolumeRequest(environment: Pick<Environment, "id" | "ownerId">): Dockerode.VolumeCreateOptions {
+  return {
+    Name: homeVolumeName(environment.id),
+    Labels: {
+      [labelKeys.managed]: "true",
+      [labelKeys.environment]: environment.id,
+      [labelKeys.owner]: environment.ownerId,
+      [labelKeys.volume]: "home",
+    },
+  };
+}
+
+/**
+ * Keeps the environment up whatever the image's own command: a dev environment
+ * is a place to exec into, and most images' default command (a shell) exits at
+ * once. The engine's init (Init: true) is PID 1, reaps children and forwards
+ * SIGTERM, which ends the loop at once, so a stop takes no timeout.
+ */
+export const keepAlive = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done"];
+
+const gib = 2 ** 30;
+
+export function containerRequest(environment: Environment, image: string): Dockerode.ContainerCreateOptions {
+  return {
+    name: containerName(environment),
+    Image: image,
+    Hostname: environment.name,
+    Entrypoint: keepAlive,
+    Cmd: [],
+    Labels: workloadLabels(environment),
+    Tty: false,
+    OpenStdin: false,
+    HostConfig: {
+      Init: true,
+      NanoCpus: Math.round(environment.cpu * 1e9),
+      Memory: Math.round(environment.memoryGiB * gib),
+      // No swap beyond the memory limit: the limit is what the user asked for.
+      MemorySwap: Math.round(environment.memoryGiB * gib),
+      Mounts: [{ Type: "volume", Source: homeVolumeName(environment.id), Target: "/home" }],
+      RestartPolicy: { Name: "no" },
+      Privileged: false,
+      Binds: [],
+      Devices: [],
+      CapAdd: [],
+    },
+  };
+}

@@ -121,3 +121,11 @@ async function ensureRules(net: EngineNetwork): Promise<void> {
     if (!present) await run("iptables", ["-w", "-t", table, "-I", chain, "1", ...rule]);
   }
 }
+
+/** Removes the rules and the bridge (once the engine using them has stopped). */
+export async function removeNetwork(net: EngineNetwork): Promise<void> {
+  for (const { table, chain, rule } of networkRules(net)) {
+    await run("iptables", ["-w", "-t", table, "-D", chain, ...rule]).catch(() => undefined);
+  }
+  await ip("link", "del", net.bridge).catch(() => undefined);
+}

@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { CvmError } from "../core/errors.js";
-import { type EngineNetwork, ensureBridge } from "./engine-network.js";
+import { type EngineNetwork, ensureBridge, removeNetwork } from "./engine-network.js";
 
 const run = promisify(execFile);
 
@@ -262,6 +262,23 @@ export class CvmEngine {
     if (alive(pid)) process.kill(pid, "SIGKILL");
   }
 
+  /**
+   * dockerd bind-mounts its remapped data root onto itself (for mount
+   * propagation) and can leave that mount behind when it stops; nothing of
+   * the engine should stay mounted once it is down.
+   */
+  private async unmountLeftovers(): Promise<void> {
+    const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+    const points = mountinfo
+      .split("\n")
+      .map((line) => line.split(" ")[4])
+      .filter((point): point is string => !!point && point.startsWith(`${this.paths.root}/`))
+      .sort((a, b) => b.length - a.length);
+    for (const point of points) {
+      await run("umount", ["-l", point]).catch((error) => this.logger.warn({ err: error, point }, "could not unmount"));
+    }
+  }
+
   /** The runtimes the engine lists (`docker info` Runtimes). */
   async runtimes(): Promise<string[]> {
     const docker = await this.ensure();
@@ -276,13 +293,10 @@ export class CvmEngine {
     if (!this.startedHere) return;
     const pid = await readPid(this.paths.pidfile);
     if (pid) await this.terminate(pid, 30_000);
+    await this.unmountLeftovers();
+    if (this.network) await removeNetwork(this.network);
+    this.network = undefined;
     this.startedHere = false;
     this.lastHealthy = 0;
-  }
-
-  /** Engine-level command, for what dockerode does not cover. */
-  async cli(args: string[]): Promise<string> {
-    const { stdout } = await run("docker", ["--host", `unix://${this.paths.socket}`, ...args]);
-    return stdout;
   }
 }

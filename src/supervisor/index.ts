@@ -141,18 +141,12 @@ class Supervisor implements CvmSupervisor {
     context.signal.throwIfAborted();
 
     await context.enter("creating");
+    const createdAt = Date.now();
     const container = await this.create(docker, environment, runtime, log);
-    const init = await findInitPath(new ContainerFilesystem(container));
-    await log(
-      init.found
-        ? `entrypoint: /sbin/init found (${init.chain.join(" -> ")}); it runs as PID 1`
-        : `entrypoint: no usable /sbin/init (${init.reason}); a minimal init that reaps children runs as PID 1, systemd unavailable`,
-    );
-    context.signal.throwIfAborted();
-
     await context.enter("starting");
-    const observation = await this.boot(container, runtime, init, log, context.signal);
-    await log(`ready in ${((Date.now() - begun) / 1000).toFixed(2)} s`);
+    const observation = await this.boot(container, runtime, log, context.signal);
+    await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
+    await log(`build done in ${((Date.now() - begun) / 1000).toFixed(2)} s`);
     return observation;
   }
 
@@ -197,16 +191,24 @@ class Supervisor implements CvmSupervisor {
     return container;
   }
 
-  /** Starts the container, hands over its cgroups, releases the gate, waits until ready. */
+  /**
+   * Starts the container (its gate holds init back), decides the entrypoint
+   * from the image's own filesystem while the engine starts it, hands over
+   * its cgroups, releases the gate, and waits until ready.
+   */
   private async boot(
     container: Dockerode.Container,
     runtime: CvmRuntime,
-    init: InitPath,
     log: (text: string) => Promise<void>,
     signal?: AbortSignal,
   ): Promise<Observation> {
     const startedAt = Date.now();
-    await container.start();
+    const [init] = await Promise.all([findInitPath(new ContainerFilesystem(container)), container.start()]);
+    await log(
+      init.found
+        ? `entrypoint: /sbin/init found (${init.chain.join(" -> ")}); it runs as PID 1`
+        : `entrypoint: no usable /sbin/init (${init.reason}); a minimal init that reaps children runs as PID 1, systemd unavailable`,
+    );
     const info = await container.inspect();
     const pid = info.State.Pid;
     if (!init.found) {
@@ -214,6 +216,7 @@ class Supervisor implements CvmSupervisor {
       await log("release: minimal init running; systemd unavailable");
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "absent" };
     }
+    signal?.throwIfAborted();
     if (runtime === "userns") {
       const root = this.engine.root;
       if (!root) throw new CvmError("INTERNAL", "cvm's engine has no remapped root");
@@ -260,9 +263,7 @@ class Supervisor implements CvmSupervisor {
     const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
     if (info.State.Running) return this.observe(environment);
     await context.enter("starting");
-    const container = await this.container(environment);
-    const init = await findInitPath(new ContainerFilesystem(container));
-    return this.boot(container, runtime, init, (text) => context.log(text), context.signal);
+    return this.boot(await this.container(environment), runtime, (text) => context.log(text), context.signal);
   }
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {

@@ -1,0 +1,213 @@
+/**
+ * The CVM runtime end to end, on a real engine: cvm's own userns-remapped
+ * dockerd, real images from the local registry, the supervisor called the
+ * way the docker provider calls it.
+ */
+
+import assert from "node:assert/strict";
+import { readFile, rm } from "node:fs/promises";
+import { after, before, test } from "node:test";
+import Dockerode from "dockerode";
+import type { CvmSupervisor } from "../../src/supervisor/index.js";
+import {
+  dataDir,
+  environment,
+  images,
+  missingImages,
+  recordingContext,
+  run,
+  startSupervisor,
+  traces,
+} from "./runtime-harness.js";
+
+const engine = new Dockerode({ socketPath: `${dataDir}/engine/docker.sock` });
+let supervisor: CvmSupervisor;
+
+before(async () => {
+  if (missingImages) return;
+  supervisor = await startSupervisor();
+});
+
+after(async () => {
+  if (!supervisor) return;
+  for (const workload of await supervisor.listWorkloads()) await supervisor.removeWorkload(workload.ref);
+  await supervisor.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const image = images();
+
+test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker on overlay2, limits inside", {
+  skip: missingImages,
+  timeout: 600_000,
+}, async () => {
+  const env = environment(image!.systemdDocker, { cpu: 1.5, memoryGiB: 1.25 });
+  const context = recordingContext();
+  const observation = await supervisor.build(env, context);
+  assert.deepEqual(observation, {
+    exists: true,
+    running: true,
+    runtime: "userns",
+    systemd: "running",
+    failedUnits: [],
+    docker: "answering",
+  });
+  assert.deepEqual(context.states, ["pulling", "creating", "starting"]);
+  const log = context.lines.join("\n");
+  for (const expected of [
+    /isolation runtime: userns/,
+    /pull: .* (pulled from its registry|already in cvm's engine)/,
+    /entrypoint: \/sbin\/init found \(\/sbin\/init -> .*systemd\)/,
+    /cgroups: \d+ directories handed to the CVM's root \(uid 100000\)/,
+    /release: .*systemd is PID 1/,
+    /systemd: running/,
+    /docker: the inner dockerd answers/,
+    /disk limit (not enforced: .+|: .+)/,
+    /AppArmor/,
+  ]) {
+    assert.match(log, expected);
+  }
+
+  assert.equal((await run(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "systemd");
+  assert.equal((await run(supervisor, env, ["systemctl", "is-system-running"])).stdout.trim(), "running");
+  const nested = await run(supervisor, env, ["docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
+  assert.equal(nested.stdout.trim(), "ok", nested.stderr);
+  assert.equal((await run(supervisor, env, ["docker", "info", "-f", "{{.Driver}}"])).stdout.trim(), "overlay2");
+
+  // Root inside is an unprivileged range on the node.
+  assert.match((await run(supervisor, env, ["cat", "/proc/self/uid_map"])).stdout, /^\s*0\s+100000\s+65536\s*$/);
+  // Limits as the CVM sees them in its own cgroup (v1 here; v2 names are the fallbacks).
+  const memory = await run(supervisor, env, [
+    "sh",
+    "-c",
+    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+  ]);
+  assert.equal(memory.stdout.trim(), String(1.25 * 1024 ** 3));
+  const cpu = await run(supervisor, env, [
+    "sh",
+    "-c",
+    "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+  ]);
+  assert.match(cpu.stdout.trim(), /^150000\s+100000$/);
+
+  // The CVM cannot raise its own limits: the limit files stay the node root's.
+  const raise = await run(supervisor, env, [
+    "sh",
+    "-c",
+    "echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo max > /sys/fs/cgroup/memory.max",
+  ]);
+  assert.notEqual(raise.code, 0, "writing its own memory limit must fail");
+
+  // Exit codes and stderr come back as they are.
+  const failing = await run(supervisor, env, ["sh", "-c", "echo oops >&2; exit 7"]);
+  assert.equal(failing.code, 7);
+  assert.equal(failing.stderr.trim(), "oops");
+
+  const seen = await supervisor.observe(env);
+  assert.equal(seen.systemd, "running");
+  assert.equal(seen.docker, "answering");
+
+  await supervisor.remove(env, { keepHome: false });
+});
+
+test("an image without /sbin/init starts under the minimal init: commands run, systemd unavailable", {
+  skip: missingImages,
+  timeout: 300_000,
+}, async () => {
+  const env = environment(image!.plain);
+  const context = recordingContext();
+  const observation = await supervisor.build(env, context);
+  assert.equal(observation.running, true);
+  assert.equal(observation.systemd, "unavailable");
+  assert.equal(observation.docker, "absent");
+  assert.match(context.lines.join("\n"), /entrypoint: no usable \/sbin\/init \(\S+ does not exist\)/);
+  assert.equal((await run(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "cvm-reaper");
+  assert.equal((await run(supervisor, env, ["sh", "-c", "echo hi; id -u"])).stdout, "hi\n0\n");
+  assert.equal((await supervisor.observe(env)).systemd, "unavailable");
+
+  // The reaper stops at once on the CVM's stop signal.
+  const stopping = Date.now();
+  await supervisor.stop(env, 10);
+  assert.ok(Date.now() - stopping < 5000, `stop took ${Date.now() - stopping} ms`);
+  assert.equal((await supervisor.observe(env)).running, false);
+  await supervisor.remove(env, { keepHome: false });
+});
+
+test("an image whose /sbin/init is a dangling link counts as having none", {
+  skip: missingImages,
+  timeout: 300_000,
+}, async () => {
+  const env = environment(image!.danglingInit);
+  const context = recordingContext();
+  const observation = await supervisor.build(env, context);
+  assert.equal(observation.systemd, "unavailable");
+  assert.match(context.lines.join("\n"), /entrypoint: no usable \/sbin\/init \(.*dangling/);
+  assert.equal((await run(supervisor, env, ["echo", "runs"])).stdout, "runs\n");
+  await supervisor.remove(env, { keepHome: false });
+});
+
+test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps home and, when asked, inner images", {
+  skip: missingImages,
+  timeout: 600_000,
+}, async () => {
+  const env = environment(image!.systemdDocker);
+  await supervisor.build(env, recordingContext());
+  await run(supervisor, env, ["sh", "-c", "echo kept > /home/marker && docker tag cvm/hello keepme:1"]);
+
+  const stopping = Date.now();
+  await supervisor.stop(env, 30);
+  const stopSeconds = (Date.now() - stopping) / 1000;
+  const stopped = await engine.getContainer(`cvm-env-${env.id}`).inspect();
+  assert.equal(stopped.State.Running, false);
+  // Killed at the timeout would be 137 after 30 s; systemd halting on SIGRTMIN+3 exits by itself.
+  assert.ok(stopSeconds < 25, `stop took ${stopSeconds} s: systemd did not shut down by itself`);
+  assert.notEqual(stopped.State.ExitCode, 137);
+
+  const restart = recordingContext();
+  const again = await supervisor.start(env, restart);
+  assert.equal(again.systemd, "running");
+  assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
+
+  await supervisor.discard(env, { keepDockerData: true });
+  await supervisor.build(env, recordingContext());
+  assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n", "home survives a rebuild");
+  const kept = await run(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
+  assert.equal(kept.stdout.trim(), "ok", "inner images survive a rebuild with keepDockerData");
+
+  await supervisor.discard(env, { keepDockerData: false });
+  await supervisor.build(env, recordingContext());
+  const gone = await run(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
+  assert.notEqual(gone.code, 0, "inner images are dropped by a rebuild without keepDockerData");
+  assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
+  await supervisor.remove(env, { keepHome: false });
+});
+
+test("remove leaves nothing: no container, cgroup directory, mount, process or volume", {
+  skip: missingImages,
+  timeout: 300_000,
+}, async () => {
+  const env = environment(image!.systemdDocker);
+  await supervisor.build(env, recordingContext());
+  const info = await engine.getContainer(`cvm-env-${env.id}`).inspect();
+  const pid = info.State.Pid;
+  const merged = (info.GraphDriver.Data as Record<string, string>).MergedDir;
+  assert.ok((await traces(info.Id)).length > 0, "a running CVM has cgroup directories to find");
+
+  await supervisor.remove(env, { keepHome: false });
+
+  await assert.rejects(engine.getContainer(info.Id).inspect(), /no such container/i);
+  assert.deepEqual(await traces(info.Id), []);
+  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+  assert.ok(!mountinfo.includes(merged), "the CVM's root filesystem is unmounted");
+  await assert.rejects(readFile(`/proc/${pid}/cmdline`), "its init is gone");
+  const volumes = (await engine.listVolumes()).Volumes?.map((v) => v.Name) ?? [];
+  assert.ok(!volumes.some((name) => name.endsWith(env.id)), `volumes left: ${volumes.join(", ")}`);
+  assert.deepEqual(
+    (await supervisor.listWorkloads()).filter((w) => w.environmentId === env.id),
+    [],
+  );
+});
+
+test("sysbox end to end", {
+  skip: "sysbox-runc is not installable here (not in Debian's packages); its create request is unit-tested in src/supervisor/cvm-container.test.ts",
+}, () => {});

@@ -1,0 +1,66 @@
+/**
+ * The provider side of bench/k8s, in its own process as in the server:
+ * builds N environments at once (as N creates through the API would launch
+ * them), waits for all to run, and prints seconds and this process's RSS as
+ * one JSON line.
+ *   node --import tsx bench/k8s/provider-load.ts KUBECONFIG NAMESPACE N
+ */
+
+import { pino } from "pino";
+import type { Environment } from "../../src/core/environment.js";
+import type { BuildContext } from "../../src/core/provider.js";
+import { defaultSettings } from "../../src/core/settings.js";
+import { createKubernetesProvider } from "../../src/providers/kubernetes/index.js";
+import { newId } from "../../src/store/ids.js";
+
+const [kubeconfig, namespace, countText] = process.argv.slice(2);
+const count = Number(countText);
+const settings = { ...defaultSettings, cvmEnabled: true };
+
+function environment(i: number): Environment {
+  const at = new Date().toISOString();
+  return {
+    id: newId("env"),
+    name: `bench-${i}`,
+    image: "127.0.0.1:5000/cvm-test/ubuntu-systemd-docker:latest",
+    cvm: true,
+    cpu: 0.01,
+    memoryGiB: 0.25,
+    diskGiB: 1,
+    ownerId: "usr_bench",
+    ownerEmail: "bench@example.com",
+    state: "queued",
+    runtime: "userns",
+    systemd: "unknown",
+    failedUnits: [],
+    docker: "unknown",
+    buildId: newId("bld"),
+    timeline: [],
+    createdAt: at,
+    updatedAt: at,
+    version: 1,
+  };
+}
+
+const provider = await createKubernetesProvider({
+  kind: "kubernetes",
+  kubeconfig,
+  namespace,
+  dataDir: "/tmp",
+  logger: pino({ level: "warn" }),
+  buildTimeoutSeconds: 1200,
+});
+const signal = new AbortController().signal;
+const context: BuildContext = { settings, log: async () => {}, enter: async () => {}, signal };
+const begun = performance.now();
+const results = await Promise.allSettled(
+  Array.from({ length: count }, (_, i) => provider.build(environment(i), context)),
+);
+const seconds = (performance.now() - begun) / 1000;
+const failures = results.filter((r) => r.status === "rejected");
+if (failures.length > 0)
+  console.error(`${failures.length} failed; first: ${(failures[0] as PromiseRejectedResult).reason}`);
+const running = results.filter((r) => r.status === "fulfilled" && r.value.running).length;
+const rssMiB = process.memoryUsage().rss / 1024 / 1024;
+await provider.close();
+console.log(JSON.stringify({ seconds, rssMiB, running }));

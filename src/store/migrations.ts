@@ -126,6 +126,11 @@ export const migrations: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 3,
+    name: "environments listed per owner without a scan",
+    statements: () => ["CREATE INDEX environments_owner ON environments (owner_id, created_at, id)"],
+  },
 ];
 
 /** Any constant shared by every cvm server; replicas serialize their migrations on it. */

@@ -15,7 +15,7 @@ import { CoreV1Api, makeInformer, type V1Pod } from "@kubernetes/client-node";
 import { createTestNamespace, startKube } from "../../test/harness/kube.js";
 import type { BenchContext, BenchResult } from "../types.js";
 
-const run = promisify(execFile);
+const execFileAsync = promisify(execFile);
 const count = Number(process.env.CVM_BENCH_K8S_COUNT ?? 500);
 /** The same cap on requests in flight the provider keeps. */
 const concurrency = 32;
@@ -100,7 +100,7 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
     log(`bare Pods: all ${count} running in ${bareSeconds.toFixed(1)} s`);
 
     log(`creating ${count} environments through cvm's kubernetes provider`);
-    const { stdout } = await run(
+    const { stdout } = await execFileAsync(
       process.execPath,
       ["--import", "tsx", join(import.meta.dirname, "provider-load.ts"), kube.kubeconfig, "bench-cvm", String(count)],
       { maxBuffer: 16 * 1024 * 1024, timeout: 30 * 60 * 1000 },

@@ -9,7 +9,7 @@ module="$here/$1"; stamp="$2"; shift 2
 cache="${CVM_K8S_CACHE:-/var/cache/cvm/k8s}"
 go="${GO:-/usr/local/go/bin/go}"
 mkdir -p "$cache/bin" "$cache/gocache" "$cache/gomodcache"
-# A shared machine: two compile jobs, low priority, caches outside the clone.
+# A shared machine: two compile jobs, caches outside the clone.
 export GOFLAGS="-p=2 -mod=mod" GOMAXPROCS=2 GOCACHE="$cache/gocache" \
   GOMODCACHE="$cache/gomodcache" GOTOOLCHAIN=local CGO_ENABLED=0
 ldflags="-s -w"
@@ -21,7 +21,7 @@ esac
 cd "$module"
 tmp="$cache/bin/.build-$$"; mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
-nice -n 10 "$go" build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@"
+"$go" build -trimpath -ldflags "$ldflags" -o "$tmp/" "$@"
 for f in "$tmp"/*; do
   name=$(basename "$f")
   mv -f "$f" "$cache/bin/$name"

@@ -8,6 +8,7 @@ import { ApiError } from "../client/index.js";
 import { isCvmError } from "../core/errors.js";
 import * as admin from "./admin.js";
 import * as auth from "./auth.js";
+import * as cluster from "./cluster.js";
 import * as doctor from "./doctor.js";
 import * as env from "./env.js";
 import * as image from "./image.js";
@@ -20,7 +21,7 @@ const program = new Command("cvm")
   .showHelpAfterError()
   .enablePositionalOptions();
 
-for (const group of [auth, users, admin, env, ssh, server, image, doctor]) group.register(program);
+for (const group of [auth, users, admin, env, ssh, server, image, doctor, cluster]) group.register(program);
 
 function report(error: unknown): void {
   const body =

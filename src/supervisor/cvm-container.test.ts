@@ -61,7 +61,7 @@ test("userns: never privileged, two capabilities, private cgroup namespace, cvm'
       Privileged: false,
     },
   });
-  const host = request.HostConfig as Record<string, unknown>;
+  const host = request.HostConfig as unknown as Record<string, unknown>;
   for (const forbidden of ["Devices", "Binds", "PidMode", "IpcMode", "UsernsMode", "CapDrop"]) {
     assert.equal(host[forbidden], undefined, `${forbidden} must not be set`);
   }

@@ -17,7 +17,10 @@ export type PullFailure = "auth" | "tls" | "not-found" | "disk-full" | "unreacha
 /** Engine error text → what kind of failure it is. First match wins. */
 const failurePatterns: [RegExp, PullFailure][] = [
   [/no space left on device|disk quota exceeded/i, "disk-full"],
-  [/unauthorized|authentication required|no basic auth credentials|denied: requested access|incorrect username or password|401/i, "auth"],
+  [
+    /unauthorized|authentication required|no basic auth credentials|denied: requested access|incorrect username or password|401/i,
+    "auth",
+  ],
   [/x509|certificate|tls:|server gave HTTP response to HTTPS client/i, "tls"],
   [/manifest unknown|not found|does not exist|no such image|name unknown|404/i, "not-found"],
   [/no such host|connection refused|network is unreachable|dial tcp|i\/o timeout|lookup /i, "unreachable"],

@@ -1,0 +1,124 @@
+/**
+ * `cvm server --provider kubernetes` against a real API server, through the
+ * typed client as a person would use it: a CVM refused by Pod Security shows
+ * the admission's own message as the environment's failure, a CVM in an
+ * admitting namespace runs on kwok's nodes, and stop/start/delete act on the
+ * cluster's objects.
+ */
+
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CoreV1Api } from "@kubernetes/client-node";
+import { pino } from "pino";
+import { CvmClient } from "../../src/client/index.js";
+import type { Environment, EnvironmentState } from "../../src/core/environment.js";
+import { objectNames } from "../../src/providers/kubernetes/index.js";
+import { type RunningServer, startServer } from "../../src/server/index.js";
+import { createTestNamespace, type Kube, kubeUnavailable, startKube } from "../harness/kube.js";
+
+const unavailable = kubeUnavailable();
+const password = "correct horse battery";
+
+async function serverFor(kube: Kube, namespace: string): Promise<{ server: RunningServer; admin: CvmClient }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "cvm-k8s-server-"));
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    dataDir,
+    provider: "kubernetes",
+    kubeconfig: kube.kubeconfig,
+    namespace,
+    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
+    webRoot: join(dataDir, "no-dashboard"),
+  });
+  const admin = new CvmClient({ baseUrl: server.url });
+  const session = await admin.createFirstAdmin({ email: "admin@example.com", password });
+  admin.token = session.token;
+  // The cluster checks are the doctor's business (and tested there); here CVMs are simply on.
+  await admin.updateInfrastructure({ cvmEnabled: true, force: true });
+  return { server, admin };
+}
+
+async function until(admin: CvmClient, id: string, states: EnvironmentState[], timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: Environment | undefined;
+  while (Date.now() < deadline) {
+    last = await admin.environment(id);
+    if (states.includes(last.state)) return last;
+    await sleep(200);
+  }
+  throw new Error(`environment stayed ${last?.state} (${last?.stateReason ?? ""}); wanted ${states.join(" or ")}`);
+}
+
+describe("cvm server with the kubernetes provider", { skip: unavailable, timeout: 600_000 }, () => {
+  let kube: Kube;
+  let core: CoreV1Api;
+
+  before(async () => {
+    kube = await startKube();
+    core = kube.config().makeApiClient(CoreV1Api);
+  });
+
+  after(async () => {
+    await kube?.stop();
+  });
+
+  test("a CVM refused by Pod Security fails with the admission's own message", async () => {
+    const namespace = `cvm-srv-baseline-${process.pid}`;
+    await createTestNamespace(kube, namespace, { "pod-security.kubernetes.io/enforce": "baseline" });
+    const { server, admin } = await serverFor(kube, namespace);
+    try {
+      const created = await admin.createEnvironment({
+        name: "refused",
+        image: "debian:12",
+        cvm: true,
+        cpu: 1,
+        memoryGiB: 1,
+        diskGiB: 1,
+      });
+      const failed = await until(admin, created.id, ["failed", "running"]);
+      assert.equal(failed.state, "failed");
+      assert.match(failed.stateReason ?? "", /violates PodSecurity "baseline:latest"/);
+      assert.match(failed.stateReason ?? "", /privileged/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("a CVM runs on kwok's nodes; stop, start and delete act on the cluster's objects", async () => {
+    const namespace = `cvm-srv-${process.pid}`;
+    await createTestNamespace(kube, namespace, { "pod-security.kubernetes.io/enforce": "privileged" });
+    const { server, admin } = await serverFor(kube, namespace);
+    try {
+      const created = await admin.createEnvironment({
+        name: "dev",
+        image: "debian:12",
+        cvm: true,
+        cpu: 1,
+        memoryGiB: 1,
+        diskGiB: 1,
+      });
+      const running = await until(admin, created.id, ["running", "failed"]);
+      assert.equal(running.state, "running", running.stateReason);
+      const names = objectNames(created.id);
+      const pod = await core.readNamespacedPod({ name: names.pod, namespace });
+      assert.equal(pod.metadata?.labels?.["dev.cvm/build"], running.buildId);
+
+      await admin.stopEnvironment(created.id);
+      await assert.rejects(core.readNamespacedPod({ name: names.pod, namespace }), { code: 404 });
+      await core.readNamespacedPersistentVolumeClaim({ name: names.claim, namespace });
+
+      await admin.startEnvironment(created.id);
+      assert.equal((await until(admin, created.id, ["running", "failed"])).state, "running");
+
+      await admin.deleteEnvironment(created.id);
+      await assert.rejects(core.readNamespacedPod({ name: names.pod, namespace }), { code: 404 });
+      await assert.rejects(core.readNamespacedSecret({ name: names.secret, namespace }), { code: 404 });
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -11,38 +11,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import type { Environment } from "../../src/core/environment.js";
-import type { Provider } from "../../src/core/provider.js";
-import { createProvider } from "../../src/providers/index.js";
 import { Accounts, hashPassword } from "../../src/server/accounts.js";
 import { startServer } from "../../src/server/index.js";
 import { newId } from "../../src/store/ids.js";
-import { unreachableProvider } from "../../test/api/unreachable-provider.js";
 
 const owners = 100;
 const perOwner = 10;
 
-/** The real docker provider; the listing and showing measured here never call it. */
-async function provider(dataDir: string): Promise<Provider | undefined> {
-  try {
-    return await createProvider({ kind: "docker", dataDir, logger: pino({ level: "silent" }) });
-  } catch (error) {
-    if (String(error).includes("not implemented")) return undefined;
-    throw error;
-  }
-}
-
 const dataDir = mkdtempSync(join(tmpdir(), "cvm-bench-api-"));
-let existing = await provider(dataDir);
-if (!existing) {
-  // Listing and showing stopped environments never reach a provider, so the figures do not depend on it.
-  process.stderr.write("bench/api: the docker provider is not implemented yet; serving without one\n");
-  existing = unreachableProvider();
-}
 const server = await startServer({
   listen: "127.0.0.1:0",
   dataDir,
   provider: "docker",
-  providerInstance: existing,
   logger: pino({ level: "warn" }, pino.destination(2)),
   skipReconcile: true,
 });

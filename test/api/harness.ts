@@ -14,7 +14,6 @@ import type { User } from "../../src/core/user.js";
 import { createProvider } from "../../src/providers/index.js";
 import { type RunningServer, startServer } from "../../src/server/index.js";
 import { freshPostgresUrl } from "../../src/store/testing.js";
-import { unreachableProvider } from "./unreachable-provider.js";
 
 export const storeKinds = ["sqlite", "postgres"] as const;
 export type StoreKind = (typeof storeKinds)[number];
@@ -31,20 +30,14 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Whether the real docker provider exists yet; lifecycle tests skip (saying why) until it does. */
-export async function realProvider(): Promise<Provider | undefined> {
-  try {
-    const provider = await createProvider({
-      kind: "docker",
-      dataDir: mkdtempSync(join(tmpdir(), "cvm-api-probe-")),
-      logger: pino({ level: "silent" }),
-    });
-    await provider.close();
-    return provider;
-  } catch (error) {
-    if (String(error).includes("not implemented")) return undefined;
-    throw error;
-  }
+/** The real docker provider on the test engine; the caller closes it. */
+export function openProvider(): Promise<Provider> {
+  return createProvider({
+    kind: "docker",
+    dataDir: mkdtempSync(join(tmpdir(), "cvm-api-provider-")),
+    logger: pino({ level: "silent" }),
+    dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
+  });
 }
 
 export const password = "correct horse battery";
@@ -61,7 +54,6 @@ export async function startTestServer(kind: StoreKind): Promise<TestServer> {
     dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
     logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
     webRoot: join(dataDir, "no-dashboard"),
-    providerInstance: (await realProvider()) ? undefined : unreachableProvider(),
   });
   const anonymous = () => new CvmClient({ baseUrl: server.url });
   const signedIn = async (email: string) => {

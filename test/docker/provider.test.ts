@@ -156,6 +156,9 @@ test("a standard environment: build, exec, stop, start, discard, rebuild, remove
       [["volume", `cvm-home-${env.id}`, "/home"]],
     );
     assert.ok(!JSON.stringify(info.Mounts).includes("docker.sock"));
+    assert.deepEqual(Object.keys(info.NetworkSettings.Networks), ["cvm-standard"]);
+    const network = await docker.getNetwork("cvm-standard").inspect();
+    assert.equal(network.Options?.["com.docker.network.bridge.enable_icc"], "false");
   });
 
   await t.test("exec: output, stderr apart, exit codes, stdin, a tty that resizes", async () => {

@@ -11,7 +11,14 @@ import { CvmError } from "../../core/errors.js";
 import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observation } from "../../core/provider.js";
 import { startExec } from "./exec-session.js";
 import { pullImage } from "./image-pull.js";
-import { containerRequest, homeVolumeName, homeVolumeRequest, labelKeys } from "./workload.js";
+import {
+  containerName,
+  containerRequest,
+  homeVolumeName,
+  homeVolumeRequest,
+  labelKeys,
+  standardNetwork,
+} from "./workload.js";
 
 /** What a standard environment reports of itself: a plain container promises neither systemd nor Docker. */
 const standard: Pick<Observation, "runtime" | "systemd" | "docker"> = {
@@ -55,6 +62,29 @@ export class StandardEnvironments {
     return tolerating([404], this.docker.getContainer(found.Id).inspect());
   }
 
+  private network?: Promise<string>;
+
+  /** The id of cvm's network for standard environments, made when first needed. */
+  private standardNetworkId(): Promise<string> {
+    this.network ??= (async () => {
+      const find = async () =>
+        (await this.docker.listNetworks({ filters: { name: [standardNetwork.Name] } }))
+          .filter((n) => n.Name === standardNetwork.Name)
+          .sort((a, b) => a.Id.localeCompare(b.Id))[0]?.Id;
+      const existing = await find();
+      if (existing) return existing;
+      // Another server may create it at the same moment; either way, one is found after.
+      await tolerating([409], this.docker.createNetwork(standardNetwork));
+      const made = await find();
+      if (!made) throw new CvmError("UNAVAILABLE", `Could not create the ${standardNetwork.Name} network`);
+      return made;
+    })().catch((error) => {
+      this.network = undefined;
+      throw error;
+    });
+    return this.network;
+  }
+
   async build(environment: Environment, context: BuildContext): Promise<Observation> {
     const { log, signal } = context;
     await context.enter("pulling");
@@ -74,8 +104,15 @@ export class StandardEnvironments {
     await this.removeContainers(environment.id);
     await this.docker.createVolume(homeVolumeRequest(environment));
     await log(`home volume ${homeVolumeName(environment.id)} mounted at /home`);
-    const request = containerRequest(environment, environment.image);
-    const container = await this.docker.createContainer(request);
+    const create = async () =>
+      this.docker.createContainer(containerRequest(environment, environment.image, await this.standardNetworkId()));
+    const container = await create().catch(async (error) => {
+      if (statusCode(error) !== 404 || !/network/i.test(String(error))) throw error;
+      // The network was removed behind our back: make it again, once.
+      this.network = undefined;
+      return create();
+    });
+    const request = { name: containerName(environment) };
     await log(
       `created container ${request.name} (${container.id.slice(0, 12)}): ${environment.cpu} CPU, ${environment.memoryGiB} GiB memory, not privileged`,
     );

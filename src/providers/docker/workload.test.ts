@@ -22,7 +22,7 @@ test("a container is named for its environment and told apart by its id", () => 
 });
 
 test("the create request applies the limits, labels and home volume, and nothing of the host", () => {
-  const request = containerRequest(environment, environment.image);
+  const request = containerRequest(environment, environment.image, "net-id");
   const host = request.HostConfig ?? {};
   assert.equal(host.NanoCpus, 2_000_000_000);
   assert.equal(host.Memory, 1.5 * 2 ** 30);
@@ -37,6 +37,7 @@ test("the create request applies the limits, labels and home volume, and nothing
   assert.equal(host.Privileged, false);
   assert.deepEqual([host.Binds, host.Devices, host.CapAdd], [[], [], []]);
   assert.deepEqual(host.RestartPolicy, { Name: "no" });
+  assert.equal(host.NetworkMode, "net-id");
   assert.equal(host.Init, true);
   assert.deepEqual(request.Entrypoint, keepAlive);
 });

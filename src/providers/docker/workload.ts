@@ -61,9 +61,26 @@ export function homeVolumeRequest(environment: Pick<Environment, "id" | "ownerId
  */
 export const keepAlive = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done"];
 
+/**
+ * The one network standard environments join: a bridge of cvm's own, so they
+ * do not share the engine's default bridge with unrelated containers, with
+ * inter-container traffic off, so one user's environment cannot reach another's.
+ */
+export const standardNetwork: Dockerode.NetworkCreateOptions = {
+  Name: "cvm-standard",
+  Driver: "bridge",
+  CheckDuplicate: true,
+  Labels: { [labelKeys.managed]: "true" },
+  Options: { "com.docker.network.bridge.enable_icc": "false" },
+};
+
 const gib = 2 ** 30;
 
-export function containerRequest(environment: Environment, image: string): Dockerode.ContainerCreateOptions {
+export function containerRequest(
+  environment: Environment,
+  image: string,
+  networkId: string,
+): Dockerode.ContainerCreateOptions {
   return {
     name: containerName(environment),
     Image: image,
@@ -80,6 +97,7 @@ export function containerRequest(environment: Environment, image: string): Docke
       // No swap beyond the memory limit: the limit is what the user asked for.
       MemorySwap: Math.round(environment.memoryGiB * gib),
       Mounts: [{ Type: "volume", Source: homeVolumeName(environment.id), Target: "/home" }],
+      NetworkMode: networkId,
       RestartPolicy: { Name: "no" },
       Privileged: false,
       Binds: [],

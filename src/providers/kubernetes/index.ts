@@ -165,18 +165,23 @@ export class KubernetesProvider implements Provider {
   private async run(environment: Environment, context: BuildContext): Promise<Observation> {
     const names = objectNames(environment.id);
     const entered = new Set<EnvironmentState>();
+    // Log lines and state moves go out in order, one at a time; the first failure (the user stopped it) ends the build.
+    let failure: unknown;
     let queue = Promise.resolve();
+    const enqueue = (work: () => Promise<void>) => {
+      queue = queue.then(work).catch((error) => {
+        failure ??= error;
+      });
+    };
     const reach = (state: BuildStage) => {
       const upTo = buildStates.slice(0, buildStates.indexOf(state) + 1);
       for (const step of upTo) {
         if (entered.has(step)) continue;
         entered.add(step);
-        queue = queue.then(() => context.enter(step));
+        enqueue(() => context.enter(step));
       }
     };
-    const log = (text: string) => {
-      queue = queue.then(() => context.log(text));
-    };
+    const log = (text: string) => enqueue(() => context.log(text));
     this.live.set(environment.id, { buildId: environment.buildId, context, reach });
     try {
       await this.ensureSecret(environment, context.credentials);
@@ -250,9 +255,10 @@ export class KubernetesProvider implements Provider {
       }
       log(`Pod ${names.pod} is ready`);
       await queue;
+      if (failure) throw failure;
       return this.observation(environment, this.watch.get(environment.id));
     } finally {
-      await queue.catch(() => undefined);
+      await queue;
       if (this.live.get(environment.id)?.context === context) this.live.delete(environment.id);
     }
   }

@@ -1,0 +1,287 @@
+/**
+ * bench/cvm: what a CVM costs against a plain container of the same image on
+ * the host's engine, both measured in this run on this machine, with the
+ * image already present.
+ *
+ * (a) create-to-ready: the supervisor's whole build (create, cgroup handoff,
+ *     systemd `running`, the inner dockerd answering) against `docker run -d`
+ *     (create and start) of a plain container;
+ * (b) memory of an idle CVM (its cgroup's usage less inactive file cache, as
+ *     `docker stats` counts it) after settling, against an idle plain container;
+ * (c) `docker run --rm cvm/hello echo ok` inside a CVM against the same on the
+ *     host's engine, both timed around the docker CLI on their own side;
+ * (d) 20 CVMs started at once, all ready, against 20 plain containers at once.
+ */
+
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import Dockerode from "dockerode";
+import type { Environment } from "../../src/core/environment.js";
+import { containerName } from "../../src/supervisor/cvm-container.js";
+import { enginePaths } from "../../src/supervisor/engine.js";
+import type { CvmSupervisor } from "../../src/supervisor/index.js";
+import { buildCvm, cvmEnvironment, fixtureDataDir, shIn, startSupervisor } from "../../test/harness/cvm-fixture.js";
+import type { BenchContext, BenchResult } from "../types.js";
+
+const execFileAsync = promisify(execFile);
+const mib = 1024 * 1024;
+
+const samples = Number(process.env.CVM_BENCH_SAMPLES ?? 5);
+const crowd = Number(process.env.CVM_BENCH_CROWD ?? 20);
+const settleMs = Number(process.env.CVM_BENCH_SETTLE_MS ?? 15_000);
+const nestedImage = "cvm/hello:latest";
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** A container's own cgroup directory for memory, on the node, from its PID 1's cgroup path. */
+function memoryCgroup(pid: number, containerId: string): string {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n");
+  const v1 = lines.find((line) => /^\d+:memory:/.test(line));
+  const path = (v1 ?? lines.find((line) => line.startsWith("0::")) ?? "").split(":")[2] ?? "";
+  const parts = path.split("/");
+  const own = parts.findIndex((part) => part.includes(containerId));
+  const relative = parts.slice(0, own === -1 ? parts.length : own + 1).join("/");
+  return v1 ? `/sys/fs/cgroup/memory${relative}` : `/sys/fs/cgroup${relative}`;
+}
+
+/** Bytes in use less inactive file cache (what `docker stats` shows). */
+function memoryInUse(dir: string): number {
+  const v1 = existsSync(`${dir}/memory.usage_in_bytes`);
+  const usage = Number(readFileSync(`${dir}/${v1 ? "memory.usage_in_bytes" : "memory.current"}`, "utf8"));
+  const stat = readFileSync(`${dir}/memory.stat`, "utf8");
+  const key = v1 ? "total_inactive_file" : "inactive_file";
+  const inactive = Number(new RegExp(`^${key} (\\d+)$`, "m").exec(stat)?.[1] ?? 0);
+  return usage - inactive;
+}
+
+function result(
+  name: string,
+  value: number,
+  unit: string,
+  baseline: { what: string; value: number },
+  target?: { text: string; met: boolean },
+): BenchResult {
+  return {
+    name,
+    value,
+    unit,
+    baseline: `${baseline.what}: ${baseline.value.toFixed(unit === "MiB" ? 1 : 2)} ${unit}`,
+    ratio: value / baseline.value,
+    ...(target ? { target: target.text, pass: target.met } : {}),
+  };
+}
+
+class PlainContainers {
+  private readonly made: Dockerode.Container[] = [];
+  private count = 0;
+  constructor(
+    private readonly docker: Dockerode,
+    private readonly image: string,
+  ) {}
+
+  /** `docker run -d IMAGE sleep infinity`: create and start; resolves with the milliseconds it took. */
+  async run(): Promise<{ ms: number; container: Dockerode.Container }> {
+    const begun = performance.now();
+    const container = await this.docker.createContainer({
+      name: `cvm-bench-plain-${process.pid}-${++this.count}`,
+      Image: this.image,
+      Entrypoint: ["sleep", "infinity"],
+      Cmd: [],
+      Labels: { "dev.cvm.bench": "true" },
+    });
+    this.made.push(container);
+    await container.start();
+    return { ms: performance.now() - begun, container };
+  }
+
+  async removeAll(): Promise<void> {
+    await Promise.all(this.made.splice(0).map((c) => c.remove({ force: true, v: true }).catch(() => undefined)));
+  }
+}
+
+class Cvms {
+  private readonly made: Environment[] = [];
+  constructor(
+    private readonly supervisor: CvmSupervisor,
+    private readonly image: string,
+  ) {}
+
+  /** The supervisor's whole build; resolves with the milliseconds from create to ready, and its build log. */
+  async build(): Promise<{ ms: number; environment: Environment; log: string[] }> {
+    const environment = cvmEnvironment("bench", this.image, { cpu: 1, memoryGiB: 1 });
+    this.made.push(environment);
+    const begun = performance.now();
+    const { observation, log } = await buildCvm(this.supervisor, environment);
+    const ms = performance.now() - begun;
+    if (!observation.running || observation.systemd !== "running" || observation.docker !== "answering") {
+      throw new Error(`CVM ${environment.id} not ready: ${JSON.stringify(observation)}\n${log.join("\n")}`);
+    }
+    return { ms, environment, log };
+  }
+
+  async removeAll(): Promise<void> {
+    for (const environment of this.made.splice(0)) {
+      await this.supervisor.remove(environment, { keepHome: false }).catch(() => undefined);
+    }
+  }
+}
+
+async function hostNestedRunMs(hostSocket: string): Promise<number> {
+  const { stdout } = await execFileAsync("sh", [
+    "-c",
+    `s=$(date +%s%N); docker -H unix://${hostSocket} run --rm ${nestedImage} echo ok >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))`,
+  ]);
+  return Number(stdout.trim());
+}
+
+export async function run(context: BenchContext): Promise<BenchResult[]> {
+  const image = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
+  if (!image) throw new Error("CVM_TEST_IMAGE_SYSTEMD_DOCKER is not set: run through `npm run bench`");
+  const hostSocket = process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock";
+  const host = new Dockerode({ socketPath: hostSocket });
+  const dataDir = fixtureDataDir("bench");
+  const supervisor = await startSupervisor(dataDir);
+  const engine = new Dockerode({ socketPath: enginePaths(dataDir).socket });
+  const cvms = new Cvms(supervisor, image);
+  const plain = new PlainContainers(host, image);
+  const results: BenchResult[] = [];
+  try {
+    // Warm up: the image into both engines, page cache, the engine's first container.
+    context.log("warming up: one CVM and one plain container (not counted)");
+    await cvms.build();
+    await plain.run();
+    await cvms.removeAll();
+    await plain.removeAll();
+
+    // (a) create-to-ready, one at a time.
+    const cvmTimes: number[] = [];
+    const plainTimes: number[] = [];
+    const idle: { environment: Environment }[] = [];
+    const idlePlain: Dockerode.Container[] = [];
+    for (let i = 0; i < samples; i++) {
+      const cvm = await cvms.build();
+      cvmTimes.push(cvm.ms);
+      idle.push(cvm);
+      const container = await plain.run();
+      plainTimes.push(container.ms);
+      idlePlain.push(container.container);
+      context.log(`(a) sample ${i + 1}: CVM ready ${seconds(cvm.ms)}, plain container ${seconds(container.ms)}`);
+      writeFileSync(join(context.artifacts, `build-${i + 1}.log`), `${cvm.log.join("\n")}\n`);
+    }
+    const readyMs = median(cvmTimes);
+    const plainMs = median(plainTimes);
+    results.push(
+      result(
+        "create-to-ready (median)",
+        readyMs / 1000,
+        "s",
+        { what: "docker run -d, plain container (median)", value: plainMs / 1000 },
+        { text: "<= 1.0 s", met: readyMs <= 1000 },
+      ),
+    );
+
+    // (b) memory of idle CVMs after settling.
+    context.log(`(b) letting ${idle.length} CVMs and plain containers settle for ${settleMs / 1000} s`);
+    await sleep(settleMs);
+    const cvmMemory: number[] = [];
+    for (const { environment } of idle) {
+      const info = await engine.getContainer(containerName(environment.id)).inspect();
+      cvmMemory.push(memoryInUse(memoryCgroup(info.State.Pid, info.Id)) / mib);
+    }
+    const plainMemory: number[] = [];
+    for (const container of idlePlain) {
+      const info = await container.inspect();
+      plainMemory.push(memoryInUse(memoryCgroup(info.State.Pid, info.Id)) / mib);
+    }
+    context.log(`(b) CVMs: ${cvmMemory.map((m) => m.toFixed(1)).join(", ")} MiB`);
+    const cvmMiB = median(cvmMemory);
+    results.push(
+      result(
+        "memory per idle CVM (median)",
+        cvmMiB,
+        "MiB",
+        { what: "idle plain container, sleep (median)", value: median(plainMemory) },
+        { text: "<= 45 MiB", met: cvmMiB <= 45 },
+      ),
+    );
+
+    // (c) nested docker run, inside one of the idle CVMs, against the host's engine.
+    const inside = idle[0].environment;
+    const loaded = await shIn(
+      supervisor,
+      inside,
+      `for i in $(seq 1 120); do docker image inspect ${nestedImage} >/dev/null 2>&1 && exit 0; sleep 0.5; done; exit 1`,
+    );
+    if (loaded.code !== 0) throw new Error(`${nestedImage} was never loaded inside the CVM: ${loaded.stderr}`);
+    const nested: number[] = [];
+    const onHost: number[] = [];
+    for (let i = 0; i <= samples; i++) {
+      const ran = await shIn(
+        supervisor,
+        inside,
+        `s=$(date +%s%N); out=$(docker run --rm ${nestedImage} echo ok) || exit 1; e=$(date +%s%N); echo "$out $(( (e - s) / 1000000 ))"`,
+      );
+      const [ok, ms] = ran.stdout.trim().split(" ");
+      if (ran.code !== 0 || ok !== "ok") throw new Error(`nested docker run failed: ${ran.stdout}${ran.stderr}`);
+      const hostMs = await hostNestedRunMs(hostSocket);
+      if (i === 0) continue; // the first of each warms caches
+      nested.push(Number(ms));
+      onHost.push(hostMs);
+      context.log(`(c) sample ${i}: inside ${ms} ms, host ${hostMs} ms`);
+    }
+    const nestedMs = median(nested);
+    const hostMs = median(onHost);
+    results.push(
+      result(
+        "nested docker run --rm (median)",
+        nestedMs / 1000,
+        "s",
+        { what: "docker run --rm on the host's engine (median)", value: hostMs / 1000 },
+        { text: "<= 2x the host's", met: nestedMs <= 2 * hostMs },
+      ),
+    );
+    await cvms.removeAll();
+    await plain.removeAll();
+
+    // (d) a crowd at once.
+    context.log(`(d) ${crowd} CVMs at once`);
+    const crowdBegun = performance.now();
+    const built = await Promise.allSettled(Array.from({ length: crowd }, () => cvms.build()));
+    const crowdMs = performance.now() - crowdBegun;
+    const ready = built.filter((b) => b.status === "fulfilled").length;
+    for (const failed of built.filter((b) => b.status === "rejected")) {
+      context.log(`(d) a CVM failed: ${String((failed as PromiseRejectedResult).reason).split("\n")[0]}`);
+    }
+    context.log(`(d) ${ready}/${crowd} CVMs ready in ${seconds(crowdMs)}; now ${crowd} plain containers at once`);
+    await cvms.removeAll();
+    const plainBegun = performance.now();
+    await Promise.all(Array.from({ length: crowd }, () => plain.run()));
+    const plainCrowdMs = performance.now() - plainBegun;
+    await plain.removeAll();
+    results.push(
+      result(
+        `${crowd} CVMs at once, all ready (${ready}/${crowd})`,
+        crowdMs / 1000,
+        "s",
+        { what: `${crowd} plain containers at once`, value: plainCrowdMs / 1000 },
+        { text: `all ${crowd} ready`, met: ready === crowd },
+      ),
+    );
+    return results;
+  } finally {
+    await cvms.removeAll();
+    await plain.removeAll();
+    await supervisor.close();
+  }
+}

@@ -6,6 +6,7 @@
  * injection, and the RBAC the provider needs.
  */
 
+import { readFileSync } from "node:fs";
 import {
   AdmissionregistrationV1Api,
   ApiException,
@@ -382,6 +383,15 @@ export function clusterRuntime(choice: RuntimeChoice): IsolationRuntime {
   return choice === "sysbox" ? "sysbox" : "userns";
 }
 
+/** The namespace the Kubernetes provider picks by default: its own, in a cluster; else `cvm`. */
+function inClusterNamespace(): string | undefined {
+  try {
+    return readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/namespace", "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function loadKubeConfig(kubeconfig?: string): KubeConfig {
   const config = new KubeConfig();
   if (kubeconfig) config.loadFromFile(kubeconfig);
@@ -414,7 +424,7 @@ export async function runClusterChecks(options: ClusterCheckOptions): Promise<Ch
       },
     ];
   }
-  const namespace = options.namespace ?? config.getContextObject(config.getCurrentContext())?.namespace ?? "default";
+  const namespace = options.namespace ?? (options.kubeconfig ? undefined : inClusterNamespace()) ?? "cvm";
   const base = {
     settings: options.settings,
     runtime: clusterRuntime(options.settings.runtime),

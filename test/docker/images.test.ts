@@ -54,6 +54,8 @@ async function inImage(image: string, script: string): Promise<string> {
     "--rm",
     "--pull",
     "missing",
+    "--network",
+    "none",
     "--entrypoint",
     "/bin/sh",
     image,

@@ -6,6 +6,7 @@
  */
 
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { chown, mkdir, mkdtemp, readFile, rm, rmdir, stat, statfs } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -167,7 +168,7 @@ export interface DelegationAttempt {
 export async function tryCgroupDelegation(mounts: CgroupMount[], owner: number): Promise<DelegationAttempt[]> {
   const attempts: DelegationAttempt[] = [];
   for (const mount of mounts) {
-    const dir = join(mount.mountPoint, `cvm-doctor-${process.pid}-${Date.now().toString(36)}`);
+    const dir = join(mount.mountPoint, `cvm-doctor-${process.pid}-${randomBytes(4).toString("hex")}`);
     let step = "mkdir";
     try {
       await mkdir(dir);

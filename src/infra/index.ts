@@ -14,6 +14,8 @@ export interface CheckContext {
   provider: "docker" | "kubernetes";
   settings: InfrastructureSettings;
   dockerHost?: string;
+  /** docker: the server's data directory, where cvm's own engine keeps images (its free disk is checked). */
+  dataDir?: string;
   kubeconfig?: string;
   namespace?: string;
 }
@@ -28,5 +30,5 @@ export async function runInfrastructureChecks(context: CheckContext): Promise<Ch
       namespace: context.namespace,
     });
   }
-  return runLocalChecks({ choice: context.settings.runtime, dockerHost: context.dockerHost });
+  return runLocalChecks({ choice: context.settings.runtime, dockerHost: context.dockerHost, dataDir: context.dataDir });
 }

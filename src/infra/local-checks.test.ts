@@ -19,6 +19,7 @@ import {
   judgeCgroupDelegation,
   judgeCgroupVersion,
   judgeDisk,
+  judgeDisks,
   judgeEngine,
   judgeIsolationRuntime,
   judgeKernel,
@@ -250,4 +251,13 @@ test("free disk: plenty, little, too little, unmeasurable", () => {
     "warn",
     /ENOENT/,
   );
+});
+
+test("free disk in several places: the fullest decides, each is listed", () => {
+  const gib = 1024 ** 3;
+  const verdict = judgeDisks([
+    { path: "/var/lib/docker", freeBytes: 80 * gib, totalBytes: 100 * gib },
+    { path: "/var/lib/cvm", freeBytes: 3 * gib, totalBytes: 10 * gib },
+  ]);
+  expect(verdict, "fail", /\/var\/lib\/docker: 80\.0 GiB free[\s\S]*\/var\/lib\/cvm: 3\.0 GiB free/, /\/var\/lib\/cvm/);
 });

@@ -4,6 +4,8 @@
  * checks run depends on the isolation runtime the settings choose.
  */
 
+import { existsSync } from "node:fs";
+import { dirname } from "node:path";
 import type { CheckResult, CheckStatus } from "../api/contract.js";
 import type { RuntimeChoice } from "../core/settings.js";
 import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
@@ -37,6 +39,8 @@ export type IsolationRuntime = "sysbox" | "userns";
 
 export interface LocalContext {
   choice: RuntimeChoice;
+  /** The server's data directory, where cvm's own isolated engine keeps its images. */
+  dataDir?: string;
   runtime: IsolationRuntime;
   engine: EngineEvidence;
   os?: OsRelease;
@@ -393,6 +397,20 @@ export function judgeDisk(e: DiskEvidence): Verdict {
   return pass(evidence);
 }
 
+/** Every place images land (the host engine's data root, cvm's own engine under its data directory): the fullest decides. */
+export function judgeDisks(disks: DiskEvidence[]): Verdict {
+  const verdicts = disks.map(judgeDisk);
+  const worst = verdicts.reduce((a, b) => (severity[b.status] > severity[a.status] ? b : a));
+  return { status: worst.status, evidence: verdicts.map((v) => v.evidence).join("\n"), remedy: worst.remedy };
+}
+
+/** A data directory not created yet is measured where it will be. */
+function nearestExisting(path: string): string {
+  let current = path;
+  while (!existsSync(current) && dirname(current) !== current) current = dirname(current);
+  return current;
+}
+
 // ---------------------------------------------------------------- the table
 
 const forUserns = (context: LocalContext) => context.runtime === "userns";
@@ -476,13 +494,19 @@ export const localChecks: AnyCheck<LocalContext>[] = [
   defineCheck({
     id: "disk",
     title: "Free disk for images",
-    read: async (context) => readDiskFree(context.engine.dockerRootDir ?? "/var/lib/docker"),
-    judge: judgeDisk,
+    read: async (context) => {
+      const paths = [context.engine.dockerRootDir ?? "/var/lib/docker", context.dataDir].filter(
+        (p): p is string => p !== undefined,
+      );
+      return Promise.all([...new Set(paths)].map((p) => readDiskFree(nearestExisting(p))));
+    },
+    judge: judgeDisks,
   }),
 ];
 
 export interface LocalCheckOptions {
   choice: RuntimeChoice;
+  dataDir?: string;
   dockerHost?: string;
 }
 
@@ -490,6 +514,7 @@ export async function runLocalChecks(options: LocalCheckOptions): Promise<CheckR
   const engine = await readEngine(options.dockerHost ?? process.env.DOCKER_HOST ?? defaultDockerHost);
   const context: LocalContext = {
     choice: options.choice,
+    dataDir: options.dataDir,
     runtime: resolveRuntime(options.choice, engine),
     engine,
     os: await readOsRelease(),

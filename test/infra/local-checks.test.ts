@@ -89,3 +89,11 @@ test("an engine that does not answer fails with the connection error verbatim", 
   assert.match(engine.evidence, /^unix:\/\/\/tmp\/cvm-doctor-no-such\.sock: .*ENOENT/);
   assert.match(engine.remedy ?? "", /--docker-host/);
 });
+
+test("free disk is measured where both engines keep images, a data directory not yet made where it will be", async () => {
+  const dataDir = `/tmp/cvm-doctor-not-yet-${process.pid}/data`;
+  const checks = byId(await runLocalChecks({ choice: "userns", dockerHost, dataDir }));
+  const disk = checks.get("disk")!;
+  assert.match(disk.evidence, /^statfs \/var\/lib\/docker: \d+\.\d GiB free/m);
+  assert.match(disk.evidence, /^statfs \/tmp: \d+\.\d GiB free/m);
+});

@@ -24,7 +24,7 @@ npm run --silent build:web
 
 step "Starting the host's Docker engine and building the CVM image from Debian's packages"
 node --import tsx scripts/dev-services.ts
-image=$(node --import tsx images/build.ts --print-ref debian-systemd-docker)
+image=$(node --import tsx images/build.ts debian-systemd-docker | awk '/debian-systemd-docker/ {print $1}' | tail -n 1)
 echo "image: $image"
 
 step "Starting cvm server on $url (data in $data_dir)"

@@ -16,6 +16,16 @@ export const loginShell = [
   'shell=$(getent passwd root 2>/dev/null | cut -d: -f7); [ -x "$shell" ] || shell=/bin/sh; cd ~ 2>/dev/null; exec "$shell" -l',
 ];
 
+/**
+ * The engine (API 1.41) cannot give an exec its terminal size at start, and
+ * a resize right after start races with a program reading it; set it from
+ * inside first, then exec the command.
+ */
+function sized(command: string[], cols: number, rows: number): string[] {
+  const size = `stty cols ${Math.floor(cols)} rows ${Math.floor(rows)} 2>/dev/null`;
+  return ["/bin/sh", "-c", `${size}; exec "$@"`, "sh", ...command];
+}
+
 type Listener = (stream: "stdout" | "stderr", data: Uint8Array) => void;
 
 export async function startExec(
@@ -26,14 +36,15 @@ export async function startExec(
   const env = Object.entries({ ...(options.tty ? { TERM: "xterm-256color" } : {}), ...options.env }).map(
     ([k, v]) => `${k}=${v}`,
   );
+  const command = options.command.length > 0 ? options.command : loginShell;
   const exec = await container.exec({
-    Cmd: options.command.length > 0 ? options.command : loginShell,
+    Cmd: options.tty && options.cols && options.rows ? sized(command, options.cols, options.rows) : command,
     AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,
     Tty: options.tty,
     Env: env,
-    User: "root",
+    User: "0",
   });
   const stream = (await exec.start({ hijack: true, stdin: true, Tty: options.tty })) as Duplex;
   const listeners: Listener[] = [];

@@ -98,6 +98,7 @@ class Supervisor implements CvmSupervisor {
   private readonly engine: CvmEngine;
   private readonly logger: Logger;
   private readonly hostDocker?: Dockerode;
+  private readonly initPaths = new Map<string, InitPath>();
 
   constructor(private readonly options: CvmSupervisorOptions) {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
@@ -203,7 +204,7 @@ class Supervisor implements CvmSupervisor {
     signal?: AbortSignal,
   ): Promise<Observation> {
     const startedAt = Date.now();
-    const [init] = await Promise.all([findInitPath(new ContainerFilesystem(container)), container.start()]);
+    const [init] = await Promise.all([this.initPath(container), container.start()]);
     await log(
       init.found
         ? `entrypoint: /sbin/init found (${init.chain.join(" -> ")}); it runs as PID 1`
@@ -247,6 +248,19 @@ class Supervisor implements CvmSupervisor {
       });
     }
     return { exists: true, running: true, runtime, ...report };
+  }
+
+  /**
+   * The entrypoint rule's answer depends only on the image, so it is asked
+   * once per image id (a few archive requests) and remembered.
+   */
+  private async initPath(container: Dockerode.Container): Promise<InitPath> {
+    const imageId = (await container.inspect()).Image;
+    const known = this.initPaths.get(imageId);
+    if (known) return known;
+    const found = await findInitPath(new ContainerFilesystem(container));
+    this.initPaths.set(imageId, found);
+    return found;
   }
 
   private async tail(container: Dockerode.Container): Promise<string> {

@@ -70,7 +70,7 @@ export async function execCollect(
   container: Dockerode.Container,
   command: string[],
 ): Promise<{ exitCode: number; output: string }> {
-  const exec = await container.exec({ Cmd: command, AttachStdout: true, AttachStderr: true, User: "root" });
+  const exec = await container.exec({ Cmd: command, AttachStdout: true, AttachStderr: true, User: "0" });
   const stream = await exec.start({ hijack: true, stdin: false });
   const chunks: Buffer[] = [];
   await new Promise<void>((resolve, reject) => {

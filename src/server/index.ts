@@ -6,7 +6,7 @@
 
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createAdaptorServer } from "@hono/node-server";
+import { createAdaptorServer, type Http2Bindings, type HttpBindings } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { createApp } from "../api/app.js";
 import { attachTerminal } from "../api/terminal.js";
@@ -57,12 +57,45 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || "127.0.0.1"), port: Number(match[3]) };
 }
 
+type Fetch = (request: Request, bindings: HttpBindings | Http2Bindings) => Response | Promise<Response>;
+
+/** The URL clients reach a listening address at; an unspecified address is reached on loopback. */
+function urlOf(address: AddressInfo): string {
+  const loopback: Record<string, string> = { "0.0.0.0": "127.0.0.1", "::": "::1" };
+  const host = loopback[address.address] ?? address.address;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+}
+
+/**
+ * Listens first (answering 503 while starting), so the provider is told the
+ * server's real URL even for port 0; then creates the provider, reconciles,
+ * and starts answering.
+ */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const logger = options.logger ?? pino({ level: options.logLevel ?? "info", base: { service: "cvm-server" } });
   const { host, port } = parseListen(options.listen);
   const store = await openStore({ dataDir: options.dataDir, postgresUrl: options.postgresUrl });
+  let handler: Fetch | undefined;
+  const starting = () =>
+    new Response(JSON.stringify({ message: "The server is starting; try again in a moment" }), {
+      status: 503,
+      headers: { "content-type": "application/json", "retry-after": "1" },
+    });
+  const server = createAdaptorServer({
+    fetch: (request: Request, bindings: HttpBindings | Http2Bindings) =>
+      handler ? handler(request, bindings) : starting(),
+    hostname: host,
+  }) as Server;
   let provider: Provider | undefined;
   try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const url = urlOf(server.address() as AddressInfo);
     provider =
       options.providerInstance ??
       (await createProvider({
@@ -72,10 +105,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         dockerHost: options.dockerHost,
         kubeconfig: options.kubeconfig,
         namespace: options.namespace,
-        serverUrl: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+        serverUrl: url,
       }));
-    return await serve(options, logger, store, provider, host, port);
+    const running = await serve(options, logger, store, provider, server, url);
+    handler = running.fetch;
+    return running.server;
   } catch (error) {
+    await new Promise((resolve) => server.close(resolve));
     await provider?.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw error;
@@ -87,9 +123,9 @@ async function serve(
   logger: Logger,
   store: Store,
   provider: Provider,
-  host: string,
-  port: number,
-): Promise<RunningServer> {
+  server: Server,
+  url: string,
+): Promise<{ server: RunningServer; fetch: Fetch }> {
   const shutdown = new AbortController();
   const bus = new EventBus();
   const metrics = createMetrics(store);
@@ -126,17 +162,7 @@ async function serve(
   }
 
   const { app } = createApp(deps, { webRoot: options.webRoot });
-  const server = createAdaptorServer({ fetch: app.fetch, hostname: host }) as Server;
   const terminal = attachTerminal(server, deps);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
   logger.info({ url, store: store.kind, provider: provider.name }, "cvm server listening");
 
   let closing: Promise<void> | undefined;
@@ -156,5 +182,5 @@ async function serve(
     })();
     return closing;
   };
-  return { url, store, close };
+  return { server: { url, store, close }, fetch: (request, bindings) => app.fetch(request, bindings) };
 }

@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ApiError, type CvmClient } from "../../src/client/index.js";
+import type { Environment, EnvironmentState } from "../../src/core/environment.js";
+import { newId } from "../../src/store/ids.js";
 import { startTestServer, storeKinds, type TestServer } from "./harness.js";
 
 async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
@@ -17,6 +19,31 @@ async function refused(promise: Promise<unknown>, status: number): Promise<ApiEr
   assert.ok(error instanceof ApiError, String(error));
   assert.equal(error.status, status, JSON.stringify(error.body));
   return error;
+}
+
+/** An environment written straight into the store, in a given state, with no workload behind it. */
+function stored(owner: { id: string; email: string }, name: string, state: EnvironmentState): Environment {
+  const now = new Date().toISOString();
+  return {
+    id: newId("env"),
+    ownerId: owner.id,
+    ownerEmail: owner.email,
+    name,
+    image: "debian",
+    cvm: false,
+    cpu: 1,
+    memoryGiB: 1,
+    diskGiB: 1,
+    state,
+    runtime: "none",
+    systemd: "unknown",
+    failedUnits: [],
+    docker: "unknown",
+    timeline: [{ state, at: now }],
+    createdAt: now,
+    updatedAt: now,
+    version: 1,
+  };
 }
 
 const fields = (error: ApiError) => (error.body.validations ?? []).map((v) => v.field).sort();
@@ -131,6 +158,27 @@ for (const kind of storeKinds) {
       assert.deepEqual(fields(bad), ["state"]);
       // A member may not stop a stopped environment of its own either: the state rule answers 409.
       await refused(other.stopEnvironment("theirs"), 409);
+    });
+
+    test("a restart fails builds no process runs any more, and running environments whose workload vanished", async () => {
+      const owner = await t.userWithRole(admin, "member");
+      const { environments } = t.server.store;
+      const pulling = await environments.create(stored(owner.user, "was-pulling", "pulling"));
+      const running = await environments.create(stored(owner.user, "was-running", "running"));
+      const stopped = await environments.create(stored(owner.user, "was-stopped", "stopped"));
+      await t.restart();
+      const client = t.anonymous();
+      client.token = owner.token;
+      const after = async (id: string) => client.environment(id);
+      assert.equal((await after(pulling.id)).state, "failed");
+      assert.equal((await after(pulling.id)).stateReason, "interrupted by a server restart");
+      assert.equal((await after(running.id)).state, "failed");
+      assert.match((await after(running.id)).stateReason ?? "", /^workload vanished: /);
+      assert.equal((await after(stopped.id)).state, "stopped");
+      assert.deepEqual(
+        (await after(running.id)).timeline.map((c) => c.state),
+        ["running", "failed"],
+      );
     });
   });
 }

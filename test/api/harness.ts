@@ -27,6 +27,8 @@ export interface TestServer {
   firstAdmin(): Promise<CvmClient & { user: User }>;
   /** Creates a user (through the admin) and returns a client signed in as it. */
   userWithRole(admin: CvmClient, role: Role, email?: string): Promise<CvmClient & { user: User }>;
+  /** Stops the server and starts it again on the same port and store, as a restart would. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -46,15 +48,17 @@ let counter = 0;
 export async function startTestServer(kind: StoreKind): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "cvm-api-test-"));
   const database = kind === "postgres" ? await freshPostgresUrl() : undefined;
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    dataDir,
-    postgresUrl: database?.url,
-    provider: "docker",
-    dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
-    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
-    webRoot: join(dataDir, "no-dashboard"),
-  });
+  const start = (listen: string) =>
+    startServer({
+      listen,
+      dataDir,
+      postgresUrl: database?.url,
+      provider: "docker",
+      dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
+      logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
+      webRoot: join(dataDir, "no-dashboard"),
+    });
+  let server = await start("127.0.0.1:0");
   const anonymous = () => new CvmClient({ baseUrl: server.url });
   const signedIn = async (email: string) => {
     const client = anonymous();
@@ -62,7 +66,7 @@ export async function startTestServer(kind: StoreKind): Promise<TestServer> {
     client.token = session.token;
     return Object.assign(client, { user: session.user });
   };
-  return {
+  const test: TestServer = {
     server,
     url: server.url,
     anonymous,
@@ -76,10 +80,16 @@ export async function startTestServer(kind: StoreKind): Promise<TestServer> {
       await admin.createUser({ email, password, role });
       return signedIn(email);
     },
+    async restart() {
+      await server.close();
+      server = await start(new URL(server.url).host);
+      test.server = server;
+    },
     async close() {
       await server.close();
       await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+  return test;
 }

@@ -12,6 +12,7 @@ import { release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
 import Docker from "dockerode";
+import { apparmorProfile, apparmorProfileName } from "../supervisor/apparmor.js";
 import { errorText } from "./check.js";
 
 const run = promisify(execFile);
@@ -322,6 +323,38 @@ export async function readSecurityModules(): Promise<SecurityModuleEvidence> {
     apparmorParser: await onPath("apparmor_parser"),
     selinuxEnforce: await readOptional("/sys/fs/selinux/enforce"),
   };
+}
+
+export interface ProfileCompile {
+  command: string;
+  ok: boolean;
+  /** The parser's error, verbatim, when it failed. */
+  output: string;
+}
+
+export interface AppArmorProfileEvidence extends SecurityModuleEvidence {
+  /** Compiling cvm's profile without loading it, tried when AppArmor is on and the profile is not loaded yet. */
+  compile?: ProfileCompile;
+}
+
+/** Compiles the supervisor's profile with the kernel left alone (-Q: skip kernel load, -K: skip the cache). */
+export async function compileAppArmorProfile(parser: string, profile = apparmorProfile()): Promise<ProfileCompile> {
+  const command = `${parser} --skip-kernel-load --skip-cache`;
+  return new Promise((resolve) => {
+    const child = execFile(parser, ["--skip-kernel-load", "--skip-cache"], { timeout: 20_000 }, (error, _out, stderr) =>
+      resolve({ command, ok: !error, output: error ? stderr.trim() || errorText(error) : "" }),
+    );
+    // A parser that exits before reading still answers through its exit status.
+    child.stdin?.on("error", () => undefined);
+    child.stdin?.end(profile);
+  });
+}
+
+export async function readAppArmorProfile(): Promise<AppArmorProfileEvidence> {
+  const modules = await readSecurityModules();
+  const loaded = modules.apparmorProfiles?.split("\n").some((l) => l.startsWith(`${apparmorProfileName} `));
+  if (modules.apparmorEnabled !== "Y" || loaded || !modules.apparmorParser) return modules;
+  return { ...modules, compile: await compileAppArmorProfile(modules.apparmorParser) };
 }
 
 // ---------------------------------------------------------------- disk

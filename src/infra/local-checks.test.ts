@@ -224,16 +224,28 @@ test("AppArmor and SELinux", () => {
   expect(judgeSecurityModule({ selinuxEnforce: "0" }, "userns"), "pass", /enforce: 0/);
 });
 
-test("AppArmor enforcing without cvm's profile fails; with it, passes", () => {
+test("AppArmor enforcing without cvm's profile fails unless the supervisor can load it; with it, passes", () => {
+  const on = { apparmorEnabled: "Y", apparmorProfiles: profiles, apparmorParser: "/sbin/apparmor_parser" };
   expect(judgeAppArmorProfile({}), "pass", /AppArmor is off/);
   expect(
-    judgeAppArmorProfile({ apparmorEnabled: "Y", apparmorProfiles: profiles }),
+    judgeAppArmorProfile({ ...on, apparmorParser: undefined }),
     "fail",
-    new RegExp(`${cvmAppArmorProfile} is not among the 2 loaded profiles`),
+    new RegExp(`${cvmAppArmorProfile} is not among the 2 loaded profiles, and apparmor_parser is not installed`),
     /inner dockerd/,
   );
+  const broken = "AppArmor parser error at line 3: Could not open 'abstractions/base'";
   expect(
-    judgeAppArmorProfile({ apparmorEnabled: "Y", apparmorProfiles: `${profiles}${cvmAppArmorProfile} (enforce)` }),
+    judgeAppArmorProfile({ ...on, compile: { command: "apparmor_parser -QK", ok: false, output: broken } }),
+    "fail",
+    /does not compile here: AppArmor parser error at line 3: Could not open 'abstractions\/base'/,
+  );
+  expect(
+    judgeAppArmorProfile({ ...on, compile: { command: "apparmor_parser -QK", ok: true, output: "" } }),
+    "pass",
+    /compiles it, and the supervisor loads it before the first CVM/,
+  );
+  expect(
+    judgeAppArmorProfile({ ...on, apparmorProfiles: `${profiles}${cvmAppArmorProfile} (enforce)` }),
     "pass",
     new RegExp(`${cvmAppArmorProfile} \\(enforce\\)`),
   );

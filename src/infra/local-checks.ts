@@ -8,8 +8,10 @@ import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import type { CheckResult, CheckStatus } from "../api/contract.js";
 import type { RuntimeChoice } from "../core/settings.js";
+import { apparmorProfileName } from "../supervisor/apparmor.js";
 import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
 import {
+  type AppArmorProfileEvidence,
   type CgroupEvidence,
   type DelegationAttempt,
   type DiskEvidence,
@@ -17,6 +19,7 @@ import {
   type EngineEvidence,
   type OsRelease,
   type OverlayAttempt,
+  readAppArmorProfile,
   readCgroups,
   readDiskFree,
   readEngine,
@@ -46,8 +49,8 @@ export interface LocalContext {
   os?: OsRelease;
 }
 
-/** The AppArmor profile cvm gives CVMs (shipped by the supervisor), allowing the mounts an inner dockerd needs. */
-export const cvmAppArmorProfile = "cvm-cvm-default";
+/** The AppArmor profile cvm gives CVMs (the supervisor's), allowing the mounts an inner dockerd needs. */
+export const cvmAppArmorProfile = apparmorProfileName;
 
 /** The user the engine's `--userns-remap=default` maps container root to. */
 export const remapUser = "dockremap";
@@ -360,7 +363,7 @@ export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: Isolatio
   return pass(evidence);
 }
 
-export function judgeAppArmorProfile(e: SecurityModuleEvidence): Verdict {
+export function judgeAppArmorProfile(e: AppArmorProfileEvidence): Verdict {
   if (!apparmorOn(e)) return pass(`${securityModuleWords(e)}; AppArmor is off, so no profile is needed`);
   if (e.apparmorProfiles === undefined) {
     return warn(
@@ -371,10 +374,15 @@ export function judgeAppArmorProfile(e: SecurityModuleEvidence): Verdict {
   const line = e.apparmorProfiles.split("\n").find((l) => l.startsWith(`${cvmAppArmorProfile} `));
   if (line) return pass(`/sys/kernel/security/apparmor/profiles: ${line}`);
   const count = e.apparmorProfiles.split("\n").filter(Boolean).length;
-  return fail(
-    `AppArmor is enabled and ${cvmAppArmorProfile} is not among the ${count} loaded profiles`,
-    `Load cvm's profile for CVMs (apparmor_parser -r -W <profile>, shipped with the supervisor): Docker's default profile denies the mounts an inner dockerd needs.`,
-  );
+  const missing = `AppArmor is enabled and ${cvmAppArmorProfile} is not among the ${count} loaded profiles`;
+  const remedy =
+    "Install apparmor (apparmor_parser, with its abstractions) so the supervisor can load cvm's profile for CVMs: Docker's default profile denies the mounts an inner dockerd needs.";
+  if (!e.apparmorParser) return fail(`${missing}, and apparmor_parser is not installed to load it`, remedy);
+  if (!e.compile?.ok) {
+    return fail(`${missing}, and it does not compile here: ${e.compile?.output ?? "(not tried)"}`, remedy);
+  }
+  // The supervisor loads the profile before it starts the first CVM; compiling it proves it can.
+  return pass(`${missing} yet; ${e.compile.command} compiles it, and the supervisor loads it before the first CVM`);
 }
 
 // ---------------------------------------------------------------- disk
@@ -488,7 +496,7 @@ export const localChecks: AnyCheck<LocalContext>[] = [
     id: "apparmor-profile",
     title: `AppArmor profile ${cvmAppArmorProfile} loaded`,
     applies: forUserns,
-    read: readSecurityModules,
+    read: readAppArmorProfile,
     judge: judgeAppArmorProfile,
   }),
   defineCheck({

@@ -6,10 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { release } from "node:os";
 import { test } from "node:test";
 import type { CheckResult } from "../../src/api/contract.js";
+import { compileAppArmorProfile } from "../../src/infra/host-evidence.js";
 import { runLocalChecks } from "../../src/infra/local-checks.js";
 
 const dockerHost = `unix://${process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock"}`;
@@ -96,4 +97,16 @@ test("free disk is measured where both engines keep images, a data directory not
   const disk = checks.get("disk")!;
   assert.match(disk.evidence, /^statfs \/var\/lib\/docker: \d+\.\d GiB free/m);
   assert.match(disk.evidence, /^statfs \/tmp: \d+\.\d GiB free/m);
+});
+
+const parser = ["/usr/sbin/apparmor_parser", "/sbin/apparmor_parser"].find((p) => existsSync(p));
+
+test("cvm's AppArmor profile really compiles with this machine's apparmor_parser; a broken one is quoted", {
+  skip: parser ? false : "apparmor_parser is not installed here (apt-get install apparmor)",
+}, async () => {
+  const compiled = await compileAppArmorProfile(parser!);
+  assert.deepEqual([compiled.ok, compiled.output], [true, ""]);
+  const broken = await compileAppArmorProfile(parser!, "profile cvm-doctor-broken {\n  not a rule,\n}\n");
+  assert.equal(broken.ok, false);
+  assert.match(broken.output, /AppArmor parser error/);
 });

@@ -77,6 +77,14 @@ export function kubeUnavailable(): string | undefined {
   return undefined;
 }
 
+/**
+ * How long a k8s suite may take: minutes once the binaries are cached; on a
+ * fresh machine the first suite builds them (tens of minutes on 2 cores).
+ */
+export function kubeSuiteTimeoutMs(names: KubeBinary[] = ["kube-apiserver", "kwok"]): number {
+  return names.every(binaryReady) ? 10 * 60_000 : 3 * 3600_000;
+}
+
 const building = new Map<string, Promise<void>>();
 
 /**

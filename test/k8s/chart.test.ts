@@ -22,6 +22,7 @@ import {
   createTestNamespace,
   ensureKubeBinaries,
   type Kube,
+  kubeSuiteTimeoutMs,
   kubeUnavailable,
   startKube,
 } from "../harness/kube.js";
@@ -37,7 +38,10 @@ async function helmTemplate(...set: string[]): Promise<string> {
   return stdout;
 }
 
-describe("the Helm chart on a real API server", { skip: unavailable, timeout: 600_000 }, () => {
+describe("the Helm chart on a real API server", {
+  skip: unavailable,
+  timeout: kubeSuiteTimeoutMs(["kube-apiserver", "kwok", "helm"]),
+}, () => {
   let kube: Kube;
   let rendered: KubernetesObject[];
 

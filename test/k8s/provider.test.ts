@@ -23,7 +23,7 @@ import {
   objectNames,
 } from "../../src/providers/kubernetes/index.js";
 import { newId } from "../../src/store/ids.js";
-import { createTestNamespace, type Kube, kubeUnavailable, startKube } from "../harness/kube.js";
+import { createTestNamespace, type Kube, kubeSuiteTimeoutMs, kubeUnavailable, startKube } from "../harness/kube.js";
 
 const unavailable = kubeUnavailable();
 const logger = pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "silent" });
@@ -74,7 +74,7 @@ function recorder(credentials?: RegistryCredentials, settings = cvmSettings) {
   return { context, lines, states, controller };
 }
 
-describe("kubernetes provider on a real API server", { skip: unavailable, timeout: 600_000 }, () => {
+describe("kubernetes provider on a real API server", { skip: unavailable, timeout: kubeSuiteTimeoutMs() }, () => {
   let kube: Kube;
   let core: CoreV1Api;
   let provider: KubernetesProvider;

@@ -18,7 +18,7 @@ import { CvmClient } from "../../src/client/index.js";
 import type { Environment, EnvironmentState } from "../../src/core/environment.js";
 import { objectNames } from "../../src/providers/kubernetes/index.js";
 import { type RunningServer, startServer } from "../../src/server/index.js";
-import { createTestNamespace, type Kube, kubeUnavailable, startKube } from "../harness/kube.js";
+import { createTestNamespace, type Kube, kubeSuiteTimeoutMs, kubeUnavailable, startKube } from "../harness/kube.js";
 
 const unavailable = kubeUnavailable();
 const password = "correct horse battery";
@@ -53,7 +53,7 @@ async function until(admin: CvmClient, id: string, states: EnvironmentState[], t
   throw new Error(`environment stayed ${last?.state} (${last?.stateReason ?? ""}); wanted ${states.join(" or ")}`);
 }
 
-describe("cvm server with the kubernetes provider", { skip: unavailable, timeout: 600_000 }, () => {
+describe("cvm server with the kubernetes provider", { skip: unavailable, timeout: kubeSuiteTimeoutMs() }, () => {
   let kube: Kube;
   let core: CoreV1Api;
 

@@ -17,7 +17,10 @@ export type PullFailure = "auth" | "tls" | "not-found" | "disk-full" | "unreacha
 /** The engine's error text -> what kind of failure it is; the first match wins. */
 const failurePatterns: [RegExp, PullFailure][] = [
   [/no space left on device|disk quota exceeded/i, "disk-full"],
-  [/unauthorized|authentication required|denied|incorrect username or password|\b401\b/i, "auth"],
+  [
+    /unauthorized|authentication required|no basic auth credentials|denied|incorrect username or password|\b401\b/i,
+    "auth",
+  ],
   [/x509|certificate|tls:|server gave HTTP response to HTTPS client/i, "tls"],
   [/manifest unknown|not found|does not exist|no such image|name unknown|\b404\b/i, "not-found"],
   [/no such host|connection refused|network is unreachable|dial tcp|lookup /i, "unreachable"],
@@ -63,9 +66,11 @@ function registryOf(image: string): string {
   return (isImageReference(parsed) && parsed.domain) || "https://index.docker.io/v1/";
 }
 
+/** The engine's own words, without dockerode's "(HTTP code 500) server error - " in front. */
 function messageOf(error: unknown): string {
   const e = error as { json?: { message?: string }; message?: string };
-  return e.json?.message ?? e.message ?? String(error);
+  const message = e.json?.message ?? e.message ?? String(error);
+  return message.replace(/^\(HTTP code \d+\) [^-]*- /, "").trim();
 }
 
 async function pullOnce(docker: Dockerode, image: string, credentials?: RegistryCredentials): Promise<void> {

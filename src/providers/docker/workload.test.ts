@@ -46,6 +46,7 @@ test("pull failures are told apart by the engine's words", () => {
   const cases: [string, string][] = [
     ["manifest for 127.0.0.1:5000/x:1 not found: manifest unknown", "not-found"],
     ["Get https://r.example/v2/: unauthorized: authentication required", "auth"],
+    ['Head "http://127.0.0.1:5001/v2/cvm/private/manifests/1": no basic auth credentials', "auth"],
     ["x509: certificate signed by unknown authority", "tls"],
     ["write /var/lib/docker/tmp/x: no space left on device", "disk-full"],
     ['Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host', "unreachable"],

@@ -173,6 +173,9 @@ test("a standard environment: build, exec, stop, start, discard, rebuild, remove
     const sized = await collect(tty);
     assert.equal(sized.code, 0);
     assert.match(sized.stdout, /^40 100\r?$/m);
+    const login = await collect(await provider.exec(env, { command: [], tty: true }), "echo shell=$0; exit 5\n");
+    assert.equal(login.code, 5);
+    assert.match(login.stdout, /shell=\/bin\/bash/);
   });
 
   await t.test("stop keeps the container; start runs it again with home intact", async () => {

@@ -13,7 +13,7 @@ import type { ExecOptions, ExecSession } from "../../core/provider.js";
 export const loginShell = [
   "/bin/sh",
   "-c",
-  'shell=$(getent passwd "$(id -un)" 2>/dev/null | cut -d: -f7); [ -x "$shell" ] || shell=/bin/sh; cd ~ 2>/dev/null; exec "$shell" -l',
+  'shell=$(getent passwd "$(id -un 2>/dev/null)" 2>/dev/null | cut -d: -f7); [ -x "$shell" ] || shell=/bin/sh; cd ~ 2>/dev/null; exec "$shell" -l',
 ];
 
 type Stream = "stdout" | "stderr";

@@ -120,6 +120,66 @@ describe("environment lifecycle (sqlite, docker provider)", { skip }, () => {
     assert.equal(piped.stdout, "through stdin\n");
   });
 
+  test("an interactive terminal: a login shell on a TTY, resized, ending with the shell's exit code", async () => {
+    const ws = new WebSocket(member.terminalUrl("dev", { cols: 100, rows: 30 }), {
+      headers: { authorization: `Bearer ${member.token}` },
+    });
+    let output = "";
+    const ended = new Promise<{ code?: number; close: number }>((resolve, reject) => {
+      let code: number | undefined;
+      ws.on("message", (data, isBinary) => {
+        const bytes = data as Buffer;
+        if (isBinary) output += bytes.subarray(1).toString();
+        else {
+          const message = JSON.parse(bytes.toString()) as { type: string; code?: number };
+          if (message.type === "exit") code = message.code;
+        }
+      });
+      ws.on("close", (close) => resolve({ code, close }));
+      ws.on("error", reject);
+    });
+    await new Promise((resolve) => ws.once("open", resolve));
+    ws.send(JSON.stringify({ type: "resize", cols: 120, rows: 40 }));
+    const type = (text: string) => ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(text)]));
+    type("stty size; echo answer-$((6*7)); exit 5\n");
+    const { code, close } = await ended;
+    assert.equal(code, 5, output);
+    assert.equal(close, 1000);
+    assert.match(output, /answer-42/);
+    assert.match(output, /40 120/, "the resize reached the TTY");
+  });
+
+  test("logs without follow end at once; after= skips lines already seen; a build id picks that build", async () => {
+    const all: LogStreamItem[] = [];
+    for await (const item of member.logs("dev")) all.push(item);
+    const lines = all.filter((i) => !("end" in i)) as Exclude<LogStreamItem, { end: true }>[];
+    assert.ok(lines.length >= 2);
+    assert.deepEqual(all.at(-1), { end: true, outcome: "running" });
+    assert.deepEqual(
+      lines.map((l) => l.seq),
+      lines.map((_, i) => i + 1),
+    );
+    const later: LogStreamItem[] = [];
+    for await (const item of member.logs("dev", { after: lines.length - 1 })) later.push(item);
+    assert.deepEqual(later[0], lines.at(-1));
+    const buildId = (await member.environment("dev")).buildId as string;
+    const byId: LogStreamItem[] = [];
+    for await (const item of member.logs("dev", { build: buildId })) byId.push(item);
+    assert.deepEqual(byId, all);
+    await assert.rejects(
+      (async () => {
+        for await (const _ of member.logs("dev", { build: "bld_nope" })) void _;
+      })(),
+      (e: ApiError) => e.status === 404,
+    );
+  });
+
+  test("/metrics counts environments by state and build durations by outcome", async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    assert.match(text, /cvm_environments\{state="running"\} 1/);
+    assert.match(text, /cvm_build_duration_seconds_count\{outcome="running"\} [1-9]/);
+  });
+
   test("another member cannot open the terminal (404 before any upgrade)", async () => {
     const other = await t.userWithRole(admin, "member");
     const environment = await member.environment("dev");
@@ -150,6 +210,40 @@ describe("environment lifecycle (sqlite, docker provider)", { skip }, () => {
     assert.equal(outcome, "running", lines.join("\n"));
     const read = await exec(member, "dev", ["cat", "/home/kept.txt"]);
     assert.equal(read.stdout.trim(), "kept");
+  });
+
+  test("a terminal session ends when its environment stops", async () => {
+    const ws = new WebSocket(member.terminalUrl("dev", { command: ["sleep", "120"], tty: false }), {
+      headers: { authorization: `Bearer ${member.token}` },
+    });
+    const messages: string[] = [];
+    const closed = new Promise<number>((resolve) => ws.on("close", resolve));
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary) messages.push((data as Buffer).toString());
+    });
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    await member.stopEnvironment("dev");
+    const code = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r("still open"), 30_000))]);
+    assert.notEqual(code, "still open");
+    assert.ok(messages.length > 0, "the client is told why");
+    await member.startEnvironment("dev");
+    assert.equal((await follow(member, "dev")).outcome, "running");
+  });
+
+  test("showing a running environment observes it: a container stopped behind cvm's back is reported", async () => {
+    const environment = await member.environment("dev");
+    const provider = await openProvider();
+    const [workload] = (await provider.listWorkloads()).filter((w) => w.environmentId === environment.id);
+    await provider.close();
+    await run("docker", ["stop", "-t", "1", workload.ref]);
+    const shown = await member.environment("dev");
+    assert.equal(shown.state, "failed");
+    assert.match(shown.stateReason ?? "", /^workload stopped/);
+    await member.startEnvironment("dev");
+    assert.equal((await follow(member, "dev")).outcome, "running");
   });
 
   test("GET /events streams the environment's changes", async () => {

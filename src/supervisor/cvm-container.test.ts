@@ -92,3 +92,18 @@ test("seccomp: Docker's default plus keyctl and pivot_root, nothing else uncondi
   const added = profile.syscalls.filter((rule) => rule.comment?.startsWith("cvm:")).flatMap((rule) => rule.names);
   assert.deepEqual(added.sort(), ["keyctl", "pivot_root"]);
 });
+
+test("in a Pod, the claim's directories are bound as /var/lib/docker and /home instead of volumes", () => {
+  const request = cvmContainerRequest({
+    environment,
+    image: "i",
+    runtime: "userns",
+    gateBinary,
+    volumeSources: { home: "/claim/home", dockerData: "/claim/docker" },
+  });
+  assert.deepEqual(request.HostConfig?.Mounts, [
+    { Type: "bind", Source: "/claim/docker", Target: "/var/lib/docker" },
+    { Type: "bind", Source: "/claim/home", Target: "/home" },
+    { Type: "bind", Source: gateBinary, Target: "/.cvm/cvm-gate", ReadOnly: true },
+  ]);
+});

@@ -55,6 +55,26 @@ export interface CvmContainerInput {
   apparmor?: string;
   /** The writable layer's size, where the engine's filesystem can enforce it (disk-limit.ts). */
   storageOpt?: Record<string, string>;
+  /** Directories to bind as /home and /var/lib/docker instead of the engine's named volumes (a Pod's claim). */
+  volumeSources?: VolumeSources;
+}
+
+export interface VolumeSources {
+  home: string;
+  dockerData: string;
+}
+
+function dataMounts(environmentId: string, sources?: VolumeSources): Dockerode.MountSettings[] {
+  if (sources) {
+    return [
+      { Type: "bind", Source: sources.dockerData, Target: "/var/lib/docker" },
+      { Type: "bind", Source: sources.home, Target: "/home" },
+    ];
+  }
+  return [
+    { Type: "volume", Source: dockerVolumeName(environmentId), Target: "/var/lib/docker" },
+    { Type: "volume", Source: homeVolumeName(environmentId), Target: "/home" },
+  ];
 }
 
 const gib = 1024 ** 3;
@@ -68,8 +88,7 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
   const memory = Math.round(environment.memoryGiB * gib);
   const hostConfig: Dockerode.HostConfig = {
     Mounts: [
-      { Type: "volume", Source: dockerVolumeName(environment.id), Target: "/var/lib/docker" },
-      { Type: "volume", Source: homeVolumeName(environment.id), Target: "/home" },
+      ...dataMounts(environment.id, input.volumeSources),
       { Type: "bind", Source: input.gateBinary, Target: gateMountPath, ReadOnly: true },
     ],
     Tmpfs: { "/run": "rw,nosuid,nodev,mode=755", "/run/lock": "rw,nosuid,nodev,noexec,mode=1777" },

@@ -10,6 +10,7 @@
  * (systemd running or degraded, the inner dockerd answering).
  */
 
+import { chown, mkdir, stat } from "node:fs/promises";
 import Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
@@ -31,6 +32,7 @@ import {
   dockerVolumeName,
   homeVolumeName,
   labels,
+  type VolumeSources,
 } from "./cvm-container.js";
 import { diskLimit } from "./disk-limit.js";
 import { CvmEngine } from "./engine.js";
@@ -51,6 +53,13 @@ export interface CvmSupervisorOptions {
   hostDockerHost?: string;
   /** How long systemd may take to finish booting before the build fails (default 180 s). */
   readyTimeoutSeconds?: number;
+  /**
+   * Directories bound as the environment's /home and /var/lib/docker instead
+   * of the engine's named volumes: in a Kubernetes Pod, subpaths of its
+   * claim. The supervisor makes them the CVM root's; what is in them is kept
+   * and removed by whoever owns the claim.
+   */
+  volumeSources?: VolumeSources;
 }
 
 export type CvmSupervisor = Omit<Provider, "name">;
@@ -160,11 +169,16 @@ class Supervisor implements CvmSupervisor {
     const name = containerName(environment.id);
     // A rebuild starts from a fresh container; its volumes stay.
     await ignoreMissing(docker.getContainer(name).remove({ force: true }));
-    for (const volume of [dockerVolumeName(environment.id), homeVolumeName(environment.id)]) {
-      await docker.createVolume({
-        Name: volume,
-        Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
-      });
+    const sources = this.options.volumeSources;
+    if (sources) {
+      await this.ownBySourcesRoot(sources, runtime);
+    } else {
+      for (const volume of [dockerVolumeName(environment.id), homeVolumeName(environment.id)]) {
+        await docker.createVolume({
+          Name: volume,
+          Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
+        });
+      }
     }
     const gateBinary = await ensureGateBinary(this.engine.paths.bin);
     const apparmor = await ensureApparmorProfile();
@@ -183,6 +197,7 @@ class Supervisor implements CvmSupervisor {
       seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
       apparmor: apparmor.profile,
       storageOpt: disk.storageOpt,
+      volumeSources: sources,
     });
     const container = await docker.createContainer(request);
     await log(
@@ -190,6 +205,22 @@ class Supervisor implements CvmSupervisor {
         `/var/lib/docker on volume ${dockerVolumeName(environment.id)}, /home on ${homeVolumeName(environment.id)}`,
     );
     return container;
+  }
+
+  /**
+   * Bound directories are seen through the CVM's user namespace: owned by
+   * the node's root they would be nobody's inside. The engine does this for
+   * its own volumes; a bound directory's top is handed over here (only when
+   * still the node root's, so a user's own layout inside is never changed).
+   */
+  private async ownBySourcesRoot(sources: VolumeSources, runtime: CvmRuntime): Promise<void> {
+    const root = this.engine.root;
+    if (runtime !== "userns" || !root) return;
+    for (const dir of [sources.home, sources.dockerData]) {
+      await mkdir(dir, { recursive: true });
+      const info = await stat(dir);
+      if (info.uid === 0) await chown(dir, root.uid, root.gid);
+    }
   }
 
   /**

@@ -92,7 +92,9 @@ export function dockerdArguments(paths: EnginePaths, network: EngineNetwork): st
     // cgroup-delegation.ts can hand over, whatever manages the node's own cgroups.
     "--exec-opt=native.cgroupdriver=cgroupfs",
     "--cgroup-parent=/cvm",
-    "--default-address-pool=base=10.214.0.0/16,size=24",
+    // No --default-address-pool: with one set (and no --live-restore), dockerd deletes the
+    // host's docker0 whenever it starts with a stale default network (moby daemon_unix.go,
+    // removeDefaultBridgeInterface), which breaks every container of the host's engine.
     "--log-opt=max-size=10m",
     "--log-opt=max-file=2",
   ];

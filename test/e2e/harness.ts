@@ -6,7 +6,8 @@
  */
 
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -109,6 +110,8 @@ export interface DashboardServer {
 export async function startDashboardServer(): Promise<DashboardServer> {
   await ensureDashboardBuilt();
   const dataDir = mkdtempSync(join(tmpdir(), "cvm-e2e-"));
+  // A CVM's remapped root must be able to reach its volumes under the data dir.
+  chmodSync(dataDir, 0o755);
   const server = await startServer({
     listen: "127.0.0.1:0",
     dataDir,
@@ -171,4 +174,45 @@ export async function openPage(browser: Browser, baseURL: string) {
   page.setDefaultTimeout(20_000);
   const console = watchConsole(page);
   return { context, page, console };
+}
+
+export interface DropProxy {
+  url: string;
+  /** Cuts every open connection, as a network drop would; new ones still go through. */
+  dropAll(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy in front of the server, so a test can cause a real network
+ * drop (the browser's connections reset) without touching the server.
+ */
+export async function startDropProxy(target: string): Promise<DropProxy> {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  const proxy = createNetServer((client) => {
+    const upstream = connect(Number(port), hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const address = proxy.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    dropAll() {
+      for (const socket of sockets) socket.resetAndDestroy();
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => proxy.close(() => resolve()));
+    },
+  };
 }

@@ -1,13 +1,13 @@
-import { EmptyState } from "../../components/feedback.js";
 import { Link } from "../../router.js";
 
 export function NotFoundPage() {
   return (
-    <EmptyState title="Page not found">
+    <div className="empty">
+      <h1>Page not found</h1>
       <p>There is nothing here, or you do not have access to it.</p>
       <Link to="/environments" className="button">
         Go to environments
       </Link>
-    </EmptyState>
+    </div>
   );
 }

@@ -197,6 +197,8 @@ export class KubernetesProvider implements Provider {
           log(`removing the previous Pod ${existing.metadata?.name}`);
           await this.deletePodAndWait(environment.id, 0);
         }
+        // Reports of an earlier Pod say nothing about this one.
+        this.reports.delete(environment.id);
         reach("pulling");
         await this.createPod(environment, context.settings, discardDockerData);
         log(`created Pod ${names.pod} in namespace ${this.namespace}`);

@@ -15,6 +15,7 @@
 
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -92,17 +93,25 @@ class PlainContainers {
 
   /** `docker run -d IMAGE sleep infinity`: create and start; resolves with the milliseconds it took. */
   async run(): Promise<{ ms: number; container: Dockerode.Container }> {
-    const begun = performance.now();
-    const container = await this.docker.createContainer({
-      name: `cvm-bench-plain-${process.pid}-${++this.count}`,
-      Image: this.image,
-      Entrypoint: ["sleep", "infinity"],
-      Cmd: [],
-      Labels: { "dev.cvm.bench": "true" },
-    });
-    this.made.push(container);
-    await container.start();
-    return { ms: performance.now() - begun, container };
+    for (let attempt = 1; ; attempt++) {
+      const begun = performance.now();
+      const container = await this.docker.createContainer({
+        name: `cvm-bench-plain-${process.pid}-${++this.count}`,
+        Image: this.image,
+        Entrypoint: ["sleep", "infinity"],
+        Cmd: [],
+        Labels: { "dev.cvm.bench": "true" },
+      });
+      this.made.push(container);
+      try {
+        await container.start();
+        return { ms: performance.now() - begun, container };
+      } catch (error) {
+        // Something on this shared machine has been seen deleting docker0 for a few seconds at a time.
+        if (attempt >= 30 || !/could not find bridge docker0/.test(String(error))) throw error;
+        await sleep(1000);
+      }
+    }
   }
 
   async removeAll(): Promise<void> {
@@ -156,6 +165,12 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
   const cvms = new Cvms(supervisor, image);
   const plain = new PlainContainers(host, image);
   const results: BenchResult[] = [];
+  // Every figure depends on what else the machine does; say so beside them.
+  const load = () =>
+    `load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")} on ${cpus().length} CPUs`;
+  context.log(`machine: ${load()}`);
   try {
     // Warm up: the image into both engines, page cache, the engine's first container.
     context.log("warming up: one CVM and one plain container (not counted)");
@@ -260,9 +275,9 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
     const built = await Promise.allSettled(Array.from({ length: crowd }, () => cvms.build()));
     const crowdMs = performance.now() - crowdBegun;
     const ready = built.filter((b) => b.status === "fulfilled").length;
-    for (const failed of built.filter((b) => b.status === "rejected")) {
-      context.log(`(d) a CVM failed: ${String((failed as PromiseRejectedResult).reason).split("\n")[0]}`);
-    }
+    const failures = built.flatMap((b) => (b.status === "rejected" ? [String(b.reason)] : []));
+    for (const failure of failures) context.log(`(d) a CVM failed: ${failure.split("\n")[0]}`);
+    if (failures.length > 0) writeFileSync(join(context.artifacts, "crowd-failures.log"), failures.join("\n\n"));
     context.log(`(d) ${ready}/${crowd} CVMs ready in ${seconds(crowdMs)}; now ${crowd} plain containers at once`);
     await cvms.removeAll();
     const plainBegun = performance.now();
@@ -278,6 +293,7 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
         { text: `all ${crowd} ready`, met: ready === crowd },
       ),
     );
+    context.log(`machine: ${load()}`);
     return results;
   } finally {
     await cvms.removeAll();

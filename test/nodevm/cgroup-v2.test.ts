@@ -1,0 +1,112 @@
+/**
+ * The CVM runtime on a cgroup v2 node. This machine is cgroup v1 (hybrid);
+ * production nodes are mostly v2 with AppArmor enforced (Ubuntu). So a node
+ * VM (Debian's cloud kernel, cgroup v2, AppArmor; images/nodevm) boots under
+ * emulation, and inside it cvm's own supervisor code builds one CVM from the
+ * systemd+docker test image. Asserted from inside the VM: the node is cgroup
+ * v2, systemd is PID 1 and `running` in the CVM, the inner dockerd uses
+ * overlay2 and cgroup v2, a nested `docker run` works, and removing the CVM
+ * leaves no cgroup behind.
+ */
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { diskDevice, type NodeVm, nodeVmUnavailable, startNodeVm } from "../harness/nodevm.js";
+import { buildPayload, type CvmImageFile, cvmImageFile, type Payload } from "./payload.js";
+
+const log = (line: string) => console.log(`  ${line}`);
+const image = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
+
+const skip =
+  (await nodeVmUnavailable()) ??
+  (process.env.CVM_TEST_NODEVM === "1"
+    ? undefined
+    : "the node VM test runs the CVM runtime under software emulation (about 3 minutes): set CVM_TEST_NODEVM=1") ??
+  (image
+    ? undefined
+    : "CVM_TEST_IMAGE_SYSTEMD_DOCKER is not set: run through `npm test`, which builds the test images");
+
+const resultMarker = "CVM-NODEVM-RESULT";
+
+function resultOf(stdout: string): Record<string, unknown> {
+  const line = stdout.split("\n").find((l) => l.startsWith(`${resultMarker} `));
+  assert.ok(line, `the in-VM script printed no result line:\n${stdout.split("\n").slice(-40).join("\n")}`);
+  return JSON.parse(line.slice(resultMarker.length + 1));
+}
+
+let vm: NodeVm | undefined;
+let payload: Payload | undefined;
+let cvmImage: CvmImageFile;
+const started = Date.now();
+
+before(async () => {
+  if (skip || !image) return;
+  cvmImage = await cvmImageFile(image);
+  payload = await buildPayload(cvmImage);
+  vm = await startNodeVm({ disks: { "cvm-payload": payload.tar, "cvm-image": cvmImage.file }, log });
+});
+
+after(async () => {
+  await vm?.close();
+  await payload?.dispose();
+  if (!skip) log(`nodevm: whole check ${((Date.now() - started) / 1000).toFixed(1)} s, boot included`);
+});
+
+test("a CVM runs on a cgroup v2 node (node VM under emulation)", { skip, timeout: 8 * 60_000 }, async (t) => {
+  const node = vm as NodeVm;
+  const sh = (command: string, timeoutMs = 60_000) => node.check(command, { timeoutMs }).then((out) => out.trim());
+
+  await t.test("the node is cgroup v2 with AppArmor enforced", async () => {
+    assert.equal(await sh("stat -fc %T /sys/fs/cgroup"), "cgroup2fs");
+    assert.match(await sh("cat /sys/fs/cgroup/cgroup.controllers"), /\bcpu\b.*\bmemory\b.*\bpids\b/);
+    assert.equal(await sh("cat /sys/module/apparmor/parameters/enabled"), "Y");
+    const bootStarted = Date.now();
+    const state = (await node.exec("systemctl is-system-running --wait", { timeoutMs: 120_000 })).stdout.trim();
+    log(
+      `nodevm: agent after ${(node.bootMs / 1000).toFixed(1)} s, systemd ${state} after ${((node.bootMs + Date.now() - bootStarted) / 1000).toFixed(1)} s`,
+    );
+    assert.match(state, /^(running|degraded)$/, await sh("systemctl --failed --no-legend || true"));
+  });
+
+  let built: Record<string, unknown> = {};
+  await t.test("cvm's supervisor builds the CVM there", async () => {
+    const dir = "/opt/cvm";
+    const run = await node.exec(
+      `mkdir -p ${dir} && tar -xf ${diskDevice("cvm-payload")} -C ${dir} && node ${dir}/cvm-in-vm.mjs build --image-disk ${diskDevice("cvm-image")}`,
+      {
+        timeoutMs: 5 * 60_000,
+        onOutput: (text) => {
+          for (const line of text.split("\n")) if (line.startsWith("build log | ")) log(line);
+        },
+      },
+    );
+    built = resultOf(run.stdout);
+    assert.equal(built.ok, true, `${JSON.stringify(built, null, 2)}\n${run.stderr.split("\n").slice(-30).join("\n")}`);
+    const observation = built.observation as { systemd: string; docker: string };
+    assert.equal(observation.systemd, "running");
+    assert.equal(observation.docker, "answering");
+    log(`nodevm: ${JSON.stringify(built.seconds)} (seconds)`);
+  });
+
+  const inCvm = (command: string) =>
+    sh(`docker -H unix://${built.socket} exec ${built.container} sh -c '${command}'`, 120_000);
+
+  await t.test("inside the CVM: systemd is PID 1 and running, in a user namespace, on cgroup v2", async () => {
+    assert.equal(await inCvm("cat /proc/1/comm"), "systemd");
+    assert.equal(await inCvm("systemctl is-system-running"), "running");
+    assert.equal((await inCvm("cat /proc/self/uid_map")).split(/\s+/).join(" "), "0 100000 65536");
+    assert.equal(await inCvm("stat -fc %T /sys/fs/cgroup"), "cgroup2fs");
+  });
+
+  await t.test("inside the CVM: dockerd uses overlay2 and cgroup v2, and a nested docker run works", async () => {
+    assert.equal(await inCvm('docker info --format "{{.Driver}} {{.CgroupVersion}}"'), "overlay2 2");
+    assert.equal(await inCvm("docker run --rm cvm/hello echo ok"), "ok");
+  });
+
+  await t.test("removing the CVM leaves no cgroup behind", async () => {
+    const run = await node.exec(`node /opt/cvm/cvm-in-vm.mjs remove --id ${built.id}`, { timeoutMs: 120_000 });
+    const removed = resultOf(run.stdout);
+    assert.equal(removed.ok, true, JSON.stringify(removed, null, 2));
+    assert.deepEqual(removed.cgroupsLeft, []);
+  });
+});

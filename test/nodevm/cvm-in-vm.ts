@@ -1,0 +1,186 @@
+/**
+ * Runs inside the node VM, bundled by payload.ts: cvm's own supervisor code
+ * (createCvmSupervisor, unchanged) builds and removes a CVM on a cgroup v2
+ * node, as the docker provider would on one.
+ *
+ *   node cvm-in-vm.mjs build  --image-disk DEV     (image.json beside it says what is on DEV)
+ *   node cvm-in-vm.mjs remove --id ID
+ *
+ * The image arrives on a read-only disk: an mmdebstrap root tarball
+ * (`docker import` with the recipe's changes) or a `docker save` archive
+ * (`docker load`), into cvm's own engine before the build; the build finds it
+ * there ("already in cvm's engine"), since the VM has no network.
+ * The last line printed is `CVM-NODEVM-RESULT <json>`, for the host's test.
+ */
+
+import { execFile } from "node:child_process";
+import { copyFile, mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs, promisify } from "node:util";
+import { pino } from "pino";
+import type { Environment } from "../../src/core/environment.js";
+import type { BuildContext } from "../../src/core/provider.js";
+import { defaultSettings } from "../../src/core/settings.js";
+import { containerName } from "../../src/supervisor/cvm-container.js";
+import { CvmEngine, enginePaths } from "../../src/supervisor/engine.js";
+import { createCvmSupervisor } from "../../src/supervisor/index.js";
+
+const run = promisify(execFile);
+
+/** Short: the engine's exec root holds unix sockets (108-byte paths). */
+export const vmDataDir = "/var/lib/cvm-nodevm";
+export const resultMarker = "CVM-NODEVM-RESULT";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const logger = pino({ level: "info" }, pino.destination(2));
+
+function environment(id: string, image: string): Environment {
+  const now = new Date().toISOString();
+  return {
+    id,
+    name: "nodevm",
+    image,
+    cvm: true,
+    cpu: 2,
+    memoryGiB: 1,
+    diskGiB: 10,
+    ownerId: "owner",
+    ownerEmail: "owner@example.com",
+    state: "queued",
+    runtime: "userns",
+    systemd: "unknown",
+    failedUnits: [],
+    docker: "unknown",
+    timeline: [],
+    createdAt: now,
+    updatedAt: now,
+    version: 1,
+  };
+}
+
+function context(lines: string[]): BuildContext {
+  return {
+    settings: { ...defaultSettings, cvmEnabled: true },
+    async log(text) {
+      lines.push(text);
+      console.log(`build log | ${text}`);
+    },
+    async enter(state) {
+      console.log(`state | ${state}`);
+    },
+    signal: new AbortController().signal,
+  };
+}
+
+const seconds = (since: number) => Number(((Date.now() - since) / 1000).toFixed(2));
+
+/** The start gate is compiled on the host (the VM has no gcc) under the name ensureGateBinary looks for. */
+async function installGate(): Promise<void> {
+  const bin = enginePaths(vmDataDir).bin;
+  await mkdir(bin, { recursive: true });
+  for (const file of await readdir(join(here, "bin"))) await copyFile(join(here, "bin", file), join(bin, file));
+}
+
+async function loadImage(
+  socket: string,
+  disk: string,
+  format: "rootfs" | "archive",
+  reference: string,
+  changes: string[],
+): Promise<void> {
+  const host = `unix://${socket}`;
+  const args =
+    format === "rootfs"
+      ? ["-H", host, "import", ...changes.flatMap((c) => ["--change", c]), disk, reference]
+      : ["-H", host, "load", "--quiet", "--input", disk];
+  await run("docker", args, { maxBuffer: 16 * 1024 * 1024 });
+  if (format === "archive") await run("docker", ["-H", host, "image", "inspect", reference]);
+}
+
+async function tail(file: string, lines = 30): Promise<string> {
+  return (await readFile(file, "utf8").catch(() => "")).trim().split("\n").slice(-lines).join("\n");
+}
+
+async function build(values: Record<string, string | undefined>): Promise<Record<string, unknown>> {
+  const started = Date.now();
+  const image = JSON.parse(await readFile(join(here, "image.json"), "utf8")) as {
+    format: "rootfs" | "archive";
+    reference: string;
+    changes: string[];
+  };
+  const reference = image.reference;
+  await installGate();
+  const engine = new CvmEngine({ dataDir: vmDataDir, logger });
+  await engine.ensure();
+  const engineSeconds = seconds(started);
+  const importStarted = Date.now();
+  await loadImage(engine.paths.socket, values["image-disk"] ?? "", image.format, reference, image.changes);
+  const importSeconds = seconds(importStarted);
+  // The engine stays up: the supervisor adopts it, and the host's checks use it after this process exits.
+  const supervisor = await createCvmSupervisor({ dataDir: vmDataDir, logger, readyTimeoutSeconds: 240 });
+  const env = environment(`nv${Date.now().toString(36)}`, reference);
+  const lines: string[] = [];
+  const buildStarted = Date.now();
+  try {
+    const observation = await supervisor.build(env, context(lines));
+    return {
+      ok: true,
+      id: env.id,
+      container: containerName(env.id),
+      socket: engine.paths.socket,
+      observation,
+      seconds: { engine: engineSeconds, import: importSeconds, build: seconds(buildStarted), total: seconds(started) },
+    };
+  } catch (error) {
+    const e = error as { message?: string; detail?: string; stack?: string };
+    return {
+      ok: false,
+      id: env.id,
+      container: containerName(env.id),
+      socket: engine.paths.socket,
+      error: e.message,
+      detail: e.detail,
+      stack: e.stack,
+      buildLog: lines,
+      engineLog: await tail(engine.paths.log),
+    };
+  }
+}
+
+async function remove(values: Record<string, string | undefined>): Promise<Record<string, unknown>> {
+  const id = values.id ?? "";
+  const socket = enginePaths(vmDataDir).socket;
+  const { stdout } = await run("docker", [
+    "-H",
+    `unix://${socket}`,
+    "inspect",
+    "--format",
+    "{{.Id}}",
+    containerName(id),
+  ]);
+  const containerId = stdout.trim();
+  const supervisor = await createCvmSupervisor({ dataDir: vmDataDir, logger });
+  const started = Date.now();
+  await supervisor.remove(environment(id, ""), { keepHome: false });
+  const cgroupDir = join("/sys/fs/cgroup/cvm", containerId);
+  const left = await stat(cgroupDir).then(
+    () => [cgroupDir],
+    () => [],
+  );
+  return { ok: true, containerId, seconds: seconds(started), cgroupsLeft: left };
+}
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    "image-disk": { type: "string" },
+    id: { type: "string" },
+  },
+});
+const modes: Record<string, (v: typeof values) => Promise<Record<string, unknown>>> = { build, remove };
+const mode = modes[positionals[0] ?? ""];
+if (!mode) throw new Error(`usage: cvm-in-vm.mjs build|remove ... (got ${positionals.join(" ")})`);
+const result = await mode(values).catch((error: Error) => ({ ok: false, error: error.message, stack: error.stack }));
+console.log(`${resultMarker} ${JSON.stringify(result)}`);
+process.exit(result.ok ? 0 : 1);

@@ -4,11 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { ApiException } from "@kubernetes/client-node";
+import { parse } from "yaml";
 import type { CheckStatus } from "../api/contract.js";
 import { defaultSettings } from "../core/settings.js";
 import type { Verdict } from "./check.js";
@@ -24,6 +25,7 @@ import {
   judgeServerVersion,
   osFromImage,
   providerAccess,
+  providerRules,
   runClusterChecks,
 } from "./cluster-checks.js";
 import { supervisorPodForDryRun } from "./supervisor-pod.js";
@@ -132,10 +134,28 @@ test("Istio: injection on the namespace fails, a cluster-wide injector warns, a 
 
 test("RBAC: every verb the provider uses, and what is denied", () => {
   const all = providerAccess.map((q) => ({ ...q, allowed: true }));
-  assert.ok(all.some((a) => a.verb === "watch" && a.resource === "persistentvolumeclaims"));
-  expect(judgeAccess(all, "cvm"), "pass", /create pods, delete pods/);
+  assert.ok(all.some((a) => a.verb === "patch" && a.resource === "persistentvolumeclaims"));
+  assert.ok(all.some((a) => a.verb === "create" && a.resource === "pods" && a.subresource === "exec"));
+  expect(
+    judgeAccess(all, "cvm"),
+    "pass",
+    /get pods, list pods, watch pods, create pods, delete pods, create pods\/exec/,
+  );
   const noSecrets = all.map((a) => (a.resource === "secrets" && a.verb === "create" ? { ...a, allowed: false } : a));
   expect(judgeAccess(noSecrets, "cvm"), "fail", /^denied in cvm: create secrets$/, /Role/);
+});
+
+test("the RBAC asked about is exactly the Helm chart's Role", () => {
+  const chart = readFileSync(join(import.meta.dirname, "../../deploy/helm/cvm/templates/rbac.yaml"), "utf8");
+  const rulesText = /^rules:\n([\s\S]*?)^---/m.exec(chart)?.[1];
+  assert.ok(rulesText, "the chart's Role has rules");
+  const rules = parse(rulesText) as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+  const fromChart = rules.flatMap((r) => r.resources.map((resource) => ({ resource, verbs: [...r.verbs].sort() })));
+  const asked = providerRules.map((r) => ({ resource: r.resource, verbs: [...r.verbs].sort() }));
+  assert.deepEqual(
+    asked.sort((a, b) => a.resource.localeCompare(b.resource)),
+    fromChart.sort((a, b) => a.resource.localeCompare(b.resource)),
+  );
 });
 
 test("the supervisor Pod asks for privileged or the capability list, and read-only hostPaths", () => {

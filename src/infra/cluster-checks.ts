@@ -254,16 +254,23 @@ export interface AccessAnswer extends AccessQuestion {
   reason?: string;
 }
 
-const providerVerbs = ["create", "delete", "get", "list", "watch"];
-
-/** What the Kubernetes provider does in its namespace. */
-export const providerAccess: AccessQuestion[] = [
-  ...["pods", "persistentvolumeclaims", "secrets"].flatMap((resource) =>
-    providerVerbs.map((verb) => ({ verb, resource })),
-  ),
-  { verb: "create", resource: "pods", subresource: "exec" },
-  { verb: "get", resource: "pods", subresource: "log" },
+/**
+ * What the Kubernetes provider does in its namespace, and no more: the same
+ * rules as the Helm chart's Role (deploy/helm/cvm/templates/rbac.yaml; a
+ * test keeps the two equal).
+ */
+export const providerRules: { resource: string; verbs: string[] }[] = [
+  { resource: "pods", verbs: ["get", "list", "watch", "create", "delete"] },
+  // create for the exec upgrade; get for API servers that authorize its WebSocket GET.
+  { resource: "pods/exec", verbs: ["create", "get"] },
+  { resource: "secrets", verbs: ["get", "create", "update", "delete"] },
+  { resource: "persistentvolumeclaims", verbs: ["get", "create", "patch", "delete"] },
 ];
+
+export const providerAccess: AccessQuestion[] = providerRules.flatMap(({ resource, verbs }) => {
+  const [name, subresource] = resource.split("/");
+  return verbs.map((verb) => (subresource ? { verb, resource: name, subresource } : { verb, resource: name }));
+});
 
 const accessWords = (a: AccessQuestion) => `${a.verb} ${a.resource}${a.subresource ? `/${a.subresource}` : ""}`;
 

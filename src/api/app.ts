@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { routePath } from "hono/route";
+import { z } from "zod";
 import { CvmError } from "../core/errors.js";
 import { adminRoutes } from "./admin.js";
 import { auditRoutes } from "./audit.js";
@@ -43,7 +44,14 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
     const matched = routePath(c);
     const route = matched.endsWith("*") ? "unmatched" : matched;
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
-    metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
+    const seconds = (performance.now() - started) / 1000;
+    metrics.httpDuration.observe({ method: c.req.method, route }, seconds);
+    // Changes are worth a line each; reads only when debugging.
+    const level = c.req.method === "GET" || c.req.method === "HEAD" ? "debug" : "info";
+    deps.logger[level](
+      { method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1000) },
+      "request",
+    );
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));
@@ -84,8 +92,7 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
       summary: "This document",
       tag: "meta",
       auth: false,
-      response: null,
-      status: 200,
+      response: z.looseObject({ openapi: z.string(), paths: z.record(z.string(), z.unknown()) }),
     },
     (c) => {
       document ??= openApiDocument(routes.docs, version);

@@ -103,7 +103,13 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
     const { user } = await deps.accounts.authenticate(secret);
     const query = parse(terminalQuerySchema, Object.fromEntries(url.searchParams), "query");
     const command = parseCommand(query.command);
-    const environment = await deps.environments.find(user, decodeURIComponent(match[1]));
+    let ref: string;
+    try {
+      ref = decodeURIComponent(match[1]);
+    } catch {
+      throw new CvmError("BAD_REQUEST", "The environment reference in the path is not valid percent-encoding");
+    }
+    const environment = await deps.environments.find(user, ref);
     if (environment.state !== "running") {
       throw new CvmError("CONFLICT", `The environment is ${environment.state}: start it first`);
     }

@@ -318,6 +318,10 @@ export class EnvironmentService {
     if (this.closing) throw new CvmError("UNAVAILABLE", "The server is shutting down");
     const { id } = await this.find(actor, ref);
     return this.mutex.run(id, async () => {
+      // Refused actions must not leave builds behind: check first, then create the build the action starts.
+      const current = await this.deps.store.environments.get(id);
+      if (!current || !this.canSee(actor, current)) throw notFound("Environment");
+      assertActionAllowed(action, current.state);
       const build = await this.deps.store.builds.create(id, now());
       let begun: [Environment, Environment];
       try {

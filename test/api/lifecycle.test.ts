@@ -141,7 +141,12 @@ describe("environment lifecycle (sqlite, docker provider)", { skip }, () => {
     await new Promise((resolve) => ws.once("open", resolve));
     ws.send(JSON.stringify({ type: "resize", cols: 120, rows: 40 }));
     const type = (text: string) => ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(text)]));
-    type("stty size; echo answer-$((6*7)); exit 5\n");
+    // The resize travels its own way to the engine; ask until the TTY reports it.
+    for (let i = 0; i < 25 && !/40 120/.test(output); i++) {
+      type("stty size\n");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    type("echo answer-$((6*7)); exit 5\n");
     const { code, close } = await ended;
     assert.equal(code, 5, output);
     assert.equal(close, 1000);
@@ -343,6 +348,8 @@ for (const kind of storeKinds) {
         assert.equal((a.reason as ApiError).status, 409);
       }
       await waitForState(member, "race", ["running"]);
+      const builds = (await member.builds("race")).items;
+      assert.equal(builds.length, 2, "the create's build and one start's: refused starts leave no build");
     });
   });
 }

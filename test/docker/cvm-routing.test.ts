@@ -1,0 +1,118 @@
+/**
+ * The docker provider hands CVMs to the CVM supervisor and keeps standard
+ * environments on the host engine, behind the one Provider interface the
+ * server sees: a CVM of the image built here boots systemd with Docker inside,
+ * a standard environment beside it stays a plain container, and listing
+ * workloads finds both.
+ */
+
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, test } from "node:test";
+import pino from "pino";
+import type { Environment } from "../../src/core/environment.js";
+import type { BuildContext, ExecSession, Provider } from "../../src/core/provider.js";
+import { defaultSettings } from "../../src/core/settings.js";
+import { createDockerProvider } from "../../src/providers/docker/index.js";
+import { fixtureDataDir } from "../harness/cvm-fixture.js";
+
+const cvmImage = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
+const plainImage = process.env.CVM_TEST_IMAGE_PLAIN;
+const skip = (!cvmImage || !plainImage) && "run through `npm test`, which builds the test images";
+
+let provider: Provider;
+const made: Environment[] = [];
+
+function environment(name: string, image: string, cvm: boolean): Environment {
+  const now = new Date().toISOString();
+  const env: Environment = {
+    id: `env_${randomBytes(10).toString("hex")}`,
+    name: `route-${name}-${randomBytes(2).toString("hex")}`,
+    image,
+    cvm,
+    cpu: 1,
+    memoryGiB: 1,
+    diskGiB: 10,
+    ownerId: "usr_routing_test",
+    ownerEmail: "routing-test@example.com",
+    state: "queued",
+    runtime: cvm ? "userns" : "none",
+    systemd: "unknown",
+    failedUnits: [],
+    docker: "unknown",
+    buildId: `bld_${randomBytes(4).toString("hex")}`,
+    timeline: [],
+    createdAt: now,
+    updatedAt: now,
+    version: 1,
+  };
+  made.push(env);
+  return env;
+}
+
+function context(): BuildContext {
+  return {
+    settings: defaultSettings,
+    signal: AbortSignal.timeout(300_000),
+    log: async () => {},
+    enter: async () => {},
+  };
+}
+
+async function output(session: ExecSession): Promise<{ stdout: string; code: number }> {
+  let stdout = "";
+  session.onOutput((stream, data) => {
+    if (stream === "stdout") stdout += Buffer.from(data).toString();
+  });
+  session.end();
+  const code = await session.exited;
+  return { stdout, code };
+}
+
+before(async () => {
+  provider = await createDockerProvider({
+    kind: "docker",
+    dataDir: fixtureDataDir("docker-provider"),
+    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "warn" }),
+    dockerHost: `unix://${process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock"}`,
+  });
+});
+
+after(async () => {
+  for (const env of made) await provider.remove(env, { keepHome: false }).catch(() => undefined);
+  await provider?.close();
+});
+
+test("a CVM goes to the supervisor, a standard environment stays on the host engine", { skip }, async () => {
+  const cvm = environment("cvm", cvmImage as string, true);
+  const plain = environment("plain", plainImage as string, false);
+  const [cvmBuilt, plainBuilt] = await Promise.all([provider.build(cvm, context()), provider.build(plain, context())]);
+
+  assert.equal(cvmBuilt.running, true, cvmBuilt.reason);
+  assert.equal(cvmBuilt.systemd, "running", `failed units: ${cvmBuilt.failedUnits.join(", ")}`);
+  assert.equal(cvmBuilt.docker, "answering");
+  assert.notEqual(cvmBuilt.runtime, "none");
+  assert.deepEqual([plainBuilt.runtime, plainBuilt.systemd, plainBuilt.docker], ["none", "unavailable", "absent"]);
+
+  const pid1 = await output(await provider.exec(cvm, { command: ["ps", "-p", "1", "-o", "comm="], tty: false }));
+  assert.equal(pid1.stdout.trim(), "systemd");
+  const nested = await output(
+    await provider.exec(cvm, { command: ["docker", "run", "--rm", "cvm/hello", "echo", "ok"], tty: false }),
+  );
+  assert.deepEqual([nested.stdout.trim(), nested.code], ["ok", 0]);
+  const plainPid1 = await output(await provider.exec(plain, { command: ["ps", "-p", "1", "-o", "comm="], tty: false }));
+  assert.equal(plainPid1.stdout.trim(), "docker-init");
+
+  const workloads = await provider.listWorkloads();
+  for (const env of [cvm, plain]) {
+    assert.equal(workloads.filter((w) => w.environmentId === env.id && w.running).length, 1, env.name);
+  }
+
+  for (const env of [cvm, plain]) await provider.remove(env, { keepHome: false });
+  const left = await provider.listWorkloads();
+  assert.deepEqual(
+    left.filter((w) => w.environmentId === cvm.id || w.environmentId === plain.id),
+    [],
+  );
+  assert.equal((await provider.observe(cvm)).exists, false);
+});

@@ -73,7 +73,17 @@ export function worstStatus(results: CheckResult[]): CheckStatus {
   return results.reduce<CheckStatus>((worst, r) => (severity[r.status] > severity[worst] ? r.status : worst), "pass");
 }
 
+/** An error in the words of whoever raised it: an API server's Status message when there is one. */
 export function errorText(error: unknown): string {
+  const body = (error as { body?: unknown } | undefined)?.body;
+  if (typeof body === "string" && body.startsWith("{")) {
+    try {
+      const message = (JSON.parse(body) as { message?: unknown }).message;
+      if (typeof message === "string") return message;
+    } catch {
+      // not JSON after all: fall through to the error's own message
+    }
+  }
   return error instanceof Error ? error.message : String(error);
 }
 

@@ -204,3 +204,19 @@ current-context: c
   assert.equal(missing.length, 1);
   assert.match(missing[0].evidence, /could not load the kubeconfig: .*ENOENT/);
 });
+
+test("a reader refused by the API server is quoted in the server's words, not the client's dump", async () => {
+  const { defineCheck } = await import("./check.js");
+  const body = JSON.stringify({ kind: "Status", message: 'namespaces "gone" not found', code: 404 });
+  const check = defineCheck<string, undefined>({
+    id: "x",
+    title: "X",
+    read: async () => {
+      throw new ApiException(404, "Unknown API Status Code!", body, { "content-type": "application/json" });
+    },
+    judge: () => ({ status: "pass", evidence: "" }),
+  });
+  const result = await check.run(undefined);
+  assert.equal(result.status, "fail");
+  assert.equal(result.evidence, 'could not read: namespaces "gone" not found');
+});

@@ -23,6 +23,7 @@ test("the engine keeps everything under <dataDir>/engine, remaps root, and leave
     "--iptables=false",
     "--exec-opt=native.cgroupdriver=cgroupfs",
     "--cgroup-parent=/cvm",
+    "--live-restore",
   ]) {
     assert.ok(args.includes(expected), `dockerd needs ${expected}`);
   }

@@ -95,6 +95,9 @@ export function dockerdArguments(paths: EnginePaths, network: EngineNetwork): st
     // No --default-address-pool: with one set (and no --live-restore), dockerd deletes the
     // host's docker0 whenever it starts with a stale default network (moby daemon_unix.go,
     // removeDefaultBridgeInterface), which breaks every container of the host's engine.
+    // CVMs outlive the engine: a server restart (or upgrade) stops and restarts
+    // the engine, and every environment keeps running meanwhile.
+    "--live-restore",
     "--log-opt=max-size=10m",
     "--log-opt=max-file=2",
   ];
@@ -288,15 +291,25 @@ export class CvmEngine {
     return Object.keys(info.Runtimes ?? {});
   }
 
-  /** Stops the engine if this process started it; an adopted one belongs to whoever started it. */
+  /**
+   * Stops the engine if this process started it; an adopted one belongs to
+   * whoever started it. Running CVMs keep running (--live-restore) and keep
+   * their bridge; with none left, nothing of the engine stays mounted and its
+   * network goes too.
+   */
   async close(): Promise<void> {
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.healthTimer = undefined;
     if (!this.startedHere) return;
+    const running = await this.docker.listContainers().catch(() => []);
     const pid = await readPid(this.paths.pidfile);
     if (pid) await this.terminate(pid, 30_000);
-    await this.unmountLeftovers();
-    if (this.network) await removeNetwork(this.network);
+    if (running.length === 0) {
+      await this.unmountLeftovers();
+      if (this.network) await removeNetwork(this.network);
+    } else {
+      this.logger.info({ running: running.length }, "cvm engine stopped; its CVMs keep running (live restore)");
+    }
     this.network = undefined;
     this.startedHere = false;
     this.lastHealthy = 0;

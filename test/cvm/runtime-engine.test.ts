@@ -140,6 +140,25 @@ test("an image only the node's engine has is copied from it", { skip: missingIma
   await supervisor.remove(env, { keepHome: false });
 });
 
+test("CVMs outlive a server restart: the engine stops with close(), the next supervisor finds them running", {
+  skip: missingImages,
+  timeout: 300_000,
+}, async () => {
+  const env = environment(process.env.CVM_TEST_IMAGE_PLAIN as string);
+  await supervisor.build(env, recordingContext());
+  const { Pid: pid } = (await engine.getContainer(`cvm-env-${env.id}`).inspect()).State;
+  await supervisor.close();
+  await assert.rejects(engine.ping());
+  process.kill(pid, 0); // still alive without its engine
+
+  supervisor = await startSupervisor();
+  const seen = await supervisor.observe(env);
+  assert.equal(seen.running, true);
+  assert.equal(seen.systemd, "unavailable");
+  assert.equal((await run(supervisor, env, ["echo", "still here"])).stdout, "still here\n");
+  await supervisor.remove(env, { keepHome: false });
+});
+
 test("close() stops the engine it started and leaves nothing mounted under it", {
   skip: missingImages,
   timeout: 120_000,
@@ -149,7 +168,8 @@ test("close() stops the engine it started and leaves nothing mounted under it", 
   await assert.rejects(engine.ping());
   assert.throws(() => process.kill(pid, 0));
   const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
-  assert.ok(!mountinfo.includes(`${dataDir}/engine`), "nothing of the engine stays mounted");
+  const left = mountinfo.split("\n").filter((line) => line.includes(`${dataDir}/engine`));
+  assert.deepEqual(left, [], "nothing of the engine stays mounted");
   const { stdout } = await exec("ip", ["-o", "link"]);
   assert.ok(!stdout.includes(`${dataDir}`));
   // The next use starts it again.

@@ -108,7 +108,8 @@ export async function run(
     if (stream === "stdout") stdout += Buffer.from(data).toString();
     else stderr += Buffer.from(data).toString();
   });
-  session.end();
+  // A terminal's input stays open, as a person's would; closing it can end the session before its output is read.
+  if (!options.tty) session.end();
   const code = await session.exited;
   return { code, stdout, stderr };
 }

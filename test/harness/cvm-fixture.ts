@@ -59,17 +59,23 @@ export function cvmEnvironment(prefix: string, image: string, overrides: Partial
   };
 }
 
-/** A build context with CVMs enabled on the built-in runtime; the build log is kept in `lines`. */
+/**
+ * A build context with CVMs enabled on the built-in runtime; the build log is
+ * kept in `lines`, each line with the milliseconds since the build began.
+ */
 export function buildContext(signal = new AbortController().signal): BuildContext & { lines: string[] } {
   const lines: string[] = [];
+  const begun = performance.now();
+  const stamp = (text: string) =>
+    lines.push(`+${String(Math.round(performance.now() - begun)).padStart(5)} ms  ${text}`);
   return {
     settings: { ...defaultSettings, cvmEnabled: true, runtime: "userns" },
     lines,
     async log(text) {
-      lines.push(text);
+      stamp(text);
     },
     async enter(state) {
-      lines.push(`[state] ${state}`);
+      stamp(`[state] ${state}`);
     },
     signal,
   };

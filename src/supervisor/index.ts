@@ -89,6 +89,17 @@ async function ignoreMissing<T>(work: Promise<T>): Promise<T | undefined> {
   }
 }
 
+/** Waits for `work`, or rejects as soon as the build is aborted (the work itself ends with the container). */
+function untilAborted<T>(work: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return work;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
 /** systemd is what the API tracks; another init (busybox, tini) at /sbin/init still runs as PID 1. */
 function isSystemd(init: InitPath): boolean {
   return init.found && /(^|\/)systemd$/.test(init.target);
@@ -266,7 +277,7 @@ class Supervisor implements CvmSupervisor {
       const logs = await this.tail(container);
       throw new CvmError("INTERNAL", "systemd did not start in the CVM", { detail: logs });
     }
-    const report = await systemdReport(container, pid, { wait: true, timeoutSeconds });
+    const report = await untilAborted(systemdReport(container, pid, { wait: true, timeoutSeconds }), signal);
     const elapsed = ((Date.now() - startedAt) / 1000).toFixed(2);
     await log(`systemd: ${report.systemd} ${elapsed} s after start`);
     if (report.failedUnits.length > 0) await log(`systemd: failed units: ${report.failedUnits.join(", ")}`);

@@ -153,6 +153,14 @@ test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps h
   const env = environment(image!.systemdDocker);
   await supervisor.build(env, recordingContext());
   await run(supervisor, env, ["sh", "-c", "echo kept > /home/marker && docker tag cvm/hello keepme:1"]);
+  const failing =
+    "[Unit]\nDescription=fails on purpose\n[Service]\nType=oneshot\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n";
+  const enabled = await run(supervisor, env, [
+    "sh",
+    "-c",
+    `printf '${failing}' > /etc/systemd/system/cvm-rt-fails.service && systemctl enable cvm-rt-fails.service`,
+  ]);
+  assert.equal(enabled.code, 0, enabled.stderr);
 
   const stopping = Date.now();
   await supervisor.stop(env, 30);
@@ -165,11 +173,14 @@ test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps h
 
   const restart = recordingContext();
   const again = await supervisor.start(env, restart);
-  assert.equal(again.systemd, "running");
+  assert.equal(again.systemd, "degraded");
+  assert.deepEqual(again.failedUnits, ["cvm-rt-fails.service"]);
+  assert.equal(again.docker, "answering");
+  assert.match(restart.lines.join("\n"), /systemd: failed units: cvm-rt-fails.service/);
   assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
 
   await supervisor.discard(env, { keepDockerData: true });
-  await supervisor.build(env, recordingContext());
+  assert.equal((await supervisor.build(env, recordingContext())).systemd, "running", "a rebuild starts from the image");
   assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n", "home survives a rebuild");
   const kept = await run(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
   assert.equal(kept.stdout.trim(), "ok", "inner images survive a rebuild with keepDockerData");
@@ -179,6 +190,22 @@ test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps h
   const gone = await run(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
   assert.notEqual(gone.code, 0, "inner images are dropped by a rebuild without keepDockerData");
   assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
+  await supervisor.remove(env, { keepHome: false });
+});
+
+test("a build aborted while systemd boots stops at once", { skip: missingImages, timeout: 300_000 }, async () => {
+  const env = environment(image!.systemdDocker);
+  const context = recordingContext();
+  const controller = new AbortController();
+  context.signal = controller.signal;
+  const originalLog = context.log;
+  context.log = async (text) => {
+    await originalLog(text);
+    if (text.startsWith("release:")) controller.abort(new Error("the user stopped it"));
+  };
+  const begun = Date.now();
+  await assert.rejects(supervisor.build(env, context), /the user stopped it/);
+  assert.ok(Date.now() - begun < 60_000);
   await supervisor.remove(env, { keepHome: false });
 });
 

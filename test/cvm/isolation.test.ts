@@ -362,9 +362,10 @@ const controlCapabilities = [
 describe("the isolation checks fail against a container without isolation (the control)", { skip }, () => {
   let container: Dockerode.Container;
   let target: IsolationTarget;
-  const home = mkdtempSync(join(tmpdir(), "cvm-isolation-control-"));
+  let home: string;
 
   before(async () => {
+    home = mkdtempSync(join(tmpdir(), "cvm-isolation-control-"));
     const rootDevice = readFileSync("/proc/self/mountinfo", "utf8")
       .split("\n")
       .find((line) => line.split(" ")[4] === "/")!
@@ -403,7 +404,7 @@ describe("the isolation checks fail against a container without isolation (the c
 
   after(async () => {
     await container?.remove({ force: true, v: true }).catch(() => undefined);
-    rmSync(home, { recursive: true, force: true });
+    if (home) rmSync(home, { recursive: true, force: true });
   });
 
   for (const [name, check] of Object.entries(checks)) {

@@ -26,6 +26,7 @@ const docker = new Dockerode({ socketPath: socket });
 let server: RunningServer;
 let dataDir: string;
 let client: CvmClient;
+const name = `std-${process.pid}`;
 
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "cvm-standard-env-"));
@@ -43,6 +44,8 @@ before(async () => {
 });
 
 after(async () => {
+  // A failed run still leaves nothing in the engine.
+  if (client?.token) await client.deleteEnvironment(name).catch(() => undefined);
   await server?.close();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
@@ -77,7 +80,6 @@ async function follow(name: string, build: string): Promise<{ lines: string[]; o
 test("a standard environment: create, ssh, a file in home survives rebuild, delete leaves nothing", {
   skip: !image && "run through `npm test`, which builds the test images",
 }, async () => {
-  const name = `std-${process.pid}`;
   const created = await client.createEnvironment({ name, image: image as string, cpu: 1, memoryGiB: 1 });
   assert.equal(created.cvm, false);
   const build = await follow(name, created.buildId as string);

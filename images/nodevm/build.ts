@@ -115,6 +115,7 @@ export function nodeVmHash(): string {
         init: readFileSync(sources.init, "utf8"),
         agent: readFileSync(sources.agent, "utf8"),
         node: nodeBinary().version,
+        base: baseHash(),
         builderVersion,
       }),
     )
@@ -145,15 +146,28 @@ async function sh(command: string, args: string[], what: string): Promise<string
   }
 }
 
+/** The base layer covers only what mmdebstrap fetches; the rest of the image is quick to redo from it. */
+function baseHash(): string {
+  const { suite, mirrors, kernelPackage, packages } = nodeVmRecipe;
+  return createHash("sha256")
+    .update(JSON.stringify({ suite, mirrors, kernelPackage, packages, builderVersion }))
+    .digest("hex")
+    .slice(0, 12);
+}
+
 /**
- * The root filesystem as a directory. The kernel and busybox packages are
- * fetched by the root's own apt (same suite, fresh lists) and copied out to
- * <work>/debs, for the builder to unpack outside it.
+ * The base layer, cached: the root filesystem as mmdebstrap makes it (root.tar)
+ * and the kernel and busybox packages (debs/), fetched by the root's own apt
+ * (same suite, fresh lists) and copied out for the builder to unpack outside it.
  */
-async function mmdebstrap(root: string, work: string, log: Log): Promise<void> {
+async function ensureBase(log: Log): Promise<string> {
+  const dir = join(nodeVmCacheDir, `base-${baseHash()}`);
+  if (existsSync(join(dir, "root.tar"))) return dir;
+  const work = `${dir}.partial-${process.pid}`;
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(join(work, "debs"), { recursive: true });
   mkdirSync(debCache, { recursive: true });
   const fetch = join(work, "fetch-packages.sh");
-  mkdirSync(join(work, "debs"));
   writeFileSync(
     fetch,
     [
@@ -166,35 +180,45 @@ async function mmdebstrap(root: string, work: string, log: Log): Promise<void> {
   );
   const started = Date.now();
   log(`nodevm: mmdebstrap ${nodeVmRecipe.suite} (${nodeVmRecipe.packages.join(" ")})`);
-  await sh(
-    "mmdebstrap",
-    [
-      "--variant=minbase",
-      "--mode=root",
-      "--format=directory",
-      "--quiet",
-      `--include=${nodeVmRecipe.packages.join(",")}`,
-      "--skip=download/empty",
-      "--skip=essential/unlink",
-      `--setup-hook=mkdir -p "$1/var/cache/apt/archives"`,
-      `--setup-hook=sync-in '${debCache}' /var/cache/apt/archives/`,
-      `--customize-hook=sync-out /var/cache/apt/archives '${debCache}'`,
-      `--customize-hook=chroot "$1" sh -s < '${fetch}'`,
-      `--customize-hook=sync-out /tmp/cvm-debs '${join(work, "debs")}'`,
-      nodeVmRecipe.suite,
-      root,
-      ...nodeVmRecipe.mirrors,
-    ],
-    "mmdebstrap",
-  );
-  log(`nodevm: root filesystem in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  try {
+    await sh(
+      "mmdebstrap",
+      [
+        "--variant=minbase",
+        "--mode=root",
+        "--format=tar",
+        "--quiet",
+        `--include=${nodeVmRecipe.packages.join(",")}`,
+        "--skip=download/empty",
+        "--skip=essential/unlink",
+        `--setup-hook=mkdir -p "$1/var/cache/apt/archives"`,
+        `--setup-hook=sync-in '${debCache}' /var/cache/apt/archives/`,
+        `--customize-hook=sync-out /var/cache/apt/archives '${debCache}'`,
+        `--customize-hook=chroot "$1" sh -s < '${fetch}'`,
+        `--customize-hook=sync-out /tmp/cvm-debs '${join(work, "debs")}'`,
+        nodeVmRecipe.suite,
+        join(work, "root.tar"),
+        ...nodeVmRecipe.mirrors,
+      ],
+      "mmdebstrap",
+    );
+  } catch (error) {
+    rmSync(work, { recursive: true, force: true });
+    throw error;
+  }
+  rmSync(fetch);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(work, dir);
+  log(`nodevm: base root filesystem in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return dir;
 }
 
 /** Unpacks the downloaded kernel and busybox packages; returns the kernel's version and where things are. */
 async function unpackPackages(
+  base: string,
   work: string,
 ): Promise<{ kernelVersion: string; vmlinuz: string; modules: string; busybox: string }> {
-  const debs = join(work, "debs");
+  const debs = join(base, "debs");
   const files = readdirSync(debs);
   const kernelDeb = files.find((f) => /^linux-image-\d.*\.deb$/.test(f));
   const busyboxDeb = files.find((f) => f.startsWith("busybox-static_"));
@@ -204,7 +228,6 @@ async function unpackPackages(
   const busyboxTree = join(work, "busybox");
   await sh("dpkg-deb", ["-x", join(debs, kernelDeb), kernelTree], `dpkg-deb -x ${kernelDeb}`);
   await sh("dpkg-deb", ["-x", join(debs, busyboxDeb), busyboxTree], `dpkg-deb -x ${busyboxDeb}`);
-  rmSync(debs, { recursive: true, force: true });
   const moduleRoot = join(
     kernelTree,
     existsSync(join(kernelTree, "usr/lib/modules")) ? "usr/lib/modules" : "lib/modules",
@@ -269,9 +292,15 @@ async function build(hash: string, log: Log): Promise<NodeVmImage> {
   mkdirSync(work, { recursive: true });
   const started = Date.now();
   try {
+    const base = await ensureBase(log);
     const root = join(work, "root");
-    await mmdebstrap(root, work, log);
-    const unpacked = await unpackPackages(work);
+    mkdirSync(root);
+    await sh(
+      "tar",
+      ["-xf", join(base, "root.tar"), "-C", root, "--numeric-owner", "--xattrs", "--xattrs-include=*"],
+      "tar -x",
+    );
+    const unpacked = await unpackPackages(base, work);
     copyFileSync(unpacked.vmlinuz, join(work, "vmlinuz"));
     await completeRoot(root, { version: unpacked.kernelVersion, modules: unpacked.modules }, log);
 
@@ -290,7 +319,6 @@ async function build(hash: string, log: Log): Promise<NodeVmImage> {
     rmSync(root, { recursive: true, force: true });
     rmSync(join(work, "kernel"), { recursive: true, force: true });
     rmSync(join(work, "busybox"), { recursive: true, force: true });
-    rmSync(join(work, "fetch-packages.sh"), { force: true });
 
     const manifest = { kernelVersion: unpacked.kernelVersion, nodeVersion: nodeBinary().version };
     writeFileSync(
@@ -305,6 +333,14 @@ async function build(hash: string, log: Log): Promise<NodeVmImage> {
     // mmdebstrap's directory may hold bind mounts only while it runs; by now it is plain files.
     rmSync(work, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/** Older builds (another recipe) are several hundred MiB each: only the current ones stay. */
+function pruneOthers(keep: string[]): void {
+  for (const entry of readdirSync(nodeVmCacheDir)) {
+    const built = /^([0-9a-f]{12}|base-[0-9a-f]{12})$/.test(entry);
+    if (built && !keep.includes(entry)) rmSync(join(nodeVmCacheDir, entry), { recursive: true, force: true });
   }
 }
 
@@ -365,7 +401,9 @@ export async function ensureNodeVm(options: { force?: boolean; log?: Log } = {})
       const image = cached(hash);
       if (image) return image;
     }
-    return build(hash, log);
+    const image = await build(hash, log);
+    pruneOthers([hash, `base-${baseHash()}`]);
+    return image;
   });
 }
 

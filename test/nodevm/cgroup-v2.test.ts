@@ -28,9 +28,10 @@ const skip =
 
 const resultMarker = "CVM-NODEVM-RESULT";
 
-function resultOf(stdout: string): Record<string, unknown> {
+function resultOf({ stdout, stderr, code }: ExecResult): Record<string, unknown> {
   const line = stdout.split("\n").find((l) => l.startsWith(`${resultMarker} `));
-  assert.ok(line, `the in-VM script printed no result line:\n${stdout.split("\n").slice(-40).join("\n")}`);
+  const tail = (text: string) => text.split("\n").slice(-30).join("\n");
+  assert.ok(line, `the in-VM script exited ${code} with no result line:\n${tail(stdout)}\n${tail(stderr)}`);
   return JSON.parse(line.slice(resultMarker.length + 1));
 }
 
@@ -80,7 +81,7 @@ test("a CVM runs on a cgroup v2 node (node VM under emulation)", { skip, timeout
         },
       },
     );
-    built = resultOf(run.stdout);
+    built = resultOf(run);
     assert.equal(built.ok, true, `${JSON.stringify(built, null, 2)}\n${run.stderr.split("\n").slice(-30).join("\n")}`);
     const observation = built.observation as { systemd: string; docker: string };
     assert.equal(observation.systemd, "running");
@@ -105,7 +106,7 @@ test("a CVM runs on a cgroup v2 node (node VM under emulation)", { skip, timeout
 
   await t.test("removing the CVM leaves no cgroup behind", async () => {
     const run = await node.exec(`node /opt/cvm/cvm-in-vm.mjs remove --id ${built.id}`, { timeoutMs: 120_000 });
-    const removed = resultOf(run.stdout);
+    const removed = resultOf(run);
     assert.equal(removed.ok, true, JSON.stringify(removed, null, 2));
     assert.deepEqual(removed.cgroupsLeft, []);
   });

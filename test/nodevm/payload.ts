@@ -44,13 +44,21 @@ export async function buildPayload(image: CvmImageFile): Promise<Payload> {
     // ssh2 (under dockerode) tries its optional native addons and falls back without them.
     external: ["cpu-features", "*.node"],
     banner: {
-      js: "import { createRequire as __cvmRequire } from 'node:module'; const require = __cvmRequire(import.meta.url);",
+      // CommonJS dependencies (dockerode's ssh2) read require and __dirname at load time.
+      js: [
+        "import { createRequire as __cvmRequire } from 'node:module';",
+        "import { fileURLToPath as __cvmPath } from 'node:url';",
+        "const require = __cvmRequire(import.meta.url);",
+        "const __filename = __cvmPath(import.meta.url);",
+        "const __dirname = __cvmPath(new URL('.', import.meta.url));",
+      ].join(" "),
     },
     logLevel: "error",
   });
   await mkdir(join(tree, "gate"), { recursive: true });
   await copyFile(join(repo, "src/supervisor/gate/cvm-gate.c"), join(tree, "gate/cvm-gate.c"));
   await copyFile(join(repo, "src/supervisor/seccomp-docker-default.json"), join(tree, "seccomp-docker-default.json"));
+  await mkdir(join(tree, "bin"));
   await ensureGateBinary(join(tree, "bin"));
   const { format, reference, changes } = image;
   await writeFile(join(tree, "image.json"), JSON.stringify({ format, reference, changes }));

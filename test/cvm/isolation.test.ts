@@ -14,7 +14,8 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { createServer, type Socket } from "node:net";
+import { hostname, networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
@@ -182,6 +183,39 @@ const checks: Record<string, (target: IsolationTarget) => Promise<void>> = {
     );
     assert.notEqual(ran.write, "0", "/proc/sysrq-trigger was written from inside");
     assert.notEqual(ran.fresh, "0", "sysrq-trigger of a freshly mounted proc was written from inside");
+  },
+
+  async "the node's own services cannot be reached over the network"(target) {
+    // A service of the node listening on every address, as cvm's server or the supervisor might.
+    const connections: Socket[] = [];
+    const server = createServer((socket) => {
+      connections.push(socket);
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "0.0.0.0", resolve));
+    const port = (server.address() as { port: number }).port;
+    const nodeAddresses = Object.values(networkInterfaces())
+      .flat()
+      .filter((a) => a && a.family === "IPv4")
+      .map((a) => a!.address);
+    try {
+      const ran = await target.sh(
+        [
+          `gateway=$(ip route 2>/dev/null | awk '/^default/ {print $3; exit}')`,
+          `echo gateway=$gateway`,
+          `for ip in $gateway ${nodeAddresses.join(" ")}; do`,
+          `  timeout 3 bash -c "exec 3<>/dev/tcp/$ip/${port}" 2>/dev/null && echo "reached=$ip"`,
+          `done`,
+          `true`,
+        ].join("\n"),
+      );
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.match(ran.stdout, /^gateway=\d+\.\d+\.\d+\.\d+$/m, "no default route inside: nothing was tried");
+      assert.doesNotMatch(ran.stdout, /^reached=/m, `a service of the node answered: ${ran.stdout}`);
+      assert.equal(connections.length, 0, "the node's service received a connection from inside");
+    } finally {
+      server.close();
+    }
   },
 
   async "host processes are invisible"(target) {
@@ -388,7 +422,7 @@ describe("the isolation checks fail against a container without isolation (the c
           ? [{ PathOnHost: rootDevice, PathInContainer: rootDevice, CgroupPermissions: "rwm" }]
           : [],
         Binds: ["/var/run/docker.sock:/var/run/docker.sock", `${home}:/home`],
-        NetworkMode: "none",
+        NetworkMode: "host",
       } as Dockerode.HostConfig,
     });
     await container.start();

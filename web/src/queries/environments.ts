@@ -13,7 +13,12 @@ import { type LiveStatus, subscribeEnvironmentEvents } from "./events.js";
 const newer = (a: Environment | undefined, b: Environment) => !a || b.version >= a.version;
 
 /** Marks for the render benchmark (bench/web): when the list's data arrived. */
-export const listMarks = { data: "cvm:environments:data", rendered: "cvm:environments:rendered" } as const;
+export const listMarks = {
+  data: "cvm:environments:data",
+  /** React has put the rows in the DOM (before layout and paint). */
+  committed: "cvm:environments:committed",
+  rendered: "cvm:environments:rendered",
+} as const;
 
 export interface LiveEnvironments {
   items?: Environment[];

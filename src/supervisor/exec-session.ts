@@ -17,13 +17,15 @@ export const loginShell = [
 ];
 
 /**
- * The engine (API 1.41) cannot give an exec its terminal size at start, and
- * a resize right after start races with a program reading it; set it from
- * inside first, then exec the command.
+ * The engine (API 1.41) cannot give an exec its terminal size at start: the
+ * terminal is 0x0 until the first resize, which can only follow the start.
+ * A program reading its size at once would see 0x0, so the command waits
+ * (at most 2 s) for that first resize before it runs.
  */
-function sized(command: string[], cols: number, rows: number): string[] {
-  const size = `stty cols ${Math.floor(cols)} rows ${Math.floor(rows)} 2>/dev/null`;
-  return ["/bin/sh", "-c", `${size}; exec "$@"`, "sh", ...command];
+function sized(command: string[]): string[] {
+  const wait =
+    'i=0; while [ "$(stty size 2>/dev/null)" = "0 0" ] && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done; exec "$@"';
+  return ["/bin/sh", "-c", wait, "sh", ...command];
 }
 
 type Listener = (stream: "stdout" | "stderr", data: Uint8Array) => void;
@@ -38,7 +40,7 @@ export async function startExec(
   );
   const command = options.command.length > 0 ? options.command : loginShell;
   const exec = await container.exec({
-    Cmd: options.tty && options.cols && options.rows ? sized(command, options.cols, options.rows) : command,
+    Cmd: options.tty && options.cols && options.rows ? sized(command) : command,
     AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,

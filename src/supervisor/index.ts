@@ -119,6 +119,8 @@ class Supervisor implements CvmSupervisor {
   private readonly logger: Logger;
   private readonly hostDocker?: Dockerode;
   private readonly initPaths = new Map<string, InitPath>();
+  /** Built once per process: concurrent builds share the one compile. */
+  private gateBinary?: Promise<string>;
 
   constructor(private readonly options: CvmSupervisorOptions) {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
@@ -191,7 +193,11 @@ class Supervisor implements CvmSupervisor {
         });
       }
     }
-    const gateBinary = await ensureGateBinary(this.engine.paths.bin);
+    this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
+      this.gateBinary = undefined;
+      throw error;
+    });
+    const gateBinary = await this.gateBinary;
     const apparmor = await ensureApparmorProfile();
     await log(`security: ${apparmor.note}`);
     if (runtime === "userns") {
@@ -244,9 +250,10 @@ class Supervisor implements CvmSupervisor {
     runtime: CvmRuntime,
     log: (text: string) => Promise<void>,
     signal?: AbortSignal,
+    alreadyStarted = false,
   ): Promise<Observation> {
     const startedAt = Date.now();
-    const [init] = await Promise.all([this.initPath(container), container.start()]);
+    const [init] = await Promise.all([this.initPath(container), alreadyStarted ? undefined : container.start()]);
     await log(
       init.found
         ? `entrypoint: /sbin/init found (${init.chain.join(" -> ")}); it runs as PID 1`
@@ -317,9 +324,15 @@ class Supervisor implements CvmSupervisor {
       return this.build(environment, context);
     }
     const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
-    if (info.State.Running) return this.observe(environment);
+    const log = (text: string) => context.log(text);
+    if (info.State.Running) {
+      // Still held at its gate: the supervisor that started it went away mid-build; finish the boot.
+      if ((await gateState(info.State.Pid)) !== "held") return this.observe(environment);
+      await context.enter("starting");
+      return this.boot(await this.container(environment), runtime, log, context.signal, true);
+    }
     await context.enter("starting");
-    return this.boot(await this.container(environment), runtime, (text) => context.log(text), context.signal);
+    return this.boot(await this.container(environment), runtime, log, context.signal);
   }
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {

@@ -140,6 +140,26 @@ test("an image only the node's engine has is copied from it", { skip: missingIma
   await supervisor.remove(env, { keepHome: false });
 });
 
+test("CVMs built at once all reach running, each with its own cgroups", {
+  skip: missingImages,
+  timeout: 600_000,
+}, async () => {
+  const envs = [1, 2, 3].map(() => environment(process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER as string));
+  const observations = await Promise.all(envs.map((env) => supervisor.build(env, recordingContext())));
+  for (const observation of observations) {
+    assert.equal(observation.systemd, "running");
+    assert.equal(observation.docker, "answering");
+  }
+  const hostnames = await Promise.all(
+    envs.map(async (env) => (await run(supervisor, env, ["hostname"])).stdout.trim()),
+  );
+  assert.deepEqual(
+    hostnames,
+    envs.map((env) => env.name),
+  );
+  await Promise.all(envs.map((env) => supervisor.remove(env, { keepHome: false })));
+});
+
 test("CVMs outlive a server restart: the engine stops with close(), the next supervisor finds them running", {
   skip: missingImages,
   timeout: 300_000,

@@ -67,6 +67,8 @@ const observeTimeoutMs = 1500;
 /** How long stop and delete wait for an aborted build to wind down. */
 const abortWaitMs = 30_000;
 const serverStopping = "the server is shutting down";
+/** With several replicas (PostgreSQL), a build nobody has advanced for this long is taken as abandoned. */
+const abandonedAfterMs = 10 * 60_000;
 /** The states reconcile may find abandoned: mid-build, mid-stop, mid-delete, or running without a workload. */
 const reconcilable: readonly EnvironmentState[] = [...buildingStates, "stopping", "deleting", "running"];
 
@@ -268,7 +270,7 @@ export class EnvironmentService {
       await this.mutex.run(listed.id, async () => {
         const environment = await store.environments.get(listed.id);
         if (!environment || this.live.has(environment.id)) return;
-        const reason = this.reconcileReason(environment, withWorkload.has(environment.id));
+        const reason = await this.reconcileReason(environment, withWorkload.has(environment.id));
         if (!reason) return;
         await this.settleFailure(environment.id, reason, reconcilable);
         report.vanished.push({ id: environment.id, name: environment.name, reason });
@@ -297,15 +299,39 @@ export class EnvironmentService {
 
   // Internals
 
-  private reconcileReason(environment: Environment, hasWorkload: boolean): string | undefined {
+  /**
+   * Why reconcile fails an environment no build of this process is working on,
+   * or undefined to leave it. With SQLite this process is the only server, so
+   * an unfinished build is an interrupted one; with PostgreSQL another replica
+   * may be running it, so only a build without progress for a while counts.
+   */
+  private async reconcileReason(environment: Environment, hasWorkload: boolean): Promise<string | undefined> {
     const { state } = environment;
     if (buildingStates.includes(state) || state === "stopping" || state === "deleting") {
-      return "interrupted by a server restart";
+      if (this.deps.store.kind === "sqlite") return "interrupted by a server restart";
+      const idleMs = Date.now() - (await this.lastActivity(environment));
+      return idleMs > abandonedAfterMs
+        ? `interrupted: no server has advanced it for ${Math.round(idleMs / 60_000)} minutes`
+        : undefined;
     }
     if (state === "running" && !hasWorkload) {
+      // The list was read a moment ago; a build that finished since has its workload now.
+      const observed = await this.deps.provider.observe(environment).catch(() => undefined);
+      if (observed?.exists) return undefined;
       return `workload vanished: no ${this.deps.provider.name === "docker" ? "container" : "Pod"} for this environment`;
     }
     return undefined;
+  }
+
+  /** When the environment or its current build last showed progress (a state change or a log line). */
+  private async lastActivity(environment: Environment): Promise<number> {
+    let latest = Date.parse(environment.updatedAt);
+    if (environment.buildId) {
+      const lines = await this.deps.store.builds.logs(environment.buildId);
+      const last = lines.at(-1);
+      if (last) latest = Math.max(latest, Date.parse(last.at));
+    }
+    return latest;
   }
 
   /** Start or rebuild: move to the action's state with a new build, then run the build in the background. */
@@ -318,19 +344,12 @@ export class EnvironmentService {
     if (this.closing) throw new CvmError("UNAVAILABLE", "The server is shutting down");
     const { id } = await this.find(actor, ref);
     return this.mutex.run(id, async () => {
-      // Refused actions must not leave builds behind: check first, then create the build the action starts.
-      const current = await this.deps.store.environments.get(id);
-      if (!current || !this.canSee(actor, current)) throw notFound("Environment");
-      assertActionAllowed(action, current.state);
+      const [before, moved] = await this.beginAction(actor, id, action, {}, false);
+      // The state is ours now (compare-and-set won), so the build exists only for an action that began:
+      // refused actions, here or on another replica, leave no build behind.
       const build = await this.deps.store.builds.create(id, now());
-      let begun: [Environment, Environment];
-      try {
-        begun = await this.beginAction(actor, id, action, { buildId: build.id });
-      } catch (error) {
-        await this.deps.store.builds.finish(build.id, "failed", now());
-        throw error;
-      }
-      const [before, after] = begun;
+      await this.appendLog(build.id, `state: ${before.state} → ${moved.state}`, moved.timeline.at(-1)?.at);
+      const after = await this.attachBuild(id, build.id);
       await this.deps.audit.record(actor, `environment.${action}`, `environment/${id}`, auditView(before), {
         ...auditView(after),
         ...(action === "rebuild" ? { keepDockerData: options.keepDockerData ?? false } : {}),
@@ -346,12 +365,13 @@ export class EnvironmentService {
     id: string,
     action: EnvironmentAction,
     extra: EnvironmentPatch = {},
+    log = true,
   ): Promise<[Environment, Environment]> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const current = await this.deps.store.environments.get(id);
       if (!current || !this.canSee(actor, current)) throw notFound("Environment");
       const to = assertActionAllowed(action, current.state);
-      const moved = await this.move(current, to, undefined, extra);
+      const moved = await this.move(current, to, undefined, extra, log);
       if (moved) return [current, moved];
     }
     throw new CvmError("CONFLICT", "The environment is changing too fast to act on; try again");
@@ -363,6 +383,7 @@ export class EnvironmentService {
     to: EnvironmentState,
     reason?: string,
     extra: EnvironmentPatch = {},
+    log = true,
   ): Promise<Environment | undefined> {
     const at = now();
     const timeline = [...environment.timeline, reason ? { state: to, at, reason } : { state: to, at }].slice(
@@ -370,10 +391,21 @@ export class EnvironmentService {
     );
     const updated = await this.write(environment, { ...extra, state: to, stateReason: reason, timeline });
     const buildId = extra.buildId ?? environment.buildId;
-    if (updated && buildId) {
+    if (updated && buildId && log) {
       await this.appendLog(buildId, `state: ${environment.state} → ${to}${reason ? ` (${reason})` : ""}`, at);
     }
     return updated;
+  }
+
+  /** Makes `buildId` the environment's current build, whatever else changed meanwhile. */
+  private async attachBuild(id: string, buildId: string): Promise<Environment> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const current = await this.deps.store.environments.get(id);
+      if (!current) throw notFound("Environment");
+      const updated = await this.write(current, { buildId });
+      if (updated) return updated;
+    }
+    throw new CvmError("CONFLICT", "The environment is changing too fast to act on; try again");
   }
 
   /** Moves to `to` from whatever the state is now, retrying on concurrent writes. */

@@ -1,0 +1,89 @@
+/**
+ * Two cvm servers on one PostgreSQL database, as replicas run: sessions work
+ * on both, a build run by one streams its log through the other (the store
+ * poll, not the in-process bus), and concurrent starts through both replicas
+ * still give exactly one success (the store's compare-and-set).
+ */
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { pino } from "pino";
+import { type ApiError, CvmClient } from "../../src/client/index.js";
+import { type RunningServer, startServer } from "../../src/server/index.js";
+import { type FreshDatabase, freshPostgresUrl } from "../../src/store/testing.js";
+import { password } from "./harness.js";
+
+const image = process.env.CVM_TEST_IMAGE_PLAIN;
+
+describe("two replicas on one PostgreSQL database", { skip: image ? false : "CVM_TEST_IMAGE_PLAIN is not set" }, () => {
+  let database: FreshDatabase;
+  const servers: RunningServer[] = [];
+  const dirs: string[] = [];
+  let a: CvmClient;
+  let b: CvmClient;
+
+  before(async () => {
+    database = await freshPostgresUrl();
+    for (let i = 0; i < 2; i++) {
+      const dataDir = mkdtempSync(join(tmpdir(), "cvm-api-replica-"));
+      dirs.push(dataDir);
+      servers.push(
+        await startServer({
+          listen: "127.0.0.1:0",
+          dataDir,
+          postgresUrl: database.url,
+          provider: "docker",
+          logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
+          webRoot: join(dataDir, "no-dashboard"),
+        }),
+      );
+    }
+    const admin = new CvmClient({ baseUrl: servers[0].url });
+    admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
+    await admin.createUser({ email: "member@example.com", password, role: "member" });
+    a = new CvmClient({ baseUrl: servers[0].url });
+    a.token = (await a.login({ email: "member@example.com", password })).token;
+    // The session made on one replica is good on the other.
+    b = new CvmClient({ baseUrl: servers[1].url, token: a.token });
+  });
+
+  after(async () => {
+    await a?.deleteEnvironment("shared").catch(() => undefined);
+    for (const server of servers) await server.close();
+    await database?.drop();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a build run by one replica streams its log through the other until it ends", async () => {
+    assert.equal((await b.whoami()).email, "member@example.com");
+    await a.createEnvironment({ name: "shared", image: image as string });
+    const lines: string[] = [];
+    let outcome: string | undefined;
+    for await (const item of b.logs("shared", { follow: true, signal: AbortSignal.timeout(120_000) })) {
+      if ("end" in item) outcome = item.outcome;
+      else lines.push(item.text);
+    }
+    assert.equal(outcome, "running", lines.join("\n"));
+    assert.ok(lines.some((l) => l.includes("→ running")));
+    assert.equal((await b.environment("shared")).state, "running");
+  });
+
+  test("concurrent starts through both replicas: exactly one succeeds", async () => {
+    await b.stopEnvironment("shared");
+    const attempts = await Promise.allSettled([a, b, a, b].map((client) => client.startEnvironment("shared")));
+    const ok = attempts.filter((x) => x.status === "fulfilled");
+    assert.equal(ok.length, 1, JSON.stringify(attempts.map((x) => x.status)));
+    for (const refused of attempts.filter((x) => x.status === "rejected") as PromiseRejectedResult[]) {
+      assert.equal((refused.reason as ApiError).status, 409);
+    }
+    const deadline = Date.now() + 60_000;
+    while ((await a.environment("shared")).state !== "running" && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal((await a.environment("shared")).state, "running");
+    assert.equal((await a.builds("shared")).items.length, 2);
+  });
+});

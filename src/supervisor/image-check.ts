@@ -207,7 +207,9 @@ export function verdictOf(facts: VerdictFacts): ImageCheck["verdict"] {
 export async function checkImageFiles(image: string, fs: ImageFiles, configUser?: string): Promise<ImageCheck> {
   const init = await findInitPath(fs);
   const systemd = await firstExecutable(fs, systemdPaths);
-  const initIsSystemd = init.found && systemd.found && init.target === systemd.target;
+  // Either systemd path may be the one /sbin/init leads to (an image without merged /usr has both).
+  const systemdTargets = await Promise.all(systemdPaths.map((path) => findExecutable(fs, path)));
+  const initIsSystemd = init.found && systemdTargets.some((s) => s.found && s.target === init.target);
   const dockerd = await firstExecutable(fs, dockerdPaths);
   const dockerService = await dockerServiceState(fs);
   const passwd = parsePasswd((await readImageFile(fs, "/etc/passwd"))?.toString("utf8") ?? "");

@@ -181,12 +181,16 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
 
     // (a) create-to-ready, one at a time.
     const cvmTimes: number[] = [];
+    const fromCreate: number[] = [];
     const plainTimes: number[] = [];
     const idle: { environment: Environment }[] = [];
     const idlePlain: Dockerode.Container[] = [];
     for (let i = 0; i < samples; i++) {
       const cvm = await cvms.build();
       cvmTimes.push(cvm.ms);
+      // The supervisor's own measure from creating the container, the span `docker run -d` covers.
+      const created = cvm.log.map((line) => /ready ([\d.]+) s after create/.exec(line)).find(Boolean);
+      if (created) fromCreate.push(Number(created[1]) * 1000);
       idle.push(cvm);
       const container = await plain.run();
       plainTimes.push(container.ms);
@@ -194,15 +198,31 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
       context.log(`(a) sample ${i + 1}: CVM ready ${seconds(cvm.ms)}, plain container ${seconds(container.ms)}`);
       writeFileSync(join(context.artifacts, `build-${i + 1}.log`), `${cvm.log.join("\n")}\n`);
     }
-    const readyMs = median(cvmTimes);
+    const buildMs = median(cvmTimes);
     const plainMs = median(plainTimes);
+    const baseline = { what: "docker run -d, plain container (median)", value: plainMs / 1000 };
+    if (fromCreate.length === samples) {
+      const readyMs = median(fromCreate);
+      results.push(
+        result(
+          "create-to-ready: container create to systemd running, dockerd answering (median)",
+          readyMs / 1000,
+          "s",
+          baseline,
+          {
+            text: "<= 1.0 s",
+            met: readyMs <= 1000,
+          },
+        ),
+      );
+    }
     results.push(
       result(
-        "create-to-ready (median)",
-        readyMs / 1000,
+        "whole build: engine check, image check, create to ready (median)",
+        buildMs / 1000,
         "s",
-        { what: "docker run -d, plain container (median)", value: plainMs / 1000 },
-        { text: "<= 1.0 s", met: readyMs <= 1000 },
+        baseline,
+        fromCreate.length === samples ? undefined : { text: "<= 1.0 s", met: buildMs <= 1000 },
       ),
     );
 

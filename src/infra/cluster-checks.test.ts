@@ -109,6 +109,22 @@ test("admission: admitted, admitted with warnings, refused with the admission's 
   const refused = judgeAdmission({ ...admitted, admitted: false, message: baselineMessage, containers: [] });
   expect(refused, "fail", undefined, /pod-security\.kubernetes\.io\/enforce=privileged/);
   assert.ok(refused.evidence.endsWith(baselineMessage), refused.evidence);
+  const missing = judgeAdmission({ ...admitted, admitted: false, code: 404, message: 'namespaces "cvm" not found' });
+  expect(missing, "fail", /namespaces "cvm" not found$/, /kubectl create namespace cvm/);
+  const rbac =
+    'pods is forbidden: User "system:serviceaccount:cvm:cvm" cannot create resource "pods" in API group "" in the namespace "cvm"';
+  expect(
+    judgeAdmission({ ...admitted, admitted: false, code: 403, message: rbac }),
+    "fail",
+    /cannot create resource/,
+    /Role/,
+  );
+  expect(
+    judgeAdmission({ ...admitted, admitted: false, code: 403, message: baselineMessage }),
+    "fail",
+    /violates PodSecurity/,
+    /enforce=privileged/,
+  );
 });
 
 test("the API's own message is taken from the Status body", () => {

@@ -146,8 +146,9 @@ export interface DryRunEvidence {
   /** The Pod as cvm would create it, in words. */
   asked: string;
   admitted: boolean;
-  /** The admission chain's refusal, verbatim. */
+  /** The admission chain's refusal, verbatim, and its HTTP status. */
   message?: string;
+  code?: number;
   /** Warning headers (Pod Security Admission's `warn` mode, deprecations). */
   warnings: string[];
   /** Containers in the Pod the dry run returned, after mutating webhooks. */
@@ -178,6 +179,7 @@ export async function dryRunSupervisorPod(context: Omit<ClusterContext, "dryRun"
       namespace: context.namespace,
       asked,
       admitted: false,
+      code: error.code,
       message: apiMessage(error),
       warnings: warningsFrom(error.headers ?? {}),
       containers: [],
@@ -192,13 +194,34 @@ function warningsFrom(headers: Record<string, string>): string[] {
   return [...raw.matchAll(/\d{3} \S+ "((?:[^"\\]|\\.)*)"/g)].map((m) => m[1].replace(/\\"/g, '"'));
 }
 
+interface AdmissionRefusal {
+  matches: (e: DryRunEvidence) => boolean;
+  remedy: (namespace: string) => string;
+}
+
+/** Why the API server refused the dry run decides what the user does about it; admission is the last resort. */
+const admissionRemedies: AdmissionRefusal[] = [
+  {
+    matches: (e) => e.code === 404,
+    remedy: (ns) =>
+      `Create the namespace cvm uses (kubectl create namespace ${ns}), or point cvm at another with --namespace.`,
+  },
+  {
+    matches: (e) => e.code === 403 && /cannot create resource "pods"/.test(e.message ?? ""),
+    remedy: (ns) => `Let cvm's account create Pods in ${ns} (the Helm chart's Role in deploy/ does).`,
+  },
+  {
+    matches: () => true,
+    remedy: (ns) =>
+      `Let namespace ${ns} admit privileged Pods with hostPath mounts: kubectl label namespace ${ns} pod-security.kubernetes.io/enforce=privileged --overwrite (and exempt it from any policy engine), or list capabilities instead of privileged in the settings.`,
+  },
+];
+
 export function judgeAdmission(e: DryRunEvidence): Verdict {
   const what = `dry run of the supervisor Pod (${e.asked}) in namespace ${e.namespace}`;
   if (!e.admitted) {
-    return fail(
-      `${what}: ${e.message}`,
-      `Let namespace ${e.namespace} admit privileged Pods with hostPath mounts: kubectl label namespace ${e.namespace} pod-security.kubernetes.io/enforce=privileged --overwrite (and exempt it from any policy engine), or list capabilities instead of privileged in the settings.`,
-    );
+    const refusal = admissionRemedies.find((r) => r.matches(e))!;
+    return fail(`${what}: ${e.message}`, refusal.remedy(e.namespace));
   }
   if (e.warnings.length > 0) {
     return warn(

@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-data_dir=${CVM_DATA_DIR:-$HOME/.local/share/cvm}
+data_dir=${CVM_DATA_DIR:-/var/lib/cvm}
 listen=${CVM_LISTEN:-127.0.0.1:7080}
 url="http://$listen"
 admin_email=${CVM_ADMIN_EMAIL:-admin@cvm.local}
@@ -29,7 +29,8 @@ echo "image: $image"
 
 step "Starting cvm server on $url (data in $data_dir)"
 mkdir -p "$data_dir"
-chmod 700 "$data_dir"
+# Traversable (not listable) by the remapped root that runs CVMs; everything inside stays root-only.
+chmod 711 "$data_dir"
 if ! curl -fsS "$url/healthz" >/dev/null 2>&1; then
   nohup cvm server --listen "$listen" --data-dir "$data_dir" >>"$data_dir/server.log" 2>&1 &
   for _ in $(seq 1 100); do curl -fsS "$url/healthz" >/dev/null 2>&1 && break; sleep 0.2; done

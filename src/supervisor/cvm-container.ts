@@ -57,6 +57,8 @@ export interface CvmContainerInput {
   storageOpt?: Record<string, string>;
   /** Directories to bind as /home and /var/lib/docker instead of the engine's named volumes (a Pod's claim). */
   volumeSources?: VolumeSources;
+  /** The mounted disk of its own (docker-disk.ts) to bind as /var/lib/docker, instead of a named volume. */
+  dockerDisk?: string;
 }
 
 export interface VolumeSources {
@@ -64,7 +66,7 @@ export interface VolumeSources {
   dockerData: string;
 }
 
-function dataMounts(environmentId: string, sources?: VolumeSources): Dockerode.MountSettings[] {
+function dataMounts(environmentId: string, sources?: VolumeSources, dockerDisk?: string): Dockerode.MountSettings[] {
   if (sources) {
     return [
       { Type: "bind", Source: sources.dockerData, Target: "/var/lib/docker" },
@@ -72,7 +74,9 @@ function dataMounts(environmentId: string, sources?: VolumeSources): Dockerode.M
     ];
   }
   return [
-    { Type: "volume", Source: dockerVolumeName(environmentId), Target: "/var/lib/docker" },
+    dockerDisk
+      ? { Type: "bind", Source: dockerDisk, Target: "/var/lib/docker" }
+      : { Type: "volume", Source: dockerVolumeName(environmentId), Target: "/var/lib/docker" },
     { Type: "volume", Source: homeVolumeName(environmentId), Target: "/home" },
   ];
 }
@@ -88,7 +92,7 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
   const memory = Math.round(environment.memoryGiB * gib);
   const hostConfig: Dockerode.HostConfig = {
     Mounts: [
-      ...dataMounts(environment.id, input.volumeSources),
+      ...dataMounts(environment.id, input.volumeSources, input.dockerDisk),
       { Type: "bind", Source: input.gateBinary, Target: gateMountPath, ReadOnly: true },
     ],
     Tmpfs: { "/run": "rw,nosuid,nodev,mode=755", "/run/lock": "rw,nosuid,nodev,noexec,mode=1777" },

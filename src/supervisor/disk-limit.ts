@@ -1,8 +1,9 @@
 /**
- * Whether a CVM's disk can be limited on this node. Docker enforces a size on
- * a container's writable layer only with overlay2 on xfs mounted with project
- * quotas (pquota/prjquota); named volumes of the local driver have no size at
- * all. Where the limit cannot be enforced the build log says so and why.
+ * Whether a CVM's root filesystem can be limited on this node. Docker
+ * enforces a size on a container's writable layer only with overlay2 on xfs
+ * mounted with project quotas (pquota/prjquota). (The inner Docker's data has
+ * a disk of its own, docker-disk.ts; named volumes of the local driver have
+ * no size at all.) Where a limit cannot be enforced the build log says why.
  */
 
 import { readFile, statfs } from "node:fs/promises";
@@ -38,14 +39,13 @@ export async function diskLimit(dataRoot: string, diskGiB: number): Promise<Disk
   ]);
   const mount = mountOf(dataRoot, mountinfo);
   const fsType = mount?.fsType ?? "unknown";
-  const volumes = "the inner Docker's data volume and home are not limited (Docker's local volumes have no size)";
   if (info?.type === xfsMagic && /(^|,)(pquota|prjquota)(,|$)/.test(mount?.options ?? "")) {
     return {
       storageOpt: { size: `${diskGiB}G` },
-      note: `disk limit: the CVM's root filesystem is limited to ${diskGiB} GiB (xfs project quota); ${volumes}`,
+      note: `the root filesystem is limited to ${diskGiB} GiB (xfs project quota)`,
     };
   }
   return {
-    note: `disk limit not enforced: cvm's engine data (${dataRoot}) is on ${fsType} at ${mount?.point ?? "?"} without xfs project quotas; the ${diskGiB} GiB asked for is not enforced and ${volumes}`,
+    note: `the root filesystem's writes are not limited (cvm's engine data is on ${fsType} at ${mount?.point ?? "?"}, without xfs project quotas)`,
   };
 }

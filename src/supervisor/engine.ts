@@ -59,6 +59,8 @@ export interface EnginePaths {
   socket: string;
   log: string;
   bin: string;
+  /** Each CVM's disk for its inner Docker's data (docker-disk.ts). */
+  disks: string;
 }
 
 export function enginePaths(dataDir: string): EnginePaths {
@@ -71,6 +73,7 @@ export function enginePaths(dataDir: string): EnginePaths {
     socket: join(root, "docker.sock"),
     log: join(root, "dockerd.log"),
     bin: join(root, "bin"),
+    disks: join(root, "disks"),
   };
 }
 

@@ -35,6 +35,7 @@ import {
   type VolumeSources,
 } from "./cvm-container.js";
 import { diskLimit } from "./disk-limit.js";
+import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
 import { startExec } from "./exec-session.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
@@ -182,17 +183,7 @@ class Supervisor implements CvmSupervisor {
     const name = containerName(environment.id);
     // A rebuild starts from a fresh container; its volumes stay.
     await ignoreMissing(docker.getContainer(name).remove({ force: true }));
-    const sources = this.options.volumeSources;
-    if (sources) {
-      await this.ownBySourcesRoot(sources, runtime);
-    } else {
-      for (const volume of [dockerVolumeName(environment.id), homeVolumeName(environment.id)]) {
-        await docker.createVolume({
-          Name: volume,
-          Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
-        });
-      }
-    }
+    const storage = await this.prepareStorage(docker, environment, runtime);
     this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
       this.gateBinary = undefined;
       throw error;
@@ -204,8 +195,8 @@ class Supervisor implements CvmSupervisor {
       await log("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
       await log("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
     }
-    const disk = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
-    await log(disk.note);
+    const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
+    await log(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
     const request = cvmContainerRequest({
       environment,
       image: environment.image,
@@ -213,15 +204,53 @@ class Supervisor implements CvmSupervisor {
       gateBinary,
       seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
       apparmor: apparmor.profile,
-      storageOpt: disk.storageOpt,
-      volumeSources: sources,
+      storageOpt: rootfs.storageOpt,
+      volumeSources: this.options.volumeSources,
+      dockerDisk: storage.dockerDisk,
     });
     const container = await docker.createContainer(request);
-    await log(
-      `create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory; ` +
-        `/var/lib/docker on volume ${dockerVolumeName(environment.id)}, /home on ${homeVolumeName(environment.id)}`,
-    );
+    await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
     return container;
+  }
+
+  /**
+   * Where /home and /var/lib/docker live. /home: a named volume (the image's
+   * /home is copied in the first time). /var/lib/docker: a disk of its own,
+   * sized diskGiB, where loop devices work; otherwise a named volume, and the
+   * build log says the size is not enforced. In a Pod, the claim's directories.
+   */
+  private async prepareStorage(
+    docker: Dockerode,
+    environment: Environment,
+    runtime: CvmRuntime,
+  ): Promise<{ dockerDisk?: string; enforced: boolean; note: string }> {
+    const sources = this.options.volumeSources;
+    if (sources) {
+      await this.ownBySourcesRoot(sources, runtime);
+      return { enforced: false, note: "/home and /var/lib/docker are on the Pod's claim (sized by the claim)" };
+    }
+    const labelled = (name: string) => ({
+      Name: name,
+      Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
+    });
+    await docker.createVolume(labelled(homeVolumeName(environment.id)));
+    const home = `/home is volume ${homeVolumeName(environment.id)} (Docker's local volumes have no size)`;
+    const root = this.engine.root;
+    try {
+      if (!root) throw new Error("the engine has no remapped root");
+      const { disk } = await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
+      return {
+        dockerDisk: disk.mountPoint,
+        enforced: true,
+        note: `/var/lib/docker is limited to ${environment.diskGiB} GiB (an ext4 disk of its own); ${home}`,
+      };
+    } catch (error) {
+      await docker.createVolume(labelled(dockerVolumeName(environment.id)));
+      return {
+        enforced: false,
+        note: `/var/lib/docker is volume ${dockerVolumeName(environment.id)}, not limited: no disk of its own (${(error as Error).message.split("\n")[0]}); ${home}`,
+      };
+    }
   }
 
   /**
@@ -332,7 +361,19 @@ class Supervisor implements CvmSupervisor {
       return this.boot(await this.container(environment), runtime, log, context.signal, true);
     }
     await context.enter("starting");
+    await this.remountDockerDisk(environment);
     return this.boot(await this.container(environment), runtime, log, context.signal);
+  }
+
+  /** A node reboot unmounts the inner Docker's disk; its container's bind needs it back before start. */
+  private async remountDockerDisk(environment: Environment): Promise<void> {
+    const root = this.engine.root;
+    const { image } = dockerDiskPaths(this.engine.paths.disks, environment.id);
+    const present = await stat(image).then(
+      () => true,
+      () => false,
+    );
+    if (present && root) await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
   }
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
@@ -350,6 +391,7 @@ class Supervisor implements CvmSupervisor {
       ...(options.keepHome ? [] : [homeVolumeName(environment.id)]),
     ];
     for (const volume of volumes) await ignoreMissing(docker.getVolume(volume).remove());
+    await releaseDockerDisk(this.engine.paths.disks, environment.id, options.keepDockerData ?? false);
   }
 
   private async removeContainer(docker: Dockerode, id: string): Promise<void> {
@@ -418,6 +460,7 @@ class Supervisor implements CvmSupervisor {
       for (const volume of [dockerVolumeName(environmentId), homeVolumeName(environmentId)]) {
         await ignoreMissing(docker.getVolume(volume).remove());
       }
+      await releaseDockerDisk(this.engine.paths.disks, environmentId, false);
     }
   }
 

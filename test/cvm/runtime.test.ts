@@ -62,7 +62,7 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
     /release: .*systemd is PID 1/,
     /systemd: running/,
     /docker: the inner dockerd answers/,
-    /disk limit (not enforced: .+|: .+)/,
+    /disk limit: \/var\/lib\/docker is limited to 10 GiB \(an ext4 disk of its own\); \/home is volume .*; the root filesystem/,
     /AppArmor/,
   ]) {
     assert.match(log, expected);
@@ -73,6 +73,11 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
   const nested = await run(supervisor, env, ["docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
   assert.equal(nested.stdout.trim(), "ok", nested.stderr);
   assert.equal((await run(supervisor, env, ["docker", "info", "-f", "{{.Driver}}"])).stdout.trim(), "overlay2");
+  // The inner Docker's data is on a disk of its own, of the size asked for.
+  const df = await run(supervisor, env, ["df", "-k", "--output=size,fstype", "/var/lib/docker"]);
+  const [sizeKiB, fsType] = df.stdout.trim().split("\n")[1].trim().split(/\s+/);
+  assert.equal(fsType, "ext4");
+  assert.ok(Math.abs(Number(sizeKiB) / 1024 ** 2 - 10) < 0.5, `/var/lib/docker is ${sizeKiB} KiB`);
 
   // Root inside is an unprivileged range on the node.
   assert.match((await run(supervisor, env, ["cat", "/proc/self/uid_map"])).stdout, /^\s*0\s+100000\s+65536\s*$/);
@@ -227,6 +232,9 @@ test("remove leaves nothing: no container, cgroup directory, mount, process or v
   const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
   assert.ok(!mountinfo.includes(merged), "the CVM's root filesystem is unmounted");
   await assert.rejects(readFile(`/proc/${pid}/cmdline`), "its init is gone");
+  const disk = `${dataDir}/engine/disks/cvm-docker-${env.id}`;
+  assert.ok(!mountinfo.includes(disk), "the inner Docker's disk is unmounted");
+  await assert.rejects(readFile(`${disk}.ext4`), "and deleted");
   const volumes = (await engine.listVolumes()).Volumes?.map((v) => v.Name) ?? [];
   assert.ok(!volumes.some((name) => name.endsWith(env.id)), `volumes left: ${volumes.join(", ")}`);
   assert.deepEqual(

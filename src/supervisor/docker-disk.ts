@@ -1,0 +1,91 @@
+/**
+ * The inner Docker's data (/var/lib/docker) on a disk of its own: an ext4
+ * filesystem in a sparse file, loop-mounted on the node and bound into the
+ * CVM. Its size is the environment's diskGiB, so images and containers inside
+ * cannot fill the node's disk; Docker's local volumes have no size at all.
+ * The filesystem's root belongs to the CVM's remapped root from mkfs on, and
+ * the inner dockerd gets overlay2 on it (ext4 has d_type). Mounted with
+ * `discard`, so space freed inside is returned to the node.
+ */
+
+import { execFile } from "node:child_process";
+import { chown, mkdir, readFile, rm, rmdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export interface DockerDisk {
+  image: string;
+  mountPoint: string;
+}
+
+export function dockerDiskPaths(disksDir: string, environmentId: string): DockerDisk {
+  return {
+    image: join(disksDir, `cvm-docker-${environmentId}.ext4`),
+    mountPoint: join(disksDir, `cvm-docker-${environmentId}`),
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function isMounted(path: string): Promise<boolean> {
+  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+  return mountinfo.split("\n").some((line) => line.split(" ")[4] === path);
+}
+
+/**
+ * Makes (first time) and mounts (every start: mounts do not survive a node
+ * reboot) the disk. Returns whether it was made now.
+ */
+export async function ensureDockerDisk(
+  disksDir: string,
+  environmentId: string,
+  sizeGiB: number,
+  owner: { uid: number; gid: number },
+): Promise<{ disk: DockerDisk; created: boolean }> {
+  const disk = dockerDiskPaths(disksDir, environmentId);
+  await mkdir(disksDir, { recursive: true, mode: 0o710 });
+  // As the engine's own directory: the remapped root may traverse it to reach its mount, nobody else.
+  await chown(disksDir, 0, owner.gid);
+  let created = false;
+  if (!(await exists(disk.image))) {
+    const partial = `${disk.image}.partial`;
+    await run("truncate", ["--size", `${Math.ceil(sizeGiB * 1024)}M`, partial]);
+    await run("mkfs.ext4", [
+      "-q",
+      "-F",
+      "-m",
+      "0",
+      "-E",
+      `root_owner=${owner.uid}:${owner.gid},lazy_itable_init=1,lazy_journal_init=1`,
+      partial,
+    ]).catch(async (error) => {
+      await rm(partial, { force: true });
+      throw error;
+    });
+    await run("mv", [partial, disk.image]);
+    created = true;
+  }
+  await mkdir(disk.mountPoint, { recursive: true, mode: 0o700 });
+  if (!(await isMounted(disk.mountPoint))) {
+    await run("mount", ["-t", "ext4", "-o", "loop,nodev,nosuid,discard", disk.image, disk.mountPoint]);
+  }
+  return { disk, created };
+}
+
+/** Unmounts the disk (the loop device goes with it: mount -o loop sets autoclear) and, unless kept, deletes it. */
+export async function releaseDockerDisk(disksDir: string, environmentId: string, keep: boolean): Promise<void> {
+  const disk = dockerDiskPaths(disksDir, environmentId);
+  if (await isMounted(disk.mountPoint)) {
+    await run("umount", [disk.mountPoint]).catch(() => run("umount", ["-l", disk.mountPoint]));
+  }
+  if (keep) return;
+  await rmdir(disk.mountPoint).catch(() => undefined);
+  await rm(disk.image, { force: true });
+}

@@ -107,3 +107,17 @@ test("in a Pod, the claim's directories are bound as /var/lib/docker and /home i
     { Type: "bind", Source: gateBinary, Target: "/.cvm/cvm-gate", ReadOnly: true },
   ]);
 });
+
+test("with a disk of its own, /var/lib/docker is bound from it; /home stays a volume", () => {
+  const request = cvmContainerRequest({
+    environment,
+    image: "i",
+    runtime: "userns",
+    gateBinary,
+    dockerDisk: "/var/lib/cvm/engine/disks/cvm-docker-env1",
+  });
+  assert.deepEqual(request.HostConfig?.Mounts?.slice(0, 2), [
+    { Type: "bind", Source: "/var/lib/cvm/engine/disks/cvm-docker-env1", Target: "/var/lib/docker" },
+    { Type: "volume", Source: "cvm-home-env1", Target: "/home" },
+  ]);
+});

@@ -30,7 +30,8 @@ export function sessionAnswer(c: Context, user: User, issued: IssuedToken, secur
   setCookie(c, sessionCookie, issued.secret, {
     httpOnly: true,
     sameSite: "Strict",
-    secure,
+    // Secure whenever the dashboard is reached over HTTPS, directly or through a proxy that says so.
+    secure: secure || new URL(c.req.url).protocol === "https:" || c.req.header("x-forwarded-proto") === "https",
     path: "/",
     expires: new Date(issued.token.expiresAt),
   });

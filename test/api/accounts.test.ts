@@ -75,6 +75,13 @@ for (const kind of storeKinds) {
       assert.equal(out.status, 204);
       assert.match(out.headers.get("set-cookie") ?? "", /cvm_session=;/);
       assert.equal((await fetch(`${t.url}/api/v1/users/me`, { headers: { cookie: pair } })).status, 401);
+      assert.doesNotMatch(cookie, /Secure/, "plain HTTP on loopback");
+      const proxied = await fetch(`${t.url}/api/v1/auth/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-proto": "https" },
+        body: JSON.stringify({ email, password }),
+      });
+      assert.match(proxied.headers.get("set-cookie") ?? "", /;\s*Secure/i, "behind an HTTPS proxy");
     });
 
     test("no credentials, a revoked token and an expired token are refused with 401", async () => {

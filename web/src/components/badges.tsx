@@ -15,11 +15,12 @@ const stateTone: Record<EnvironmentState, string> = {
   deleted: "rest",
 };
 
-export function StateBadge({ state }: { state: EnvironmentState }) {
+/** `past`: a state in the timeline, which no longer pulses while "working". */
+export function StateBadge({ state, past }: { state: EnvironmentState; past?: boolean }) {
   const tone = stateTone[state] ?? "rest";
   return (
-    <span className={`badge badge-${tone}`} data-state={state}>
-      {tone === "work" && <span className="pulse" aria-hidden="true" />}
+    <span className={`badge badge-${tone}`} data-state={past ? undefined : state}>
+      {tone === "work" && !past && <span className="pulse" aria-hidden="true" />}
       {state}
     </span>
   );

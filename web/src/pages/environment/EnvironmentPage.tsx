@@ -228,7 +228,7 @@ export function EnvironmentPage({ params }: { params: Record<string, string> }) 
                 <time dateTime={change.at} title={dateTime(change.at)}>
                   {time(change.at)}
                 </time>
-                <StateBadge state={change.state} />
+                <StateBadge state={change.state} past />
                 {change.reason && <span className="timeline-reason">{change.reason}</span>}
               </li>
             ))}

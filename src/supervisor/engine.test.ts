@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { dockerdArguments, enginePaths, parseSubordinate } from "./engine.js";
+import { dockerdArguments, engineConfig, enginePaths, parseSubordinate } from "./engine.js";
 import { bridgeName, networkRules, pickSubnet } from "./engine-network.js";
 
 test("the remapped root's range comes from /etc/subuid", () => {
@@ -24,6 +24,7 @@ test("the engine keeps everything under <dataDir>/engine, remaps root, and leave
     "--exec-opt=native.cgroupdriver=cgroupfs",
     "--cgroup-parent=/cvm",
     "--live-restore",
+    "--config-file=/var/lib/cvm/engine/daemon.json",
   ]) {
     assert.ok(args.includes(expected), `dockerd needs ${expected}`);
   }
@@ -53,4 +54,15 @@ test("network rules: NAT out, answers back, nothing to the node or to other CVMs
     "filter INPUT -i cvm-x -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     "filter INPUT -i cvm-x -j DROP",
   ]);
+});
+
+test("the engine takes only the runtimes from the node engine's daemon.json (sysbox registers itself there)", () => {
+  const host = JSON.stringify({
+    "data-root": "/srv/docker",
+    hosts: ["tcp://0.0.0.0:2375"],
+    runtimes: { "sysbox-runc": { path: "/usr/bin/sysbox-runc" } },
+  });
+  assert.deepEqual(engineConfig(host), { runtimes: { "sysbox-runc": { path: "/usr/bin/sysbox-runc" } } });
+  assert.deepEqual(engineConfig(undefined), {});
+  assert.deepEqual(engineConfig("not json"), {});
 });

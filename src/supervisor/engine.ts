@@ -7,7 +7,7 @@
  */
 
 import { execFile, spawn } from "node:child_process";
-import { chmod, chown, mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -61,6 +61,8 @@ export interface EnginePaths {
   bin: string;
   /** Each CVM's disk for its inner Docker's data (docker-disk.ts). */
   disks: string;
+  /** The engine's own daemon.json: never the host engine's /etc/docker/daemon.json. */
+  config: string;
 }
 
 export function enginePaths(dataDir: string): EnginePaths {
@@ -74,12 +76,30 @@ export function enginePaths(dataDir: string): EnginePaths {
     log: join(root, "dockerd.log"),
     bin: join(root, "bin"),
     disks: join(root, "disks"),
+    config: join(root, "daemon.json"),
   };
+}
+
+/**
+ * The engine's daemon.json: only the runtimes registered with the node's
+ * engine (sysbox's installer registers sysbox-runc there), so the isolation
+ * runtime sysbox is offered where the node has it. Nothing else of the host
+ * engine's configuration applies: its hosts, data root or bridge would clash.
+ */
+export function engineConfig(hostConfig: string | undefined): { runtimes?: Record<string, unknown> } {
+  if (!hostConfig) return {};
+  try {
+    const parsed = JSON.parse(hostConfig) as { runtimes?: Record<string, unknown> };
+    return parsed.runtimes ? { runtimes: parsed.runtimes } : {};
+  } catch {
+    return {};
+  }
 }
 
 /** The engine's command line: every choice here is part of the CVM's isolation. */
 export function dockerdArguments(paths: EnginePaths, network: EngineNetwork): string[] {
   return [
+    `--config-file=${paths.config}`,
     "--userns-remap=default",
     `--data-root=${paths.dataRoot}`,
     `--exec-root=${paths.execRoot}`,
@@ -247,6 +267,8 @@ export class CvmEngine {
     await chown(this.paths.root, 0, root.gid);
     await chmod(this.paths.root, 0o710);
     await mkdir(this.paths.bin, { recursive: true, mode: 0o755 });
+    const hostConfig = await readFile("/etc/docker/daemon.json", "utf8").catch(() => undefined);
+    await writeFile(this.paths.config, `${JSON.stringify(engineConfig(hostConfig), null, 2)}\n`, { mode: 0o600 });
     await assertTraversable(this.paths.dataRoot, root);
   }
 

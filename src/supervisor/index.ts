@@ -165,8 +165,7 @@ class Supervisor implements CvmSupervisor {
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const createdAt = Date.now();
-    const container = await this.create(docker, environment, runtime, log);
+    const { container, createdAt } = await this.create(docker, environment, runtime, log);
     await context.enter("starting");
     const observation = await this.boot(container, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
@@ -179,7 +178,7 @@ class Supervisor implements CvmSupervisor {
     environment: Environment,
     runtime: CvmRuntime,
     log: (text: string) => Promise<void>,
-  ): Promise<Dockerode.Container> {
+  ): Promise<{ container: Dockerode.Container; createdAt: number }> {
     const name = containerName(environment.id);
     // A rebuild starts from a fresh container; its volumes stay.
     await ignoreMissing(docker.getContainer(name).remove({ force: true }));
@@ -208,9 +207,10 @@ class Supervisor implements CvmSupervisor {
       volumeSources: this.options.volumeSources,
       dockerDisk: storage.dockerDisk,
     });
+    const createdAt = Date.now();
     const container = await docker.createContainer(request);
     await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
-    return container;
+    return { container, createdAt };
   }
 
   /**

@@ -277,6 +277,18 @@ describe("environment lifecycle (sqlite, docker provider)", { skip }, () => {
     await member.deleteEnvironment("brief");
   });
 
+  test("delete in the middle of a build aborts it and leaves no workload", async () => {
+    const created = await member.createEnvironment({ name: "fleeting", image: image as string });
+    await member.deleteEnvironment("fleeting");
+    await assert.rejects(member.environment(created.id), (e: ApiError) => e.status === 404);
+    const provider = await openProvider();
+    const left = (await provider.listWorkloads()).filter((w) => w.environmentId === created.id);
+    await provider.close();
+    assert.deepEqual(left, []);
+    const [entry] = (await admin.audit({ target: `environment/${created.id}`, action: "environment.delete" })).items;
+    assert.equal((entry.before as { name: string }).name, "fleeting", "the audit log keeps what was deleted");
+  });
+
   test("a build that cannot pull fails with the reason kept, and its log kept", async () => {
     await member.createEnvironment({ name: "broken", image: "127.0.0.1:5000/cvm/no-such-image:never" });
     const { outcome, lines } = await follow(member, "broken");

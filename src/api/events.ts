@@ -8,9 +8,11 @@ import type { ApiRoutes } from "./routes.js";
 import { environmentEventSchema } from "./schemas.js";
 
 const heartbeatMs = 15_000;
+/** How often a stream re-reads the store for changes made by other replicas (PostgreSQL only). */
+const pollMs = 2_000;
 
 export function eventRoutes(routes: ApiRoutes): void {
-  const { bus, environments, shutdown, logger } = routes.deps;
+  const { bus, environments, store, shutdown, logger } = routes.deps;
   routes.add(
     {
       method: "get",
@@ -25,25 +27,50 @@ export function eventRoutes(routes: ApiRoutes): void {
       return ndjsonResponse(
         async (write, signal) => {
           const queue: EnvironmentEvent[] = [];
+          // The version last sent of each environment, so the store poll and the bus never send one twice.
+          const sent = new Map<string, number>();
+          const offer = (event: EnvironmentEvent) => {
+            if (event.type === "environment") {
+              const { id, version } = event.environment;
+              if ((sent.get(id) ?? 0) >= version) return;
+              sent.set(id, version);
+            } else if (event.type === "deleted") {
+              sent.delete(event.id);
+            }
+            queue.push(event);
+          };
           let wake = () => {};
           const unsubscribe = bus.subscribe((event) => {
             if (event.type === "deleted") {
-              if (seesAll || event.ownerId === actor.id) queue.push({ type: "deleted", id: event.id });
+              if (seesAll || event.ownerId === actor.id) offer({ type: "deleted", id: event.id });
             } else if (environments.canSee(actor, event.environment)) {
-              queue.push(event);
+              offer(event);
             }
             wake();
           });
+          // With PostgreSQL, other replicas change environments too: the store is read every few seconds.
+          const visible = () => store.environments.list(seesAll ? {} : { ownerId: actor.id });
+          const poll = store.kind === "postgres";
+          if (poll) for (const e of await visible()) sent.set(e.id, e.version);
+          let lastPoll = Date.now();
           try {
             write({ type: "heartbeat", at: new Date().toISOString() } satisfies EnvironmentEvent);
             let lastBeat = Date.now();
             while (!signal.aborted) {
+              if (poll && Date.now() - lastPoll >= pollMs) {
+                lastPoll = Date.now();
+                const current = await visible();
+                const ids = new Set(current.map((e) => e.id));
+                for (const environment of current) offer({ type: "environment", environment });
+                for (const id of [...sent.keys()].filter((id) => !ids.has(id))) offer({ type: "deleted", id });
+              }
               for (const event of queue.splice(0)) write(event);
               if (Date.now() - lastBeat >= heartbeatMs) {
                 write({ type: "heartbeat", at: new Date().toISOString() } satisfies EnvironmentEvent);
                 lastBeat = Date.now();
               }
-              await nap(heartbeatMs - (Date.now() - lastBeat), signal, (w) => {
+              const untilBeat = heartbeatMs - (Date.now() - lastBeat);
+              await nap(poll ? Math.min(untilBeat, pollMs) : untilBeat, signal, (w) => {
                 wake = w;
               });
             }

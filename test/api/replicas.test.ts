@@ -86,4 +86,20 @@ describe("two replicas on one PostgreSQL database", { skip: image ? false : "CVM
     assert.equal((await a.environment("shared")).state, "running");
     assert.equal((await a.builds("shared")).items.length, 2);
   });
+
+  test("GET /events on one replica sees changes made through the other", async () => {
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const event of b.events(controller.signal)) {
+        if (event.type === "environment" && event.environment.name === "shared") seen.push(event.environment.state);
+        if (seen.includes("stopped")) return;
+      }
+    })().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    await a.stopEnvironment("shared");
+    await Promise.race([reading, new Promise((r) => setTimeout(r, 15_000))]);
+    controller.abort();
+    assert.equal(seen.at(-1), "stopped", seen.join(", "));
+  });
 });

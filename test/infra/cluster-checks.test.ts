@@ -1,0 +1,220 @@
+/**
+ * The cluster checks against a real API server (the Kubernetes harness: etcd,
+ * kube-apiserver with its default admission chain, kwok nodes). Pod Security
+ * Admission answers for itself: a namespace enforcing `baseline` refuses the
+ * supervisor Pod, and the doctor shows the admission's own message.
+ */
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
+import { AdmissionregistrationV1Api, CoreV1Api, RbacAuthorizationV1Api } from "@kubernetes/client-node";
+import type { CheckResult, ChecksResponse } from "../../src/api/contract.js";
+import { defaultSettings, type InfrastructureSettings } from "../../src/core/settings.js";
+import { runClusterChecks } from "../../src/infra/cluster-checks.js";
+import { createTestNamespace, type Kube, kubeUnavailable, startKube } from "../harness/kube.js";
+
+const run = promisify(execFile);
+const cvm = join(import.meta.dirname, "..", "..", "bin", "cvm");
+const prefix = `cvm-doctor-${process.pid}`;
+const ns = {
+  privileged: `${prefix}-priv`,
+  baseline: `${prefix}-base`,
+  warned: `${prefix}-warn`,
+  istio: `${prefix}-istio`,
+  limited: `${prefix}-rbac`,
+};
+const nodes = [
+  { name: "kwok-ubuntu", kernelVersion: "5.15.0-1049-gke", osImage: "Ubuntu 22.04.3 LTS" },
+  { name: "kwok-cos-old", kernelVersion: "4.19.112+", osImage: "Container-Optimized OS from Google" },
+];
+
+const byId = (results: CheckResult[]) => new Map(results.map((r) => [r.id, r]));
+
+describe("cluster checks on a real API server", { skip: kubeUnavailable(), timeout: 900_000 }, () => {
+  let kube: Kube;
+  const checks = (
+    namespace: string,
+    settings: InfrastructureSettings = defaultSettings,
+    kubeconfig = kube.kubeconfig,
+  ) => runClusterChecks({ settings, kubeconfig, namespace }).then(byId);
+
+  before(async () => {
+    kube = await startKube({ nodes });
+    await createTestNamespace(kube, ns.privileged, { "pod-security.kubernetes.io/enforce": "privileged" });
+    await createTestNamespace(kube, ns.baseline, { "pod-security.kubernetes.io/enforce": "baseline" });
+    await createTestNamespace(kube, ns.warned, {
+      "pod-security.kubernetes.io/enforce": "privileged",
+      "pod-security.kubernetes.io/warn": "baseline",
+    });
+    await createTestNamespace(kube, ns.istio, {
+      "pod-security.kubernetes.io/enforce": "privileged",
+      "istio-injection": "enabled",
+    });
+    await createTestNamespace(kube, ns.limited, { "pod-security.kubernetes.io/enforce": "privileged" });
+  });
+
+  after(async () => {
+    await kube?.stop();
+  });
+
+  test("a privileged namespace admits the supervisor Pod; version, RBAC and Istio pass", async () => {
+    const results = await checks(ns.privileged);
+    assert.equal(results.get("cluster-version")?.status, "pass");
+    assert.match(results.get("cluster-version")!.evidence, /^server gitVersion v1\.\d+\.\d+/);
+    const admission = results.get("supervisor-admission")!;
+    assert.equal(admission.status, "pass", admission.evidence);
+    assert.match(admission.evidence, new RegExp(`privileged; hostPath .* in namespace ${ns.privileged}: admitted$`));
+    assert.equal(results.get("rbac")?.status, "pass", results.get("rbac")?.evidence);
+    const istio = results.get("istio")!;
+    assert.equal(istio.status, "pass", istio.evidence);
+    assert.match(istio.evidence, /dry-run Pod containers: supervisor$/);
+    // The dry run left nothing behind.
+    const pods = await kube.config().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: ns.privileged });
+    assert.deepEqual(pods.items, []);
+  });
+
+  test("every node's kernel and OS image from nodeInfo: the old COS node fails, by name", async () => {
+    const results = await checks(ns.privileged);
+    const kernel = results.get("node-kernel")!;
+    assert.equal(kernel.status, "fail");
+    assert.match(kernel.evidence, /kwok-ubuntu: pass: kernel release 5\.15\.0-1049-gke/);
+    assert.match(kernel.evidence, /kwok-cos-old: fail: kernel release 4\.19\.112\+/);
+    assert.match(kernel.remedy ?? "", /^kwok-cos-old and any like it: Upgrade/);
+    assert.equal(results.get("node-os")?.status, "pass", "any OS for the built-in runtime");
+    const sysbox = await checks(ns.privileged, { ...defaultSettings, runtime: "sysbox" });
+    const os = sysbox.get("node-os")!;
+    assert.equal(os.status, "fail");
+    assert.match(os.evidence, /kwok-cos-old: fail: osImage "Container-Optimized OS from Google"/);
+    assert.match(os.evidence, /kwok-ubuntu: pass: osImage "Ubuntu 22\.04\.3 LTS"/);
+  });
+
+  test("Pod Security Admission at baseline refuses the supervisor Pod, in its own words", async () => {
+    const admission = (await checks(ns.baseline)).get("supervisor-admission")!;
+    assert.equal(admission.status, "fail");
+    assert.match(admission.evidence, /is forbidden: violates PodSecurity "baseline:latest"/);
+    assert.match(
+      admission.evidence,
+      /privileged \(container "supervisor" must not set securityContext\.privileged=true\)/,
+    );
+    assert.match(admission.evidence, /hostPath volumes \(volumes "usr-src", "lib-modules"\)/);
+    assert.match(admission.remedy ?? "", new RegExp(`kubectl label namespace ${ns.baseline} pod-security`));
+
+    const capabilities: InfrastructureSettings = {
+      ...defaultSettings,
+      supervisorPrivileges: { mode: "capabilities", capabilities: ["SYS_ADMIN", "NET_ADMIN"] },
+    };
+    const listed = (await checks(ns.baseline, capabilities)).get("supervisor-admission")!;
+    assert.equal(listed.status, "fail");
+    assert.match(listed.evidence, /capabilities SYS_ADMIN,NET_ADMIN/);
+    assert.match(listed.evidence, /non-default capabilities .*"NET_ADMIN", "SYS_ADMIN"/);
+  });
+
+  test("a namespace that only warns admits the Pod, and the warning shows", async () => {
+    const admission = (await checks(ns.warned)).get("supervisor-admission")!;
+    assert.equal(admission.status, "warn", admission.evidence);
+    assert.match(admission.evidence, /admitted, with warnings: would violate PodSecurity "baseline:latest"/);
+  });
+
+  test("Istio: injection on the namespace fails; a cluster-wide injector warns elsewhere", async () => {
+    const admission = kube.config().makeApiClient(AdmissionregistrationV1Api);
+    const name = `istio-sidecar-injector-${prefix}`;
+    await admission.createMutatingWebhookConfiguration({
+      body: {
+        metadata: { name },
+        webhooks: [
+          {
+            name: "sidecar-injector.istio.io",
+            // Nothing listens: Ignore lets the test's Pods through uninjected.
+            clientConfig: { url: "https://127.0.0.1:1/inject" },
+            rules: [{ operations: ["CREATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods"] }],
+            namespaceSelector: { matchLabels: { "istio-injection": "enabled" } },
+            failurePolicy: "Ignore",
+            sideEffects: "None",
+            admissionReviewVersions: ["v1"],
+            timeoutSeconds: 1,
+          },
+        ],
+      },
+    });
+    try {
+      const labeled = (await checks(ns.istio)).get("istio")!;
+      assert.equal(labeled.status, "fail");
+      assert.match(labeled.evidence, /labels: istio-injection=enabled; injector webhooks: istio-sidecar-injector-/);
+      assert.match(labeled.remedy ?? "", /istio-injection=disabled/);
+      const elsewhere = (await checks(ns.privileged)).get("istio")!;
+      assert.equal(elsewhere.status, "warn");
+      assert.match(elsewhere.evidence, /a cluster-wide injector is installed/);
+    } finally {
+      await admission.deleteMutatingWebhookConfiguration({ name });
+    }
+  });
+
+  test("an account without the provider's RBAC: each denied verb is named", async () => {
+    const admin = kube.config();
+    const core = admin.makeApiClient(CoreV1Api);
+    const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
+    await core.createNamespacedServiceAccount({ namespace: ns.limited, body: { metadata: { name: "cvm" } } });
+    await rbac.createNamespacedRole({
+      namespace: ns.limited,
+      body: {
+        metadata: { name: "pods-read-only" },
+        rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch"] }],
+      },
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: ns.limited,
+      body: {
+        metadata: { name: "cvm-pods-read-only" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "pods-read-only" },
+        subjects: [{ kind: "ServiceAccount", name: "cvm", namespace: ns.limited }],
+      },
+    });
+    const token = await core.createNamespacedServiceAccountToken({
+      name: "cvm",
+      namespace: ns.limited,
+      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    });
+    const kubeconfig = kube.kubeconfigForToken(token.status!.token, `${prefix}-limited`);
+    const results = await checks(ns.limited, defaultSettings, kubeconfig);
+    const access = results.get("rbac")!;
+    assert.equal(access.status, "fail");
+    assert.match(
+      access.evidence,
+      new RegExp(`^denied in ${ns.limited}: create pods, delete pods, create pods/exec, get pods/exec, get secrets`),
+    );
+    const denied = access.evidence.replace(/^denied in \S+: /, "").split(", ");
+    for (const granted of ["get pods", "list pods", "watch pods"]) assert.ok(!denied.includes(granted), granted);
+    assert.ok(denied.includes("patch persistentvolumeclaims"), access.evidence);
+    // Listing nodes is forbidden too: the API server's message, verbatim.
+    const kernel = results.get("node-kernel")!;
+    assert.equal(kernel.status, "fail");
+    assert.match(
+      kernel.evidence,
+      /nodes is forbidden: User "system:serviceaccount:.*:cvm" cannot list resource "nodes"/,
+    );
+    // The dry run is refused by RBAC before admission; that is what the user must fix.
+    assert.match(results.get("supervisor-admission")!.evidence, /pods is forbidden: User "system:serviceaccount/);
+  });
+
+  test("a namespace that does not exist fails the admission check with the API's message", async () => {
+    const admission = (await checks(`${prefix}-missing`)).get("supervisor-admission")!;
+    assert.equal(admission.status, "fail");
+    assert.match(admission.evidence, /namespaces "cvm-doctor-\d+-missing" not found/);
+    assert.match(admission.remedy ?? "", /kubectl create namespace/);
+  });
+
+  test("cvm doctor --kubeconfig --namespace: the baseline refusal, verbatim, and exit code 2", async () => {
+    const result = await run(cvm, ["doctor", "--json", "--kubeconfig", kube.kubeconfig, "--namespace", ns.baseline], {
+      timeout: 120_000,
+    }).catch((error) => error);
+    assert.equal(result.code, 2, result.stderr);
+    const response = JSON.parse(result.stdout) as ChecksResponse;
+    const admission = response.checks.find((c) => c.id === "supervisor-admission")!;
+    assert.equal(admission.status, "fail");
+    assert.match(admission.evidence, /violates PodSecurity "baseline:latest"/);
+    assert.equal(response.worst, "fail");
+  });
+});

@@ -213,7 +213,7 @@ const admissionRemedies: AdmissionRefusal[] = [
   {
     matches: () => true,
     remedy: (ns) =>
-      `Let namespace ${ns} admit privileged Pods with hostPath mounts: kubectl label namespace ${ns} pod-security.kubernetes.io/enforce=privileged --overwrite (and exempt it from any policy engine), or list capabilities instead of privileged in the settings.`,
+      `Let namespace ${ns} admit privileged Pods with hostPath mounts: kubectl label namespace ${ns} pod-security.kubernetes.io/enforce=privileged --overwrite (and exempt it from any policy engine); where only privileged itself is forbidden, list capabilities instead in the settings.`,
   },
 ];
 

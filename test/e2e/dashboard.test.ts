@@ -104,7 +104,7 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     ] as const) {
       const error = page.locator(`[data-field-error="${id}"]`);
       await error.waitFor();
-      assert.match(await error.innerText(), words, `error under ${id}`);
+      assert.match((await error.textContent()) ?? "", words, `error under ${id}`);
       assert.equal(await page.locator(`#${id}`).getAttribute("aria-invalid"), "true");
     }
     await screenshots(page, "create-validation-errors");

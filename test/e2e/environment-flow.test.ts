@@ -67,7 +67,7 @@ async function waitForRunning(page: Page, environment: Environment, timeout: num
     if (state === "running") return;
     if (state === "failed" || Date.now() > deadline) {
       const now = await admin.environment(environment.id);
-      const log = await page.getByTestId("build-log").innerText();
+      const log = await page.getByTestId("build-log").textContent();
       assert.fail(`the page shows ${state} (server: ${now.state} ${now.stateReason ?? ""}); build log:\n${log}`);
     }
     await page.waitForTimeout(250);
@@ -90,6 +90,21 @@ async function runInTerminal(page: Page, command: string, expected: string, time
         `no line "${expected}" after ${command}; the terminal shows:\n${(await terminalLines(page)).join("\n")}`,
       );
     }
+    await page.waitForTimeout(200);
+  }
+}
+
+/** Types a command and returns the first new line matching `pattern` (lines already on screen do not count). */
+async function capture(page: Page, command: string, pattern: RegExp, timeout = 20_000): Promise<RegExpMatchArray> {
+  const before = (await terminalLines(page)).filter((line) => pattern.test(line)).length;
+  await page.getByTestId("terminal").click();
+  await page.keyboard.type(command);
+  await page.keyboard.press("Enter");
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const matching = (await terminalLines(page)).filter((line) => pattern.test(line));
+    if (matching.length > before) return matching[before].match(pattern)!;
+    if (Date.now() > deadline) assert.fail(`no line matching ${pattern} after ${command}`);
     await page.waitForTimeout(200);
   }
 }
@@ -145,7 +160,7 @@ async function flow(
   await page.getByRole("link", { name: "Environments" }).first().click();
   const row = page.locator(`tr[data-environment="${name}"]`);
   await row.locator('[data-state="running"]').waitFor();
-  assert.match(await row.innerText(), kind === "cvm" ? /CVM/ : /standard/);
+  assert.match((await row.textContent()) ?? "", kind === "cvm" ? /CVM/ : /standard/);
   await screenshots(page, `environments-${kind}`);
 
   // The terminal: a shell in the browser.
@@ -158,6 +173,30 @@ async function flow(
   await page.keyboard.type("LANG=C.UTF-8 exec bash --norc\n");
   await runInTerminal(page, "echo 'ünï ✓'", "ünï ✓", 20_000);
   await screenshots(page, `terminal-${kind}`);
+
+  // Resize: a narrower window gives the shell fewer columns.
+  const wide = Number((await capture(page, "stty size", /^(\d+) (\d+)$/))[2]);
+  await page.setViewportSize({ width: 700, height: 700 });
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  const narrow = Number((await capture(page, "stty size", /^(\d+) (\d+)$/))[2]);
+  assert.ok(narrow < wide, `columns after narrowing the window: ${narrow}, before: ${wide}`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Paste from the clipboard through the Paste button.
+  await context.grantPermissions(["clipboard-read", "clipboard-write"]);
+  await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((6*7))"));
+  await page.getByRole("button", { name: "Paste" }).click();
+  // The paste lands on the command line first (reading the clipboard is asynchronous), then Enter runs it.
+  const pasted = Date.now() + 20_000;
+  while (!(await terminalLines(page)).some((line) => line.endsWith("echo pasted-$((6*7))"))) {
+    if (Date.now() > pasted) assert.fail(`nothing pasted; terminal:\n${(await terminalLines(page)).join("\n")}`);
+    await page.waitForTimeout(100);
+  }
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === "pasted-42"),
+  );
 
   // A network drop: the terminal says so, reconnects by itself, and works again.
   // The browser reports the reset streams; those are the point here.

@@ -111,8 +111,8 @@ export async function buildCvm(
   try {
     return { observation: await supervisor.build(environment, context), log: context.lines };
   } catch (error) {
-    throw new Error(`build of ${environment.id} failed: ${(error as Error).message}\n${context.lines.join("\n")}`, {
-      cause: error,
-    });
+    const detail = (error as { detail?: string }).detail;
+    const why = `${(error as Error).message}${detail ? `\n${detail}` : ""}`;
+    throw new Error(`build of ${environment.id} failed: ${why}\n${context.lines.join("\n")}`, { cause: error });
   }
 }

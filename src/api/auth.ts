@@ -66,7 +66,7 @@ export function authRoutes(routes: ApiRoutes): void {
       response: null,
     },
     async (c) => {
-      await routes.deps.store.tokens.revoke(c.get("session").token.id, new Date().toISOString());
+      await accounts.revoke(c.get("session").token.id);
       deleteCookie(c, sessionCookie, { path: "/" });
       return c.body(null, 204);
     },

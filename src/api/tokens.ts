@@ -43,7 +43,7 @@ export function tokenRoutes(routes: ApiRoutes): void {
       const id = param(c, "id");
       const token = (await store.tokens.listForUser(actorOf(c).id)).find((t) => t.id === id);
       if (!token) throw notFound("Token");
-      if (!token.revokedAt) await store.tokens.revoke(id, new Date().toISOString());
+      if (!token.revokedAt) await accounts.revoke(id);
       return c.body(null, 204);
     },
   );

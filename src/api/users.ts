@@ -70,6 +70,7 @@ export function userRoutes(routes: ApiRoutes): void {
         });
       }
       const after = await store.users.update(before.id, patch);
+      accounts.userChanged(after.id);
       const action = patch.role !== undefined && patch.role !== before.role ? "user.set-role" : "user.update";
       await audit.record(actor, action, `user/${after.id}`, before, after);
       return c.json(after);

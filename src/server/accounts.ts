@@ -15,6 +15,13 @@ const sessionDays = 7;
 const dayMs = 24 * 60 * 60 * 1000;
 /** A token's lastUsedAt is refreshed at most this often, so reads stay reads. */
 const touchEveryMs = 60_000;
+/**
+ * How long a checked token is trusted without asking the store again. Changes
+ * made through this server (revoke, logout, deactivate, role change) take
+ * effect at once; those made through another replica within this time.
+ */
+const sessionCacheMs = 2_000;
+const sessionCacheLimit = 10_000;
 
 function derive(password: string, salt: Buffer, N: number, r: number, p: number, keyLength: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -64,7 +71,24 @@ export interface IssuedToken {
 const unauthorized = (message: string) => new CvmError("UNAUTHORIZED", message);
 
 export class Accounts {
+  private readonly checked = new Map<string, { session: Session; at: number }>();
+
   constructor(private readonly store: Store) {}
+
+  /** Revokes a token; it is refused from the next request on. */
+  async revoke(tokenId: string): Promise<void> {
+    await this.store.tokens.revoke(tokenId, new Date().toISOString());
+    this.forget((session) => session.token.id === tokenId);
+  }
+
+  /** A user's role or activation changed: their tokens are checked afresh. */
+  userChanged(userId: string): void {
+    this.forget((session) => session.user.id === userId);
+  }
+
+  private forget(matches: (session: Session) => boolean): void {
+    for (const [key, entry] of this.checked) if (matches(entry.session)) this.checked.delete(key);
+  }
 
   async issue(userId: string, kind: TokenKind, name: string, ttlDays = sessionDays): Promise<IssuedToken> {
     const secret = newSecret();
@@ -99,10 +123,16 @@ export class Accounts {
   /** Who holds this secret; 401 when it is unknown, revoked, expired or its user deactivated. */
   async authenticate(secret: string | undefined): Promise<Session> {
     if (!secret) throw unauthorized("Sign in first: no session cookie or Bearer token");
-    const token = await this.store.tokens.findBySecretHash(secretHash(secret));
+    const hash = secretHash(secret);
+    const now = Date.now();
+    const cached = this.checked.get(hash);
+    if (cached && now - cached.at < sessionCacheMs && Date.parse(cached.session.token.expiresAt) > now) {
+      return cached.session;
+    }
+    this.checked.delete(hash);
+    const token = await this.store.tokens.findBySecretHash(hash);
     if (!token) throw unauthorized("Unknown token: sign in again");
     if (token.revokedAt) throw unauthorized("This token was revoked: sign in again");
-    const now = Date.now();
     if (Date.parse(token.expiresAt) <= now) throw unauthorized("This token expired: sign in again");
     const user = await this.store.users.get(token.userId);
     if (!user?.active) throw unauthorized("This account is deactivated");
@@ -111,6 +141,9 @@ export class Accounts {
       await this.store.tokens.touch(token.id, at);
       token.lastUsedAt = at;
     }
-    return { user, token };
+    if (this.checked.size >= sessionCacheLimit) this.checked.clear();
+    const session = { user, token };
+    this.checked.set(hash, { session, at: now });
+    return session;
   }
 }

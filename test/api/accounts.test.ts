@@ -147,11 +147,16 @@ for (const kind of storeKinds) {
 
     test("a deactivated user cannot sign in, and their tokens stop working", async () => {
       const user = await t.userWithRole(admin, "member");
+      // Used just before, so a cached check of the token must not outlive the change.
+      assert.equal((await user.whoami()).active, true);
       await admin.updateUser(user.user.id, { active: false });
       await refused(user.whoami(), 401);
       await refused(t.anonymous().login({ email: user.user.email, password }), 401);
       await admin.updateUser(user.user.id, { active: true });
       assert.equal((await user.whoami()).id, user.user.id);
+      await refused(user.listUsers(), 403);
+      await admin.updateUser(user.user.id, { role: "site-manager" });
+      assert.equal((await user.listUsers()).items.length > 0, true, "a new role applies at once");
     });
 
     test("the last active site admin cannot be demoted", async () => {

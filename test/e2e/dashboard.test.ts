@@ -151,6 +151,25 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     const actors = await page.locator("tr[data-action] td[data-label='Who']").allInnerTexts();
     assert.ok(actors.length > 0 && actors.every((who) => who === "admin@example.com"), `actors: ${actors}`);
 
+    // A time window with nothing in it, then pages of 25.
+    await page.getByLabel("From").fill("2099-01-01T00:00");
+    await page.getByText("Nothing recorded matches these filters.").waitFor();
+    await page.getByLabel("From").fill("");
+    await page.getByLabel("User").selectOption({ label: "Anyone" });
+    for (let i = 0; i < 26; i++) await admin.updateInfrastructure({ runtime: i % 2 === 0 ? "userns" : "auto" });
+    await page.getByRole("link", { name: "Infrastructure" }).click();
+    await page.getByRole("link", { name: "Audit log" }).click();
+    await page.locator("tr[data-action]").nth(24).waitFor();
+    const firstPage = await page.locator("tr[data-action] td[data-label='When']").allTextContents();
+    assert.equal(firstPage.length, 25);
+    await page.getByRole("button", { name: "Older" }).click();
+    await page.getByText("Page 2").waitFor();
+    await page.locator("tr[data-action]").first().waitFor();
+    const rows = await page.locator("tr[data-action]").count();
+    assert.ok(rows > 0 && rows <= 25, `page 2 has ${rows} rows`);
+    await page.getByRole("button", { name: "Newer" }).click();
+    await page.getByText("Page 1").waitFor();
+
     // Logout returns to the login form.
     await page.getByRole("button", { name: "Sign out" }).click();
     await heading(page, "Sign in").waitFor();
@@ -176,8 +195,13 @@ test("a member has no Manage menu and cannot reach its pages; sessions end clean
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("alert").waitFor();
 
-    await page.getByLabel("Password").fill(password);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    // By keyboard alone: the form's fields in order, Enter submits.
+    await page.getByLabel("Password").fill("");
+    await page.getByLabel("Email").focus();
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "login-password");
+    await page.keyboard.type(password);
+    await page.keyboard.press("Enter");
     await heading(page, "Environments").waitFor();
     assert.equal(await page.getByTestId("manage-menu").count(), 0, "a member sees no Manage menu");
     assert.equal(await page.getByRole("link", { name: "Infrastructure" }).count(), 0);

@@ -219,7 +219,25 @@ async function flow(
 
   // Delete, with confirmation, from the environment page.
   await page.getByRole("link", { name: environment.name }).click();
-  await headerState(page).and(page.locator('[data-state="stopped"]')).waitFor({ timeout: 60_000 });
+  const inState = (state: string, timeout = 60_000) =>
+    headerState(page)
+      .and(page.locator(`[data-state="${state}"]`))
+      .waitFor({ timeout });
+  await inState("stopped");
+  if (kind === "standard") {
+    // The other actions from the page: start, rebuild (confirmed), stop (confirmed).
+    await page.getByRole("button", { name: "Start" }).click();
+    await inState("running", runningWithin);
+    await page.getByRole("button", { name: "Rebuild" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Rebuild" }).click();
+    await page.getByRole("dialog").waitFor({ state: "hidden" });
+    await headerState(page).and(page.locator('[data-state="running"]')).waitFor({ state: "detached" });
+    await inState("running", runningWithin);
+    assert.ok((await admin.builds(id)).items.length >= 2, "the rebuild made a new build");
+    await page.getByRole("button", { name: "Stop" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Stop" }).click();
+    await inState("stopped");
+  }
   await page.getByRole("button", { name: "Delete" }).click();
   await screenshots(page, `environment-${kind}-delete-confirm`);
   await page.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
@@ -247,7 +265,7 @@ test("the live list follows an environment created elsewhere, without a refresh"
   await context.close();
 });
 
-test("a standard environment: create, log to running, terminal echo ok, stop, delete", {
+test("a standard environment: create, log to running, terminal, start, rebuild, stop, delete", {
   timeout: 300_000,
 }, async (t) => {
   const image = process.env.CVM_TEST_IMAGE_PLAIN;

@@ -75,8 +75,14 @@ export const nodeVmRecipe = {
   initramfsModules: ["virtio_pci", "virtio_blk", "virtio_console"],
   /** Sparse: room for cvm's engine, one CVM image and its containers. */
   diskGiB: 8,
-  /** Started by nothing in the VM: cvm's supervisor runs its own engine, as on a node. */
-  masked: ["docker.service", "docker.socket", "containerd.service", "apt-daily.timer", "apt-daily-upgrade.timer"],
+  /**
+   * The node's containerd runs, as on a Kubernetes node, and cvm's dockerd uses
+   * it: a dockerd that starts its own containerd gives up on it under emulation
+   * ("timeout waiting for containerd to start").
+   */
+  enabled: ["containerd.service"],
+  /** The node's own dockerd is not started: cvm's supervisor runs its own engine. */
+  masked: ["docker.service", "docker.socket", "apt-daily.timer", "apt-daily-upgrade.timer"],
 };
 
 export interface NodeVmImage {
@@ -269,7 +275,7 @@ async function completeRoot(root: string, kernel: { version: string; modules: st
       "",
     ].join("\n"),
   );
-  await sh("chroot", [root, "systemctl", "enable", "cvm-agent.service"], "enable the agent");
+  await sh("chroot", [root, "systemctl", "enable", "cvm-agent.service", ...nodeVmRecipe.enabled], "enable units");
   await sh("chroot", [root, "systemctl", "mask", ...nodeVmRecipe.masked], "mask units");
 
   writeFileSync(join(root, "etc/hostname"), "cvm-node\n");

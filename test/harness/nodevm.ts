@@ -61,6 +61,8 @@ export interface NodeVmOptions {
   cpus?: number;
   /** Read-only raw disks: serial -> host file. */
   disks?: Record<string, string>;
+  /** Writable disks: serial -> host raw file, which is never written (the VM writes to an overlay thrown away at close). */
+  writableDisks?: Record<string, string>;
   bootTimeoutMs?: number;
   log?: (line: string) => void;
 }
@@ -80,12 +82,24 @@ export function diskDevice(serial: string): string {
   return `$(for d in /sys/block/vd*; do [ "$(cat $d/serial)" = '${serial}' ] && echo /dev/\${d##*/}; done)`;
 }
 
+const overlayFor = (dir: string, serial: string) => join(dir, `${serial}.qcow2`);
+
+async function overlay(backing: string, file: string): Promise<void> {
+  await run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", backing, file]);
+}
+
 function qemuArguments(image: NodeVmImage, dir: string, options: NodeVmOptions): string[] {
   const disks = Object.entries(options.disks ?? {}).flatMap(([serial, file], i) => [
     "-drive",
     `file=${file},format=raw,if=none,id=disk${i},readonly=on`,
     "-device",
     `virtio-blk-pci,drive=disk${i},serial=${serial}`,
+  ]);
+  const writable = Object.keys(options.writableDisks ?? {}).flatMap((serial, i) => [
+    "-drive",
+    `file=${overlayFor(dir, serial)},format=qcow2,if=none,id=rw${i}`,
+    "-device",
+    `virtio-blk-pci,drive=rw${i},serial=${serial}`,
   ]);
   return [
     "-accel",
@@ -112,6 +126,7 @@ function qemuArguments(image: NodeVmImage, dir: string, options: NodeVmOptions):
     "-device",
     `virtio-blk-pci,drive=root,serial=${image.rootSerial}`,
     ...disks,
+    ...writable,
     "-chardev",
     `file,id=console,path=${join(dir, "console.log")}`,
     "-serial",
@@ -137,12 +152,14 @@ interface Pending {
 export async function startNodeVm(options: NodeVmOptions = {}): Promise<NodeVm> {
   const log = options.log ?? (() => {});
   const image = options.image ?? (await ensureNodeVm({ log }));
-  for (const file of Object.values(options.disks ?? {})) {
+  for (const file of [...Object.values(options.disks ?? {}), ...Object.values(options.writableDisks ?? {})]) {
     if (!existsSync(file)) throw new Error(`node VM disk ${file} does not exist`);
   }
   // Short: the agent's unix socket path must fit in 108 bytes.
   const dir = await mkdtemp("/tmp/cvm-nodevm-");
-  await run("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", image.rootfs, join(dir, "root.qcow2")]);
+  await overlay(image.rootfs, join(dir, "root.qcow2"));
+  for (const [serial, file] of Object.entries(options.writableDisks ?? {}))
+    await overlay(file, overlayFor(dir, serial));
 
   const pending = new Map<number, Pending>();
   let nextId = 1;

@@ -11,8 +11,8 @@
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { diskDevice, type NodeVm, nodeVmUnavailable, startNodeVm } from "../harness/nodevm.js";
-import { buildPayload, type CvmImageFile, cvmImageFile, type Payload } from "./payload.js";
+import { diskDevice, type ExecResult, type NodeVm, nodeVmUnavailable, startNodeVm } from "../harness/nodevm.js";
+import { buildPayload, cvmImageFile, engineSeed, type Payload } from "./payload.js";
 
 const log = (line: string) => console.log(`  ${line}`);
 const image = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
@@ -37,14 +37,20 @@ function resultOf({ stdout, stderr, code }: ExecResult): Record<string, unknown>
 
 let vm: NodeVm | undefined;
 let payload: Payload | undefined;
-let cvmImage: CvmImageFile;
 const started = Date.now();
 
 before(async () => {
   if (skip || !image) return;
-  cvmImage = await cvmImageFile(image);
+  const cvmImage = await cvmImageFile(image);
+  const seedStarted = Date.now();
+  const seed = await engineSeed(cvmImage);
+  log(`nodevm: engine data with ${cvmImage.reference} ready in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
   payload = await buildPayload(cvmImage);
-  vm = await startNodeVm({ disks: { "cvm-payload": payload.tar, "cvm-image": cvmImage.file }, log });
+  vm = await startNodeVm({
+    disks: { "cvm-payload": payload.tar },
+    writableDisks: { "cvm-engine-data": seed },
+    log,
+  });
 });
 
 after(async () => {
@@ -69,19 +75,42 @@ test("a CVM runs on a cgroup v2 node (node VM under emulation)", { skip, timeout
     assert.match(state, /^(running|degraded)$/, await sh("systemctl --failed --no-legend || true"));
   });
 
+  const id = `nv${Date.now().toString(36)}`;
+  const engine = `docker -H unix:///var/lib/cvm-nodevm/engine/docker.sock`;
+  /** What the VM shows of the CVM when something failed: its log, its cgroup, AppArmor's denials. */
+  const evidence = async () =>
+    (
+      await node.exec(
+        [
+          `${engine} ps -a`,
+          `${engine} logs --tail 40 cvm-env-${id} 2>&1`,
+          "find /sys/fs/cgroup/cvm -maxdepth 3 -type d | head -40",
+          "for d in /sys/fs/cgroup/cvm/*/; do ls -ln $d | head -12; echo procs: $(cat $d/cgroup.procs); done",
+          "journalctl -k --no-pager | grep -i -E 'apparmor=.DENIED|audit' | tail -20",
+          "ps -eo pid,user,etime,args | grep -v '\\[' | tail -25",
+        ].join("; echo ---; "),
+        { timeoutMs: 60_000 },
+      )
+    ).stdout;
+
   let built: Record<string, unknown> = {};
   await t.test("cvm's supervisor builds the CVM there", async () => {
     const dir = "/opt/cvm";
-    const run = await node.exec(
-      `mkdir -p ${dir} && tar -xf ${diskDevice("cvm-payload")} -C ${dir} && node ${dir}/cvm-in-vm.mjs build --image-disk ${diskDevice("cvm-image")}`,
-      {
-        timeoutMs: 5 * 60_000,
-        onOutput: (text) => {
-          for (const line of text.split("\n")) if (line.startsWith("build log | ")) log(line);
+    const run = await node
+      .exec(
+        `mkdir -p ${dir} && tar -xf ${diskDevice("cvm-payload")} -C ${dir} && node ${dir}/cvm-in-vm.mjs build --id ${id} --engine-data ${diskDevice("cvm-engine-data")}`,
+        {
+          timeoutMs: 6 * 60_000,
+          onOutput: (text) => {
+            for (const line of text.split("\n")) if (line.startsWith("build log | ")) log(line);
+          },
         },
-      },
-    );
+      )
+      .catch(async (error: Error) => {
+        throw new Error(`${error.message}\nevidence from the VM:\n${await evidence()}`);
+      });
     built = resultOf(run);
+    if (built.ok !== true) built.evidence = await evidence();
     assert.equal(built.ok, true, `${JSON.stringify(built, null, 2)}\n${run.stderr.split("\n").slice(-30).join("\n")}`);
     const observation = built.observation as { systemd: string; docker: string };
     assert.equal(observation.systemd, "running");
@@ -92,19 +121,27 @@ test("a CVM runs on a cgroup v2 node (node VM under emulation)", { skip, timeout
   const inCvm = (command: string) =>
     sh(`docker -H unix://${built.socket} exec ${built.container} sh -c '${command}'`, 120_000);
 
-  await t.test("inside the CVM: systemd is PID 1 and running, in a user namespace, on cgroup v2", async () => {
+  const needsBuild = () => (built.ok === true ? undefined : "the CVM was not built");
+
+  await t.test("inside the CVM: systemd is PID 1 and running, in a user namespace, on cgroup v2", async (st) => {
+    const unbuilt = needsBuild();
+    if (unbuilt) return st.skip(unbuilt);
     assert.equal(await inCvm("cat /proc/1/comm"), "systemd");
     assert.equal(await inCvm("systemctl is-system-running"), "running");
     assert.equal((await inCvm("cat /proc/self/uid_map")).split(/\s+/).join(" "), "0 100000 65536");
     assert.equal(await inCvm("stat -fc %T /sys/fs/cgroup"), "cgroup2fs");
   });
 
-  await t.test("inside the CVM: dockerd uses overlay2 and cgroup v2, and a nested docker run works", async () => {
+  await t.test("inside the CVM: dockerd uses overlay2 and cgroup v2, and a nested docker run works", async (st) => {
+    const unbuilt = needsBuild();
+    if (unbuilt) return st.skip(unbuilt);
     assert.equal(await inCvm('docker info --format "{{.Driver}} {{.CgroupVersion}}"'), "overlay2 2");
     assert.equal(await inCvm("docker run --rm cvm/hello echo ok"), "ok");
   });
 
-  await t.test("removing the CVM leaves no cgroup behind", async () => {
+  await t.test("removing the CVM leaves no cgroup behind", async (st) => {
+    const unbuilt = needsBuild();
+    if (unbuilt) return st.skip(unbuilt);
     const run = await node.exec(`node /opt/cvm/cvm-in-vm.mjs remove --id ${built.id}`, { timeoutMs: 120_000 });
     const removed = resultOf(run);
     assert.equal(removed.ok, true, JSON.stringify(removed, null, 2));

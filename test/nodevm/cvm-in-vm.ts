@@ -3,13 +3,13 @@
  * (createCvmSupervisor, unchanged) builds and removes a CVM on a cgroup v2
  * node, as the docker provider would on one.
  *
- *   node cvm-in-vm.mjs build  --image-disk DEV     (image.json beside it says what is on DEV)
+ *   node cvm-in-vm.mjs build  --id ID --engine-data DEV    (image.json beside it names the image)
  *   node cvm-in-vm.mjs remove --id ID
  *
- * The image arrives on a read-only disk: an mmdebstrap root tarball
- * (`docker import` with the recipe's changes) or a `docker save` archive
- * (`docker load`), into cvm's own engine before the build; the build finds it
- * there ("already in cvm's engine"), since the VM has no network.
+ * The image arrives already in cvm's engine: DEV is the engine's data root,
+ * filled on the host (payload.ts, engineSeed), since importing it under
+ * emulation takes many minutes; the build finds it there ("already in cvm's
+ * engine"), as the VM has no network.
  * The last line printed is `CVM-NODEVM-RESULT <json>`, for the host's test.
  */
 
@@ -23,7 +23,7 @@ import type { Environment } from "../../src/core/environment.js";
 import type { BuildContext } from "../../src/core/provider.js";
 import { defaultSettings } from "../../src/core/settings.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
-import { CvmEngine, enginePaths } from "../../src/supervisor/engine.js";
+import { enginePaths } from "../../src/supervisor/engine.js";
 import { createCvmSupervisor } from "../../src/supervisor/index.js";
 
 const run = promisify(execFile);
@@ -82,68 +82,41 @@ async function installGate(): Promise<void> {
   for (const file of await readdir(join(here, "bin"))) await copyFile(join(here, "bin", file), join(bin, file));
 }
 
-async function loadImage(
-  socket: string,
-  disk: string,
-  format: "rootfs" | "archive",
-  reference: string,
-  changes: string[],
-): Promise<void> {
-  const host = `unix://${socket}`;
-  const args =
-    format === "rootfs"
-      ? ["-H", host, "import", ...changes.flatMap((c) => ["--change", c]), disk, reference]
-      : ["-H", host, "load", "--quiet", "--input", disk];
-  await run("docker", args, { maxBuffer: 16 * 1024 * 1024 });
-  if (format === "archive") await run("docker", ["-H", host, "image", "inspect", reference]);
-}
-
 async function tail(file: string, lines = 30): Promise<string> {
   return (await readFile(file, "utf8").catch(() => "")).trim().split("\n").slice(-lines).join("\n");
 }
 
 async function build(values: Record<string, string | undefined>): Promise<Record<string, unknown>> {
   const started = Date.now();
-  const image = JSON.parse(await readFile(join(here, "image.json"), "utf8")) as {
-    format: "rootfs" | "archive";
-    reference: string;
-    changes: string[];
-  };
-  const reference = image.reference;
+  const { reference } = JSON.parse(await readFile(join(here, "image.json"), "utf8")) as { reference: string };
   await installGate();
-  const engine = new CvmEngine({ dataDir: vmDataDir, logger });
-  await engine.ensure();
-  const engineSeconds = seconds(started);
-  const importStarted = Date.now();
-  await loadImage(engine.paths.socket, values["image-disk"] ?? "", image.format, reference, image.changes);
-  const importSeconds = seconds(importStarted);
-  // The engine stays up: the supervisor adopts it, and the host's checks use it after this process exits.
+  // The engine's data root arrives with the image already in it (payload.ts, engineSeed).
+  const dataRoot = enginePaths(vmDataDir).dataRoot;
+  await mkdir(dataRoot, { recursive: true });
+  await run("mount", ["-t", "ext4", values["engine-data"] ?? "", dataRoot]);
   const supervisor = await createCvmSupervisor({ dataDir: vmDataDir, logger, readyTimeoutSeconds: 240 });
-  const env = environment(`nv${Date.now().toString(36)}`, reference);
+  const env = environment(values.id ?? `nv${Date.now().toString(36)}`, reference);
   const lines: string[] = [];
-  const buildStarted = Date.now();
   try {
     const observation = await supervisor.build(env, context(lines));
     return {
       ok: true,
       id: env.id,
       container: containerName(env.id),
-      socket: engine.paths.socket,
+      socket: enginePaths(vmDataDir).socket,
       observation,
-      seconds: { engine: engineSeconds, import: importSeconds, build: seconds(buildStarted), total: seconds(started) },
+      seconds: seconds(started),
     };
   } catch (error) {
     const e = error as { message?: string; detail?: string; stack?: string };
     return {
       ok: false,
       id: env.id,
-      container: containerName(env.id),
-      socket: engine.paths.socket,
       error: e.message,
       detail: e.detail,
       stack: e.stack,
       buildLog: lines,
-      engineLog: await tail(engine.paths.log),
+      engineLog: await tail(enginePaths(vmDataDir).log),
     };
   }
 }
@@ -174,7 +147,7 @@ async function remove(values: Record<string, string | undefined>): Promise<Recor
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: {
-    "image-disk": { type: "string" },
+    "engine-data": { type: "string" },
     id: { type: "string" },
   },
 });

@@ -200,7 +200,7 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
     }
     const buildMs = median(cvmTimes);
     const plainMs = median(plainTimes);
-    const baseline = { what: "docker run -d, plain container (median)", value: plainMs / 1000 };
+    const baseline = { what: "docker run -d of the image, plain, sleep (median)", value: plainMs / 1000 };
     if (fromCreate.length === samples) {
       const readyMs = median(fromCreate);
       results.push(

@@ -12,8 +12,10 @@ import { createInterface } from "node:readline";
 import type { BenchContext, BenchResult } from "../types.js";
 
 const concurrency = 8;
-const warmupMs = 1_000;
+const warmupMs = 500;
+/** Per target, split over the rounds. */
 const measureMs = 4_000;
+const rounds = 4;
 /** Bounded even if the server is very fast. */
 const maxRequests = 200_000;
 
@@ -54,39 +56,60 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
 }
 
-async function load(base: string, path: string, token?: string): Promise<Load> {
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const url = new URL(path, base);
-  const latencies: number[] = [];
-  let bytes = 0;
-  const phase = async (ms: number, record: boolean) => {
-    const deadline = performance.now() + ms;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (performance.now() < deadline && latencies.length < maxRequests) {
-          const started = performance.now();
-          const size = await get(agent, url, token);
-          if (record) {
-            latencies.push(performance.now() - started);
-            bytes += size;
-          }
-        }
-      }),
-    );
-  };
-  await phase(warmupMs, false);
+interface Target {
+  path: string;
+  token?: string;
+  latencies: number[];
+  bytes: number;
+  seconds: number;
+}
+
+/** Keeps `concurrency` requests in flight on one target for `ms`; records them when asked. */
+async function phase(agent: Agent, base: string, target: Target, ms: number, record: boolean): Promise<void> {
+  const url = new URL(target.path, base);
   const started = performance.now();
-  await phase(measureMs, true);
-  const elapsed = (performance.now() - started) / 1000;
+  const deadline = started + ms;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < deadline && target.latencies.length < maxRequests) {
+        const sent = performance.now();
+        const size = await get(agent, url, target.token);
+        if (record) {
+          target.latencies.push(performance.now() - sent);
+          target.bytes += size;
+        }
+      }
+    }),
+  );
+  if (record) target.seconds += (performance.now() - started) / 1000;
+}
+
+/**
+ * Measures every target in interleaved rounds, so a change in the machine's
+ * load during the run (it is shared) weighs on the baseline and the figures alike.
+ */
+async function measure(base: string, targets: Target[]): Promise<Map<Target, Load>> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  for (const target of targets) await phase(agent, base, target, warmupMs, false);
+  for (let round = 0; round < rounds; round++) {
+    for (const target of targets) await phase(agent, base, target, measureMs / rounds, true);
+  }
   agent.destroy();
-  const sorted = [...latencies].sort((a, b) => a - b);
-  return {
-    rps: latencies.length / elapsed,
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    requests: latencies.length,
-    bytes: bytes / Math.max(1, latencies.length),
-  };
+  return new Map(
+    targets.map((target) => {
+      const sorted = [...target.latencies].sort((a, b) => a - b);
+      return [
+        target,
+        {
+          rps: sorted.length / target.seconds,
+          p50: percentile(sorted, 50),
+          p99: percentile(sorted, 99),
+          requests: sorted.length,
+          bytes: target.bytes / Math.max(1, sorted.length),
+        },
+      ];
+    }),
+  );
 }
 
 async function startServerProcess(log: (line: string) => void): Promise<{ served: Served; stop(): Promise<void> }> {
@@ -118,16 +141,19 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
   log("bench/api: starting a server with 1,000 environments (SQLite)");
   const { served, stop } = await startServerProcess(log);
   try {
-    const figures: [string, string, string | undefined][] = [
-      ["list (a member's own, 10 of 1,000)", "/api/v1/environments", served.memberToken],
-      ["list all (admin, 1,000 of 1,000)", "/api/v1/environments?owner=all", served.adminToken],
-      ["show (by id)", `/api/v1/environments/${served.memberEnvironment}`, served.memberToken],
+    const target = (path: string, token?: string): Target => ({ path, token, latencies: [], bytes: 0, seconds: 0 });
+    const healthz = target("/healthz");
+    const figures: [string, Target][] = [
+      ["list (a member's own, 10 of 1,000)", target("/api/v1/environments", served.memberToken)],
+      ["list all (admin, 1,000 of 1,000)", target("/api/v1/environments?owner=all", served.adminToken)],
+      ["show (by id)", target(`/api/v1/environments/${served.memberEnvironment}`, served.memberToken)],
     ];
-    const health = await load(served.url, "/healthz");
+    const loads = await measure(served.url, [healthz, ...figures.map(([, t]) => t)]);
+    const health = loads.get(healthz) as Load;
     log(`  /healthz: ${health.rps.toFixed(0)} req/s, p50 ${health.p50.toFixed(2)} ms, p99 ${health.p99.toFixed(2)} ms`);
     const results: BenchResult[] = [];
-    for (const [name, path, token] of figures) {
-      const measured = await load(served.url, path, token);
+    for (const [name, t] of figures) {
+      const measured = loads.get(t) as Load;
       log(
         `  ${name}: ${measured.rps.toFixed(0)} req/s, p50 ${measured.p50.toFixed(2)} ms, p99 ${measured.p99.toFixed(2)} ms, ${(measured.bytes / 1024).toFixed(1)} KiB per answer`,
       );

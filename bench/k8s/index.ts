@@ -100,11 +100,12 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
     log(`bare Pods: all ${count} running in ${bareSeconds.toFixed(1)} s`);
 
     log(`creating ${count} environments through cvm's kubernetes provider`);
-    const { stdout } = await execFileAsync(
+    const { stdout, stderr } = await execFileAsync(
       process.execPath,
       ["--import", "tsx", join(import.meta.dirname, "provider-load.ts"), kube.kubeconfig, "bench-cvm", String(count)],
       { maxBuffer: 16 * 1024 * 1024, timeout: 30 * 60 * 1000 },
     );
+    for (const line of stderr.trim().split("\n").filter(Boolean)) log(`provider: ${line}`);
     const load = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as ProviderLoadResult;
     log(
       `cvm: ${load.running} of ${count} running in ${load.seconds.toFixed(1)} s; provider process RSS ${load.rssMiB.toFixed(0)} MiB`,

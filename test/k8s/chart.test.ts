@@ -22,6 +22,7 @@ import {
   createTestNamespace,
   ensureKubeBinaries,
   type Kube,
+  kubeRelease,
   kubeSuiteTimeoutMs,
   kubeUnavailable,
   startKube,
@@ -33,7 +34,17 @@ const namespace = `cvm-chart-${process.pid}`;
 const unavailable = kubeUnavailable();
 
 async function helmTemplate(...set: string[]): Promise<string> {
-  const args = ["template", "cvm", chart, "--namespace", namespace, ...set.flatMap((s) => ["--set", s])];
+  // The cluster's own version: helm otherwise assumes the one it was built against.
+  const args = [
+    "template",
+    "cvm",
+    chart,
+    "--namespace",
+    namespace,
+    "--kube-version",
+    kubeRelease,
+    ...set.flatMap((s) => ["--set", s]),
+  ];
   const { stdout } = await run(binaryPath("helm"), args, { maxBuffer: 8 * 1024 * 1024 });
   return stdout;
 }

@@ -172,6 +172,12 @@ async function flow(
   await runInTerminal(page, "printf 'gr\\303\\274\\303\\237e \\342\\234\\223\\n'", "grüße ✓", 20_000);
   await page.keyboard.type("LANG=C.UTF-8 exec bash --norc\n");
   await runInTerminal(page, "echo 'ünï ✓'", "ünï ✓", 20_000);
+  // Colors: an ANSI red comes out red.
+  await runInTerminal(page, "printf '\\033[31mred-text\\033[0m\\n'", "red-text", 20_000);
+  assert.ok(
+    (await page.locator(".xterm-rows span.xterm-fg-1", { hasText: "red-text" }).count()) > 0,
+    "red-text is drawn in the theme's red",
+  );
   await screenshots(page, `terminal-${kind}`);
 
   // Resize: a narrower window gives the shell fewer columns.

@@ -185,6 +185,23 @@ describe("environment lifecycle (sqlite, docker provider)", { skip }, () => {
     assert.match(text, /cvm_build_duration_seconds_count\{outcome="running"\} [1-9]/);
   });
 
+  test("the dashboard's session cookie opens the terminal from its own origin, never from another", async () => {
+    const url = member.terminalUrl("dev", { command: ["echo", "via-cookie"], tty: false });
+    const open = (origin: string) =>
+      new Promise<string>((resolve, reject) => {
+        const ws = new WebSocket(url, { headers: { cookie: `cvm_session=${member.token}`, origin } });
+        let out = "";
+        ws.on("message", (data, isBinary) => {
+          if (isBinary) out += (data as Buffer).subarray(1).toString();
+        });
+        ws.on("close", () => resolve(out));
+        ws.on("unexpected-response", (_req, res) => resolve(`HTTP ${res.statusCode}`));
+        ws.on("error", reject);
+      });
+    assert.equal(await open(t.url), "via-cookie\n");
+    assert.equal(await open("http://evil.example"), "HTTP 403");
+  });
+
   test("another member cannot open the terminal (404 before any upgrade)", async () => {
     const other = await t.userWithRole(admin, "member");
     const environment = await member.environment("dev");

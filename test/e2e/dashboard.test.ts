@@ -230,3 +230,34 @@ test("a member has no Manage menu and cannot reach its pages; sessions end clean
     await context.close();
   }
 });
+
+test("a site manager sees Manage, changes infrastructure, and reads users without changing them", {
+  timeout: 120_000,
+}, async () => {
+  assert.ok(admin, "needs the first test's manager");
+  const { page, console, context } = await openPage(browser, server.url);
+  try {
+    await page.goto("/");
+    await page.getByLabel("Email").fill("manager@example.com");
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await heading(page, "Environments").waitFor();
+    assert.equal(await page.getByTestId("manage-menu").count(), 1, "a manager sees Manage");
+
+    await page.getByRole("link", { name: "Users" }).click();
+    await page.locator('tr[data-user="admin@example.com"]').waitFor();
+    assert.equal(await page.getByRole("button", { name: "Create user" }).count(), 0, "no user creation");
+    assert.equal(await page.getByRole("combobox", { name: /^Role of/ }).count(), 0, "no role changes");
+    assert.equal(await page.getByRole("button", { name: "Deactivate" }).count(), 0, "no deactivation");
+    await screenshots(page, "manager-users");
+
+    await page.getByRole("link", { name: "Infrastructure" }).click();
+    await page.getByRole("radio", { name: /^userns/ }).check();
+    await page.getByRole("button", { name: "Save settings" }).click();
+    await page.getByText("Settings saved.").waitFor();
+    assert.equal((await admin.infrastructure()).runtime, "userns");
+    assertNoConsoleErrors(console);
+  } finally {
+    await context.close();
+  }
+});

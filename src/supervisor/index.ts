@@ -356,7 +356,7 @@ class Supervisor implements CvmSupervisor {
     const log = (text: string) => context.log(text);
     if (info.State.Running) {
       // Still held at its gate: the supervisor that started it went away mid-build; finish the boot.
-      if ((await gateState(info.State.Pid)) !== "held") return this.observe(environment);
+      if (!["held", "starting"].includes(await gateState(info.State.Pid))) return this.observe(environment);
       await context.enter("starting");
       return this.boot(await this.container(environment), runtime, log, context.signal, true);
     }
@@ -414,7 +414,7 @@ class Supervisor implements CvmSupervisor {
     }
     const pid = info.State.Pid;
     const state = await gateState(pid);
-    if (state === "held") {
+    if (state === "held" || state === "starting") {
       return { exists: true, running: true, runtime, systemd: "starting", failedUnits: [], docker: "unknown" };
     }
     if (state === "reaper") {

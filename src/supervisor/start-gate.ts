@@ -67,12 +67,19 @@ async function comm(pid: number): Promise<string | undefined> {
   return (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined))?.trim();
 }
 
-/** What PID 1 of a CVM is now, from the node's side. */
-export async function gateState(pid: number): Promise<"held" | "reaper" | "init" | "gone"> {
+export type GateState = "starting" | "held" | "reaper" | "init" | "gone";
+
+/**
+ * What PID 1 of a CVM is now, from the node's side. The engine's start
+ * returns before runc's init has exec'd the gate: until then PID 1 is
+ * "runc:[2:INIT]", which is neither held nor released.
+ */
+export async function gateState(pid: number): Promise<GateState> {
   const name = await comm(pid);
   if (name === undefined) return "gone";
   if (name === gateComm) return "held";
   if (name === reaperComm) return "reaper";
+  if (name.startsWith("runc:")) return "starting";
   return "init";
 }
 

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
+
+// The gate as an ordinary process: the same handlers and names it has as a CVM's PID 1.
+let dir: string;
+let gate: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "cvm-gate-"));
+  gate = await ensureGateBinary(dir);
+});
+
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function hold(...command: string[]) {
+  const child = spawn(gate, ["hold", ...command], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, exited, output: () => output };
+}
+
+async function until(pid: number, state: string): Promise<void> {
+  for (let i = 0; i < 500 && (await gateState(pid)) !== state; i++) await sleep(5);
+  assert.equal(await gateState(pid), state);
+}
+
+test("held until released, then the real program runs in its place", async () => {
+  const held = hold("/bin/sh", "-c", "echo released; sleep 0.5");
+  const pid = held.child.pid as number;
+  await until(pid, "held");
+  await sleep(100);
+  assert.equal(held.output(), "", "nothing runs before the release");
+  await releaseGate(pid, "init");
+  assert.equal(await held.exited, 0);
+  assert.equal(held.output(), "released\n");
+});
+
+test("released as the reaper it names itself and stops on the CVM's stop signal", async () => {
+  const held = hold("/sbin/init");
+  const pid = held.child.pid as number;
+  await releaseGate(pid, "reaper");
+  assert.equal(await gateState(pid), "reaper");
+  process.kill(pid, 34 + 3); // SIGRTMIN+3 (Linux), which Node has no name for
+  assert.equal(await held.exited, 0);
+});
+
+test("a gate stopped before its release exits cleanly", async () => {
+  const held = hold("/bin/echo", "never");
+  const pid = held.child.pid as number;
+  await until(pid, "held");
+  process.kill(pid, "SIGTERM");
+  assert.equal(await held.exited, 0);
+  assert.equal(held.output(), "");
+});
+
+test("a program that exited is reported gone, and its release fails", async () => {
+  await assert.rejects(releaseGate(2 ** 22 + 12345, "init", 200), /exited before it was released/);
+});

@@ -6,7 +6,7 @@
  * request per environment, however many there are.
  */
 
-import { CoreV1Api, type Informer, type KubeConfig, makeInformer, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { labels, managedSelector } from "./names.js";
 
@@ -14,10 +14,47 @@ type Listener = (pod: V1Pod | undefined) => void;
 
 const maxBackoffMs = 5000;
 
+/**
+ * The fields cvm reads of a Pod. The cache keeps only these: at hundreds of
+ * environments, whole Pods (managed fields, full specs) would be most of the
+ * server's memory.
+ */
+export function slimPod(pod: V1Pod): V1Pod {
+  const { metadata, spec, status } = pod;
+  return {
+    metadata: {
+      name: metadata?.name,
+      uid: metadata?.uid,
+      resourceVersion: metadata?.resourceVersion,
+      labels: metadata?.labels,
+      deletionTimestamp: metadata?.deletionTimestamp,
+    },
+    spec: { nodeName: spec?.nodeName, containers: [] },
+    status: status && {
+      phase: status.phase,
+      reason: status.reason,
+      message: status.message,
+      conditions: status.conditions?.map(({ type, status, reason, message }) => ({ type, status, reason, message })),
+      containerStatuses: status.containerStatuses?.map(({ name, state }) => ({
+        name,
+        state,
+        image: "",
+        imageID: "",
+        ready: false,
+        restartCount: 0,
+      })),
+    },
+  };
+}
+
 export class PodWatch {
   private readonly pods = new Map<string, V1Pod>();
   private readonly listeners = new Map<string, Set<Listener>>();
-  private readonly informer: Informer<V1Pod>;
+  private readonly core: CoreV1Api;
+  private readonly watcher: Watch;
+  private readonly path: string;
+  private resourceVersion = "";
+  private request?: AbortController;
   private stopped = false;
   private backoffMs = 200;
   private restartTimer?: NodeJS.Timeout;
@@ -29,32 +66,67 @@ export class PodWatch {
     private readonly namespace: string,
     private readonly logger: Logger,
   ) {
-    const core = config.makeApiClient(CoreV1Api);
-    this.informer = makeInformer(
-      config,
-      `/api/v1/namespaces/${namespace}/pods`,
-      () => core.listNamespacedPod({ namespace, labelSelector: managedSelector }),
-      managedSelector,
-    );
-    const changed = (pod: V1Pod) => this.set(pod);
-    this.informer.on("add", changed);
-    this.informer.on("update", changed);
-    this.informer.on("delete", (pod) => this.remove(pod));
-    this.informer.on("connect", () => {
-      this.backoffMs = 200;
-    });
-    this.informer.on("error", (error) => this.restart(error));
+    this.core = config.makeApiClient(CoreV1Api);
+    this.watcher = new Watch(config);
+    this.path = `/api/v1/namespaces/${namespace}/pods`;
   }
 
   /** Lists and starts watching; resolves once the cache holds every cvm Pod. */
   async start(): Promise<void> {
-    await this.informer.start();
+    this.stopped = false;
+    await this.list();
+    await this.follow();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.restartTimer);
-    await this.informer.stop();
+    this.request?.abort();
+  }
+
+  /** A fresh list replaces the cache: Pods that went while nobody watched count as deleted. */
+  private async list(): Promise<void> {
+    const list = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: managedSelector });
+    const seen = new Set<string>();
+    for (const pod of list.items) {
+      const id = this.environmentOf(pod);
+      if (id) seen.add(id);
+      this.set(slimPod(pod));
+    }
+    for (const [id, pod] of [...this.pods]) if (!seen.has(id)) this.remove(pod);
+    this.resourceVersion = list.metadata?.resourceVersion ?? "";
+  }
+
+  /** Watches from the last resource version; an ended watch resumes, an expired one lists again. */
+  private async follow(): Promise<void> {
+    if (this.stopped) return;
+    this.request = await this.watcher.watch(
+      this.path,
+      { resourceVersion: this.resourceVersion, labelSelector: managedSelector, allowWatchBookmarks: true },
+      (type: string, object: V1Pod & { code?: number }) => {
+        if (type === "ERROR") {
+          // 410 Gone: the server no longer has our resource version; the next start lists anew.
+          if (object.code === 410) this.resourceVersion = "";
+          return;
+        }
+        if (object.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
+        if (type === "ADDED" || type === "MODIFIED") this.set(slimPod(object));
+        else if (type === "DELETED") this.remove(object);
+      },
+      (error: unknown) => {
+        if (this.stopped) return;
+        if (error) this.restart(error);
+        else {
+          this.backoffMs = 200;
+          this.resume().catch((resumeError) => this.restart(resumeError));
+        }
+      },
+    );
+  }
+
+  private async resume(): Promise<void> {
+    if (!this.resourceVersion) await this.list();
+    await this.follow();
   }
 
   /** The environment's Pod as last seen. */
@@ -146,11 +218,13 @@ export class PodWatch {
   private restart(error: unknown): void {
     if (this.stopped) return;
     this.restarts++;
+    const gone = (error as { statusCode?: number }).statusCode === 410;
+    if (gone) this.resourceVersion = "";
     this.logger.warn({ err: error, namespace: this.namespace, retryInMs: this.backoffMs }, "pod watch dropped");
     clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => {
       if (this.stopped) return;
-      this.informer.start().catch((startError) => this.restart(startError));
+      this.resume().catch((resumeError) => this.restart(resumeError));
     }, this.backoffMs);
     this.backoffMs = Math.min(this.backoffMs * 2, maxBackoffMs);
   }

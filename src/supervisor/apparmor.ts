@@ -64,9 +64,7 @@ export async function ensureApparmorProfile(): Promise<ApparmorChoice> {
     return { profile: undefined, note: "AppArmor is not enabled on this node: no AppArmor profile set" };
   }
   await new Promise<void>((resolve, reject) => {
-    const child = execFile("apparmor_parser", ["--replace", "--write-cache"], (error) =>
-      error ? reject(error) : resolve(),
-    );
+    const child = execFile("apparmor_parser", ["--replace"], (error) => (error ? reject(error) : resolve()));
     child.stdin?.end(apparmorProfile());
   }).catch(async (error) => {
     const { stdout } = await run("sh", ["-c", "command -v apparmor_parser || true"]);

@@ -21,6 +21,7 @@ import { openApiDocument } from "./openapi.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
 import { settingsRoutes } from "./settings.js";
 import { setupRoutes } from "./setup.js";
+import { supervisorReportRoutes } from "./supervisor-reports.js";
 import { documentTerminal } from "./terminal.js";
 import { tokenRoutes } from "./tokens.js";
 import { userRoutes } from "./users.js";
@@ -80,6 +81,7 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
     environmentRoutes,
     eventRoutes,
     adminRoutes,
+    supervisorReportRoutes,
     documentTerminal,
   ]) {
     register(routes);

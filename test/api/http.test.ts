@@ -34,6 +34,7 @@ const expectedRoutes = [
   "get /api/v1/environments/{ref}/logs",
   "get /api/v1/environments/{ref}/terminal",
   "get /api/v1/events",
+  "post /api/v1/environments/{id}/supervisor-report",
   "get /api/v1/openapi.json",
 ];
 

@@ -267,6 +267,26 @@ test("the live list follows an environment created elsewhere, without a refresh"
   await row.locator('[data-state="running"]').waitFor({ timeout: 120_000 });
   await admin.deleteEnvironment(environment.id);
   await row.waitFor({ state: "detached", timeout: 60_000 });
+
+  // Someone else's environment stays out of "Mine", and shows under "Everyone's".
+  await admin.createUser({ email: "colleague@example.com", password, role: "member" });
+  const colleague = new CvmClient({ baseUrl: server.url });
+  colleague.token = (await colleague.login({ email: "colleague@example.com", password })).token;
+  const theirs = await colleague.createEnvironment({
+    name: uniqueName("theirs"),
+    image,
+    cpu: 1,
+    memoryGiB: 1,
+    diskGiB: 5,
+  });
+  created.push(theirs.id);
+  const theirRow = page.locator(`tr[data-environment="${theirs.name}"]`);
+  await page.waitForTimeout(2_000);
+  assert.equal(await theirRow.count(), 0, "another user's environment is not in Mine");
+  await page.getByLabel("Owner").selectOption("all");
+  await theirRow.waitFor();
+  assert.match((await theirRow.textContent()) ?? "", /colleague@example\.com/);
+  await colleague.deleteEnvironment(theirs.id);
   assert.deepEqual(console.errors, []);
   await context.close();
 });

@@ -27,7 +27,8 @@ export interface LiveEnvironments {
   reload(): void;
 }
 
-export function useEnvironmentList(owner: "me" | "all"): LiveEnvironments {
+/** `owner` "me" lists `userId`'s own; the events stream of an admin carries everyone's, so it is filtered too. */
+export function useEnvironmentList(owner: "me" | "all", userId: string): LiveEnvironments {
   const [byId, setById] = useState<Map<string, Environment>>();
   const [error, setError] = useState<unknown>();
   const [live, setLive] = useState<LiveStatus>("connecting");
@@ -73,6 +74,7 @@ export function useEnvironmentList(owner: "me" | "all"): LiveEnvironments {
             return next;
           });
         } else if (event.type === "environment") {
+          if (owner === "me" && event.environment.ownerId !== userId) return;
           if (event.environment.state === "deleted") deleted.current.add(event.environment.id);
           setById((current) => {
             const known = current?.get(event.environment.id);
@@ -89,7 +91,7 @@ export function useEnvironmentList(owner: "me" | "all"): LiveEnvironments {
       cancelled = true;
       unsubscribe();
     };
-  }, [owner, merge, generation]);
+  }, [owner, userId, merge, generation]);
 
   const items = byId ? [...byId.values()] : undefined;
   return { items, error, live, reload: () => setGeneration((n) => n + 1) };

@@ -83,7 +83,7 @@ export function EnvironmentsPage() {
     name: search.get("name") ?? "",
     owner: seesAll && search.get("owner") === "all" ? "all" : "me",
   };
-  const list = useEnvironmentList(filters.owner);
+  const list = useEnvironmentList(filters.owner, user.id);
   const [now, setNow] = useState(() => Date.now());
 
   useEffect(() => {

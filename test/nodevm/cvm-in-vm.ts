@@ -94,7 +94,7 @@ async function build(values: Record<string, string | undefined>): Promise<Record
   const dataRoot = enginePaths(vmDataDir).dataRoot;
   await mkdir(dataRoot, { recursive: true });
   await run("mount", ["-t", "ext4", values["engine-data"] ?? "", dataRoot]);
-  const supervisor = await createCvmSupervisor({ dataDir: vmDataDir, logger, readyTimeoutSeconds: 240 });
+  const supervisor = await createCvmSupervisor({ dataDir: vmDataDir, logger, readyTimeoutSeconds: 420 });
   const env = environment(values.id ?? `nv${Date.now().toString(36)}`, reference);
   const lines: string[] = [];
   try {

@@ -26,11 +26,16 @@ import { isSet, terminalQuerySchema } from "./schemas.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
 
-/** A login shell: bash where the image has it, sh otherwise. */
+/**
+ * The default command: the login shell /etc/passwd gives the environment's
+ * user (bash on most images), else /bin/sh, started in the home directory.
+ * Spelled out here rather than left to each provider, so every provider opens
+ * the same shell.
+ */
 export const loginShell = [
   "/bin/sh",
-  "-lc",
-  "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi",
+  "-c",
+  'shell=$(getent passwd "$(id -un 2>/dev/null)" 2>/dev/null | cut -d: -f7); [ -x "$shell" ] || shell=/bin/sh; cd ~ 2>/dev/null; exec "$shell" -l',
 ];
 
 const commandSchema = z.array(z.string().min(1).max(4096)).min(1).max(256);

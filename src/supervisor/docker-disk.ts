@@ -3,6 +3,11 @@
  * filesystem in a sparse file, loop-mounted on the node and bound into the
  * CVM. Its size is the environment's diskGiB, so images and containers inside
  * cannot fill the node's disk; Docker's local volumes have no size at all.
+ * No nosuid/nodev: inside a user namespace those flags are locked onto every
+ * bind made from the mount, and BuildKit's read-only binds then fail with
+ * EPERM. Neither protects anything here: the mount is reachable on the node
+ * only through the engine's root-only directory, and a CVM cannot make device
+ * nodes nor setuid files for anyone but its own unprivileged range.
  * The filesystem's root belongs to the CVM's remapped root from mkfs on, and
  * the inner dockerd gets overlay2 on it (ext4 has d_type). Mounted with
  * `discard`, so space freed inside is returned to the node.
@@ -74,7 +79,7 @@ export async function ensureDockerDisk(
   }
   await mkdir(disk.mountPoint, { recursive: true, mode: 0o700 });
   if (!(await isMounted(disk.mountPoint))) {
-    await run("mount", ["-t", "ext4", "-o", "loop,nodev,nosuid,discard", disk.image, disk.mountPoint]);
+    await run("mount", ["-t", "ext4", "-o", "loop,discard", disk.image, disk.mountPoint]);
   }
   return { disk, created };
 }

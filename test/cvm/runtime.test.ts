@@ -73,6 +73,14 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
   const nested = await run(supervisor, env, ["docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
   assert.equal(nested.stdout.trim(), "ok", nested.stderr);
   assert.equal((await run(supervisor, env, ["docker", "info", "-f", "{{.Driver}}"])).stdout.trim(), "overlay2");
+  // BuildKit's read-only binds work on that data (they fail when its mount carries nosuid/nodev).
+  const build = await run(supervisor, env, [
+    "sh",
+    "-c",
+    "mkdir -p /tmp/b && printf 'FROM cvm/hello\\nRUN echo built > /built\\n' > /tmp/b/Dockerfile && " +
+      "DOCKER_BUILDKIT=1 docker build -q -t built /tmp/b >/dev/null && docker run --rm built cat /built",
+  ]);
+  assert.equal(build.stdout.trim(), "built", build.stderr);
   // The inner Docker's data is on a disk of its own, of the size asked for.
   const df = await run(supervisor, env, ["df", "-k", "--output=size,fstype", "/var/lib/docker"]);
   const [sizeKiB, fsType] = df.stdout.trim().split("\n")[1].trim().split(/\s+/);

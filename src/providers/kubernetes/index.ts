@@ -28,6 +28,7 @@ import type {
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import type { ProviderOptions } from "../index.js";
+import { apiClient } from "./api-client.js";
 import { startExec } from "./exec-session.js";
 import { apiMessage, clusterRefusal, isConflict, isNotFound } from "./kube-errors.js";
 import { annotations, environmentContainer, labels, objectNames, secretKeys, supervisorContainer } from "./names.js";
@@ -56,6 +57,9 @@ export interface KubernetesProviderOptions extends ProviderOptions {
   /** How long stop and delete wait for a Pod to go before removing it by force. */
   stopTimeoutSeconds?: number;
 }
+
+/** What lets a waiting build finish goes first when many queue (500 creates at once). */
+const urgentRequests = new Set(["createNamespacedPod", "deleteNamespacedPod", "readNamespacedSecret"]);
 
 const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const buildStates = ["pulling", "creating", "starting"] as const;
@@ -108,7 +112,7 @@ export class KubernetesProvider implements Provider {
     readonly namespace: string,
     private readonly options: KubernetesProviderOptions,
   ) {
-    this.core = this.limited(config.makeApiClient(CoreV1Api));
+    this.core = this.limited(apiClient(config, CoreV1Api));
     this.logger = options.logger.child({ provider: "kubernetes", namespace });
     this.watch = new PodWatch(config, namespace, this.logger);
   }
@@ -119,7 +123,8 @@ export class KubernetesProvider implements Provider {
       get: (target, key, receiver) => {
         const value = Reflect.get(target, key, receiver);
         if (typeof value !== "function") return value;
-        return (...args: unknown[]) => this.limiter.run(() => value.apply(target, args));
+        return (...args: unknown[]) =>
+          this.limiter.run(() => value.apply(target, args), urgentRequests.has(String(key)));
       },
     });
   }
@@ -184,8 +189,10 @@ export class KubernetesProvider implements Provider {
     const log = (text: string) => enqueue(() => context.log(text));
     this.live.set(environment.id, { buildId: environment.buildId, context, reach });
     try {
-      await this.ensureSecret(environment, context.credentials);
-      const discardDockerData = await this.ensureClaim(environment);
+      const [, discardDockerData] = await Promise.all([
+        this.ensureSecret(environment, context.credentials),
+        this.ensureClaim(environment),
+      ]);
       context.signal.throwIfAborted();
 
       const existing = this.watch.get(environment.id);

@@ -8,6 +8,7 @@
 
 import { CoreV1Api, type KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { apiClient } from "./api-client.js";
 import { labels, managedSelector } from "./names.js";
 
 type Listener = (pod: V1Pod | undefined) => void;
@@ -66,7 +67,7 @@ export class PodWatch {
     private readonly namespace: string,
     private readonly logger: Logger,
   ) {
-    this.core = config.makeApiClient(CoreV1Api);
+    this.core = apiClient(config, CoreV1Api);
     this.watcher = new Watch(config);
     this.path = `/api/v1/namespaces/${namespace}/pods`;
   }

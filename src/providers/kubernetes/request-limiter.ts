@@ -11,11 +11,15 @@ import { statusOf } from "./kube-errors.js";
 export class RequestLimiter {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
+  /** Requests that finish something (a Pod after its claim and Secret) go before ones that begin something. */
+  private readonly urgent: (() => void)[] = [];
 
   constructor(private readonly concurrency = 32) {}
 
-  async run<T>(request: () => Promise<T>): Promise<T> {
-    if (this.active >= this.concurrency) await new Promise<void>((resolve) => this.waiting.push(resolve));
+  async run<T>(request: () => Promise<T>, urgent = false): Promise<T> {
+    if (this.active >= this.concurrency) {
+      await new Promise<void>((resolve) => (urgent ? this.urgent : this.waiting).push(resolve));
+    }
     this.active++;
     try {
       for (let attempt = 0; ; attempt++) {
@@ -31,7 +35,7 @@ export class RequestLimiter {
       }
     } finally {
       this.active--;
-      this.waiting.shift()?.();
+      (this.urgent.shift() ?? this.waiting.shift())?.();
     }
   }
 }

@@ -36,18 +36,23 @@ async function inBatches<T>(items: T[], limit: number, work: (item: T) => Promis
   );
 }
 
-function bare(name: string): V1Pod {
+function bare(name: string, claim?: string): V1Pod {
   return {
     metadata: { name, labels: { bench: "bare" } },
     spec: {
       automountServiceAccountToken: false,
       containers: [{ name: "main", image: "registry.k8s.io/pause:3.9", resources: { requests: { cpu: "10m" } } }],
+      ...(claim ? { volumes: [{ name: "home", persistentVolumeClaim: { claimName: claim } }] } : {}),
     },
   };
 }
 
 /** Seconds from the first create until every Pod is Running and Ready, watched rather than polled. */
-async function bareAllRunning(kube: Awaited<ReturnType<typeof startKube>>, namespace: string): Promise<number> {
+async function bareAllRunning(
+  kube: Awaited<ReturnType<typeof startKube>>,
+  namespace: string,
+  withClaims = false,
+): Promise<number> {
   const config = kube.config();
   // The same keep-alive client the provider uses, so the comparison is of the work, not of TLS handshakes.
   const core = apiClient(config, CoreV1Api);
@@ -73,7 +78,16 @@ async function bareAllRunning(kube: Awaited<ReturnType<typeof startKube>>, names
     Array.from({ length: count }, (_, i) => `bare-${i}`),
     concurrency,
     async (name) => {
-      await core.createNamespacedPod({ namespace, body: bare(name) });
+      if (withClaims) {
+        await core.createNamespacedPersistentVolumeClaim({
+          namespace,
+          body: {
+            metadata: { name },
+            spec: { accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+          },
+        });
+      }
+      await core.createNamespacedPod({ namespace, body: bare(name, withClaims ? name : undefined) });
     },
   );
   await all;
@@ -95,11 +109,16 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
   });
   try {
     await createTestNamespace(kube, "bench-bare");
+    await createTestNamespace(kube, "bench-claims");
     await createTestNamespace(kube, "bench-cvm", { "pod-security.kubernetes.io/enforce": "privileged" });
 
     log(`creating ${count} bare Pods through the API`);
     const bareSeconds = await bareAllRunning(kube, "bench-bare");
     log(`bare Pods: all ${count} running in ${bareSeconds.toFixed(1)} s`);
+
+    log(`creating ${count} bare Pods, each with its own claim, through the API`);
+    const claimsSeconds = await bareAllRunning(kube, "bench-claims", true);
+    log(`bare Pods with claims: all ${count} running in ${claimsSeconds.toFixed(1)} s`);
 
     log(`creating ${count} environments through cvm's kubernetes provider`);
     const { stdout, stderr } = await execFileAsync(
@@ -124,6 +143,14 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
         ratio,
         target: "<= 2x bare Pods",
         pass: ratio <= 2,
+      },
+      {
+        // Each environment has its home claim; this isolates cvm's own cost from the cluster's storage pipeline.
+        name: `${count} environments vs Pods with claims`,
+        value: load.seconds,
+        unit: "s",
+        baseline: `${count} bare Pods with a claim each: ${claimsSeconds.toFixed(1)} s`,
+        ratio: load.seconds / claimsSeconds,
       },
       {
         name: `provider process RSS at ${count} environments`,

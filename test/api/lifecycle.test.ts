@@ -340,6 +340,24 @@ describe("environment lifecycle (sqlite, docker provider)", { skip }, () => {
     assert.match(after.stateReason ?? "", /workload vanished/);
   });
 
+  test("a server stopped in the middle of a build records it as interrupted, and the environment can be deleted", async (context) => {
+    const created = await member.createEnvironment({ name: "cut", image: image as string });
+    await t.restart();
+    const environment = await member.environment(created.id);
+    if (environment.state === "running") {
+      context.skip("the build finished before the server stopped");
+    } else {
+      assert.equal(environment.state, "failed");
+      assert.match(environment.stateReason ?? "", /interrupted/);
+      assert.equal((await member.builds("cut")).items[0].outcome, "failed");
+    }
+    await member.deleteEnvironment("cut");
+    const provider = await openProvider();
+    const left = (await provider.listWorkloads()).filter((w) => w.environmentId === created.id);
+    await provider.close();
+    assert.deepEqual(left, []);
+  });
+
   test("delete removes the environment; the audit log keeps every action", async () => {
     await member.deleteEnvironment("dev");
     await assert.rejects(member.environment("dev"), (e: ApiError) => e.status === 404);

@@ -264,6 +264,23 @@ describe("kubernetes provider on a real API server", { skip: unavailable, timeou
     assert.equal(await claimExists(env.id), false, "delete removes the claim");
   });
 
+  test("a dropped watch resumes by itself and sees what changed meanwhile", async () => {
+    const watcher = await open();
+    try {
+      const env = environment();
+      watcher.interruptWatch();
+      // Changes while the watch is down: a Pod appears and runs.
+      await provider.build(env, recorder().context);
+      await waitFor(async () => (await watcher.observe(env)).running);
+      assert.ok(watcher.watchRestarts >= 1, "the watch dropped and resumed");
+      watcher.interruptWatch();
+      await provider.remove(env, { keepHome: false });
+      await waitFor(async () => !(await watcher.observe(env)).exists);
+    } finally {
+      await watcher.close();
+    }
+  });
+
   test("a server restarted mid-build adopts the Pod it finds instead of making another", async () => {
     // More CPU than any node has: the Pod waits for the scheduler, mid-build.
     const env = environment({ cpu: 100 });

@@ -140,6 +140,11 @@ export class KubernetesProvider implements Provider {
     }
   }
 
+  /** Cuts the Pod watch's connection as a network fault would (tests); it resumes by itself. */
+  interruptWatch(): void {
+    this.watch.interrupt();
+  }
+
   /** How many times the Pod watch dropped and resumed. */
   get watchRestarts(): number {
     return this.watch.restarts;

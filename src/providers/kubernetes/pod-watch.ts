@@ -130,6 +130,11 @@ export class PodWatch {
     await this.follow();
   }
 
+  /** Cuts the watch's connection as a network fault would; it resumes by itself (tests use this). */
+  interrupt(): void {
+    this.request?.abort();
+  }
+
   /** The environment's Pod as last seen. */
   get(environmentId: string): V1Pod | undefined {
     return this.pods.get(environmentId);

@@ -17,5 +17,7 @@ export default defineConfig({
     target: "es2022",
     sourcemap: false,
     chunkSizeWarningLimit: 600,
+    // The timing report fires on any busy machine (CI shares its cores); it is noise in test output.
+    rolldownOptions: { checks: { bundlerTimings: false } },
   },
 });

@@ -8,10 +8,14 @@
  * the server would, so its RSS is the provider's and not this harness's.
  */
 
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, openSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { CoreV1Api, makeInformer, type V1Pod } from "@kubernetes/client-node";
+import { CvmClient } from "../../src/client/index.js";
 import { apiClient } from "../../src/providers/kubernetes/api-client.js";
 import { createTestNamespace, startKube } from "../../test/harness/kube.js";
 import type { BenchContext, BenchResult } from "../types.js";
@@ -96,6 +100,96 @@ async function bareAllRunning(
   return seconds;
 }
 
+/** The RSS of a process, from the kernel's own accounting. */
+function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+/**
+ * The same through a real `cvm server --provider kubernetes` process: N
+ * creates through the API, all reaching running, and the server's RSS then.
+ */
+async function serverLoad(
+  kube: Awaited<ReturnType<typeof startKube>>,
+  namespace: string,
+  artifacts: string,
+): Promise<ProviderLoadResult> {
+  const port = 17000 + (process.pid % 1000);
+  const dataDir = mkdtempSync(join(tmpdir(), "cvm-bench-k8s-"));
+  const server = spawn(
+    join(import.meta.dirname, "..", "..", "bin", "cvm"),
+    [
+      "server",
+      "--provider",
+      "kubernetes",
+      "--kubeconfig",
+      kube.kubeconfig,
+      "--namespace",
+      namespace,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--data-dir",
+      dataDir,
+      "--log-level",
+      "warn",
+    ],
+    {
+      stdio: [
+        "ignore",
+        openSync(join(artifacts, "cvm-server.log"), "a"),
+        openSync(join(artifacts, "cvm-server.log"), "a"),
+      ],
+    },
+  );
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 60_000;
+    while (
+      !(await fetch(`${url}/healthz`)
+        .then((r) => r.ok)
+        .catch(() => false))
+    ) {
+      if (Date.now() > deadline || server.exitCode !== null)
+        throw new Error("cvm server did not start (see cvm-server.log)");
+      await sleep(200);
+    }
+    const admin = new CvmClient({ baseUrl: url });
+    admin.token = (
+      await admin.createFirstAdmin({ email: "bench@example.com", password: "correct horse battery" })
+    ).token;
+    await admin.updateInfrastructure({ cvmEnabled: true, force: true });
+    const begun = performance.now();
+    await inBatches(
+      Array.from({ length: count }, (_, i) => i),
+      concurrency,
+      async (i) => {
+        await admin.createEnvironment({
+          name: `bench-${i}`,
+          image: "debian:12",
+          cvm: true,
+          cpu: 0.25,
+          memoryGiB: 0.25,
+          diskGiB: 1,
+        });
+      },
+    );
+    // The bench asks once a second how many run; the server itself watches, never polls.
+    let running = 0;
+    while (running < count && performance.now() - begun < 20 * 60_000) {
+      running = (await admin.listEnvironments({ state: "running", owner: "me" })).items.length;
+      const failed = (await admin.listEnvironments({ state: "failed", owner: "me" })).items;
+      if (failed.length > 0) throw new Error(`${failed.length} environments failed; first: ${failed[0].stateReason}`);
+      if (running < count) await sleep(1000);
+    }
+    const seconds = (performance.now() - begun) / 1000;
+    return { seconds, rssMiB: rssMiB(server.pid ?? 0), running };
+  } finally {
+    server.kill("SIGTERM");
+    await new Promise((resolve) => server.once("exit", resolve));
+  }
+}
+
 export async function run(context?: BenchContext): Promise<BenchResult[]> {
   const log = context?.log ?? ((line: string) => console.log(line));
   const kube = await startKube({
@@ -133,10 +227,44 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
     );
     if (load.running !== count) throw new Error(`only ${load.running} of ${count} environments reached running`);
 
+    await createTestNamespace(kube, "bench-server", { "pod-security.kubernetes.io/enforce": "privileged" });
+    log(`creating ${count} environments through a cvm server (--provider kubernetes) over its API`);
+    const served = await serverLoad(kube, "bench-server", context?.artifacts ?? tmpdir());
+    log(
+      `cvm server: ${served.running} of ${count} running in ${served.seconds.toFixed(1)} s; server RSS ${served.rssMiB.toFixed(0)} MiB`,
+    );
+    if (served.running !== count) throw new Error(`only ${served.running} of ${count} environments reached running`);
+
     const ratio = load.seconds / bareSeconds;
+    const serverRatio = served.seconds / bareSeconds;
     return [
       {
-        name: `${count} environments to running (kwok)`,
+        name: `${count} environments through cvm server to running (kwok)`,
+        value: served.seconds,
+        unit: "s",
+        baseline: `${count} bare Pods through the API: ${bareSeconds.toFixed(1)} s`,
+        ratio: serverRatio,
+        target: "<= 2x bare Pods",
+        pass: serverRatio <= 2,
+      },
+      {
+        name: `${count} environments through cvm server vs Pods with claims`,
+        value: served.seconds,
+        unit: "s",
+        baseline: `${count} bare Pods with a claim each: ${claimsSeconds.toFixed(1)} s`,
+        ratio: served.seconds / claimsSeconds,
+      },
+      {
+        name: `cvm server RSS at ${count} environments`,
+        value: served.rssMiB,
+        unit: "MiB",
+        baseline: "300 MiB target",
+        ratio: served.rssMiB / 300,
+        target: "< 300 MiB",
+        pass: served.rssMiB < 300,
+      },
+      {
+        name: `${count} environments through the provider alone to running (kwok)`,
         value: load.seconds,
         unit: "s",
         baseline: `${count} bare Pods through the API: ${bareSeconds.toFixed(1)} s`,

@@ -6,7 +6,7 @@
  * benchmark needs, then serves until killed.
  */
 
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -81,5 +81,8 @@ process.stdout.write(
   `${JSON.stringify({ url: server.url, memberToken, adminToken, memberEnvironment, total: ids.length })}\n`,
 );
 process.on("SIGTERM", () => {
-  void server.close().finally(() => process.exit(0));
+  void server
+    .close()
+    .finally(() => rmSync(dataDir, { recursive: true, force: true }))
+    .finally(() => process.exit(0));
 });

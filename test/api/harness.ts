@@ -32,14 +32,21 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** The real docker provider on the test engine; the caller closes it. */
-export function openProvider(): Promise<Provider> {
-  return createProvider({
+/** The real docker provider on the test engine; the caller closes it (which removes its scratch directory). */
+export async function openProvider(): Promise<Provider> {
+  const dataDir = mkdtempSync(join(tmpdir(), "cvm-api-provider-"));
+  const provider = await createProvider({
     kind: "docker",
-    dataDir: mkdtempSync(join(tmpdir(), "cvm-api-provider-")),
+    dataDir,
     logger: pino({ level: "silent" }),
     dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
   });
+  const close = provider.close.bind(provider);
+  provider.close = async () => {
+    await close();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  return provider;
 }
 
 export const password = "correct horse battery";

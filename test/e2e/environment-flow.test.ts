@@ -203,6 +203,12 @@ async function flow(
   await page.waitForFunction(() =>
     [...document.querySelectorAll(".xterm-rows > div")].some((row) => row.textContent?.trim() === "pasted-42"),
   );
+  // Copy: select a word with a double click, then the Copy button puts it on the clipboard.
+  const word = await page.locator(".xterm-rows > div", { hasText: /^pasted-42\s*$/ }).boundingBox();
+  assert.ok(word, "the pasted-42 line is on screen");
+  await page.mouse.dblclick(word.x + 12, word.y + word.height / 2);
+  await page.getByRole("button", { name: "Copy" }).click();
+  await page.waitForFunction(async () => (await navigator.clipboard.readText()) === "pasted-42");
 
   // A network drop: the terminal says so, reconnects by itself, and works again.
   // The browser reports the reset streams; those are the point here.

@@ -135,6 +135,7 @@ async function serve(
     dockerHost: options.dockerHost,
     kubeconfig: options.kubeconfig,
     namespace: options.namespace,
+    dataDir: options.dataDir,
   });
   const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
   const deps = {

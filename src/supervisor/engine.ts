@@ -15,6 +15,7 @@ import Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { CvmError } from "../core/errors.js";
 import { type EngineNetwork, ensureBridge, removeNetwork } from "./engine-network.js";
+import { raiseNodeLimits } from "./node-limits.js";
 
 const run = promisify(execFile);
 
@@ -181,6 +182,7 @@ export class CvmEngine {
   private startedHere = false;
   private lastHealthy = 0;
   private healthTimer?: NodeJS.Timeout;
+  private limitsChecked = false;
   network?: EngineNetwork;
   root?: RemappedRoot;
 
@@ -211,6 +213,13 @@ export class CvmEngine {
   }
 
   private async bringUp(): Promise<void> {
+    if (!this.limitsChecked) {
+      this.limitsChecked = true;
+      for (const change of await raiseNodeLimits()) {
+        if (change.problem) this.logger.warn(change, "could not raise a per-user kernel limit that CVMs share");
+        else this.logger.info(change, "raised a per-user kernel limit that CVMs share");
+      }
+    }
     if (await ping(this.docker)) {
       if (!this.network) {
         this.root = await remappedRoot();

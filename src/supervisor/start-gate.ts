@@ -79,28 +79,36 @@ export async function gateState(pid: number): Promise<GateState> {
   if (name === undefined) return "gone";
   if (name === gateComm) return "held";
   if (name === reaperComm) return "reaper";
-  if (name.startsWith("runc:")) return "starting";
+  if (name === "runc" || name.startsWith("runc:")) return "starting";
   return "init";
 }
 
 /**
  * Releases the gate of the container whose PID 1 is `pid` (as the node sees
- * it). A signal reaches a namespace's init only once it has a handler, so one
- * sent before the gate installed its handler is lost: repeat until PID 1 is
- * no longer the holding gate.
+ * it). Released means: the gate was seen holding, then PID 1 became something
+ * else. Before the gate runs, PID 1 is runc's own init under names that vary
+ * ("runc:[2:INIT]", a re-executed copy of runc), so nothing but the gate's own
+ * name counts as a sign. A signal reaches a namespace's init only once it has
+ * a handler, so one sent before the gate installed its handler is lost:
+ * repeat until PID 1 is no longer the holding gate.
  */
-export async function releaseGate(pid: number, how: Release, timeoutMs = 10_000): Promise<void> {
+export async function releaseGate(pid: number, how: Release, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let seenHeld = false;
   for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
     const state = await gateState(pid);
     if (state === "gone") throw new CvmError("INTERNAL", "The CVM's init exited before it was released");
-    if (state !== "held") return;
-    if (Date.now() > deadline)
-      throw new CvmError("INTERNAL", `The CVM's start gate did not open within ${timeoutMs} ms`);
-    try {
-      process.kill(pid, releaseSignal[how]);
-    } catch {
-      // Gone between the check and the signal: the next check says so.
+    if (state === "reaper" || (seenHeld && state !== "held")) return;
+    if (Date.now() > deadline) {
+      throw new CvmError("INTERNAL", `The CVM's start gate did not open within ${timeoutMs} ms (PID 1: ${state})`);
+    }
+    if (state === "held") {
+      seenHeld = true;
+      try {
+        process.kill(pid, releaseSignal[how]);
+      } catch {
+        // Gone between the check and the signal: the next check says so.
+      }
     }
     await sleep(wait);
   }

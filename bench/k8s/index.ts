@@ -199,7 +199,8 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
       kernelVersion: "5.15.0-1049-gke",
       osImage: "Ubuntu 22.04.3 LTS",
     })),
-    podsPerNode: 400,
+    // Room for every Pod the bench makes: bare, bare with claims, provider, server (4 x 500).
+    podsPerNode: 700,
   });
   try {
     await createTestNamespace(kube, "bench-bare");

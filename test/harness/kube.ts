@@ -333,7 +333,13 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
   const etcdDir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : "/tmp", "cvm-etcd-"));
   const dir = mkdtempSync(join("/tmp", "cvm-kube-"));
   const procs: Proc[] = [];
+  // A test process that dies (a timeout, ^C) takes its control plane with it.
+  const killAll = () => {
+    for (const { child } of procs) if (child.exitCode === null) child.kill("SIGKILL");
+  };
+  process.once("exit", killAll);
   const stop = async () => {
+    process.off("exit", killAll);
     for (const proc of [...procs].reverse()) await stopProcess(proc);
     rmSync(etcdDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });

@@ -36,7 +36,11 @@ profile ${name} flags=(attach_disconnected,mediate_deleted) {
 
   deny @{PROC}/* w,
   deny @{PROC}/{[^1-9],[^1-9][^0-9],[^1-9s][^0-9y][^0-9s],[^1-9][^0-9][^0-9][^0-9/]*}/** w,
-  deny @{PROC}/sys/[^k]** w,
+  # /proc/sys/net is per network namespace: a nested container's runtime sets its own net sysctls there.
+  deny @{PROC}/sys/[^kn]** w,
+  deny @{PROC}/sys/n[^e]** w,
+  deny @{PROC}/sys/ne[^t]** w,
+  deny @{PROC}/sys/net[^/]** w,
   deny @{PROC}/sys/kernel/{?,??,[^s][^h][^m]**} w,
   deny @{PROC}/sysrq-trigger rwklx,
   deny @{PROC}/kcore rwklx,

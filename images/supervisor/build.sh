@@ -28,9 +28,11 @@ esac
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/opt/cvm"
-(cd "$root" && tar -cf - package.json package-lock.json bin src) | tar -xf - -C "$stage/opt/cvm"
-(cd "$stage/opt/cvm" && npm ci --omit=dev --ignore-scripts=false --no-audit --no-fund >/dev/null)
-# tsx runs the TypeScript sources; it is a production dependency of cvm.
+(cd "$root" && tar -cf - package.json package-lock.json bin src node_modules) | tar -xf - -C "$stage/opt/cvm"
+# The checkout's installed modules (native ones built for this platform), less
+# the development ones: offline, no registry needed. tsx, which runs the
+# TypeScript sources, is a production dependency.
+(cd "$stage/opt/cvm" && npm prune --omit=dev --offline --no-audit --no-fund >/dev/null)
 
 mmdebstrap --variant=minbase --mode=root \
   --include=ca-certificates,docker.io,containerd,runc,iptables,kmod,procps,iproute2,passwd,uidmap,e2fsprogs,xz-utils,libstdc++6 \

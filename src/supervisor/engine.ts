@@ -7,8 +7,9 @@
  */
 
 import { execFile, spawn } from "node:child_process";
-import { chmod, chown, mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+import { chmod, chown, lstat, mkdir, open, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import Dockerode from "dockerode";
@@ -151,20 +152,25 @@ async function readPid(pidfile: string): Promise<number | undefined> {
   return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
-/**
- * Docker refuses a data root whose ancestors the remapped root cannot
- * traverse; say so before it does, with the path to fix.
- */
-async function assertTraversable(path: string, root: RemappedRoot): Promise<void> {
+/** The first directory above `path` that the remapped root cannot search, if any. */
+async function untraversable(path: string, root: RemappedRoot): Promise<string | undefined> {
   for (let dir = dirname(path); dir !== "/"; dir = dirname(dir)) {
     const info = await stat(dir);
     const bit = info.uid === root.uid ? 0o100 : info.gid === root.gid ? 0o010 : 0o001;
-    if ((info.mode & bit) === 0) {
-      throw new CvmError("UNAVAILABLE", `The remapped root (uid ${root.uid}) cannot traverse ${dir}`, {
-        detail: `cvm's engine keeps its data under ${path}; allow search on ${dir} (chmod o+x ${dir}) or choose another data dir.`,
-      });
-    }
+    if ((info.mode & bit) === 0) return dir;
   }
+  return undefined;
+}
+
+/**
+ * Where an engine lives when its data dir cannot host it: Docker refuses a
+ * remapped data root whose ancestors the remapped root cannot search, and a
+ * data dir in a private home (root's own is 0700) has such an ancestor.
+ */
+export const relocatedEnginesDir = "/var/lib/cvm-engines";
+
+export function relocatedEngineRoot(dataDir: string): string {
+  return join(relocatedEnginesDir, createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16));
 }
 
 export interface CvmEngineOptions {
@@ -244,7 +250,10 @@ export class CvmEngine {
     const log = await open(this.paths.log, "a");
     let exited: string | undefined;
     try {
-      const child = spawn("dockerd", dockerdArguments(this.paths, this.network), {
+      // Docker checks the remapped data root's ancestors as written, so it gets the real path.
+      const real = await realpath(this.paths.root);
+      const paths = { ...this.paths, dataRoot: join(real, "data"), execRoot: join(real, "exec") };
+      const child = spawn("dockerd", dockerdArguments(paths, this.network), {
         detached: true,
         stdio: ["ignore", log.fd, log.fd],
         cwd: this.paths.root,
@@ -270,6 +279,7 @@ export class CvmEngine {
   }
 
   private async prepareDirectories(root: RemappedRoot): Promise<void> {
+    await this.placeRoot(root);
     await mkdir(this.paths.root, { recursive: true });
     // Root-only, except that the remapped root may traverse (not list) it: Docker
     // requires that of every ancestor of a remapped data root.
@@ -278,7 +288,29 @@ export class CvmEngine {
     await mkdir(this.paths.bin, { recursive: true, mode: 0o755 });
     const hostConfig = await readFile("/etc/docker/daemon.json", "utf8").catch(() => undefined);
     await writeFile(this.paths.config, `${JSON.stringify(engineConfig(hostConfig), null, 2)}\n`, { mode: 0o600 });
-    await assertTraversable(this.paths.dataRoot, root);
+    const blocked = await untraversable(join(await realpath(this.paths.root), "data"), root);
+    if (blocked) {
+      throw new CvmError("UNAVAILABLE", `The remapped root (uid ${root.uid}) cannot traverse ${blocked}`, {
+        detail: `cvm's engine keeps its data under ${this.paths.root}; allow search on ${blocked} (chmod o+x ${blocked}).`,
+      });
+    }
+  }
+
+  /** Links `<dataDir>/engine` to a relocated root when the data dir's ancestors are closed to the remapped root. */
+  private async placeRoot(root: RemappedRoot): Promise<void> {
+    if (await lstat(this.paths.root).catch(() => undefined)) return;
+    const dataDir = dirname(this.paths.root);
+    await mkdir(dataDir, { recursive: true });
+    const blocked = await untraversable(this.paths.root, root);
+    if (!blocked) return;
+    const relocated = relocatedEngineRoot(dataDir);
+    await mkdir(relocated, { recursive: true });
+    await chmod(relocatedEnginesDir, 0o711);
+    await symlink(relocated, this.paths.root);
+    this.logger.info(
+      { engine: relocated, blocked },
+      "the data dir is closed to the remapped root: the engine lives elsewhere",
+    );
   }
 
   private async waitForPing(timeoutMs: number, gaveUp: () => boolean = () => false): Promise<boolean> {

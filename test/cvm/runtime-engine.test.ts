@@ -7,12 +7,16 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readFile, rm } from "node:fs/promises";
+import { chmod, lstat, mkdtemp, readFile, readlink, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import Dockerode from "dockerode";
+import pino from "pino";
 import { CvmError } from "../../src/core/errors.js";
+import { CvmEngine, relocatedEngineRoot } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import {
   dataDir,
@@ -194,4 +198,22 @@ test("close() stops the engine it started and leaves nothing mounted under it", 
   assert.ok(!stdout.includes(`${dataDir}`));
   // The next use starts it again.
   assert.deepEqual(await supervisor.listWorkloads(), []);
+});
+
+test("a data dir in a home closed to the remapped root (root's own is 0700): the engine lives elsewhere and starts", async () => {
+  const privateHome = await mkdtemp(join(tmpdir(), "cvm-private-home-"));
+  await chmod(privateHome, 0o700);
+  const closedDataDir = join(privateHome, ".local", "share", "cvm");
+  const closed = new CvmEngine({ dataDir: closedDataDir, logger: pino({ level: "silent" }) });
+  try {
+    const docker = await closed.ensure();
+    const info = await docker.info();
+    assert.ok((await lstat(join(closedDataDir, "engine"))).isSymbolicLink());
+    assert.equal(await readlink(join(closedDataDir, "engine")), relocatedEngineRoot(closedDataDir));
+    assert.ok(info.DockerRootDir.startsWith(relocatedEngineRoot(closedDataDir)), info.DockerRootDir);
+  } finally {
+    await closed.close();
+    await rm(relocatedEngineRoot(closedDataDir), { recursive: true, force: true });
+    await rm(privateHome, { recursive: true, force: true });
+  }
 });

@@ -14,6 +14,7 @@ import * as env from "./env.js";
 import * as image from "./image.js";
 import * as server from "./server.js";
 import * as ssh from "./ssh.js";
+import * as supervisor from "./supervisor.js";
 import * as users from "./users.js";
 
 const program = new Command("cvm")
@@ -21,7 +22,7 @@ const program = new Command("cvm")
   .showHelpAfterError()
   .enablePositionalOptions();
 
-for (const group of [auth, users, admin, env, ssh, server, image, doctor, cluster]) group.register(program);
+for (const group of [auth, users, admin, env, ssh, server, image, doctor, cluster, supervisor]) group.register(program);
 
 function report(error: unknown): void {
   const body =

@@ -82,6 +82,11 @@ export interface SupervisorReport {
 
 export interface Provider {
   readonly name: "docker" | "kubernetes";
+  /**
+   * Whether build() finds and continues a workload that an interrupted build
+   * of the same build id left behind, so a restarted server can resume it.
+   */
+  readonly resumesBuilds?: boolean;
   /** Pull, create and start; returns once the environment is ready, or throws with a reason. */
   build(environment: Environment, context: BuildContext): Promise<Observation>;
   /** Starts an existing, stopped workload; rebuilds it if the workload is gone. */

@@ -270,8 +270,17 @@ export class EnvironmentService {
       await this.mutex.run(listed.id, async () => {
         const environment = await store.environments.get(listed.id);
         if (!environment || this.live.has(environment.id)) return;
-        const reason = await this.reconcileReason(environment, withWorkload.has(environment.id));
+        const hasWorkload = withWorkload.has(environment.id);
+        const reason = await this.reconcileReason(environment, hasWorkload);
         if (!reason) return;
+        if (this.resumable(environment, hasWorkload) && environment.buildId) {
+          await this.appendLog(
+            environment.buildId,
+            `build resumed after ${reason}: continuing with the workload found`,
+          );
+          this.launch(environment, environment.buildId, "create", {});
+          return;
+        }
         await this.settleFailure(environment.id, reason, reconcilable);
         report.vanished.push({ id: environment.id, name: environment.name, reason });
       });
@@ -459,6 +468,7 @@ export class EnvironmentService {
     const started = performance.now();
     const log = (text: string) => this.appendLog(buildId, text).then(() => undefined);
     let outcome: Outcome = "failed";
+    let suspended = false;
     try {
       const context: BuildContext = {
         settings: await this.deps.settings.get(),
@@ -479,7 +489,10 @@ export class EnvironmentService {
       outcome = await this.settleSuccess(id, observation);
     } catch (error) {
       const reason = signal.aborted ? messageOf(signal.reason) : messageOf(error);
-      if (signal.aborted && reason !== serverStopping) {
+      if (signal.aborted && reason === serverStopping && provider.resumesBuilds) {
+        suspended = true;
+        await log("server stopping: the build goes on when a server starts again").catch(() => undefined);
+      } else if (signal.aborted && reason !== serverStopping) {
         outcome = await this.outcomeNow(id);
         await log(`build ended: ${reason}`).catch(() => undefined);
       } else {
@@ -488,21 +501,33 @@ export class EnvironmentService {
         outcome = await this.settleFailure(id, signal.aborted ? `interrupted: ${reason}` : reason, buildingStates);
       }
     } finally {
-      await store.builds.finish(buildId, outcome, now()).catch((error) => {
-        logger.error({ err: error, buildId }, "could not record the build's end");
-      });
+      if (!suspended) {
+        await store.builds.finish(buildId, outcome, now()).catch((error) => {
+          logger.error({ err: error, buildId }, "could not record the build's end");
+        });
+      }
       metrics.buildDuration.observe({ outcome }, (performance.now() - started) / 1000);
       bus.buildActivity(buildId, outcome);
     }
   }
 
-  /** ctx.enter: moves between build states; refuses once someone else has moved the environment out of them. */
+  /** An interrupted build whose workload is still there, on a provider that can pick it up again. */
+  private resumable(environment: Environment, hasWorkload: boolean): boolean {
+    return Boolean(this.deps.provider.resumesBuilds) && hasWorkload && buildingStates.includes(environment.state);
+  }
+
+  /**
+   * ctx.enter: moves between build states; refuses once someone else has moved
+   * the environment out of them. A build never moves backwards: entering a
+   * state it is already past (a resumed build retracing its steps) changes nothing.
+   */
   private async advance(id: string, state: EnvironmentState, signal: AbortSignal): Promise<void> {
     for (let attempt = 0; attempt < 10; attempt++) {
       signal.throwIfAborted();
       const current = await this.deps.store.environments.get(id);
       if (!current) throw new CvmError("NOT_FOUND", "the environment is gone");
       if (current.state === state) return;
+      if (buildingStates.indexOf(state) < buildingStates.indexOf(current.state)) return;
       if (!buildingStates.includes(current.state)) {
         throw new CvmError("CONFLICT", `the environment is ${current.state} now`);
       }

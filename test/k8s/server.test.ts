@@ -23,8 +23,11 @@ import { createTestNamespace, type Kube, kubeSuiteTimeoutMs, kubeUnavailable, st
 const unavailable = kubeUnavailable();
 const password = "correct horse battery";
 
-async function serverFor(kube: Kube, namespace: string): Promise<{ server: RunningServer; admin: CvmClient }> {
-  const dataDir = mkdtempSync(join(tmpdir(), "cvm-k8s-server-"));
+async function serverFor(
+  kube: Kube,
+  namespace: string,
+  dataDir = mkdtempSync(join(tmpdir(), "cvm-k8s-server-")),
+): Promise<{ server: RunningServer; admin: CvmClient }> {
   const server = await startServer({
     listen: "127.0.0.1:0",
     dataDir,
@@ -35,10 +38,13 @@ async function serverFor(kube: Kube, namespace: string): Promise<{ server: Runni
     webRoot: join(dataDir, "no-dashboard"),
   });
   const admin = new CvmClient({ baseUrl: server.url });
-  const session = await admin.createFirstAdmin({ email: "admin@example.com", password });
-  admin.token = session.token;
-  // The cluster checks are the doctor's business (and tested there); here CVMs are simply on.
-  await admin.updateInfrastructure({ cvmEnabled: true, force: true });
+  if ((await admin.setupStatus()).needsFirstAdmin) {
+    admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
+    // The cluster checks are the doctor's business (and tested there); here CVMs are simply on.
+    await admin.updateInfrastructure({ cvmEnabled: true, force: true, limits: { maxCpu: 128 } });
+  } else {
+    admin.token = (await admin.login({ email: "admin@example.com", password })).token;
+  }
   return { server, admin };
 }
 
@@ -119,6 +125,52 @@ describe("cvm server with the kubernetes provider", { skip: unavailable, timeout
       await assert.rejects(core.readNamespacedSecret({ name: names.secret, namespace }), { code: 404 });
     } finally {
       await server.close();
+    }
+  });
+
+  test("a server restarted mid-build resumes the build with the Pod it finds", async () => {
+    const namespace = `cvm-srv-restart-${process.pid}`;
+    await createTestNamespace(kube, namespace, { "pod-security.kubernetes.io/enforce": "privileged" });
+    const dataDir = mkdtempSync(join(tmpdir(), "cvm-k8s-server-"));
+    const first = await serverFor(kube, namespace, dataDir);
+    // More CPU than any node has: the Pod waits for the scheduler, mid-build.
+    const created = await first.admin.createEnvironment({ name: "big", image: "debian:12", cvm: true, cpu: 100 });
+    const names = objectNames(created.id);
+    const deadline = Date.now() + 60_000;
+    let waiting = false;
+    while (!waiting && Date.now() < deadline) {
+      for await (const line of first.admin.logs(created.id)) {
+        if (!("end" in line) && line.text.startsWith("not scheduled:")) waiting = true;
+      }
+      if (!waiting) await sleep(200);
+    }
+    assert.ok(waiting, "the build waits for the scheduler");
+    const before = await core.readNamespacedPod({ name: names.pod, namespace });
+    await first.server.close();
+
+    const second = await serverFor(kube, namespace, dataDir);
+    try {
+      await core.createNode({
+        body: {
+          metadata: {
+            name: `kwok-big-${process.pid}`,
+            annotations: { "kwok.x-k8s.io/node": "fake" },
+            labels: { "kubernetes.io/hostname": `kwok-big-${process.pid}`, type: "kwok" },
+          },
+          status: {
+            allocatable: { cpu: "128", memory: "512Gi", pods: "110" },
+            capacity: { cpu: "128", memory: "512Gi", pods: "110" },
+          },
+        },
+      });
+      const running = await until(second.admin, created.id, ["running", "failed"]);
+      assert.equal(running.state, "running", running.stateReason);
+      assert.equal(running.buildId, created.buildId, "the same build, resumed");
+      const after = await core.readNamespacedPod({ name: names.pod, namespace });
+      assert.equal(after.metadata?.uid, before.metadata?.uid, "the same Pod, adopted");
+      await second.admin.deleteEnvironment(created.id);
+    } finally {
+      await second.server.close();
     }
   });
 });

@@ -99,6 +99,7 @@ interface LiveBuild {
 
 export class KubernetesProvider implements Provider {
   readonly name = "kubernetes" as const;
+  readonly resumesBuilds = true;
   private readonly core: CoreV1Api;
   private readonly watch: PodWatch;
   private readonly logger: Logger;

@@ -11,25 +11,7 @@ import type Dockerode from "dockerode";
 import type { RegistryCredentials } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { isImageReference, parseImageReference } from "../core/image-reference.js";
-
-export type PullFailure = "auth" | "tls" | "not-found" | "disk-full" | "unreachable" | "transient" | "other";
-
-/** Engine error text → what kind of failure it is. First match wins. */
-const failurePatterns: [RegExp, PullFailure][] = [
-  [/no space left on device|disk quota exceeded/i, "disk-full"],
-  [
-    /unauthorized|authentication required|no basic auth credentials|denied: requested access|incorrect username or password|401/i,
-    "auth",
-  ],
-  [/x509|certificate|tls:|server gave HTTP response to HTTPS client/i, "tls"],
-  [/manifest unknown|not found|does not exist|no such image|name unknown|404/i, "not-found"],
-  [/no such host|connection refused|network is unreachable|dial tcp|i\/o timeout|lookup /i, "unreachable"],
-  [/timeout|temporar|connection reset|EOF|50[0234]|too many requests|429/i, "transient"],
-];
-
-export function classifyPullError(message: string): PullFailure {
-  return failurePatterns.find(([pattern]) => pattern.test(message))?.[1] ?? "other";
-}
+import { classifyPullError, type PullFailure, retryablePullFailures } from "../core/pull-failure.js";
 
 const failureAdvice: Record<PullFailure, string> = {
   auth: "The registry refused the credentials: check the environment's registry username and password.",
@@ -51,9 +33,6 @@ const failureCode: Record<PullFailure, "BAD_REQUEST" | "UNAVAILABLE"> = {
   transient: "UNAVAILABLE",
   other: "UNAVAILABLE",
 };
-
-/** Worth another try: the same request may succeed in a moment. */
-const retryable: ReadonlySet<PullFailure> = new Set(["transient", "unreachable"]);
 
 export interface PullOptions {
   credentials?: RegistryCredentials;
@@ -139,7 +118,7 @@ export async function ensureImage(
       const kind = classifyPullError(message);
       last = { kind, message };
       // A name only the node's engine knows is not worth retrying against a registry.
-      if (!retryable.has(kind) || (kind === "unreachable" && !registryOf(image))) break;
+      if (!retryablePullFailures.has(kind) || (kind === "unreachable" && !registryOf(image))) break;
       if (attempt < attempts) {
         const wait = 500 * 2 ** (attempt - 1);
         await options.log(`pull failed (${kind}: ${message}); retrying in ${wait / 1000} s`);

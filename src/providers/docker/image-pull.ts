@@ -11,25 +11,7 @@ import type Dockerode from "dockerode";
 import type { RegistryCredentials } from "../../core/environment.js";
 import { CvmError, type ErrorCode } from "../../core/errors.js";
 import { isImageReference, parseImageReference } from "../../core/image-reference.js";
-
-export type PullFailure = "auth" | "tls" | "not-found" | "disk-full" | "unreachable" | "transient" | "other";
-
-/** The engine's error text -> what kind of failure it is; the first match wins. */
-const failurePatterns: [RegExp, PullFailure][] = [
-  [/no space left on device|disk quota exceeded/i, "disk-full"],
-  [
-    /unauthorized|authentication required|no basic auth credentials|denied|incorrect username or password|\b401\b/i,
-    "auth",
-  ],
-  [/x509|certificate|tls:|server gave HTTP response to HTTPS client/i, "tls"],
-  [/manifest unknown|not found|does not exist|no such image|name unknown|\b404\b/i, "not-found"],
-  [/no such host|connection refused|network is unreachable|dial tcp|lookup /i, "unreachable"],
-  [/timeout|temporar|connection reset|EOF|\b50[0234]\b|too many requests|\b429\b/i, "transient"],
-];
-
-export function classifyPullError(message: string): PullFailure {
-  return failurePatterns.find(([pattern]) => pattern.test(message))?.[1] ?? "other";
-}
+import { classifyPullError, type PullFailure, retryablePullFailures } from "../../core/pull-failure.js";
 
 const failures: Record<PullFailure, { code: ErrorCode; says: string }> = {
   auth: {
@@ -49,9 +31,6 @@ const failures: Record<PullFailure, { code: ErrorCode; says: string }> = {
   transient: { code: "UNAVAILABLE", says: "its registry kept failing; try again later" },
   other: { code: "UNAVAILABLE", says: "the engine could not pull it" },
 };
-
-/** Failures the same request may not meet a moment later. */
-const retryable: ReadonlySet<PullFailure> = new Set(["transient", "unreachable"]);
 
 export interface PullOptions {
   credentials?: RegistryCredentials;
@@ -111,7 +90,7 @@ export async function pullImage(docker: Dockerode, image: string, options: PullO
     } catch (error) {
       const message = messageOf(error);
       failure = { kind: classifyPullError(message), message, error };
-      if (!retryable.has(failure.kind) || attempt === attempts) break;
+      if (!retryablePullFailures.has(failure.kind) || attempt === attempts) break;
       const wait = 500 * 2 ** (attempt - 1);
       await options.log(`pull failed (${failure.kind}: ${message}); retrying in ${wait / 1000} s`);
       await sleep(wait, undefined, { signal: options.signal });

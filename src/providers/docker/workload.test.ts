@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Environment } from "../../core/environment.js";
-import { classifyPullError } from "./image-pull.js";
 import { containerName, containerRequest, homeVolumeName, keepAlive, shortId } from "./workload.js";
 
 const environment = {
@@ -40,18 +39,4 @@ test("the create request applies the limits, labels and home volume, and nothing
   assert.equal(host.NetworkMode, "net-id");
   assert.equal(host.Init, true);
   assert.deepEqual(request.Entrypoint, keepAlive);
-});
-
-test("pull failures are told apart by the engine's words", () => {
-  const cases: [string, string][] = [
-    ["manifest for 127.0.0.1:5000/x:1 not found: manifest unknown", "not-found"],
-    ["Get https://r.example/v2/: unauthorized: authentication required", "auth"],
-    ['Head "http://127.0.0.1:5001/v2/cvm/private/manifests/1": no basic auth credentials', "auth"],
-    ["x509: certificate signed by unknown authority", "tls"],
-    ["write /var/lib/docker/tmp/x: no space left on device", "disk-full"],
-    ['Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host', "unreachable"],
-    ["received unexpected HTTP status: 503 Service Unavailable", "transient"],
-    ["something else", "other"],
-  ];
-  for (const [message, kind] of cases) assert.equal(classifyPullError(message), kind, message);
 });

@@ -1,9 +1,12 @@
 /**
  * The offline image builder: Debian's packages -> mmdebstrap root tarball
  * (cached by recipe hash under the machine cache) -> `docker import` into the
- * host engine -> pushed to a registry as <registry>/cvm/<name>:<hash> and :latest.
+ * host engine -> pushed to a registry as <registry>/cvm/<name>:<hash> and
+ * :latest, and the images carrying cvm itself (server, supervisor) also as
+ * :<version of package.json>.
  *
- *   node --import tsx images/build.ts [--registry HOST:PORT] [--force] [name...]
+ *   npm run images -- [--registry HOST:PORT] [--force] [name...]
+ *   npm run images -- --registry registry.example.com server supervisor
  *
  * Everything is rebuilt from the recipes on a fresh machine; on this one only
  * what a recipe change made stale. One build runs per machine at a time (a lock
@@ -12,12 +15,23 @@
 
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { bakedImagesDir, type ImageRecipe, recipeNamed, recipes } from "./recipes.js";
+import { appHash, appVersion, stageApp } from "./app-stage.js";
+import { appDir, bakedImagesDir, type DebianSuite, type ImageRecipe, recipeNamed, recipes } from "./recipes.js";
 
 const run = promisify(execFile);
 
@@ -29,12 +43,15 @@ export const imageCacheDir = join(machineCache, "images");
 const aptCacheDir = join(machineCache, "apt");
 export const defaultRegistry = process.env.CVM_TEST_REGISTRY ?? "127.0.0.1:5000";
 
-const suite = "bookworm";
-const mirrors = [
-  "deb http://deb.debian.org/debian bookworm main",
-  "deb http://deb.debian.org/debian bookworm-updates main",
-  "deb http://deb.debian.org/debian-security bookworm-security main",
-];
+const defaultSuite: DebianSuite = "bookworm";
+
+function mirrors(suite: DebianSuite): string[] {
+  return [
+    `deb http://deb.debian.org/debian ${suite} main`,
+    `deb http://deb.debian.org/debian ${suite}-updates main`,
+    `deb http://deb.debian.org/debian-security ${suite}-security main`,
+  ];
+}
 
 /** Builds started at once; the machine has two cores shared with everything else. */
 const parallelBuilds = 2;
@@ -46,6 +63,8 @@ export interface BuiltImage {
   reference: string;
   /** The local engine's own name for it, cvm/<name>:latest. */
   localName: string;
+  /** <registry>/cvm/<name>:<version>, for the images that carry cvm itself (what a chart names). */
+  versionReference?: string;
   /** The docker-save tarball, for recipes marked `saved`. */
   savedTar?: string;
 }
@@ -54,13 +73,19 @@ type Log = (line: string) => void;
 
 const hashes = new Map<string, string>();
 
-/** A recipe's hash covers the recipe, the images baked into it, the suite and this builder's version. */
+/**
+ * A recipe's hash covers the recipe, the images baked into it, the suite's
+ * mirrors, this builder's version and, for the images carrying cvm, the
+ * checkout's sources.
+ */
 export function recipeHash(recipe: ImageRecipe): string {
   const known = hashes.get(recipe.name);
   if (known) return known;
   const baked = (recipe.bakes ?? []).map((name) => recipeHash(recipeNamed(name)));
+  const suite = recipe.suite ?? defaultSuite;
+  const app = recipe.app ? appHash() : undefined;
   const hash = createHash("sha256")
-    .update(JSON.stringify({ recipe, baked, suite, mirrors, builderVersion }))
+    .update(JSON.stringify({ recipe, baked, suite, mirrors: mirrors(suite), builderVersion, app }))
     .digest("hex")
     .slice(0, 12);
   hashes.set(recipe.name, hash);
@@ -74,21 +99,12 @@ function describe(recipe: ImageRecipe, registry: string): BuiltImage {
     hash,
     reference: `${registry}/cvm/${recipe.name}:${hash}`,
     localName: `cvm/${recipe.name}:latest`,
+    versionReference: recipe.app ? `${registry}/cvm/${recipe.name}:${appVersion()}` : undefined,
     savedTar: recipe.saved ? join(imageCacheDir, `${recipe.name}-${hash}.docker.tar`) : undefined,
   };
 }
 
 const rootTarball = (recipe: ImageRecipe) => join(imageCacheDir, `${recipe.name}-${recipeHash(recipe)}.tar`);
-
-async function inRegistry(registry: string, name: string, tag: string): Promise<boolean> {
-  const response = await fetch(`http://${registry}/v2/cvm/${name}/manifests/${tag}`, {
-    method: "HEAD",
-    headers: {
-      accept: "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
-    },
-  }).catch(() => undefined);
-  return response?.ok ?? false;
-}
 
 async function docker(args: string[]): Promise<string> {
   const { stdout } = await run("docker", args, { maxBuffer: 64 * 1024 * 1024 });
@@ -96,7 +112,7 @@ async function docker(args: string[]): Promise<string> {
 }
 
 /** mmdebstrap's arguments for one recipe; the .deb files are cached per recipe between rebuilds. */
-function mmdebstrapArgs(recipe: ImageRecipe, output: string): string[] {
+function mmdebstrapArgs(recipe: ImageRecipe, output: string, app: string | undefined): string[] {
   const debs = join(aptCacheDir, recipe.name);
   mkdirSync(debs, { recursive: true });
   // The extract variant runs no customize hooks; its hooks run right after extraction instead.
@@ -109,6 +125,9 @@ function mmdebstrapArgs(recipe: ImageRecipe, output: string): string[] {
       `${hook}=echo '${baked.localName}' > "$1${bakedImagesDir}/${name}.ref"`,
     ];
   });
+  // The app goes in before the recipe's own hooks, which may build from it.
+  const copyApp = app ? [`${hook}=mkdir -p "$1${appDir}" && cp -a '${app}/.' "$1${appDir}/"`] : [];
+  const suite = recipe.suite ?? defaultSuite;
   return [
     `--variant=${recipe.variant}`,
     "--mode=root",
@@ -121,10 +140,11 @@ function mmdebstrapArgs(recipe: ImageRecipe, output: string): string[] {
     `--setup-hook=sync-in '${debs}' /var/cache/apt/archives/`,
     `${hook}=sync-out /var/cache/apt/archives '${debs}'`,
     ...bake,
+    ...copyApp,
     ...recipe.customize.map((command) => `${hook}=${command}`),
     suite,
     output,
-    ...mirrors,
+    ...mirrors(suite),
   ];
 }
 
@@ -135,16 +155,24 @@ async function buildRootTarball(recipe: ImageRecipe, log: Log): Promise<string> 
     return tarball;
   }
   const partial = `${tarball}.partial-${process.pid}`;
+  const app = recipe.app ? await stageApp(imageCacheDir, log) : undefined;
   const started = Date.now();
-  log(`${recipe.name}: mmdebstrap --variant=${recipe.variant} ${suite} (${recipe.include.join(" ")})`);
+  log(
+    `${recipe.name}: mmdebstrap --variant=${recipe.variant} ${recipe.suite ?? defaultSuite} (${recipe.include.join(" ")})`,
+  );
   try {
-    await run("mmdebstrap", mmdebstrapArgs(recipe, partial), { maxBuffer: 64 * 1024 * 1024 });
+    await run("mmdebstrap", mmdebstrapArgs(recipe, partial, app), { maxBuffer: 64 * 1024 * 1024 });
   } catch (error) {
     rmSync(partial, { force: true });
     const stderr = (error as { stderr?: string }).stderr ?? "";
     throw new Error(`mmdebstrap failed for ${recipe.name}: ${stderr.trim().split("\n").slice(-15).join("\n")}`, {
       cause: error,
     });
+  }
+  // The images carrying cvm change with every commit: only the newest root is worth its space.
+  if (recipe.app) {
+    const stale = new RegExp(`^${recipe.name}-[0-9a-f]{12}\\.tar$`);
+    for (const entry of readdirSync(imageCacheDir)) if (stale.test(entry)) rmSync(join(imageCacheDir, entry));
   }
   renameSync(partial, tarball);
   const mib = Math.round(statSync(tarball).size / 2 ** 20);
@@ -156,11 +184,12 @@ async function buildRootTarball(recipe: ImageRecipe, log: Log): Promise<string> 
 async function importAndPush(recipe: ImageRecipe, tarball: string, registry: string, log: Log): Promise<BuiltImage> {
   const image = describe(recipe, registry);
   const latest = `${registry}/cvm/${recipe.name}:latest`;
+  const version = image.versionReference ? [image.versionReference, `cvm/${recipe.name}:${appVersion()}`] : [];
   const changes = [...recipe.changes, `LABEL dev.cvm.recipe=${recipe.name} dev.cvm.recipe-hash=${image.hash}`];
   await docker(["import", ...changes.flatMap((c) => ["--change", c]), tarball, image.reference]);
-  for (const tag of [latest, image.localName]) await docker(["tag", image.reference, tag]);
-  for (const tag of [image.reference, latest]) await docker(["push", "--quiet", tag]);
-  log(`${recipe.name}: pushed ${image.reference}`);
+  for (const tag of [latest, image.localName, ...version]) await docker(["tag", image.reference, tag]);
+  for (const tag of [image.reference, latest, ...version.slice(0, 1)]) await docker(["push", "--quiet", tag]);
+  log(`${recipe.name}: pushed ${image.reference}${image.versionReference ? ` and ${image.versionReference}` : ""}`);
   if (image.savedTar && !existsSync(image.savedTar)) {
     const partial = `${image.savedTar}.partial-${process.pid}`;
     await docker(["save", "--output", partial, image.localName]);
@@ -173,7 +202,25 @@ async function importAndPush(recipe: ImageRecipe, tarball: string, registry: str
 async function isCurrent(recipe: ImageRecipe, registry: string): Promise<boolean> {
   const image = describe(recipe, registry);
   if (image.savedTar && !existsSync(image.savedTar)) return false;
-  return inRegistry(registry, recipe.name, image.hash);
+  if ((await manifestDigest(registry, recipe.name, image.hash)) === undefined) return false;
+  // The version tag follows the newest build of this checkout.
+  if (recipe.app && !(await sameManifest(registry, recipe.name, image.hash, appVersion()))) return false;
+  return true;
+}
+
+async function manifestDigest(registry: string, name: string, tag: string): Promise<string | undefined> {
+  const response = await fetch(`http://${registry}/v2/cvm/${name}/manifests/${tag}`, {
+    method: "HEAD",
+    headers: {
+      accept: "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+    },
+  }).catch(() => undefined);
+  return response?.ok ? (response.headers.get("docker-content-digest") ?? undefined) : undefined;
+}
+
+async function sameManifest(registry: string, name: string, a: string, b: string): Promise<boolean> {
+  const [first, second] = await Promise.all([manifestDigest(registry, name, a), manifestDigest(registry, name, b)]);
+  return first !== undefined && first === second;
 }
 
 async function buildOne(recipe: ImageRecipe, registry: string, force: boolean, log: Log): Promise<BuiltImage> {
@@ -292,7 +339,10 @@ async function main(): Promise<void> {
   const names = args.filter((a) => !a.startsWith("--"));
   const started = Date.now();
   const built = await buildImages({ names, registry, force });
-  for (const image of built) console.log(`${image.reference}${image.savedTar ? `  (saved: ${image.savedTar})` : ""}`);
+  for (const image of built) {
+    const also = [image.versionReference, image.savedTar && `saved: ${image.savedTar}`].filter(Boolean);
+    console.log(`${image.reference}${also.length > 0 ? `  (${also.join("; ")})` : ""}`);
+  }
   console.error(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -1,12 +1,22 @@
 /**
- * The environment images cvm builds offline from Debian's packages. Each is one
+ * The images cvm builds offline from Debian's packages: the images a team
+ * deploys (`server`, `supervisor`, carrying this checkout of cvm) and the
+ * environment images the tests and the quickstart use. Each is one
  * declarative entry: what mmdebstrap installs, the shell run on the finished
  * root ("$1" is the root), and the image config `docker import` writes. A
- * change to an entry changes its hash, and only then is it rebuilt.
+ * change to an entry (or, for the deployed images, to cvm's sources) changes
+ * its hash, and only then is it rebuilt.
  */
+
+/** Debian releases images are made from: trixie where Node.js 20 is needed (bookworm's nodejs is 18). */
+export type DebianSuite = "bookworm" | "trixie";
 
 export interface ImageRecipe {
   name: string;
+  /** The Debian release; bookworm when absent. */
+  suite?: DebianSuite;
+  /** Carries this checkout of cvm at `appDir` (sources, production modules, built dashboard); tagged with its version. */
+  app?: boolean;
   /** mmdebstrap's variant: `minbase` installs Essential plus `include`; `extract` unpacks only `include`. */
   variant: "minbase" | "extract";
   include: string[];
@@ -19,6 +29,12 @@ export interface ImageRecipe {
   /** Keep a docker-save tarball of the imported image, so other images can bake it in. */
   saved?: boolean;
 }
+
+/** Where the images that carry cvm have it; `cvm` on PATH runs it. */
+export const appDir = "/opt/cvm";
+
+/** Where the supervisor image keeps the start gate, built from this checkout (a Pod has no compiler); start-gate.ts looks there. */
+export const prebuiltGateDir = "/usr/libexec/cvm";
 
 /** Where baked image tarballs sit inside an image, and the unit that loads them. */
 export const bakedImagesDir = "/usr/share/cvm/images";
@@ -74,7 +90,65 @@ function writeFile(path: string, content: string, mode: string): string {
 
 const busyboxApplets = ["sh", "echo", "cat", "ls", "sleep", "true", "false", "env", "id", "uname", "printf", "mkdir"];
 
+/** Debian's Node.js (trixie's is 20.19) and cvm on PATH, run as its own user. */
+const appCustomize = [
+  `ln -s ${appDir}/bin/cvm "$1/usr/local/bin/cvm"`,
+  `rm -rf "$1/var/cache/apt/archives"/*.deb "$1/var/lib/apt/lists"/* "$1/usr/share/doc" "$1/usr/share/man"`,
+];
+
+/** The start gate compiled statically from the staged sources, named by its source's hash as start-gate.ts looks for it. */
+const prebuiltGate = `mkdir -p "$1${prebuiltGateDir}" && src="$1${appDir}/src/supervisor/gate/cvm-gate.c" && gcc -static -O2 -s -o "$1${prebuiltGateDir}/cvm-gate-$(sha256sum "$src" | cut -c1-12)" "$src"`;
+
 export const recipes: ImageRecipe[] = [
+  {
+    // cvm server (and every other command but the supervisor): Node.js and cvm, no engine. For Kubernetes.
+    name: "server",
+    suite: "trixie",
+    app: true,
+    variant: "minbase",
+    include: ["nodejs", "ca-certificates"],
+    customize: [
+      ...appCustomize,
+      `chroot "$1" useradd --system --uid 10001 --user-group --home-dir /var/lib/cvm --shell /usr/sbin/nologin cvm`,
+      `mkdir -p "$1/var/lib/cvm" && chroot "$1" chown cvm:cvm /var/lib/cvm`,
+    ],
+    changes: [
+      `ENV ${path}`,
+      "ENV NODE_ENV=production",
+      "USER 10001:10001",
+      "WORKDIR /var/lib/cvm",
+      `ENTRYPOINT ["cvm"]`,
+      `CMD ["server", "--provider=kubernetes", "--listen=0.0.0.0:7080", "--data-dir=/var/lib/cvm"]`,
+      "LABEL dev.cvm/component=server",
+    ],
+  },
+  {
+    // What a CVM's Pod runs: \`cvm supervisor\` with its own engine (userns-remapped to dockremap).
+    name: "supervisor",
+    suite: "trixie",
+    app: true,
+    variant: "minbase",
+    include: [
+      "nodejs",
+      "ca-certificates",
+      ...dockerPackages,
+      "kmod",
+      "procps",
+      "iproute2",
+      "mount",
+      "passwd",
+      "uidmap",
+      "e2fsprogs",
+      "apparmor",
+    ],
+    customize: [
+      prebuiltGate,
+      ...appCustomize,
+      `chroot "$1" useradd --system --no-create-home --shell /usr/sbin/nologin dockremap`,
+      `echo "dockremap:100000:65536" > "$1/etc/subuid" && echo "dockremap:100000:65536" > "$1/etc/subgid"`,
+    ],
+    changes: [`ENV ${path}`, "ENV NODE_ENV=production", `ENTRYPOINT ["cvm", "supervisor"]`, "LABEL dev.cvm/component=supervisor"],
+  },
   {
     name: "hello",
     variant: "extract",

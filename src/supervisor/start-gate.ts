@@ -32,18 +32,29 @@ export function gateCommand(init: string): string[] {
 }
 
 /**
- * Compiles the gate once per source version into `binDir` (gcc -static, so
- * it runs in any image, with or without a libc).
+ * Where the supervisor image carries the gate, compiled from the same source
+ * when the image was built (images/recipes.ts): a Pod has no compiler.
  */
-export async function ensureGateBinary(binDir: string): Promise<string> {
-  const source = await readFile(gateSource);
-  const version = createHash("sha256").update(source).digest("hex").slice(0, 12);
-  const binary = join(binDir, `cvm-gate-${version}`);
-  const present = await access(binary).then(
+export const prebuiltGateDir = "/usr/libexec/cvm";
+
+const exists = (path: string) =>
+  access(path).then(
     () => true,
     () => false,
   );
-  if (present) return binary;
+
+/**
+ * The gate for this source version: the image's prebuilt one, or compiled
+ * once into `binDir` (gcc -static, so it runs in any image, with or without a
+ * libc).
+ */
+export async function ensureGateBinary(binDir: string, prebuiltDir = prebuiltGateDir): Promise<string> {
+  const source = await readFile(gateSource);
+  const name = `cvm-gate-${createHash("sha256").update(source).digest("hex").slice(0, 12)}`;
+  const prebuilt = join(prebuiltDir, name);
+  if (await exists(prebuilt)) return prebuilt;
+  const binary = join(binDir, name);
+  if (await exists(binary)) return binary;
   const partial = `${binary}.${process.pid}.partial`;
   try {
     await run("gcc", ["-static", "-O2", "-s", "-o", partial, gateSource]);

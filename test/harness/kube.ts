@@ -38,18 +38,23 @@ interface BinarySource {
 
 /** Which Go module builds which command. */
 const sources: Record<string, BinarySource> = {
-  "kube-apiserver": controlPlane(),
-  "kube-controller-manager": controlPlane(),
-  "kube-scheduler": controlPlane(),
+  "kube-apiserver": kubernetes(),
+  "kube-controller-manager": kubernetes(),
+  "kube-scheduler": kubernetes(),
+  kubelet: kubernetes(),
+  "kube-proxy": kubernetes(),
   kwok: { module: "kwok", version: kwokRelease, packages: ["sigs.k8s.io/kwok/cmd/kwok"] },
   helm: { module: "helm", version: helmRelease, packages: ["helm.sh/helm/v3/cmd/helm"] },
 };
 
-function controlPlane(): BinarySource {
+/** The control plane and the node's commands: one module, one build (a missing one builds all five). */
+function kubernetes(): BinarySource {
   return {
     module: "kubernetes",
     version: kubeRelease,
-    packages: ["kube-apiserver", "kube-controller-manager", "kube-scheduler"].map((c) => `k8s.io/kubernetes/cmd/${c}`),
+    packages: ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"].map(
+      (c) => `k8s.io/kubernetes/cmd/${c}`,
+    ),
   };
 }
 

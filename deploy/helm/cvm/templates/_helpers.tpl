@@ -34,3 +34,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "cvm.postgresSecret" -}}
 {{- default (printf "%s-postgres" (include "cvm.fullname" .)) .Values.postgres.existingSecret -}}
 {{- end -}}
+
+{{- define "cvm.image" -}}
+{{- $ref := printf "%s:%s" .name (default .root.Chart.AppVersion .root.Values.image.tag) -}}
+{{- if .root.Values.image.registry -}}
+{{- printf "%s/%s" (trimSuffix "/" .root.Values.image.registry) $ref -}}
+{{- else -}}
+{{- $ref -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "cvm.serverImage" -}}
+{{- include "cvm.image" (dict "root" . "name" .Values.image.server) -}}
+{{- end -}}
+
+{{- define "cvm.supervisorImage" -}}
+{{- default (include "cvm.image" (dict "root" . "name" .Values.image.supervisor)) .Values.environments.supervisorImage -}}
+{{- end -}}

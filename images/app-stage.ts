@@ -38,7 +38,11 @@ export function appHash(): string {
   if (known) return known;
   const hash = createHash("sha256");
   for (const file of [...appPaths, ...dashboardPaths].flatMap(filesUnder)) {
-    hash.update(file).update("\0").update(readFileSync(join(checkoutRoot, file))).update("\0");
+    hash
+      .update(file)
+      .update("\0")
+      .update(readFileSync(join(checkoutRoot, file)))
+      .update("\0");
   }
   known = hash.digest("hex").slice(0, 12);
   return known;
@@ -105,7 +109,8 @@ async function stage(cacheDir: string, log: (line: string) => void): Promise<str
   }
   // One staged app is enough: an older one belongs to sources that have moved on.
   for (const entry of readdirSync(cacheDir)) {
-    if (/^app-[0-9a-f]{12}$/.test(entry) && entry !== `app-${appHash()}`) rmSync(join(cacheDir, entry), { recursive: true, force: true });
+    if (/^app-[0-9a-f]{12}$/.test(entry) && entry !== `app-${appHash()}`)
+      rmSync(join(cacheDir, entry), { recursive: true, force: true });
   }
   renameSync(partial, stage);
   log(`app: staged this checkout (${appHash()}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);

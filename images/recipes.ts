@@ -99,6 +99,20 @@ const appCustomize = [
 /** The start gate compiled statically from the staged sources, named by its source's hash as start-gate.ts looks for it. */
 const prebuiltGate = `mkdir -p "$1${prebuiltGateDir}" && src="$1${appDir}/src/supervisor/gate/cvm-gate.c" && gcc -static -O2 -s -o "$1${prebuiltGateDir}/cvm-gate-$(sha256sum "$src" | cut -c1-12)" "$src"`;
 
+/** A Pod's sandbox process (what registry.k8s.io/pause is): holds the namespaces, reaps orphans, ends on TERM or INT. */
+const pauseSource = `#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void stop(int signal) { (void)signal; _exit(0); }
+static void reap(int signal) { (void)signal; while (waitpid(-1, 0, WNOHANG) > 0) {} }
+int main(void) {
+  signal(SIGTERM, stop);
+  signal(SIGINT, stop);
+  signal(SIGCHLD, reap);
+  for (;;) pause();
+}
+`;
+
 export const recipes: ImageRecipe[] = [
   {
     // cvm server (and every other command but the supervisor): Node.js and cvm, no engine. For Kubernetes.
@@ -147,7 +161,23 @@ export const recipes: ImageRecipe[] = [
       `chroot "$1" useradd --system --no-create-home --shell /usr/sbin/nologin dockremap`,
       `echo "dockremap:100000:65536" > "$1/etc/subuid" && echo "dockremap:100000:65536" > "$1/etc/subgid"`,
     ],
-    changes: [`ENV ${path}`, "ENV NODE_ENV=production", `ENTRYPOINT ["cvm", "supervisor"]`, "LABEL dev.cvm/component=supervisor"],
+    changes: [
+      `ENV ${path}`,
+      "ENV NODE_ENV=production",
+      `ENTRYPOINT ["cvm", "supervisor"]`,
+      "LABEL dev.cvm/component=supervisor",
+    ],
+  },
+  {
+    // The sandbox image of the tests' real node (containerd's sandbox_image), built here as nothing can be pulled.
+    name: "pause",
+    variant: "extract",
+    include: [],
+    customize: [
+      writeFile("/pause.c", pauseSource, "0644"),
+      `gcc -static -O2 -s -o "$1/pause" "$1/pause.c" && rm "$1/pause.c"`,
+    ],
+    changes: [`ENTRYPOINT ["/pause"]`],
   },
   {
     name: "hello",

@@ -3,8 +3,9 @@
 # Used by the quickstart and by CI; a no-op on a machine that has them all.
 set -euo pipefail
 
+# containerd, runc, containernetworking-plugins, jq: the tests' real Kubernetes node.
 # qemu: the cgroup v2 node VM tests (they skip, saying why, where it is absent).
-packages=(docker.io docker-registry runc containerd mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils)
+packages=(docker.io docker-registry runc containerd containernetworking-plugins jq mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils)
 if [ "${1:-}" = "--runtime-only" ]; then
   packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev)
 fi

@@ -2,21 +2,26 @@
  * A real Kubernetes control plane for the tests, as envtest starts one for
  * operators: etcd (Debian's), kube-apiserver, kube-controller-manager and
  * kube-scheduler built with Go from the pinned `k8s.io/kubernetes` release,
- * and kwok simulating nodes and Pod lifecycles. Everything listens on
- * loopback; certificates are made with openssl per start; the binaries live in
- * the machine cache and are built once per machine (per pinned version).
+ * and kwok simulating nodes and Pod lifecycles. With `realNode`, a real node
+ * joins it (kube-node.ts: containerd, kubelet, kube-proxy), and no fake
+ * nodes unless asked for. Everything listens on loopback (on the node's
+ * address too, with a real node); certificates are made with openssl per
+ * start; the binaries live in the machine cache and are built once per
+ * machine (per pinned version).
  *
  * The admission chain is the release's default one (PodSecurity included),
  * with privileged containers allowed cluster-wide, as on GKE, EKS and AKS.
  */
 
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { CoreV1Api, KubeConfig, StorageV1Api, type V1Node } from "@kubernetes/client-node";
+import { nodeAddress, type RealNode, realNodeUnavailable, startRealNode } from "./kube-node.js";
+import { kubeconfigText, makeCertificates } from "./kube-pki.js";
+import { freePort, type Proc, startProcess, stopProcess, waitUntil } from "./processes.js";
 import { machineCache } from "./services.js";
 
 const run = promisify(execFile);
@@ -125,95 +130,6 @@ export async function ensureKubeBinaries(
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-async function openssl(dir: string, args: string[]): Promise<void> {
-  await run("openssl", args, { cwd: dir });
-}
-
-/** A CA, the API server's serving certificate, an admin client certificate, and the service-account key pair. */
-async function makeCertificates(dir: string): Promise<void> {
-  await openssl(dir, [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=cvm-test-ca",
-  ]);
-  const sign = async (name: string, subject: string, extensions: string) => {
-    writeFileSync(join(dir, `${name}.ext`), extensions);
-    await openssl(dir, [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      subject,
-    ]);
-    await openssl(dir, [
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "2",
-      "-extfile",
-      `${name}.ext`,
-    ]);
-  };
-  await sign(
-    "apiserver",
-    "/CN=kube-apiserver",
-    "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n",
-  );
-  await sign("admin", "/O=system:masters/CN=cvm-test-admin", "extendedKeyUsage=clientAuth\n");
-  await openssl(dir, ["genrsa", "-out", "sa.key", "2048"]);
-  await openssl(dir, ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
-}
-
-function kubeconfigText(server: string, dir: string, user: { cert?: string; key?: string; token?: string }): string {
-  const b64 = (file: string) => readFileSync(join(dir, file)).toString("base64");
-  const credentials = user.token
-    ? { token: user.token }
-    : { "client-certificate-data": b64(user.cert ?? ""), "client-key-data": b64(user.key ?? "") };
-  return JSON.stringify({
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{ name: "cvm-test", cluster: { server, "certificate-authority-data": b64("ca.crt") } }],
-    users: [{ name: "cvm-test", user: credentials }],
-    contexts: [{ name: "cvm-test", context: { cluster: "cvm-test", user: "cvm-test" } }],
-    "current-context": "cvm-test",
-  });
-}
-
 export interface FakeNode {
   name: string;
   kernelVersion: string;
@@ -226,7 +142,10 @@ export const defaultFakeNodes: FakeNode[] = [
 ];
 
 export interface KubeOptions {
+  /** kwok's fake nodes; none by default with a real node. */
   nodes?: FakeNode[];
+  /** A real node as well (kube-node.ts): containerd, kubelet and kube-proxy on this machine. */
+  realNode?: boolean;
   /** Allocatable pods per fake node (the bench needs many). */
   podsPerNode?: number;
   log?: (line: string) => void;
@@ -247,46 +166,14 @@ export interface Kube {
   kubeconfigForToken(token: string, name: string): string;
   /** Where each process writes its log. */
   logDir: string;
+  /** The real node, when asked for. */
+  node?: RealNode;
   stop(): Promise<void>;
 }
 
-interface Proc {
-  name: string;
-  child: ChildProcess;
-}
-
-function startProcess(name: string, command: string, args: string[], logDir: string): Proc {
-  const out = openSync(join(logDir, `${name}.log`), "a");
-  const child = spawn(command, args, { stdio: ["ignore", out, out] });
-  return { name, child };
-}
-
-async function stopProcess({ child }: Proc): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  await Promise.race([exited, sleep(10_000)]);
-  if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-}
-
-async function waitUntil(
-  what: string,
-  procs: Proc[],
-  probe: () => Promise<boolean>,
-  timeoutMs: number,
-  logDir: string,
-) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const dead = procs.find((p) => p.child.exitCode !== null);
-    if (dead) {
-      const tail = readFileSync(join(logDir, `${dead.name}.log`), "utf8").slice(-3000);
-      throw new Error(`${dead.name} exited (${dead.child.exitCode}) while waiting for ${what}:\n${tail}`);
-    }
-    if (await probe().catch(() => false)) return;
-    await sleep(250);
-  }
-  throw new Error(`${what} was not ready within ${timeoutMs / 1000} s (logs in ${logDir})`);
+/** Why a real node cannot join here, or undefined when it can. */
+export function realKubeUnavailable(): string | undefined {
+  return kubeUnavailable() ?? realNodeUnavailable();
 }
 
 function fakeNode(node: FakeNode, pods: number): V1Node {
@@ -329,7 +216,18 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
   const log = options.log ?? ((line: string) => console.log(line));
   const why = kubeUnavailable();
   if (why) throw new Error(`cannot start a Kubernetes control plane: ${why}`);
-  await ensureKubeBinaries(["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"], log);
+  await ensureKubeBinaries(
+    [
+      "kube-apiserver",
+      "kube-controller-manager",
+      "kube-scheduler",
+      "kwok",
+      ...(options.realNode ? (["kubelet", "kube-proxy"] as const) : []),
+    ],
+    log,
+  );
+  // A real node's Pods reach the API server (through the kubernetes Service) at the node's address.
+  const address = options.realNode ? await nodeAddress() : "127.0.0.1";
 
   const artifacts = process.env.CVM_TEST_ARTIFACTS ?? join(import.meta.dirname, "..", "..", "artifacts");
   mkdirSync(join(artifacts, "kube"), { recursive: true });
@@ -338,20 +236,22 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
   const etcdDir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : "/tmp", "cvm-etcd-"));
   const dir = mkdtempSync(join("/tmp", "cvm-kube-"));
   const procs: Proc[] = [];
-  // A test process that dies (a timeout, ^C) takes its control plane with it.
+  let node: RealNode | undefined;
+  // A test process that dies (a timeout, ^C) takes its control plane with it (and the next real node cleans up after it).
   const killAll = () => {
     for (const { child } of procs) if (child.exitCode === null) child.kill("SIGKILL");
   };
   process.once("exit", killAll);
   const stop = async () => {
     process.off("exit", killAll);
+    await node?.stop();
     for (const proc of [...procs].reverse()) await stopProcess(proc);
     rmSync(etcdDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   };
 
   try {
-    await makeCertificates(dir);
+    await makeCertificates(dir, address === "127.0.0.1" ? [] : [address]);
     const [etcdPort, peerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     const peerUrl = `http://127.0.0.1:${peerPort}`;
@@ -374,15 +274,15 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
     );
     await waitUntil("etcd", procs, async () => (await fetch(`${etcdUrl}/health`)).ok, 30_000, logDir);
 
-    const server = `https://127.0.0.1:${apiPort}`;
+    const server = `https://${address}:${apiPort}`;
     procs.push(
       startProcess(
         "kube-apiserver",
         binaryPath("kube-apiserver"),
         [
           `--etcd-servers=${etcdUrl}`,
-          "--bind-address=127.0.0.1",
-          "--advertise-address=127.0.0.1",
+          `--bind-address=${address}`,
+          `--advertise-address=${address}`,
           `--secure-port=${apiPort}`,
           `--cert-dir=${dir}`,
           `--tls-cert-file=${join(dir, "apiserver.crt")}`,
@@ -393,9 +293,14 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
           "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
           "--service-cluster-ip-range=10.0.0.0/24",
           "--authorization-mode=Node,RBAC",
+          `--kubelet-client-certificate=${join(dir, "apiserver-kubelet.crt")}`,
+          `--kubelet-client-key=${join(dir, "apiserver-kubelet.key")}`,
+          // The real node's name resolves nowhere; its address does.
+          "--kubelet-preferred-address-types=InternalIP,Hostname",
           // The default admission chain (PodSecurity, ServiceAccount, LimitRanger, ...), privileged allowed.
           "--allow-privileged=true",
-          "--endpoint-reconciler-type=none",
+          // A real node's Pods use the kubernetes Service, whose endpoint is this server (not on loopback).
+          `--endpoint-reconciler-type=${options.realNode ? "lease" : "none"}`,
           "--v=1",
         ],
         logDir,
@@ -484,8 +389,8 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
           volumeBindingMode: "Immediate",
         },
       });
-    for (const node of options.nodes ?? defaultFakeNodes) {
-      await core.createNode({ body: fakeNode(node, options.podsPerNode ?? 1100) });
+    for (const fake of options.nodes ?? (options.realNode ? [] : defaultFakeNodes)) {
+      await core.createNode({ body: fakeNode(fake, options.podsPerNode ?? 1100) });
     }
     await waitUntil(
       "kwok's nodes and the default service account",
@@ -496,11 +401,24 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
           n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
         );
         await core.readNamespacedServiceAccount({ name: "default", namespace: "default" });
-        return ready && nodes.items.length > 0;
+        return ready && (nodes.items.length > 0 || options.realNode === true);
       },
       60_000,
       logDir,
     );
+    if (options.realNode) {
+      node = await startRealNode({
+        address,
+        pkiDir: dir,
+        adminKubeconfig,
+        server,
+        config,
+        binaries: { kubelet: binaryPath("kubelet"), kubeProxy: binaryPath("kube-proxy") },
+        logDir,
+        kubeconfigText,
+        log,
+      });
+    }
     log(`kube harness: ${kubeRelease} control plane at ${server}, kwok nodes ready (logs in ${logDir})`);
 
     return {
@@ -515,6 +433,7 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
         return file;
       },
       logDir,
+      node,
       stop,
     };
   } catch (error) {

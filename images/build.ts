@@ -31,6 +31,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { appHash, appVersion, stageApp } from "./app-stage.js";
+
+/** The tag both images of this checkout carry: <version>-<sources hash>. */
+export const checkoutTag = () => `${appVersion()}-${appHash()}`;
+
 import { appDir, bakedImagesDir, type DebianSuite, type ImageRecipe, recipeNamed, recipes } from "./recipes.js";
 
 const run = promisify(execFile);
@@ -65,6 +69,11 @@ export interface BuiltImage {
   localName: string;
   /** <registry>/cvm/<name>:<version>, for the images that carry cvm itself (what a chart names). */
   versionReference?: string;
+  /**
+   * <registry>/cvm/<name>:<version>-<sources hash>: the same tag on the server
+   * and supervisor images of one checkout, so one chart value names both exactly.
+   */
+  checkoutReference?: string;
   /** The docker-save tarball, for recipes marked `saved`. */
   savedTar?: string;
 }
@@ -100,6 +109,7 @@ function describe(recipe: ImageRecipe, registry: string): BuiltImage {
     reference: `${registry}/cvm/${recipe.name}:${hash}`,
     localName: `cvm/${recipe.name}:latest`,
     versionReference: recipe.app ? `${registry}/cvm/${recipe.name}:${appVersion()}` : undefined,
+    checkoutReference: recipe.app ? `${registry}/cvm/${recipe.name}:${checkoutTag()}` : undefined,
     savedTar: recipe.saved ? join(imageCacheDir, `${recipe.name}-${hash}.docker.tar`) : undefined,
   };
 }
@@ -184,11 +194,14 @@ async function buildRootTarball(recipe: ImageRecipe, log: Log): Promise<string> 
 async function importAndPush(recipe: ImageRecipe, tarball: string, registry: string, log: Log): Promise<BuiltImage> {
   const image = describe(recipe, registry);
   const latest = `${registry}/cvm/${recipe.name}:latest`;
-  const version = image.versionReference ? [image.versionReference, `cvm/${recipe.name}:${appVersion()}`] : [];
+  const version =
+    image.versionReference && image.checkoutReference
+      ? [image.versionReference, image.checkoutReference, `cvm/${recipe.name}:${appVersion()}`]
+      : [];
   const changes = [...recipe.changes, `LABEL dev.cvm.recipe=${recipe.name} dev.cvm.recipe-hash=${image.hash}`];
   await docker(["import", ...changes.flatMap((c) => ["--change", c]), tarball, image.reference]);
   for (const tag of [latest, image.localName, ...version]) await docker(["tag", image.reference, tag]);
-  for (const tag of [image.reference, latest, ...version.slice(0, 1)]) await docker(["push", "--quiet", tag]);
+  for (const tag of [image.reference, latest, ...version.slice(0, 2)]) await docker(["push", "--quiet", tag]);
   log(`${recipe.name}: pushed ${image.reference}${image.versionReference ? ` and ${image.versionReference}` : ""}`);
   if (image.savedTar && !existsSync(image.savedTar)) {
     const partial = `${image.savedTar}.partial-${process.pid}`;
@@ -205,6 +218,7 @@ async function isCurrent(recipe: ImageRecipe, registry: string): Promise<boolean
   if ((await manifestDigest(registry, recipe.name, image.hash)) === undefined) return false;
   // The version tag follows the newest build of this checkout.
   if (recipe.app && !(await sameManifest(registry, recipe.name, image.hash, appVersion()))) return false;
+  if (recipe.app && !(await sameManifest(registry, recipe.name, image.hash, checkoutTag()))) return false;
   return true;
 }
 

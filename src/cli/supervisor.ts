@@ -31,6 +31,7 @@ export interface PodEnvironment {
   readyFile: string;
   discardDockerData: boolean;
   stopTimeoutSeconds: number;
+  insecureRegistries: string[];
 }
 
 function required(env: NodeJS.ProcessEnv, name: string): string {
@@ -88,6 +89,7 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
     readyFile: env.CVM_READY_FILE ?? "/var/lib/cvm/runtime/ready",
     discardDockerData: env.CVM_DISCARD_DOCKER_DATA === "true",
     stopTimeoutSeconds: Number(env.CVM_STOP_TIMEOUT_SECONDS ?? 30),
+    insecureRegistries: (env.CVM_INSECURE_REGISTRIES ?? "").split(",").filter(Boolean),
   };
 }
 
@@ -192,6 +194,7 @@ async function supervise(): Promise<void> {
     logger,
     // The claim's subpaths: the supervisor binds them as the environment's /home and /var/lib/docker.
     volumeSources: { home: pod.homeDir, dockerData: pod.dockerDataDir },
+    insecureRegistries: pod.insecureRegistries,
   };
   const supervisor = await createCvmSupervisor(options);
   const stopping = new AbortController();

@@ -66,3 +66,10 @@ test("the engine takes only the runtimes from the node engine's daemon.json (sys
   assert.deepEqual(engineConfig(undefined), {});
   assert.deepEqual(engineConfig("not json"), {});
 });
+
+test("registries the installation names are reached over plain HTTP, and only those", () => {
+  assert.deepEqual(engineConfig(undefined, ["registry.cvm.svc:5000"]), {
+    "insecure-registries": ["registry.cvm.svc:5000"],
+  });
+  assert.deepEqual(engineConfig(JSON.stringify({ "insecure-registries": ["elsewhere:5000"] })), {});
+});

@@ -83,19 +83,27 @@ export function enginePaths(dataDir: string): EnginePaths {
 }
 
 /**
- * The engine's daemon.json: only the runtimes registered with the node's
- * engine (sysbox's installer registers sysbox-runc there), so the isolation
- * runtime sysbox is offered where the node has it. Nothing else of the host
- * engine's configuration applies: its hosts, data root or bridge would clash.
+ * The engine's daemon.json: the runtimes registered with the node's engine
+ * (sysbox's installer registers sysbox-runc there), so the isolation runtime
+ * sysbox is offered where the node has it, and the registries it may reach
+ * over plain HTTP (an in-cluster registry; the installation names them).
+ * Nothing else of the host engine's configuration applies: its hosts, data
+ * root or bridge would clash.
  */
-export function engineConfig(hostConfig: string | undefined): { runtimes?: Record<string, unknown> } {
-  if (!hostConfig) return {};
+export function engineConfig(
+  hostConfig: string | undefined,
+  insecureRegistries: string[] = [],
+): { runtimes?: Record<string, unknown>; "insecure-registries"?: string[] } {
+  let runtimes: Record<string, unknown> | undefined;
   try {
-    const parsed = JSON.parse(hostConfig) as { runtimes?: Record<string, unknown> };
-    return parsed.runtimes ? { runtimes: parsed.runtimes } : {};
+    runtimes = hostConfig ? (JSON.parse(hostConfig) as { runtimes?: Record<string, unknown> }).runtimes : undefined;
   } catch {
-    return {};
+    runtimes = undefined;
   }
+  return {
+    ...(runtimes ? { runtimes } : {}),
+    ...(insecureRegistries.length > 0 ? { "insecure-registries": insecureRegistries } : {}),
+  };
 }
 
 /** The engine's command line: every choice here is part of the CVM's isolation. */
@@ -178,6 +186,8 @@ export interface CvmEngineOptions {
   logger: Logger;
   /** How long a start may take before it counts as failed. */
   startTimeoutMs?: number;
+  /** Registries (host:port) the engine may pull from over plain HTTP. */
+  insecureRegistries?: string[];
 }
 
 export class CvmEngine {
@@ -287,7 +297,11 @@ export class CvmEngine {
     await chmod(this.paths.root, 0o710);
     await mkdir(this.paths.bin, { recursive: true, mode: 0o755 });
     const hostConfig = await readFile("/etc/docker/daemon.json", "utf8").catch(() => undefined);
-    await writeFile(this.paths.config, `${JSON.stringify(engineConfig(hostConfig), null, 2)}\n`, { mode: 0o600 });
+    await writeFile(
+      this.paths.config,
+      `${JSON.stringify(engineConfig(hostConfig, this.options.insecureRegistries), null, 2)}\n`,
+      { mode: 0o600 },
+    );
     const blocked = await untraversable(join(await realpath(this.paths.root), "data"), root);
     if (blocked) {
       throw new CvmError("UNAVAILABLE", `The remapped root (uid ${root.uid}) cannot traverse ${blocked}`, {

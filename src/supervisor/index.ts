@@ -61,6 +61,8 @@ export interface CvmSupervisorOptions {
    * and removed by whoever owns the claim.
    */
   volumeSources?: VolumeSources;
+  /** Registries (host:port) images may be pulled from over plain HTTP (an in-cluster registry). */
+  insecureRegistries?: string[];
 }
 
 export type CvmSupervisor = Omit<Provider, "name">;
@@ -125,7 +127,11 @@ class Supervisor implements CvmSupervisor {
 
   constructor(private readonly options: CvmSupervisorOptions) {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
-    this.engine = new CvmEngine({ dataDir: options.dataDir, logger: options.logger });
+    this.engine = new CvmEngine({
+      dataDir: options.dataDir,
+      logger: options.logger,
+      insecureRegistries: options.insecureRegistries,
+    });
     this.hostDocker = options.hostDockerHost ? dockerFor(options.hostDockerHost) : undefined;
   }
 

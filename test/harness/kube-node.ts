@@ -33,7 +33,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createConnection, createServer, type Server } from "node:net";
+import { cp, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -41,7 +41,7 @@ import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { buildImages } from "../../images/build.js";
 import { signCertificate } from "./kube-pki.js";
 import { freePort, type Proc, startProcess, stopProcess, waitUntil } from "./processes.js";
-import { registryAddress } from "./services.js";
+import { registryAddress, registryStorage } from "./services.js";
 
 const run = promisify(execFile);
 
@@ -186,6 +186,8 @@ function kubeletConfig(dir: string, address: string, port: number, healthzPort: 
     cgroupRoot: `/${cgroupRoot}`,
     failSwapOn: false,
     containerRuntimeEndpoint: `unix://${join(dir, "containerd.sock")}`,
+    // Its own, not /var/log/pods (its links in /var/log/containers are removed on stop).
+    podLogsDir: join(dir, "pod-logs"),
     clusterDomain: "cluster.local",
     resolvConf: "/etc/resolv.conf",
     serializeImagePulls: false,
@@ -340,6 +342,15 @@ export async function cleanUpNode(dir: string, netnsBefore?: Set<string>): Promi
     const [device, file] = line.trim().split(/\s+/);
     if (device && file?.startsWith(`${dir}/`)) await quiet("losetup", ["-d", device]);
   }
+  // kubelet links every container's log into /var/log/containers, whatever its logs dir.
+  const links = "/var/log/containers";
+  if (existsSync(links)) {
+    for (const name of readdirSync(links)) {
+      const target = await readlink(join(links, name)).catch(() => "");
+      if (target.startsWith(`${dir}/`)) rmSync(join(links, name), { force: true });
+    }
+    if (readdirSync(links).length === 0) rmdirSync(links);
+  }
   await quiet("ip", ["link", "delete", bridge]);
   for (const table of ["filter", "nat", "mangle"]) {
     await removeChains(table, "KUBE-");
@@ -385,26 +396,28 @@ async function takeLock(dir: string, log: (line: string) => void): Promise<void>
 }
 
 /**
- * Pods reach this machine's registry (on loopback) at the node's address,
- * same port: what a cluster's in-house registry is to its Pods.
+ * Pods reach this machine's registry at the node's address, same port, as a
+ * cluster's Pods reach its in-house registry: a second docker-registry
+ * process serving the loopback one's storage (the blobs are files; either
+ * serves what the other stored).
  */
-async function registryForPods(address: string): Promise<{ server: Server; registry: string }> {
-  const [host, port] = registryAddress.split(":");
-  const server = createServer((client) => {
-    const upstream = createConnection({ host, port: Number(port) });
-    client.pipe(upstream).pipe(client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("error", close);
-    upstream.on("error", close);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(Number(port), address, resolve);
-  });
-  return { server, registry: `${address}:${port}` };
+function registryForPods(address: string, dir: string, logDir: string): { proc: Proc; registry: string } {
+  const port = registryAddress.split(":")[1];
+  const config = join(dir, "registry.yml");
+  writeFileSync(
+    config,
+    [
+      "version: 0.1",
+      "log: { level: warn }",
+      `storage: { filesystem: { rootdirectory: ${registryStorage} } }`,
+      `http: { addr: "${address}:${port}" }`,
+      "",
+    ].join("\n"),
+  );
+  return {
+    proc: startProcess("registry", "docker-registry", ["serve", config], logDir),
+    registry: `${address}:${port}`,
+  };
 }
 
 export interface RealNode {
@@ -446,7 +459,6 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
   await takeLock(dir, options.log);
   const procs: Proc[] = [];
   const netnsBefore = new Set(existsSync("/run/netns") ? readdirSync("/run/netns") : []);
-  let registryServer: Server | undefined;
   const { socket } = files(dir);
   const ctr = async (args: string[]) =>
     (await run("ctr", ["--address", socket, "--namespace", "k8s.io", ...args], { maxBuffer: 16 * 1024 * 1024 })).stdout;
@@ -473,8 +485,9 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
       await sleep(500);
     }
     for (const proc of [...procs].reverse()) await stopProcess(proc, 30_000);
+    // The Pods' logs outlive the node, beside the other processes' logs.
+    await cp(join(dir, "pod-logs"), join(options.logDir, "pods"), { recursive: true }).catch(() => undefined);
     await quiet(options.binaries.kubeProxy, ["--cleanup"]);
-    registryServer?.close();
     await cleanUpNode(dir, netnsBefore);
     if (existsSync(lockFile) && (JSON.parse(readFileSync(lockFile, "utf8")) as Lock).pid === process.pid) {
       rmSync(lockFile, { force: true });
@@ -483,8 +496,15 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
 
   try {
     const { address } = options;
-    const forPods = await registryForPods(address);
-    registryServer = forPods.server;
+    const forPods = registryForPods(address, dir, options.logDir);
+    procs.push(forPods.proc);
+    await waitUntil(
+      "the registry for Pods",
+      procs,
+      async () => (await fetch(`http://${forPods.registry}/v2/`)).ok,
+      30_000,
+      options.logDir,
+    );
     const [pause] = await buildImages({ names: ["pause"], log: (line) => options.log(`images: ${line}`) });
 
     mkdirSync(join(dir, "bin"), { recursive: true });

@@ -20,6 +20,8 @@ export const machineCache = process.env.CVM_CACHE_DIR ?? "/var/cache/cvm";
 
 export const hostDockerSocket = "/var/run/docker.sock";
 export const registryAddress = process.env.CVM_TEST_REGISTRY ?? "127.0.0.1:5000";
+/** The registry's blobs, kept on the machine so pushed images survive across runs. */
+export const registryStorage = join(machineCache, "registry");
 const postgresPort = Number(process.env.CVM_TEST_PG_PORT ?? 55432);
 
 export interface Started {
@@ -68,7 +70,7 @@ export async function ensureHostDocker(logDir: string): Promise<Started | undefi
 export async function ensureRegistry(logDir: string): Promise<Started | undefined> {
   const answers = async () => (await fetch(`http://${registryAddress}/v2/`)).ok;
   if (await answers().catch(() => false)) return undefined;
-  const storage = join(machineCache, "registry");
+  const storage = registryStorage;
   mkdirSync(storage, { recursive: true });
   const config = join(logDir, "registry.yml");
   writeFileSync(

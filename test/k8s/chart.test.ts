@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -72,7 +72,16 @@ describe("the Helm chart on a real API server", {
 
   test("helm renders the chart and the API server accepts every object", async () => {
     const kinds = rendered.map((o) => o.kind).sort();
-    assert.deepEqual(kinds, ["Deployment", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]);
+    assert.deepEqual(kinds, [
+      "ClusterRole",
+      "ClusterRoleBinding",
+      "Deployment",
+      "Role",
+      "RoleBinding",
+      "Secret",
+      "Service",
+      "ServiceAccount",
+    ]);
     const objects = KubernetesObjectApi.makeApiClient(kube.config());
     for (const object of rendered) await objects.create(object);
     const deployment = rendered.find((o) => o.kind === "Deployment") as unknown as {
@@ -83,6 +92,28 @@ describe("the Helm chart on a real API server", {
     assert.ok(server.args.includes(`--namespace=${namespace}`));
     const postgres = server.env.find((e) => e.name === "CVM_POSTGRES_URL");
     assert.ok(postgres?.valueFrom, "the PostgreSQL URL comes from a Secret, not a value");
+  });
+
+  test("the defaults name the images `npm run images -- server supervisor` builds, at the chart's version", async () => {
+    const { version } = JSON.parse(readFileSync(join(chart, "..", "..", "..", "package.json"), "utf8")) as {
+      version: string;
+    };
+    const server = (text: string) => {
+      const deployment = parseAllDocuments(text)
+        .map((doc) => doc.toJS())
+        .find((o) => o?.kind === "Deployment");
+      const container = deployment.spec.template.spec.containers[0];
+      const env = Object.fromEntries(container.env.map((e: { name: string; value?: string }) => [e.name, e.value]));
+      return { image: container.image, args: container.args, supervisor: env.CVM_SUPERVISOR_IMAGE };
+    };
+    const defaults = server(await helmTemplate());
+    assert.equal(defaults.image, `cvm/server:${version}`);
+    assert.equal(defaults.supervisor, `cvm/supervisor:${version}`);
+    // The server image's entrypoint is `cvm`: the arguments are the command.
+    assert.equal(defaults.args[0], "server");
+    const pushed = server(await helmTemplate("image.registry=registry.example.com/", "image.tag=0.1.0-abc"));
+    assert.equal(pushed.image, "registry.example.com/cvm/server:0.1.0-abc");
+    assert.equal(pushed.supervisor, "registry.example.com/cvm/supervisor:0.1.0-abc");
   });
 
   test("more than one replica without PostgreSQL is refused at render time", async () => {
@@ -159,7 +190,10 @@ describe("the Helm chart on a real API server", {
     };
     await refused("listing Secrets in another namespace", serverCore.listNamespacedSecret({ namespace: "default" }));
     await refused("listing Secrets cluster-wide", serverCore.listSecretForAllNamespaces());
+    // The checks read nodes; nothing cluster-wide is written.
+    assert.ok((await serverCore.listNode()).items.length > 0, "the infrastructure checks may list nodes");
     await refused("deleting a node", serverCore.deleteNode({ name: "kwok-node-0" }));
+    await refused("reading another namespace", serverCore.readNamespace({ name: "default" }));
     await refused("creating a namespace", serverCore.createNamespace({ body: { metadata: { name: "cvm-escape" } } }));
     await refused(
       "creating Pods in another namespace",

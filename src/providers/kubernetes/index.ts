@@ -56,6 +56,8 @@ export interface KubernetesProviderOptions extends ProviderOptions {
   buildTimeoutSeconds?: number;
   /** How long stop and delete wait for a Pod to go before removing it by force. */
   stopTimeoutSeconds?: number;
+  /** Registries (host:port) CVMs' images may come from over plain HTTP; CVM_INSECURE_REGISTRIES (comma-separated) otherwise. */
+  insecureRegistries?: string[];
 }
 
 /** What lets a waiting build finish goes first when many queue (500 creates at once). */
@@ -157,6 +159,8 @@ export class KubernetesProvider implements Provider {
       serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? this.options.serverUrl,
       stopTimeoutSeconds: this.options.stopTimeoutSeconds ?? 30,
       discardDockerData,
+      insecureRegistries:
+        this.options.insecureRegistries ?? (process.env.CVM_INSECURE_REGISTRIES ?? "").split(",").filter(Boolean),
     };
   }
 
@@ -423,16 +427,19 @@ export class KubernetesProvider implements Provider {
 
   private observation(environment: Environment, pod: V1Pod | undefined): Observation {
     const view = podView(pod);
-    const reported = this.reports.get(environment.id)?.observation ?? {};
+    const report = this.reports.get(environment.id);
+    const reported = report?.observation ?? {};
     const runtime = environment.cvm ? (reported.runtime ?? environment.runtime) : "none";
+    // The supervisor says running before the kubelet's next readiness probe does.
+    const running = view.stage === "running" || (view.stage === "starting" && report?.state === "running");
     return {
       exists: view.stage !== "absent",
-      running: view.stage === "running",
+      running,
       runtime,
       systemd: reported.systemd ?? "unknown",
       failedUnits: reported.failedUnits ?? [],
       docker: reported.docker ?? "unknown",
-      ...(view.stage === "running" ? {} : { reason: view.reason ?? `the Pod is ${view.stage}` }),
+      ...(running ? {} : { reason: view.reason ?? `the Pod is ${view.stage}` }),
     };
   }
 

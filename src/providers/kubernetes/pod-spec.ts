@@ -40,6 +40,8 @@ export interface PodOptions {
   discardDockerData?: boolean;
   /** Image pull secrets the kubelet uses for the supervisor image itself. */
   imagePullSecrets?: string[];
+  /** Registries (host:port) the supervisor's engine may pull from over plain HTTP (an in-cluster registry). */
+  insecureRegistries?: string[];
 }
 
 type PodEnvironment = Pick<
@@ -126,6 +128,9 @@ export function supervisorPodSpec(
     { name: "CVM_READY_FILE", value: supervisorPaths.ready },
     { name: "CVM_DISCARD_DOCKER_DATA", value: options.discardDockerData ? "true" : "false" },
     { name: "CVM_STOP_TIMEOUT_SECONDS", value: String(options.stopTimeoutSeconds ?? 30) },
+    ...(options.insecureRegistries?.length
+      ? [{ name: "CVM_INSECURE_REGISTRIES", value: options.insecureRegistries.join(",") }]
+      : []),
     ...downwardResources(),
   ];
   const mounts: V1VolumeMount[] = [
@@ -170,8 +175,9 @@ export function supervisorPodSpec(
         homeVolume(names.claim),
         { name: "runtime", emptyDir: {} },
         { name: "credentials", secret: { secretName: names.secret, defaultMode: 0o400 } },
-        { name: "usr-src", hostPath: { path: "/usr/src", type: "Directory" } },
-        { name: "lib-modules", hostPath: { path: "/lib/modules", type: "Directory" } },
+        // Unchecked: a node whose kernel has no modules has no /lib/modules (the engine works without them).
+        { name: "usr-src", hostPath: { path: "/usr/src" } },
+        { name: "lib-modules", hostPath: { path: "/lib/modules" } },
       ],
     },
   };

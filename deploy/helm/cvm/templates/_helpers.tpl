@@ -51,3 +51,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "cvm.supervisorImage" -}}
 {{- default (include "cvm.image" (dict "root" . "name" .Values.image.supervisor)) .Values.environments.supervisorImage -}}
 {{- end -}}
+
+{{/*
+The Service's URL by its cluster IP: the kubelet sets <NAME>_SERVICE_HOST and
+_PORT in the server's container (the Service exists before the Deployment's
+Pods, helm creates it first) and expands $(...) in env values, so supervisors
+reach the server without cluster DNS.
+*/}}
+{{- define "cvm.serviceUrl" -}}
+{{- $env := include "cvm.fullname" . | upper | replace "-" "_" -}}
+{{- printf "http://$(%s_SERVICE_HOST):$(%s_SERVICE_PORT)" $env $env -}}
+{{- end -}}

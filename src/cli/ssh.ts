@@ -21,8 +21,9 @@ async function ssh(ref: string, command: string[], options: { tty?: boolean }): 
   const url = client.terminalUrl(ref, {
     command: interactiveShell ? undefined : command,
     tty,
-    cols: process.stdout.columns,
-    rows: process.stdout.rows,
+    // A terminal that reports no size (0x0, as under script(1)) gets the server's default.
+    cols: process.stdout.columns || undefined,
+    rows: process.stdout.rows || undefined,
   });
   const socket = new WebSocket(url, { headers: client.token ? { authorization: `Bearer ${client.token}` } : {} });
   const send = (message: TerminalClientMessage) => socket.send(JSON.stringify(message));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cvmContainerRequest } from "./cvm-container.js";
+import { boundVolume, cvmContainerRequest } from "./cvm-container.js";
 import { cvmSeccompProfile, unconditionallyAllowed } from "./seccomp.js";
 
 const environment = { id: "env1", name: "dev", cpu: 2, memoryGiB: 4 };
@@ -93,18 +93,17 @@ test("seccomp: Docker's default plus keyctl and pivot_root, nothing else uncondi
   assert.deepEqual(added.sort(), ["keyctl", "pivot_root"]);
 });
 
-test("in a Pod, the claim's directories are bound as /var/lib/docker and /home instead of volumes", () => {
-  const request = cvmContainerRequest({
-    environment,
-    image: "i",
-    runtime: "userns",
-    gateBinary,
-    volumeSources: { home: "/claim/home", dockerData: "/claim/docker" },
+test("in a Pod, the claim's directories back the named volumes, so the image's /home is copied in", () => {
+  assert.deepEqual(boundVolume("cvm-home-env1", "env1", "/var/lib/cvm/volumes/home"), {
+    Name: "cvm-home-env1",
+    Driver: "local",
+    DriverOpts: { type: "none", o: "bind", device: "/var/lib/cvm/volumes/home" },
+    Labels: { "dev.cvm.managed": "true", "dev.cvm.environment": "env1" },
   });
-  assert.deepEqual(request.HostConfig?.Mounts, [
-    { Type: "bind", Source: "/claim/docker", Target: "/var/lib/docker" },
-    { Type: "bind", Source: "/claim/home", Target: "/home" },
-    { Type: "bind", Source: gateBinary, Target: "/.cvm/cvm-gate", ReadOnly: true },
+  const request = cvmContainerRequest({ environment, image: "i", runtime: "userns", gateBinary });
+  assert.deepEqual(request.HostConfig?.Mounts?.slice(0, 2), [
+    { Type: "volume", Source: "cvm-docker-env1", Target: "/var/lib/docker" },
+    { Type: "volume", Source: "cvm-home-env1", Target: "/home" },
   ]);
 });
 

@@ -55,8 +55,6 @@ export interface CvmContainerInput {
   apparmor?: string;
   /** The writable layer's size, where the engine's filesystem can enforce it (disk-limit.ts). */
   storageOpt?: Record<string, string>;
-  /** Directories to bind as /home and /var/lib/docker instead of the engine's named volumes (a Pod's claim). */
-  volumeSources?: VolumeSources;
   /** The mounted disk of its own (docker-disk.ts) to bind as /var/lib/docker, instead of a named volume. */
   dockerDisk?: string;
 }
@@ -66,13 +64,22 @@ export interface VolumeSources {
   dockerData: string;
 }
 
-function dataMounts(environmentId: string, sources?: VolumeSources, dockerDisk?: string): Dockerode.MountSettings[] {
-  if (sources) {
-    return [
-      { Type: "bind", Source: sources.dockerData, Target: "/var/lib/docker" },
-      { Type: "bind", Source: sources.home, Target: "/home" },
-    ];
-  }
+/**
+ * A named volume whose data is a directory of the node (in a Pod, a subpath
+ * of the claim): still a volume, so the engine copies the image's content in
+ * the first time (the image's /home/dev, with its remapped owners), which a
+ * plain bind would hide.
+ */
+export function boundVolume(name: string, environmentId: string, directory: string): Dockerode.VolumeCreateOptions {
+  return {
+    Name: name,
+    Driver: "local",
+    DriverOpts: { type: "none", o: "bind", device: directory },
+    Labels: { [labels.managed]: "true", [labels.environment]: environmentId },
+  };
+}
+
+function dataMounts(environmentId: string, dockerDisk?: string): Dockerode.MountSettings[] {
   return [
     dockerDisk
       ? { Type: "bind", Source: dockerDisk, Target: "/var/lib/docker" }
@@ -92,7 +99,7 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
   const memory = Math.round(environment.memoryGiB * gib);
   const hostConfig: Dockerode.HostConfig = {
     Mounts: [
-      ...dataMounts(environment.id, input.volumeSources, input.dockerDisk),
+      ...dataMounts(environment.id, input.dockerDisk),
       { Type: "bind", Source: input.gateBinary, Target: gateMountPath, ReadOnly: true },
     ],
     Tmpfs: { "/run": "rw,nosuid,nodev,mode=755", "/run/lock": "rw,nosuid,nodev,noexec,mode=1777" },

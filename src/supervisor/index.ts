@@ -26,6 +26,7 @@ import type {
 import { ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import {
+  boundVolume,
   type CvmRuntime,
   containerName,
   cvmContainerRequest,
@@ -210,7 +211,6 @@ class Supervisor implements CvmSupervisor {
       seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
       apparmor: apparmor.profile,
       storageOpt: rootfs.storageOpt,
-      volumeSources: this.options.volumeSources,
       dockerDisk: storage.dockerDisk,
     });
     const createdAt = Date.now();
@@ -233,6 +233,8 @@ class Supervisor implements CvmSupervisor {
     const sources = this.options.volumeSources;
     if (sources) {
       await this.ownBySourcesRoot(sources, runtime);
+      await docker.createVolume(boundVolume(homeVolumeName(environment.id), environment.id, sources.home));
+      await docker.createVolume(boundVolume(dockerVolumeName(environment.id), environment.id, sources.dockerData));
       return { enforced: false, note: "/home and /var/lib/docker are on the Pod's claim (sized by the claim)" };
     }
     const labelled = (name: string) => ({

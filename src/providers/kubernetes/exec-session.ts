@@ -74,7 +74,9 @@ export async function startExec(config: KubeConfig, target: ExecTarget): Promise
   socket.on("close", () => settle(255));
   return {
     write: (data) => stdin.write(data),
-    end: () => stdin.end(),
+    // A terminal's end of input is ^D: closing a tty's stdin hangs its process up,
+    // before it has written anything if it has not started yet.
+    end: () => (target.tty ? stdin.write(Buffer.from([4])) : stdin.end()),
     resize: async (cols, rows) => stdout.resize(cols, rows),
     onOutput: (listener) => listeners.push(listener),
     exited,

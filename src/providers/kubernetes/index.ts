@@ -126,8 +126,10 @@ export class KubernetesProvider implements Provider {
       get: (target, key, receiver) => {
         const value = Reflect.get(target, key, receiver);
         if (typeof value !== "function") return value;
+        // Everything but a create may be sent again when its connection broke.
+        const repeatable = !String(key).startsWith("create");
         return (...args: unknown[]) =>
-          this.limiter.run(() => value.apply(target, args), urgentRequests.has(String(key)));
+          this.limiter.run(() => value.apply(target, args), urgentRequests.has(String(key)), repeatable);
       },
     });
   }
@@ -264,6 +266,11 @@ export class KubernetesProvider implements Provider {
         );
       } catch (error) {
         if (context.signal.aborted) throw context.signal.reason;
+        // A failed build leaves no Pod (one backing off an image pull would hold its node's
+        // resources); the claim and the Secret stay with the environment until it is deleted.
+        await this.deletePodAndWait(environment.id, 0).catch((cleanup) =>
+          this.logger.warn({ err: cleanup, pod: names.pod }, "could not remove the failed build's Pod"),
+        );
         if (signal.aborted) {
           throw new CvmError(
             "UNAVAILABLE",

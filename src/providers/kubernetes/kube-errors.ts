@@ -30,6 +30,23 @@ export function statusOf(error: unknown): number | undefined {
   return error instanceof ApiException ? error.code : undefined;
 }
 
+/**
+ * A connection that broke under a request rather than an answer: a kept-alive
+ * socket the server closed just as it was reused, a reset on the way. Worth
+ * one more try for a request that may be repeated.
+ */
+export function isBrokenConnection(error: unknown): boolean {
+  if (statusOf(error) !== undefined) return false;
+  const causes = [error, (error as { cause?: unknown })?.cause];
+  return causes.some((e) => {
+    const { code, message } = (e ?? {}) as { code?: unknown; message?: unknown };
+    return (
+      (typeof code === "string" && ["ECONNRESET", "EPIPE", "ERR_STREAM_PREMATURE_CLOSE"].includes(code)) ||
+      (typeof message === "string" && /Premature close|socket hang up|ECONNRESET|EPIPE/.test(message))
+    );
+  });
+}
+
 export const isNotFound = (error: unknown) => statusOf(error) === 404;
 export const isConflict = (error: unknown) => statusOf(error) === 409;
 

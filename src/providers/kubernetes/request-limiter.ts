@@ -1,12 +1,13 @@
 /**
  * Keeps the provider a polite API client: at most `concurrency` requests in
  * flight (a burst of creates queues here rather than at the API server's
- * inflight limit), and a request the server throttled (429) is retried after
- * the delay it asked for.
+ * inflight limit), a request the server throttled (429) is retried after
+ * the delay it asked for, and one that may be repeated (not a create) is
+ * tried again when its connection broke under it.
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { statusOf } from "./kube-errors.js";
+import { isBrokenConnection, statusOf } from "./kube-errors.js";
 
 export class RequestLimiter {
   private active = 0;
@@ -16,7 +17,7 @@ export class RequestLimiter {
 
   constructor(private readonly concurrency = 32) {}
 
-  async run<T>(request: () => Promise<T>, urgent = false): Promise<T> {
+  async run<T>(request: () => Promise<T>, urgent = false, repeatable = false): Promise<T> {
     if (this.active >= this.concurrency) {
       await new Promise<void>((resolve) => (urgent ? this.urgent : this.waiting).push(resolve));
     }
@@ -26,6 +27,7 @@ export class RequestLimiter {
         try {
           return await request();
         } catch (error) {
+          if (repeatable && isBrokenConnection(error) && attempt < 3) continue;
           if (statusOf(error) !== 429 || attempt >= 10) throw error;
           const retryAfter = Number((error as { headers?: Record<string, string> }).headers?.["retry-after"]);
           await sleep(

@@ -1,0 +1,288 @@
+/**
+ * The whole Kubernetes path on a real node, as a team would run it: the
+ * images `npm run images -- server supervisor` builds, pushed to the
+ * cluster's registry; `helm install` of the chart, which starts cvm server as
+ * a Pod (in-cluster config, SQLite); through that server's API an admin turns
+ * CVMs on (the checks pass), creates a CVM from the systemd + Docker image,
+ * and `cvm ssh` reaches the CVM through the Kubernetes exec API. Asserted as a
+ * user sees it, and on the node as an operator would look: root inside is an
+ * unprivileged uid on the node, the supervisor is out of reach, home and the
+ * inner Docker's images survive stop and start, and delete leaves nothing.
+ *
+ * The node is test/harness/kube-node.ts's (containerd, kubelet, kube-proxy
+ * on this machine, with its runc wrapper: a named test adaptation).
+ */
+
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { CoreV1Api } from "@kubernetes/client-node";
+import { buildImages, checkoutTag } from "../../images/build.js";
+import { CvmClient } from "../../src/client/index.js";
+import type { Environment, EnvironmentState } from "../../src/core/environment.js";
+import { objectNames } from "../../src/providers/kubernetes/index.js";
+import {
+  binaryPath,
+  createTestNamespace,
+  ensureKubeBinaries,
+  type Kube,
+  realKubeUnavailable,
+  startKube,
+} from "../harness/kube.js";
+
+const run = promisify(execFile);
+const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
+const chart = join(import.meta.dirname, "..", "..", "deploy", "helm", "cvm");
+const namespace = "cvm";
+const password = "correct horse battery";
+
+const skip =
+  realKubeUnavailable() ??
+  (process.env.CVM_TEST_REAL_NODE === "1"
+    ? undefined
+    : "the real-node test builds the server and supervisor images and boots a CVM in a Pod (about 8 minutes here): set CVM_TEST_REAL_NODE=1");
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+describe("cvm on a real Kubernetes node, installed with the chart", { skip, timeout: 40 * 60_000 }, () => {
+  let kube: Kube;
+  let core: CoreV1Api;
+  let admin: CvmClient;
+  let url: string;
+  let cvmImage: string;
+  let environment: Environment;
+
+  /** The real CLI, as a script uses it: CVM_URL and CVM_TOKEN, stdin given or closed. */
+  function cvm(args: string[], input?: string): Promise<Result> {
+    return new Promise((resolve) => {
+      const child = spawn(cvmBin, args, {
+        env: { ...process.env, CVM_URL: url, CVM_TOKEN: admin.token ?? "" },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk) => {
+        stdout += chunk;
+      });
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      child.stdin.end(input);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 180_000);
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? 1, stdout, stderr });
+      });
+    });
+  }
+
+  async function inside(command: string): Promise<string> {
+    const result = await cvm(["ssh", "dev", "--", "sh", "-c", command]);
+    assert.equal(result.code, 0, `\`${command}\` in the CVM exited ${result.code}: ${result.stderr}${result.stdout}`);
+    return result.stdout;
+  }
+
+  async function until(states: EnvironmentState[], timeoutMs = 10 * 60_000): Promise<Environment> {
+    const deadline = Date.now() + timeoutMs;
+    let last: Environment | undefined;
+    while (Date.now() < deadline) {
+      last = await admin.environment(environment.id);
+      if (states.includes(last.state)) return last;
+      await sleep(500);
+    }
+    throw new Error(
+      `the environment stayed ${last?.state} (${last?.stateReason ?? ""}); wanted ${states.join(" or ")}`,
+    );
+  }
+
+  async function buildLog(): Promise<string[]> {
+    const lines: string[] = [];
+    for await (const line of admin.logs(environment.id)) if (!("end" in line)) lines.push(line.text);
+    return lines;
+  }
+
+  before(async () => {
+    const log = (line: string) => console.log(`  ${line}`);
+    const [images] = await Promise.all([
+      buildImages({ names: ["server", "supervisor", "debian-systemd-docker"], log: (l) => log(`images: ${l}`) }),
+      ensureKubeBinaries(["helm"]),
+    ]);
+    kube = await startKube({ realNode: true, log });
+    const node = kube.node;
+    assert.ok(node);
+    core = kube.config().makeApiClient(CoreV1Api);
+    const reference = images.find((i) => i.name === "debian-systemd-docker")?.reference ?? "";
+    // The node's registry, as its Pods reach it: what a cluster's in-house registry is.
+    cvmImage = reference.replace(/^[^/]+/, node.registry);
+    await createTestNamespace(kube, namespace, { "pod-security.kubernetes.io/enforce": "privileged" });
+    const started = Date.now();
+    await run(
+      binaryPath("helm"),
+      [
+        "install",
+        "cvm",
+        chart,
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        kube.kubeconfig,
+        "--set",
+        `image.registry=${node.registry}`,
+        "--set",
+        `image.tag=${checkoutTag()}`,
+        "--set",
+        `environments.insecureRegistries={${node.registry}}`,
+        "--wait",
+        "--timeout",
+        "10m",
+      ],
+      { maxBuffer: 8 * 1024 * 1024 },
+    );
+    log(`helm install: the server's Pod ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const service = await core.readNamespacedService({ name: "cvm", namespace });
+    url = `http://${service.spec?.clusterIP}:${service.spec?.ports?.[0].port}`;
+    admin = new CvmClient({ baseUrl: url });
+    admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
+  });
+
+  after(async () => {
+    await kube?.stop();
+  });
+
+  test("the server runs in the cluster with its in-cluster configuration and SQLite", async () => {
+    const pods = await core.listNamespacedPod({ namespace, labelSelector: "app.kubernetes.io/name=cvm" });
+    assert.equal(pods.items.length, 1);
+    const pod = pods.items[0];
+    assert.equal(pod.spec?.nodeName, kube.node?.name);
+    assert.match(pod.spec?.containers[0].image ?? "", new RegExp(`/cvm/server:${checkoutTag()}$`));
+    const logs = await core.readNamespacedPodLog({ name: pod.metadata?.name ?? "", namespace });
+    assert.match(logs, /"store":"sqlite","provider":"kubernetes","msg":"cvm server listening"/);
+  });
+
+  test("the infrastructure checks pass on this cluster, and an admin turns CVMs on without forcing", async () => {
+    const checks = await admin.infrastructureChecks();
+    const failing = checks.checks.filter((c) => c.status === "fail");
+    assert.deepEqual(failing, [], "no check fails");
+    await admin.updateInfrastructure({ cvmEnabled: true });
+    assert.equal((await admin.infrastructure()).cvmEnabled, true);
+  });
+
+  test("a CVM reaches running with systemd as PID 1, and the supervisor's reports are in its build log", async () => {
+    environment = await admin.createEnvironment({ name: "dev", image: cvmImage, cvm: true, cpu: 1, memoryGiB: 2 });
+    const running = await until(["running", "failed"]);
+    assert.equal(running.state, "running", running.stateReason);
+    assert.equal(running.systemd, "running");
+    assert.equal(running.docker, "answering");
+    const log = await buildLog();
+    for (const expected of [/^engine: cvm's own dockerd/, /^cgroups: \d+ directories handed/, /^systemd: running/]) {
+      assert.ok(
+        log.some((line) => expected.test(line)),
+        `the build log has ${expected}:\n${log.join("\n")}`,
+      );
+    }
+    assert.equal((await inside("cat /proc/1/comm")).trim(), "systemd");
+    assert.equal((await inside("systemctl is-system-running")).trim(), "running");
+  });
+
+  test("cvm ssh: a nested docker run, stdin, exit codes and a terminal, all inside the CVM", async () => {
+    const nested = await cvm(["ssh", "dev", "--", "docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
+    assert.equal(nested.code, 0, nested.stderr);
+    assert.equal(nested.stdout.trim(), "ok");
+    const piped = await cvm(["ssh", "dev", "--", "cat"], "through stdin\n");
+    assert.equal(piped.stdout, "through stdin\n");
+    const failing = await cvm(["ssh", "dev", "--", "sh", "-c", "echo to-stderr >&2; exit 3"]);
+    assert.equal(failing.code, 3);
+    assert.match(failing.stderr, /to-stderr/);
+    const terminal = await cvm(["ssh", "-t", "dev", "--", "tty"]);
+    assert.equal(terminal.code, 0, terminal.stderr);
+    assert.match(terminal.stdout, /^\/dev\/pts\/\d+/);
+    // The shell is the CVM's: its hostname, its systemd; not the supervisor's container.
+    assert.equal((await inside("hostname")).trim(), "dev");
+  });
+
+  test("root inside is an unprivileged uid on the node, and the supervisor is out of reach", async () => {
+    assert.match(await inside("cat /proc/self/uid_map"), /^\s*0\s+100000\s+65536\s*$/);
+    await inside("echo written > /home/by-root");
+    const claim = await core.readNamespacedPersistentVolumeClaim({
+      name: objectNames(environment.id).claim,
+      namespace,
+    });
+    const volume = await core.readPersistentVolume({ name: claim.spec?.volumeName ?? "" });
+    const onNode = join(volume.spec?.hostPath?.path ?? "", "home", "by-root");
+    assert.equal(statSync(onNode).uid, 100000, `${onNode} belongs to the remapped root on the node`);
+
+    // Neither the CVM nor its inner engine sees a process of the supervisor or of the node.
+    const processes = async (command: string) => (await inside(command)).split("\n").filter(Boolean);
+    const seen = [
+      ...(await processes("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")),
+      ...(await processes(
+        "docker run --rm --pid=host cvm/hello sh -c 'for p in /proc/[0-9]*; do cat $p/cmdline; echo; done'",
+      )),
+    ];
+    for (const foreign of [/cvm supervisor/, /kubelet/, /containerd --config/, /\/var\/lib\/cvm\/runtime\/engine/]) {
+      assert.ok(!seen.some((line) => foreign.test(line)), `no process matching ${foreign} is visible inside`);
+    }
+    // No socket or file of the supervisor's engine.
+    const reach = await cvm(["ssh", "dev", "--", "sh", "-c", "ls /var/lib/cvm/runtime/engine/docker.sock"]);
+    assert.notEqual(reach.code, 0, "the supervisor's engine socket does not exist in the CVM");
+  });
+
+  test("stop, then start: a file in home and an image of the inner Docker survive", async () => {
+    await inside("echo kept > /home/dev/kept && docker tag cvm/hello cvm/kept:1");
+    await admin.stopEnvironment(environment.id);
+    assert.equal((await until(["stopped", "failed"])).state, "stopped");
+    await assert.rejects(core.readNamespacedPod({ name: objectNames(environment.id).pod, namespace }), { code: 404 });
+    await admin.startEnvironment(environment.id);
+    const running = await until(["running", "failed"]);
+    assert.equal(running.state, "running", running.stateReason);
+    assert.equal((await inside("cat /home/dev/kept")).trim(), "kept");
+    assert.match(await inside("docker image ls --format '{{.Repository}}:{{.Tag}}'"), /^cvm\/kept:1$/m);
+  });
+
+  test("delete leaves no Pod, claim or Secret, and on the node no container, mount, loop device or cgroup", async () => {
+    const names = objectNames(environment.id);
+    const pod = await core.readNamespacedPod({ name: names.pod, namespace });
+    const uid = pod.metadata?.uid ?? "";
+    await admin.deleteEnvironment(environment.id);
+    await until(["deleted"]).catch(() => undefined);
+    await assert.rejects(core.readNamespacedPod({ name: names.pod, namespace }), { code: 404 });
+    await assert.rejects(core.readNamespacedPersistentVolumeClaim({ name: names.claim, namespace }), { code: 404 });
+    await assert.rejects(core.readNamespacedSecret({ name: names.secret, namespace }), { code: 404 });
+
+    // The kubelet tears a deleted Pod down after the API object is gone: give it a moment.
+    const node = kube.node;
+    assert.ok(node);
+    const leftovers = async () => {
+      const containers = await node.ctr(["containers", "ls", `labels."io.kubernetes.pod.uid"==${uid}`]);
+      const mounts = readFileSync("/proc/self/mountinfo", "utf8")
+        .split("\n")
+        .filter((line) => line.includes(uid));
+      const loops = (await run("losetup", ["--list", "--noheadings", "--output", "BACK-FILE"])).stdout
+        .split("\n")
+        .filter((file) => file.includes(uid));
+      const cgroups = readdirSync("/sys/fs/cgroup").flatMap((hierarchy) => {
+        const qos = join("/sys/fs/cgroup", hierarchy, "cvm-test-node", "kubepods");
+        if (!existsSync(qos)) return [];
+        return [qos, ...["burstable", "besteffort"].map((c) => join(qos, c))]
+          .filter((dir) => existsSync(join(dir, `pod${uid}`)))
+          .map((dir) => join(dir, `pod${uid}`));
+      });
+      return [...containers.split("\n").slice(1).filter(Boolean), ...mounts, ...loops, ...cgroups];
+    };
+    const deadline = Date.now() + 60_000;
+    let left = await leftovers();
+    while (left.length > 0 && Date.now() < deadline) {
+      await sleep(1000);
+      left = await leftovers();
+    }
+    assert.deepEqual(left, [], "nothing of the CVM's Pod is left on the node");
+  });
+});

@@ -290,6 +290,14 @@ function mountsUnder(dir: string): string[] {
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
+function isContainerd(pid: number): boolean {
+  try {
+    return /containerd/.test(readFileSync(`/proc/${pid}/comm`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
 /** Processes whose command line mentions `needle` (containerd's shims name their containerd's socket). */
 function processesMentioning(needle: string): number[] {
   const found: number[] = [];
@@ -310,8 +318,21 @@ function processesMentioning(needle: string): number[] {
  * its shims), mounts, network namespaces, loop devices, the bridge, the
  * chains, the cgroup tree and the directory. Idempotent.
  */
-export async function cleanUpNode(dir: string, netnsBefore?: Set<string>): Promise<void> {
+export async function cleanUpNode(dir: string, netnsBefore?: Set<string>, markers: string[] = []): Promise<void> {
   const { socket } = files(dir);
+  const kill = (pids: number[]) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  };
+  const ours = () => [...new Set([dir, ...markers].flatMap(processesMentioning))];
+  // First whatever would start containers again (kubelet; after a dead test process, its
+  // control plane too), while containerd still answers for the containers themselves.
+  kill(ours().filter((pid) => !isContainerd(pid)));
   const ctr = (...args: string[]) => quiet("ctr", ["--address", socket, "--namespace", "k8s.io", ...args]);
   if (existsSync(socket)) {
     const tasks = (await ctr("tasks", "ls", "-q")).split("\n").filter(Boolean);
@@ -320,21 +341,22 @@ export async function cleanUpNode(dir: string, netnsBefore?: Set<string>): Promi
     const containers = (await ctr("containers", "ls", "-q")).split("\n").filter(Boolean);
     for (const container of containers) await ctr("containers", "delete", container);
   }
-  for (const pid of processesMentioning(socket)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-  // Network namespaces the CRI made for this node's Pods.
+  // Then containerd and its shims.
+  kill(ours());
+  // Network namespaces the CRI made for this node's Pods (mounted once per mount
+  // namespace that shares /run: unmounted until none is left).
   const netnsDir = "/run/netns";
   if (existsSync(netnsDir)) {
     for (const name of readdirSync(netnsDir)) {
       if (!name.startsWith("cni-") || netnsBefore?.has(name)) continue;
       const path = join(netnsDir, name);
-      await quiet("umount", ["-l", path]);
-      rmSync(path, { force: true });
+      for (let i = 0; i < 5 && mountsUnder(path).length > 0; i++) await quiet("umount", [path]);
+      try {
+        rmSync(path, { force: true });
+      } catch {
+        // Shadowed: someone bound /run/netns over itself (`ip netns add` does) after it was
+        // mounted. The namespace outlives us, empty once its veth is gone (below).
+      }
     }
   }
   for (const point of mountsUnder(dir)) await quiet("umount", ["-l", point]);
@@ -351,6 +373,11 @@ export async function cleanUpNode(dir: string, netnsBefore?: Set<string>): Promi
     }
     if (readdirSync(links).length === 0) rmdirSync(links);
   }
+  // Every Pod's veth (a Pod killed without its CNI teardown keeps its pair otherwise), then the bridge.
+  for (const line of (await quiet("ip", ["-o", "link", "show", "master", bridge])).split("\n")) {
+    const name = /^\d+: ([^:@]+)/.exec(line)?.[1];
+    if (name) await quiet("ip", ["link", "delete", name]);
+  }
   await quiet("ip", ["link", "delete", bridge]);
   for (const table of ["filter", "nat", "mangle"]) {
     await removeChains(table, "KUBE-");
@@ -363,6 +390,8 @@ export async function cleanUpNode(dir: string, netnsBefore?: Set<string>): Promi
 interface Lock {
   pid: number;
   dir: string;
+  /** Directories the cluster's other processes name on their command lines (its PKI, etcd's data). */
+  markers?: string[];
 }
 
 function alive(pid: number): boolean {
@@ -375,7 +404,7 @@ function alive(pid: number): boolean {
 }
 
 /** Takes the machine's real-node lock, cleaning up after a holder that died; waits for a live one. */
-async function takeLock(dir: string, log: (line: string) => void): Promise<void> {
+async function takeLock(dir: string, markers: string[], log: (line: string) => void): Promise<void> {
   let announced = false;
   for (;;) {
     const held = existsSync(lockFile) ? (JSON.parse(readFileSync(lockFile, "utf8")) as Lock) : undefined;
@@ -387,10 +416,10 @@ async function takeLock(dir: string, log: (line: string) => void): Promise<void>
     }
     if (held) {
       log(`kube harness: cleaning up the real node process ${held.pid} left in ${held.dir}`);
-      await cleanUpNode(held.dir);
+      await cleanUpNode(held.dir, undefined, held.markers);
     }
     mkdirSync(join(lockFile, ".."), { recursive: true });
-    writeFileSync(lockFile, JSON.stringify({ pid: process.pid, dir } satisfies Lock));
+    writeFileSync(lockFile, JSON.stringify({ pid: process.pid, dir, markers } satisfies Lock));
     return;
   }
 }
@@ -440,6 +469,12 @@ export interface RealNodeOptions {
   address: string;
   /** The cluster's PKI directory (ca.crt, ca.key). */
   pkiDir: string;
+  /**
+   * What the control plane's command lines name (its PKI dir, etcd's data
+   * dir): if this test process dies unstopped, the next real node's start
+   * ends those processes too.
+   */
+  markers: string[];
   /** An admin kubeconfig (kube-proxy's credentials). */
   adminKubeconfig: string;
   /** The API server, as the node reaches it. */
@@ -456,7 +491,12 @@ export async function startRealNode(options: RealNodeOptions): Promise<RealNode>
   const why = realNodeUnavailable();
   if (why) throw new Error(why);
   const dir = mkdtempSync("/tmp/cvm-node-");
-  await takeLock(dir, options.log);
+  try {
+    await takeLock(dir, options.markers, options.log);
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   const procs: Proc[] = [];
   const netnsBefore = new Set(existsSync("/run/netns") ? readdirSync("/run/netns") : []);
   const { socket } = files(dir);

@@ -410,6 +410,7 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
       node = await startRealNode({
         address,
         pkiDir: dir,
+        markers: [dir, etcdDir],
         adminKubeconfig,
         server,
         config,

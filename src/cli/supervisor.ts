@@ -256,6 +256,12 @@ async function execInEnvironment(command: string[], flags: { tty?: boolean }): P
     rows: process.stdout.rows,
   });
   session.onOutput((stream, data) => (stream === "stdout" ? process.stdout : process.stderr).write(data));
+  if (flags.tty && process.stdin.isTTY) {
+    // The Pod's terminal passes every byte through; the environment's own terminal does the
+    // line editing and echo (else both would: lines echoed twice, ^D read here).
+    process.stdin.setRawMode(true);
+    process.stdout.on("resize", () => void session.resize(process.stdout.columns, process.stdout.rows));
+  }
   process.stdin.on("data", (data) => session.write(data));
   process.stdin.on("end", () => session.end());
   process.exitCode = await session.exited;

@@ -86,8 +86,10 @@ export async function startExec(
       stream.write(data);
     },
     end() {
-      // Half-close: the process sees end of input and may still write.
-      (stream as unknown as { end(): void }).end();
+      // A terminal's end of input is ^D (the engine hangs a tty up, output and all, when its
+      // input closes); otherwise a half-close: the process sees end of input and may still write.
+      if (options.tty) stream.write(Buffer.from([4]));
+      else (stream as unknown as { end(): void }).end();
     },
     async resize(cols, rows) {
       await exec.resize({ h: rows, w: cols });

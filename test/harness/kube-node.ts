@@ -243,6 +243,16 @@ function makeCgroupRoot(): void {
   }
 }
 
+/** Every process in a cgroup tree. */
+function processesIn(path: string): number[] {
+  if (!existsSync(path)) return [];
+  const here = readFileSync(join(path, "cgroup.procs"), "utf8").split("\n").filter(Boolean).map(Number);
+  const below = readdirSync(path, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .flatMap((entry) => processesIn(join(path, entry.name)));
+  return [...here, ...below];
+}
+
 /** Removes a cgroup tree depth-first; a directory whose processes are still leaving is retried. */
 async function removeCgroupTree(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -341,8 +351,10 @@ export async function cleanUpNode(dir: string, netnsBefore?: Set<string>, marker
     const containers = (await ctr("containers", "ls", "-q")).split("\n").filter(Boolean);
     for (const container of containers) await ctr("containers", "delete", container);
   }
-  // Then containerd and its shims.
+  // Then containerd and its shims, and whatever still runs in the node's cgroups (a killed
+  // shim leaves its container's processes behind).
   kill(ours());
+  kill(hierarchies().flatMap((hierarchy) => processesIn(join(hierarchy, cgroupRoot))));
   // Network namespaces the CRI made for this node's Pods (mounted once per mount
   // namespace that shares /run: unmounted until none is left).
   const netnsDir = "/run/netns";

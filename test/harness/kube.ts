@@ -244,7 +244,13 @@ export async function startKube(options: KubeOptions = {}): Promise<Kube> {
   process.once("exit", killAll);
   const stop = async () => {
     process.off("exit", killAll);
-    await node?.stop();
+    if (node) {
+      // No Pod may be made or placed again while the node's are deleted (a Deployment's would).
+      for (const proc of procs.filter((p) => ["kube-scheduler", "kube-controller-manager"].includes(p.name))) {
+        await stopProcess(proc);
+      }
+      await node.stop();
+    }
     for (const proc of [...procs].reverse()) await stopProcess(proc);
     rmSync(etcdDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });

@@ -222,12 +222,12 @@ function kubeProxyConfig(kubeconfig: string, address: string, healthz: number, m
   });
 }
 
-/** The v1 hierarchies (and the named systemd one) kubelet makes its tree in. */
+/** The hierarchies the node's tree is in: every v1 one, the named systemd one, and (hybrid) the unified one, where runc mirrors it. */
 function hierarchies(): string[] {
   if (!existsSync("/sys/fs/cgroup")) return [];
   return readdirSync("/sys/fs/cgroup")
     .map((entry) => join("/sys/fs/cgroup", entry))
-    .filter((path) => existsSync(join(path, "cgroup.procs")) && !path.endsWith("/unified"));
+    .filter((path) => existsSync(join(path, "cgroup.procs")));
 }
 
 /** kubelet insists that its cgroup root exist; cpuset needs its parent's CPUs and memory nodes before use. */

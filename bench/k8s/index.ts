@@ -2,7 +2,8 @@
  * bench/k8s: 500 environments created through cvm's kubernetes provider on
  * kwok's simulated nodes, all reaching running, timed against creating 500
  * bare Pods through the API directly in the same run and on the same control
- * plane; and the memory of the process holding the provider at 500.
+ * plane; and the memory of the process holding the provider at 500. Then one
+ * CVM on a real node against a bare Pod of its image (real-node.ts).
  *
  * The provider runs in its own Node process (bench/k8s/provider-load.ts), as
  * the server would, so its RSS is the provider's and not this harness's.
@@ -19,6 +20,7 @@ import { CvmClient } from "../../src/client/index.js";
 import { apiClient } from "../../src/providers/kubernetes/api-client.js";
 import { createTestNamespace, startKube } from "../../test/harness/kube.js";
 import type { BenchContext, BenchResult } from "../types.js";
+import { realNodeFigures } from "./real-node.js";
 
 const execFileAsync = promisify(execFile);
 const count = Number(process.env.CVM_BENCH_K8S_COUNT ?? 500);
@@ -190,8 +192,27 @@ async function serverLoad(
   }
 }
 
+/**
+ * Both parts, or the one CVM_BENCH_K8S names (`kwok`: 500 environments on
+ * kwok's nodes; `real-node`: one CVM against a bare Pod on a real node).
+ */
 export async function run(context?: BenchContext): Promise<BenchResult[]> {
   const log = context?.log ?? ((line: string) => console.log(line));
+  const part = process.env.CVM_BENCH_K8S ?? "all";
+  const results: BenchResult[] = [];
+  if (part !== "real-node") results.push(...(await kwokFigures(log, context)));
+  if (part !== "kwok") {
+    const figures = await realNodeFigures(log);
+    if (typeof figures === "string") log(`real node: not measured (${figures})`);
+    else {
+      log(`real node: a CVM's build, seconds since its first log line (median): ${JSON.stringify(figures.steps)}`);
+      results.push(...figures.results);
+    }
+  }
+  return results;
+}
+
+async function kwokFigures(log: (line: string) => void, context?: BenchContext): Promise<BenchResult[]> {
   const kube = await startKube({
     log,
     nodes: Array.from({ length: 4 }, (_, i) => ({

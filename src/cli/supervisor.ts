@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
 import { pino } from "pino";
 import type { Environment, RegistryCredentials } from "../core/environment.js";
+import { FrameDecoder } from "../core/exec-frames.js";
 import type { BuildContext, Observation, SupervisorReport } from "../core/provider.js";
 import { defaultSettings, type InfrastructureSettings, type RuntimeChoice } from "../core/settings.js";
 import { type CvmSupervisorOptions, createCvmSupervisor } from "../supervisor/index.js";
@@ -245,25 +246,43 @@ async function supervise(): Promise<void> {
   await supervisor.close().catch(() => undefined);
 }
 
-async function execInEnvironment(command: string[], flags: { tty?: boolean }): Promise<void> {
+interface ExecFlags {
+  tty?: boolean;
+  framed?: boolean;
+  cols?: number;
+  rows?: number;
+}
+
+async function execInEnvironment(command: string[], flags: ExecFlags): Promise<void> {
   const pod = podEnvironment();
   const logger = pino({ level: "warn" });
   const supervisor = await createCvmSupervisor({ dataDir: pod.runtimeDir, logger });
   const session = await supervisor.exec(pod.environment, {
     command: command.length > 0 ? command : ["/bin/bash", "-l"],
     tty: flags.tty ?? false,
-    cols: process.stdout.columns,
-    rows: process.stdout.rows,
+    cols: flags.cols ?? process.stdout.columns,
+    rows: flags.rows ?? process.stdout.rows,
   });
   session.onOutput((stream, data) => (stream === "stdout" ? process.stdout : process.stderr).write(data));
-  if (flags.tty && process.stdin.isTTY) {
-    // The Pod's terminal passes every byte through; the environment's own terminal does the
-    // line editing and echo (else both would: lines echoed twice, ^D read here).
-    process.stdin.setRawMode(true);
-    process.stdout.on("resize", () => void session.resize(process.stdout.columns, process.stdout.rows));
+  if (flags.framed) {
+    // The server's frames (core/exec-frames.ts): input, resizes and end of input, the Pod without a terminal.
+    const decoder = new FrameDecoder();
+    process.stdin.on("data", (chunk: Buffer) => {
+      for (const frame of decoder.push(chunk)) {
+        if (frame.type === "input") session.write(frame.data);
+        else if (frame.type === "resize") void session.resize(frame.cols, frame.rows).catch(() => undefined);
+        else session.end();
+      }
+    });
+  } else {
+    if (flags.tty && process.stdin.isTTY) {
+      // An operator's `kubectl exec -it`: the CVM's terminal does the line editing and echo.
+      process.stdin.setRawMode(true);
+      process.stdout.on("resize", () => void session.resize(process.stdout.columns, process.stdout.rows));
+    }
+    process.stdin.on("data", (data) => session.write(data));
+    process.stdin.on("end", () => session.end());
   }
-  process.stdin.on("data", (data) => session.write(data));
-  process.stdin.on("end", () => session.end());
   process.exitCode = await session.exited;
   process.stdin.destroy();
   await supervisor.close().catch(() => undefined);
@@ -281,6 +300,9 @@ export function register(program: Command): void {
     .command("exec")
     .description("run a command in the environment this Pod supervises")
     .option("--tty", "allocate a terminal")
+    .option("--framed", "stdin carries the server's frames (input, resize, end), not bytes")
+    .option("--cols <n>", "the terminal's width", Number)
+    .option("--rows <n>", "the terminal's height", Number)
     .argument("[command...]", "the command (default: a login shell)")
-    .action((command: string[], flags: { tty?: boolean }) => execInEnvironment(command, flags));
+    .action((command: string[], flags: ExecFlags) => execInEnvironment(command, flags));
 }

@@ -1,10 +1,14 @@
 /**
  * A process in an environment's Pod, through the API server's exec
- * subresource (WebSocket), shaped as the Provider's ExecSession.
+ * subresource (WebSocket), shaped as the Provider's ExecSession. A CVM's
+ * session is framed (core/exec-frames.ts): the supervisor's `exec --framed`
+ * gets input, resizes and end of input as frames on a plain stdin, and gives
+ * the terminal to the CVM's own container, so the Pod's side never has one.
  */
 
 import { PassThrough, Writable } from "node:stream";
 import { Exec, type KubeConfig, type V1Status } from "@kubernetes/client-node";
+import { encodeFrame } from "../../core/exec-frames.js";
 import type { ExecSession } from "../../core/provider.js";
 
 export interface ExecTarget {
@@ -15,6 +19,8 @@ export interface ExecTarget {
   tty: boolean;
   cols?: number;
   rows?: number;
+  /** stdin carries frames for `cvm supervisor exec --framed` (a CVM's session); the Pod gets no terminal. */
+  framed?: boolean;
 }
 
 /** A stdout the client library reads the terminal's size from: columns, rows and a resize event. */
@@ -60,18 +66,32 @@ export async function startExec(config: KubeConfig, target: ExecTarget): Promise
   const exited = new Promise<number>((resolve) => {
     settle = resolve;
   });
+  const podTty = target.tty && !target.framed;
   const socket = await new Exec(config).exec(
     target.namespace,
     target.pod,
     target.container,
     target.command,
     stdout,
-    target.tty ? null : stderr,
+    podTty ? null : stderr,
     stdin,
-    target.tty,
+    podTty,
     (status) => settle(exitCodeOf(status)),
   );
   socket.on("close", () => settle(255));
+  const bytes = (data: Uint8Array | string) => (typeof data === "string" ? Buffer.from(data) : data);
+  if (target.framed) {
+    return {
+      write: (data) => stdin.write(encodeFrame({ type: "input", data: bytes(data) })),
+      end: () => stdin.write(encodeFrame({ type: "end" })),
+      resize: async (cols, rows) => {
+        stdin.write(encodeFrame({ type: "resize", cols, rows }));
+      },
+      onOutput: (listener) => listeners.push(listener),
+      exited,
+      kill: () => socket.close(),
+    };
+  }
   return {
     write: (data) => stdin.write(data),
     // A terminal's end of input is ^D: closing a tty's stdin hangs its process up,

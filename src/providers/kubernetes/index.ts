@@ -456,8 +456,9 @@ export class KubernetesProvider implements Provider {
       throw new CvmError("CONFLICT", `The environment's Pod is not running`);
     }
     // A CVM's shell runs in the inner container, through the supervisor that owns it.
+    const size = options.cols && options.rows ? ["--cols", String(options.cols), "--rows", String(options.rows)] : [];
     const command = environment.cvm
-      ? ["cvm", "supervisor", "exec", ...(options.tty ? ["--tty"] : []), "--", ...options.command]
+      ? ["cvm", "supervisor", "exec", "--framed", ...(options.tty ? ["--tty", ...size] : []), "--", ...options.command]
       : options.command;
     return startExec(this.config, {
       namespace: this.namespace,
@@ -467,6 +468,7 @@ export class KubernetesProvider implements Provider {
       tty: options.tty,
       cols: options.cols,
       rows: options.rows,
+      framed: environment.cvm,
     });
   }
 

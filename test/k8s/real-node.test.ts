@@ -247,6 +247,50 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     assert.match(await inside("docker image ls --format '{{.Repository}}:{{.Tag}}'"), /^cvm\/kept:1$/m);
   });
 
+  test("bad input: an image the node cannot pull, a runtime the node lacks: failed, the reason in the log, no Pod left", async () => {
+    const failsWith = async (name: string, image: string, reason: RegExp) => {
+      const created = await admin.createEnvironment({ name, image, cvm: true, cpu: 0.5, memoryGiB: 1 });
+      let failed: Environment | undefined;
+      const deadline = Date.now() + 10 * 60_000;
+      while (Date.now() < deadline) {
+        failed = await admin.environment(created.id);
+        if (failed.state === "failed" || failed.state === "running") break;
+        await sleep(500);
+      }
+      assert.equal(failed?.state, "failed", `${name} should fail`);
+      assert.match(failed?.stateReason ?? "", reason);
+      const log: string[] = [];
+      for await (const line of admin.logs(created.id)) if (!("end" in line)) log.push(line.text);
+      assert.ok(
+        log.some((line) => reason.test(line)),
+        `the build log says why:\n${log.join("\n")}`,
+      );
+      await assert.rejects(
+        core.readNamespacedPod({ name: objectNames(created.id).pod, namespace }),
+        { code: 404 },
+        "a failed build leaves no Pod",
+      );
+      await admin.deleteEnvironment(created.id);
+    };
+    await failsWith(
+      "no-image",
+      cvmImage.replace(/\/cvm\/[^/]+$/, "/cvm/no-such-image:1"),
+      /not found|manifest unknown/i,
+    );
+
+    // sysbox on a node that has none: the checks name it before a CVM is tried, and the CVM fails saying so.
+    await admin.updateInfrastructure({ runtime: "sysbox" });
+    try {
+      const checks = await admin.infrastructureChecks();
+      const os = checks.checks.find((c) => c.id === "node-os");
+      assert.equal(os?.status, "fail", JSON.stringify(os));
+      assert.match(os?.evidence ?? "", new RegExp(kube.node?.name ?? "node"));
+      await failsWith("no-sysbox", cvmImage, /sysbox-runc/);
+    } finally {
+      await admin.updateInfrastructure({ runtime: "auto" });
+    }
+  });
+
   test("delete leaves no Pod, claim or Secret, and on the node no container, mount, loop device or cgroup", async () => {
     const names = objectNames(environment.id);
     const pod = await core.readNamespacedPod({ name: names.pod, namespace });

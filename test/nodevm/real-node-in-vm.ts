@@ -193,7 +193,22 @@ try {
     const ctr = "ctr --address /run/cvm-node/containerd.sock -n k8s.io";
     const running = (name: string) =>
       `until ${ctr} tasks ls | awk '$3 == "RUNNING" { print $1 }' | while read id; do ${ctr} containers info $id | grep -q '"io.kubernetes.container.name": "${name}"' && echo yes; done | grep -q yes; do sleep 0.2; done`;
-    await timed("bare Pod running", `cp ${node}/manifests-later/bare.json ${node}/manifests/ && ${running("main")}`);
+    const evidence = async () =>
+      log(
+        (
+          await vm.exec(
+            `tail -40 /var/log/cvm-node-kubelet.log; echo ---; tail -20 /var/log/cvm-node-containerd.log; echo ---; ${ctr} tasks ls; ${ctr} containers ls`,
+          )
+        ).stdout,
+      );
+    await timed(
+      "bare Pod running",
+      `cp ${node}/manifests-later/bare.json ${node}/manifests/ && ${running("main")}`,
+      300_000,
+    ).catch(async (error) => {
+      await evidence();
+      throw error;
+    });
     // The claim's subpaths and the runtime dir, with the engine's data root (and the CVM image in it) from the seed disk.
     await vm.check(
       `mkdir -p /srv/cvm-claim/home /srv/cvm-claim/docker /srv/cvm-secret ${runtimeDir}/engine/data && mount -t ext4 ${diskDevice("cvm-engine-data")} ${runtimeDir}/engine/data`,

@@ -28,14 +28,14 @@ test("the Pod's variables and files describe the environment; the password comes
   assert.equal(pod.environment.cpu, 1.5);
   assert.equal(pod.environment.memoryGiB, 2);
   assert.equal(pod.environment.runtime, "userns");
-  assert.equal(pod.reportToken, "tok");
+  assert.equal(pod.reportTokenFile, join(dir, "token"));
   assert.deepEqual(pod.credentials, { username: "ada", password: "pw" });
   assert.equal(pod.discardDockerData, true);
   assert.equal(credentialsFrom(JSON.stringify({ auths: {} })), undefined);
   assert.throws(() => podEnvironment({}), /CVM_ENVIRONMENT_ID is not set/);
 });
 
-test("the reporter delivers lines and states in order, with the environment's token", async () => {
+test("the reporter delivers lines and states in order, with the Pod's current token", async () => {
   const received: { auth?: string; body: unknown }[] = [];
   const server = createServer((req, res) => {
     let body = "";
@@ -49,7 +49,16 @@ test("the reporter delivers lines and states in order, with the environment's to
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const reporter = new SupervisorReporter(url, "env_1", "tok", () => {});
+  let renewals = 0;
+  const reporter = new SupervisorReporter(
+    url,
+    "env_1",
+    () => {
+      renewals++;
+      return "tok";
+    },
+    () => {},
+  );
   reporter.line("one");
   reporter.line("two");
   reporter.send({ state: "creating" });
@@ -57,6 +66,7 @@ test("the reporter delivers lines and states in order, with the environment's to
   await reporter.drain();
   server.close();
   assert.ok(received.every((r) => r.auth === "Bearer tok"));
+  assert.equal(renewals, received.length, "the token file is read for every delivery (the kubelet renews it)");
   const flat = received.flatMap((r) => {
     const body = r.body as { lines?: string[]; state?: string };
     return [...(body.lines ?? []), ...(body.state ? [`state:${body.state}`] : [])];

@@ -25,7 +25,8 @@ export interface PodEnvironment {
   settings: InfrastructureSettings;
   credentials?: RegistryCredentials;
   reportUrl?: string;
-  reportToken?: string;
+  /** The Pod's projected token for reports, renewed by the kubelet: read at each report. */
+  reportTokenFile?: string;
   homeDir: string;
   dockerDataDir: string;
   runtimeDir: string;
@@ -83,7 +84,7 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
     settings: { ...defaultSettings, cvmEnabled: true, runtime },
     credentials: credentialsFrom(readIfPresent(env.CVM_REGISTRY_AUTH_FILE)),
     reportUrl: env.CVM_REPORT_URL || undefined,
-    reportToken: readIfPresent(env.CVM_REPORT_TOKEN_FILE),
+    reportTokenFile: env.CVM_REPORT_TOKEN_FILE || undefined,
     homeDir: env.CVM_HOME_DIR ?? "/var/lib/cvm/volumes/home",
     dockerDataDir: env.CVM_DOCKER_DATA_DIR ?? "/var/lib/cvm/volumes/docker",
     runtimeDir: env.CVM_RUNTIME_DIR ?? "/var/lib/cvm/runtime",
@@ -97,7 +98,8 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
 /**
  * Sends reports in order, batching lines written while one is in flight, and
  * retrying while the server is unreachable: a report is never worth the
- * environment.
+ * environment. The token is asked for at each delivery (the kubelet renews
+ * the file).
  */
 export class SupervisorReporter {
   private pending: SupervisorReport[] = [];
@@ -106,7 +108,7 @@ export class SupervisorReporter {
   constructor(
     private readonly url: string | undefined,
     private readonly environmentId: string,
-    private readonly token: string | undefined,
+    private readonly token: () => string | undefined,
     private readonly warn: (message: string) => void,
   ) {}
 
@@ -115,7 +117,7 @@ export class SupervisorReporter {
   }
 
   send(report: SupervisorReport): void {
-    if (!this.url || !this.token) return;
+    if (!this.url) return;
     this.pending.push(report);
     this.flushing ??= this.flush().finally(() => {
       this.flushing = undefined;
@@ -148,7 +150,7 @@ export class SupervisorReporter {
       try {
         const response = await fetch(target, {
           method: "POST",
-          headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+          headers: { authorization: `Bearer ${this.token() ?? ""}`, "content-type": "application/json" },
           body: JSON.stringify(report),
         });
         if (response.ok) return;
@@ -179,8 +181,11 @@ async function supervise(): Promise<void> {
   const logger = pino({ base: { service: "cvm-supervisor" } });
   const pod = podEnvironment();
   const { environment } = pod;
-  const reporter = new SupervisorReporter(pod.reportUrl, environment.id, pod.reportToken, (message) =>
-    logger.warn({ environmentId: environment.id }, message),
+  const reporter = new SupervisorReporter(
+    pod.reportUrl,
+    environment.id,
+    () => readIfPresent(pod.reportTokenFile),
+    (message) => logger.warn({ environmentId: environment.id }, message),
   );
   const log = async (text: string) => {
     logger.info({ environmentId: environment.id }, text);

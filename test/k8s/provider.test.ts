@@ -154,7 +154,6 @@ describe("kubernetes provider on a real API server", { skip: unavailable, timeou
     assert.equal(secret.type, "kubernetes.io/dockerconfigjson");
     const dockerConfig = Buffer.from(secret.data?.[".dockerconfigjson"] ?? "", "base64").toString();
     assert.match(dockerConfig, /s3cret-pw/);
-    assert.ok((secret.data?.["report-token"] ?? "").length > 0);
 
     const observed = await provider.observe(env);
     assert.equal(observed.running, true);
@@ -163,24 +162,50 @@ describe("kubernetes provider on a real API server", { skip: unavailable, timeou
     await provider.remove(env, { keepHome: false });
   });
 
-  test("the supervisor's reports reach the build log, with its token only", async () => {
+  test("the supervisor's reports reach the build log, with its Pod's own token only", async () => {
     const env = environment();
     const { context } = recorder();
     await provider.build(env, context);
-    const secret = await core.readNamespacedSecret({ name: objectNames(env.id).secret, namespace });
-    const token = Buffer.from(secret.data?.["report-token"] ?? "", "base64").toString();
-    await assert.rejects(provider.acceptSupervisorReport(env.id, "not-the-token", { lines: ["x"] }), (error) => {
-      assert.ok(error instanceof CvmError);
-      assert.equal(error.code, "UNAUTHORIZED");
-      return true;
-    });
+    const created = await pod(env.id);
+    // What the kubelet does for the Pod's projected volume: a token bound to the Pod, for cvm's audience.
+    const tokenFor = async (audience: string) =>
+      (
+        await core.createNamespacedServiceAccountToken({
+          name: "default",
+          namespace,
+          body: {
+            spec: {
+              audiences: [audience],
+              expirationSeconds: 600,
+              boundObjectRef: {
+                apiVersion: "v1",
+                kind: "Pod",
+                name: created?.metadata?.name,
+                uid: created?.metadata?.uid,
+              },
+            },
+          },
+        })
+      ).status?.token ?? "";
+    const token = await tokenFor("cvm-supervisor-report");
+    for (const wrong of ["not-the-token", await tokenFor("https://kubernetes.default.svc.cluster.local")]) {
+      await assert.rejects(provider.acceptSupervisorReport(env.id, wrong, { lines: ["x"] }), (error) => {
+        assert.ok(error instanceof CvmError);
+        assert.equal(error.code, "UNAUTHORIZED");
+        return true;
+      });
+    }
+    // Another environment's Pod's token is not this one's.
+    const other = environment();
+    await provider.build(other, recorder().context);
+    await assert.rejects(provider.acceptSupervisorReport(other.id, token, { lines: ["x"] }), { code: "UNAUTHORIZED" });
     await provider.acceptSupervisorReport(env.id, token, {
       observation: { systemd: "running", docker: "answering", failedUnits: [] },
     });
     const observed = await provider.observe(env);
     assert.equal(observed.systemd, "running");
     assert.equal(observed.docker, "answering");
-    // A second provider (a restarted server) checks the token against the Secret.
+    // A second provider (a restarted server) checks the token with the cluster's keys, no state of its own.
     const second = await open();
     try {
       await second.acceptSupervisorReport(env.id, token, { lines: ["after a restart"] });
@@ -189,6 +214,7 @@ describe("kubernetes provider on a real API server", { skip: unavailable, timeou
       await second.close();
     }
     await provider.remove(env, { keepHome: false });
+    await provider.remove(other, { keepHome: false });
   });
 
   test("a namespace enforcing baseline Pod Security refuses a CVM, and the build fails in the admission's own words", async () => {

@@ -11,9 +11,9 @@
  * and Docker's status) arrive through acceptSupervisorReport.
  */
 
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig, OpenidApi, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Environment, EnvironmentState, RegistryCredentials } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
@@ -31,10 +31,11 @@ import type { ProviderOptions } from "../index.js";
 import { apiClient } from "./api-client.js";
 import { startExec } from "./exec-session.js";
 import { apiMessage, clusterRefusal, isConflict, isNotFound } from "./kube-errors.js";
-import { annotations, environmentContainer, labels, objectNames, secretKeys, supervisorContainer } from "./names.js";
+import { annotations, environmentContainer, labels, objectNames, supervisorContainer } from "./names.js";
 import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
 import { podView } from "./pod-state.js";
 import { PodWatch } from "./pod-watch.js";
+import { keysFromJwks, verifyReportToken } from "./report-token.js";
 import { RequestLimiter } from "./request-limiter.js";
 
 export { annotations, labels, objectNames } from "./names.js";
@@ -105,7 +106,8 @@ export class KubernetesProvider implements Provider {
   private readonly core: CoreV1Api;
   private readonly watch: PodWatch;
   private readonly logger: Logger;
-  private readonly tokens = new Map<string, string>();
+  private readonly openid: OpenidApi;
+  private jwks?: { keys: Map<string | undefined, KeyObject>; readAt: number };
   private readonly reports = new Map<string, SupervisorReport>();
   private readonly live = new Map<string, LiveBuild>();
   private readonly limiter = new RequestLimiter();
@@ -116,6 +118,7 @@ export class KubernetesProvider implements Provider {
     private readonly options: KubernetesProviderOptions,
   ) {
     this.core = this.limited(apiClient(config, CoreV1Api));
+    this.openid = apiClient(config, OpenidApi);
     this.logger = options.logger.child({ provider: "kubernetes", namespace });
     this.watch = new PodWatch(config, namespace, this.logger);
   }
@@ -155,8 +158,9 @@ export class KubernetesProvider implements Provider {
     return this.watch.restarts;
   }
 
-  private podOptions(discardDockerData: boolean): PodOptions {
+  private podOptions(discardDockerData: boolean, registrySecret: boolean): PodOptions {
     return {
+      registrySecret,
       supervisorImage: this.options.supervisorImage ?? process.env.CVM_SUPERVISOR_IMAGE,
       serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? this.options.serverUrl,
       stopTimeoutSeconds: this.options.stopTimeoutSeconds ?? 30,
@@ -201,7 +205,7 @@ export class KubernetesProvider implements Provider {
     const log = (text: string) => enqueue(() => context.log(text));
     this.live.set(environment.id, { buildId: environment.buildId, context, reach });
     try {
-      const [, discardDockerData] = await Promise.all([
+      const [registrySecret, discardDockerData] = await Promise.all([
         this.ensureSecret(environment, context.credentials),
         this.ensureClaim(environment),
       ]);
@@ -219,7 +223,7 @@ export class KubernetesProvider implements Provider {
         // Reports of an earlier Pod say nothing about this one.
         this.reports.delete(environment.id);
         reach("pulling");
-        await this.createPod(environment, context.settings, discardDockerData);
+        await this.createPod(environment, context.settings, { discard: discardDockerData, registrySecret });
         log(`created Pod ${names.pod} in namespace ${this.namespace}`);
       }
 
@@ -289,8 +293,12 @@ export class KubernetesProvider implements Provider {
     }
   }
 
-  private async createPod(environment: Environment, settings: InfrastructureSettings, discard: boolean) {
-    const pod = environmentPodSpec(environment, settings, this.podOptions(discard));
+  private async createPod(
+    environment: Environment,
+    settings: InfrastructureSettings,
+    { discard, registrySecret }: { discard: boolean; registrySecret: boolean },
+  ) {
+    const pod = environmentPodSpec(environment, settings, this.podOptions(discard, registrySecret));
     try {
       await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
     } catch (error) {
@@ -311,29 +319,27 @@ export class KubernetesProvider implements Provider {
     }
   }
 
-  /** The Secret with registry credentials and the report token; an existing one keeps its token. */
-  private async ensureSecret(environment: Environment, credentials: RegistryCredentials | undefined): Promise<void> {
+  /**
+   * The Secret with the environment's registry credentials, only when it has
+   * some (reports authenticate with the Pod's own projected token); says
+   * whether the Pod has one to mount.
+   */
+  private async ensureSecret(environment: Environment, credentials: RegistryCredentials | undefined): Promise<boolean> {
+    if (!credentials) return false;
     const name = objectNames(environment.id).secret;
-    let token = randomBytes(32).toString("hex");
+    const body = environmentSecretSpec(environment, credentials);
     try {
-      await this.core.createNamespacedSecret({
-        namespace: this.namespace,
-        body: environmentSecretSpec(environment, credentials, token),
-      });
+      await this.core.createNamespacedSecret({ namespace: this.namespace, body });
     } catch (error) {
       if (!isConflict(error)) throw clusterRefusal(`the environment's Secret`, error);
       const existing = await this.core.readNamespacedSecret({ name, namespace: this.namespace });
-      const stored = existing.data?.[secretKeys.reportToken];
-      token = stored ? Buffer.from(stored, "base64").toString("utf8") : token;
-      if (credentials || !stored) {
-        await this.core.replaceNamespacedSecret({
-          name,
-          namespace: this.namespace,
-          body: { ...environmentSecretSpec(environment, credentials, token), metadata: { ...existing.metadata } },
-        });
-      }
+      await this.core.replaceNamespacedSecret({
+        name,
+        namespace: this.namespace,
+        body: { ...body, metadata: { ...existing.metadata } },
+      });
     }
-    this.tokens.set(environment.id, token);
+    return true;
   }
 
   /** Creates the home claim unless it exists; says whether a rebuild asked to discard the inner Docker's data. */
@@ -396,7 +402,6 @@ export class KubernetesProvider implements Provider {
         this.core.deleteNamespacedPersistentVolumeClaim({ name: names.claim, namespace: this.namespace }),
       );
     }
-    this.tokens.delete(environment.id);
     this.reports.delete(environment.id);
   }
 
@@ -508,26 +513,39 @@ export class KubernetesProvider implements Provider {
     this.watch.poke(environmentId);
   }
 
+  /** Whether the token is the projected one of this environment's current Pod (report-token.ts). */
   private async tokenMatches(environmentId: string, token: string): Promise<boolean> {
-    let expected = this.tokens.get(environmentId);
-    if (!expected) {
-      try {
-        const secret = await this.core.readNamespacedSecret({
-          name: objectNames(environmentId).secret,
-          namespace: this.namespace,
-        });
-        const stored = secret.data?.[secretKeys.reportToken];
-        if (!stored) return false;
-        expected = Buffer.from(stored, "base64").toString("utf8");
-        this.tokens.set(environmentId, expected);
-      } catch (error) {
-        if (isNotFound(error)) return false;
-        throw clusterRefusal("reading the environment's Secret", error);
-      }
+    const identity = {
+      namespace: this.namespace,
+      pod: objectNames(environmentId).pod,
+      uid: this.watch.get(environmentId)?.metadata?.uid,
+    };
+    const check = (keys: Map<string | undefined, KeyObject>) =>
+      verifyReportToken(
+        token,
+        identity,
+        (kid) => keys.get(kid) ?? (keys.size === 1 ? [...keys.values()][0] : undefined),
+      );
+    if (check(await this.signingKeys())) return true;
+    // The issuer may have rotated its keys since they were read: once more with fresh ones.
+    const fresh = await this.signingKeys(true);
+    return fresh !== undefined && check(fresh);
+  }
+
+  /**
+   * The cluster's service-account signing keys, read from its issuer's JWKS
+   * (every service account may); read again when asked, at most every 30 s.
+   */
+  private async signingKeys(refresh?: true): Promise<Map<string | undefined, KeyObject>> {
+    const known = this.jwks;
+    if (known && (!refresh || Date.now() - known.readAt < 30_000)) return known.keys;
+    try {
+      const document = await this.openid.getServiceAccountIssuerOpenIDKeyset();
+      this.jwks = { keys: keysFromJwks(document), readAt: Date.now() };
+      return this.jwks.keys;
+    } catch (error) {
+      throw clusterRefusal("reading the service-account issuer's keys (/openid/v1/jwks)", error);
     }
-    const a = Buffer.from(expected);
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
   }
 
   async close(): Promise<void> {

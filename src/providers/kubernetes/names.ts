@@ -45,15 +45,16 @@ export const supervisorPaths = {
   runtime: "/var/lib/cvm/runtime",
   /** Written by the supervisor once the environment is ready; the readiness probe looks for it. */
   ready: "/var/lib/cvm/runtime/ready",
+  /** The environment's Secret (registry credentials), when it has one. */
   secrets: "/var/run/secrets/cvm",
+  /** The Pod's projected service-account token for cvm's audience (report-token.ts), renewed by the kubelet. */
+  reportToken: "/var/run/secrets/cvm-report/token",
 } as const;
 
-/** Keys of the environment's Secret. */
+/** Keys of the environment's Secret, which exists only when the environment has registry credentials. */
 export const secretKeys = {
   /** Registry credentials, in the format kubelets and engines read. */
   registryAuth: ".dockerconfigjson",
-  /** The per-environment token the supervisor authenticates its reports with. */
-  reportToken: "report-token",
 } as const;
 
 export const supervisorContainer = "supervisor";

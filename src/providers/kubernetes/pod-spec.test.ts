@@ -59,19 +59,35 @@ test("capabilities instead of privileged when the settings say so", () => {
   assert.deepEqual(context?.capabilities?.add, ["SYS_ADMIN", "NET_ADMIN"]);
 });
 
-test("a standard environment runs its image with the same home claim and pulls with the Secret", () => {
-  const pod = standardPodSpec({ ...environment, cvm: false });
+test("a standard environment runs its image with the same home claim, and pulls with the Secret when it has one", () => {
+  const pod = standardPodSpec({ ...environment, cvm: false }, { registrySecret: true });
   assert.equal(pod.spec?.containers[0].image, environment.image);
   assert.equal(pod.spec?.containers[0].securityContext, undefined);
   assert.deepEqual(pod.spec?.imagePullSecrets, [{ name: "cvm-env-0123456789abcdef0123" }]);
   assert.equal(pod.spec?.volumes?.[0].persistentVolumeClaim?.claimName, "cvm-env-0123456789abcdef0123-home");
+  assert.equal(standardPodSpec({ ...environment, cvm: false }).spec?.imagePullSecrets, undefined);
 });
 
-test("the Secret carries the credentials for the image's registry and the report token", () => {
-  const secret = environmentSecretSpec(environment, { username: "ada", password: "hunter2" }, "tok");
+test("the report token is the Pod's own projected one; the Secret is mounted only with credentials", () => {
+  const bare = supervisorPodSpec(environment, defaultSettings);
+  const volumes = Object.fromEntries((bare.spec?.volumes ?? []).map((v) => [v.name, v]));
+  assert.deepEqual(volumes["report-token"].projected?.sources, [
+    { serviceAccountToken: { audience: "cvm-supervisor-report", expirationSeconds: 3600, path: "token" } },
+  ]);
+  assert.equal(volumes.credentials, undefined);
+  const env = Object.fromEntries((bare.spec?.containers[0].env ?? []).map((e) => [e.name, e.value]));
+  assert.equal(env.CVM_REPORT_TOKEN_FILE, "/var/run/secrets/cvm-report/token");
+  assert.equal(env.CVM_REGISTRY_AUTH_FILE, undefined);
+  const withCredentials = supervisorPodSpec(environment, defaultSettings, { registrySecret: true });
+  const secretVolume = withCredentials.spec?.volumes?.find((v) => v.name === "credentials");
+  assert.equal(secretVolume?.secret?.secretName, "cvm-env-0123456789abcdef0123");
+});
+
+test("the Secret carries the credentials for the image's registry", () => {
+  const secret = environmentSecretSpec(environment, { username: "ada", password: "hunter2" });
   const config = JSON.parse(secret.stringData?.[".dockerconfigjson"] ?? "{}");
   assert.equal(config.auths["registry.example.com:5000"].password, "hunter2");
-  assert.equal(secret.stringData?.["report-token"], "tok");
+  assert.deepEqual(Object.keys(secret.stringData ?? {}), [".dockerconfigjson"]);
   assert.equal(registryHost("debian:12"), "https://index.docker.io/v1/");
   assert.equal(registryHost("localhost/x"), "localhost");
 });

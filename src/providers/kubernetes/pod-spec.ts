@@ -5,6 +5,7 @@
  * Pod the provider would create and the tests can read what it asks for.
  */
 
+import { basename, dirname } from "node:path";
 import type {
   V1EnvVar,
   V1ObjectMeta,
@@ -26,6 +27,7 @@ import {
   supervisorContainer,
   supervisorPaths,
 } from "./names.js";
+import { reportAudience, reportTokenSeconds } from "./report-token.js";
 
 export const defaultSupervisorImage = "cvm-supervisor:0.1.0";
 
@@ -42,6 +44,8 @@ export interface PodOptions {
   imagePullSecrets?: string[];
   /** Registries (host:port) the supervisor's engine may pull from over plain HTTP (an in-cluster registry). */
   insecureRegistries?: string[];
+  /** The environment has a Secret (registry credentials) for the Pod to mount or pull with. */
+  registrySecret?: boolean;
 }
 
 type PodEnvironment = Pick<
@@ -120,8 +124,10 @@ export function supervisorPodSpec(
     { name: "CVM_OWNER_EMAIL", value: environment.ownerEmail },
     { name: "CVM_REPORT_URL", value: options.serverUrl ?? "" },
     // Files, not values: the password and the token never appear in the Pod's spec.
-    { name: "CVM_REPORT_TOKEN_FILE", value: `${supervisorPaths.secrets}/${secretKeys.reportToken}` },
-    { name: "CVM_REGISTRY_AUTH_FILE", value: `${supervisorPaths.secrets}/${secretKeys.registryAuth}` },
+    { name: "CVM_REPORT_TOKEN_FILE", value: supervisorPaths.reportToken },
+    ...(options.registrySecret
+      ? [{ name: "CVM_REGISTRY_AUTH_FILE", value: `${supervisorPaths.secrets}/${secretKeys.registryAuth}` }]
+      : []),
     { name: "CVM_HOME_DIR", value: supervisorPaths.home },
     { name: "CVM_DOCKER_DATA_DIR", value: supervisorPaths.dockerData },
     { name: "CVM_RUNTIME_DIR", value: supervisorPaths.runtime },
@@ -137,7 +143,8 @@ export function supervisorPodSpec(
     { name: "home", mountPath: supervisorPaths.home, subPath: "home" },
     { name: "home", mountPath: supervisorPaths.dockerData, subPath: "docker" },
     { name: "runtime", mountPath: supervisorPaths.runtime },
-    { name: "credentials", mountPath: supervisorPaths.secrets, readOnly: true },
+    { name: "report-token", mountPath: dirname(supervisorPaths.reportToken), readOnly: true },
+    ...(options.registrySecret ? [{ name: "credentials", mountPath: supervisorPaths.secrets, readOnly: true }] : []),
     { name: "usr-src", mountPath: "/usr/src", readOnly: true },
     { name: "lib-modules", mountPath: "/lib/modules", readOnly: true },
   ];
@@ -174,7 +181,25 @@ export function supervisorPodSpec(
       volumes: [
         homeVolume(names.claim),
         { name: "runtime", emptyDir: {} },
-        { name: "credentials", secret: { secretName: names.secret, defaultMode: 0o400 } },
+        {
+          // The kubelet mints and renews it; bound to this Pod, for cvm's audience only.
+          name: "report-token",
+          projected: {
+            defaultMode: 0o400,
+            sources: [
+              {
+                serviceAccountToken: {
+                  audience: reportAudience,
+                  expirationSeconds: reportTokenSeconds,
+                  path: basename(supervisorPaths.reportToken),
+                },
+              },
+            ],
+          },
+        },
+        ...(options.registrySecret
+          ? [{ name: "credentials", secret: { secretName: names.secret, defaultMode: 0o400 } }]
+          : []),
         // Unchecked: a node whose kernel has no modules has no /lib/modules (the engine works without them).
         { name: "usr-src", hostPath: { path: "/usr/src" } },
         { name: "lib-modules", hostPath: { path: "/lib/modules" } },
@@ -199,7 +224,7 @@ export function standardPodSpec(environment: PodEnvironment, options: PodOptions
       automountServiceAccountToken: false,
       enableServiceLinks: false,
       terminationGracePeriodSeconds: options.stopTimeoutSeconds ?? 30,
-      imagePullSecrets: [{ name: names.secret }],
+      ...(options.registrySecret ? { imagePullSecrets: [{ name: names.secret }] } : {}),
       containers: [
         {
           name: environmentContainer,
@@ -244,30 +269,22 @@ export function registryHost(image: string): string {
   return isHost ? first : "https://index.docker.io/v1/";
 }
 
-export function environmentSecretSpec(
-  environment: PodEnvironment,
-  credentials: RegistryCredentials | undefined,
-  reportToken: string,
-): V1Secret {
+/** The environment's registry credentials, for the kubelet (a standard environment's image) and the supervisor (a CVM's). */
+export function environmentSecretSpec(environment: PodEnvironment, credentials: RegistryCredentials): V1Secret {
   const names = objectNames(environment.id);
-  const auths = credentials
-    ? {
-        [registryHost(environment.image)]: {
-          username: credentials.username,
-          password: credentials.password,
-          auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64"),
-        },
-      }
-    : {};
+  const auths = {
+    [registryHost(environment.image)]: {
+      username: credentials.username,
+      password: credentials.password,
+      auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64"),
+    },
+  };
   return {
     apiVersion: "v1",
     kind: "Secret",
     metadata: objectMeta({ ...environment, buildId: undefined }, names.secret, environment.cvm ? "cvm" : "standard"),
     // This type lets the kubelet pull a standard environment's image with the same credentials.
     type: "kubernetes.io/dockerconfigjson",
-    stringData: {
-      [secretKeys.registryAuth]: JSON.stringify({ auths }),
-      [secretKeys.reportToken]: reportToken,
-    },
+    stringData: { [secretKeys.registryAuth]: JSON.stringify({ auths }) },
   };
 }

@@ -70,6 +70,8 @@ export const settingsUpdateSchema = z
   .looseObject({
     cvmEnabled: z.boolean().optional(),
     runtime: z.enum(runtimeChoices).optional(),
+    fuseDevice: z.boolean().optional(),
+    tunDevice: z.boolean().optional(),
     supervisorPrivileges: z
       .strictObject({
         mode: z.enum(["privileged", "capabilities"]).optional(),
@@ -187,6 +189,8 @@ export const settingsSchema = z.object({
     minDiskGiB: z.number(),
     maxDiskGiB: z.number(),
   }),
+  fuseDevice: z.boolean(),
+  tunDevice: z.boolean(),
 });
 
 const checkStatus = z.enum(["pass", "warn", "fail"]);

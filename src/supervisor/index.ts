@@ -10,7 +10,9 @@
  * (systemd running or degraded, the inner dockerd answering).
  */
 
-import { chown, mkdir, stat } from "node:fs/promises";
+import { chown, mkdir, readFile, stat } from "node:fs/promises";
+import { release } from "node:os";
+import { join } from "node:path";
 import Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
@@ -34,6 +36,7 @@ import {
   labels,
   type VolumeSources,
 } from "./cvm-container.js";
+import { type CvmDeviceNodes, ensureDeviceNodes } from "./cvm-devices.js";
 import { diskLimit } from "./disk-limit.js";
 import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
@@ -42,9 +45,12 @@ import { ContainerFilesystem } from "./image-filesystem.js";
 import { ensureImage } from "./image-pull.js";
 import { findInitPath, type InitPath } from "./init-path.js";
 import { chooseRuntime } from "./isolation-runtime.js";
+import { binfmtNote } from "./multi-arch.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
-import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
+import { ensureGateBinary, gateMounts, gateState, releaseGate } from "./start-gate.js";
+import { ensureSysfsReference } from "./sysfs-reference.js";
+import { maskedUnits } from "./systemd-masks.js";
 
 export interface CvmSupervisorOptions {
   /** cvm's own isolated engine keeps its data root, exec root and socket below this. */
@@ -165,7 +171,7 @@ class Supervisor implements CvmSupervisor {
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const { container, createdAt } = await this.create(docker, environment, runtime, log);
+    const { container, createdAt } = await this.create(docker, environment, runtime, context, log);
     await context.enter("starting");
     const observation = await this.boot(container, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
@@ -177,6 +183,7 @@ class Supervisor implements CvmSupervisor {
     docker: Dockerode,
     environment: Environment,
     runtime: CvmRuntime,
+    context: BuildContext,
     log: (text: string) => Promise<void>,
   ): Promise<{ container: Dockerode.Container; createdAt: number }> {
     const name = containerName(environment.id);
@@ -190,9 +197,20 @@ class Supervisor implements CvmSupervisor {
     const gateBinary = await this.gateBinary;
     const apparmor = await ensureApparmorProfile();
     await log(`security: ${apparmor.note}`);
+    let devices: CvmDeviceNodes = {};
+    let sysfsReference: string | undefined;
     if (runtime === "userns") {
-      await log("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
-      await log("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
+      await log(
+        "security: seccomp = Docker's default profile for its default capabilities + SYS_ADMIN, NET_ADMIN, plus keyctl, pivot_root (for nested containers)",
+      );
+      await log(
+        "security: not privileged; every capability, inside its user namespace only; /proc and /sys unmasked (nested containers mount them again)",
+      );
+      devices = await this.devices(context, log);
+      sysfsReference = await ensureSysfsReference(this.engine.paths.root).catch(async (error: CvmError) => {
+        await log(`nesting unavailable: ${error.message}: ${error.detail ?? ""}`);
+        return undefined;
+      });
     }
     const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
     await log(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
@@ -206,11 +224,25 @@ class Supervisor implements CvmSupervisor {
       storageOpt: rootfs.storageOpt,
       volumeSources: this.options.volumeSources,
       dockerDisk: storage.dockerDisk,
+      devices,
+      sysfsReference,
     });
     const createdAt = Date.now();
     const container = await docker.createContainer(request);
     await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
     return { container, createdAt };
+  }
+
+  /** cvm's own FUSE and TUN nodes, as the settings allow and the node can give them; each outcome a log line. */
+  private async devices(context: BuildContext, log: (text: string) => Promise<void>): Promise<CvmDeviceNodes> {
+    const root = this.engine.root;
+    if (!root) return {};
+    const { nodes, notes } = await ensureDeviceNodes(join(this.engine.paths.root, "devices"), root, {
+      fuse: context.settings.fuseDevice,
+      tun: context.settings.tunDevice,
+    });
+    for (const note of notes) await log(`devices: ${note}`);
+    return nodes;
   }
 
   /**
@@ -293,6 +325,7 @@ class Supervisor implements CvmSupervisor {
     if (!init.found) {
       await releaseGate(pid, "reaper");
       await log("release: minimal init running; systemd unavailable");
+      if (runtime === "userns") await this.checkGateMounts(container, pid, log);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "absent" };
     }
     signal?.throwIfAborted();
@@ -301,9 +334,15 @@ class Supervisor implements CvmSupervisor {
       if (!root) throw new CvmError("INTERNAL", "cvm's engine has no remapped root");
       const { directories } = await delegateCgroups(pid, root.uid, root.gid);
       await log(`cgroups: ${directories.length} directories handed to the CVM's root (uid ${root.uid})`);
+      if (isSystemd(init)) {
+        await log(
+          `systemd: masked for the boot: ${maskedUnits.map((m) => `${m.unit} (${m.why})`).join(", ")}; systemd would try them because the CVM holds capabilities that count only inside it`,
+        );
+      }
     }
     await releaseGate(pid, "init");
     await log(`release: ${init.target} is PID 1`);
+    if (runtime === "userns") await this.checkGateMounts(container, pid, log);
     if (!isSystemd(init)) {
       await log(`${init.target} is not systemd: systemd unavailable`);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "unknown" };
@@ -326,6 +365,29 @@ class Supervisor implements CvmSupervisor {
       });
     }
     return { exists: true, running: true, runtime, ...report };
+  }
+
+  /**
+   * The gate unmounts the engine's reference sysfs before it releases init; a
+   * CVM where it is still mounted is stopped. Whether nested privileged
+   * containers can mount sysfs, and whether the CVM has a binfmt_misc of its
+   * own, is only reported: the CVM works either way.
+   */
+  private async checkGateMounts(container: Dockerode.Container, pid: number, log: (text: string) => Promise<void>) {
+    const mounts = gateMounts(await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => ""));
+    if (mounts.referenceLeft) {
+      await container.kill().catch(() => undefined);
+      throw new CvmError("INTERNAL", "The CVM's start gate did not unmount the engine's reference sysfs", {
+        detail: await this.tail(container),
+      });
+    }
+    const gateNote = (await this.tail(container)).split("\n").find((line) => line.includes("cvm-gate: sysfs"));
+    await log(
+      mounts.nestable
+        ? "nesting: /sys is the CVM's own sysfs with a writable super block: nested privileged containers can mount sysfs"
+        : `nesting: /sys stays read-only, so nested privileged containers cannot mount sysfs (${gateNote ?? "no reference sysfs"})`,
+    );
+    await log(`multi-arch: ${binfmtNote(mounts.binfmtMisc, release())}`);
   }
 
   /**

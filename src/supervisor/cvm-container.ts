@@ -113,10 +113,10 @@ const deviceTargets: Record<keyof CvmDeviceNodes, { target: string; rule: string
 };
 
 /**
- * userns: the engine's writable sysfs (sysfs-reference.ts), read-only, where
- * the start gate finds it: the view it needs to give the CVM a sysfs of its
- * own that nested containers can mount again. The gate unmounts it before the
- * image's init runs.
+ * userns: the engine's writable sysfs (sysfs-reference.ts), read-only: the
+ * view the start gate needs to give the CVM a sysfs of its own that nested
+ * containers can mount again, and the one left to tools that unmount /sys to
+ * mount their own (`ip netns exec`).
  */
 function sysfsReferenceMount(source: string): Dockerode.MountSettings {
   return { Type: "bind", Source: source, Target: sysfsReferencePath, ReadOnly: true };

@@ -23,10 +23,10 @@ export const gateSource = fileURLToPath(new URL("./gate/cvm-gate.c", import.meta
 export const gateMountPath = "/.cvm/cvm-gate";
 
 /**
- * Where a userns CVM finds the engine's reference sysfs while its gate holds
- * (read-only; SYSFS_REFERENCE in gate/cvm-gate.c, sysfs-reference.ts). At
- * release the gate gives the CVM a writable sysfs super block of its own
- * from it, then unmounts it.
+ * Where a userns CVM finds the engine's reference sysfs (read-only;
+ * SYSFS_REFERENCE in gate/cvm-gate.c, sysfs-reference.ts). At release the
+ * gate gives the CVM a writable sysfs super block of its own from it; it
+ * stays for tools that unmount /sys to mount another (`ip netns exec`).
  */
 export const sysfsReferencePath = "/.cvm/sysfs";
 
@@ -126,21 +126,18 @@ export async function releaseGate(pid: number, how: Release, timeoutMs = 60_000)
 export interface GateMounts {
   /** /sys is a sysfs whose super block is writable: nested privileged containers can mount sysfs. */
   nestable: boolean;
-  /** The reference sysfs is still mounted inside (the gate must have unmounted it). */
-  referenceLeft: boolean;
   /** The CVM has a binfmt_misc of its own (Linux 6.7 and newer). */
   binfmtMisc: boolean;
 }
 
 /** Reads a CVM's mount table (/proc/PID/mountinfo as the node sees it). */
 export function gateMounts(mountinfo: string): GateMounts {
-  const found: GateMounts = { nestable: false, referenceLeft: false, binfmtMisc: false };
+  const found: GateMounts = { nestable: false, binfmtMisc: false };
   for (const line of mountinfo.split("\n")) {
     const [mountFields, fsFields] = line.split(" - ");
     if (!fsFields) continue;
     const target = mountFields.split(" ")[4];
     const [type, , superOptions = ""] = fsFields.split(" ");
-    if (target === sysfsReferencePath) found.referenceLeft = true;
     // The last mount at /sys is the one seen; its super block options say whether it was made writable.
     if (target === "/sys") found.nestable = type === "sysfs" && superOptions.split(",").includes("rw");
     if (target === "/proc/sys/fs/binfmt_misc" && type === "binfmt_misc") found.binfmtMisc = true;

@@ -1,16 +1,16 @@
 /**
- * The writable sysfs a userns CVM's start gate needs for a moment
- * (gate/cvm-gate.c explains the kernel's rule): one per engine, mounted on
- * the node under the engine's directory and bound read-only into each CVM
- * until its gate releases init.
+ * The writable sysfs a userns CVM needs to mount sysfs again (gate/cvm-gate.c
+ * explains the kernel's rule): one per engine, mounted on the node under the
+ * engine's directory and bound read-only into each CVM at /.cvm/sysfs.
  *
  * It belongs to a network namespace of its own with nothing in it, so it
  * shows only what any sysfs shows (the device tree, the CVM's own /sys has
  * it too), never the node's network interfaces. It has no mounts under it:
  * the engine mounts a running container's binds again for its archive API
  * and unmounts them after, and a bind with mounts beneath it would be left
- * behind inside the CVM. The engine unmounts it with its other leftovers
- * when it stops with no CVMs (engine.ts).
+ * behind inside the CVM (the node's own /sys, with its cgroup mounts, was).
+ * The engine unmounts it with its other leftovers when it stops with no CVMs
+ * (engine.ts).
  */
 
 import { execFile } from "node:child_process";

@@ -76,18 +76,18 @@ static void mount_binfmt_misc(void) {
  * mnt_already_visible), so under a read-only super block every nested
  * `docker run --privileged` fails: 'error mounting "sysfs" ... operation not
  * permitted'. The supervisor binds a writable sysfs of an empty network
- * namespace at SYSFS_REFERENCE (sysfs-reference.ts) as the one such view;
- * here the CVM's /sys is replaced by a fresh sysfs of its own network
- * namespace with a writable super block, mounted read-only (systemd reads a
- * read-only /sys as "no udev here"), and the reference is unmounted before
- * the image's init runs. Writes through a writable sysfs still need the
+ * namespace at SYSFS_REFERENCE (sysfs-reference.ts) as one such view; here
+ * the CVM's /sys is replaced by a fresh sysfs of its own network namespace
+ * with a writable super block, mounted read-only (systemd reads a read-only
+ * /sys as "no udev here"). Writes through a writable sysfs still need the
  * node's root for everything but the CVM's own network devices: its files
  * belong to the node's uid 0, unmapped in the CVM.
  *
- * It runs at release, not before: the supervisor reads the image's
- * filesystem through the engine's archive API while the gate holds, and the
- * engine mounts the container's binds again for that, which reach the CVM
- * through mount propagation.
+ * The reference stays: tools that unmount /sys to mount their own network
+ * namespace's (`ip netns exec`) need a view left once /sys is gone. It shows
+ * only what the CVM's /sys shows, less its network devices.
+ *
+ * It runs at release: the CVM's first view of its /sys is the one init gets.
  */
 #define SYSFS_REFERENCE "/.cvm/sysfs"
 #define CGROUP_PARKED "/run/.cvm-cgroup"
@@ -100,10 +100,10 @@ static int is_sysfs(const char *path) {
 
 static void note(const char *step) { fprintf(stderr, "cvm-gate: sysfs: %s: %s\n", step, strerror(errno)); }
 
-/* Returns 0 when the reference is gone (whether or not /sys was replaced); nonzero if it could not be removed. */
-static int swap_sysfs(void) {
+/* On any failure the CVM keeps a read-only /sys, as it had; only nesting is lost, and the supervisor says so. */
+static void swap_sysfs(void) {
   const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-  if (getpid() != 1 || !is_sysfs(SYSFS_REFERENCE)) return 0;
+  if (getpid() != 1 || !is_sysfs(SYSFS_REFERENCE)) return;
   mkdir(CGROUP_PARKED, 0700);
   if (mount("/sys/fs/cgroup", CGROUP_PARKED, NULL, MS_MOVE, NULL) != 0) {
     note("park /sys/fs/cgroup");
@@ -113,21 +113,12 @@ static int swap_sysfs(void) {
   } else {
     if (mount("sysfs", "/sys", "sysfs", flags, NULL) != 0) {
       note("mount a writable sysfs");
-      /* Never leave the CVM without a /sys: a read-only one is what it had. */
       if (mount("sysfs", "/sys", "sysfs", flags | MS_RDONLY, NULL) != 0) note("mount a read-only sysfs");
     }
     if (mount(CGROUP_PARKED, "/sys/fs/cgroup", NULL, MS_MOVE, NULL) != 0) note("put /sys/fs/cgroup back");
     if (mount(NULL, "/sys", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) != 0) note("make /sys read-only");
   }
   rmdir(CGROUP_PARKED);
-  /* Every copy: the engine's archive reads may have stacked more on it. */
-  for (int copies = 0; is_sysfs(SYSFS_REFERENCE); copies++) {
-    if (copies == 64 || umount2(SYSFS_REFERENCE, MNT_DETACH) != 0) {
-      note("remove the reference sysfs");
-      return 1;
-    }
-  }
-  return 0;
 }
 
 /*
@@ -167,9 +158,10 @@ static int hold(const char *masks, char **argv) {
   struct timespec timeout = {HOLD_SECONDS, 0};
   for (;;) {
     int sig = sigtimedwait(&set, NULL, &timeout);
-    /* The reference must be gone before anything of the image runs: without that the CVM does not start. */
-    if ((sig == SIGUSR1 || sig == SIGUSR2) && swap_sysfs() != 0) return 1;
-    if (sig == SIGUSR1 || sig == SIGUSR2) mount_binfmt_misc();
+    if (sig == SIGUSR1 || sig == SIGUSR2) {
+      swap_sysfs();
+      mount_binfmt_misc();
+    }
     if (sig == SIGUSR1) {
       mask_units(masks);
       break;

@@ -5,13 +5,19 @@
  * inside through the supervisor's own exec.
  */
 
+import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import pino from "pino";
 import type { Environment } from "../../src/core/environment.js";
 import type { BuildContext, Observation } from "../../src/core/provider.js";
 import { defaultSettings } from "../../src/core/settings.js";
+import { containerName } from "../../src/supervisor/cvm-container.js";
+import { enginePaths } from "../../src/supervisor/engine.js";
 import { type CvmSupervisor, createCvmSupervisor } from "../../src/supervisor/index.js";
 import { machineCache } from "./services.js";
+
+const run = promisify(execFile);
 
 /**
  * A data dir per user of the fixture (the isolation tests, the benchmark):
@@ -115,4 +121,25 @@ export async function buildCvm(
     const why = `${(error as Error).message}${detail ? `\n${detail}` : ""}`;
     throw new Error(`build of ${environment.id} failed: ${why}\n${context.lines.join("\n")}`, { cause: error });
   }
+}
+
+/**
+ * Copies an image of the node's engine into a CVM's inner engine (`docker save
+ * | docker exec -i CVM docker load`): a CVM cannot reach the node's registry
+ * on loopback, by design.
+ */
+export async function loadIntoCvm(dataDir: string, environment: Environment, image: string): Promise<void> {
+  const host = ["-H", `unix://${process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock"}`];
+  // The test images are built in the node's engine; elsewhere they come from the registry.
+  await run("docker", [...host, "image", "inspect", image]).catch(() => run("docker", [...host, "pull", "-q", image]));
+  const save = spawn("docker", [...host, "save", image], { stdio: ["ignore", "pipe", "pipe"] });
+  const cvm = ["-H", `unix://${enginePaths(dataDir).socket}`, "exec", "-i", containerName(environment.id)];
+  const load = spawn("docker", [...cvm, "docker", "load", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
+  save.stdout.pipe(load.stdin);
+  const errors: string[] = [];
+  for (const child of [save, load]) child.stderr.on("data", (chunk: Buffer) => errors.push(chunk.toString()));
+  const exited = (child: ReturnType<typeof spawn>) =>
+    new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  const [saved, loaded] = await Promise.all([exited(save), exited(load)]);
+  if (saved !== 0 || loaded !== 0) throw new Error(`could not load ${image} into the CVM: ${errors.join("")}`);
 }

@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import pino from "pino";
 import type { Environment } from "../../src/core/environment.js";
 import type { BuildContext, Observation } from "../../src/core/provider.js";
-import { defaultSettings } from "../../src/core/settings.js";
+import { defaultSettings, type InfrastructureSettings } from "../../src/core/settings.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import { type CvmSupervisor, createCvmSupervisor } from "../../src/supervisor/index.js";
@@ -69,13 +69,16 @@ export function cvmEnvironment(prefix: string, image: string, overrides: Partial
  * A build context with CVMs enabled on the built-in runtime; the build log is
  * kept in `lines`, each line with the milliseconds since the build began.
  */
-export function buildContext(signal = new AbortController().signal): BuildContext & { lines: string[] } {
+export function buildContext(
+  signal = new AbortController().signal,
+  settings: Partial<InfrastructureSettings> = {},
+): BuildContext & { lines: string[] } {
   const lines: string[] = [];
   const begun = performance.now();
   const stamp = (text: string) =>
     lines.push(`+${String(Math.round(performance.now() - begun)).padStart(5)} ms  ${text}`);
   return {
-    settings: { ...defaultSettings, cvmEnabled: true, runtime: "userns" },
+    settings: { ...defaultSettings, cvmEnabled: true, runtime: "userns", ...settings },
     lines,
     async log(text) {
       stamp(text);
@@ -112,8 +115,9 @@ export function shIn(supervisor: CvmSupervisor, environment: Environment, script
 export async function buildCvm(
   supervisor: CvmSupervisor,
   environment: Environment,
+  settings: Partial<InfrastructureSettings> = {},
 ): Promise<{ observation: Observation; log: string[] }> {
-  const context = buildContext();
+  const context = buildContext(undefined, settings);
   try {
     return { observation: await supervisor.build(environment, context), log: context.lines };
   } catch (error) {

@@ -10,6 +10,8 @@ import { printFields, printJson } from "./output.js";
 interface SetOptions {
   cvm?: string;
   runtime?: string;
+  fuse?: string;
+  tun?: string;
   privileges?: string;
   capabilities?: string;
   maxCpu?: number;
@@ -26,6 +28,15 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
   if (options.cvm !== undefined) {
     if (!(options.cvm in toggles)) throw new CvmError("BAD_REQUEST", "--cvm takes enabled or disabled");
     change.cvmEnabled = toggles[options.cvm];
+  }
+  for (const [flag, key] of [
+    ["fuse", "fuseDevice"],
+    ["tun", "tunDevice"],
+  ] as const) {
+    const value = options[flag];
+    if (value === undefined) continue;
+    if (!(value in toggles)) throw new CvmError("BAD_REQUEST", `--${flag} takes enabled or disabled`);
+    change[key] = toggles[value];
   }
   if (options.runtime !== undefined) {
     if (!(runtimeChoices as readonly string[]).includes(options.runtime)) {
@@ -65,6 +76,8 @@ export function register(program: Command): void {
       printFields([
         ["CVMs", settings.cvmEnabled ? "enabled" : "disabled"],
         ["runtime", settings.runtime],
+        ["FUSE", settings.fuseDevice ? "enabled" : "disabled"],
+        ["TUN", settings.tunDevice ? "enabled" : "disabled"],
         [
           "supervisor",
           settings.supervisorPrivileges.mode === "privileged"
@@ -80,6 +93,8 @@ export function register(program: Command): void {
     .command("set")
     .option("--cvm <state>", "enabled or disabled")
     .option("--runtime <runtime>", runtimeChoices.join("|"))
+    .option("--fuse <state>", "enabled or disabled: CVMs get /dev/fuse")
+    .option("--tun <state>", "enabled or disabled: CVMs get /dev/net/tun")
     .option("--privileges <mode>", "how the supervisor is privileged: privileged or capabilities")
     .option("--capabilities <list>", "comma-separated capabilities for --privileges capabilities")
     .option("--max-cpu <n>", "largest CPU count an environment may ask for", Number)

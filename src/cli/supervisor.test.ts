@@ -24,6 +24,7 @@ test("the Pod's variables and files describe the environment; the password comes
     CVM_REPORT_TOKEN_FILE: join(dir, "token"),
     CVM_REGISTRY_AUTH_FILE: join(dir, "auth"),
     CVM_DISCARD_DOCKER_DATA: "true",
+    CVM_TUN_DEVICE: "false",
   });
   assert.equal(pod.environment.cpu, 1.5);
   assert.equal(pod.environment.memoryGiB, 2);
@@ -31,6 +32,8 @@ test("the Pod's variables and files describe the environment; the password comes
   assert.equal(pod.reportToken, "tok");
   assert.deepEqual(pod.credentials, { username: "ada", password: "pw" });
   assert.equal(pod.discardDockerData, true);
+  assert.equal(pod.settings.fuseDevice, true, "devices are on unless the Pod says otherwise");
+  assert.equal(pod.settings.tunDevice, false);
   assert.equal(credentialsFrom(JSON.stringify({ auths: {} })), undefined);
   assert.throws(() => podEnvironment({}), /CVM_ENVIRONMENT_ID is not set/);
 });

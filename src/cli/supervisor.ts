@@ -78,7 +78,13 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
   };
   return {
     environment,
-    settings: { ...defaultSettings, cvmEnabled: true, runtime },
+    settings: {
+      ...defaultSettings,
+      cvmEnabled: true,
+      runtime,
+      fuseDevice: env.CVM_FUSE_DEVICE !== "false",
+      tunDevice: env.CVM_TUN_DEVICE !== "false",
+    },
     credentials: credentialsFrom(readIfPresent(env.CVM_REGISTRY_AUTH_FILE)),
     reportUrl: env.CVM_REPORT_URL || undefined,
     reportToken: readIfPresent(env.CVM_REPORT_TOKEN_FILE),

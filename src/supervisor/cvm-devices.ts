@@ -44,10 +44,12 @@ function majorMinor(rdev: number): { major: number; minor: number } {
 async function unavailable(device: CvmDevice): Promise<string | undefined> {
   const { node, major, minor, what } = deviceNumbers[device];
   const info = await stat(node).catch(() => undefined);
-  if (!info) return `the node has no ${node} (its kernel lacks ${what}, or the module is not loaded)`;
+  if (!info) {
+    return `there is no ${node} here (the node's kernel lacks ${what} or its module is not loaded; in a Pod, the supervisor is not privileged)`;
+  }
   const numbers = majorMinor(info.rdev);
   if (!info.isCharacterDevice() || numbers.major !== major || numbers.minor !== minor) {
-    return `the node's ${node} is not the ${what} device (${numbers.major}:${numbers.minor})`;
+    return `${node} here is not the ${what} device (${numbers.major}:${numbers.minor})`;
   }
   return undefined;
 }

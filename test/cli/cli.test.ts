@@ -101,6 +101,17 @@ test("admin infra: CVMs are off by default; creating a CVM then is refused namin
   assert.match(refused.stderr, /cvmEnabled/);
 });
 
+test("admin infra: FUSE and TUN are turned off and on; a bad state is refused naming the flag", async () => {
+  const off = JSON.parse(await ok(["admin", "infra", "set", "--fuse", "disabled", "--json"]));
+  assert.equal(off.fuseDevice, false);
+  assert.equal(off.tunDevice, true);
+  assert.match(await ok(["admin", "infra", "show"]), /^FUSE:\s+disabled$/m);
+  const bad = await cvm(["admin", "infra", "set", "--tun", "maybe"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--tun takes enabled or disabled/);
+  assert.equal(JSON.parse(await ok(["admin", "infra", "set", "--fuse", "on", "--json"])).fuseDevice, true);
+});
+
 test("env create with a bad name, image and size prints each field's problem and creates nothing", async () => {
   const result = await cvm(["env", "create", "Bad_Name", "--image", "debian::bookworm", "--cpu", "1000"]);
   assert.notEqual(result.code, 0);

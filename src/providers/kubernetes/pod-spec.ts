@@ -29,6 +29,9 @@ import {
 
 export const defaultSupervisorImage = "cvm-supervisor:0.1.0";
 
+/** The settings a CVM's Pod carries to its supervisor. */
+export type PodSettings = Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice">;
+
 export interface PodOptions {
   /** The image whose `cvm supervisor` runs a CVM (images/supervisor). */
   supervisorImage?: string;
@@ -103,17 +106,16 @@ function homeVolume(claimName: string): V1Volume {
 }
 
 /** A CVM: the supervisor container, which runs the environment as its inner container. */
-export function supervisorPodSpec(
-  environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
-  options: PodOptions = {},
-): V1Pod {
+export function supervisorPodSpec(environment: PodEnvironment, settings: PodSettings, options: PodOptions = {}): V1Pod {
   const names = objectNames(environment.id);
   const env: V1EnvVar[] = [
     { name: "CVM_ENVIRONMENT_ID", value: environment.id },
     { name: "CVM_ENVIRONMENT_NAME", value: environment.name },
     { name: "CVM_IMAGE", value: environment.image },
     { name: "CVM_RUNTIME", value: settings.runtime },
+    // Privileged, the supervisor sees the node's /dev and makes the CVM's own device nodes from it (cvm-devices.ts).
+    { name: "CVM_FUSE_DEVICE", value: String(settings.fuseDevice) },
+    { name: "CVM_TUN_DEVICE", value: String(settings.tunDevice) },
     { name: "CVM_BUILD_ID", value: environment.buildId ?? "" },
     { name: "CVM_OWNER_EMAIL", value: environment.ownerEmail },
     { name: "CVM_REPORT_URL", value: options.serverUrl ?? "" },
@@ -210,7 +212,7 @@ export function standardPodSpec(environment: PodEnvironment, options: PodOptions
 
 export function environmentPodSpec(
   environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
+  settings: PodSettings,
   options: PodOptions = {},
 ): V1Pod {
   return environment.cvm ? supervisorPodSpec(environment, settings, options) : standardPodSpec(environment, options);

@@ -28,6 +28,7 @@ import {
 const run = promisify(execFile);
 const image = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
 const systemdImage = process.env.CVM_TEST_IMAGE_SYSTEMD;
+const arm64Image = process.env.CVM_TEST_IMAGE_HELLO_ARM64;
 const skip =
   image && systemdImage
     ? false
@@ -68,6 +69,7 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
     // Both images for the nested tests: a CVM cannot reach the node's registry.
     await loadIntoCvm(dataDir, environment, image!);
     await loadIntoCvm(dataDir, environment, systemdImage!);
+    await loadIntoCvm(dataDir, environment, arm64Image!);
   });
 
   after(async () => {
@@ -232,10 +234,10 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
       await sh(
         [
           "cat /proc/sys/fs/binfmt_misc/qemu-aarch64",
-          "id=$(docker create cvm/hello-arm64) && docker cp $id:/bin/busybox /root/busybox-arm64 && docker rm $id > /dev/null",
+          `id=$(docker create ${arm64Image}) && docker cp $id:/bin/busybox /root/busybox-arm64 && docker rm $id > /dev/null`,
           "echo machine=$(od -An -tx1 -j18 -N2 /root/busybox-arm64 | tr -d ' ')",
           "echo binary=$(/root/busybox-arm64 uname -m)",
-          "echo image=$(docker run --rm cvm/hello-arm64 uname -m 2>/dev/null)",
+          `echo image=$(docker run --rm ${arm64Image} uname -m 2>/dev/null)`,
         ].join(" && "),
       ),
       "arm64",

@@ -180,6 +180,16 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
     assert.match(out, /^state=running$/m, `the nested systemd did not reach running:\n${out}`);
   });
 
+  test("a user namespace of the default user's own mounts proc (what rootless tools do), now that /proc is whole", async () => {
+    const out = ok(
+      await sh(
+        `su dev -c 'unshare --user --map-root-user --pid --fork --mount-proc sh -c "echo pid=\\$\\$; ps -e -o pid= | wc -l"'`,
+      ),
+      "unshare --mount-proc",
+    );
+    assert.match(out, /^pid=1$/m);
+  });
+
   test("FUSE: a bindfs mount reads and writes, for root and for the default user", async () => {
     const out = ok(
       await sh(

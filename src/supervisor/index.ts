@@ -417,6 +417,12 @@ class Supervisor implements CvmSupervisor {
     }
     await context.enter("starting");
     await this.remountDockerDisk(environment);
+    // The engine unmounts its reference sysfs when it stops with no CVM running; the bind needs it back.
+    if (runtime === "userns") {
+      await ensureSysfsReference(this.engine.paths.root).catch((error: Error) =>
+        log(`nesting unavailable: ${error.message}`),
+      );
+    }
     return this.boot(await this.container(environment), runtime, log, context.signal);
   }
 

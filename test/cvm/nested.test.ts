@@ -9,13 +9,17 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFileSync, realpathSync } from "node:fs";
 import { networkInterfaces, release } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { Environment } from "../../src/core/environment.js";
+import { enginePaths } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import { binfmtPerUserNamespace } from "../../src/supervisor/multi-arch.js";
 import {
+  buildContext,
   buildCvm,
   cvmEnvironment,
   fixtureDataDir,
@@ -257,6 +261,28 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
     assert.match(out, /^binary=aarch64$/m);
     assert.match(out, /^image=aarch64$/m);
     assert.equal(await nodeBinfmt(), binfmtBefore, "the node's binfmt_misc changed");
+  });
+
+  test("stopped, its engine stopped with it, and started again: the CVM still nests privileged containers", async () => {
+    await supervisor.stop(environment, 30);
+    // With no CVM running the engine goes down with the supervisor and unmounts what it mounted, the reference
+    // too; an engine this process adopted stays up, so the reference is taken away here as a reboot would.
+    await supervisor.close();
+    const reference = join(realpathSync(enginePaths(dataDir).root), "sysfs");
+    await run("umount", ["-l", reference]).catch(() => undefined);
+    assert.ok(
+      !readFileSync("/proc/self/mountinfo", "utf8").includes(` ${reference} `),
+      "the reference is still mounted",
+    );
+    supervisor = await startSupervisor(dataDir);
+    const context = buildContext();
+    const observation = await supervisor.start(environment, context);
+    assert.equal(observation.systemd, "running", context.lines.join("\n"));
+    assert.ok(
+      context.lines.some((line) => line.includes("nesting: /sys is the CVM's own sysfs with a writable super block")),
+      context.lines.join("\n"),
+    );
+    ok(await sh("docker run --rm --privileged cvm/hello true"), "a privileged nested container after the restart");
   });
 
   test("FUSE and TUN turned off in the settings: neither device is there", async () => {

@@ -5,8 +5,9 @@
  * emulation, and inside it cvm's own supervisor code builds one CVM from the
  * systemd+docker test image. Asserted from inside the VM: the node is cgroup
  * v2, systemd is PID 1 and `running` in the CVM, the inner dockerd uses
- * overlay2 and cgroup v2, a nested `docker run` works, and removing the CVM
- * leaves no cgroup behind.
+ * overlay2 and cgroup v2, a nested `docker run` works, and so does a nested
+ * `docker run --privileged` under cvm's AppArmor profile, and removing the
+ * CVM leaves no cgroup behind.
  */
 
 import assert from "node:assert/strict";
@@ -146,6 +147,19 @@ test("a CVM runs on a cgroup v2 node (node VM under emulation)", { skip, timeout
     ).stdout;
     assert.equal(nested.stdout.trim(), "ok", `${nested.stderr}\nthe CVM's AppArmor profile: ${profile}`);
   });
+
+  await t.test(
+    "inside the CVM under AppArmor and cgroup v2: docker run --privileged mounts its own sysfs",
+    async (st) => {
+      const unbuilt = needsBuild();
+      if (unbuilt) return st.skip(unbuilt);
+      const nested = await node.exec(
+        `${engine} exec ${built.container} docker run --rm --privileged cvm/hello sh -c 'grep -c " /sys rw.* - sysfs sysfs rw" /proc/self/mountinfo'`,
+        { timeoutMs: 180_000 },
+      );
+      assert.equal(nested.stdout.trim(), "1", `${nested.stdout}${nested.stderr}`);
+    },
+  );
 
   await t.test("removing the CVM leaves no cgroup behind", async (st) => {
     const unbuilt = needsBuild();

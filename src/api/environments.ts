@@ -7,13 +7,13 @@ import { readJson, readQuery } from "./input.js";
 import { nap, ndjsonResponse } from "./ndjson.js";
 import { type ApiRoutes, param } from "./routes.js";
 import {
-  buildSchema,
+  buildListSchema,
   createEnvironmentSchema,
   deleteQuerySchema,
+  environmentListSchema,
   environmentQuerySchema,
   environmentSchema,
   isSet,
-  itemsOf,
   logStreamItemSchema,
   logsQuerySchema,
   rebuildSchema,
@@ -33,7 +33,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Environments: yours, or (admins and managers) anyone's",
       tag,
       query: environmentQuerySchema,
-      response: itemsOf(environmentSchema),
+      response: environmentListSchema,
     },
     async (c) => {
       const items = await environments.list(actorOf(c), readQuery(c, environmentQuerySchema));
@@ -117,7 +117,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       path: "/environments/:ref/builds",
       summary: "The environment's builds, with their outcomes",
       tag,
-      response: itemsOf(buildSchema),
+      response: buildListSchema,
     },
     async (c) => c.json({ items: await environments.builds(actorOf(c), param(c, "ref")) }),
   );

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { apiPrefix, sessionCookie } from "./contract.js";
 import type { RouteDoc } from "./routes.js";
-import { errorSchema } from "./schemas.js";
+import { errorBodySchema } from "./schemas.js";
 
 type JsonSchema = Record<string, unknown>;
 
@@ -14,7 +14,7 @@ function jsonSchema(schema: z.ZodType, io: "input" | "output"): JsonSchema {
 
 const errorResponse = {
   description: "An error: { message, detail?, validations?: [{ field, detail }] }",
-  content: { "application/json": { schema: jsonSchema(errorSchema, "output") } },
+  content: { "application/json": { schema: jsonSchema(errorBodySchema, "output") } },
 };
 
 function successResponse(doc: RouteDoc): Record<string, unknown> {

@@ -6,30 +6,13 @@
  * and the provider judges it. Providers without remote supervisors answer 404.
  */
 
-import { z } from "zod";
 import { CvmError } from "../core/errors.js";
 import { readJson } from "./input.js";
 import type { ApiRoutes } from "./routes.js";
+import { supervisorReportSchema } from "./schemas.js";
 
 export const supervisorReportPath = (environmentId: string) =>
   `/environments/${encodeURIComponent(environmentId)}/supervisor-report`;
-
-export const supervisorReportSchema = z
-  .object({
-    lines: z.array(z.string().max(8192)).max(1000).optional(),
-    state: z.enum(["pulling", "creating", "starting", "running", "failed"]).optional(),
-    reason: z.string().max(8192).optional(),
-    observation: z
-      .object({
-        runtime: z.enum(["userns", "sysbox", "none"]).optional(),
-        systemd: z.enum(["running", "degraded", "starting", "unavailable", "unknown"]).optional(),
-        failedUnits: z.array(z.string().max(256)).max(500).optional(),
-        docker: z.enum(["answering", "not-answering", "absent", "unknown"]).optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
 
 export function supervisorReportRoutes(routes: ApiRoutes): void {
   const { provider } = routes.deps;

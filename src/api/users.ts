@@ -5,7 +5,7 @@ import type { User } from "../core/user.js";
 import { actorOf, requirePermission } from "./auth.js";
 import { readJson } from "./input.js";
 import { type ApiRoutes, param } from "./routes.js";
-import { createUserSchema, itemsOf, updateUserSchema, userSchema } from "./schemas.js";
+import { createUserSchema, updateUserSchema, userListSchema, userSchema } from "./schemas.js";
 
 const isActiveAdmin = (u: User) => u.role === "site-admin" && u.active;
 
@@ -21,7 +21,7 @@ export function userRoutes(routes: ApiRoutes): void {
       path: "/users",
       summary: "Every user (site admins and managers)",
       tag: "users",
-      response: itemsOf(userSchema),
+      response: userListSchema,
     },
     async (c) => {
       requirePermission(c, "users:read", "list users");

@@ -154,7 +154,7 @@ for (const kind of storeKinds) {
         [environment.id],
       );
       assert.deepEqual((await admin.listEnvironments({ owner: "all", kind: "cvm" })).items, []);
-      const bad = await refused(admin.listEnvironments({ state: "sleeping" }), 400);
+      const bad = await refused(admin.listEnvironments({ state: "sleeping" as EnvironmentState }), 400);
       assert.deepEqual(fields(bad), ["state"]);
       // A member may not stop a stopped environment of its own either: the state rule answers 409.
       await refused(other.stopEnvironment("theirs"), 409);

@@ -17,6 +17,7 @@ export function auditRoutes(routes: ApiRoutes): void {
       tag: "audit",
       query: auditQuerySchema,
       response: auditPageSchema,
+      errors: [403],
     },
     async (c) => {
       requirePermission(c, "audit:read", "read the audit log");

@@ -34,6 +34,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       tag,
       query: environmentQuerySchema,
       response: environmentListSchema,
+      errors: [403],
     },
     async (c) => {
       const items = await environments.list(actorOf(c), readQuery(c, environmentQuerySchema));
@@ -49,6 +50,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       body: createEnvironmentSchema,
       response: environmentSchema,
       status: 201,
+      errors: [409],
     },
     async (c) => c.json(await environments.create(actorOf(c), await readJson(c, createEnvironmentSchema)), 201),
   );
@@ -69,6 +71,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Start a stopped or failed environment",
       tag,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => c.json(await environments.start(actorOf(c), param(c, "ref"))),
   );
@@ -79,6 +82,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Stop an environment (aborting its build if one runs); answers once stopped",
       tag,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => c.json(await environments.stop(actorOf(c), param(c, "ref"))),
   );
@@ -90,6 +94,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       tag,
       body: rebuildSchema,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => {
       const request = await readJson(c, rebuildSchema);
@@ -104,6 +109,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       tag,
       query: deleteQuerySchema,
       response: null,
+      errors: [409],
     },
     async (c) => {
       const { keepHome } = readQuery(c, deleteQuerySchema);

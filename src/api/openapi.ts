@@ -1,8 +1,13 @@
-/** The OpenAPI 3.1 document, generated from the routes' own zod schemas. */
+/**
+ * The OpenAPI 3.1 document, generated from the routes' own zod schemas
+ * (src/api/schemas.ts): the request bodies and query strings the routes
+ * validate, the bodies they answer, and the error body for each error status
+ * a route answers. The tests check every answer against it (./conformance.ts).
+ */
 
 import { z } from "zod";
 import { apiPrefix, sessionCookie } from "./contract.js";
-import type { RouteDoc } from "./routes.js";
+import { type ErrorStatus, errorStatuses, type RouteDoc } from "./routes.js";
 import { errorBodySchema } from "./schemas.js";
 
 type JsonSchema = Record<string, unknown>;
@@ -12,10 +17,22 @@ function jsonSchema(schema: z.ZodType, io: "input" | "output"): JsonSchema {
   return rest;
 }
 
-const errorResponse = {
-  description: "An error: { message, detail?, validations?: [{ field, detail }] }",
-  content: { "application/json": { schema: jsonSchema(errorBodySchema, "output") } },
+const errorContent = { "application/json": { schema: jsonSchema(errorBodySchema, "output") } };
+
+const errorMeanings: Record<ErrorStatus | "default", string> = {
+  400: "Invalid input: `validations` names each field and what is wrong with it",
+  401: "Not signed in, or the token is unknown, expired or revoked",
+  403: "Signed in, but the role may not do this",
+  404: "Not found, or not yours to see",
+  409: "Not possible in the current state (the message says why)",
+  413: "The request body is too large (the message gives the limit)",
+  default: "An internal error (500), or the server is starting or cannot reach its provider (503)",
 };
+
+const errorResponse = (status: ErrorStatus | "default") => ({
+  description: `${errorMeanings[status]}. Body: { message, detail?, validations?: [{ field, detail }] }`,
+  content: errorContent,
+});
 
 function successResponse(doc: RouteDoc): Record<string, unknown> {
   const { response } = doc;
@@ -59,7 +76,8 @@ export function openApiDocument(docs: readonly RouteDoc[], version: string): Rec
       parameters: parameters(doc),
       responses: {
         [String(doc.status ?? (doc.response === null ? 204 : 200))]: successResponse(doc),
-        default: errorResponse,
+        ...Object.fromEntries(errorStatuses(doc).map((status) => [String(status), errorResponse(status)])),
+        default: errorResponse("default"),
       },
     };
     if (doc.auth === false) operation.security = [];

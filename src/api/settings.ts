@@ -27,6 +27,7 @@ export function settingsRoutes(routes: ApiRoutes): void {
       tag: "settings",
       body: settingsUpdateSchema,
       response: infrastructureSettingsSchema,
+      errors: [403, 409],
     },
     async (c) => {
       const actor = requirePermission(c, "settings:write", "change infrastructure settings");
@@ -41,6 +42,7 @@ export function settingsRoutes(routes: ApiRoutes): void {
       summary: "Run the infrastructure checks",
       tag: "settings",
       response: checksSchema,
+      errors: [403],
     },
     async (c) => {
       requirePermission(c, "settings:read", "run infrastructure checks");

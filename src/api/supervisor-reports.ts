@@ -27,6 +27,7 @@ export function supervisorReportRoutes(routes: ApiRoutes): void {
       body: supervisorReportSchema,
       response: null,
       status: 204,
+      errors: [401],
     },
     async (c) => {
       if (!provider.acceptSupervisorReport) {

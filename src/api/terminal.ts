@@ -76,6 +76,7 @@ export function documentTerminal(routes: ApiRoutes): void {
     query: terminalQuerySchema,
     response: "websocket",
     status: 101,
+    errors: [403, 409],
   });
 }
 

@@ -22,6 +22,7 @@ export function userRoutes(routes: ApiRoutes): void {
       summary: "Every user (site admins and managers)",
       tag: "users",
       response: userListSchema,
+      errors: [403],
     },
     async (c) => {
       requirePermission(c, "users:read", "list users");
@@ -37,6 +38,7 @@ export function userRoutes(routes: ApiRoutes): void {
       body: createUserSchema,
       response: userSchema,
       status: 201,
+      errors: [403, 409],
     },
     async (c) => {
       const actor = requirePermission(c, "users:write", "create users");
@@ -54,6 +56,7 @@ export function userRoutes(routes: ApiRoutes): void {
       tag: "users",
       body: updateUserSchema,
       response: userSchema,
+      errors: [403, 409],
     },
     async (c) => {
       const actor = requirePermission(c, "users:write", "change users and roles");

@@ -10,7 +10,34 @@ import { apiPrefix, sessionCookie } from "./contract.js";
 import { type ErrorStatus, errorStatuses, type RouteDoc } from "./routes.js";
 import { errorBodySchema } from "./schemas.js";
 
-type JsonSchema = Record<string, unknown>;
+export type JsonSchema = Record<string, unknown>;
+
+/** An answer as the document describes it: a schema per content type, none for an empty body. */
+export interface ResponseObject {
+  description: string;
+  content?: Record<string, { schema: JsonSchema }>;
+}
+
+export interface Operation {
+  operationId: string;
+  summary: string;
+  tags: string[];
+  parameters: unknown[];
+  security?: unknown[];
+  requestBody?: unknown;
+  /** By status (`"200"`, `"404"`), and `default` for the 5xx every route may answer. */
+  responses: Record<string, ResponseObject>;
+}
+
+export interface OpenApiDocument {
+  openapi: "3.1.0";
+  info: Record<string, unknown>;
+  servers: unknown[];
+  security: unknown[];
+  components: Record<string, unknown>;
+  /** By path template (`/api/v1/environments/{ref}`), then by method. */
+  paths: Record<string, Record<string, Operation>>;
+}
 
 function jsonSchema(schema: z.ZodType, io: "input" | "output"): JsonSchema {
   const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as JsonSchema;
@@ -29,12 +56,12 @@ const errorMeanings: Record<ErrorStatus | "default", string> = {
   default: "An internal error (500), or the server is starting or cannot reach its provider (503)",
 };
 
-const errorResponse = (status: ErrorStatus | "default") => ({
+const errorResponse = (status: ErrorStatus | "default"): ResponseObject => ({
   description: `${errorMeanings[status]}. Body: { message, detail?, validations?: [{ field, detail }] }`,
   content: errorContent,
 });
 
-function successResponse(doc: RouteDoc): Record<string, unknown> {
+function successResponse(doc: RouteDoc): ResponseObject {
   const { response } = doc;
   if (response === null) return { description: "Done; no body" };
   if (response === "websocket") return { description: "Switching to the WebSocket protocol described above" };
@@ -65,11 +92,11 @@ function parameters(doc: RouteDoc): unknown[] {
   return [...path, ...fromQuery];
 }
 
-export function openApiDocument(docs: readonly RouteDoc[], version: string): Record<string, unknown> {
-  const paths: Record<string, Record<string, unknown>> = {};
+export function openApiDocument(docs: readonly RouteDoc[], version: string): OpenApiDocument {
+  const paths: OpenApiDocument["paths"] = {};
   for (const doc of docs) {
     const path = `${apiPrefix}${doc.path.replace(/:(\w+)/g, "{$1}")}`;
-    const operation: Record<string, unknown> = {
+    const operation: Operation = {
       operationId: `${doc.method}${doc.path.replace(/[/:](\w)/g, (_m, c: string) => c.toUpperCase()).replace(/[^\w]/g, "")}`,
       summary: doc.summary,
       tags: [doc.tag],

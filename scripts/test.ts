@@ -57,6 +57,8 @@ async function main(): Promise<number> {
       CVM_TEST_REGISTRY: registryAddress,
       CVM_TEST_HOST_DOCKER: hostDockerSocket,
       CVM_TEST_ARTIFACTS: artifacts,
+      // Every test server checks its answers against its OpenAPI document (src/api/conformance.ts).
+      CVM_CHECK_RESPONSES: "1",
       ...images,
     };
     const concurrency = process.env.CVM_TEST_CONCURRENCY ?? "2";

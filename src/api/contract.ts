@@ -3,7 +3,8 @@
  * typed client, the CLI, the dashboard and the tests. Each is inferred from
  * its zod schema in ./schemas.ts (requests as the client writes them, answers
  * as the server sends them), so no shape is written twice. Only types are
- * imported from there: the dashboard imports this module and ships no zod.
+ * imported from there: the dashboard and the CLI import this module without
+ * loading zod, so the enumerations the API adds are const arrays here.
  * Paths are relative to /api/v1.
  */
 
@@ -12,7 +13,6 @@ import type {
   auditPageSchema,
   buildListSchema,
   checkResultSchema,
-  checkStatuses,
   checksSchema,
   createdTokenSchema,
   createEnvironmentSchema,
@@ -65,6 +65,7 @@ export type UserList = z.output<typeof userListSchema>;
 /** PUT /settings/infrastructure: the whole document, or any part of it. */
 export type InfrastructureSettingsUpdate = z.input<typeof settingsUpdateSchema>;
 
+export const checkStatuses = ["pass", "warn", "fail"] as const;
 export type CheckStatus = (typeof checkStatuses)[number];
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
 export type CheckResult = z.output<typeof checkResultSchema>;
@@ -72,6 +73,10 @@ export type ChecksResponse = z.output<typeof checksSchema>;
 
 /** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= */
 export type AuditPage = z.output<typeof auditPageSchema>;
+
+/** A CVM, or a standard environment (a plain container). */
+export const environmentKinds = ["cvm", "standard"] as const;
+export type EnvironmentKind = (typeof environmentKinds)[number];
 
 /** GET /environments?owner=me|all|<userId>&state=&kind=cvm|standard&name= */
 export type EnvironmentQuery = z.input<typeof environmentQuerySchema>;

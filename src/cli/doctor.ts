@@ -5,7 +5,7 @@
  */
 
 import type { Command } from "commander";
-import type { CheckResult, CheckStatus, ChecksResponse } from "../api/contract.js";
+import { type CheckResult, type CheckStatus, type ChecksResponse, checkStatuses } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { defaultSettings, type RuntimeChoice, runtimeChoices } from "../core/settings.js";
 import { runInfrastructureChecks, worstStatus } from "../infra/index.js";
@@ -41,7 +41,7 @@ export function formatChecks(results: CheckResult[]): string {
     if (r.remedy) lines.push(`${" ".repeat(indent)}remedy: ${r.remedy}`);
   });
   const worst = worstStatus(results);
-  const counts = (["pass", "warn", "fail"] as const).map((s) => `${results.filter((r) => r.status === s).length} ${s}`);
+  const counts = checkStatuses.map((s) => `${results.filter((r) => r.status === s).length} ${s}`);
   lines.push(
     "",
     `${counts.join(", ")}: ${worst === "pass" ? "ready for CVMs" : worst === "warn" ? "CVMs can run; see the warnings" : "not ready for CVMs"}`,

@@ -1,6 +1,7 @@
 /** `cvm env create|list|show|start|stop|rebuild|delete|logs`. */
 
 import type { Command } from "commander";
+import type { EnvironmentKind } from "../api/contract.js";
 import type { CvmClient } from "../client/index.js";
 import type { Environment, EnvironmentState } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
@@ -123,7 +124,7 @@ export function register(program: Command): void {
     .option("--kind <kind>", "cvm or standard")
     .option("--json")
     // The server checks the state and kind as given, and answers a 400 naming them.
-    .action(async (options: { all?: boolean; state?: EnvironmentState; kind?: "cvm" | "standard"; json?: boolean }) => {
+    .action(async (options: { all?: boolean; state?: EnvironmentState; kind?: EnvironmentKind; json?: boolean }) => {
       const { items } = await configuredClient().listEnvironments({
         owner: options.all ? "all" : "me",
         state: options.state,

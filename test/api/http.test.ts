@@ -79,6 +79,22 @@ describe("http surface (sqlite)", () => {
     assert.deepEqual(create.required.sort(), ["image", "name"]);
   });
 
+  test("the document lists each route's error statuses, each with the one error body", async () => {
+    const document = (await (await fetch(`${t.url}/api/v1/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
+    };
+    const statuses = (path: string, method: string) => Object.keys(document.paths[path][method].responses);
+    assert.deepEqual(statuses("/api/v1/environments", "post"), ["201", "400", "401", "409", "413", "default"]);
+    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "default"]);
+    assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "default"]);
+    assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "default"]);
+    const forbidden = document.paths["/api/v1/users"].get.responses["403"].content?.["application/json"] as {
+      schema: { properties: Record<string, unknown>; required: string[] };
+    };
+    assert.deepEqual(Object.keys(forbidden.schema.properties), ["message", "detail", "validations"]);
+    assert.deepEqual(forbidden.schema.required, ["message"]);
+  });
+
   test("/metrics is Prometheus text with requests, environments by state and build durations", async () => {
     await admin.listEnvironments();
     const response = await fetch(`${t.url}/metrics`);

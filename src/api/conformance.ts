@@ -163,10 +163,10 @@ export function responseConformance(
   return async (c, next) => {
     await next();
     checker ??= new ResponseChecker(document());
-    const path = new URL(c.req.url).pathname;
+    const check = checker;
     const { status } = c.res;
     const contentType = c.res.headers.get("content-type") ?? "";
-    const found = checker.schemaFor(c.req.method, path, status, contentType);
+    const found = check.schemaFor(c.req.method, c.req.path, status, contentType);
     const refuse = (mismatch: Mismatch) => {
       onMismatch(mismatch);
       c.res = undefined;
@@ -178,7 +178,7 @@ export function responseConformance(
     if (contentType.startsWith(ndjsonType)) {
       const checked = c.res.body.pipeThrough(
         checkedLines((line) => {
-          const mismatch = checker?.checkValue(schema, where, line);
+          const mismatch = check.checkValue(schema, where, line);
           if (mismatch) onMismatch(mismatch);
           return mismatch;
         }),
@@ -188,7 +188,7 @@ export function responseConformance(
       c.res = new Response(checked, { status, headers });
       return;
     }
-    const mismatch = checker.checkValue(schema, where, await c.res.clone().text());
+    const mismatch = check.checkValue(schema, where, await c.res.clone().text());
     if (mismatch) refuse(mismatch);
   };
 }

@@ -74,10 +74,6 @@ export type ChecksResponse = z.output<typeof checksSchema>;
 /** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= */
 export type AuditPage = z.output<typeof auditPageSchema>;
 
-/** A CVM, or a standard environment (a plain container). */
-export const environmentKinds = ["cvm", "standard"] as const;
-export type EnvironmentKind = (typeof environmentKinds)[number];
-
 /** GET /environments?owner=me|all|<userId>&state=&kind=cvm|standard&name= */
 export type EnvironmentQuery = z.input<typeof environmentQuerySchema>;
 export type EnvironmentList = z.output<typeof environmentListSchema>;

@@ -10,7 +10,7 @@
  */
 
 import { z } from "zod";
-import { environmentStates } from "../core/environment.js";
+import { environmentKinds, environmentStates } from "../core/environment.js";
 import {
   auditEntrySchema,
   buildLogLineSchema,
@@ -26,6 +26,7 @@ import {
   userSchema,
 } from "../core/schemas.js";
 import { emailProblem, passwordProblem } from "../core/user.js";
+import { checkStatuses } from "./contract.js";
 
 // The entities routes answer as they are, under the names the routes use.
 export {
@@ -126,8 +127,6 @@ export const settingsUpdateSchema = z.strictObject({
     .describe("Turn CVMs on even though infrastructure checks fail; the audit log records it"),
 });
 
-export const checkStatuses = ["pass", "warn", "fail"] as const;
-
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
 export const checkResultSchema = z.object({
   id: z.string(),
@@ -152,8 +151,6 @@ export const auditQuerySchema = z.object({
 });
 
 // Environments
-
-export const environmentKinds = ["cvm", "standard"] as const;
 
 export const environmentQuerySchema = z.object({
   owner: z.string().max(100).optional().describe("me (default), all (admins and managers), or a user id"),

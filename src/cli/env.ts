@@ -1,9 +1,8 @@
 /** `cvm env create|list|show|start|stop|rebuild|delete|logs`. */
 
 import type { Command } from "commander";
-import type { EnvironmentKind } from "../api/contract.js";
 import type { CvmClient } from "../client/index.js";
-import type { Environment, EnvironmentState } from "../core/environment.js";
+import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { configuredClient } from "./config.js";
 import { age, printFields, printJson, printTable } from "./output.js";

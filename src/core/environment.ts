@@ -76,6 +76,10 @@ export type SystemdStatus = (typeof systemdStatuses)[number];
 export type DockerStatus = (typeof dockerStatuses)[number];
 export type IsolationRuntimeName = (typeof isolationRuntimeNames)[number];
 
+/** A CVM (systemd and Docker inside), or a standard environment (a plain container): `cvm` true or false. */
+export const environmentKinds = ["cvm", "standard"] as const;
+export type EnvironmentKind = (typeof environmentKinds)[number];
+
 export const defaultResources = { cpu: 2, memoryGiB: 4, diskGiB: 20 } as const;
 
 const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;

@@ -10,6 +10,7 @@ import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import { CvmError } from "../core/errors.js";
+import { loginShell } from "../core/login-shell.js";
 import type { ExecSession } from "../core/provider.js";
 import {
   apiPrefix,
@@ -24,18 +25,6 @@ import { type ApiDeps, type ApiRoutes, requestSecret } from "./routes.js";
 import { isSet, terminalClientMessageSchema, terminalCommandSchema, terminalQuerySchema } from "./schemas.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
-
-/**
- * The default command: the login shell /etc/passwd gives the environment's
- * user (bash on most images), else /bin/sh, started in the home directory.
- * Spelled out here rather than left to each provider, so every provider opens
- * the same shell.
- */
-export const loginShell = [
-  "/bin/sh",
-  "-c",
-  'shell=$(getent passwd "$(id -un 2>/dev/null)" 2>/dev/null | cut -d: -f7); [ -x "$shell" ] || shell=/bin/sh; cd ~ 2>/dev/null; exec "$shell" -l',
-];
 
 function cookieValue(header: string | undefined, name: string): string | undefined {
   for (const part of header?.split(";") ?? []) {

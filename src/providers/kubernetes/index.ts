@@ -12,8 +12,7 @@
  */
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Environment, EnvironmentState, RegistryCredentials } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
@@ -27,10 +26,17 @@ import type {
   SupervisorReport,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
+import {
+  apiClient,
+  apiMessage,
+  clusterRefusal,
+  defaultNamespace,
+  isConflict,
+  isNotFound,
+  loadKubeConfig,
+} from "../../kubernetes/index.js";
 import type { ProviderOptions } from "../index.js";
-import { apiClient } from "./api-client.js";
 import { startExec } from "./exec-session.js";
-import { apiMessage, clusterRefusal, isConflict, isNotFound } from "./kube-errors.js";
 import { annotations, environmentContainer, labels, objectNames, secretKeys, supervisorContainer } from "./names.js";
 import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
 import { podView } from "./pod-state.js";
@@ -61,31 +67,11 @@ export interface KubernetesProviderOptions extends ProviderOptions {
 /** What lets a waiting build finish goes first when many queue (500 creates at once). */
 const urgentRequests = new Set(["createNamespacedPod", "deleteNamespacedPod", "readNamespacedSecret"]);
 
-const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const buildStates = ["pulling", "creating", "starting"] as const;
 type BuildStage = (typeof buildStates)[number];
 
-function loadConfig(kubeconfig: string | undefined): KubeConfig {
-  const config = new KubeConfig();
-  if (kubeconfig) config.loadFromFile(kubeconfig);
-  else config.loadFromCluster();
-  return config;
-}
-
-function defaultNamespace(options: KubernetesProviderOptions): string {
-  if (options.namespace) return options.namespace;
-  if (!options.kubeconfig) {
-    try {
-      return readFileSync(inClusterNamespaceFile, "utf8").trim();
-    } catch {
-      // not in a cluster: fall through
-    }
-  }
-  return "cvm";
-}
-
 export async function createKubernetesProvider(options: KubernetesProviderOptions): Promise<KubernetesProvider> {
-  const provider = new KubernetesProvider(loadConfig(options.kubeconfig), defaultNamespace(options), options);
+  const provider = new KubernetesProvider(loadKubeConfig(options.kubeconfig), defaultNamespace(options), options);
   await provider.connect();
   return provider;
 }

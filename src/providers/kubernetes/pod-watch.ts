@@ -8,7 +8,7 @@
 
 import { CoreV1Api, type KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { apiClient } from "./api-client.js";
+import { apiClient } from "../../kubernetes/index.js";
 import { labels, managedSelector } from "./names.js";
 
 type Listener = (pod: V1Pod | undefined) => void;

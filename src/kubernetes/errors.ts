@@ -1,29 +1,30 @@
 /**
  * The API server's refusals, in its own words: an admission webhook's or Pod
- * Security's message reaches the user unchanged, inside a CvmError.
+ * Security's message reaches the user unchanged, inside a CvmError (the
+ * provider) or as a check's evidence (the doctor).
  */
 
 import { ApiException } from "@kubernetes/client-node";
-import { CvmError, type ErrorCode } from "../../core/errors.js";
+import { CvmError, type ErrorCode } from "../core/errors.js";
 
-/** The Status message the API server answered with, or the error's own message. */
-export function apiMessage(error: unknown): string {
-  if (error instanceof ApiException) {
-    const body = error.body as unknown;
-    const parsed = typeof body === "string" ? safeJson(body) : body;
-    const message = (parsed as { message?: unknown } | undefined)?.message;
-    if (typeof message === "string" && message) return message;
-    return `HTTP ${error.code}`;
+function parsedBody(body: unknown): { message?: unknown } | undefined {
+  if (typeof body !== "string") return body as { message?: unknown } | undefined;
+  try {
+    return JSON.parse(body) as { message?: unknown };
+  } catch {
+    return undefined;
   }
-  return error instanceof Error ? error.message : String(error);
 }
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return { message: text };
+/** The Status message the API server answered with; else its status and body; else the error's own message. */
+export function apiMessage(error: unknown): string {
+  if (error instanceof ApiException) {
+    const message = parsedBody(error.body)?.message;
+    if (typeof message === "string" && message) return message;
+    const text = typeof error.body === "string" && error.body ? `: ${error.body}` : "";
+    return `HTTP ${error.code}${text}`;
   }
+  return error instanceof Error ? error.message : String(error);
 }
 
 export function statusOf(error: unknown): number | undefined {

@@ -22,6 +22,7 @@ import {
   resolveSpec,
 } from "../core/environment.js";
 import { CvmError, notFound } from "../core/errors.js";
+import { resolveRuntime } from "../core/isolation-runtime.js";
 import type { BuildContext, Observation, Provider } from "../core/provider.js";
 import { can } from "../core/roles.js";
 import type { EnvironmentPatch, Store } from "../core/store.js";
@@ -182,7 +183,7 @@ export class EnvironmentService {
         ownerId: actor.id,
         ownerEmail: actor.email,
         state: "queued",
-        runtime: spec.cvm ? (settings.runtime === "sysbox" ? "sysbox" : "userns") : "none",
+        runtime: spec.cvm ? resolveRuntime(settings.runtime) : "none",
         systemd: "unknown",
         failedUnits: [],
         docker: "unknown",

@@ -16,6 +16,7 @@ import type {
   V1VolumeMount,
 } from "@kubernetes/client-node";
 import type { Environment, RegistryCredentials } from "../../core/environment.js";
+import { credentialServer } from "../../core/image-reference.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import {
   annotations,
@@ -231,13 +232,6 @@ export function homeClaimSpec(environment: PodEnvironment, storageClass?: string
   };
 }
 
-/** The registry's host as engines key credentials: docker.io images authenticate against index.docker.io. */
-export function registryHost(image: string): string {
-  const first = image.split("/")[0];
-  const isHost = image.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost");
-  return isHost ? first : "https://index.docker.io/v1/";
-}
-
 export function environmentSecretSpec(
   environment: PodEnvironment,
   credentials: RegistryCredentials | undefined,
@@ -246,7 +240,7 @@ export function environmentSecretSpec(
   const names = objectNames(environment.id);
   const auths = credentials
     ? {
-        [registryHost(environment.image)]: {
+        [credentialServer(environment.image)]: {
           username: credentials.username,
           password: credentials.password,
           auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64"),

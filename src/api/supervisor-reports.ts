@@ -7,19 +7,17 @@
  */
 
 import { CvmError } from "../core/errors.js";
+import { supervisorReportRoute } from "../supervisor/pod-contract.js";
 import { readJson } from "./input.js";
 import type { ApiRoutes } from "./routes.js";
 import { supervisorReportSchema } from "./schemas.js";
-
-export const supervisorReportPath = (environmentId: string) =>
-  `/environments/${encodeURIComponent(environmentId)}/supervisor-report`;
 
 export function supervisorReportRoutes(routes: ApiRoutes): void {
   const { provider } = routes.deps;
   routes.add(
     {
       method: "post",
-      path: "/environments/:id/supervisor-report",
+      path: supervisorReportRoute,
       summary:
         "A CVM's supervisor reports build-log lines and states (authenticated by the environment's report token)",
       tag: "supervisor",

@@ -35,9 +35,10 @@ import {
   isNotFound,
   loadKubeConfig,
 } from "../../kubernetes/index.js";
+import { podDefaults, secretKeys } from "../../supervisor/pod-contract.js";
 import type { ProviderOptions } from "../index.js";
 import { startExec } from "./exec-session.js";
-import { annotations, environmentContainer, labels, objectNames, secretKeys, supervisorContainer } from "./names.js";
+import { annotations, environmentContainer, labels, objectNames, supervisorContainer } from "./names.js";
 import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
 import { podView } from "./pod-state.js";
 import { PodWatch } from "./pod-watch.js";
@@ -137,11 +138,16 @@ export class KubernetesProvider implements Provider {
     return this.watch.restarts;
   }
 
+  /** How long a Pod gets to stop cleanly: its grace period, and how long stop and delete wait for it. */
+  private get stopTimeoutSeconds(): number {
+    return this.options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds;
+  }
+
   private podOptions(discardDockerData: boolean): PodOptions {
     return {
       supervisorImage: this.options.supervisorImage ?? process.env.CVM_SUPERVISOR_IMAGE,
       serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? this.options.serverUrl,
-      stopTimeoutSeconds: this.options.stopTimeoutSeconds ?? 30,
+      stopTimeoutSeconds: this.stopTimeoutSeconds,
       discardDockerData,
     };
   }
@@ -362,7 +368,7 @@ export class KubernetesProvider implements Provider {
 
   async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
     const names = objectNames(environment.id);
-    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    await this.deletePodAndWait(environment.id, this.stopTimeoutSeconds);
     await this.deleteIgnoringMissing(`Secret ${names.secret}`, () =>
       this.core.deleteNamespacedSecret({ name: names.secret, namespace: this.namespace }),
     );
@@ -376,7 +382,7 @@ export class KubernetesProvider implements Provider {
   }
 
   async discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void> {
-    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    await this.deletePodAndWait(environment.id, this.stopTimeoutSeconds);
     this.reports.delete(environment.id);
     if (options.keepDockerData) return;
     // One claim holds home and the inner Docker's data: the next supervisor empties the latter.

@@ -27,8 +27,11 @@ export function apiMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** The HTTP status of a refusal: an API call's ApiException, or a watch's failed request (`statusCode`). */
 export function statusOf(error: unknown): number | undefined {
-  return error instanceof ApiException ? error.code : undefined;
+  if (error instanceof ApiException) return error.code;
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === "number" ? status : undefined;
 }
 
 export const isNotFound = (error: unknown) => statusOf(error) === 404;

@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import Dockerode from "dockerode";
 import pino from "pino";
 import { CvmError } from "../../src/core/errors.js";
+import { defaultDockerHost, dockerClient } from "../../src/docker/index.js";
 import { CvmEngine, relocatedEngineRoot } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import {
@@ -31,9 +32,7 @@ import {
 const exec = promisify(execFile);
 const engineSocket = `${dataDir}/engine/docker.sock`;
 const engine = new Dockerode({ socketPath: engineSocket });
-const host = new Dockerode({
-  socketPath: (process.env.CVM_TEST_HOST_DOCKER ?? "unix:///var/run/docker.sock").replace("unix://", ""),
-});
+const host = dockerClient(process.env.CVM_TEST_HOST_DOCKER ?? defaultDockerHost);
 const localOnly = `cvm-rt-local/${runId}:1`;
 let supervisor: CvmSupervisor;
 

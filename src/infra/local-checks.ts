@@ -9,7 +9,7 @@ import { dirname } from "node:path";
 import type { CheckResult, CheckStatus } from "../api/contract.js";
 import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { RuntimeChoice } from "../core/settings.js";
-import { dockerHostOf } from "../docker/index.js";
+import { defaultDockerHost, dockerHostOf } from "../docker/index.js";
 import { apparmorProfileName } from "../supervisor/apparmor.js";
 import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
 import {
@@ -301,7 +301,7 @@ export function judgeEngine(e: EngineEvidence): Verdict {
   if (e.error !== undefined) {
     return fail(
       `${e.host}: ${e.error}`,
-      "Start the Docker engine, or point cvm at it with --docker-host (unix:///var/run/docker.sock by default).",
+      `Start the Docker engine, or point cvm at it with --docker-host (${defaultDockerHost} by default).`,
     );
   }
   const evidence = `${e.host}: Docker Engine ${e.version} (API ${e.apiVersion}); runtimes ${e.runtimes?.join(", ")}; default ${e.defaultRuntime}; cgroup ${e.cgroupDriver} v${e.cgroupVersion}; data root ${e.dockerRootDir}`;

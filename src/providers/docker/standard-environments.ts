@@ -12,6 +12,7 @@ import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observati
 import {
   ensureImage,
   homeVolumeName,
+  ignoreMissing,
   ignoring,
   labels,
   listLabeledWorkloads,
@@ -147,7 +148,7 @@ export class StandardEnvironments {
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
     for (const found of await this.containersOf(environment.id)) {
-      await ignoring([304, 404], this.docker.getContainer(found.Id).stop({ t: timeoutSeconds }));
+      await ignoreMissing(this.docker.getContainer(found.Id).stop({ t: timeoutSeconds }));
     }
   }
 

@@ -311,14 +311,14 @@ export class EnvironmentService {
 
   /**
    * Why reconcile fails an environment no build of this process is working on,
-   * or undefined to leave it. With SQLite this process is the only server, so
-   * an unfinished build is an interrupted one; with PostgreSQL another replica
+   * or undefined to leave it. When this server is the store's only writer,
+   * an unfinished build is an interrupted one; with a shared store another replica
    * may be running it, so only a build without progress for a while counts.
    */
   private async reconcileReason(environment: Environment, hasWorkload: boolean): Promise<string | undefined> {
     const { state } = environment;
     if (buildingStates.includes(state) || state === "stopping" || state === "deleting") {
-      if (this.deps.store.kind === "sqlite") return "interrupted by a server restart";
+      if (this.deps.store.soleWriter) return "interrupted by a server restart";
       const idleMs = Date.now() - (await this.lastActivity(environment));
       return idleMs > abandonedAfterMs
         ? `interrupted: no server has advanced it for ${Math.round(idleMs / 60_000)} minutes`

@@ -164,7 +164,10 @@ async function serve(
 
   const { app } = createApp(deps, { webRoot: options.webRoot });
   const terminal = attachTerminal(server, deps);
-  logger.info({ url, store: store.kind, provider: provider.name }, "cvm server listening");
+  logger.info(
+    { url, store: options.postgresUrl ? "postgres" : "sqlite", provider: provider.name },
+    "cvm server listening",
+  );
 
   let closing: Promise<void> | undefined;
   const close = () => {

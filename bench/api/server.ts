@@ -10,13 +10,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import type { Environment } from "../../src/core/environment.js";
+import type { EnvironmentState } from "../../src/core/environment.js";
 import { Accounts, hashPassword } from "../../src/server/accounts.js";
 import { startServer } from "../../src/server/index.js";
-import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 
 const owners = 100;
 const perOwner = 10;
+const lifecycle: EnvironmentState[] = ["queued", "pulling", "creating", "starting", "running", "stopping", "stopped"];
 
 const dataDir = mkdtempSync(join(tmpdir(), "cvm-bench-api-"));
 const server = await startServer({
@@ -48,10 +49,8 @@ for (let o = 0; o < owners; o++) {
   });
   if (o === 0) member = owner;
   for (let e = 0; e < perOwner; e++) {
-    const environment: Environment = {
-      id: newId("env"),
-      ownerId: owner.id,
-      ownerEmail: owner.email,
+    const environment = fixtures.environment({
+      owner,
       name: `env-${e}`,
       image: "registry.example:5000/team/dev:latest",
       cvm: e % 2 === 0,
@@ -59,18 +58,9 @@ for (let o = 0; o < owners; o++) {
       memoryGiB: 4,
       diskGiB: 20,
       state: "stopped",
-      runtime: e % 2 === 0 ? "userns" : "none",
-      systemd: "unknown",
-      failedUnits: [],
-      docker: "unknown",
-      timeline: ["queued", "pulling", "creating", "starting", "running", "stopping", "stopped"].map((state) => ({
-        state: state as Environment["state"],
-        at,
-      })),
+      timeline: lifecycle.map((state) => ({ state, at })),
       createdAt: at,
-      updatedAt: at,
-      version: 1,
-    };
+    });
     ids.push((await store.environments.create(environment)).id);
   }
 }

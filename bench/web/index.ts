@@ -14,9 +14,9 @@ import { join } from "node:path";
 import { pino } from "pino";
 import type { Browser, Page } from "playwright-core";
 import { CvmClient } from "../../src/client/index.js";
-import type { Environment, EnvironmentState } from "../../src/core/environment.js";
+import type { EnvironmentState } from "../../src/core/environment.js";
 import { startServer } from "../../src/server/index.js";
-import { newId } from "../../src/store/index.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import { ensureDashboardBuilt, launchChromium, password, webDist } from "../../test/e2e/harness.js";
 import type { BenchContext, BenchResult } from "../types.js";
 
@@ -122,10 +122,8 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
     const at = new Date(Date.now() - 3_600_000).toISOString();
     const states: EnvironmentState[] = ["stopped", "failed"];
     for (let i = 0; i < environmentCount; i++) {
-      const environment: Environment = {
-        id: newId("env"),
-        ownerId: session.user.id,
-        ownerEmail: session.user.email,
+      const environment = fixtures.environment({
+        owner: session.user,
         name: `bench-env-${String(i).padStart(3, "0")}`,
         image: `127.0.0.1:5000/team/devbox-${i % 7}:latest`,
         cvm: i % 2 === 0,
@@ -133,15 +131,9 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
         memoryGiB: 4,
         diskGiB: 20,
         state: states[i % states.length],
-        runtime: i % 2 === 0 ? "userns" : "none",
-        systemd: "unknown",
-        failedUnits: [],
-        docker: "unknown",
         timeline: [{ state: "queued", at }],
         createdAt: at,
-        updatedAt: at,
-        version: 1,
-      };
+      });
       await server.store.environments.create(environment);
     }
     log(`${environmentCount} environments in the store; measuring ${loads} loads each`);

@@ -7,8 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ApiError, type CvmClient } from "../../src/client/index.js";
-import type { Environment, EnvironmentState } from "../../src/core/environment.js";
-import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import { startTestServer, storeKinds, type TestServer } from "./harness.js";
 
 async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
@@ -19,31 +18,6 @@ async function refused(promise: Promise<unknown>, status: number): Promise<ApiEr
   assert.ok(error instanceof ApiError, String(error));
   assert.equal(error.status, status, JSON.stringify(error.body));
   return error;
-}
-
-/** An environment written straight into the store, in a given state, with no workload behind it. */
-function stored(owner: { id: string; email: string }, name: string, state: EnvironmentState): Environment {
-  const now = new Date().toISOString();
-  return {
-    id: newId("env"),
-    ownerId: owner.id,
-    ownerEmail: owner.email,
-    name,
-    image: "debian",
-    cvm: false,
-    cpu: 1,
-    memoryGiB: 1,
-    diskGiB: 1,
-    state,
-    runtime: "none",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
-    timeline: [{ state, at: now }],
-    createdAt: now,
-    updatedAt: now,
-    version: 1,
-  };
 }
 
 const fields = (error: ApiError) => (error.body.validations ?? []).map((v) => v.field).sort();
@@ -108,27 +82,9 @@ for (const kind of storeKinds) {
     test("another's environment is a 404 for a member, by id and by name; listing others is 403", async () => {
       const other = await t.userWithRole(admin, "member");
       // Written straight into the store: this test is about who may see it, not about building it.
-      const now = new Date().toISOString();
-      const environment = await t.server.store.environments.create({
-        id: "env_0123456789abcdef0123",
-        ownerId: other.user.id,
-        ownerEmail: other.user.email,
-        name: "theirs",
-        image: "debian",
-        cvm: false,
-        cpu: 1,
-        memoryGiB: 1,
-        diskGiB: 1,
-        state: "stopped",
-        runtime: "none",
-        systemd: "unknown",
-        failedUnits: [],
-        docker: "unknown",
-        timeline: [{ state: "stopped", at: now }],
-        createdAt: now,
-        updatedAt: now,
-        version: 1,
-      });
+      const environment = await t.server.store.environments.create(
+        fixtures.environment({ owner: other.user, name: "theirs", image: "debian", state: "stopped" }),
+      );
       for (const ref of [environment.id, "theirs"]) {
         const error = await refused(member.environment(ref), 404);
         assert.match(error.body.message, /not found/);
@@ -164,15 +120,17 @@ for (const kind of storeKinds) {
       const owner = await t.userWithRole(admin, "member");
       const { environments } = t.server.store;
       const longAgo = new Date(Date.now() - 11 * 60_000).toISOString();
-      const pulling = await environments.create({
-        ...stored(owner.user, "was-pulling", "pulling"),
-        updatedAt: longAgo,
-        timeline: [{ state: "pulling", at: longAgo }],
-      });
+      const pulling = await environments.create(
+        fixtures.environment({ owner: owner.user, name: "was-pulling", state: "pulling", createdAt: longAgo }),
+      );
       // Just now: with PostgreSQL another replica may be building it, so it is left alone.
-      const fresh = await environments.create(stored(owner.user, "just-queued", "queued"));
-      const running = await environments.create(stored(owner.user, "was-running", "running"));
-      const stopped = await environments.create(stored(owner.user, "was-stopped", "stopped"));
+      const fresh = await environments.create(fixtures.environment({ owner: owner.user, name: "just-queued" }));
+      const running = await environments.create(
+        fixtures.environment({ owner: owner.user, name: "was-running", state: "running" }),
+      );
+      const stopped = await environments.create(
+        fixtures.environment({ owner: owner.user, name: "was-stopped", state: "stopped" }),
+      );
       await t.restart();
       const client = t.anonymous();
       client.token = owner.token;

@@ -12,7 +12,7 @@ import type { Provider } from "../core/provider.js";
 import type { Store } from "../core/store.js";
 import type { Accounts, Session } from "../server/accounts.js";
 import type { AuditLog } from "../server/audit-log.js";
-import type { EnvironmentService } from "../server/environment-service.js";
+import type { EnvironmentService } from "../server/environments/index.js";
 import type { EventBus } from "../server/event-bus.js";
 import type { ServerMetrics } from "../server/metrics.js";
 import type { SettingsService } from "../server/settings-service.js";

@@ -74,7 +74,7 @@ export interface LabeledWorkload {
 export const supervisorReportStates = ["pulling", "creating", "starting", "running", "failed"] as const;
 
 export interface Provider {
-  readonly name: "docker" | "kubernetes";
+  readonly name: "docker" | "kubernetes" | "fake";
   /**
    * Whether build() finds and continues a workload that an interrupted build
    * of the same build id left behind, so a restarted server can resume it.

@@ -16,7 +16,7 @@ import { createProvider } from "../providers/index.js";
 import { openStore } from "../store/index.js";
 import { Accounts } from "./accounts.js";
 import { AuditLog } from "./audit-log.js";
-import { EnvironmentService } from "./environment-service.js";
+import { EnvironmentService } from "./environments/index.js";
 import { EventBus } from "./event-bus.js";
 import { createMetrics } from "./metrics.js";
 import { SettingsService } from "./settings-service.js";

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ApiError, type CvmClient } from "../../src/client/index.js";
+import type { EnvironmentState } from "../../src/core/environment.js";
 import * as fixtures from "../../src/testing/fixtures.js";
 import { startTestServer, storeKinds, type TestServer } from "./harness.js";
 

@@ -6,27 +6,17 @@
  * benchmark needs, then serves until killed.
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pino } from "pino";
 import type { EnvironmentState } from "../../src/core/environment.js";
 import { Accounts, hashPassword } from "../../src/server/accounts.js";
-import { startServer } from "../../src/server/index.js";
 import * as fixtures from "../../src/testing/fixtures.js";
+import { startTestServer } from "../../test/harness/server.js";
 
 const owners = 100;
 const perOwner = 10;
 const lifecycle: EnvironmentState[] = ["queued", "pulling", "creating", "starting", "running", "stopping", "stopped"];
 
-const dataDir = mkdtempSync(join(tmpdir(), "cvm-bench-api-"));
-const server = await startServer({
-  listen: "127.0.0.1:0",
-  dataDir,
-  provider: "docker",
-  logger: pino({ level: "warn" }, pino.destination(2)),
-  skipReconcile: true,
-});
+const served = await startTestServer({ logLevel: "warn", skipReconcile: true });
+const { server } = served;
 const { store } = server;
 const accounts = new Accounts(store);
 const passwordHash = await hashPassword("bench password");
@@ -71,8 +61,5 @@ process.stdout.write(
   `${JSON.stringify({ url: server.url, memberToken, adminToken, memberEnvironment, total: ids.length })}\n`,
 );
 process.on("SIGTERM", () => {
-  void server
-    .close()
-    .finally(() => rmSync(dataDir, { recursive: true, force: true }))
-    .finally(() => process.exit(0));
+  void served.close().finally(() => process.exit(0));
 });

@@ -2,14 +2,17 @@
  * Environment requests that must be refused before any provider is asked:
  * bad names, images and sizes; CVMs while disabled; another member's
  * environment; listing beyond one's role. Nothing may be created by them.
+ * Over HTTP on both stores, with the fake provider: no engine is needed to
+ * refuse a request (the same rules on the service: src/server/environments).
  */
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ApiError, type CvmClient } from "../../src/client/index.js";
 import type { EnvironmentState } from "../../src/core/environment.js";
+import { createFakeProvider } from "../../src/providers/fake/index.js";
 import * as fixtures from "../../src/testing/fixtures.js";
-import { startTestServer, storeKinds, type TestServer } from "./harness.js";
+import { startTestServer, storeKinds, type TestServer } from "../harness/server.js";
 
 async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
   const error = await promise.then(
@@ -29,7 +32,7 @@ for (const kind of storeKinds) {
     let admin: CvmClient;
     let member: CvmClient;
     before(async () => {
-      t = await startTestServer(kind);
+      t = await startTestServer({ store: kind, provider: createFakeProvider() });
       admin = await t.firstAdmin();
       member = await t.userWithRole(admin, "member");
     });

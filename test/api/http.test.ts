@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { CvmClient } from "../../src/client/index.js";
-import { startTestServer, type TestServer } from "./harness.js";
+import { startTestServer, type TestServer } from "../harness/server.js";
 
 /** Every route the typed client calls, plus the terminal; the document must list each one. */
 const expectedRoutes = [

@@ -177,9 +177,11 @@ async function serve(
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await environments.close();
-      // Streams end on the shutdown signal; whatever still hangs is cut.
-      setTimeout(() => server.closeAllConnections(), 2000).unref();
+      // Streams end on the shutdown signal; whatever still hangs is cut (a timer that holds the
+      // process until then: close() resolves whatever else is left running).
+      const cut = setTimeout(() => server.closeAllConnections(), 2000);
       await stopped;
+      clearTimeout(cut);
       await provider.close().catch((error) => logger.warn({ err: error }, "closing the provider"));
       await store.close();
       logger.info("cvm server stopped");

@@ -210,9 +210,10 @@ describe("environment actions", () => {
       "environment.stop",
     ]);
     const stop = entries.find((e) => e.action === "environment.stop");
-    assert.equal((stop?.before as { state: string }).state, "running");
-    assert.equal((stop?.after as { state: string }).state, "stopped");
-    assert.equal((stop?.after as { timeline?: unknown }).timeline, undefined, "the log replaces the timeline");
+    assert.ok(stop);
+    assert.equal((stop.before as { state: string }).state, "running");
+    assert.equal((stop.after as { state: string }).state, "stopped");
+    assert.equal((stop.after as { timeline?: unknown }).timeline, undefined, "the log replaces the timeline");
   });
 
   test("a shutting-down server begins no build", async () => {

@@ -45,6 +45,12 @@ interface LiveBuild {
 const abortWaitMs = 30_000;
 const serverStopping = "the server is shutting down";
 
+/** Waits for `work`, or `ms` at the most; the timer ends with the wait, so it holds no process open after. */
+async function atMost(work: Promise<unknown>, ms: number): Promise<void> {
+  const timer = new AbortController();
+  await Promise.race([work, sleep(ms, undefined, { signal: timer.signal })]).finally(() => timer.abort());
+}
+
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /** The outcome a build ends with when someone else moved its environment on. */
@@ -93,7 +99,7 @@ export class BuildRunner {
     const live = this.live.get(environmentId);
     if (!live) return;
     live.controller.abort(new CvmError("CONFLICT", why));
-    await Promise.race([live.done, sleep(abortWaitMs, undefined, { ref: false })]);
+    await atMost(live.done, abortWaitMs);
   }
 
   /**
@@ -104,7 +110,7 @@ export class BuildRunner {
     this.stopping = true;
     const live = [...this.live.values()];
     for (const build of live) build.controller.abort(new CvmError("UNAVAILABLE", serverStopping));
-    await Promise.race([Promise.allSettled(live.map((b) => b.done)), sleep(abortWaitMs, undefined, { ref: false })]);
+    await atMost(Promise.allSettled(live.map((b) => b.done)), abortWaitMs);
   }
 
   private async run(

@@ -94,7 +94,7 @@ export class Reconciler {
         this.deps.logger.warn({ err: error, environmentId: environment.id }, "observe failed");
         return undefined;
       }),
-      sleep(observeTimeoutMs, undefined, { ref: false }),
+      sleep(observeTimeoutMs, undefined),
     ]);
     if (!observation) return environment;
     return (await this.apply(environment, observation)) ?? environment;

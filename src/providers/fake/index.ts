@@ -179,12 +179,14 @@ export class FakeProvider implements Provider {
     const exited = new Promise<number>((resolve) => {
       exit = resolve;
     });
-    queueMicrotask(() => emit(`${options.command.join(" ")}\n`));
     return {
       write: (data) => emit(typeof data === "string" ? data : Buffer.from(data).toString()),
       end: () => exit(0),
       resize: async () => undefined,
-      onOutput: (listener) => listeners.push(listener),
+      onOutput: (listener) => {
+        // The command's line goes to the first listener, so none is missed before it attaches.
+        if (listeners.push(listener) === 1) emit(`${options.command.join(" ")}\n`);
+      },
       exited,
       kill: () => exit(137),
     };

@@ -1,9 +1,9 @@
 /**
  * Records with every field filled in, for tests and benchmarks across the
- * project (src/**\/*.test.ts, test/, bench/): a test names only the fields it
- * is about, and a field added to a record is added here once. After Coder's
- * dbgen. Plain data, no I/O: the store and the providers take these as they
- * would take the server's own.
+ * project (unit tests beside their modules, test/, bench/): a test names only
+ * the fields it is about, and a field added to a record is added here once
+ * (after Coder's dbgen). Plain data, no I/O: the store and the providers take
+ * these as they would take the server's own.
  */
 
 import type { Build } from "../core/build.js";

@@ -88,7 +88,7 @@ export class EnvironmentActions {
     );
     const created = await this.deps.transitions.firstBuild(inserted, `state: queued (created by ${actor.email})`);
     await this.deps.audit.record(actor, "environment.create", `environment/${created.id}`, null, auditView(created));
-    this.deps.runner.launch(created, created.buildId as string, "create", {});
+    this.deps.runner.launch(created, "create", {});
     return created;
   }
 
@@ -160,7 +160,7 @@ export class EnvironmentActions {
         ...auditView(after),
         ...(action === "rebuild" ? { keepDockerData: options.keepDockerData ?? false } : {}),
       });
-      this.deps.runner.launch(after, after.buildId as string, action, options);
+      this.deps.runner.launch(after, action, options);
       return after;
     });
   }

@@ -84,7 +84,10 @@ export class BuildRunner {
     return this.live.has(environmentId);
   }
 
-  launch(environment: Environment, buildId: string, kind: BuildKind, options: BuildOptions): void {
+  /** Runs the environment's current build in the background. */
+  launch(environment: Environment, kind: BuildKind, options: BuildOptions): void {
+    const { buildId } = environment;
+    if (!buildId) throw new CvmError("INTERNAL", `environment ${environment.id} has no build to run`);
     const controller = new AbortController();
     const done = this.run(environment.id, buildId, kind, controller.signal, options)
       .catch((error) => this.deps.logger.error({ err: error, environmentId: environment.id, buildId }, "build crashed"))

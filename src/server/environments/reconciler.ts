@@ -62,7 +62,7 @@ export class Reconciler {
             environment.buildId,
             `build resumed after ${reason}: continuing with the workload found`,
           );
-          runner.launch(environment, environment.buildId, "create", {});
+          runner.launch(environment, "create", {});
           return;
         }
         await transitions.fail(environment.id, reason, reconcilable);

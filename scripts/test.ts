@@ -44,8 +44,11 @@ const needsByPath: Record<string, Need[]> = {
   "test/nodevm/": ["images", "nodevm"],
 };
 
-/** Each of these takes minutes: started first, so the other files fill the other slots meanwhile. */
-const slow: Need[] = ["kube", "nodevm"];
+/**
+ * The longest files, started first in this order so that the many short ones
+ * fill the other slots meanwhile rather than one long file ending the run alone.
+ */
+const startFirst = ["test/nodevm/", "test/k8s/", "test/infra/cluster-checks.test.ts", "test/lint.test.ts"];
 
 const root = join(import.meta.dirname, "..");
 const artifacts = join(root, "artifacts");
@@ -181,8 +184,11 @@ async function runTests(files: string[]): Promise<boolean> {
 async function main(): Promise<number> {
   const files = chooseFiles(process.argv.slice(2));
   const needs = new Set(files.flatMap(needsOf));
-  const isSlow = (file: string) => needsOf(file).some((need) => slow.includes(need));
-  files.sort((a, b) => Number(isSlow(b)) - Number(isSlow(a)));
+  const rank = (file: string) => {
+    const first = startFirst.findIndex((prefix) => relative(root, file).startsWith(prefix));
+    return first === -1 ? startFirst.length : first;
+  };
+  files.sort((a, b) => rank(a) - rank(b));
   mkdirSync(artifacts, { recursive: true });
   // The Debian packages: installed as root, otherwise provision.sh says in one line what to run.
   if (needs.size > 0 && spawnSync("bash", [join(root, "scripts/provision.sh")], { stdio: "inherit" }).status !== 0) {

@@ -1,11 +1,12 @@
 /**
  * `npm test [-- FILE|DIR...]` and `npm run test:unit` (scripts/test.sh runs
- * this once node_modules is installed). Each test file needs what the `needs`
- * table says for its path; only what the chosen files need is installed
- * (scripts/provision.sh), started or built, and what was started here is
- * stopped at the end. So a unit test beside its module starts nothing, and
- * `--unit` runs every file that needs nothing. Node's own summary closes the
- * output; a skip that gives no reason fails the run.
+ * this once node_modules is installed). What each test file needs follows
+ * from its path (`needsByPath`): only what the chosen files need is started or
+ * built, the Debian packages are checked (scripts/provision.sh) only when some
+ * file needs anything, and what was started here is stopped at the end. So a
+ * unit test beside its module starts nothing, and `--unit` runs every file
+ * that needs nothing. Node's own summary closes the output; a skip that gives
+ * no reason fails the run.
  */
 
 import { spawnSync } from "node:child_process";

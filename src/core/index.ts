@@ -5,6 +5,7 @@ export * from "./errors.js";
 export * from "./image-reference.js";
 export * from "./provider.js";
 export * from "./roles.js";
+export * from "./schemas.js";
 export * from "./settings.js";
 export * from "./store.js";
 export * from "./user.js";

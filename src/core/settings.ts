@@ -4,6 +4,10 @@
  */
 
 import type { Validation } from "./errors.js";
+import type { EnvironmentLimits, InfrastructureSettings } from "./schemas.js";
+
+// The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
+export type { EnvironmentLimits, InfrastructureSettings, SupervisorPrivileges } from "./schemas.js";
 
 export const runtimeChoices = ["auto", "sysbox", "userns"] as const;
 export type RuntimeChoice = (typeof runtimeChoices)[number];
@@ -13,30 +17,8 @@ export type RuntimeChoice = (typeof runtimeChoices)[number];
  * admit `privileged`; where a policy or the node forbids it (this project's own
  * machines lack CAP_SYS_RESOURCE), operators list the capabilities instead.
  */
-export interface SupervisorPrivileges {
-  mode: "privileged" | "capabilities";
-  capabilities: string[];
-}
-
-export interface EnvironmentLimits {
-  minCpu: number;
-  maxCpu: number;
-  minMemoryGiB: number;
-  maxMemoryGiB: number;
-  minDiskGiB: number;
-  maxDiskGiB: number;
-}
-
-export interface InfrastructureSettings {
-  cvmEnabled: boolean;
-  runtime: RuntimeChoice;
-  supervisorPrivileges: SupervisorPrivileges;
-  limits: EnvironmentLimits;
-  /** CVMs get /dev/fuse (sshfs, rclone, fuse-overlayfs, rootless Podman). */
-  fuseDevice: boolean;
-  /** CVMs get /dev/net/tun (VPN clients, userspace networking). */
-  tunDevice: boolean;
-}
+export const supervisorPrivilegeModes = ["privileged", "capabilities"] as const;
+export type SupervisorPrivilegeMode = (typeof supervisorPrivilegeModes)[number];
 
 /** The capabilities a supervisor needs to run its own engine without privileged mode. */
 export const supervisorCapabilities = [
@@ -90,8 +72,8 @@ export function settingsProblems(settings: InfrastructureSettings): Validation[]
   if (!isObject(privileges)) {
     problems.push({ field: "supervisorPrivileges", detail: "must be an object with mode and capabilities" });
   } else {
-    if (privileges.mode !== "privileged" && privileges.mode !== "capabilities") {
-      problems.push({ field: "supervisorPrivileges.mode", detail: "must be privileged or capabilities" });
+    if (!(supervisorPrivilegeModes as readonly unknown[]).includes(privileges.mode)) {
+      problems.push({ field: "supervisorPrivileges.mode", detail: `must be ${supervisorPrivilegeModes.join(" or ")}` });
     }
     const capabilities = privileges.capabilities;
     if (!Array.isArray(capabilities)) {

@@ -18,16 +18,17 @@ import type { Environment } from "../../src/core/environment.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import { binfmtPerUserNamespace } from "../../src/supervisor/multi-arch.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import {
-  buildContext,
   buildCvm,
+  cvmBuildContext,
   cvmEnvironment,
   fixtureDataDir,
   loadIntoCvm,
   type Ran,
   shIn,
   startSupervisor,
-} from "../harness/cvm-fixture.js";
+} from "../harness/cvm.js";
 
 const run = promisify(execFile);
 const image = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
@@ -66,7 +67,7 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
   before(async () => {
     binfmtBefore = await nodeBinfmt();
     supervisor = await startSupervisor(dataDir);
-    environment = cvmEnvironment("nest", image!);
+    environment = cvmEnvironment(image!);
     const built = await buildCvm(supervisor, environment);
     buildLog = built.log;
     assert.equal(built.observation.systemd, "running", `the CVM did not reach running:\n${buildLog.join("\n")}`);
@@ -275,7 +276,7 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
       "the reference is still mounted",
     );
     supervisor = await startSupervisor(dataDir);
-    const context = buildContext();
+    const context = cvmBuildContext({ settings: fixtures.settings({ cvmEnabled: true, runtime: "userns" }) });
     const observation = await supervisor.start(environment, context);
     assert.equal(observation.systemd, "running", context.lines.join("\n"));
     assert.ok(
@@ -286,7 +287,7 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
   });
 
   test("FUSE and TUN turned off in the settings: neither device is there", async () => {
-    const off = cvmEnvironment("nestoff", image!);
+    const off = cvmEnvironment(image!);
     try {
       const { log } = await buildCvm(supervisor, off, { fuseDevice: false, tunDevice: false });
       const out = ok(await shIn(supervisor, off, "ls /dev; ls /dev/net 2>/dev/null; true"), "listing /dev");

@@ -7,7 +7,7 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import Dockerode from "dockerode";
+import type Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
 import type {
   BuildContext,
@@ -17,23 +17,10 @@ import type {
   Observation,
   Provider,
 } from "../../core/provider.js";
+import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
 import type { CvmSupervisor } from "../../supervisor/index.js";
 import type { ProviderOptions } from "../index.js";
 import { StandardEnvironments } from "./standard-environments.js";
-
-export const defaultDockerHost = "unix:///var/run/docker.sock";
-
-/** A client for a DOCKER_HOST-style address: unix:///path, a bare socket path, or tcp://host:port. */
-export function dockerClient(address: string): Dockerode {
-  if (address.startsWith("unix://")) return new Dockerode({ socketPath: address.slice("unix://".length) });
-  if (address.startsWith("/")) return new Dockerode({ socketPath: address });
-  const url = new URL(address.replace(/^tcp:/, "http:"));
-  return new Dockerode({ host: url.hostname, port: Number(url.port || 2375), protocol: "http" });
-}
-
-function isLocal(address: string): boolean {
-  return address.startsWith("unix://") || address.startsWith("/");
-}
 
 export async function createDockerProvider(options: ProviderOptions): Promise<Provider> {
   const dockerHost = options.dockerHost ?? defaultDockerHost;
@@ -59,7 +46,7 @@ class DockerProvider implements Provider {
     private readonly dockerHost: string,
     docker: Dockerode,
   ) {
-    this.standard = new StandardEnvironments(docker, options.logger, isLocal(dockerHost));
+    this.standard = new StandardEnvironments(docker, options.logger, isLocalEngine(dockerHost));
   }
 
   /**

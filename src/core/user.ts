@@ -21,3 +21,18 @@ export function passwordProblem(password: unknown): string | undefined {
   if (password.length > 256) return "must be at most 256 characters";
   return undefined;
 }
+
+/**
+ * Why a token no longer grants access, or undefined while it does: the one
+ * rule for a request's token and for a connection held open on one.
+ */
+export function accessEnded(
+  token: { revokedAt?: string; expiresAt: string },
+  user: { active: boolean } | undefined,
+  now: number,
+): string | undefined {
+  if (token.revokedAt) return "This token was revoked: sign in again";
+  if (Date.parse(token.expiresAt) <= now) return "This token expired: sign in again";
+  if (!user?.active) return "This account is deactivated";
+  return undefined;
+}

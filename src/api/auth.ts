@@ -8,6 +8,8 @@ import type { User } from "../core/user.js";
 import type { IssuedToken } from "../server/accounts.js";
 import { type SessionResponse, sessionCookie } from "./contract.js";
 import { readJson } from "./input.js";
+import { requestFacts } from "./request-guard.js";
+import { clientAddress } from "./request-origin.js";
 import type { ApiRoutes, AppContext } from "./routes.js";
 import { loginSchema, sessionSchema } from "./schemas.js";
 
@@ -40,21 +42,22 @@ export function sessionAnswer(c: Context, user: User, issued: IssuedToken, secur
 }
 
 export function authRoutes(routes: ApiRoutes): void {
-  const { accounts, secureCookies } = routes.deps;
+  const { accounts, secureCookies, site } = routes.deps;
   routes.add(
     {
       method: "post",
       path: "/auth/login",
-      summary: "Sign in; answers a session token and sets the session cookie",
+      summary:
+        "Sign in; answers a session token and sets the session cookie. Failures are throttled per account and per client address (429 with Retry-After)",
       tag: "accounts",
       auth: false,
       body: loginSchema,
       response: sessionSchema,
-      errors: [401],
+      errors: [401, 429],
     },
     async (c) => {
       const { email, password } = await readJson(c, loginSchema);
-      const user = await accounts.login(email, password);
+      const user = await accounts.login(email, password, clientAddress(requestFacts(c), site));
       return sessionAnswer(c, user, await accounts.issue(user.id, "session", "session"), secureCookies);
     },
   );

@@ -64,6 +64,16 @@ export const credentialsSchema = z.object({
   name: displayName.optional(),
 });
 
+/** The first account: credentials, and the one-time code from the server's log. */
+export const firstAdminSchema = z.object({
+  ...credentialsSchema.shape,
+  setupCode: z
+    .string()
+    .min(1)
+    .max(100)
+    .describe("The one-time code the server prints in its log at first start ('first-run setup code')"),
+});
+
 /** Login checks nothing but presence: a wrong password of any length is just a 401. */
 export const loginSchema = z.object({
   email: z.string().min(1).max(254),

@@ -11,10 +11,10 @@ import type {
   CreateEnvironmentRequest,
   CreateTokenRequest,
   CreateUserRequest,
-  Credentials,
   EnvironmentEvent,
   EnvironmentList,
   EnvironmentQuery,
+  FirstAdminRequest,
   InfrastructureSettingsUpdate,
   LoginRequest,
   LogStreamItem,
@@ -130,8 +130,7 @@ export class CvmClient {
 
   // Accounts and sessions
   setupStatus = () => this.json<SetupStatus>("GET", "/setup");
-  createFirstAdmin = (credentials: Credentials) =>
-    this.json<SessionResponse>("POST", "/setup/first-admin", credentials);
+  createFirstAdmin = (request: FirstAdminRequest) => this.json<SessionResponse>("POST", "/setup/first-admin", request);
   login = (credentials: LoginRequest) => this.json<SessionResponse>("POST", "/auth/login", credentials);
   logout = () => this.json<void>("POST", "/auth/logout");
   whoami = () => this.json<User>("GET", "/users/me");

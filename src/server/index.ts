@@ -9,7 +9,9 @@ import type { AddressInfo } from "node:net";
 import { createAdaptorServer, type Http2Bindings, type HttpBindings } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { createApp } from "../api/app.js";
+import type { SiteAddress } from "../api/request-origin.js";
 import { attachTerminal } from "../api/terminal.js";
+import { CvmError } from "../core/errors.js";
 import type { Provider } from "../core/provider.js";
 import type { Store } from "../core/store.js";
 import { createProvider } from "../providers/index.js";
@@ -18,8 +20,11 @@ import { Accounts } from "./accounts.js";
 import { AuditLog } from "./audit-log.js";
 import { EnvironmentService } from "./environments/index.js";
 import { EventBus } from "./event-bus.js";
+import { LoginThrottle } from "./login-throttle.js";
 import { createMetrics } from "./metrics.js";
+import { OpenConnections } from "./open-connections.js";
 import { SettingsService } from "./settings-service.js";
+import { SetupCode } from "./setup-code.js";
 
 export interface ServerOptions {
   /** host:port; port 0 picks a free one. Default 127.0.0.1:7080. */
@@ -41,6 +46,12 @@ export interface ServerOptions {
   providerInstance?: Provider;
   /** Skip the reconcile at start (a second replica starting beside a busy first). */
   skipReconcile?: boolean;
+  /** The URL people reach the server at (--access-url); Host headers must name it. Default: the listen address. */
+  accessUrl?: string;
+  /** Trust X-Forwarded-For, -Proto and -Host from the one reverse proxy in front (--proxy-trusted). */
+  proxyTrusted?: boolean;
+  /** The first-run setup code to use instead of a random one (CVM_SETUP_CODE). */
+  setupCode?: string;
 }
 
 export interface RunningServer {
@@ -48,6 +59,8 @@ export interface RunningServer {
   url: string;
   /** The store the server uses (tests and benchmarks seed it directly). */
   store: Store;
+  /** The first-run setup code while no account exists (it is also in the log). */
+  readonly setupCode: string | undefined;
   close(): Promise<void>;
 }
 
@@ -138,10 +151,15 @@ async function serve(
     dataDir: options.dataDir,
   });
   const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
+  const connections = new OpenConnections(store, { logger });
+  const setup = new SetupCode(store, logger, options.setupCode ?? process.env.CVM_SETUP_CODE);
   const deps = {
     store,
     provider,
-    accounts: new Accounts(store),
+    accounts: new Accounts(store, { connections, throttle: new LoginThrottle(store, audit) }),
+    connections,
+    setup,
+    site: siteAddress(options, url),
     audit,
     settings,
     environments,
@@ -165,14 +183,21 @@ async function serve(
   const { app } = createApp(deps, { webRoot: options.webRoot });
   const terminal = attachTerminal(server, deps);
   logger.info(
-    { url, store: options.postgresUrl ? "postgres" : "sqlite", provider: provider.name },
+    {
+      url,
+      accessUrl: deps.site.accessUrl.origin,
+      store: options.postgresUrl ? "postgres" : "sqlite",
+      provider: provider.name,
+    },
     "cvm server listening",
   );
+  await setup.announce();
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       shutdown.abort();
+      connections.close();
       terminal.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
@@ -188,5 +213,31 @@ async function serve(
     })();
     return closing;
   };
-  return { server: { url, store, close }, fetch: (request, bindings) => app.fetch(request, bindings) };
+  return {
+    server: {
+      url,
+      store,
+      get setupCode() {
+        return setup.current;
+      },
+      close,
+    },
+    fetch: (request, bindings) => app.fetch(request, bindings),
+  };
+}
+
+/** The access URL (default: where the server listens) and the other names it answers to. */
+function siteAddress(options: ServerOptions, url: string): SiteAddress {
+  let accessUrl: URL;
+  try {
+    accessUrl = new URL(options.accessUrl ?? url);
+  } catch {
+    throw new CvmError(
+      "BAD_REQUEST",
+      `--access-url must be a URL such as https://cvm.example.com (got "${options.accessUrl}")`,
+    );
+  }
+  const reportUrl = process.env.CVM_SUPERVISOR_REPORT_URL;
+  const otherHosts = [new URL(url).host, ...(reportUrl && URL.canParse(reportUrl) ? [new URL(reportUrl).host] : [])];
+  return { accessUrl, otherHosts, proxyTrusted: options.proxyTrusted ?? false };
 }

@@ -268,7 +268,8 @@ describe("password guessing", () => {
 
   test("a known and an unknown email take the same time to refuse (medians within 25%)", async () => {
     const known: string[] = [];
-    for (let i = 0; i < 12; i++) known.push((await t.userWithRole(admin, "member", `timed${i}@example.com`)).user.email);
+    for (let i = 0; i < 12; i++)
+      known.push((await t.userWithRole(admin, "member", `timed${i}@example.com`)).user.email);
     const timed = async (email: string, address: string) => {
       const started = performance.now();
       const answer = await login(email, "not the password", address);

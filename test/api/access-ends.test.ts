@@ -13,7 +13,7 @@ import { WebSocket } from "ws";
 import type { EnvironmentEvent } from "../../src/api/contract.js";
 import { CvmClient } from "../../src/client/index.js";
 import { type FreshDatabase, freshPostgresUrl } from "../../src/store/testing.js";
-import { password, startTestServer, type TestServer } from "./harness.js";
+import { password, startTestServer, type TestServer } from "../harness/server.js";
 
 const image = process.env.CVM_TEST_IMAGE_PLAIN;
 const skip = image ? false : "CVM_TEST_IMAGE_PLAIN is not set: run through `npm test -- FILE`";
@@ -208,7 +208,7 @@ describe("open connections end when access ends through another replica (postgre
 
   before(async () => {
     database = await freshPostgresUrl();
-    for (let i = 0; i < 2; i++) servers.push(await startTestServer("sqlite", { postgresUrl: database.url }));
+    for (let i = 0; i < 2; i++) servers.push(await startTestServer({ store: { postgresUrl: database.url } }));
     admin = await servers[0].firstAdmin();
     member = await servers[0].userWithRole(admin, "member");
     await member.createEnvironment({ name: "dev", image: image as string, cpu: 1, memoryGiB: 1 });

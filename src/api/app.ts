@@ -23,6 +23,7 @@ import { dashboard } from "./dashboard.js";
 import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
+import { metricsEndpoint } from "./metrics-endpoint.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { crossSiteCheck, hostCheck } from "./request-guard.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
@@ -49,6 +50,8 @@ export interface AppOptions {
    * on when CVM_CHECK_RESPONSES=1 (`npm test` sets it), failing loudly.
    */
   onMismatch?: (mismatch: Mismatch) => void;
+  /** /metrics: a Bearer token it requires, and whether it is served on an address of its own instead. */
+  metrics?: { token?: string; ownAddress?: boolean };
 }
 
 /**
@@ -119,9 +122,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
   app.use("*", securityHeaders);
 
   app.get("/healthz", (c) => c.json({ ok: true }));
-  app.get("/metrics", async (c) =>
-    c.body(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }),
-  );
+  if (!options.metrics?.ownAddress) app.get("/metrics", metricsEndpoint(metrics, options.metrics?.token));
 
   const api = new Hono<AppEnv>();
   api.use(

@@ -80,6 +80,12 @@ function successResponse(doc: RouteDoc): ResponseObject {
   if (response === "websocket") return { description: "Switching to the WebSocket protocol described above" };
   if (response === "text")
     return { description: "Plain text", content: { "text/plain": { schema: { type: "string" } } } };
+  if ("binary" in response) {
+    return {
+      description: "A file, as bytes",
+      content: { [response.binary]: { schema: { type: "string", contentMediaType: response.binary } } },
+    };
+  }
   if ("ndjson" in response) {
     return {
       description: "A stream of JSON objects, one per line",

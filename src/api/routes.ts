@@ -59,7 +59,7 @@ export interface RouteDoc {
   body?: z.ZodType;
   query?: z.ZodType;
   /** The success body: a schema, `null` for 204, or a streamed kind. */
-  response: z.ZodType | null | { ndjson: z.ZodType } | "websocket" | "text";
+  response: z.ZodType | null | { ndjson: z.ZodType } | { binary: string } | "websocket" | "text";
   status?: number;
   /**
    * The error statuses the route answers besides those its declaration

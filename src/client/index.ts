@@ -162,6 +162,12 @@ export class CvmClient {
         cursor: filter.cursor,
       })}`,
     );
+  /** A snapshot of the store (site admins), as bytes to write to a file. */
+  backup = async (): Promise<ReadableStream<Uint8Array>> => {
+    const response = await this.send("GET", "/admin/backup");
+    if (!response.body) throw new ApiError(502, { message: "The server answered the backup without a body" });
+    return response.body;
+  };
   reconcile = (removeOrphans = false) =>
     this.json<ReconcileReport>("POST", `/admin/reconcile${query({ removeOrphans: removeOrphans ? 1 : undefined })}`);
 

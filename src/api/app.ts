@@ -122,7 +122,9 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
   app.use("*", securityHeaders);
 
   app.get("/healthz", (c) => c.json({ ok: true }));
-  if (!options.metrics?.ownAddress) app.get("/metrics", metricsEndpoint(metrics, options.metrics?.token));
+  // Served on its own address, /metrics is not here at all (and not a page of the dashboard's either).
+  if (options.metrics?.ownAddress) app.get("/metrics", notFoundHandler);
+  else app.get("/metrics", metricsEndpoint(metrics, options.metrics?.token));
 
   const api = new Hono<AppEnv>();
   api.use(

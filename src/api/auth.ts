@@ -9,7 +9,7 @@ import type { IssuedToken } from "../server/accounts.js";
 import { type SessionResponse, sessionCookie } from "./contract.js";
 import { readJson } from "./input.js";
 import { requestFacts } from "./request-guard.js";
-import { clientAddress } from "./request-origin.js";
+import { clientAddress, requestProtocol, type SiteAddress } from "./request-origin.js";
 import type { ApiRoutes, AppContext } from "./routes.js";
 import { loginSchema, sessionSchema } from "./schemas.js";
 
@@ -28,12 +28,19 @@ export function requirePermission(c: AppContext, permission: Permission, what: s
 }
 
 /** Answers a new session and sets the dashboard's cookie to it. */
-export function sessionAnswer(c: Context, user: User, issued: IssuedToken, secure: boolean, status: 200 | 201 = 200) {
+export function sessionAnswer(
+  c: Context,
+  site: SiteAddress,
+  user: User,
+  issued: IssuedToken,
+  secure: boolean,
+  status: 200 | 201 = 200,
+) {
   setCookie(c, sessionCookie, issued.secret, {
     httpOnly: true,
     sameSite: "Strict",
-    // Secure whenever the dashboard is reached over HTTPS, directly or through a proxy that says so.
-    secure: secure || new URL(c.req.url).protocol === "https:" || c.req.header("x-forwarded-proto") === "https",
+    // Secure whenever the dashboard is reached over HTTPS, directly or through a trusted proxy that says so.
+    secure: secure || requestProtocol(requestFacts(c), site) === "https:",
     path: "/",
     expires: new Date(issued.token.expiresAt),
   });
@@ -58,7 +65,7 @@ export function authRoutes(routes: ApiRoutes): void {
     async (c) => {
       const { email, password } = await readJson(c, loginSchema);
       const user = await accounts.login(email, password, clientAddress(requestFacts(c), site));
-      return sessionAnswer(c, user, await accounts.issue(user.id, "session", "session"), secureCookies);
+      return sessionAnswer(c, site, user, await accounts.issue(user.id, "session", "session"), secureCookies);
     },
   );
   routes.add(

@@ -14,7 +14,7 @@ import { firstAdminSchema, sessionSchema, setupStatusSchema } from "./schemas.js
 const alreadySetUp = () => new CvmError("CONFLICT", "This installation already has its first account: sign in instead");
 
 export function setupRoutes(routes: ApiRoutes): void {
-  const { store, accounts, audit, settings, setup, secureCookies } = routes.deps;
+  const { store, accounts, audit, settings, setup, secureCookies, site } = routes.deps;
   routes.add(
     {
       method: "get",
@@ -58,7 +58,7 @@ export function setupRoutes(routes: ApiRoutes): void {
       if (!user) throw alreadySetUp();
       await setup.spent();
       await audit.record(user, "user.create", `user/${user.id}`, null, { ...user, firstAdmin: true });
-      return sessionAnswer(c, user, await accounts.issue(user.id, "session", "session"), secureCookies, 201);
+      return sessionAnswer(c, site, user, await accounts.issue(user.id, "session", "session"), secureCookies, 201);
     },
   );
 }

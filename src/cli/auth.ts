@@ -34,7 +34,7 @@ async function login(url: string, options: LoginOptions): Promise<void> {
       }
     }
     const setupCode =
-      options.setupCode ?? process.env.CVM_SETUP_CODE ?? (await ask("Setup code (the server prints it in its log): "));
+      options.setupCode || process.env.CVM_SETUP_CODE || (await ask("Setup code (the server prints it in its log): "));
     const email = options.email ?? (await ask("Email: "));
     const session = await client.createFirstAdmin({
       email,

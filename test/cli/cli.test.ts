@@ -53,8 +53,11 @@ after(async () => {
   rmSync(configDir, { recursive: true, force: true });
 });
 
-test("login on a fresh install creates the first site admin and configures the CLI", async () => {
-  const out = await ok(["login", server.url, "--email", "admin@example.com", "--password", "correct horse"]);
+test("login on a fresh install creates the first site admin with the setup code from the log, the password kept off the command line", async () => {
+  const setupCode = server.server.setupCode ?? "";
+  const out = await ok(["login", server.url, "--email", "admin@example.com", "--setup-code", setupCode], {
+    CVM_PASSWORD: "correct horse",
+  });
   assert.match(out, /Created the site admin admin@example\.com/);
   const me = JSON.parse(await ok(["whoami", "--json"]));
   assert.equal(me.email, "admin@example.com");

@@ -39,6 +39,8 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     await page.goto("/");
     await heading(page, "Welcome to cvm").waitFor();
     await screenshots(page, "first-run");
+    // The code the server printed in its log, as the person installing it reads it there.
+    await page.getByLabel("Setup code").fill(server.server.setupCode ?? "");
     await page.getByLabel("Your name").fill("Ada Admin");
     await page.getByLabel("Email").fill("admin@example.com");
     await page.getByLabel("Password").fill(password);

@@ -51,6 +51,8 @@ export interface ServerOptions {
   secureCookies?: boolean;
   /** A provider already made, used instead of creating one from `provider` (embedding; tests). */
   providerInstance?: Provider;
+  /** Hears each answer that breaks the OpenAPI document, instead of failing loudly under test (the fuzz test counts them). */
+  onMismatch?: (mismatch: string) => void;
   /** Skip the reconcile at start (a second replica starting beside a busy first). */
   skipReconcile?: boolean;
   /** The URL people reach the server at (--access-url); Host headers must name it. Default: the listen address. */
@@ -253,6 +255,7 @@ async function serve(
   const metricsToken = options.metricsToken ?? process.env.CVM_METRICS_TOKEN;
   const { app } = createApp(deps, {
     webRoot: options.webRoot,
+    onMismatch: options.onMismatch,
     metrics: { token: metricsToken, ownAddress: Boolean(options.metricsListen) },
   });
   const metricsServer = options.metricsListen

@@ -46,8 +46,16 @@ if [ ! -f "$secrets" ]; then
   printf '%s\n' "$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')" >"$secrets"
 fi
 password=$(cat "$secrets")
-# A fresh install's first account needs the one-time setup code the server printed in its log.
-setup_code=$(grep -o '"setupCode":"[^"]*"' "$data_dir/server.log" | tail -n 1 | cut -d '"' -f 4 || true)
+# A fresh install's first account needs the one-time setup code the server printed in its log
+# (the line may land a moment after the server answers).
+setup_code=""
+if curl -fsS "$url/api/v1/setup" | grep -q '"needsFirstAdmin":true'; then
+  for _ in $(seq 1 50); do
+    setup_code=$(grep -o '"setupCode":"[^"]*"' "$data_dir/server.log" | tail -n 1 | cut -d '"' -f 4 || true)
+    [ -n "$setup_code" ] && break
+    sleep 0.1
+  done
+fi
 # The password goes by the environment, not the command line, where ps would show it.
 CVM_PASSWORD="$password" CVM_SETUP_CODE="$setup_code" cvm login "$url" --email "$admin_email"
 

@@ -90,6 +90,8 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || "127.0.0.1"), port: Number(match[3]) };
 }
 
+const maxHeaderSize = 256 * 1024;
+
 type Fetch = (request: Request, bindings: HttpBindings | Http2Bindings) => Response | Promise<Response>;
 
 /** The URL clients reach a listening address at; an unspecified address is reached on loopback. */
@@ -174,7 +176,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     fetch: (request: Request, bindings: HttpBindings | Http2Bindings) =>
       handler ? handler(request, bindings) : starting(),
     hostname: host,
-    ...(tls ? { createServer: createHttpsServer, serverOptions: tls } : {}),
+    // Room for the longest request line the API documents (a terminal's command, percent-encoded), so Node's
+    // parser never answers a bare 431 to a request the API would answer itself.
+    ...(tls
+      ? { createServer: createHttpsServer, serverOptions: { ...tls, maxHeaderSize } }
+      : { serverOptions: { maxHeaderSize } }),
   }) as Server;
   let provider: Provider | undefined;
   try {

@@ -39,6 +39,11 @@ const needsByPath: Record<string, Need[]> = {
   // The store's suite runs on PostgreSQL as well as SQLite.
   "src/store/store.test.ts": ["postgres"],
   "test/": services,
+  // The fake provider; PostgreSQL for the replicas' shared throttle and the pg_dump answer.
+  "test/api/attacks.test.ts": ["postgres"],
+  "test/api/backup.test.ts": ["postgres"],
+  "test/api/transport.test.ts": [],
+  "test/api/fuzz.test.ts": [],
   "test/lint.test.ts": [],
   "test/infra/cluster-checks.test.ts": ["kube"],
   "test/k8s/": [...services, "kube"],
@@ -49,7 +54,13 @@ const needsByPath: Record<string, Need[]> = {
  * The longest files, started first in this order so that the many short ones
  * fill the other slots meanwhile rather than one long file ending the run alone.
  */
-const startFirst = ["test/nodevm/", "test/k8s/", "test/infra/cluster-checks.test.ts", "test/lint.test.ts"];
+const startFirst = [
+  "test/nodevm/",
+  "test/k8s/",
+  "test/infra/cluster-checks.test.ts",
+  "test/api/fuzz.test.ts",
+  "test/lint.test.ts",
+];
 
 const root = join(import.meta.dirname, "..");
 const artifacts = join(root, "artifacts");

@@ -7,41 +7,14 @@
  */
 
 import assert from "node:assert/strict";
-import { request as httpRequest } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { ApiError, CvmClient } from "../../src/client/index.js";
 import { loginThrottle } from "../../src/core/login-throttle.js";
 import { type FreshDatabase, freshPostgresUrl } from "../../src/store/testing.js";
+import { raw } from "../harness/raw-http.js";
 import { password, startTestServer, type TestServer } from "../harness/server.js";
 
 const evil = "http://evil.example";
-
-/** A raw request, so that Host, Origin and the body's type are exactly what an attacker sends. */
-function raw(
-  url: string,
-  options: { method?: string; path: string; headers?: Record<string, string>; body?: string },
-): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  const target = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: target.hostname,
-        port: target.port,
-        method: options.method ?? "GET",
-        path: options.path,
-        headers: { ...(options.body ? { "content-length": Buffer.byteLength(options.body) } : {}), ...options.headers },
-      },
-      (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk) => (body += chunk));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      },
-    );
-    req.on("error", reject);
-    req.end(options.body);
-  });
-}
 
 async function sessionCookie(url: string, email: string): Promise<string> {
   const response = await fetch(`${url}/api/v1/auth/login`, {

@@ -9,22 +9,16 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { WebSocket } from "ws";
 import { createFakeProvider } from "../../src/providers/fake/index.js";
+import { raw } from "../harness/raw-http.js";
 import { password, startTestServer, type TestServer } from "../harness/server.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "cvm-transport-test-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
 
 /** A self-signed certificate for 127.0.0.1 and localhost, made with openssl. */
 function selfSigned(): { cert: string; key: string } {
@@ -56,17 +50,10 @@ function selfSigned(): { cert: string; key: string } {
   return { cert, key };
 }
 
+/** A request to the HTTPS server, trusting its self-signed certificate. */
 function https(url: string, ca: Buffer, options: { method?: string; headers?: Record<string, string>; body?: string }) {
-  return new Promise<Answer>((resolve, reject) => {
-    const req = httpsRequest(url, { method: options.method ?? "GET", headers: options.headers, ca }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk) => (body += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on("error", reject);
-    req.end(options.body);
-  });
+  const { origin, pathname, search } = new URL(url);
+  return raw(origin, { ...options, path: pathname + search, ca });
 }
 
 describe("HTTPS with --tls-cert and --tls-key", () => {

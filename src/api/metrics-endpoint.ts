@@ -1,7 +1,7 @@
 /**
  * GET /metrics for Prometheus: on the main address, or on an address of its
  * own (--metrics-listen, such as a loopback or cluster-internal one), and,
- * when a token is set (--metrics-token / CVM_METRICS_TOKEN), only for a
+ * when a token is set (CVM_METRICS_TOKEN), only for a
  * scraper that sends it as a Bearer token. It shows counts, not secrets, but
  * they say how busy the server is and who has how many environments.
  */

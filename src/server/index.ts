@@ -64,7 +64,7 @@ export interface ServerOptions {
   /** PEM files: serve HTTPS, and mark the session cookie Secure. */
   tlsCert?: string;
   tlsKey?: string;
-  /** /metrics requires `Authorization: Bearer <token>` (--metrics-token, CVM_METRICS_TOKEN). */
+  /** /metrics requires `Authorization: Bearer <token>` (CVM_METRICS_TOKEN: not a flag, which ps would show). */
   metricsToken?: string;
   /** Serve /metrics on this host:port alone, not on the main address (--metrics-listen). */
   metricsListen?: string;

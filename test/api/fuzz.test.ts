@@ -34,12 +34,13 @@ interface RunResult {
   output: string;
 }
 
-function schemathesis(bin: string, args: string[]): Promise<RunResult> {
+/** Runs schemathesis in `cwd`, where it keeps its cache (.schemathesis), never the checkout. */
+function schemathesis(bin: string, args: string[], cwd: string): Promise<RunResult> {
   return new Promise((resolve) => {
     execFile(
       bin,
       args,
-      { timeout: 600_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, NO_COLOR: "1", COLUMNS: "200" } },
+      { cwd, timeout: 600_000, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, NO_COLOR: "1", COLUMNS: "200" } },
       (error, stdout, stderr) =>
         resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, output: stdout + stderr }),
     );
@@ -93,38 +94,42 @@ describe("schemathesis against the OpenAPI document", { timeout: 900_000 }, () =
       const client = role === "admin" ? admin : member;
       const before = await answered(t.url);
       const junit = join(reports, `${role}.xml`);
-      const result = await schemathesis(bin, [
-        "run",
-        `${t.url}/api/v1/openapi.json`,
-        "--url",
-        t.url,
-        "--header",
-        `Authorization: Bearer ${client.token}`,
-        "--checks",
-        checks,
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--max-examples",
-        String(maxExamples),
-        // One worker: hypothesis on this Python trips over its own AST cache with two threads.
-        "--workers",
-        "1",
-        "--seed",
-        "1011",
-        "--request-timeout",
-        "30",
-        // Signing out would end the run's own session, and /events never ends by design; both are tested elsewhere.
-        "--exclude-path",
-        "/api/v1/auth/logout",
-        "--exclude-path",
-        "/api/v1/events",
-        "--suppress-health-check",
-        "all",
-        "--report",
-        "junit",
-        "--report-junit-path",
-        junit,
-      ]);
+      const result = await schemathesis(
+        bin,
+        [
+          "run",
+          `${t.url}/api/v1/openapi.json`,
+          "--url",
+          t.url,
+          "--header",
+          `Authorization: Bearer ${client.token}`,
+          "--checks",
+          checks,
+          "--phases",
+          "examples,coverage,fuzzing",
+          "--max-examples",
+          String(maxExamples),
+          // One worker: hypothesis on this Python trips over its own AST cache with two threads.
+          "--workers",
+          "1",
+          "--seed",
+          "1011",
+          "--request-timeout",
+          "30",
+          // Signing out would end the run's own session, and /events never ends by design; both are tested elsewhere.
+          "--exclude-path",
+          "/api/v1/auth/logout",
+          "--exclude-path",
+          "/api/v1/events",
+          "--suppress-health-check",
+          "all",
+          "--report",
+          "junit",
+          "--report-junit-path",
+          junit,
+        ],
+        reports,
+      );
       const after = await answered(t.url);
       const requests = after.total - before.total;
       const serverErrors = after.serverErrors - before.serverErrors;

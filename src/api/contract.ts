@@ -11,6 +11,7 @@
 import type { z } from "zod";
 import type {
   auditPageSchema,
+  buildInfoSchema,
   buildListSchema,
   checkResultSchema,
   checksSchema,
@@ -40,6 +41,9 @@ export const apiPrefix = "/api/v1";
 
 /** The cookie the dashboard's session rides in; the CLI sends `Authorization: Bearer`. */
 export const sessionCookie = "cvm_session";
+
+/** GET /buildinfo: which cvm the server is. */
+export type BuildInfo = z.output<typeof buildInfoSchema>;
 
 /** GET /setup: whether this install still needs its first account. */
 export type SetupStatus = z.output<typeof setupStatusSchema>;

@@ -256,3 +256,9 @@ export const reconcileReportSchema = z.object({
 });
 
 export const auditPageSchema = pageOf(auditEntrySchema);
+
+// About the server itself
+
+export const buildInfoSchema = z.object({
+  version: z.string().describe("cvm's version, such as 0.1.0: `cvm version` shows it beside the CLI's own"),
+});

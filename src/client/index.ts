@@ -5,6 +5,7 @@
 
 import type {
   AuditPage,
+  BuildInfo,
   BuildList,
   ChecksResponse,
   CreatedToken,
@@ -50,6 +51,8 @@ export interface ClientOptions {
   /** The server's base URL, such as http://127.0.0.1:7080; empty for same-origin (dashboard). */
   baseUrl: string;
   token?: string;
+  /** Sent as User-Agent where the runtime allows (Node; browsers send their own). */
+  userAgent?: string;
   fetch?: typeof fetch;
   /** Called on every 401, so a dashboard can return to its login page. */
   onUnauthorized?: (body: ErrorBody) => void;
@@ -87,12 +90,14 @@ async function* ndjson<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
 export class CvmClient {
   readonly baseUrl: string;
   token?: string;
+  readonly userAgent?: string;
   private readonly fetchImpl: typeof fetch;
   private readonly onUnauthorized?: (body: ErrorBody) => void;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/$/, "");
     this.token = options.token;
+    this.userAgent = options.userAgent;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.onUnauthorized = options.onUnauthorized;
   }
@@ -101,6 +106,7 @@ export class CvmClient {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.userAgent) headers["user-agent"] = this.userAgent;
     const response = await this.fetchImpl(`${this.baseUrl}${apiPrefix}${path}`, {
       method,
       headers,
@@ -127,6 +133,8 @@ export class CvmClient {
     if (response.status === 204) return undefined as T;
     return (await response.json()) as T;
   }
+
+  buildInfo = () => this.json<BuildInfo>("GET", "/buildinfo");
 
   // Accounts and sessions
   setupStatus = () => this.json<SetupStatus>("GET", "/setup");

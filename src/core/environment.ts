@@ -28,6 +28,9 @@ export type EnvironmentState = (typeof environmentStates)[number];
 /** The states a build passes through; stop or delete may interrupt any of them. */
 export const buildingStates: readonly EnvironmentState[] = ["queued", "pulling", "creating", "starting"];
 
+/** The states an environment stays in until someone acts: what a client waits for after start, stop or rebuild. */
+export const restingStates: readonly EnvironmentState[] = ["running", "stopped", "failed", "deleted"];
+
 const transitions: Record<EnvironmentState, readonly EnvironmentState[]> = {
   queued: ["pulling", "failed", "stopping", "deleting"],
   pulling: ["creating", "failed", "stopping", "deleting"],

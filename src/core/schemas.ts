@@ -58,6 +58,11 @@ export const tokenSchema = z.object({
   expiresAt: z.string(),
   lastUsedAt: z.string().optional(),
   revokedAt: z.string().optional(),
+  userAgent: z
+    .string()
+    .optional()
+    .describe("The User-Agent that created it: tells a CLI login from a browser's session"),
+  address: z.string().optional().describe("The client address that created it"),
 });
 export type Token = z.infer<typeof tokenSchema>;
 

@@ -13,16 +13,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { CvmClient } from "../../src/client/index.js";
 import type { EnvironmentState } from "../../src/core/environment.js";
 import { cvmVersion } from "../../src/core/version.js";
 import { createFakeProvider } from "../../src/providers/fake/index.js";
 import { type CliResult, runCvm } from "../harness/cli.js";
-import { password, startTestServer, type TestServer } from "../harness/server.js";
+import { password, type SignedIn, startTestServer, type TestServer } from "../harness/server.js";
 
 const fake = createFakeProvider({ script: { stepMs: 100 } });
 let server: TestServer;
-let admin: CvmClient;
+let admin: SignedIn;
 let configDir: string;
 
 function cvm(args: string[], env: Record<string, string> = {}): Promise<CliResult> {

@@ -90,7 +90,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
     {
       method: "post",
       path: "/environments/:ref/rebuild",
-      summary: "Rebuild from the image, keeping home (and, when asked, the inner Docker's data)",
+      summary: "Rebuild from the image, or another one, keeping home (and, when asked, the inner Docker's data)",
       tag,
       body: rebuildSchema,
       response: environmentSchema,

@@ -189,6 +189,11 @@ export const createEnvironmentSchema = z.strictObject({
 
 export const rebuildSchema = z.strictObject({
   keepDockerData: z.boolean().optional().describe("Keep the inner Docker's images and containers (CVMs)"),
+  image: z
+    .string()
+    .max(1000)
+    .optional()
+    .describe("Build from this image instead (a failed build's way out); the home is kept"),
 });
 
 export const deleteQuerySchema = z.object({ keepHome: flag.optional() });

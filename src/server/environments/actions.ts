@@ -13,10 +13,11 @@
 import type { Logger } from "pino";
 import type { CreateEnvironmentRequest } from "../../api/contract.js";
 import { assertActionAllowed, type Environment, type EnvironmentAction, resolveSpec } from "../../core/environment.js";
-import { CvmError, notFound } from "../../core/errors.js";
+import { CvmError, invalid, notFound } from "../../core/errors.js";
+import { isImageReference, parseImageReference } from "../../core/image-reference.js";
 import { resolveRuntime } from "../../core/isolation-runtime.js";
 import type { Provider } from "../../core/provider.js";
-import type { Store } from "../../core/store.js";
+import type { EnvironmentPatch, Store } from "../../core/store.js";
 import { newId } from "../../store/ids.js";
 import type { Actor, AuditLog } from "../audit-log.js";
 import type { EventBus } from "../event-bus.js";
@@ -96,8 +97,13 @@ export class EnvironmentActions {
     return this.beginBuild(actor, ref, "start", {});
   }
 
-  rebuild(actor: Actor, ref: string, options: BuildOptions): Promise<Environment> {
-    return this.beginBuild(actor, ref, "rebuild", options);
+  /** Rebuild, from another image when one is given (a failed build's way out): the home is kept either way. */
+  async rebuild(actor: Actor, ref: string, options: BuildOptions & { image?: string }): Promise<Environment> {
+    const { image, ...build } = options;
+    if (image === undefined) return this.beginBuild(actor, ref, "rebuild", build);
+    const parsed = parseImageReference(image);
+    if (!isImageReference(parsed)) throw invalid([{ field: "image", detail: parsed.problem }], "Invalid rebuild");
+    return this.beginBuild(actor, ref, "rebuild", build, { image });
   }
 
   async stop(actor: Actor, ref: string): Promise<Environment> {
@@ -151,11 +157,12 @@ export class EnvironmentActions {
     ref: string,
     action: "start" | "rebuild",
     options: BuildOptions,
+    patch?: EnvironmentPatch,
   ): Promise<Environment> {
     if (this.deps.runner.closing) throw new CvmError("UNAVAILABLE", "The server is shutting down");
     const { id } = await this.deps.access.find(actor, ref);
     return this.deps.mutex.run(id, async () => {
-      const { before, after } = await this.begin(actor, id, action, true);
+      const { before, after } = await this.begin(actor, id, action, true, patch);
       await this.deps.audit.record(actor, `environment.${action}`, `environment/${id}`, auditView(before), {
         ...auditView(after),
         ...(action === "rebuild" ? { keepDockerData: options.keepDockerData ?? false } : {}),
@@ -166,10 +173,16 @@ export class EnvironmentActions {
   }
 
   /** Checks the action against the state it finds and moves to the action's first state. */
-  private async begin(actor: Actor, id: string, action: EnvironmentAction, newBuild = false): Promise<Transitioned> {
+  private async begin(
+    actor: Actor,
+    id: string,
+    action: EnvironmentAction,
+    newBuild = false,
+    patch?: EnvironmentPatch,
+  ): Promise<Transitioned> {
     const begun = await this.deps.transitions.transition(id, (current) => {
       if (!canSee(actor, current)) throw notFound("Environment");
-      return { to: assertActionAllowed(action, current.state), newBuild };
+      return { to: assertActionAllowed(action, current.state), newBuild, patch };
     });
     if (!begun) throw notFound("Environment");
     return begun;

@@ -142,12 +142,13 @@ class Supervisor implements CvmSupervisor {
       ownCopy: "unreachable",
       nodeEngine: this.hostDocker,
     });
+    const took = `${((Date.now() - pulledAt) / 1000).toFixed(1)} s`;
     const sources = {
-      registry: "pulled from its registry",
-      "node-engine": "copied from the node's engine",
-      engine: "already in cvm's engine",
+      registry: `pulled from its registry in ${took}`,
+      "node-engine": `copied from the node's engine in ${took}`,
+      engine: `already in cvm's engine (checked in ${took})`,
     };
-    await log(`pull: ${environment.image} ${sources[source]} in ${((Date.now() - pulledAt) / 1000).toFixed(1)} s`);
+    await log(`pull: ${environment.image} ${sources[source]}`);
     context.signal.throwIfAborted();
 
     await context.enter("creating");

@@ -13,6 +13,7 @@ import type {
   auditPageSchema,
   buildInfoSchema,
   buildListSchema,
+  checkProgressSchema,
   checkResultSchema,
   checksSchema,
   createdTokenSchema,
@@ -69,11 +70,14 @@ export type UserList = z.output<typeof userListSchema>;
 /** PUT /settings/infrastructure: the whole document, or any part of it. */
 export type InfrastructureSettingsUpdate = z.input<typeof settingsUpdateSchema>;
 
-export const checkStatuses = ["pass", "warn", "fail"] as const;
+/** `not-applicable`: the check concerns something this installation does not have (a profile where AppArmor is off). */
+export const checkStatuses = ["pass", "warn", "fail", "not-applicable"] as const;
 export type CheckStatus = (typeof checkStatuses)[number];
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
 export type CheckResult = z.output<typeof checkResultSchema>;
 export type ChecksResponse = z.output<typeof checksSchema>;
+/** GET /settings/infrastructure/checks/progress (application/x-ndjson): the same checks, told as they run. */
+export type CheckProgress = z.output<typeof checkProgressSchema>;
 
 /** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= */
 export type AuditPage = z.output<typeof auditPageSchema>;

@@ -156,6 +156,13 @@ export const checkResultSchema = z.object({
 
 export const checksSchema = z.object({ checks: z.array(checkResultSchema), worst: z.enum(checkStatuses) });
 
+/** One line of the checks' progress stream: each check as it starts, its result, then the worst of them. */
+export const checkProgressSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("running"), id: z.string(), title: z.string() }),
+  z.object({ type: z.literal("result"), check: checkResultSchema }),
+  z.object({ type: z.literal("done"), worst: z.enum(checkStatuses) }),
+]);
+
 // The audit log
 
 export const auditQuerySchema = z.object({

@@ -23,9 +23,9 @@ interface DoctorOptions {
   capabilities?: string;
 }
 
-export const exitCodes: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
+export const exitCodes: Record<CheckStatus, number> = { "not-applicable": 0, pass: 0, warn: 1, fail: 2 };
 
-const marks: Record<CheckStatus, string> = { pass: "PASS", warn: "WARN", fail: "FAIL" };
+const marks: Record<CheckStatus, string> = { pass: "PASS", warn: "WARN", fail: "FAIL", "not-applicable": "N/A" };
 
 /** A table for people: one row per check; evidence lines and the remedy continue under the evidence column. */
 export function formatChecks(results: CheckResult[]): string {

@@ -7,6 +7,7 @@ import type {
   AuditPage,
   BuildInfo,
   BuildList,
+  CheckProgress,
   ChecksResponse,
   CreatedToken,
   CreateEnvironmentRequest,
@@ -157,6 +158,13 @@ export class CvmClient {
   updateInfrastructure = (update: InfrastructureSettingsUpdate) =>
     this.json<InfrastructureSettings>("PUT", "/settings/infrastructure", update);
   infrastructureChecks = () => this.json<ChecksResponse>("GET", "/settings/infrastructure/checks");
+
+  /** The same checks, each told as it starts and as it ends, then the worst result. */
+  async *infrastructureChecksProgress(signal?: AbortSignal): AsyncGenerator<CheckProgress> {
+    const response = await this.send("GET", "/settings/infrastructure/checks/progress", undefined, { signal });
+    if (!response.body) return;
+    yield* ndjson<CheckProgress>(response.body);
+  }
   audit = (filter: AuditFilter & { limit?: number; cursor?: string } = {}) =>
     this.json<AuditPage>(
       "GET",

@@ -3,19 +3,13 @@
  * guarded by the infrastructure checks when CVMs are turned on.
  */
 
-import type { CheckResult, CheckStatus, ChecksResponse, InfrastructureSettingsUpdate } from "../api/contract.js";
+import type { ChecksResponse, InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError, invalid } from "../core/errors.js";
 import { defaultSettings, type InfrastructureSettings, settingsProblems } from "../core/settings.js";
 import type { Store } from "../core/store.js";
-import { type CheckContext, runInfrastructureChecks } from "../infra/index.js";
+import { type CheckContext, type OnCheckProgress, runInfrastructureChecks, worstStatus } from "../infra/index.js";
 import type { Actor, AuditLog } from "./audit-log.js";
 import { KeyedMutex } from "./keyed-mutex.js";
-
-const severity: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
-
-export function worstOf(checks: readonly CheckResult[]): CheckStatus {
-  return checks.reduce<CheckStatus>((worst, c) => (severity[c.status] > severity[worst] ? c.status : worst), "pass");
-}
 
 /** Stored settings over the defaults, so settings added later have a value on old installs. */
 function withDefaults(stored: Partial<InfrastructureSettings> | undefined): InfrastructureSettings {
@@ -40,9 +34,10 @@ export class SettingsService {
     return withDefaults(await this.store.settings.getInfrastructure());
   }
 
-  async checks(settings?: InfrastructureSettings): Promise<ChecksResponse> {
-    const checks = await runInfrastructureChecks({ ...this.checkContext, settings: settings ?? (await this.get()) });
-    return { checks, worst: worstOf(checks) };
+  async checks(settings?: InfrastructureSettings, onProgress?: OnCheckProgress): Promise<ChecksResponse> {
+    const context = { ...this.checkContext, settings: settings ?? (await this.get()) };
+    const checks = await runInfrastructureChecks(context, onProgress);
+    return { checks, worst: worstStatus(checks) };
   }
 
   async update(actor: Actor, update: InfrastructureSettingsUpdate): Promise<InfrastructureSettings> {

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import {
   assertActionAllowed,
   canTransition,
+  cpuCount,
   defaultResources,
   type EnvironmentAction,
   type EnvironmentSpec,
@@ -225,7 +226,7 @@ test("resolveSpec: defaults bend to the admin's limits; explicit sizes do not", 
     (error: unknown) =>
       error instanceof CvmError &&
       error.code === "BAD_REQUEST" &&
-      error.message === "Invalid environment: cpu: must be at most 1 CPUs (the limit an admin set)" &&
+      error.message === "Invalid environment: cpu: must be at most 1 CPU (the limit an admin set)" &&
       error.validations?.[0].field === "cpu",
   );
 });
@@ -244,4 +245,10 @@ test("resolveSpec: one 400 lists every problem", () => {
       return true;
     },
   );
+});
+
+test("cpuCount: one CPU, any other number of CPUs", () => {
+  assert.equal(cpuCount(1), "1 CPU");
+  assert.equal(cpuCount(2), "2 CPUs");
+  assert.equal(cpuCount(0.5), "0.5 CPUs");
 });

@@ -97,10 +97,17 @@ export function nameProblem(name: unknown): string | undefined {
   return undefined;
 }
 
-function sizeProblem(value: unknown, unit: string, min: number, max: number): string | undefined {
+/** "1 CPU", "2 CPUs", "0.5 CPUs": a CPU count as a person writes it. */
+export function cpuCount(cpu: number): string {
+  return `${cpu} ${cpu === 1 ? "CPU" : "CPUs"}`;
+}
+
+const gib = (size: number) => `${size} GiB`;
+
+function sizeProblem(value: unknown, amount: (size: number) => string, min: number, max: number): string | undefined {
   if (typeof value !== "number" || !Number.isFinite(value)) return "must be a number";
-  if (value < min) return `must be at least ${min}${unit}`;
-  if (value > max) return `must be at most ${max}${unit} (the limit an admin set)`;
+  if (value < min) return `must be at least ${amount(min)}`;
+  if (value > max) return `must be at most ${amount(max)} (the limit an admin set)`;
   return undefined;
 }
 
@@ -117,9 +124,9 @@ export function specProblems(input: Partial<EnvironmentSpec>, limits: Environmen
     if (!isImageReference(parsed)) add("image", parsed.problem);
   }
   if (input.cvm !== undefined && typeof input.cvm !== "boolean") add("cvm", "must be true or false");
-  add("cpu", sizeProblem(input.cpu, " CPUs", limits.minCpu, limits.maxCpu));
-  add("memoryGiB", sizeProblem(input.memoryGiB, " GiB", limits.minMemoryGiB, limits.maxMemoryGiB));
-  add("diskGiB", sizeProblem(input.diskGiB, " GiB", limits.minDiskGiB, limits.maxDiskGiB));
+  add("cpu", sizeProblem(input.cpu, cpuCount, limits.minCpu, limits.maxCpu));
+  add("memoryGiB", sizeProblem(input.memoryGiB, gib, limits.minMemoryGiB, limits.maxMemoryGiB));
+  add("diskGiB", sizeProblem(input.diskGiB, gib, limits.minDiskGiB, limits.maxDiskGiB));
   return problems;
 }
 

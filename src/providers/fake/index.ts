@@ -166,7 +166,7 @@ export class FakeProvider implements Provider {
     return workload.running ? workload.observation : { ...workload.observation, running: false };
   }
 
-  /** Echoes the command, then its input, as a line each; exits 0 when the input ends. */
+  /** Echoes the command, then its input; exits 0 when the input ends, or on a line `exit`, as a shell would. */
   async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
     if (!this.workloads.get(environment.id)?.running) {
       throw new CvmError("CONFLICT", "The environment is not running");
@@ -179,8 +179,14 @@ export class FakeProvider implements Provider {
     const exited = new Promise<number>((resolve) => {
       exit = resolve;
     });
+    let typed = "";
     return {
-      write: (data) => emit(typeof data === "string" ? data : Buffer.from(data).toString()),
+      write: (data) => {
+        const text = typeof data === "string" ? data : Buffer.from(data).toString();
+        emit(text);
+        typed = `${typed}${text}`.slice(-64);
+        if (/(^|[\r\n])exit[\r\n]$/.test(typed)) exit(0);
+      },
       end: () => exit(0),
       resize: async () => undefined,
       onOutput: (listener) => {

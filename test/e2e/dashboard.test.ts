@@ -121,6 +121,7 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     await createUser("manager@example.com");
     await createUser("leaver@example.com");
     await page.getByLabel("Role of manager@example.com").selectOption("site-manager");
+    await page.getByRole("dialog").getByRole("button", { name: "Change role" }).click();
     await page.waitForFunction(
       () =>
         document.querySelector<HTMLSelectElement>("select[aria-label='Role of manager@example.com']")?.disabled ===

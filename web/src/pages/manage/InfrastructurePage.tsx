@@ -16,6 +16,7 @@ import { ErrorState, InlineError, Loading } from "../../components/feedback.js";
 import { Field } from "../../components/field.js";
 import { PageHeader } from "../../components/shell.js";
 import { updateInfrastructure, useInfrastructure, useInfrastructureChecks } from "../../queries/settings.js";
+import "./infrastructure.css";
 
 const runtimeText: Record<RuntimeChoice, string> = {
   auto: "Sysbox where the engine has it, otherwise the built-in user-namespace runtime.",
@@ -45,8 +46,23 @@ const limitFields: { key: keyof EnvironmentLimits; label: string }[] = [
   { key: "maxDiskGiB", label: "Max disk (GiB)" },
 ];
 
-function ChecksTable({ checks }: { checks: CheckResult[] }) {
-  if (checks.length === 0) return <p className="muted">No checks apply to this installation.</p>;
+/** Evidence of more than a couple of lines (mount tables, one line per cgroup) folds to its first line. */
+function Evidence({ text }: { text: string }) {
+  const lines = text.split("\n");
+  if (lines.length <= 2) return <>{text}</>;
+  return (
+    <details className="evidence">
+      <summary>
+        <span className="evidence-first">{lines[0]}</span>
+        <span className="evidence-more">{lines.length - 1} more lines</span>
+      </summary>
+      {lines.slice(1).join("\n")}
+    </details>
+  );
+}
+
+function ChecksTable({ checks, done }: { checks: CheckResult[]; done: boolean }) {
+  if (checks.length === 0 && done) return <p className="muted">No checks apply to this installation.</p>;
   return (
     <table className="table responsive" aria-label="Infrastructure checks">
       <thead>
@@ -68,7 +84,7 @@ function ChecksTable({ checks }: { checks: CheckResult[] }) {
               <CheckBadge status={check.status} />
             </td>
             <td data-label="Evidence" className="mono small pre-wrap">
-              {check.evidence}
+              <Evidence text={check.evidence} />
             </td>
             <td data-label="Remedy" className="small">
               {check.remedy ?? "—"}
@@ -101,7 +117,8 @@ export default function InfrastructurePage() {
   if (!draft) return <ErrorState title="Could not load the settings" error={settings.error} retry={settings.reload} />;
 
   const fields = fieldErrors(error);
-  const failing = (checks.data?.checks ?? []).filter((c) => c.status === "fail");
+  const checksDone = checks.worst !== undefined;
+  const failing = checks.checks.filter((c) => c.status === "fail");
   const enabling = draft.cvmEnabled && !settings.data?.cvmEnabled;
 
   const save = async (force: boolean) => {
@@ -141,9 +158,10 @@ export default function InfrastructurePage() {
 
   return (
     <>
+      <p className="breadcrumb">Manage › Admin › Infrastructure</p>
       <PageHeader
         title="Infrastructure"
-        lead="Manage › Admin › Infrastructure. What environments may be, and the checks that say whether this installation can host them."
+        lead="What environments may be, and the checks that say whether this installation can host them."
       />
       <form className="card form form-wide" onSubmit={submit} aria-label="Infrastructure settings" noValidate>
         <h2>Container-based virtual machines</h2>
@@ -218,6 +236,10 @@ export default function InfrastructurePage() {
 
         <fieldset className="field">
           <legend>Supervisor privileges</legend>
+          <p className="hint" id="privileges-hint">
+            Kubernetes only: how the supervisor container in each CVM's Pod runs. With the docker provider the
+            supervisor runs inside cvm server, and this setting has no effect.
+          </p>
           <label className="radio">
             <input
               type="radio"
@@ -299,22 +321,23 @@ export default function InfrastructurePage() {
 
       <section className="card card-flush" aria-labelledby="checks-title">
         <div className="card-head">
-          <h2 id="checks-title">Infrastructure checks {checks.data && <CheckBadge status={checks.data.worst} />}</h2>
-          <button
-            type="button"
-            className="button button-small"
-            onClick={checks.reload}
-            disabled={checks.status === "loading"}
-          >
+          <h2 id="checks-title">Infrastructure checks {checks.worst && <CheckBadge status={checks.worst} />}</h2>
+          <button type="button" className="button button-small" onClick={checks.reload} disabled={!checksDone}>
             Run again
           </button>
         </div>
-        {checks.data ? (
-          <ChecksTable checks={checks.data.checks} />
-        ) : checks.error ? (
+        {!checksDone && !checks.error && (
+          <div className="feedback checks-running" role="status" aria-live="polite" data-testid="check-running">
+            <span className="spinner" aria-hidden="true" />
+            {checks.running
+              ? `Checking ${checks.running.title}… (${checks.checks.length} done)`
+              : "Starting the checks…"}
+          </div>
+        )}
+        {checks.error ? (
           <ErrorState title="Could not run the checks" error={checks.error} retry={checks.reload} />
         ) : (
-          <Loading what="checks" />
+          (checks.checks.length > 0 || checksDone) && <ChecksTable checks={checks.checks} done={checksDone} />
         )}
       </section>
 

@@ -66,7 +66,7 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     await page.getByRole("link", { name: "Infrastructure" }).click();
     await heading(page, "Infrastructure").waitFor();
     await page
-      .locator("table[aria-label='Infrastructure checks'], .feedback-error")
+      .locator("#checks-title .badge, .feedback-error")
       .first()
       .waitFor({ timeout: 60_000 });
     await screenshots(page, "infrastructure");

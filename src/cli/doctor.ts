@@ -42,7 +42,11 @@ export function formatChecks(results: CheckResult[]): string {
     if (r.remedy) lines.push(`${" ".repeat(indent)}remedy: ${r.remedy}`);
   });
   const worst = worstStatus(results);
-  const counts = checkStatuses.map((s) => `${results.filter((r) => r.status === s).length} ${s}`);
+  // pass, warn and fail always; checks that do not apply only when there are some.
+  const counts = checkStatuses
+    .map((s) => ({ s, n: results.filter((r) => r.status === s).length }))
+    .filter(({ s, n }) => n > 0 || s !== "not-applicable")
+    .map(({ s, n }) => `${n} ${s === "not-applicable" ? "not applicable" : s}`);
   lines.push(
     "",
     `${counts.join(", ")}: ${worst === "pass" ? "ready for CVMs" : worst === "warn" ? "CVMs can run; see the warnings" : "not ready for CVMs"}`,

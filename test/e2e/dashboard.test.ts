@@ -65,10 +65,7 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     // Manage > Infrastructure: turn CVMs on (forced, with confirmation, if a check fails).
     await page.getByRole("link", { name: "Infrastructure" }).click();
     await heading(page, "Infrastructure").waitFor();
-    await page
-      .locator("#checks-title .badge, .feedback-error")
-      .first()
-      .waitFor({ timeout: 60_000 });
+    await page.locator("#checks-title .badge, .feedback-error").first().waitFor({ timeout: 60_000 });
     await screenshots(page, "infrastructure");
     await page.getByRole("switch", { name: "Enable Container-Based Virtual Machines" }).check({ force: true });
     // An admin may keep a device out of CVMs: TUN off here, saved with the rest.

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
+  actionAllowed,
   assertActionAllowed,
   canTransition,
   cpuCount,
@@ -251,4 +252,18 @@ test("cpuCount: one CPU, any other number of CPUs", () => {
   assert.equal(cpuCount(1), "1 CPU");
   assert.equal(cpuCount(2), "2 CPUs");
   assert.equal(cpuCount(0.5), "0.5 CPUs");
+});
+
+test("actionAllowed answers what assertActionAllowed enforces, for every action and state", () => {
+  for (const action of ["start", "stop", "rebuild", "delete"] as const) {
+    for (const state of environmentStates) {
+      let enforced = true;
+      try {
+        assertActionAllowed(action, state);
+      } catch {
+        enforced = false;
+      }
+      assert.equal(actionAllowed(action, state), enforced, `${action} from ${state}`);
+    }
+  }
 });

@@ -58,6 +58,11 @@ const actions: Record<EnvironmentAction, { from: readonly EnvironmentState[]; to
   delete: { from: environmentStates.filter((s) => s !== "deleted" && s !== "deleting"), to: "deleting" },
 };
 
+/** Whether the action may begin from this state: what a client offers (a button, a row's action). */
+export function actionAllowed(action: EnvironmentAction, state: EnvironmentState): boolean {
+  return actions[action].from.includes(state);
+}
+
 /** Throws a 409 naming the current state when the action cannot begin from it. */
 export function assertActionAllowed(action: EnvironmentAction, state: EnvironmentState): EnvironmentState {
   const rule = actions[action];

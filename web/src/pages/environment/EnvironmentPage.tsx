@@ -7,7 +7,7 @@
 
 import { useEffect, useState } from "react";
 import type { Environment, EnvironmentAction } from "../../../../src/core/environment.js";
-import { assertActionAllowed, buildingStates } from "../../../../src/core/environment.js";
+import { actionAllowed, buildingStates } from "../../../../src/core/environment.js";
 import { isImageReference, parseImageReference } from "../../../../src/core/image-reference.js";
 import { ApiError, fieldErrors, invalidFields } from "../../api.js";
 import { DockerBadge, KindBadge, StateBadge, SystemdBadge } from "../../components/badges.js";
@@ -25,14 +25,7 @@ import { BuildProgress } from "./BuildProgress.js";
 import { buildSteps, currentBuild, timeInStates } from "./build-steps.js";
 import "./environment.css";
 
-function allowed(action: EnvironmentAction, environment: Environment): boolean {
-  try {
-    assertActionAllowed(action, environment.state);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const allowed = (action: EnvironmentAction, environment: Environment) => actionAllowed(action, environment.state);
 
 function systemdSentence(e: Environment): string {
   switch (e.systemd) {

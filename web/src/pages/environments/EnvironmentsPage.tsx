@@ -6,7 +6,7 @@
 
 import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useState } from "react";
 import type { Environment, EnvironmentAction } from "../../../../src/core/environment.js";
-import { assertActionAllowed, environmentStates } from "../../../../src/core/environment.js";
+import { actionAllowed, environmentStates } from "../../../../src/core/environment.js";
 import { can } from "../../../../src/core/roles.js";
 import { KindBadge, StateBadge } from "../../components/badges.js";
 import { ConfirmDialog } from "../../components/confirm-dialog.js";
@@ -84,14 +84,7 @@ function RowActions({
   );
 }
 
-function allowed(action: EnvironmentAction, environment: Environment): boolean {
-  try {
-    assertActionAllowed(action, environment.state);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const allowed = (action: EnvironmentAction, environment: Environment) => actionAllowed(action, environment.state);
 
 const Row = memo(function Row({
   environment,

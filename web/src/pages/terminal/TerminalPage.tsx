@@ -11,7 +11,7 @@ import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import "./terminal.css";
 import { type MouseEvent, useEffect, useRef, useState } from "react";
-import { assertActionAllowed, buildingStates, type EnvironmentState } from "../../../../src/core/environment.js";
+import { actionAllowed, buildingStates, type EnvironmentState } from "../../../../src/core/environment.js";
 import { StateBadge } from "../../components/badges.js";
 import { ErrorState, InlineError, Loading } from "../../components/feedback.js";
 import { environmentActions, useEnvironment } from "../../queries/environments.js";
@@ -265,14 +265,7 @@ function TerminalView({
 }
 
 /** Whether Start may begin from this state (stopped, failed). */
-function startable(state: EnvironmentState): boolean {
-  try {
-    assertActionAllowed("start", state);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const startable = (state: EnvironmentState) => actionAllowed("start", state);
 
 export default function TerminalPage({ params }: { params: Record<string, string> }) {
   const live = useEnvironment(params.ref);

@@ -229,7 +229,15 @@ export const reconcileQuerySchema = z.object({ removeOrphans: flag.optional() })
 export const reconcileReportSchema = z.object({
   vanished: z
     .array(z.object({ id: z.string(), name: z.string(), reason: z.string() }))
-    .describe("Environments whose workload had vanished, now marked failed with the reason"),
+    .describe(
+      "Environments whose workload had vanished, or whose build was cut off, now marked failed with the reason",
+    ),
+  resumed: z
+    .array(z.object({ id: z.string(), name: z.string() }))
+    .describe("Environments whose build was cut off (a server stopped or died) and goes on now"),
+  finished: z
+    .array(z.object({ id: z.string(), name: z.string(), action: z.enum(["stop", "delete"]) }))
+    .describe("Stops and deletes a server left halfway, now done"),
   orphans: z
     .array(z.object({ ref: z.string(), environmentId: z.string(), removed: z.boolean() }))
     .describe("Workloads with cvm's labels and no environment"),

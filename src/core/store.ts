@@ -54,6 +54,13 @@ export interface SettingsStore {
   /** The stored settings, or undefined before any were saved. */
   getInfrastructure(): Promise<InfrastructureSettings | undefined>;
   putInfrastructure(settings: InfrastructureSettings): Promise<void>;
+  /**
+   * This installation's id, made by the first server to ask and the same for
+   * every server on the store ever after. Every object a provider makes
+   * carries it, so two installations on one engine or namespace never touch
+   * each other's.
+   */
+  installationId(): Promise<string>;
 }
 
 export interface AuditStore {

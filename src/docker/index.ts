@@ -18,4 +18,13 @@ export {
   pullError,
   pullWithRetry,
 } from "./image-pull.js";
-export { homeVolumeName, labels, listLabeledWorkloads, managedFilter } from "./labels.js";
+export {
+  homeVolumeName,
+  installationFilters,
+  installationLabels,
+  installationTag,
+  isInstallations,
+  labels,
+  listLabeledWorkloads,
+  managedFilter,
+} from "./labels.js";

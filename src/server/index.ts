@@ -106,6 +106,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         kubeconfig: options.kubeconfig,
         namespace: options.namespace,
         serverUrl: url,
+        installationId: await store.settings.installationId(),
       }));
     const running = await serve(options, logger, store, provider, server, url);
     handler = running.fetch;

@@ -209,6 +209,7 @@ function tokenStore(db: Database): TokenStore {
 }
 
 const infrastructureKey = "infrastructure";
+const installationKey = "installation";
 
 function settingsStore(db: Database): SettingsStore {
   return {
@@ -221,6 +222,15 @@ function settingsStore(db: Database): SettingsStore {
         "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [infrastructureKey, JSON.stringify(settings)],
       );
+    },
+    async installationId() {
+      // The first writer's id stands: two servers starting together on a new store agree on it.
+      await db.query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [
+        installationKey,
+        newId("ins"),
+      ]);
+      const [row] = await db.query<{ value: string }>("SELECT value FROM settings WHERE key = $1", [installationKey]);
+      return row.value;
     },
   };
 }

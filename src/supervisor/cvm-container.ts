@@ -13,7 +13,7 @@
 import type Dockerode from "dockerode";
 import type { Environment } from "../core/environment.js";
 import { type CvmRuntime, sysboxRuntime } from "../core/isolation-runtime.js";
-import { homeVolumeName, labels } from "../docker/index.js";
+import { homeVolumeName, installationLabels, labels } from "../docker/index.js";
 import { gateCommand, gateMountPath } from "./start-gate.js";
 
 export function containerName(environmentId: string): string {
@@ -34,7 +34,10 @@ export const addedCapabilities: { name: string; why: string }[] = [
 export const pidsLimit = 16_384;
 
 export interface CvmContainerInput {
-  environment: Pick<Environment, "id" | "name" | "cpu" | "memoryGiB">;
+  environment: Pick<Environment, "id" | "name" | "cpu" | "memoryGiB"> &
+    Partial<Pick<Environment, "ownerId" | "buildId">>;
+  /** The installation that makes it (absent in a Pod, whose engine is the environment's alone). */
+  installationId?: string;
   image: string;
   runtime: CvmRuntime;
   /** The start gate binary on the node. */
@@ -114,8 +117,10 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
     Env: ["container=docker"],
     StopSignal: "SIGRTMIN+3",
     Labels: {
-      [labels.managed]: "true",
+      ...installationLabels(input.installationId),
       [labels.environment]: environment.id,
+      ...(environment.ownerId ? { [labels.owner]: environment.ownerId } : {}),
+      ...(environment.buildId ? { [labels.build]: environment.buildId } : {}),
       [labels.runtime]: runtime,
     },
     HostConfig: hostConfig,

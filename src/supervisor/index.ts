@@ -29,6 +29,8 @@ import {
   ensureImage,
   homeVolumeName,
   ignoreMissing,
+  installationLabels,
+  isInstallations,
   labels,
   listLabeledWorkloads,
   startExec,
@@ -60,6 +62,11 @@ export interface CvmSupervisorOptions {
    * and removed by whoever owns the claim.
    */
   volumeSources?: VolumeSources;
+  /**
+   * The installation whose CVMs these are: their objects carry it, and only
+   * its own are listed or removed. Absent in a Pod, whose engine is its own.
+   */
+  installationId?: string;
 }
 
 export type CvmSupervisor = Omit<Provider, "name">;
@@ -124,6 +131,13 @@ class Supervisor implements CvmSupervisor {
     const runtime = chooseRuntime(context.settings.runtime, await this.engine.runtimes());
     await log(`isolation runtime: ${runtime} (setting: ${context.settings.runtime})`);
     context.signal.throwIfAborted();
+    const made = await this.inspect(environment);
+    if (made && environment.buildId && made.Config.Labels?.[labels.build] === environment.buildId) {
+      // A server stopped or killed in the middle of this build: the container it made goes on.
+      await log(`resuming the build with its container ${containerName(environment.id)}`);
+      await context.enter("starting");
+      return this.resume(environment, made, log, context.signal);
+    }
 
     await context.enter("pulling");
     await log(`pull: ${environment.image}`);
@@ -184,6 +198,7 @@ class Supervisor implements CvmSupervisor {
       seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
       apparmor: apparmor.profile,
       storageOpt: rootfs.storageOpt,
+      installationId: this.options.installationId,
       volumeSources: this.options.volumeSources,
       dockerDisk: storage.dockerDisk,
     });
@@ -211,7 +226,7 @@ class Supervisor implements CvmSupervisor {
     }
     const labelled = (name: string) => ({
       Name: name,
-      Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
+      Labels: { ...installationLabels(this.options.installationId), [labels.environment]: environment.id },
     });
     await docker.createVolume(labelled(homeVolumeName(environment.id)));
     const home = `/home is volume ${homeVolumeName(environment.id)} (Docker's local volumes have no size)`;
@@ -284,6 +299,19 @@ class Supervisor implements CvmSupervisor {
     }
     await releaseGate(pid, "init");
     await log(`release: ${init.target} is PID 1`);
+    return this.ready(container, pid, runtime, init, log, signal, startedAt);
+  }
+
+  /** After the release: waits for systemd to finish booting (and says how the inner Docker is). */
+  private async ready(
+    container: Dockerode.Container,
+    pid: number,
+    runtime: CvmRuntime,
+    init: Extract<InitPath, { found: true }>,
+    log: (text: string) => Promise<void>,
+    signal: AbortSignal | undefined,
+    startedAt: number,
+  ): Promise<Observation> {
     if (!isSystemd(init)) {
       await log(`${init.target} is not systemd: systemd unavailable`);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "unknown" };
@@ -324,6 +352,28 @@ class Supervisor implements CvmSupervisor {
   private async tail(container: Dockerode.Container): Promise<string> {
     const raw = (await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => Buffer.alloc(0))) as Buffer;
     return raw.toString("utf8").replace(/[\x00-\x08]/g, "");
+  }
+
+  /** Goes on with the container an interrupted build made, from wherever it got to. */
+  private async resume(
+    environment: Environment,
+    info: Dockerode.ContainerInspectInfo,
+    log: (text: string) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<Observation> {
+    const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
+    const container = await this.container(environment);
+    if (!info.State.Running) {
+      await this.remountDockerDisk(environment);
+      return this.boot(container, runtime, log, signal);
+    }
+    const state = await gateState(info.State.Pid);
+    if (state === "held" || state === "starting") return this.boot(container, runtime, log, signal, true);
+    if (state === "reaper") return this.observe(environment);
+    const init = await this.initPath(container);
+    if (!init.found) return this.observe(environment);
+    await log(`release: ${init.target} already runs as PID 1`);
+    return this.ready(container, info.State.Pid, runtime, init, log, signal, Date.now());
   }
 
   async start(environment: Environment, context: BuildContext): Promise<Observation> {
@@ -418,13 +468,13 @@ class Supervisor implements CvmSupervisor {
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    return listLabeledWorkloads(await this.engine.ensure());
+    return listLabeledWorkloads(await this.engine.ensure(), this.options.installationId);
   }
 
   async removeWorkload(ref: string): Promise<void> {
     const docker = await this.engine.ensure();
     const info = await ignoreMissing(docker.getContainer(ref).inspect());
-    if (!info) return;
+    if (!info || !isInstallations(info.Config.Labels, this.options.installationId)) return;
     await this.removeContainer(docker, info.Id);
     // The environment is gone from the store: nothing of it should stay.
     const environmentId = info.Config.Labels?.[labels.environment];

@@ -143,14 +143,19 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
   return test;
 }
 
-/** The real docker provider on the test engine, beside a server's own; the caller closes it (which removes its scratch directory). */
-export async function openProvider(): Promise<Provider> {
+/**
+ * The real docker provider on the test engine, beside a server's own and of
+ * its installation (so it sees that server's workloads); the caller closes it
+ * (which removes its scratch directory).
+ */
+export async function openProvider(server: TestServer): Promise<Provider> {
   const dataDir = mkdtempSync(join(tmpdir(), "cvm-test-provider-"));
   const provider = await createProvider({
     kind: "docker",
     dataDir,
     logger: pino({ level: "silent" }),
     dockerHost: testDockerHost,
+    installationId: await server.server.store.settings.installationId(),
   });
   const close = provider.close.bind(provider);
   provider.close = async () => {

@@ -38,6 +38,8 @@ type EnvironmentBackend = Pick<CvmSupervisor, "build" | "start" | "stop" | "remo
 
 class DockerProvider implements Provider {
   readonly name = "docker" as const;
+  /** A build cut off by a server stopping or dying goes on with the container it made (StandardEnvironments.build, the supervisor's). */
+  readonly resumesBuilds = true;
   private readonly standard: StandardEnvironments;
   private supervisor?: Promise<CvmSupervisor>;
 
@@ -46,7 +48,7 @@ class DockerProvider implements Provider {
     private readonly dockerHost: string,
     docker: Dockerode,
   ) {
-    this.standard = new StandardEnvironments(docker, options.logger, isLocalEngine(dockerHost));
+    this.standard = new StandardEnvironments(docker, options.logger, isLocalEngine(dockerHost), options.installationId);
   }
 
   /**
@@ -60,6 +62,7 @@ class DockerProvider implements Provider {
           dataDir: this.options.dataDir,
           logger: this.options.logger,
           hostDockerHost: this.dockerHost,
+          installationId: this.options.installationId,
         }),
       )
       .catch((error) => {

@@ -14,6 +14,7 @@ import {
   homeVolumeName,
   ignoreMissing,
   ignoring,
+  isInstallations,
   labels,
   listLabeledWorkloads,
   managedFilter,
@@ -34,9 +35,14 @@ export class StandardEnvironments {
     private readonly docker: Dockerode,
     private readonly logger: Logger,
     private readonly engineIsLocal: boolean,
+    private readonly installationId: string | undefined,
   ) {}
 
-  /** Containers of one environment, found by label (its name may differ after a rename of the scheme). */
+  /**
+   * Containers of one environment, found by label (its name may differ after a
+   * rename of the scheme). Environment ids are unique to an installation, so
+   * this finds only its own, also those made before containers named it.
+   */
   private async containersOf(environmentId: string): Promise<Dockerode.ContainerInfo[]> {
     return this.docker.listContainers({
       all: true,
@@ -52,19 +58,20 @@ export class StandardEnvironments {
 
   private network?: Promise<string>;
 
-  /** The id of cvm's network for standard environments, made when first needed. */
+  /** The id of the installation's network for standard environments, made when first needed. */
   private standardNetworkId(): Promise<string> {
     this.network ??= (async () => {
+      const request = standardNetwork(this.installationId);
       const find = async () =>
-        (await this.docker.listNetworks({ filters: { name: [standardNetwork.Name] } }))
-          .filter((n) => n.Name === standardNetwork.Name)
+        (await this.docker.listNetworks({ filters: { name: [request.Name] } }))
+          .filter((n) => n.Name === request.Name)
           .sort((a, b) => a.Id.localeCompare(b.Id))[0]?.Id;
       const existing = await find();
       if (existing) return existing;
-      // Another server may create it at the same moment; either way, one is found after.
-      await ignoring([409], this.docker.createNetwork(standardNetwork));
+      // Another server of the installation may create it at the same moment; either way, one is found after.
+      await ignoring([409], this.docker.createNetwork(request));
       const made = await find();
-      if (!made) throw new CvmError("UNAVAILABLE", `Could not create the ${standardNetwork.Name} network`);
+      if (!made) throw new CvmError("UNAVAILABLE", `Could not create the ${request.Name} network`);
       return made;
     })().catch((error) => {
       this.network = undefined;
@@ -75,6 +82,14 @@ export class StandardEnvironments {
 
   async build(environment: Environment, context: BuildContext): Promise<Observation> {
     const { log, signal } = context;
+    const made = (await this.containersOf(environment.id)).find(
+      (c) => environment.buildId && c.Labels[labels.build] === environment.buildId,
+    );
+    if (made) {
+      // A server stopped or killed in the middle of this build: the container it made goes on.
+      await log(`resuming the build with its container ${made.Names[0]?.replace(/^\//, "") ?? made.Id.slice(0, 12)}`);
+      return this.boot(this.docker.getContainer(made.Id), context);
+    }
     await context.enter("pulling");
     const pulledAt = Date.now();
     await log(`pulling ${environment.image}${context.credentials ? " with registry credentials" : ""}`);
@@ -91,10 +106,12 @@ export class StandardEnvironments {
     signal.throwIfAborted();
     await context.enter("creating");
     await this.removeContainers(environment.id);
-    await this.docker.createVolume(homeVolumeRequest(environment));
+    await this.docker.createVolume(homeVolumeRequest(environment, this.installationId));
     await log(`home volume ${homeVolumeName(environment.id)} mounted at /home`);
     const create = async () =>
-      this.docker.createContainer(containerRequest(environment, environment.image, await this.standardNetworkId()));
+      this.docker.createContainer(
+        containerRequest(environment, environment.image, await this.standardNetworkId(), this.installationId),
+      );
     const container = await create().catch(async (error) => {
       if (statusOf(error) !== 404 || !/network/i.test(String(error))) throw error;
       // The network was removed behind our back: make it again, once.
@@ -202,14 +219,14 @@ export class StandardEnvironments {
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    return listLabeledWorkloads(this.docker);
+    return listLabeledWorkloads(this.docker, this.installationId);
   }
 
-  /** True when `ref` was a cvm container of this engine and is now gone with its volumes. */
+  /** True when `ref` was a container of this installation in this engine and is now gone with its volumes. */
   async removeWorkload(ref: string): Promise<boolean> {
     const info = await ignoring([404], this.docker.getContainer(ref).inspect());
     const environmentId = info?.Config.Labels?.[labels.environment];
-    if (info?.Config.Labels?.[labels.managed] !== "true" || !environmentId) return false;
+    if (!isInstallations(info?.Config.Labels, this.installationId) || !environmentId) return false;
     await ignoring([404], this.docker.getContainer(info.Id).remove({ force: true, v: true }));
     if ((await this.containersOf(environmentId)).length === 0) await this.removeVolumes(environmentId, false);
     this.logger.info({ container: info.Name, environmentId }, "removed an orphaned workload and its volumes");

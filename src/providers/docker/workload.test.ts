@@ -22,13 +22,14 @@ test("a container is named for its environment and told apart by its id", () => 
 });
 
 test("the create request applies the limits, labels and home volume, and nothing of the host", () => {
-  const request = containerRequest(environment, environment.image, "net-id");
+  const request = containerRequest(environment, environment.image, "net-id", "ins_1");
   const host = request.HostConfig ?? {};
   assert.equal(host.NanoCpus, 2_000_000_000);
   assert.equal(host.Memory, 1.5 * 2 ** 30);
   assert.equal(host.MemorySwap, host.Memory);
   assert.deepEqual(request.Labels, {
     "dev.cvm.managed": "true",
+    "dev.cvm.installation": "ins_1",
     "dev.cvm.environment": environment.id,
     "dev.cvm.build": "bld_9",
     "dev.cvm.owner": "usr_1",

@@ -7,7 +7,7 @@
 
 import type Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
-import { homeVolumeName, labels } from "../../docker/index.js";
+import { homeVolumeName, installationLabels, installationTag, labels } from "../../docker/index.js";
 
 /** The part of an environment's id that tells containers apart in `docker ps`. */
 export function shortId(environmentId: string): string {
@@ -21,20 +21,26 @@ export function containerName(environment: Pick<Environment, "id" | "name">): st
   return `cvm-${environment.name}-${shortId(environment.id)}`;
 }
 
-export function workloadLabels(environment: Pick<Environment, "id" | "ownerId" | "buildId">): Record<string, string> {
+export function workloadLabels(
+  environment: Pick<Environment, "id" | "ownerId" | "buildId">,
+  installationId: string | undefined,
+): Record<string, string> {
   return {
-    [labels.managed]: "true",
+    ...installationLabels(installationId),
     [labels.environment]: environment.id,
     [labels.build]: environment.buildId ?? "",
     [labels.owner]: environment.ownerId,
   };
 }
 
-export function homeVolumeRequest(environment: Pick<Environment, "id" | "ownerId">): Dockerode.VolumeCreateOptions {
+export function homeVolumeRequest(
+  environment: Pick<Environment, "id" | "ownerId">,
+  installationId: string | undefined,
+): Dockerode.VolumeCreateOptions {
   return {
     Name: homeVolumeName(environment.id),
     Labels: {
-      [labels.managed]: "true",
+      ...installationLabels(installationId),
       [labels.environment]: environment.id,
       [labels.owner]: environment.ownerId,
       [labels.volume]: "home",
@@ -51,17 +57,21 @@ export function homeVolumeRequest(environment: Pick<Environment, "id" | "ownerId
 export const keepAlive = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done"];
 
 /**
- * The one network standard environments join: a bridge of cvm's own, so they
- * do not share the engine's default bridge with unrelated containers, with
- * inter-container traffic off, so one user's environment cannot reach another's.
+ * The one network the installation's standard environments join: a bridge of
+ * its own, so they share neither the engine's default bridge with unrelated
+ * containers nor another installation's, with inter-container traffic off;
+ * which environments may reach which is cvm's own firewall's to say
+ * (environment-firewall.ts).
  */
-export const standardNetwork: Dockerode.NetworkCreateOptions = {
-  Name: "cvm-standard",
-  Driver: "bridge",
-  CheckDuplicate: true,
-  Labels: { [labels.managed]: "true" },
-  Options: { "com.docker.network.bridge.enable_icc": "false" },
-};
+export function standardNetwork(installationId: string | undefined): Dockerode.NetworkCreateOptions {
+  return {
+    Name: installationId ? `cvm-standard-${installationTag(installationId)}` : "cvm-standard",
+    Driver: "bridge",
+    CheckDuplicate: true,
+    Labels: installationLabels(installationId),
+    Options: { "com.docker.network.bridge.enable_icc": "false" },
+  };
+}
 
 const gib = 2 ** 30;
 
@@ -69,6 +79,7 @@ export function containerRequest(
   environment: Environment,
   image: string,
   networkId: string,
+  installationId: string | undefined,
 ): Dockerode.ContainerCreateOptions {
   return {
     name: containerName(environment),
@@ -76,7 +87,7 @@ export function containerRequest(
     Hostname: environment.name,
     Entrypoint: keepAlive,
     Cmd: [],
-    Labels: workloadLabels(environment),
+    Labels: workloadLabels(environment, installationId),
     Tty: false,
     OpenStdin: false,
     HostConfig: {

@@ -45,6 +45,8 @@ type PodEnvironment = Pick<
   "id" | "name" | "image" | "cvm" | "cpu" | "memoryGiB" | "diskGiB" | "ownerEmail"
 > & {
   buildId?: string;
+  /** The installation that makes the objects; each carries it as a label. */
+  installationId?: string;
 };
 
 export function objectMeta(environment: PodEnvironment, name: string, kind: "cvm" | "standard"): V1ObjectMeta {
@@ -52,6 +54,7 @@ export function objectMeta(environment: PodEnvironment, name: string, kind: "cvm
     name,
     labels: {
       [labels.managed]: "true",
+      ...(environment.installationId ? { [labels.installation]: environment.installationId } : {}),
       [labels.environment]: environment.id,
       [labels.kind]: kind,
       ...(environment.buildId ? { [labels.build]: environment.buildId } : {}),

@@ -43,6 +43,9 @@ export interface EnvironmentActionsOptions {
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
+/** The reason a delete that keeps the home volume moves with, so a server finishing it after a crash keeps it too. */
+export const keepingHome = "keeping its home";
+
 /** The environment as the audit log keeps it: without the timeline, which the log itself replaces. */
 function auditView(environment: Environment | undefined) {
   if (!environment) return null;
@@ -127,7 +130,13 @@ export class EnvironmentActions {
   async remove(actor: Actor, ref: string, options: { keepHome: boolean }): Promise<void> {
     const { id } = await this.deps.access.find(actor, ref);
     await this.deps.mutex.run(id, async () => {
-      const { before, after: deleting } = await this.begin(actor, id, "delete");
+      const { before, after: deleting } = await this.begin(actor, id, "delete", {
+        reason: options.keepHome ? keepingHome : undefined,
+      });
+      // Recorded as it begins: a server that dies halfway leaves the next to finish it, with the request audited.
+      await this.deps.audit.record(actor, "environment.delete", `environment/${id}`, auditView(before), {
+        keepHome: options.keepHome,
+      });
       await this.deps.runner.abort(id, "deleted by the user");
       try {
         await this.deps.provider.remove(deleting, { keepHome: options.keepHome });
@@ -139,9 +148,6 @@ export class EnvironmentActions {
       }
       await this.deps.store.environments.remove(id);
       this.deps.bus.publish({ type: "deleted", id, ownerId: before.ownerId });
-      await this.deps.audit.record(actor, "environment.delete", `environment/${id}`, auditView(before), {
-        keepHome: options.keepHome,
-      });
     });
   }
 
@@ -155,7 +161,7 @@ export class EnvironmentActions {
     if (this.deps.runner.closing) throw new CvmError("UNAVAILABLE", "The server is shutting down");
     const { id } = await this.deps.access.find(actor, ref);
     return this.deps.mutex.run(id, async () => {
-      const { before, after } = await this.begin(actor, id, action, true);
+      const { before, after } = await this.begin(actor, id, action, { newBuild: true });
       await this.deps.audit.record(actor, `environment.${action}`, `environment/${id}`, auditView(before), {
         ...auditView(after),
         ...(action === "rebuild" ? { keepDockerData: options.keepDockerData ?? false } : {}),
@@ -166,10 +172,15 @@ export class EnvironmentActions {
   }
 
   /** Checks the action against the state it finds and moves to the action's first state. */
-  private async begin(actor: Actor, id: string, action: EnvironmentAction, newBuild = false): Promise<Transitioned> {
+  private async begin(
+    actor: Actor,
+    id: string,
+    action: EnvironmentAction,
+    options: { newBuild?: boolean; reason?: string } = {},
+  ): Promise<Transitioned> {
     const begun = await this.deps.transitions.transition(id, (current) => {
       if (!canSee(actor, current)) throw notFound("Environment");
-      return { to: assertActionAllowed(action, current.state), newBuild };
+      return { to: assertActionAllowed(action, current.state), ...options };
     });
     if (!begun) throw notFound("Environment");
     return begun;

@@ -16,6 +16,7 @@ import {
   buildLogLineSchema,
   buildSchema,
   environmentLimitsSchema,
+  environmentNetworkSchema,
   environmentSchema,
   environmentSpecSchema,
   infrastructureSettingsSchema,
@@ -23,6 +24,7 @@ import {
   registryCredentialsSchema,
   supervisorPrivilegesSchema,
   tokenSchema,
+  userQuotasSchema,
   userSchema,
 } from "../core/schemas.js";
 import { emailProblem, passwordProblem } from "../core/user.js";
@@ -116,11 +118,19 @@ export const userListSchema = itemsOf(userSchema);
  * to the settings is accepted here without touching this file;
  * settingsProblems then validates the merged whole.
  */
-const { supervisorPrivileges: _privileges, limits: _limits, ...plainSettings } = infrastructureSettingsSchema.shape;
+const {
+  supervisorPrivileges: _privileges,
+  limits: _limits,
+  quotas: _quotas,
+  network: _network,
+  ...plainSettings
+} = infrastructureSettingsSchema.shape;
 export const settingsUpdateSchema = z.strictObject({
   ...z.object(plainSettings).partial().shape,
   supervisorPrivileges: z.strictObject(supervisorPrivilegesSchema.partial().shape).optional(),
   limits: z.strictObject(environmentLimitsSchema.partial().shape).optional(),
+  quotas: z.strictObject(userQuotasSchema.partial().shape).optional(),
+  network: z.strictObject(environmentNetworkSchema.partial().shape).optional(),
   force: z
     .boolean()
     .optional()

@@ -117,6 +117,7 @@ const limits: EnvironmentLimits = {
   maxMemoryGiB: 32,
   minDiskGiB: 5,
   maxDiskGiB: 100,
+  pids: 0,
 };
 const good: EnvironmentSpec = { name: "dev", image: "debian:bookworm", cvm: false, cpu: 2, memoryGiB: 4, diskGiB: 20 };
 

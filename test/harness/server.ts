@@ -52,10 +52,8 @@ export interface TestServerOptions {
 
 export type SignedIn = CvmClient & { user: User };
 
-export interface TestServer {
-  server: RunningServer;
-  url: string;
-  dataDir: string;
+/** Clients of a server at a URL, signed in the way every test signs in. */
+export interface ServerClients {
   /** A client without credentials. */
   anonymous(): CvmClient;
   /** Creates the first site admin, or signs in as it when it exists; a client signed in as it. */
@@ -63,12 +61,44 @@ export interface TestServer {
   /** Creates a user (through the admin) and returns a client signed in as it. */
   userWithRole(admin: CvmClient, role: Role, email?: string): Promise<SignedIn>;
   signIn(email: string): Promise<SignedIn>;
+}
+
+let counter = 0;
+
+/** Clients of the server at `url()` (a function: a restarted server may answer elsewhere). */
+export function serverClients(url: () => string): ServerClients {
+  const anonymous = () => new CvmClient({ baseUrl: url() });
+  const signIn = async (email: string) => {
+    const client = anonymous();
+    const session = await client.login({ email, password });
+    client.token = session.token;
+    return Object.assign(client, { user: session.user });
+  };
+  return {
+    anonymous,
+    signIn,
+    async firstAdmin() {
+      const client = anonymous();
+      if (!(await client.setupStatus()).needsFirstAdmin) return signIn("admin@example.com");
+      const session = await client.createFirstAdmin({ email: "admin@example.com", password });
+      client.token = session.token;
+      return Object.assign(client, { user: session.user });
+    },
+    async userWithRole(admin, role, email = `user${++counter}-${role}@example.com`) {
+      await admin.createUser({ email, password, role });
+      return signIn(email);
+    },
+  };
+}
+
+export interface TestServer extends ServerClients {
+  server: RunningServer;
+  url: string;
+  dataDir: string;
   /** Stops the server and starts it again on the same port, data dir and store, as a restart would. */
   restart(): Promise<void>;
   close(): Promise<void>;
 }
-
-let counter = 0;
 
 export async function startTestServer(options: TestServerOptions | StoreKind = {}): Promise<TestServer> {
   const opts = typeof options === "string" ? { store: options } : options;
@@ -103,30 +133,11 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
     await cleanUp();
     throw error;
   }
-  const anonymous = () => new CvmClient({ baseUrl: server.url });
-  const signIn = async (email: string) => {
-    const client = anonymous();
-    const session = await client.login({ email, password });
-    client.token = session.token;
-    return Object.assign(client, { user: session.user });
-  };
   const test: TestServer = {
     server,
     url: server.url,
     dataDir,
-    anonymous,
-    signIn,
-    async firstAdmin() {
-      const client = anonymous();
-      if (!(await client.setupStatus()).needsFirstAdmin) return signIn("admin@example.com");
-      const session = await client.createFirstAdmin({ email: "admin@example.com", password });
-      client.token = session.token;
-      return Object.assign(client, { user: session.user });
-    },
-    async userWithRole(admin, role, email = `user${++counter}-${role}@example.com`) {
-      await admin.createUser({ email, password, role });
-      return signIn(email);
-    },
+    ...serverClients(() => server.url),
     async restart() {
       await server.close();
       // This process's clients keep connections to the old server alive; a turn of the event

@@ -1,13 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import {
-  chainNames,
-  closedNetworks,
-  formatCidr,
-  networkPolicyRules,
-  ownerChain,
-  parseCidr,
-} from "./network-policy.js";
+import { chainNames, closedNetworks, formatCidr, networkPolicyRules, ownerChain, parseCidr } from "./network-policy.js";
 
 test("parseCidr: an address is a /32, a network keeps its prefix, anything else is refused", () => {
   assert.equal(formatCidr(parseCidr("10.1.2.3") ?? { address: 0, prefix: 0 }), "10.1.2.3/32");
@@ -37,13 +30,14 @@ test("the policy: an owner's environments reach each other, the internet and the
     reach: "owner",
     allowed: ["10.9.0.0/16"],
     nameservers: ["10.255.255.53"],
+    bridges: ["br-0123456789ab", "cvm-0a1b2c3d"],
   }).split("\n");
   const adaChain = ownerChain("0a1b2c3d", "usr_ada");
   const bobChain = ownerChain("0a1b2c3d", "usr_bob");
   assert.equal(rules[0], "*filter");
   assert.ok(rules.includes(`:${adaChain} - [0:0]`), "each owner's chain is declared, so a restore empties it first");
-  assert.ok(rules.includes(`-A CVM-0a1b2c3d -m physdev --physdev-in veth1 -s 172.18.0.2/32 -j ${adaChain}`));
-  assert.ok(rules.includes(`-A CVM-0a1b2c3d -s 172.18.0.3/32 -j ${bobChain}`), "by address where the port is unknown");
+  assert.ok(rules.includes(`-A CVM-0a1b2c3d -m physdev --physdev-in veth1 -s 172.18.0.2/32 -g ${adaChain}`));
+  assert.ok(rules.includes(`-A CVM-0a1b2c3d -s 172.18.0.3/32 -g ${bobChain}`), "by address where the port is unknown");
   const of = (chain: string) => rules.filter((r) => r.startsWith(`-A ${chain} `)).map((r) => r.slice(chain.length + 4));
   assert.deepEqual(of(adaChain).slice(0, 3), [
     "-d 172.18.0.2/32 -j ACCEPT",
@@ -63,6 +57,8 @@ test("the policy: an owner's environments reach each other, the internet and the
     "-j DROP",
   ]);
   assert.equal(of("CVM-0a1b2c3d-IN")[0], "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN");
+  assert.deepEqual(of("CVM-0a1b2c3d").slice(-2), ["-i br-0123456789ab -j DROP", "-i cvm-0a1b2c3d -j DROP"]);
+  assert.deepEqual(of("CVM-0a1b2c3d-IN").slice(-2), ["-i br-0123456789ab -j DROP", "-i cvm-0a1b2c3d -j DROP"]);
   assert.equal(rules.at(-2), "COMMIT");
 });
 
@@ -73,6 +69,7 @@ test("reach installation: every environment of the installation is open to every
     reach: "installation",
     allowed: [],
     nameservers: [],
+    bridges: [],
   });
   assert.ok(rules.includes(`-A ${ownerChain("0a1b2c3d", "usr_bob")} -d 172.18.0.2/32 -j ACCEPT`));
 });

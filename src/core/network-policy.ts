@@ -92,6 +92,12 @@ export interface NetworkPolicyInput {
   allowed: readonly string[];
   /** The node's DNS servers, which CVMs are given as theirs (port 53 only). */
   nameservers: readonly string[];
+  /**
+   * The bridges the installation's environments sit on: a new connection
+   * from one that no environment's rule took (a container not yet known, or
+   * gone) is dropped, so nothing gets past the policy by being early.
+   */
+  bridges: readonly string[];
 }
 
 /** The chains of one installation: FORWARD jumps to `forward`, INPUT to `input`. */
@@ -137,8 +143,10 @@ export function networkPolicyRules(input: NetworkPolicyInput): string {
   // FORWARD: connections from an environment to anything but the node.
   rule(chains.forward, ...established);
   for (const environment of input.environments) {
-    rule(chains.forward, ...from(environment), "-j", ownerChain(input.tag, environment.ownerId));
+    // goto, not jump: the owner's chain has the last word (its RETURN goes back to FORWARD, past the drops below).
+    rule(chains.forward, ...from(environment), "-g", ownerChain(input.tag, environment.ownerId));
   }
+  for (const bridge of input.bridges) rule(chains.forward, "-i", bridge, "-j", "DROP");
   for (const owner of owners) {
     const chain = ownerChain(input.tag, owner);
     const reachable = input.environments.filter((e) => input.reach === "installation" || e.ownerId === owner);
@@ -155,7 +163,8 @@ export function networkPolicyRules(input: NetworkPolicyInput): string {
 
   // INPUT: connections from an environment to the node itself.
   rule(chains.input, ...established);
-  for (const environment of input.environments) rule(chains.input, ...from(environment), "-j", chains.node);
+  for (const environment of input.environments) rule(chains.input, ...from(environment), "-g", chains.node);
+  for (const bridge of input.bridges) rule(chains.input, "-i", bridge, "-j", "DROP");
   for (const network of input.allowed) rule(chains.node, "-d", network, "-j", "RETURN");
   for (const server of input.nameservers) {
     for (const protocol of ["udp", "tcp"])

@@ -26,5 +26,7 @@ export {
   isInstallations,
   labels,
   listLabeledWorkloads,
+  listRunningAddresses,
   managedFilter,
+  type RunningAddress,
 } from "./labels.js";

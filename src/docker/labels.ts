@@ -71,3 +71,27 @@ export async function listLabeledWorkloads(docker: Dockerode, installationId?: s
     running: c.State === "running",
   }));
 }
+
+/** A running container of the installation with its address, as a firewall needs it. */
+export interface RunningAddress {
+  containerId: string;
+  environmentId: string;
+  ownerId: string;
+  /** Its first IPv4 address on any network (cvm's containers have one). */
+  address: string;
+}
+
+/** Every running container of this installation that has an owner and an address. */
+export async function listRunningAddresses(docker: Dockerode, installationId?: string): Promise<RunningAddress[]> {
+  const containers = await docker.listContainers({
+    filters: { label: installationFilters(installationId), status: ["running"] },
+  });
+  return containers.flatMap((c) => {
+    const address = Object.values(c.NetworkSettings?.Networks ?? {})
+      .map((n) => n.IPAddress)
+      .find(Boolean);
+    const environmentId = c.Labels[labels.environment];
+    const ownerId = c.Labels[labels.owner];
+    return address && environmentId && ownerId ? [{ containerId: c.Id, environmentId, ownerId, address }] : [];
+  });
+}

@@ -139,6 +139,10 @@ async function serve(
     dataDir: options.dataDir,
   });
   const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
+  if (provider.configure) {
+    await provider.configure(await settings.get());
+    settings.onChange((changed) => provider.configure?.(changed) ?? Promise.resolve());
+  }
   const deps = {
     store,
     provider,

@@ -33,6 +33,8 @@ import {
   isInstallations,
   labels,
   listLabeledWorkloads,
+  listRunningAddresses,
+  type RunningAddress,
   startExec,
 } from "../docker/index.js";
 import { ensureApparmorProfile } from "./apparmor.js";
@@ -67,9 +69,22 @@ export interface CvmSupervisorOptions {
    * its own are listed or removed. Absent in a Pod, whose engine is its own.
    */
   installationId?: string;
+  /**
+   * Called while a CVM's start gate still holds its init, once its network
+   * exists: the node's network policy takes it in before anything of the
+   * image runs. Answers a line for the build log.
+   */
+  beforeRelease?: () => Promise<string | undefined>;
 }
 
-export type CvmSupervisor = Omit<Provider, "name">;
+export type CvmSupervisor = Omit<Provider, "name"> & {
+  /** The running CVMs' addresses, for the node's network policy. */
+  addresses(): Promise<RunningAddress[]>;
+  /** The bridge CVMs sit on, once the engine runs. */
+  bridge(): Promise<string | undefined>;
+  /** cvm's own engine, once it runs. */
+  engineClient(): Dockerode;
+};
 
 export async function createCvmSupervisor(options: CvmSupervisorOptions): Promise<CvmSupervisor> {
   return new Supervisor(options);
@@ -285,6 +300,8 @@ class Supervisor implements CvmSupervisor {
     );
     const info = await container.inspect();
     const pid = info.State.Pid;
+    const note = await this.options.beforeRelease?.();
+    if (note) await log(note);
     if (!init.found) {
       await releaseGate(pid, "reaper");
       await log("release: minimal init running; systemd unavailable");
@@ -469,6 +486,18 @@ class Supervisor implements CvmSupervisor {
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
     return listLabeledWorkloads(await this.engine.ensure(), this.options.installationId);
+  }
+
+  async addresses(): Promise<RunningAddress[]> {
+    return listRunningAddresses(await this.engine.ensure(), this.options.installationId);
+  }
+
+  async bridge(): Promise<string | undefined> {
+    return this.engine.network?.bridge;
+  }
+
+  engineClient(): Dockerode {
+    return this.engine.docker;
   }
 
   async removeWorkload(ref: string): Promise<void> {

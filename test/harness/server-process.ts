@@ -32,6 +32,21 @@ export interface ServerProcess extends ServerClients {
   close(): Promise<void>;
 }
 
+/**
+ * fetch, asked once more when the connection was reset before an answer: a
+ * kept-alive connection to the killed server can still be handed out for the
+ * first request to the new one.
+ */
+const fetchAcrossKills: typeof fetch = async (input, init) => {
+  try {
+    return await fetch(input, init);
+  } catch (error) {
+    const code = ((error as Error).cause as { code?: string } | undefined)?.code;
+    if (code !== "ECONNRESET" && code !== "UND_ERR_SOCKET") throw error;
+    return fetch(input, init);
+  }
+};
+
 async function freePort(): Promise<number> {
   const probe = createServer();
   await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
@@ -90,7 +105,7 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
   return {
     url,
     dataDir,
-    ...serverClients(() => url),
+    ...serverClients(() => url, fetchAcrossKills),
     log: () => readFileSync(logFile, "utf8"),
     installationId() {
       const db = new Database(join(dataDir, "cvm.db"), { readonly: true, fileMustExist: true });

@@ -65,9 +65,12 @@ export interface ServerClients {
 
 let counter = 0;
 
-/** Clients of the server at `url()` (a function: a restarted server may answer elsewhere). */
-export function serverClients(url: () => string): ServerClients {
-  const anonymous = () => new CvmClient({ baseUrl: url() });
+/**
+ * Clients of the server at `url()` (a function: a restarted server may answer
+ * elsewhere), through `fetch` when given one.
+ */
+export function serverClients(url: () => string, fetch?: typeof globalThis.fetch): ServerClients {
+  const anonymous = () => new CvmClient({ baseUrl: url(), fetch });
   const signIn = async (email: string) => {
     const client = anonymous();
     const session = await client.login({ email, password });

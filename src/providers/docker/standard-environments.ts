@@ -17,7 +17,9 @@ import {
   isInstallations,
   labels,
   listLabeledWorkloads,
+  listRunningAddresses,
   managedFilter,
+  type RunningAddress,
   startExec,
   statusOf,
 } from "../../docker/index.js";
@@ -36,6 +38,8 @@ export class StandardEnvironments {
     private readonly logger: Logger,
     private readonly engineIsLocal: boolean,
     private readonly installationId: string | undefined,
+    /** Called once a container has started, before its build returns: the network policy takes it in; answers a line for the build log. */
+    private readonly started: () => Promise<string | undefined> = async () => undefined,
   ) {}
 
   /**
@@ -140,6 +144,8 @@ export class StandardEnvironments {
   private async boot(container: Dockerode.Container, context: BuildContext): Promise<Observation> {
     await context.enter("starting");
     await ignoring([304], container.start());
+    const note = await this.started();
+    if (note) await context.log(note);
     const info = await container.inspect();
     if (!info.State.Running) {
       const logs = ((await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => "")) as Buffer)
@@ -220,6 +226,17 @@ export class StandardEnvironments {
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
     return listLabeledWorkloads(this.docker, this.installationId);
+  }
+
+  /** The running environments' addresses, for the network policy. */
+  addresses(): Promise<RunningAddress[]> {
+    return listRunningAddresses(this.docker, this.installationId);
+  }
+
+  /** The bridge of the installation's network (made now if it is not yet). */
+  async bridge(): Promise<string | undefined> {
+    const id = await this.standardNetworkId().catch(() => undefined);
+    return id ? `br-${id.slice(0, 12)}` : undefined;
   }
 
   /** True when `ref` was a container of this installation in this engine and is now gone with its volumes. */

@@ -30,9 +30,6 @@ export const addedCapabilities: { name: string; why: string }[] = [
   { name: "NET_ADMIN", why: "the inner dockerd makes its bridge and iptables rules in the CVM's network namespace" },
 ];
 
-/** Enough for systemd, dockerd and a build; a fork bomb stops here instead of at the node's limit. */
-export const pidsLimit = 16_384;
-
 export interface CvmContainerInput {
   environment: Pick<Environment, "id" | "name" | "cpu" | "memoryGiB"> &
     Partial<Pick<Environment, "ownerId" | "buildId">>;
@@ -42,6 +39,8 @@ export interface CvmContainerInput {
   runtime: CvmRuntime;
   /** The start gate binary on the node. */
   gateBinary: string;
+  /** Processes and threads it may run (src/core/pids-limit.ts): a fork bomb stops here, not at the node's limit. */
+  pidsLimit: number;
   /** JSON of the seccomp profile (userns only). */
   seccomp?: string;
   /** AppArmor profile name, where the node enforces AppArmor. */
@@ -92,7 +91,7 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
     Memory: memory,
     MemorySwap: memory,
     NanoCpus: Math.round(environment.cpu * 1e9),
-    PidsLimit: pidsLimit,
+    PidsLimit: input.pidsLimit,
     RestartPolicy: { Name: "no" },
     LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "2" } },
     ...(securityOpt.length > 0 ? { SecurityOpt: securityOpt } : {}),

@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { type CvmRuntime, chooseRuntime } from "../core/isolation-runtime.js";
+import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -24,6 +25,7 @@ import type {
   Observation,
   Provider,
 } from "../core/provider.js";
+import type { InfrastructureSettings } from "../core/settings.js";
 import {
   dockerClient,
   ensureImage,
@@ -45,6 +47,7 @@ import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-d
 import { CvmEngine } from "./engine.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
+import { readNodePidCapacity } from "./node-limits.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
 import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
@@ -174,7 +177,7 @@ class Supervisor implements CvmSupervisor {
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const { container, createdAt } = await this.create(docker, environment, runtime, log);
+    const { container, createdAt } = await this.create(docker, environment, runtime, context.settings, log);
     await context.enter("starting");
     const observation = await this.boot(container, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
@@ -186,11 +189,13 @@ class Supervisor implements CvmSupervisor {
     docker: Dockerode,
     environment: Environment,
     runtime: CvmRuntime,
+    settings: InfrastructureSettings,
     log: (text: string) => Promise<void>,
   ): Promise<{ container: Dockerode.Container; createdAt: number }> {
     const name = containerName(environment.id);
-    // A rebuild starts from a fresh container; its volumes stay.
-    await ignoreMissing(docker.getContainer(name).remove({ force: true }));
+    // A rebuild starts from a fresh container (its cgroups go with the old one); its volumes stay.
+    const old = await ignoreMissing(docker.getContainer(name).inspect());
+    if (old) await this.removeContainer(docker, old.Id);
     const storage = await this.prepareStorage(docker, environment, runtime);
     this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
       this.gateBinary = undefined;
@@ -205,11 +210,14 @@ class Supervisor implements CvmSupervisor {
     }
     const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
     await log(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
+    const node = await readNodePidCapacity();
+    await log(pidsLimitNote(settings.limits.pids, node));
     const request = cvmContainerRequest({
       environment,
       image: environment.image,
       runtime,
       gateBinary,
+      pidsLimit: environmentPidsLimit(settings.limits.pids, node),
       seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
       apparmor: apparmor.profile,
       storageOpt: rootfs.storageOpt,

@@ -108,6 +108,7 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
     const admin = await server.firstAdmin();
     await admin.updateInfrastructure({ cvmEnabled: true, force: true });
     const builds = { checked: 0, open: [] as string[] };
+    let cycles = 0;
     const collect = async () => {
       for (const id of [...(await containers(installation)), ...(await containers(installation, engineSocket))]) {
         seen.add(id);
@@ -124,25 +125,29 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
 
     for (let round = 0; round < rounds; round++) {
       const cvmRound = cvmRounds.has(round);
+      const specs = Array.from({ length: perRound }, (_, i) => {
+        const cvm = cvmRound && i === perRound - 1;
+        return {
+          name: `r${round}-e${i}${cvm ? "-cvm" : ""}`,
+          image: (cvm ? cvmImage : plainImage) as string,
+          cvm,
+          cpu: 0.25,
+          memoryGiB: cvm ? 1 : 0.25,
+          diskGiB: 1,
+        };
+      });
       // Settled as they go: a request the kill cuts off fails, and is expected to.
-      const creates = Promise.allSettled(
-        Array.from({ length: perRound }, (_, i) => {
-          const cvm = cvmRound && i === perRound - 1;
-          return admin.createEnvironment({
-            name: `r${round}-e${i}${cvm ? "-cvm" : ""}`,
-            image: (cvm ? cvmImage : plainImage) as string,
-            cvm,
-            cpu: 0.25,
-            memoryGiB: cvm ? 1 : 0.25,
-            diskGiB: 1,
-          });
-        }),
-      );
+      const creates = Promise.allSettled(specs.map((spec) => admin.createEnvironment(spec)));
       // Even rounds: killed while their environments are being made (a CVM's build takes seconds, so it is cut off).
       if (round % 2 === 0) await killDuring(creates, (round * 97) % 400);
       else await creates;
+      // A create the killed server never received is asked again, so every round makes all of its environments.
+      const known = new Set((await all(admin)).map((e) => e.name));
+      for (const spec of specs.filter((s) => !known.has(s.name))) await admin.createEnvironment(spec);
 
       const made = await untilSettled(admin);
+      assert.equal(made.length, perRound, `round ${round}: every environment was made`);
+      cycles += made.length;
       await collect();
       for (const environment of made) {
         for (const build of (await admin.builds(environment.id)).items) {
@@ -161,7 +166,8 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
       assert.deepEqual(await all(admin), [], `round ${round}: every environment is gone`);
     }
     assert.deepEqual(builds.open, [], `every build ended with an outcome (${builds.checked} builds)`);
-    assert.ok(builds.checked >= rounds * perRound, `${builds.checked} builds checked`);
+    assert.equal(cycles, rounds * perRound);
+    assert.ok(builds.checked >= cycles, `${builds.checked} builds checked`);
 
     assert.deepEqual(await containers(installation), [], "no container on the host engine");
     assert.deepEqual(await containers(installation, engineSocket), [], "no container in cvm's engine");
@@ -183,7 +189,7 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
     assert.deepEqual(cgroupsOf(seen), [], "no cgroup directory of any container it made");
     assert.deepEqual(await loopDevicesUnder(dataDir), [], "no loop device on its data dir");
     console.log(
-      `cycles: ${rounds * perRound} (${cvmRounds.size} CVMs), kills: ${rounds}, builds: ${builds.checked}, containers: ${seen.size}; left over: 0`,
+      `cycles: ${cycles} (${cvmRounds.size} CVMs), kills: ${rounds}, builds: ${builds.checked}, containers: ${seen.size}; left over: 0`,
     );
   } catch (error) {
     console.error(`the server's log ends:\n${server.log().split("\n").slice(-40).join("\n")}`);

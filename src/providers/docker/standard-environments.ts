@@ -8,6 +8,7 @@ import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
+import { environmentPidsLimit, pidsLimitNote } from "../../core/pids-limit.js";
 import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observation } from "../../core/provider.js";
 import {
   ensureImage,
@@ -23,6 +24,7 @@ import {
   startExec,
   statusOf,
 } from "../../docker/index.js";
+import { readNodePidCapacity } from "../../supervisor/node-limits.js";
 import { containerName, containerRequest, homeVolumeRequest, standardNetwork } from "./workload.js";
 
 /** What a standard environment reports of itself: a plain container promises neither systemd nor Docker. */
@@ -112,9 +114,17 @@ export class StandardEnvironments {
     await this.removeContainers(environment.id);
     await this.docker.createVolume(homeVolumeRequest(environment, this.installationId));
     await log(`home volume ${homeVolumeName(environment.id)} mounted at /home`);
+    // The host engine's node, when it is this machine; a remote engine's is taken to have the kernel's defaults.
+    const node = this.engineIsLocal ? await readNodePidCapacity() : {};
     const create = async () =>
       this.docker.createContainer(
-        containerRequest(environment, environment.image, await this.standardNetworkId(), this.installationId),
+        containerRequest({
+          environment,
+          image: environment.image,
+          networkId: await this.standardNetworkId(),
+          installationId: this.installationId,
+          pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
+        }),
       );
     const container = await create().catch(async (error) => {
       if (statusOf(error) !== 404 || !/network/i.test(String(error))) throw error;
@@ -127,6 +137,7 @@ export class StandardEnvironments {
       `created container ${request.name} (${container.id.slice(0, 12)}): ${environment.cpu} CPU, ${environment.memoryGiB} GiB memory, not privileged`,
     );
     await log(await this.diskNote(environment.diskGiB));
+    await log(pidsLimitNote(context.settings.limits.pids, node));
 
     signal.throwIfAborted();
     return this.boot(container, context);

@@ -75,12 +75,22 @@ export function standardNetwork(installationId: string | undefined): Dockerode.N
 
 const gib = 2 ** 30;
 
-export function containerRequest(
-  environment: Environment,
-  image: string,
-  networkId: string,
-  installationId: string | undefined,
-): Dockerode.ContainerCreateOptions {
+export interface StandardContainerInput {
+  environment: Environment;
+  image: string;
+  networkId: string;
+  installationId?: string;
+  /** Processes and threads it may run (src/core/pids-limit.ts). */
+  pidsLimit: number;
+}
+
+export function containerRequest({
+  environment,
+  image,
+  networkId,
+  installationId,
+  pidsLimit,
+}: StandardContainerInput): Dockerode.ContainerCreateOptions {
   return {
     name: containerName(environment),
     Image: image,
@@ -96,6 +106,7 @@ export function containerRequest(
       Memory: Math.round(environment.memoryGiB * gib),
       // No swap beyond the memory limit: the limit is what the user asked for.
       MemorySwap: Math.round(environment.memoryGiB * gib),
+      PidsLimit: pidsLimit,
       Mounts: [{ Type: "volume", Source: homeVolumeName(environment.id), Target: "/home" }],
       NetworkMode: networkId,
       RestartPolicy: { Name: "no" },
@@ -103,6 +114,8 @@ export function containerRequest(
       Binds: [],
       Devices: [],
       CapAdd: [],
+      // Raw sockets would let it forge packets (ARP, addresses) on the bridge it shares with others' environments.
+      CapDrop: ["NET_RAW"],
     },
   };
 }

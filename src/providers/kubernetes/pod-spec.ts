@@ -92,7 +92,7 @@ function homeVolume(claimName: string): V1Volume {
 /** A CVM: the supervisor container, which runs the environment as its inner container. */
 export function supervisorPodSpec(
   environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
+  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime" | "limits">,
   options: PodOptions = {},
 ): V1Pod {
   const names = objectNames(environment.id);
@@ -101,6 +101,7 @@ export function supervisorPodSpec(
     {
       environment,
       runtime: settings.runtime,
+      pidsLimit: settings.limits.pids,
       serverUrl: options.serverUrl,
       discardDockerData: options.discardDockerData ?? false,
       stopTimeoutSeconds,
@@ -189,7 +190,7 @@ export function standardPodSpec(environment: PodEnvironment, options: PodOptions
 
 export function environmentPodSpec(
   environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
+  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime" | "limits">,
   options: PodOptions = {},
 ): V1Pod {
   return environment.cvm ? supervisorPodSpec(environment, settings, options) : standardPodSpec(environment, options);

@@ -182,6 +182,16 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
     } finally {
       db.close();
     }
+    // What the restarted servers found: builds they resumed, stops and deletes they finished.
+    const reports = server
+      .log()
+      .split("\n")
+      .filter((line) => line.includes('"msg":"reconciled"'))
+      .map(
+        (line) =>
+          (JSON.parse(line) as { report: { resumed: unknown[]; finished: unknown[]; vanished: unknown[] } }).report,
+      );
+    const found = (key: "resumed" | "finished" | "vanished") => reports.reduce((n, r) => n + r[key].length, 0);
     const dataDir = server.dataDir;
     await server.close();
     cleanedUp = true;
@@ -189,7 +199,7 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
     assert.deepEqual(cgroupsOf(seen), [], "no cgroup directory of any container it made");
     assert.deepEqual(await loopDevicesUnder(dataDir), [], "no loop device on its data dir");
     console.log(
-      `cycles: ${cycles} (${cvmRounds.size} CVMs), kills: ${rounds}, builds: ${builds.checked}, containers: ${seen.size}; left over: 0`,
+      `cycles: ${cycles} (${cvmRounds.size} CVMs), kills: ${rounds}, builds: ${builds.checked}, containers: ${seen.size}; after the kills: ${found("resumed")} builds resumed, ${found("finished")} stops and deletes finished, ${found("vanished")} failed; left over: 0`,
     );
   } catch (error) {
     console.error(`the server's log ends:\n${server.log().split("\n").slice(-40).join("\n")}`);

@@ -49,7 +49,7 @@ export interface CvmContainerInput {
   storageOpt?: Record<string, string>;
   /** Directories to bind as /home and /var/lib/docker instead of the engine's named volumes (a Pod's claim). */
   volumeSources?: VolumeSources;
-  /** The mounted disk of its own (docker-disk.ts) to bind as /var/lib/docker, instead of a named volume. */
+  /** The mounted disk of its own (environment-disks.ts) to bind as /var/lib/docker, instead of a named volume. */
   dockerDisk?: string;
 }
 

@@ -61,7 +61,7 @@ export interface EnginePaths {
   socket: string;
   log: string;
   bin: string;
-  /** Each CVM's disk for its inner Docker's data (docker-disk.ts). */
+  /** Each CVM's disks for its home and its inner Docker's data (environment-disks.ts). */
   disks: string;
   /** The engine's own daemon.json: never the host engine's /etc/docker/daemon.json. */
   config: string;
@@ -355,10 +355,12 @@ export class CvmEngine {
    */
   private async unmountLeftovers(): Promise<void> {
     const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+    // The mount table names real paths; the engine's root may be a link to a relocated one.
+    const root = await realpath(this.paths.root).catch(() => this.paths.root);
     const points = mountinfo
       .split("\n")
       .map((line) => line.split(" ")[4])
-      .filter((point): point is string => !!point && point.startsWith(`${this.paths.root}/`))
+      .filter((point): point is string => !!point && point.startsWith(`${root}/`))
       .sort((a, b) => b.length - a.length);
     for (const point of points) {
       await run("umount", ["-l", point]).catch((error) => this.logger.warn({ err: error, point }, "could not unmount"));

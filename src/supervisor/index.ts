@@ -31,6 +31,7 @@ import {
   ensureImage,
   homeVolumeName,
   ignoreMissing,
+  ignoring,
   installationLabels,
   isInstallations,
   labels,
@@ -43,8 +44,16 @@ import { ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
 import { diskLimit } from "./disk-limit.js";
-import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
+import {
+  diskVolumeOptions,
+  ensureDisk,
+  ensureRootDisk,
+  layerDirOf,
+  releaseDisk,
+  releaseRootDisk,
+  remountDisks,
+} from "./environment-disks.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
 import { readNodePidCapacity } from "./node-limits.js";
@@ -209,7 +218,6 @@ class Supervisor implements CvmSupervisor {
       await log("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
     }
     const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
-    await log(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
     const node = await readNodePidCapacity();
     await log(pidsLimitNote(settings.limits.pids, node));
     const request = cvmContainerRequest({
@@ -227,15 +235,32 @@ class Supervisor implements CvmSupervisor {
     });
     const createdAt = Date.now();
     const container = await docker.createContainer(request);
+    const root = rootfs.storageOpt ? rootfs.note : await this.rootDisk(container, environment);
+    const enforced = storage.enforced && !/not limited/.test(root);
+    await log(`${enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${root}`);
     await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
     return { container, createdAt };
   }
 
+  /** The writable layer on a disk of its own (environment-disks.ts), where the engine cannot limit it itself. */
+  private async rootDisk(container: Dockerode.Container, environment: Environment): Promise<string> {
+    try {
+      const layer = layerDirOf((await container.inspect()).GraphDriver);
+      if (!layer) throw new Error("the engine's storage driver is not overlay2");
+      await ensureRootDisk(this.engine.paths.disks, environment.id, environment.diskGiB, layer);
+      return `the root filesystem is limited to ${environment.diskGiB} GiB (its writable layer on an ext4 disk of its own)`;
+    } catch (error) {
+      return `the root filesystem is not limited: no disk of its own (${(error as Error).message.split("\n")[0]})`;
+    }
+  }
+
   /**
-   * Where /home and /var/lib/docker live. /home: a named volume (the image's
-   * /home is copied in the first time). /var/lib/docker: a disk of its own,
-   * sized diskGiB, where loop devices work; otherwise a named volume, and the
-   * build log says the size is not enforced. In a Pod, the claim's directories.
+   * Where /home and /var/lib/docker live: each on a disk of its own, sized
+   * diskGiB, where loop devices work (/home as a named volume on its disk, so
+   * the image's /home is copied in the first time); otherwise named volumes,
+   * and the build log says the size is not enforced. A home volume made
+   * before home disks existed is kept as it is. In a Pod, the claim's
+   * directories, sized by the claim.
    */
   private async prepareStorage(
     docker: Dockerode,
@@ -245,20 +270,41 @@ class Supervisor implements CvmSupervisor {
     const sources = this.options.volumeSources;
     if (sources) {
       await this.ownBySourcesRoot(sources, runtime);
-      return { enforced: false, note: "/home and /var/lib/docker are on the Pod's claim (sized by the claim)" };
+      return {
+        enforced: true,
+        note: `/home and /var/lib/docker are on the Pod's claim, limited together to its ${environment.diskGiB} GiB`,
+      };
     }
     const labelled = (name: string) => ({
       Name: name,
       Labels: { ...installationLabels(this.options.installationId), [labels.environment]: environment.id },
     });
-    await docker.createVolume(labelled(homeVolumeName(environment.id)));
-    const home = `/home is volume ${homeVolumeName(environment.id)} (Docker's local volumes have no size)`;
+    const homeName = homeVolumeName(environment.id);
+    const disks = this.engine.paths.disks;
     const root = this.engine.root;
-    try {
+    const ownDisk = async (kind: "docker" | "home") => {
       if (!root) throw new Error("the engine has no remapped root");
-      const { disk } = await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
+      return (await ensureDisk(disks, environment.id, kind, environment.diskGiB, root)).disk;
+    };
+    const failure = (error: unknown) => (error as Error).message.split("\n")[0];
+    let home: string;
+    const existing = await ignoreMissing(docker.getVolume(homeName).inspect());
+    if (existing && !existing.Options?.device) {
+      home = `/home is volume ${homeName}, made before home disks: not limited`;
+    } else {
+      try {
+        const disk = await ownDisk("home");
+        if (!existing) await docker.createVolume({ ...labelled(homeName), ...diskVolumeOptions(disk) });
+        home = `/home is limited to ${environment.diskGiB} GiB (volume ${homeName} on an ext4 disk of its own)`;
+      } catch (error) {
+        if (!existing) await docker.createVolume(labelled(homeName));
+        home = `/home is volume ${homeName}, not limited: no disk of its own (${failure(error)})`;
+      }
+    }
+    try {
+      const disk = await ownDisk("docker");
       return {
-        dockerDisk: disk.mountPoint,
+        dockerDisk: disk.source,
         enforced: true,
         note: `/var/lib/docker is limited to ${environment.diskGiB} GiB (an ext4 disk of its own); ${home}`,
       };
@@ -266,7 +312,7 @@ class Supervisor implements CvmSupervisor {
       await docker.createVolume(labelled(dockerVolumeName(environment.id)));
       return {
         enforced: false,
-        note: `/var/lib/docker is volume ${dockerVolumeName(environment.id)}, not limited: no disk of its own (${(error as Error).message.split("\n")[0]}); ${home}`,
+        note: `/var/lib/docker is volume ${dockerVolumeName(environment.id)}, not limited: no disk of its own (${failure(error)}); ${home}`,
       };
     }
   }
@@ -389,7 +435,7 @@ class Supervisor implements CvmSupervisor {
     const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
     const container = await this.container(environment);
     if (!info.State.Running) {
-      await this.remountDockerDisk(environment);
+      await this.remountDisks(environment, info);
       return this.boot(container, runtime, log, signal);
     }
     const state = await gateState(info.State.Pid);
@@ -416,19 +462,16 @@ class Supervisor implements CvmSupervisor {
       return this.boot(await this.container(environment), runtime, log, context.signal, true);
     }
     await context.enter("starting");
-    await this.remountDockerDisk(environment);
+    await this.remountDisks(environment, info);
     return this.boot(await this.container(environment), runtime, log, context.signal);
   }
 
-  /** A node reboot unmounts the inner Docker's disk; its container's bind needs it back before start. */
-  private async remountDockerDisk(environment: Environment): Promise<void> {
+  /** A node reboot (or the engine's stop) unmounts the environment's disks; its container needs them back before it starts. */
+  private async remountDisks(environment: Environment, info: Dockerode.ContainerInspectInfo): Promise<void> {
     const root = this.engine.root;
-    const { image } = dockerDiskPaths(this.engine.paths.disks, environment.id);
-    const present = await stat(image).then(
-      () => true,
-      () => false,
-    );
-    if (present && root) await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
+    if (!root) return;
+    const layer = layerDirOf(info.GraphDriver);
+    await remountDisks(this.engine.paths.disks, environment.id, environment.diskGiB, root, layer);
   }
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
@@ -446,11 +489,20 @@ class Supervisor implements CvmSupervisor {
       ...(options.keepHome ? [] : [homeVolumeName(environment.id)]),
     ];
     for (const volume of volumes) await ignoreMissing(docker.getVolume(volume).remove());
-    await releaseDockerDisk(this.engine.paths.disks, environment.id, options.keepDockerData ?? false);
+    await releaseDisk(this.engine.paths.disks, environment.id, "docker", options.keepDockerData ?? false);
+    await releaseDisk(this.engine.paths.disks, environment.id, "home", options.keepHome);
   }
 
   private async removeContainer(docker: Dockerode, id: string): Promise<void> {
-    await ignoreMissing(docker.getContainer(id).remove({ force: true }));
+    const container = docker.getContainer(id);
+    const info = await ignoreMissing(container.inspect());
+    const environmentId = info?.Config.Labels?.[labels.environment];
+    if (info && environmentId) {
+      // Its writable layer's disk comes off the layer directory first, or the engine cannot remove it.
+      await ignoring([304, 404], container.stop({ t: 0 }));
+      await releaseRootDisk(this.engine.paths.disks, environmentId, layerDirOf(info.GraphDriver));
+    }
+    await ignoreMissing(container.remove({ force: true }));
     const left = await removeContainerCgroups(id);
     if (left.length > 0) this.logger.warn({ container: id, left }, "cgroup directories left after removal");
   }
@@ -519,7 +571,8 @@ class Supervisor implements CvmSupervisor {
       for (const volume of [dockerVolumeName(environmentId), homeVolumeName(environmentId)]) {
         await ignoreMissing(docker.getVolume(volume).remove());
       }
-      await releaseDockerDisk(this.engine.paths.disks, environmentId, false);
+      for (const kind of ["docker", "home"] as const)
+        await releaseDisk(this.engine.paths.disks, environmentId, kind, false);
     }
   }
 

@@ -66,6 +66,7 @@ class DockerProvider implements Provider {
       this.hostEngineIsLocal,
       options.installationId,
       () => this.applyPolicy(this.hostEngineIsLocal),
+      this.hostEngineIsLocal ? join(options.dataDir, "disks") : undefined,
     );
   }
 

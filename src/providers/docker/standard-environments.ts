@@ -24,6 +24,7 @@ import {
   startExec,
   statusOf,
 } from "../../docker/index.js";
+import { diskVolumeOptions, ensureDisk, releaseDisk } from "../../supervisor/environment-disks.js";
 import { readNodePidCapacity } from "../../supervisor/node-limits.js";
 import { containerName, containerRequest, homeVolumeRequest, standardNetwork } from "./workload.js";
 
@@ -42,6 +43,8 @@ export class StandardEnvironments {
     private readonly installationId: string | undefined,
     /** Called once a container has started, before its build returns: the network policy takes it in; answers a line for the build log. */
     private readonly started: () => Promise<string | undefined> = async () => undefined,
+    /** Where the environments' home disks are kept, when the host engine runs on this machine. */
+    private readonly disksDir?: string,
   ) {}
 
   /**
@@ -112,11 +115,11 @@ export class StandardEnvironments {
     signal.throwIfAborted();
     await context.enter("creating");
     await this.removeContainers(environment.id);
-    await this.docker.createVolume(homeVolumeRequest(environment, this.installationId));
-    await log(`home volume ${homeVolumeName(environment.id)} mounted at /home`);
+    await log(await this.prepareHome(environment));
     // The host engine's node, when it is this machine; a remote engine's is taken to have the kernel's defaults.
     const node = this.engineIsLocal ? await readNodePidCapacity() : {};
-    const create = async () =>
+    const rootfs = await this.rootfsLimit(environment.diskGiB);
+    const create = async (storageOpt = rootfs.storageOpt) =>
       this.docker.createContainer(
         containerRequest({
           environment,
@@ -124,9 +127,14 @@ export class StandardEnvironments {
           networkId: await this.standardNetworkId(),
           installationId: this.installationId,
           pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
+          storageOpt,
         }),
       );
     const container = await create().catch(async (error) => {
+      if (rootfs.storageOpt && /storage-?opt|quota/i.test(String(error))) {
+        rootfs.note = `/ is not limited: the host engine refused a size (${String(error).split("\n")[0]})`;
+        return create(undefined);
+      }
       if (statusOf(error) !== 404 || !/network/i.test(String(error))) throw error;
       // The network was removed behind our back: make it again, once.
       this.network = undefined;
@@ -136,20 +144,53 @@ export class StandardEnvironments {
     await log(
       `created container ${request.name} (${container.id.slice(0, 12)}): ${environment.cpu} CPU, ${environment.memoryGiB} GiB memory, not privileged`,
     );
-    await log(await this.diskNote(environment.diskGiB));
+    await log(`disk: ${rootfs.note}`);
     await log(pidsLimitNote(context.settings.limits.pids, node));
 
     signal.throwIfAborted();
     return this.boot(container, context);
   }
 
-  /** The engine can cap a container's writable layer only on overlay2 over xfs with project quotas. */
-  private async diskNote(diskGiB: number): Promise<string> {
+  /**
+   * The host engine can cap a container's writable layer only with overlay2
+   * on xfs mounted with project quotas; cvm cannot change the engine's data
+   * root, so elsewhere / is not limited and the build log says so.
+   */
+  private async rootfsLimit(diskGiB: number): Promise<{ storageOpt?: Record<string, string>; note: string }> {
     const info = await this.docker.info().catch(() => undefined);
     const backing = (info?.DriverStatus as [string, string][] | undefined)?.find(
       ([k]) => k === "Backing Filesystem",
     )?.[1];
-    return `disk: ${diskGiB} GiB is not enforced for standard environments (storage driver ${info?.Driver ?? "unknown"} on ${backing ?? "unknown"})`;
+    if (info?.Driver === "overlay2" && backing === "xfs") {
+      return { storageOpt: { size: `${diskGiB}G` }, note: `/ is limited to ${diskGiB} GiB (overlay2 on xfs)` };
+    }
+    return {
+      note: `/ is not limited: the host engine's data root is ${info?.Driver ?? "unknown"} on ${backing ?? "unknown"}, not overlay2 on xfs with project quotas`,
+    };
+  }
+
+  /**
+   * /home: a named volume on a disk of its own, sized diskGiB, where the
+   * engine runs on this machine and loop devices work; otherwise a plain
+   * volume, and the build log says the size is not enforced.
+   */
+  private async prepareHome(environment: Environment): Promise<string> {
+    const name = homeVolumeName(environment.id);
+    const existing = await ignoring([404], this.docker.getVolume(name).inspect());
+    if (existing) {
+      return existing.Options?.device
+        ? `disk: /home is limited to ${environment.diskGiB} GiB (volume ${name} on an ext4 disk of its own)`
+        : `disk: /home is volume ${name}, made before home disks: not limited`;
+    }
+    try {
+      if (!this.disksDir) throw new Error("the host engine is not on this machine");
+      const { disk } = await ensureDisk(this.disksDir, environment.id, "home", environment.diskGiB, { uid: 0, gid: 0 });
+      await this.docker.createVolume(homeVolumeRequest(environment, this.installationId, diskVolumeOptions(disk)));
+      return `disk: /home is limited to ${environment.diskGiB} GiB (volume ${name} on an ext4 disk of its own)`;
+    } catch (error) {
+      await this.docker.createVolume(homeVolumeRequest(environment, this.installationId));
+      return `disk: /home is volume ${name}, not limited: no disk of its own (${(error as Error).message.split("\n")[0]})`;
+    }
   }
 
   private async boot(container: Dockerode.Container, context: BuildContext): Promise<Observation> {
@@ -209,6 +250,7 @@ export class StandardEnvironments {
     const names = new Set([...(Volumes ?? []).map((v) => v.Name), homeVolumeName(environmentId)]);
     if (keepHome) names.delete(homeVolumeName(environmentId));
     for (const name of names) await ignoring([404], this.docker.getVolume(name).remove());
+    if (this.disksDir) await releaseDisk(this.disksDir, environmentId, "home", keepHome);
   }
 
   async observe(environment: Environment): Promise<Observation> {

@@ -36,8 +36,11 @@ export function workloadLabels(
 export function homeVolumeRequest(
   environment: Pick<Environment, "id" | "ownerId">,
   installationId: string | undefined,
+  /** The local driver's options of a volume on a disk of its own (environment-disks.ts). */
+  onDisk?: { Driver: string; DriverOpts: Record<string, string> },
 ): Dockerode.VolumeCreateOptions {
   return {
+    ...onDisk,
     Name: homeVolumeName(environment.id),
     Labels: {
       ...installationLabels(installationId),
@@ -82,6 +85,8 @@ export interface StandardContainerInput {
   installationId?: string;
   /** Processes and threads it may run (src/core/pids-limit.ts). */
   pidsLimit: number;
+  /** The writable layer's size, where the engine can enforce one (overlay2 on xfs with project quotas). */
+  storageOpt?: Record<string, string>;
 }
 
 export function containerRequest({
@@ -90,6 +95,7 @@ export function containerRequest({
   networkId,
   installationId,
   pidsLimit,
+  storageOpt,
 }: StandardContainerInput): Dockerode.ContainerCreateOptions {
   return {
     name: containerName(environment),
@@ -116,6 +122,7 @@ export function containerRequest({
       CapAdd: [],
       // Raw sockets would let it forge packets (ARP, addresses) on the bridge it shares with others' environments.
       CapDrop: ["NET_RAW"],
+      ...(storageOpt ? { StorageOpt: storageOpt } : {}),
     },
   };
 }

@@ -64,6 +64,8 @@ export const defaultSettings: InfrastructureSettings = {
   },
   quotas: { environments: 10, runningCpu: 16, runningMemoryGiB: 64, terminals: 20 },
   network: { reach: "owner", allowedNetworks: [] },
+  fuseDevice: true,
+  tunDevice: true,
 };
 
 const capabilityName = /^[A-Z][A-Z_]*$/;
@@ -78,7 +80,9 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  */
 export function settingsProblems(settings: InfrastructureSettings): Validation[] {
   const problems: Validation[] = [];
-  if (typeof settings.cvmEnabled !== "boolean") problems.push({ field: "cvmEnabled", detail: "must be true or false" });
+  for (const field of ["cvmEnabled", "fuseDevice", "tunDevice"] as const) {
+    if (typeof settings[field] !== "boolean") problems.push({ field, detail: "must be true or false" });
+  }
   if (!(runtimeChoices as readonly unknown[]).includes(settings.runtime)) {
     problems.push({ field: "runtime", detail: `must be one of ${runtimeChoices.join(", ")}` });
   }

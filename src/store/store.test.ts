@@ -239,22 +239,6 @@ for (const backend of backends) {
         assert.deepEqual(await store.settings.getInfrastructure(), changed);
       }));
 
-    test("the installation id: made once, the same for every server on the store, also when they ask at once", async () => {
-      const fresh = await backend.fresh();
-      try {
-        const stores = await Promise.all(Array.from({ length: 4 }, () => openStore(fresh.options)));
-        try {
-          const ids = await Promise.all(stores.map((s) => s.settings.installationId()));
-          assert.match(ids[0], /^ins_[0-9a-f]{20}$/);
-          assert.deepEqual(new Set(ids), new Set([ids[0]]));
-          assert.equal(await stores[0].settings.installationId(), ids[0]);
-        } finally {
-          await Promise.all(stores.map((s) => s.close()));
-        }
-      } finally {
-        await fresh.drop();
-      }
-    });
     test("environments: fields round-trip; names are unique per owner, not across owners", () =>
       withStore(async (store) => {
         const ada = await store.users.create(newUser("ada@example.com"));

@@ -10,7 +10,9 @@
  * (systemd running or degraded, the inner dockerd answering).
  */
 
-import { chown, mkdir, stat } from "node:fs/promises";
+import { chown, mkdir, readFile, stat } from "node:fs/promises";
+import { release } from "node:os";
+import { join } from "node:path";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
@@ -25,7 +27,6 @@ import type {
   Observation,
   Provider,
 } from "../core/provider.js";
-import type { InfrastructureSettings } from "../core/settings.js";
 import {
   dockerClient,
   ensureImage,
@@ -43,6 +44,7 @@ import {
 import { ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
+import { type CvmDeviceNodes, ensureDeviceNodes } from "./cvm-devices.js";
 import { diskLimit } from "./disk-limit.js";
 import { CvmEngine } from "./engine.js";
 import {
@@ -56,10 +58,13 @@ import {
 } from "./environment-disks.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
+import { binfmtNote } from "./multi-arch.js";
 import { readNodePidCapacity } from "./node-limits.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
-import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
+import { ensureGateBinary, gateMounts, gateState, releaseGate } from "./start-gate.js";
+import { ensureSysfsReference } from "./sysfs-reference.js";
+import { maskedUnits } from "./systemd-masks.js";
 
 export interface CvmSupervisorOptions {
   /** cvm's own isolated engine keeps its data root, exec root and socket below this. */
@@ -186,7 +191,7 @@ class Supervisor implements CvmSupervisor {
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const { container, createdAt } = await this.create(docker, environment, runtime, context.settings, log);
+    const { container, createdAt } = await this.create(docker, environment, runtime, context, log);
     await context.enter("starting");
     const observation = await this.boot(container, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
@@ -198,7 +203,7 @@ class Supervisor implements CvmSupervisor {
     docker: Dockerode,
     environment: Environment,
     runtime: CvmRuntime,
-    settings: InfrastructureSettings,
+    context: BuildContext,
     log: (text: string) => Promise<void>,
   ): Promise<{ container: Dockerode.Container; createdAt: number }> {
     const name = containerName(environment.id);
@@ -213,25 +218,38 @@ class Supervisor implements CvmSupervisor {
     const gateBinary = await this.gateBinary;
     const apparmor = await ensureApparmorProfile();
     await log(`security: ${apparmor.note}`);
+    let devices: CvmDeviceNodes = {};
+    let sysfsReference: string | undefined;
     if (runtime === "userns") {
-      await log("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
-      await log("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
+      await log(
+        "security: seccomp = Docker's default profile for its default capabilities + SYS_ADMIN, NET_ADMIN, plus keyctl, pivot_root (for nested containers)",
+      );
+      await log(
+        "security: not privileged; every capability, inside its user namespace only; /proc and /sys unmasked (nested containers mount them again)",
+      );
+      devices = await this.devices(context, log);
+      sysfsReference = await ensureSysfsReference(this.engine.paths.root).catch(async (error: CvmError) => {
+        await log(`nesting unavailable: ${error.message}: ${error.detail ?? ""}`);
+        return undefined;
+      });
     }
     const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
     const node = await readNodePidCapacity();
-    await log(pidsLimitNote(settings.limits.pids, node));
+    await log(pidsLimitNote(context.settings.limits.pids, node));
     const request = cvmContainerRequest({
       environment,
       image: environment.image,
       runtime,
       gateBinary,
-      pidsLimit: environmentPidsLimit(settings.limits.pids, node),
+      pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
       seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
       apparmor: apparmor.profile,
       storageOpt: rootfs.storageOpt,
       installationId: this.options.installationId,
       volumeSources: this.options.volumeSources,
       dockerDisk: storage.dockerDisk,
+      devices,
+      sysfsReference,
     });
     const createdAt = Date.now();
     const container = await docker.createContainer(request);
@@ -252,6 +270,18 @@ class Supervisor implements CvmSupervisor {
     } catch (error) {
       return `the root filesystem is not limited: no disk of its own (${(error as Error).message.split("\n")[0]})`;
     }
+  }
+
+  /** cvm's own FUSE and TUN nodes, as the settings allow and the node can give them; each outcome a log line. */
+  private async devices(context: BuildContext, log: (text: string) => Promise<void>): Promise<CvmDeviceNodes> {
+    const root = this.engine.root;
+    if (!root) return {};
+    const { nodes, notes } = await ensureDeviceNodes(join(this.engine.paths.root, "devices"), root, {
+      fuse: context.settings.fuseDevice,
+      tun: context.settings.tunDevice,
+    });
+    for (const note of notes) await log(`devices: ${note}`);
+    return nodes;
   }
 
   /**
@@ -359,6 +389,7 @@ class Supervisor implements CvmSupervisor {
     if (!init.found) {
       await releaseGate(pid, "reaper");
       await log("release: minimal init running; systemd unavailable");
+      if (runtime === "userns") await this.checkGateMounts(container, pid, log);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "absent" };
     }
     signal?.throwIfAborted();
@@ -367,9 +398,15 @@ class Supervisor implements CvmSupervisor {
       if (!root) throw new CvmError("INTERNAL", "cvm's engine has no remapped root");
       const { directories } = await delegateCgroups(pid, root.uid, root.gid);
       await log(`cgroups: ${directories.length} directories handed to the CVM's root (uid ${root.uid})`);
+      if (isSystemd(init)) {
+        await log(
+          `systemd: masked for the boot: ${maskedUnits.map((m) => `${m.unit} (${m.why})`).join(", ")}; systemd would try them because the CVM holds capabilities that count only inside it`,
+        );
+      }
     }
     await releaseGate(pid, "init");
     await log(`release: ${init.target} is PID 1`);
+    if (runtime === "userns") await this.checkGateMounts(container, pid, log);
     return this.ready(container, pid, runtime, init, log, signal, startedAt);
   }
 
@@ -405,6 +442,22 @@ class Supervisor implements CvmSupervisor {
       });
     }
     return { exists: true, running: true, runtime, ...report };
+  }
+
+  /**
+   * What the gate set up at release: whether nested privileged containers
+   * can mount sysfs, and whether the CVM has a binfmt_misc of its own. Only
+   * reported: the CVM works either way.
+   */
+  private async checkGateMounts(container: Dockerode.Container, pid: number, log: (text: string) => Promise<void>) {
+    const mounts = gateMounts(await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => ""));
+    const gateNote = (await this.tail(container)).split("\n").find((line) => line.includes("cvm-gate: sysfs"));
+    await log(
+      mounts.nestable
+        ? "nesting: /sys is the CVM's own sysfs with a writable super block: nested privileged containers can mount sysfs"
+        : `nesting: /sys stays read-only, so nested privileged containers cannot mount sysfs (${gateNote ?? "no reference sysfs"})`,
+    );
+    await log(`multi-arch: ${binfmtNote(mounts.binfmtMisc, release())}`);
   }
 
   /**
@@ -463,6 +516,12 @@ class Supervisor implements CvmSupervisor {
     }
     await context.enter("starting");
     await this.remountDisks(environment, info);
+    // The engine unmounts its reference sysfs when it stops with no CVM running; the bind needs it back.
+    if (runtime === "userns") {
+      await ensureSysfsReference(this.engine.paths.root).catch((error: Error) =>
+        log(`nesting unavailable: ${error.message}`),
+      );
+    }
     return this.boot(await this.container(environment), runtime, log, context.signal);
   }
 

@@ -59,6 +59,8 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
       cvmEnabled: true,
       runtime: pod.runtime,
       limits: { ...defaultSettings.limits, pids: pod.pidsLimit },
+      fuseDevice: pod.fuseDevice,
+      tunDevice: pod.tunDevice,
     },
     credentials: decodeRegistryAuth(readIfPresent(pod.registryAuthFile)),
     reportToken: readIfPresent(pod.reportTokenFile),

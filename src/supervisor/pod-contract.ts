@@ -38,6 +38,8 @@ export const podVariables = {
   environmentName: "CVM_ENVIRONMENT_NAME",
   image: "CVM_IMAGE",
   runtime: "CVM_RUNTIME",
+  fuseDevice: "CVM_FUSE_DEVICE",
+  tunDevice: "CVM_TUN_DEVICE",
   buildId: "CVM_BUILD_ID",
   ownerEmail: "CVM_OWNER_EMAIL",
   /** The server's base URL as Pods reach it; the agent reports to supervisorReportUrl of it. */
@@ -82,6 +84,9 @@ export interface PodAssignment {
   environment: { id: string; name: string; image: string; ownerEmail: string; buildId?: string; diskGiB: number };
   runtime: RuntimeChoice;
   pidsLimit: number;
+  /** The infrastructure settings' FUSE and TUN toggles: whether the CVM gets /dev/fuse and /dev/net/tun. */
+  fuseDevice: boolean;
+  tunDevice: boolean;
   /** The server's base URL; no reports are sent without one. */
   serverUrl?: string;
   discardDockerData: boolean;
@@ -102,6 +107,8 @@ export function encodePodVariables(assignment: PodAssignment, container: string)
     value(v.environmentName, environment.name),
     value(v.image, environment.image),
     value(v.runtime, assignment.runtime),
+    value(v.fuseDevice, String(assignment.fuseDevice)),
+    value(v.tunDevice, String(assignment.tunDevice)),
     value(v.buildId, environment.buildId ?? ""),
     value(v.ownerEmail, environment.ownerEmail),
     value(v.serverUrl, assignment.serverUrl ?? ""),
@@ -167,6 +174,9 @@ export function decodePodVariables(env: NodeJS.ProcessEnv): PodVariables {
     },
     runtime: runtimeOf(env[v.runtime]),
     pidsLimit: numberOr(env[v.pidsLimit], 0),
+    // Devices are on unless the Pod says otherwise, as in the settings' defaults.
+    fuseDevice: env[v.fuseDevice] !== "false",
+    tunDevice: env[v.tunDevice] !== "false",
     serverUrl,
     reportUrl: serverUrl && supervisorReportUrl(serverUrl, id),
     discardDockerData: env[v.discardDockerData] === "true",

@@ -10,6 +10,7 @@ import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { CvmClient } from "../../src/client/index.js";
+import { installationId } from "../../src/server/installation.js";
 import { openProvider, startTestServer, type TestServer } from "../harness/server.js";
 
 const run = promisify(execFile);
@@ -53,8 +54,8 @@ describe("two installations on one engine", { skip }, () => {
   });
 
   test("each labels what it makes with its own id, and removes only its own orphans", async () => {
-    const firstId = await first.server.store.settings.installationId();
-    const secondId = await second.server.store.settings.installationId();
+    const firstId = await installationId(first.server.store);
+    const secondId = await installationId(second.server.store);
     assert.notEqual(firstId, secondId, "two stores, two installations");
 
     const mine = await firstAdmin.createEnvironment({

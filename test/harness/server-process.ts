@@ -7,6 +7,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -74,6 +75,8 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
   if (options.cvms) chmodSync(dataDir, 0o755);
   const logFile = `${dataDir}.log`;
   const url = `http://127.0.0.1:${await freePort()}`;
+  // The first admin's one-time code, given rather than read from the log.
+  const setupCode = randomBytes(12).toString("hex");
   let child: ChildProcess | undefined;
   const start = async () => {
     const log = openSync(logFile, "a");
@@ -90,7 +93,7 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
           "info",
           ...(testDockerHost ? ["--docker-host", testDockerHost] : []),
         ],
-        { stdio: ["ignore", log, log] },
+        { stdio: ["ignore", log, log], env: { ...process.env, CVM_SETUP_CODE: setupCode } },
       );
     } finally {
       closeSync(log);
@@ -105,7 +108,7 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
   return {
     url,
     dataDir,
-    ...serverClients(() => url, fetchAcrossKills),
+    ...serverClients(() => url, { fetch: fetchAcrossKills, setupCode: () => setupCode }),
     log: () => readFileSync(logFile, "utf8"),
     installationId() {
       const db = new Database(join(dataDir, "cvm.db"), { readonly: true, fileMustExist: true });

@@ -18,7 +18,8 @@ import type { Provider } from "../../src/core/provider.js";
 import type { Role } from "../../src/core/roles.js";
 import type { User } from "../../src/core/user.js";
 import { createProvider } from "../../src/providers/index.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
+import { type RunningServer, type ServerOptions, startServer } from "../../src/server/index.js";
+import { installationId } from "../../src/server/installation.js";
 import { type FreshDatabase, freshPostgresUrl } from "../../src/store/testing.js";
 
 export const storeKinds = ["sqlite", "postgres"] as const;
@@ -48,6 +49,8 @@ export interface TestServerOptions {
   /** Default: CVM_TEST_LOG_LEVEL, else error; to stderr. */
   logLevel?: string;
   skipReconcile?: boolean;
+  /** Any other server option (--proxy-trusted, --access-url, TLS, /metrics...). */
+  serverOptions?: Partial<ServerOptions>;
 }
 
 export type SignedIn = CvmClient & { user: User };
@@ -67,10 +70,14 @@ let counter = 0;
 
 /**
  * Clients of the server at `url()` (a function: a restarted server may answer
- * elsewhere), through `fetch` when given one.
+ * elsewhere), through `fetch` when given one; the first admin is made with
+ * the setup code the server printed.
  */
-export function serverClients(url: () => string, fetch?: typeof globalThis.fetch): ServerClients {
-  const anonymous = () => new CvmClient({ baseUrl: url(), fetch });
+export function serverClients(
+  url: () => string,
+  options: { fetch?: typeof globalThis.fetch; setupCode: () => string | undefined },
+): ServerClients {
+  const anonymous = () => new CvmClient({ baseUrl: url(), fetch: options.fetch });
   const signIn = async (email: string) => {
     const client = anonymous();
     const session = await client.login({ email, password });
@@ -83,7 +90,12 @@ export function serverClients(url: () => string, fetch?: typeof globalThis.fetch
     async firstAdmin() {
       const client = anonymous();
       if (!(await client.setupStatus()).needsFirstAdmin) return signIn("admin@example.com");
-      const session = await client.createFirstAdmin({ email: "admin@example.com", password });
+      const session = await client.createFirstAdmin({
+        email: "admin@example.com",
+        password,
+        // The code the server printed in its log, as the person installing it would read it there.
+        setupCode: options.setupCode() ?? "",
+      });
       client.token = session.token;
       return Object.assign(client, { user: session.user });
     },
@@ -127,6 +139,7 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
       logger: pino({ level: opts.logLevel ?? process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
       webRoot: opts.webRoot ?? join(dataDir, "no-dashboard"),
       skipReconcile: opts.skipReconcile,
+      ...opts.serverOptions,
     });
   let server: RunningServer;
   try {
@@ -140,7 +153,7 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
     server,
     url: server.url,
     dataDir,
-    ...serverClients(() => server.url),
+    ...serverClients(() => server.url, { setupCode: () => server.setupCode }),
     async restart() {
       await server.close();
       // This process's clients keep connections to the old server alive; a turn of the event
@@ -169,7 +182,7 @@ export async function openProvider(server: TestServer): Promise<Provider> {
     dataDir,
     logger: pino({ level: "silent" }),
     dockerHost: testDockerHost,
-    installationId: await server.server.store.settings.installationId(),
+    installationId: await installationId(server.server.store),
   });
   const close = provider.close.bind(provider);
   provider.close = async () => {

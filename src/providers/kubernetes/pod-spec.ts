@@ -89,12 +89,14 @@ function homeVolume(claimName: string): V1Volume {
   return { name: "home", persistentVolumeClaim: { claimName } };
 }
 
+/** The settings a CVM's Pod carries to its supervisor. */
+export type PodSettings = Pick<
+  InfrastructureSettings,
+  "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice" | "limits"
+>;
+
 /** A CVM: the supervisor container, which runs the environment as its inner container. */
-export function supervisorPodSpec(
-  environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime" | "limits">,
-  options: PodOptions = {},
-): V1Pod {
+export function supervisorPodSpec(environment: PodEnvironment, settings: PodSettings, options: PodOptions = {}): V1Pod {
   const names = objectNames(environment.id);
   const stopTimeoutSeconds = options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds;
   const env = encodePodVariables(
@@ -102,6 +104,9 @@ export function supervisorPodSpec(
       environment,
       runtime: settings.runtime,
       pidsLimit: settings.limits.pids,
+      // Privileged, the supervisor sees the node's /dev and makes the CVM's own device nodes from it (cvm-devices.ts).
+      fuseDevice: settings.fuseDevice,
+      tunDevice: settings.tunDevice,
       serverUrl: options.serverUrl,
       discardDockerData: options.discardDockerData ?? false,
       stopTimeoutSeconds,
@@ -190,7 +195,7 @@ export function standardPodSpec(environment: PodEnvironment, options: PodOptions
 
 export function environmentPodSpec(
   environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime" | "limits">,
+  settings: PodSettings,
   options: PodOptions = {},
 ): V1Pod {
   return environment.cvm ? supervisorPodSpec(environment, settings, options) : standardPodSpec(environment, options);

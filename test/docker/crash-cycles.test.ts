@@ -114,9 +114,14 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
         seen.add(id);
       }
     };
-    /** Kills the server after `delay` while `work` is in flight, lets the work fail or finish, and starts it again. */
-    const killDuring = async (work: Promise<unknown>, delay: number) => {
-      await sleep(delay);
+    /**
+     * Kills the server once an environment is in one of `states` (or `delay`
+     * ms have passed) while `work` is in flight, lets the work fail or finish,
+     * and starts the server again.
+     */
+    const killDuring = async (work: Promise<unknown>, states: string[], delay: number) => {
+      const deadline = Date.now() + delay;
+      while (Date.now() < deadline && !(await all(admin)).some((e) => states.includes(e.state))) await sleep(10);
       await collect();
       await server.kill();
       await work;
@@ -139,7 +144,7 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
       // Settled as they go: a request the kill cuts off fails, and is expected to.
       const creates = Promise.allSettled(specs.map((spec) => admin.createEnvironment(spec)));
       // Even rounds: killed while their environments are being made (a CVM's build takes seconds, so it is cut off).
-      if (round % 2 === 0) await killDuring(creates, (round * 97) % 400);
+      if (round % 2 === 0) await killDuring(creates, ["creating", "starting"], 3000);
       else await creates;
       // A create the killed server never received is asked again, so every round makes all of its environments.
       const known = new Set((await all(admin)).map((e) => e.name));
@@ -158,7 +163,7 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
 
       const deletes = Promise.allSettled(made.map((e) => admin.deleteEnvironment(e.id)));
       // Odd rounds: killed while their environments are being deleted; the next server finishes the deletes.
-      if (round % 2 === 1) await killDuring(deletes, (round * 53) % 300);
+      if (round % 2 === 1) await killDuring(deletes, ["deleting"], 3000);
       else await deletes;
       await untilSettled(admin);
       // A delete the killed server never received is asked again.

@@ -81,7 +81,7 @@ export class Reconciler {
       }
       report.orphans.push({ ref: workload.ref, environmentId: workload.environmentId, removed });
     }
-    if (report.vanished.length || report.orphans.length) logger.info({ report }, "reconciled");
+    if (Object.values(report).some((found) => found.length > 0)) logger.info({ report }, "reconciled");
     return report;
   }
 

@@ -172,6 +172,8 @@ export function environmentRoutes(routes: ApiRoutes): void {
               const current = await store.builds.get(build.id);
               await flush();
               if (current?.finishedAt) return send({ end: true, outcome: current.outcome });
+              // Deleted with its environment: the build is over, whatever a follower last saw.
+              if (!current) return send({ end: true, outcome: "deleted" });
               if (!follow || signal.aborted) return;
               if (dirty) continue;
               await nap(pollMs, signal, (w) => {

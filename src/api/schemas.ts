@@ -16,6 +16,7 @@ import {
   buildLogLineSchema,
   buildSchema,
   environmentLimitsSchema,
+  environmentNetworkSchema,
   environmentSchema,
   environmentSpecSchema,
   infrastructureSettingsSchema,
@@ -23,6 +24,7 @@ import {
   registryCredentialsSchema,
   supervisorPrivilegesSchema,
   tokenSchema,
+  userQuotasSchema,
   userSchema,
 } from "../core/schemas.js";
 import { emailProblem, emailRule, passwordProblem, passwordRule } from "../core/user.js";
@@ -134,11 +136,19 @@ export const userListSchema = itemsOf(userSchema);
  * to the settings is accepted here without touching this file;
  * settingsProblems then validates the merged whole.
  */
-const { supervisorPrivileges: _privileges, limits: _limits, ...plainSettings } = infrastructureSettingsSchema.shape;
+const {
+  supervisorPrivileges: _privileges,
+  limits: _limits,
+  quotas: _quotas,
+  network: _network,
+  ...plainSettings
+} = infrastructureSettingsSchema.shape;
 export const settingsUpdateSchema = z.strictObject({
   ...z.object(plainSettings).partial().shape,
   supervisorPrivileges: z.strictObject(supervisorPrivilegesSchema.partial().shape).optional(),
   limits: z.strictObject(environmentLimitsSchema.partial().shape).optional(),
+  quotas: z.strictObject(userQuotasSchema.partial().shape).optional(),
+  network: z.strictObject(environmentNetworkSchema.partial().shape).optional(),
   force: z
     .boolean()
     .optional()
@@ -261,7 +271,15 @@ export const reconcileQuerySchema = z.object({ removeOrphans: flag.optional() })
 export const reconcileReportSchema = z.object({
   vanished: z
     .array(z.object({ id: z.string(), name: z.string(), reason: z.string() }))
-    .describe("Environments whose workload had vanished, now marked failed with the reason"),
+    .describe(
+      "Environments whose workload had vanished, or whose build was cut off, now marked failed with the reason",
+    ),
+  resumed: z
+    .array(z.object({ id: z.string(), name: z.string() }))
+    .describe("Environments whose build was cut off (a server stopped or died) and goes on now"),
+  finished: z
+    .array(z.object({ id: z.string(), name: z.string(), action: z.enum(["stop", "delete"]) }))
+    .describe("Stops and deletes a server left halfway, now done"),
   orphans: z
     .array(z.object({ ref: z.string(), environmentId: z.string(), removed: z.boolean() }))
     .describe("Workloads with cvm's labels and no environment"),

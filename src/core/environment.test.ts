@@ -13,6 +13,7 @@ import {
   nameProblem,
   resolveSpec,
   specProblems,
+  unfinishedBuildKind,
 } from "./environment.js";
 import { CvmError } from "./errors.js";
 import { defaultSettings, type EnvironmentLimits } from "./settings.js";
@@ -118,6 +119,7 @@ const limits: EnvironmentLimits = {
   maxMemoryGiB: 32,
   minDiskGiB: 5,
   maxDiskGiB: 100,
+  pids: 0,
 };
 const good: EnvironmentSpec = { name: "dev", image: "debian:bookworm", cvm: false, cpu: 2, memoryGiB: 4, diskGiB: 20 };
 
@@ -266,4 +268,19 @@ test("actionAllowed answers what assertActionAllowed enforces, for every action 
       assert.equal(actionAllowed(action, state), enforced, `${action} from ${state}`);
     }
   }
+});
+
+test("unfinishedBuildKind: a run of build states that began at starting is a start; one that began queued builds", () => {
+  const at = "2026-01-01T00:00:00.000Z";
+  const timeline = (...states: EnvironmentState[]) => states.map((state) => ({ state, at }));
+  const cases: [EnvironmentState[], "build" | "start"][] = [
+    [["queued", "pulling", "creating"], "build"],
+    [["queued"], "build"],
+    [["queued", "pulling", "creating", "starting", "running", "stopping", "stopped", "starting"], "start"],
+    [["running", "failed", "starting"], "start"],
+    [["running", "queued", "pulling", "creating", "starting"], "build"],
+    [["stopped", "starting", "failed", "queued", "pulling"], "build"],
+    [[], "build"],
+  ];
+  for (const [states, kind] of cases) assert.equal(unfinishedBuildKind(timeline(...states)), kind, states.join(" "));
 });

@@ -5,7 +5,7 @@
 
 import { CvmError, invalid, type Validation } from "./errors.js";
 import { isImageReference, parseImageReference } from "./image-reference.js";
-import type { EnvironmentSpec } from "./schemas.js";
+import type { EnvironmentSpec, StateChange } from "./schemas.js";
 import type { EnvironmentLimits } from "./settings.js";
 
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
@@ -46,6 +46,22 @@ const transitions: Record<EnvironmentState, readonly EnvironmentState[]> = {
 
 export function canTransition(from: EnvironmentState, to: EnvironmentState): boolean {
   return transitions[from].includes(to);
+}
+
+/**
+ * What an unfinished build set out to do, read from the timeline: a run of
+ * build states that began at `starting` (from stopped or failed) starts the
+ * existing workload; one that began `queued` builds it anew (create, rebuild).
+ * A server that resumes an interrupted build must not build afresh what was
+ * only being started: that would throw away the workload's own writes.
+ */
+export function unfinishedBuildKind(timeline: readonly StateChange[]): "build" | "start" {
+  let first: EnvironmentState | undefined;
+  for (let i = timeline.length - 1; i >= 0 && buildingStates.includes(timeline[i].state); i--) {
+    first = timeline[i].state;
+    if (first === "queued") break;
+  }
+  return first === "starting" ? "start" : "build";
 }
 
 export type EnvironmentAction = "start" | "stop" | "rebuild" | "delete";

@@ -18,11 +18,14 @@ function withDefaults(stored: Partial<InfrastructureSettings> | undefined): Infr
     ...stored,
     limits: { ...defaultSettings.limits, ...stored?.limits },
     supervisorPrivileges: { ...defaultSettings.supervisorPrivileges, ...stored?.supervisorPrivileges },
+    quotas: { ...defaultSettings.quotas, ...stored?.quotas },
+    network: { ...defaultSettings.network, ...stored?.network },
   };
 }
 
 export class SettingsService {
   private readonly mutex = new KeyedMutex();
+  private readonly listeners: ((settings: InfrastructureSettings) => Promise<void>)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -42,13 +45,15 @@ export class SettingsService {
 
   async update(actor: Actor, update: InfrastructureSettingsUpdate): Promise<InfrastructureSettings> {
     return this.mutex.run("infrastructure", async () => {
-      const { force, limits, supervisorPrivileges, ...rest } = update;
+      const { force, limits, supervisorPrivileges, quotas, network, ...rest } = update;
       const before = await this.get();
       const after: InfrastructureSettings = {
         ...before,
         ...rest,
         limits: { ...before.limits, ...limits },
         supervisorPrivileges: { ...before.supervisorPrivileges, ...supervisorPrivileges },
+        quotas: { ...before.quotas, ...quotas },
+        network: { ...before.network, ...network },
       };
       const problems = settingsProblems(after);
       if (problems.length > 0) throw invalid(problems, "Invalid infrastructure settings");
@@ -78,7 +83,13 @@ export class SettingsService {
         before,
         forced ? { ...after, forced: true } : after,
       );
+      for (const listener of this.listeners) await listener(after);
       return after;
     });
+  }
+
+  /** Called with the settings after every change (the provider applies what it enforces outside builds). */
+  onChange(listener: (settings: InfrastructureSettings) => Promise<void>): void {
+    this.listeners.push(listener);
   }
 }

@@ -63,6 +63,8 @@ interface FakeWorkload {
 export interface FakeCall {
   method: "build" | "start" | "stop" | "remove" | "discard" | "removeWorkload";
   environmentId: string;
+  /** remove: whether home was to be kept. */
+  keepHome?: boolean;
 }
 
 export class FakeProvider implements Provider {
@@ -142,8 +144,8 @@ export class FakeProvider implements Provider {
     if (workload) workload.running = false;
   }
 
-  async remove(environment: Environment): Promise<void> {
-    this.calls.push({ method: "remove", environmentId: environment.id });
+  async remove(environment: Environment, options: { keepHome: boolean }): Promise<void> {
+    this.calls.push({ method: "remove", environmentId: environment.id, keepHome: options.keepHome });
     const script = this.scriptOf(environment);
     if (script.removeFails) throw new CvmError("UNAVAILABLE", script.removeFails);
     this.workloads.delete(environment.id);

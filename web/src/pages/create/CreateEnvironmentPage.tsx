@@ -39,6 +39,7 @@ const anyLimits: EnvironmentLimits = {
   maxMemoryGiB: Number.POSITIVE_INFINITY,
   minDiskGiB: Number.MIN_VALUE,
   maxDiskGiB: Number.POSITIVE_INFINITY,
+  pids: 0,
 };
 
 /** The spec's problems by field, as the server would find them; sizes against the limits when known. */

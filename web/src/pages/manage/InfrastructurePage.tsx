@@ -1,14 +1,21 @@
 /**
  * Manage > Admin > Infrastructure: the CVM toggle, the isolation runtime, the
- * devices CVMs get, how the supervisor is privileged, the size limits, and
- * the infrastructure checks behind them. Turning CVMs on while a check fails takes a forced,
+ * devices CVMs get, how the supervisor is privileged, the size and process
+ * limits, each member's quotas, what environments may reach on the network,
+ * and the infrastructure checks behind them. Turning CVMs on while a check fails takes a forced,
  * confirmed (and audited) save.
  */
 
 import { type FormEvent, useEffect, useState } from "react";
 import type { CheckResult, InfrastructureSettingsUpdate } from "../../../../src/api/contract.js";
-import type { EnvironmentLimits, InfrastructureSettings, RuntimeChoice } from "../../../../src/core/settings.js";
-import { runtimeChoices } from "../../../../src/core/settings.js";
+import type {
+  EnvironmentLimits,
+  InfrastructureSettings,
+  NetworkReach,
+  RuntimeChoice,
+  UserQuotas,
+} from "../../../../src/core/settings.js";
+import { networkReaches, runtimeChoices } from "../../../../src/core/settings.js";
 import { ApiError, fieldErrors } from "../../api.js";
 import { CheckBadge } from "../../components/badges.js";
 import { ConfirmDialog } from "../../components/confirm-dialog.js";
@@ -37,7 +44,19 @@ const deviceToggles: { key: "fuseDevice" | "tunDevice"; label: string; hint: str
   },
 ];
 
-const limitFields: { key: keyof EnvironmentLimits; label: string }[] = [
+const reachText: Record<NetworkReach, string> = {
+  owner: "Its owner's other environments, and the internet.",
+  installation: "Every environment of this installation, and the internet.",
+};
+
+const quotaFields: { key: keyof UserQuotas; label: string; step: string }[] = [
+  { key: "environments", label: "Environments", step: "1" },
+  { key: "runningCpu", label: "CPUs running", step: "0.25" },
+  { key: "runningMemoryGiB", label: "Memory running (GiB)", step: "0.25" },
+  { key: "terminals", label: "Open terminals", step: "1" },
+];
+
+const limitFields: { key: Exclude<keyof EnvironmentLimits, "pids">; label: string }[] = [
   { key: "minCpu", label: "Min CPUs" },
   { key: "maxCpu", label: "Max CPUs" },
   { key: "minMemoryGiB", label: "Min memory (GiB)" },
@@ -101,6 +120,7 @@ export default function InfrastructurePage() {
   const checks = useInfrastructureChecks();
   const [draft, setDraft] = useState<InfrastructureSettings>();
   const [capabilities, setCapabilities] = useState("");
+  const [allowedNetworks, setAllowedNetworks] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
   const [saved, setSaved] = useState(false);
@@ -110,6 +130,7 @@ export default function InfrastructurePage() {
     if (settings.data) {
       setDraft(settings.data);
       setCapabilities(settings.data.supervisorPrivileges.capabilities.join(" "));
+      setAllowedNetworks(settings.data.network.allowedNetworks.join(" "));
     }
   }, [settings.data]);
 
@@ -135,6 +156,8 @@ export default function InfrastructurePage() {
         capabilities: capabilities.split(/[\s,]+/).filter(Boolean),
       },
       limits: draft.limits,
+      quotas: draft.quotas,
+      network: { reach: draft.network.reach, allowedNetworks: allowedNetworks.split(/[\s,]+/).filter(Boolean) },
       ...(force ? { force: true } : {}),
     };
     try {
@@ -303,7 +326,81 @@ export default function InfrastructurePage() {
                 )}
               </Field>
             ))}
+            <Field
+              id="limit-pids"
+              label="Processes per environment"
+              error={fields["limits.pids"]}
+              hint="0 sizes it to the node: an eighth of what the node allows."
+            >
+              {(props) => (
+                <input
+                  {...props}
+                  type="number"
+                  step="1"
+                  min="0"
+                  value={Number.isNaN(draft.limits.pids) ? "" : draft.limits.pids}
+                  onChange={(e) => setDraft({ ...draft, limits: { ...draft.limits, pids: e.target.valueAsNumber } })}
+                />
+              )}
+            </Field>
           </div>
+        </fieldset>
+
+        <fieldset className="field">
+          <legend>Quotas per member</legend>
+          <p className="hint">
+            What each member may hold at once; 0 is no quota. Admins and managers are not held to them.
+          </p>
+          <div className="form-row form-row-3">
+            {quotaFields.map(({ key, label, step }) => (
+              <Field key={key} id={`quota-${key}`} label={label} error={fields[`quotas.${key}`]}>
+                {(props) => (
+                  <input
+                    {...props}
+                    type="number"
+                    step={step}
+                    min="0"
+                    value={Number.isNaN(draft.quotas[key]) ? "" : draft.quotas[key]}
+                    onChange={(e) => setDraft({ ...draft, quotas: { ...draft.quotas, [key]: e.target.valueAsNumber } })}
+                  />
+                )}
+              </Field>
+            ))}
+          </div>
+        </fieldset>
+
+        <fieldset className="field">
+          <legend>Network: what an environment may connect to</legend>
+          {networkReaches.map((reach) => (
+            <label key={reach} className="radio">
+              <input
+                type="radio"
+                name="network-reach"
+                value={reach}
+                checked={draft.network.reach === reach}
+                onChange={() => setDraft({ ...draft, network: { ...draft.network, reach } })}
+              />
+              <span>
+                <strong>{reach}</strong> <span className="muted">{reachText[reach]}</span>
+              </span>
+            </label>
+          ))}
+          <Field
+            id="allowed-networks"
+            label="Also allowed"
+            error={fields["network.allowedNetworks"]}
+            hint="Addresses or networks on private ranges or of the node itself, such as 10.1.2.3 or 10.1.0.0/16, separated by spaces. Everything else private stays closed."
+          >
+            {(props) => (
+              <textarea
+                {...props}
+                className="mono"
+                rows={2}
+                value={allowedNetworks}
+                onChange={(e) => setAllowedNetworks(e.target.value)}
+              />
+            )}
+          </Field>
         </fieldset>
 
         {!forcing && <InlineError error={error} />}

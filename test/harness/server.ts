@@ -8,7 +8,8 @@
  * typed client the same way.
  */
 
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -115,6 +116,21 @@ export interface TestServer extends ServerClients {
   close(): Promise<void>;
 }
 
+/**
+ * A delete the test did not wait for may still hold an environment's disk
+ * mounted under the data dir; those are let go first, or the removal fails
+ * with EBUSY and leaves the disk behind.
+ */
+function removeDataDir(dataDir: string): void {
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((path) => path?.startsWith(`${dataDir}/`))
+    .reverse();
+  for (const path of mounts) execFileSync("umount", ["-l", path]);
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
 export async function startTestServer(options: TestServerOptions | StoreKind = {}): Promise<TestServer> {
   const opts = typeof options === "string" ? { store: options } : options;
   const ownDataDir = !opts.dataDir;
@@ -123,7 +139,7 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
   let database: FreshDatabase | undefined;
   const cleanUp = async () => {
     await database?.drop();
-    if (ownDataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (ownDataDir) removeDataDir(dataDir);
   };
   const provider = opts.provider ?? "docker";
   const start = (listen: string) =>

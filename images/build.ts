@@ -140,6 +140,7 @@ function mmdebstrapArgs(recipe: ImageRecipe, output: string, app: string | undef
   const suite = recipe.suite ?? defaultSuite;
   return [
     `--variant=${recipe.variant}`,
+    ...(recipe.architecture ? [`--architectures=${recipe.architecture}`] : []),
     "--mode=root",
     "--format=tar",
     "--quiet",
@@ -199,7 +200,8 @@ async function importAndPush(recipe: ImageRecipe, tarball: string, registry: str
       ? [image.versionReference, image.checkoutReference, `cvm/${recipe.name}:${appVersion()}`]
       : [];
   const changes = [...recipe.changes, `LABEL dev.cvm.recipe=${recipe.name} dev.cvm.recipe-hash=${image.hash}`];
-  await docker(["import", ...changes.flatMap((c) => ["--change", c]), tarball, image.reference]);
+  const platform = recipe.architecture ? ["--platform", `linux/${recipe.architecture}`] : [];
+  await docker(["import", ...platform, ...changes.flatMap((c) => ["--change", c]), tarball, image.reference]);
   for (const tag of [latest, image.localName, ...version]) await docker(["tag", image.reference, tag]);
   for (const tag of [image.reference, latest, ...version.slice(0, 2)]) await docker(["push", "--quiet", tag]);
   log(`${recipe.name}: pushed ${image.reference}${image.versionReference ? ` and ${image.versionReference}` : ""}`);

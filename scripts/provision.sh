@@ -5,7 +5,8 @@ set -euo pipefail
 
 # containerd, runc, containernetworking-plugins, jq: the tests' real Kubernetes node.
 # qemu: the cgroup v2 node VM tests (they skip, saying why, where it is absent).
-packages=(docker.io docker-registry runc containerd containernetworking-plugins jq mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils)
+# python3-venv: the API fuzz test installs schemathesis from PyPI into a virtualenv in the machine cache.
+packages=(docker.io docker-registry runc containerd containernetworking-plugins jq mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils python3-venv)
 if [ "${1:-}" = "--runtime-only" ]; then
   packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev)
 fi
@@ -15,6 +16,10 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "provision: missing Debian packages ${missing[*]}: run \`sudo bash scripts/provision.sh\` (root on Debian)" >&2
+    exit 1
+  fi
   echo "provision: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -26,6 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The remapped root of cvm's own engine: a subordinate uid/gid range.
+if [ "$(id -u)" != 0 ]; then
+  grep -q '^dockremap:' /etc/subuid 2>/dev/null ||
+    { echo "provision: no dockremap range in /etc/subuid: run \`sudo bash scripts/provision.sh\`" >&2; exit 1; }
+  exit 0
+fi
 grep -q '^dockremap:' /etc/passwd || useradd --system --no-create-home --shell /usr/sbin/nologin dockremap
 grep -q '^dockremap:' /etc/subuid || echo 'dockremap:100000:65536' >>/etc/subuid
 grep -q '^dockremap:' /etc/subgid || echo 'dockremap:100000:65536' >>/etc/subgid

@@ -112,7 +112,11 @@ export async function realNodeFigures(log: (line: string) => void): Promise<Real
     try {
       const admin = new CvmClient({ baseUrl: server.url });
       admin.token = (
-        await admin.createFirstAdmin({ email: "bench@example.com", password: "correct horse battery" })
+        await admin.createFirstAdmin({
+          setupCode: server.setupCode ?? "",
+          email: "bench@example.com",
+          password: "correct horse battery",
+        })
       ).token;
       await admin.updateInfrastructure({ cvmEnabled: true, force: true });
       for (let i = 0; i < runs; i++) {

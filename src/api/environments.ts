@@ -7,13 +7,13 @@ import { readJson, readQuery } from "./input.js";
 import { nap, ndjsonResponse } from "./ndjson.js";
 import { type ApiRoutes, param } from "./routes.js";
 import {
-  buildSchema,
+  buildListSchema,
   createEnvironmentSchema,
   deleteQuerySchema,
+  environmentListSchema,
   environmentQuerySchema,
   environmentSchema,
   isSet,
-  itemsOf,
   logStreamItemSchema,
   logsQuerySchema,
   rebuildSchema,
@@ -23,7 +23,7 @@ import {
 const pollMs = 500;
 
 export function environmentRoutes(routes: ApiRoutes): void {
-  const { environments, store, bus, shutdown, logger } = routes.deps;
+  const { environments, store, bus, shutdown, logger, connections } = routes.deps;
   const tag = "environments";
 
   routes.add(
@@ -33,7 +33,8 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Environments: yours, or (admins and managers) anyone's",
       tag,
       query: environmentQuerySchema,
-      response: itemsOf(environmentSchema),
+      response: environmentListSchema,
+      errors: [403],
     },
     async (c) => {
       const items = await environments.list(actorOf(c), readQuery(c, environmentQuerySchema));
@@ -49,6 +50,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       body: createEnvironmentSchema,
       response: environmentSchema,
       status: 201,
+      errors: [409],
     },
     async (c) => c.json(await environments.create(actorOf(c), await readJson(c, createEnvironmentSchema)), 201),
   );
@@ -69,6 +71,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Start a stopped or failed environment",
       tag,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => c.json(await environments.start(actorOf(c), param(c, "ref"))),
   );
@@ -79,6 +82,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Stop an environment (aborting its build if one runs); answers once stopped",
       tag,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => c.json(await environments.stop(actorOf(c), param(c, "ref"))),
   );
@@ -86,10 +90,11 @@ export function environmentRoutes(routes: ApiRoutes): void {
     {
       method: "post",
       path: "/environments/:ref/rebuild",
-      summary: "Rebuild from the image, keeping home (and, when asked, the inner Docker's data)",
+      summary: "Rebuild from the image, or another one, keeping home (and, when asked, the inner Docker's data)",
       tag,
       body: rebuildSchema,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => {
       const request = await readJson(c, rebuildSchema);
@@ -104,6 +109,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       tag,
       query: deleteQuerySchema,
       response: null,
+      errors: [409],
     },
     async (c) => {
       const { keepHome } = readQuery(c, deleteQuerySchema);
@@ -117,7 +123,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       path: "/environments/:ref/builds",
       summary: "The environment's builds, with their outcomes",
       tag,
-      response: itemsOf(buildSchema),
+      response: buildListSchema,
     },
     async (c) => c.json({ items: await environments.builds(actorOf(c), param(c, "ref")) }),
   );
@@ -134,6 +140,16 @@ export function environmentRoutes(routes: ApiRoutes): void {
       const q = readQuery(c, logsQuerySchema);
       const build = await environments.buildOf(actorOf(c), param(c, "ref"), q.build);
       const follow = isSet(q.follow);
+      const environment = follow ? await store.environments.get(build.environmentId) : undefined;
+      // A followed log may stay open for a long build: it ends when the caller's access does.
+      const hold = environment
+        ? (end: () => void) =>
+            connections.hold(c.get("session"), {
+              kind: "logs",
+              allows: (user) => environments.canSee(user, environment),
+              end,
+            })
+        : undefined;
       return ndjsonResponse(
         async (write, signal) => {
           let after = q.after ?? 0;
@@ -156,6 +172,8 @@ export function environmentRoutes(routes: ApiRoutes): void {
               const current = await store.builds.get(build.id);
               await flush();
               if (current?.finishedAt) return send({ end: true, outcome: current.outcome });
+              // Deleted with its environment: the build is over, whatever a follower last saw.
+              if (!current) return send({ end: true, outcome: "deleted" });
               if (!follow || signal.aborted) return;
               if (dirty) continue;
               await nap(pollMs, signal, (w) => {
@@ -168,6 +186,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
         },
         shutdown,
         logger,
+        hold,
       );
     },
   );

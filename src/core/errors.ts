@@ -5,17 +5,10 @@
  * cause, answered as a 500 without internals.
  */
 
-export interface Validation {
-  field: string;
-  detail: string;
-}
+import type { ErrorBody, Validation } from "./schemas.js";
 
-/** The body of every error the API answers with. */
-export interface ErrorBody {
-  message: string;
-  detail?: string;
-  validations?: Validation[];
-}
+// The body's shape is a zod schema in ./schemas.ts (the OpenAPI document shows it); its types are re-exported here.
+export type { ErrorBody, Validation } from "./schemas.js";
 
 export const errorStatus = {
   BAD_REQUEST: 400,
@@ -24,6 +17,9 @@ export const errorStatus = {
   NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  MISDIRECTED: 421,
+  TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,
 } as const;
@@ -34,17 +30,20 @@ export class CvmError extends Error {
   readonly code: ErrorCode;
   readonly detail?: string;
   readonly validations?: Validation[];
+  /** Seconds until trying again may succeed (a 429's Retry-After). */
+  readonly retryAfterSeconds?: number;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { detail?: string; validations?: Validation[]; cause?: unknown } = {},
+    options: { detail?: string; validations?: Validation[]; cause?: unknown; retryAfterSeconds?: number } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = "CvmError";
     this.code = code;
     this.detail = options.detail;
     this.validations = options.validations;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

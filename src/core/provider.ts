@@ -12,7 +12,11 @@ import type {
   RegistryCredentials,
   SystemdStatus,
 } from "./environment.js";
+import type { SupervisorReport } from "./schemas.js";
 import type { InfrastructureSettings } from "./settings.js";
+
+// The report's shape is a zod schema in ./schemas.ts (the report route validates it); its type is re-exported here.
+export type { SupervisorReport } from "./schemas.js";
 
 /** What a provider is told while it works on one build: every step is a log line. */
 export interface BuildContext {
@@ -66,22 +70,11 @@ export interface LabeledWorkload {
   running: boolean;
 }
 
-/**
- * What a supervisor running away from the server (a Kubernetes Pod) tells it
- * about its environment's build, over the per-environment report channel.
- */
-export interface SupervisorReport {
-  /** Build-log lines, in order. */
-  lines?: string[];
-  /** The build state the supervisor has reached. */
-  state?: "pulling" | "creating" | "starting" | "running" | "failed";
-  /** Why, when the state is failed. */
-  reason?: string;
-  observation?: Partial<Pick<Observation, "runtime" | "systemd" | "failedUnits" | "docker">>;
-}
+/** The build states a supervisor running away from the server (a Kubernetes Pod) reports reaching. */
+export const supervisorReportStates = ["pulling", "creating", "starting", "running", "failed"] as const;
 
 export interface Provider {
-  readonly name: "docker" | "kubernetes";
+  readonly name: "docker" | "kubernetes" | "fake";
   /**
    * Whether build() finds and continues a workload that an interrupted build
    * of the same build id left behind, so a restarted server can resume it.
@@ -108,5 +101,11 @@ export interface Provider {
    * wrong one is refused with a 401.
    */
   acceptSupervisorReport?(environmentId: string, token: string, report: SupervisorReport): Promise<void>;
+  /**
+   * Providers that enforce settings outside builds (the docker provider's
+   * network policy) are told the settings when the server starts and after
+   * every change.
+   */
+  configure?(settings: InfrastructureSettings): Promise<void>;
   close(): Promise<void>;
 }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { CheckStatus } from "../api/contract.js";
+import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { Verdict } from "./check.js";
 import { type EngineEvidence, parseCgroupMounts, parseOsRelease, parseSubordinateIds } from "./host-evidence.js";
 import {
@@ -14,8 +15,8 @@ import {
   cvmAppArmorProfile,
   diskFailBelow,
   diskWarnBelow,
-  type IsolationRuntime,
   judgeAppArmorProfile,
+  judgeBinfmtMisc,
   judgeCgroupDelegation,
   judgeCgroupVersion,
   judgeDisk,
@@ -28,7 +29,6 @@ import {
   judgeSecurityModule,
   judgeSubordinateIds,
   judgeUserNamespaces,
-  resolveRuntime,
 } from "./local-checks.js";
 
 const ubuntu = (versionId: string) =>
@@ -39,12 +39,12 @@ const fedora = parseOsRelease('ID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Lin
 function expect(verdict: Verdict, status: CheckStatus, evidence?: RegExp, remedy?: RegExp) {
   assert.equal(verdict.status, status, `${verdict.evidence}`);
   if (evidence) assert.match(verdict.evidence, evidence);
-  if (status === "pass") assert.equal(verdict.remedy, undefined);
+  if (status === "pass" || status === "not-applicable") assert.equal(verdict.remedy, undefined);
   else assert.ok(verdict.remedy, "a warn or fail says what to do");
   if (remedy) assert.match(verdict.remedy ?? "", remedy);
 }
 
-const kernelCases: [string, IsolationRuntime, ReturnType<typeof parseOsRelease> | undefined, CheckStatus][] = [
+const kernelCases: [string, CvmRuntime, ReturnType<typeof parseOsRelease> | undefined, CheckStatus][] = [
   ["4.19.112+", "userns", debian, "fail"],
   ["5.4.0-1049-gke", "userns", ubuntu("20.04"), "pass"],
   ["5.4.0-1049-gke", "sysbox", ubuntu("20.04"), "pass"],
@@ -65,6 +65,18 @@ for (const [release, runtime, os, status] of kernelCases) {
     expect(verdict, status, new RegExp(release.replace(/[.+]/g, "\\$&")));
   });
 }
+
+test("foreign architectures: a binfmt_misc per CVM from 6.7; before, a warning says why and what to do", () => {
+  expect(judgeBinfmtMisc("6.18.44-fc-v857"), "pass", /each CVM has a binfmt_misc of its own \(kernel 6\.18\.44/);
+  expect(judgeBinfmtMisc("6.7.0"), "pass");
+  expect(
+    judgeBinfmtMisc("6.1.0-13-cloud-amd64"),
+    "warn",
+    /kernel 6\.1\.0-13-cloud-amd64 has one binfmt_misc for the whole node/,
+    /Run kernel 6\.7 or newer/,
+  );
+  expect(judgeBinfmtMisc("not-a-kernel"), "warn");
+});
 
 test("an old kernel fails with the minimum it needs and how to get there", () => {
   expect(
@@ -202,9 +214,9 @@ test("the engine: reachable and recent, old, unreachable", () => {
 });
 
 test("the isolation runtime: auto picks sysbox only when sysbox-runc is registered", () => {
-  assert.equal(resolveRuntime("auto", engine), "userns");
-  assert.equal(resolveRuntime("auto", withSysbox), "sysbox");
-  assert.equal(resolveRuntime("sysbox", engine), "sysbox");
+  assert.equal(resolveRuntime("auto", engine.runtimes), "userns");
+  assert.equal(resolveRuntime("auto", withSysbox.runtimes), "sysbox");
+  assert.equal(resolveRuntime("sysbox", engine.runtimes), "sysbox");
   expect(judgeIsolationRuntime(engine, { choice: "sysbox", runtime: "sysbox" }), "fail", /not registered/, /sysbox/);
   expect(
     judgeIsolationRuntime(withSysbox, { choice: "sysbox", runtime: "sysbox" }),
@@ -226,7 +238,7 @@ test("AppArmor and SELinux", () => {
 
 test("AppArmor enforcing without cvm's profile fails unless the supervisor can load it; with it, passes", () => {
   const on = { apparmorEnabled: "Y", apparmorProfiles: profiles, apparmorParser: "/sbin/apparmor_parser" };
-  expect(judgeAppArmorProfile({}), "pass", /AppArmor is off/);
+  expect(judgeAppArmorProfile({}), "not-applicable", /AppArmor is off, so no profile is needed/);
   expect(
     judgeAppArmorProfile({ ...on, apparmorParser: undefined }),
     "fail",

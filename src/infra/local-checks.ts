@@ -7,15 +7,28 @@
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import type { CheckResult, CheckStatus } from "../api/contract.js";
+import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { RuntimeChoice } from "../core/settings.js";
+import { defaultDockerHost, dockerHostOf } from "../docker/index.js";
 import { apparmorProfileName } from "../supervisor/apparmor.js";
-import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
+import { binfmtNote, binfmtPerUserNamespace, binfmtPerUserNamespaceSince } from "../supervisor/multi-arch.js";
+import {
+  type AnyCheck,
+  defineCheck,
+  fail,
+  notApplicable,
+  type OnCheckProgress,
+  pass,
+  runChecks,
+  severity,
+  type Verdict,
+  warn,
+} from "./check.js";
 import {
   type AppArmorProfileEvidence,
   type CgroupEvidence,
   type DelegationAttempt,
   type DiskEvidence,
-  defaultDockerHost,
   type EngineEvidence,
   type OsRelease,
   type OverlayAttempt,
@@ -37,14 +50,11 @@ import {
 } from "./host-evidence.js";
 import { atLeast, parseVersion, type Version, version } from "./versions.js";
 
-/** The isolation runtime a CVM would get: the settings' choice, with `auto` resolved against the engine. */
-export type IsolationRuntime = "sysbox" | "userns";
-
 export interface LocalContext {
   choice: RuntimeChoice;
   /** The server's data directory, where cvm's own isolated engine keeps its images. */
   dataDir?: string;
-  runtime: IsolationRuntime;
+  runtime: CvmRuntime;
   engine: EngineEvidence;
   os?: OsRelease;
 }
@@ -56,18 +66,12 @@ export const cvmAppArmorProfile = apparmorProfileName;
 export const remapUser = "dockremap";
 const remapRangeNeeded = 65536;
 
-/** `auto` takes sysbox when the engine has sysbox-runc registered, and the built-in runtime otherwise. */
-export function resolveRuntime(choice: RuntimeChoice, engine: EngineEvidence): IsolationRuntime {
-  if (choice !== "auto") return choice;
-  return engine.runtimes?.includes("sysbox-runc") ? "sysbox" : "userns";
-}
-
 const isUbuntu = (os?: OsRelease) => os?.id === "ubuntu";
 
 // ---------------------------------------------------------------- kernel
 
 interface KernelRule {
-  runtime: IsolationRuntime;
+  runtime: CvmRuntime;
   /** Matches the node's OS; the first rule that matches decides. */
   os: (os?: OsRelease) => boolean;
   minimum: Version;
@@ -99,11 +103,11 @@ export const kernelRules: KernelRule[] = [
   { runtime: "userns", os: () => true, minimum: version("5.4"), why: "CVMs (the seed's minimum)" },
 ];
 
-export function kernelMinimum(runtime: IsolationRuntime, os?: OsRelease): KernelRule {
+export function kernelMinimum(runtime: CvmRuntime, os?: OsRelease): KernelRule {
   return kernelRules.find((rule) => rule.runtime === runtime && rule.os(os))!;
 }
 
-export function judgeKernel(release: string, runtime: IsolationRuntime, os?: OsRelease): Verdict {
+export function judgeKernel(release: string, runtime: CvmRuntime, os?: OsRelease): Verdict {
   const rule = kernelMinimum(runtime, os);
   const minimum = `${rule.minimum.major}.${rule.minimum.minor}`;
   const evidence = `kernel release ${release}; ${rule.why} needs ${minimum} or newer`;
@@ -113,6 +117,18 @@ export function judgeKernel(release: string, runtime: IsolationRuntime, os?: OsR
     return fail(evidence, `Upgrade the node's kernel to ${minimum} or newer (on Ubuntu: the HWE kernel).`);
   }
   return pass(evidence);
+}
+
+// ---------------------------------------------------------------- foreign architectures
+
+/** Whether CVMs can register qemu-user handlers of their own: a warning, not a failure, as CVMs work without. */
+export function judgeBinfmtMisc(release: string): Verdict {
+  const since = `${binfmtPerUserNamespaceSince.major}.${binfmtPerUserNamespaceSince.minor}`;
+  if (binfmtPerUserNamespace(release)) return pass(binfmtNote(true, release).replace("the CVM has", "each CVM has"));
+  return warn(
+    binfmtNote(false, release),
+    `Run kernel ${since} or newer for arm64 and other foreign images in CVMs, or register qemu-user-static handlers with the F flag on the node itself (they then apply to every CVM).`,
+  );
 }
 
 // ---------------------------------------------------------------- OS
@@ -154,7 +170,7 @@ export const sysboxOsRules: SysboxOsRule[] = [
   },
 ];
 
-export function judgeOs(os: OsRelease | undefined, runtime: IsolationRuntime): Verdict {
+export function judgeOs(os: OsRelease | undefined, runtime: CvmRuntime): Verdict {
   if (!os) {
     const evidence = "neither /etc/os-release nor /usr/lib/os-release exists";
     return runtime === "sysbox"
@@ -235,8 +251,6 @@ function judgeOneIdFile(file: string, ranges: SubordinateRange[] | undefined): V
   return pass(evidence);
 }
 
-const severity = { pass: 0, warn: 1, fail: 2 } as const;
-
 export function judgeSubordinateIds(e: SubordinateIdEvidence): Verdict {
   const verdicts = [judgeOneIdFile("/etc/subuid", e.subuid), judgeOneIdFile("/etc/subgid", e.subgid)];
   const worst = verdicts.reduce((a, b) => (severity[b.status] > severity[a.status] ? b : a));
@@ -309,7 +323,7 @@ export function judgeEngine(e: EngineEvidence): Verdict {
   if (e.error !== undefined) {
     return fail(
       `${e.host}: ${e.error}`,
-      "Start the Docker engine, or point cvm at it with --docker-host (unix:///var/run/docker.sock by default).",
+      `Start the Docker engine, or point cvm at it with --docker-host (${defaultDockerHost} by default).`,
     );
   }
   const evidence = `${e.host}: Docker Engine ${e.version} (API ${e.apiVersion}); runtimes ${e.runtimes?.join(", ")}; default ${e.defaultRuntime}; cgroup ${e.cgroupDriver} v${e.cgroupVersion}; data root ${e.dockerRootDir}`;
@@ -346,7 +360,7 @@ export function securityModuleWords(e: SecurityModuleEvidence): string {
   ].join("; ");
 }
 
-export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: IsolationRuntime): Verdict {
+export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: CvmRuntime): Verdict {
   const evidence = securityModuleWords(e);
   if (apparmorOn(e) && !e.apparmorParser) {
     return fail(
@@ -364,7 +378,7 @@ export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: Isolatio
 }
 
 export function judgeAppArmorProfile(e: AppArmorProfileEvidence): Verdict {
-  if (!apparmorOn(e)) return pass(`${securityModuleWords(e)}; AppArmor is off, so no profile is needed`);
+  if (!apparmorOn(e)) return notApplicable(`${securityModuleWords(e)}; AppArmor is off, so no profile is needed`);
   if (e.apparmorProfiles === undefined) {
     return warn(
       "AppArmor is enabled but /sys/kernel/security/apparmor/profiles cannot be read",
@@ -429,6 +443,13 @@ export const localChecks: AnyCheck<LocalContext>[] = [
     title: "Kernel version",
     read: async () => readKernelRelease(),
     judge: (release, context) => judgeKernel(release, context.runtime, context.os),
+  }),
+  defineCheck({
+    id: "binfmt-misc",
+    title: "Foreign architectures in CVMs (binfmt_misc per user namespace)",
+    applies: forUserns,
+    read: async () => readKernelRelease(),
+    judge: (release) => judgeBinfmtMisc(release),
   }),
   defineCheck({
     id: "os",
@@ -518,14 +539,14 @@ export interface LocalCheckOptions {
   dockerHost?: string;
 }
 
-export async function runLocalChecks(options: LocalCheckOptions): Promise<CheckResult[]> {
-  const engine = await readEngine(options.dockerHost ?? process.env.DOCKER_HOST ?? defaultDockerHost);
+export async function runLocalChecks(options: LocalCheckOptions, onProgress?: OnCheckProgress): Promise<CheckResult[]> {
+  const engine = await readEngine(dockerHostOf(options.dockerHost));
   const context: LocalContext = {
     choice: options.choice,
     dataDir: options.dataDir,
-    runtime: resolveRuntime(options.choice, engine),
+    runtime: resolveRuntime(options.choice, engine.runtimes),
     engine,
     os: await readOsRelease(),
   };
-  return runChecks(localChecks, context);
+  return runChecks(localChecks, context, onProgress);
 }

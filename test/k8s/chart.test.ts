@@ -14,9 +14,9 @@ import { promisify } from "node:util";
 import { CoreV1Api, KubeConfig, type KubernetesObject, KubernetesObjectApi } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { parseAllDocuments } from "yaml";
-import { defaultSettings } from "../../src/core/settings.js";
 import { createKubernetesProvider } from "../../src/providers/kubernetes/index.js";
 import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import {
   binaryPath,
   createTestNamespace,
@@ -79,6 +79,7 @@ describe("the Helm chart on a real API server", {
       "Role",
       "RoleBinding",
       "Secret",
+      "Secret",
       "Service",
       "ServiceAccount",
     ]);
@@ -92,6 +93,14 @@ describe("the Helm chart on a real API server", {
     assert.ok(server.args.includes(`--namespace=${namespace}`));
     const postgres = server.env.find((e) => e.name === "CVM_POSTGRES_URL");
     assert.ok(postgres?.valueFrom, "the PostgreSQL URL comes from a Secret, not a value");
+    // The key that seals stored secrets: a Secret the chart made, 32 random bytes, kept on uninstall.
+    const secretKey = server.env.find((e) => e.name === "CVM_SECRET_KEY");
+    const keySecret = rendered.find((o) => o.kind === "Secret" && o.metadata?.name?.endsWith("-secret-key")) as
+      | (KubernetesObject & { data: Record<string, string> })
+      | undefined;
+    assert.deepEqual(secretKey?.valueFrom, { secretKeyRef: { name: keySecret?.metadata?.name, key: "key" } });
+    assert.equal(Buffer.from(Buffer.from(keySecret?.data.key ?? "", "base64").toString(), "base64").length, 32);
+    assert.equal(keySecret?.metadata?.annotations?.["helm.sh/resource-policy"], "keep");
   });
 
   test("the defaults name the images `npm run images -- server supervisor` builds, at the chart's version", async () => {
@@ -140,35 +149,16 @@ describe("the Helm chart on a real API server", {
       stopTimeoutSeconds: 5,
     });
     try {
-      const at = new Date().toISOString();
-      const environment = {
-        id: newId("env"),
+      const environment = fixtures.environment({
         name: "chart-rbac",
         image: "127.0.0.1:5000/cvm-test/ubuntu-systemd-docker:latest",
         cvm: true,
-        cpu: 1,
-        memoryGiB: 1,
-        diskGiB: 1,
-        ownerId: "usr_chart",
-        ownerEmail: "ada@example.com",
-        state: "queued" as const,
-        runtime: "userns" as const,
-        systemd: "unknown" as const,
-        failedUnits: [],
-        docker: "unknown" as const,
         buildId: newId("bld"),
-        timeline: [],
-        createdAt: at,
-        updatedAt: at,
-        version: 1,
-      };
-      const context = {
-        settings: { ...defaultSettings, cvmEnabled: true },
+      });
+      const context = fixtures.recordingContext({
+        settings: fixtures.settings({ cvmEnabled: true }),
         credentials: { username: "ada", password: "pw" },
-        log: async () => {},
-        enter: async () => {},
-        signal: new AbortController().signal,
-      };
+      });
       assert.equal((await provider.build(environment, context)).running, true, "create");
       await provider.stop(environment, 5);
       assert.equal((await provider.start({ ...environment, buildId: newId("bld") }, context)).running, true, "start");

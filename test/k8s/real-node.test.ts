@@ -150,7 +150,17 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     const service = await core.readNamespacedService({ name: "cvm", namespace });
     url = `http://${service.spec?.clusterIP}:${service.spec?.ports?.[0].port}`;
     admin = new CvmClient({ baseUrl: url });
-    admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
+    // The setup code, where the chart's notes say to find it: the server's log.
+    const [serverPod] = (
+      await core.listNamespacedPod({
+        namespace,
+        labelSelector: "app.kubernetes.io/instance=cvm,app.kubernetes.io/name=cvm",
+      })
+    ).items;
+    const serverLog = await core.readNamespacedPodLog({ name: serverPod?.metadata?.name ?? "", namespace });
+    const setupCode = /first-run setup code: (\S+)/.exec(serverLog)?.[1];
+    assert.ok(setupCode, `the server's log names the first-run setup code:\n${serverLog.slice(0, 2000)}`);
+    admin.token = (await admin.createFirstAdmin({ setupCode, email: "admin@example.com", password })).token;
   });
 
   after(async () => {

@@ -1,7 +1,8 @@
 /**
  * The kubernetes provider: one Pod per environment in the installation's
- * namespace, beside the environment's home claim and its Secret (registry
- * credentials and the supervisor's report token). A CVM's Pod runs
+ * namespace, beside the environment's home claim and, when it has registry
+ * credentials, its Secret; the supervisor reports with its Pod's own projected
+ * service-account token (report-token.ts). A CVM's Pod runs
  * `cvm supervisor`, the same code that supervises CVMs on one machine; a
  * standard environment's Pod runs the image itself.
  *
@@ -12,8 +13,14 @@
  */
 
 import type { KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { CoreV1Api, KubeConfig, OpenidApi, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  type KubeConfig,
+  OpenidApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Environment, EnvironmentState, RegistryCredentials } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
@@ -27,11 +34,26 @@ import type {
   SupervisorReport,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
+import {
+  apiClient,
+  apiMessage,
+  clusterRefusal,
+  defaultNamespace,
+  isConflict,
+  isNotFound,
+  loadKubeConfig,
+} from "../../kubernetes/index.js";
+import { podDefaults } from "../../supervisor/pod-contract.js";
 import type { ProviderOptions } from "../index.js";
-import { apiClient } from "./api-client.js";
 import { startExec } from "./exec-session.js";
-import { apiMessage, clusterRefusal, isConflict, isNotFound } from "./kube-errors.js";
-import { annotations, environmentContainer, labels, objectNames, supervisorContainer } from "./names.js";
+import {
+  annotations,
+  environmentContainer,
+  installationSelector,
+  labels,
+  objectNames,
+  supervisorContainer,
+} from "./names.js";
 import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
 import { podView } from "./pod-state.js";
 import { PodWatch } from "./pod-watch.js";
@@ -64,31 +86,11 @@ export interface KubernetesProviderOptions extends ProviderOptions {
 /** What lets a waiting build finish goes first when many queue (500 creates at once). */
 const urgentRequests = new Set(["createNamespacedPod", "deleteNamespacedPod", "readNamespacedSecret"]);
 
-const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const buildStates = ["pulling", "creating", "starting"] as const;
 type BuildStage = (typeof buildStates)[number];
 
-function loadConfig(kubeconfig: string | undefined): KubeConfig {
-  const config = new KubeConfig();
-  if (kubeconfig) config.loadFromFile(kubeconfig);
-  else config.loadFromCluster();
-  return config;
-}
-
-function defaultNamespace(options: KubernetesProviderOptions): string {
-  if (options.namespace) return options.namespace;
-  if (!options.kubeconfig) {
-    try {
-      return readFileSync(inClusterNamespaceFile, "utf8").trim();
-    } catch {
-      // not in a cluster: fall through
-    }
-  }
-  return "cvm";
-}
-
 export async function createKubernetesProvider(options: KubernetesProviderOptions): Promise<KubernetesProvider> {
-  const provider = new KubernetesProvider(loadConfig(options.kubeconfig), defaultNamespace(options), options);
+  const provider = new KubernetesProvider(loadKubeConfig(options.kubeconfig), defaultNamespace(options), options);
   await provider.connect();
   return provider;
 }
@@ -120,7 +122,7 @@ export class KubernetesProvider implements Provider {
     this.core = this.limited(apiClient(config, CoreV1Api));
     this.openid = apiClient(config, OpenidApi);
     this.logger = options.logger.child({ provider: "kubernetes", namespace });
-    this.watch = new PodWatch(config, namespace, this.logger);
+    this.watch = new PodWatch(config, namespace, this.logger, installationSelector(options.installationId));
   }
 
   /** The API client, every call of which waits its turn in the limiter. */
@@ -158,12 +160,17 @@ export class KubernetesProvider implements Provider {
     return this.watch.restarts;
   }
 
+  /** How long a Pod gets to stop cleanly: its grace period, and how long stop and delete wait for it. */
+  private get stopTimeoutSeconds(): number {
+    return this.options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds;
+  }
+
   private podOptions(discardDockerData: boolean, registrySecret: boolean): PodOptions {
     return {
       registrySecret,
       supervisorImage: this.options.supervisorImage ?? process.env.CVM_SUPERVISOR_IMAGE,
       serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? this.options.serverUrl,
-      stopTimeoutSeconds: this.options.stopTimeoutSeconds ?? 30,
+      stopTimeoutSeconds: this.stopTimeoutSeconds,
       discardDockerData,
       insecureRegistries:
         this.options.insecureRegistries ?? (process.env.CVM_INSECURE_REGISTRIES ?? "").split(",").filter(Boolean),
@@ -298,7 +305,7 @@ export class KubernetesProvider implements Provider {
     settings: InfrastructureSettings,
     { discard, registrySecret }: { discard: boolean; registrySecret: boolean },
   ) {
-    const pod = environmentPodSpec(environment, settings, this.podOptions(discard, registrySecret));
+    const pod = environmentPodSpec(this.labeled(environment), settings, this.podOptions(discard, registrySecret));
     try {
       await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
     } catch (error) {
@@ -327,7 +334,7 @@ export class KubernetesProvider implements Provider {
   private async ensureSecret(environment: Environment, credentials: RegistryCredentials | undefined): Promise<boolean> {
     if (!credentials) return false;
     const name = objectNames(environment.id).secret;
-    const body = environmentSecretSpec(environment, credentials);
+    const body = environmentSecretSpec(this.labeled(environment), credentials);
     try {
       await this.core.createNamespacedSecret({ namespace: this.namespace, body });
     } catch (error) {
@@ -348,7 +355,7 @@ export class KubernetesProvider implements Provider {
     try {
       await this.core.createNamespacedPersistentVolumeClaim({
         namespace: this.namespace,
-        body: homeClaimSpec(environment, storageClass || undefined),
+        body: homeClaimSpec(this.labeled(environment), storageClass || undefined),
       });
       return false;
     } catch (error) {
@@ -393,7 +400,7 @@ export class KubernetesProvider implements Provider {
 
   async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
     const names = objectNames(environment.id);
-    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    await this.deletePodAndWait(environment.id, this.stopTimeoutSeconds);
     await this.deleteIgnoringMissing(`Secret ${names.secret}`, () =>
       this.core.deleteNamespacedSecret({ name: names.secret, namespace: this.namespace }),
     );
@@ -406,7 +413,7 @@ export class KubernetesProvider implements Provider {
   }
 
   async discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void> {
-    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    await this.deletePodAndWait(environment.id, this.stopTimeoutSeconds);
     this.reports.delete(environment.id);
     if (options.keepDockerData) return;
     // One claim holds home and the inner Docker's data: the next supervisor empties the latter.
@@ -485,8 +492,17 @@ export class KubernetesProvider implements Provider {
     });
   }
 
-  /** Removes an orphan's Pod and Secret; its claim (someone's home) stays for an admin to judge. */
+  /** The environment as the object specs take it: with the installation every object is labeled with. */
+  private labeled(environment: Environment): Environment & { installationId?: string } {
+    return { ...environment, installationId: this.options.installationId };
+  }
+
+  /**
+   * Removes an orphan's Pod and Secret; its claim (someone's home) stays for
+   * an admin to judge. Only a Pod of this installation's (the watch holds no other).
+   */
   async removeWorkload(ref: string): Promise<void> {
+    if (!this.watch.all().some((pod) => pod.metadata?.name === ref)) return;
     await this.deleteIgnoringMissing(`Pod ${ref}`, () =>
       this.core.deleteNamespacedPod({ name: ref, namespace: this.namespace, gracePeriodSeconds: 0 }),
     );

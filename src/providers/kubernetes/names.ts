@@ -6,6 +6,8 @@
 
 export const labels = {
   managed: "dev.cvm/managed",
+  /** The installation (its store's id) that made the object: a second installation in the namespace leaves it be. */
+  installation: "dev.cvm/installation",
   environment: "dev.cvm/environment",
   build: "dev.cvm/build",
   kind: "dev.cvm/kind",
@@ -19,8 +21,13 @@ export const annotations = {
   discardDockerData: "dev.cvm/discard-docker-data",
 } as const;
 
-/** Selects every object cvm manages in its namespace. */
+/** Selects every object cvm manages in its namespace, whichever installation made it. */
 export const managedSelector = `${labels.managed}=true`;
+
+/** Selects the objects of one installation (without an id, a test's or tool's own provider: every cvm object). */
+export function installationSelector(installationId: string | undefined): string {
+  return installationId ? `${managedSelector},${labels.installation}=${installationId}` : managedSelector;
+}
 
 /** Environment ids (`env_<hex>`) are not DNS labels; names use a dash instead. */
 function base(environmentId: string): string {
@@ -37,25 +44,6 @@ export function objectNames(environmentId: string): ObjectNames {
   const name = base(environmentId);
   return { pod: name, claim: `${name}-home`, secret: name };
 }
-
-/** Where things sit inside the supervisor container. */
-export const supervisorPaths = {
-  home: "/var/lib/cvm/volumes/home",
-  dockerData: "/var/lib/cvm/volumes/docker",
-  runtime: "/var/lib/cvm/runtime",
-  /** Written by the supervisor once the environment is ready; the readiness probe looks for it. */
-  ready: "/var/lib/cvm/runtime/ready",
-  /** The environment's Secret (registry credentials), when it has one. */
-  secrets: "/var/run/secrets/cvm",
-  /** The Pod's projected service-account token for cvm's audience (report-token.ts), renewed by the kubelet. */
-  reportToken: "/var/run/secrets/cvm-report/token",
-} as const;
-
-/** Keys of the environment's Secret, which exists only when the environment has registry credentials. */
-export const secretKeys = {
-  /** Registry credentials, in the format kubelets and engines read. */
-  registryAuth: ".dockerconfigjson",
-} as const;
 
 export const supervisorContainer = "supervisor";
 export const environmentContainer = "environment";

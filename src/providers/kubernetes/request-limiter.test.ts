@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ApiException } from "@kubernetes/client-node";
-import { isBrokenConnection } from "./kube-errors.js";
+import { isBrokenConnection } from "../../kubernetes/index.js";
 import { RequestLimiter } from "./request-limiter.js";
 
 const premature = () =>

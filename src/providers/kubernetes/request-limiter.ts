@@ -7,7 +7,7 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { isBrokenConnection, statusOf } from "./kube-errors.js";
+import { isBrokenConnection, statusOf } from "../../kubernetes/index.js";
 
 export class RequestLimiter {
   private active = 0;

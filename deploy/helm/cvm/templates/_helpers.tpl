@@ -62,3 +62,7 @@ reach the server without cluster DNS.
 {{- $env := include "cvm.fullname" . | upper | replace "-" "_" -}}
 {{- printf "http://$(%s_SERVICE_HOST):$(%s_SERVICE_PORT)" $env $env -}}
 {{- end -}}
+
+{{- define "cvm.secretKeySecret" -}}
+{{- default (printf "%s-secret-key" (include "cvm.fullname" .)) .Values.secretKey.existingSecret -}}
+{{- end -}}

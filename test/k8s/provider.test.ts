@@ -225,7 +225,9 @@ describe("kubernetes provider on a real API server", { skip: unavailable, timeou
 
   test("stop deletes the Pod and keeps claim and Secret; start makes a new Pod; rebuild keeps home; delete removes everything", async () => {
     const env = environment();
-    await provider.build(env, recorder().context);
+    // With registry credentials, so the environment has a Secret (without, it has none).
+    const credentials = { username: "ada", password: "pw" };
+    await provider.build(env, recorder(credentials).context);
     const first = await pod(env.id);
 
     await provider.stop(env, 5);
@@ -235,7 +237,7 @@ describe("kubernetes provider on a real API server", { skip: unavailable, timeou
     assert.equal((await provider.observe(env)).exists, false);
 
     const started = { ...env, buildId: newId("bld") };
-    assert.equal((await provider.start(started, recorder().context)).running, true);
+    assert.equal((await provider.start(started, recorder(credentials).context)).running, true);
     const second = await pod(env.id);
     assert.notEqual(second?.metadata?.uid, first?.metadata?.uid, "start made a new Pod");
     assert.equal(second?.metadata?.labels?.["dev.cvm/build"], started.buildId);
@@ -247,7 +249,7 @@ describe("kubernetes provider on a real API server", { skip: unavailable, timeou
     assert.equal(marked.metadata?.uid, claimUid, "rebuild keeps the home claim");
     assert.equal(marked.metadata?.annotations?.["dev.cvm/discard-docker-data"], "true");
     const rebuilt = { ...env, buildId: newId("bld") };
-    await provider.build(rebuilt, recorder().context);
+    await provider.build(rebuilt, recorder(credentials).context);
     const third = await pod(env.id);
     const discardVar = third?.spec?.containers[0].env?.find((e) => e.name === "CVM_DISCARD_DOCKER_DATA");
     assert.equal(discardVar?.value, "true", "the rebuilt supervisor empties the inner Docker's data");

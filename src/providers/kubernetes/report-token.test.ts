@@ -9,6 +9,8 @@ const jwks = JSON.stringify({
   keys: [{ ...publicKey.export({ format: "jwk" }), kid: "k1", use: "sig", alg: "RS256" }],
 });
 const keys = keysFromJwks(jwks);
+// What the Kubernetes client hands over: the document already parsed.
+assert.deepEqual([...keysFromJwks(JSON.parse(jwks)).keys()], [...keys.keys()]);
 const now = 1_800_000_000;
 
 /** A token as the kubelet's TokenRequest mints it for a Pod. */

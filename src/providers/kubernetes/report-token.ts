@@ -86,9 +86,14 @@ export function verifyReportToken(
   }
 }
 
-/** The issuer's signing keys by key id, from its JWKS document. */
-export function keysFromJwks(document: string): Map<string | undefined, KeyObject> {
-  const { keys } = JSON.parse(document) as { keys?: (JsonWebKey & { kid?: string; use?: string })[] };
+/**
+ * The issuer's signing keys by key id, from its JWKS document: the text, or
+ * the object @kubernetes/client-node makes of it (its typing says string, but
+ * it parses the JSON it receives).
+ */
+export function keysFromJwks(document: string | object): Map<string | undefined, KeyObject> {
+  const parsed = typeof document === "string" ? JSON.parse(document) : document;
+  const { keys } = parsed as { keys?: (JsonWebKey & { kid?: string; use?: string })[] };
   const byId = new Map<string | undefined, KeyObject>();
   for (const jwk of keys ?? []) {
     if (jwk.use && jwk.use !== "sig") continue;

@@ -5,6 +5,9 @@
  * plane; and the memory of the process holding the provider at 500. Then one
  * CVM on a real node against a bare Pod of its image (real-node.ts).
  *
+ * Each part starts on an emptied cluster (emptyCluster), so no part pays for
+ * the Pods, claims and volumes of the one before.
+ *
  * The provider runs in its own Node process (bench/k8s/provider-load.ts), as
  * the server would, so its RSS is the provider's and not this harness's.
  */
@@ -12,7 +15,7 @@
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, openSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -101,6 +104,35 @@ async function bareAllRunning(
   const seconds = (performance.now() - begun) / 1000;
   await informer.stop();
   return seconds;
+}
+
+/**
+ * Deletes a part's namespace and waits until it, its Pods and the volumes its
+ * claims were given are gone: each part starts on the same empty cluster, so
+ * a later part does not pay for the objects of an earlier one.
+ */
+async function emptyCluster(
+  kube: Awaited<ReturnType<typeof startKube>>,
+  namespace: string,
+  log: (line: string) => void,
+): Promise<void> {
+  const core = apiClient(kube.config(), CoreV1Api);
+  const begun = performance.now();
+  await core.deleteNamespace({ name: namespace });
+  const deadline = Date.now() + 10 * 60_000;
+  while (Date.now() < deadline) {
+    const gone = await core.readNamespace({ name: namespace }).then(
+      () => false,
+      () => true,
+    );
+    const volumes = (await core.listPersistentVolume()).items.length;
+    if (gone && volumes === 0) {
+      log(`emptied ${namespace} in ${((performance.now() - begun) / 1000).toFixed(1)} s`);
+      return;
+    }
+    await sleep(1000);
+  }
+  throw new Error(`namespace ${namespace} and its volumes were not gone within 10 minutes`);
 }
 
 /** The RSS of a process, from the kernel's own accounting. */
@@ -207,6 +239,11 @@ async function serverLoad(
 export async function run(context?: BenchContext): Promise<BenchResult[]> {
   const log = context?.log ?? ((line: string) => console.log(line));
   const part = process.env.CVM_BENCH_K8S ?? "all";
+  log(
+    `load average at the start: ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
   const results: BenchResult[] = [];
   if (part !== "real-node") results.push(...(await kwokFigures(log, context)));
   if (part !== "kwok") {
@@ -232,19 +269,20 @@ async function kwokFigures(log: (line: string) => void, context?: BenchContext):
     podsPerNode: 700,
   });
   try {
-    await createTestNamespace(kube, "bench-bare");
-    await createTestNamespace(kube, "bench-claims");
-    await createTestNamespace(kube, "bench-cvm", { "pod-security.kubernetes.io/enforce": "privileged" });
-
     log(`creating ${count} bare Pods through the API`);
+    await createTestNamespace(kube, "bench-bare");
     const bareSeconds = await bareAllRunning(kube, "bench-bare");
     log(`bare Pods: all ${count} running in ${bareSeconds.toFixed(1)} s`);
+    await emptyCluster(kube, "bench-bare", log);
 
     log(`creating ${count} bare Pods, each with its own claim, through the API`);
+    await createTestNamespace(kube, "bench-claims");
     const claimsSeconds = await bareAllRunning(kube, "bench-claims", true);
     log(`bare Pods with claims: all ${count} running in ${claimsSeconds.toFixed(1)} s`);
+    await emptyCluster(kube, "bench-claims", log);
 
     log(`creating ${count} environments through cvm's kubernetes provider`);
+    await createTestNamespace(kube, "bench-cvm", { "pod-security.kubernetes.io/enforce": "privileged" });
     const { stdout, stderr } = await execFileAsync(
       process.execPath,
       ["--import", "tsx", join(import.meta.dirname, "provider-load.ts"), kube.kubeconfig, "bench-cvm", String(count)],
@@ -256,6 +294,7 @@ async function kwokFigures(log: (line: string) => void, context?: BenchContext):
       `cvm: ${load.running} of ${count} running in ${load.seconds.toFixed(1)} s; provider process RSS ${load.rssMiB.toFixed(0)} MiB`,
     );
     if (load.running !== count) throw new Error(`only ${load.running} of ${count} environments reached running`);
+    await emptyCluster(kube, "bench-cvm", log);
 
     await createTestNamespace(kube, "bench-server", { "pod-security.kubernetes.io/enforce": "privileged" });
     log(`creating ${count} environments through a cvm server (--provider kubernetes) over its API`);
@@ -267,22 +306,32 @@ async function kwokFigures(log: (line: string) => void, context?: BenchContext):
 
     const ratio = load.seconds / bareSeconds;
     const serverRatio = served.seconds / bareSeconds;
+    // Where the time goes, each step the difference to the one before it.
+    log(
+      `where the time goes: Pods ${bareSeconds.toFixed(1)} s; + a claim each ${(claimsSeconds - bareSeconds).toFixed(1)} s; + cvm's provider ${(load.seconds - claimsSeconds).toFixed(1)} s; + the server's API and store ${(served.seconds - load.seconds).toFixed(1)} s`,
+    );
+    log(
+      `load average after the kwok part: ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" ")}`,
+    );
     return [
       {
-        name: `${count} environments through cvm server to running (kwok)`,
-        value: served.seconds,
-        unit: "s",
-        baseline: `${count} bare Pods through the API: ${bareSeconds.toFixed(1)} s`,
-        ratio: serverRatio,
-        target: "<= 2x bare Pods",
-        pass: serverRatio <= 2,
-      },
-      {
-        name: `${count} environments through cvm server vs Pods with claims`,
+        // The fair baseline (issue 10): a CVM needs its home, so each bare Pod has a claim too.
+        name: `${count} environments through cvm server to running, vs Pods with claims (kwok)`,
         value: served.seconds,
         unit: "s",
         baseline: `${count} bare Pods with a claim each: ${claimsSeconds.toFixed(1)} s`,
         ratio: served.seconds / claimsSeconds,
+        target: "<= 1.3x Pods with claims",
+        pass: served.seconds / claimsSeconds <= 1.3,
+      },
+      {
+        name: `${count} environments through cvm server vs bare Pods`,
+        value: served.seconds,
+        unit: "s",
+        baseline: `${count} bare Pods through the API: ${bareSeconds.toFixed(1)} s`,
+        ratio: serverRatio,
       },
       {
         name: `cvm server RSS at ${count} environments`,
@@ -299,8 +348,6 @@ async function kwokFigures(log: (line: string) => void, context?: BenchContext):
         unit: "s",
         baseline: `${count} bare Pods through the API: ${bareSeconds.toFixed(1)} s`,
         ratio,
-        target: "<= 2x bare Pods",
-        pass: ratio <= 2,
       },
       {
         // Each environment has its home claim; this isolates cvm's own cost from the cluster's storage pipeline.

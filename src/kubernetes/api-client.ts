@@ -41,6 +41,19 @@ async function sharedAgent(config: KubeConfig): Promise<Agent> {
   return agent;
 }
 
+/**
+ * Closes the idle connections kept for `config`: after one broke under a
+ * request, the others in the pool were made at the same time and have likely
+ * gone the same way (a proxy or NAT on the path forgot them), so the next try
+ * opens a fresh one rather than drawing another dead one.
+ */
+export async function dropIdleConnections(config: KubeConfig): Promise<void> {
+  const agent = await agents.get(config);
+  for (const sockets of Object.values(agent?.freeSockets ?? {})) {
+    for (const socket of sockets ?? []) socket.destroy();
+  }
+}
+
 export function apiClient<T>(config: KubeConfig, api: new (configuration: Configuration) => T): T {
   const cluster = config.getCurrentCluster();
   if (!cluster) throw new Error("the kubeconfig names no current cluster");

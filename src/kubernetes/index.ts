@@ -4,6 +4,6 @@
  * clients that keep their connections) and to read its refusals.
  */
 
-export { apiClient } from "./api-client.js";
+export { apiClient, dropIdleConnections } from "./api-client.js";
 export { apiMessage, clusterRefusal, isBrokenConnection, isConflict, isNotFound, statusOf } from "./errors.js";
 export { defaultNamespace, loadKubeConfig } from "./kubeconfig.js";

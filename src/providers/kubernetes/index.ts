@@ -39,6 +39,7 @@ import {
   apiMessage,
   clusterRefusal,
   defaultNamespace,
+  dropIdleConnections,
   isConflict,
   isNotFound,
   loadKubeConfig,
@@ -112,13 +113,14 @@ export class KubernetesProvider implements Provider {
   private jwks?: { keys: Map<string | undefined, KeyObject>; readAt: number };
   private readonly reports = new Map<string, SupervisorReport>();
   private readonly live = new Map<string, LiveBuild>();
-  private readonly limiter = new RequestLimiter();
+  private readonly limiter: RequestLimiter;
 
   constructor(
     readonly config: KubeConfig,
     readonly namespace: string,
     private readonly options: KubernetesProviderOptions,
   ) {
+    this.limiter = new RequestLimiter(32, () => dropIdleConnections(config));
     this.core = this.limited(apiClient(config, CoreV1Api));
     this.openid = apiClient(config, OpenidApi);
     this.logger = options.logger.child({ provider: "kubernetes", namespace });

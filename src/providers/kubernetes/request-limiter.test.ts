@@ -17,8 +17,11 @@ test("a broken connection is told apart from the API server's answer", () => {
   assert.equal(isBrokenConnection(new Error("the Pod is pending")), false);
 });
 
-test("a request that may be repeated is tried again when its connection broke; a create is not", async () => {
-  const limiter = new RequestLimiter();
+test("a request that may be repeated is tried again when its connection broke, on a fresh connection; a create is not", async () => {
+  let dropped = 0;
+  const limiter = new RequestLimiter(32, async () => {
+    dropped++;
+  });
   let deletes = 0;
   const result = await limiter.run(
     async () => {
@@ -31,6 +34,7 @@ test("a request that may be repeated is tried again when its connection broke; a
   );
   assert.equal(result, "deleted");
   assert.equal(deletes, 2);
+  assert.equal(dropped, 1, "the idle connections are dropped before the retry");
 
   let creates = 0;
   await assert.rejects(

@@ -3,7 +3,9 @@
  * flight (a burst of creates queues here rather than at the API server's
  * inflight limit), a request the server throttled (429) is retried after
  * the delay it asked for, and one that may be repeated (not a create) is
- * tried again when its connection broke under it.
+ * tried again when its connection broke under it: after `onBrokenConnection`
+ * (the provider drops its idle connections) and a short wait, so a retry is
+ * not sent down another connection that died with the first.
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,7 +17,10 @@ export class RequestLimiter {
   /** Requests that finish something (a Pod after its claim and Secret) go before ones that begin something. */
   private readonly urgent: (() => void)[] = [];
 
-  constructor(private readonly concurrency = 32) {}
+  constructor(
+    private readonly concurrency = 32,
+    private readonly onBrokenConnection: () => Promise<void> = async () => {},
+  ) {}
 
   async run<T>(request: () => Promise<T>, urgent = false, repeatable = false): Promise<T> {
     if (this.active >= this.concurrency) {
@@ -27,7 +32,11 @@ export class RequestLimiter {
         try {
           return await request();
         } catch (error) {
-          if (repeatable && isBrokenConnection(error) && attempt < 3) continue;
+          if (repeatable && isBrokenConnection(error) && attempt < 3) {
+            await this.onBrokenConnection().catch(() => undefined);
+            await sleep(100 * 4 ** attempt);
+            continue;
+          }
           if (statusOf(error) !== 429 || attempt >= 10) throw error;
           const retryAfter = Number((error as { headers?: Record<string, string> }).headers?.["retry-after"]);
           await sleep(

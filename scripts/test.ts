@@ -115,7 +115,7 @@ async function prepare(needs: Set<Need>, started: Started[]): Promise<Record<str
     CVM_TEST_ARTIFACTS: artifacts,
     // Every test server checks its answers against its OpenAPI document (src/api/conformance.ts).
     CVM_CHECK_RESPONSES: "1",
-    // The whole path on a real node takes more than 10 minutes here: CI runs it (.ci/run), elsewhere ask for it.
+    // The whole path on a real node takes up to 13 minutes on a busy machine: CI runs it (.ci/run), elsewhere ask for it.
     ...(process.env.CI && process.env.CVM_TEST_REAL_NODE === undefined ? { CVM_TEST_REAL_NODE: "1" } : {}),
   };
   if (needs.size === 0) return env;

@@ -40,7 +40,7 @@ import { promisify } from "node:util";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { buildImages } from "../../images/build.js";
 import { signCertificate } from "./kube-pki.js";
-import { freePort, type Proc, startProcess, stopProcess, waitUntil } from "./processes.js";
+import { freePort, type Proc, processAlive, startProcess, stopProcess, waitUntil } from "./processes.js";
 import { registryAddress, registryStorage } from "./services.js";
 
 const run = promisify(execFile);
@@ -406,21 +406,13 @@ interface Lock {
   markers?: string[];
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Takes the machine's real-node lock, cleaning up after a holder that died; waits for a live one. */
 async function takeLock(dir: string, markers: string[], log: (line: string) => void): Promise<void> {
   let announced = false;
   for (;;) {
     const held = existsSync(lockFile) ? (JSON.parse(readFileSync(lockFile, "utf8")) as Lock) : undefined;
-    if (held && alive(held.pid) && held.pid !== process.pid) {
+    if (held && processAlive(held.pid) && held.pid !== process.pid) {
       if (!announced) log(`kube harness: waiting for the real node of process ${held.pid}`);
       announced = true;
       await sleep(2000);

@@ -406,7 +406,6 @@ interface Lock {
   markers?: string[];
 }
 
-
 /** Takes the machine's real-node lock, cleaning up after a holder that died; waits for a live one. */
 async function takeLock(dir: string, markers: string[], log: (line: string) => void): Promise<void> {
   let announced = false;

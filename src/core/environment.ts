@@ -28,8 +28,9 @@ export type EnvironmentState = (typeof environmentStates)[number];
 /** The states a build passes through; stop or delete may interrupt any of them. */
 export const buildingStates: readonly EnvironmentState[] = ["queued", "pulling", "creating", "starting"];
 
+/** queued -> starting: a CVM claimed from a warm pool is already pulled and made; it only starts. */
 const transitions: Record<EnvironmentState, readonly EnvironmentState[]> = {
-  queued: ["pulling", "failed", "stopping", "deleting"],
+  queued: ["pulling", "starting", "failed", "stopping", "deleting"],
   pulling: ["creating", "failed", "stopping", "deleting"],
   creating: ["starting", "failed", "stopping", "deleting"],
   starting: ["running", "failed", "stopping", "deleting"],

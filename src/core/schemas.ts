@@ -19,6 +19,7 @@ import { supervisorReportStates } from "./provider.js";
 import { roles } from "./roles.js";
 import { runtimeChoices, supervisorPrivilegeModes } from "./settings.js";
 import { tokenKinds } from "./user.js";
+import { maxPoolCount, poolMemberStates } from "./warm-pool.js";
 
 /** `true` only when A and B are the same type: `true satisfies Same<A, B>` binds a hand-written type to a schema. */
 export type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -80,11 +81,22 @@ export const environmentLimitsSchema = z.object({
 });
 export type EnvironmentLimits = z.infer<typeof environmentLimitsSchema>;
 
+/** A warm pool an admin keeps: `count` booted CVMs of one image and size (core/warm-pool.ts). */
+export const warmPoolSchema = z.object({
+  image: z.string(),
+  cpu: z.number().describe("CPUs each CVM holds while it waits; a claim may ask for fewer"),
+  memoryGiB: z.number().describe("Memory each CVM holds while it waits; a claim may ask for less"),
+  diskGiB: z.number().describe("The inner Docker's disk; a claim must ask for this size"),
+  count: z.number().int().describe(`How many to keep ready, 0 to ${maxPoolCount}`),
+});
+export type WarmPool = z.infer<typeof warmPoolSchema>;
+
 export const infrastructureSettingsSchema = z.object({
   cvmEnabled: z.boolean(),
   runtime: z.enum(runtimeChoices),
   supervisorPrivileges: supervisorPrivilegesSchema,
   limits: environmentLimitsSchema,
+  pools: z.array(warmPoolSchema).describe("Warm pools: booted CVMs kept ready per image and size"),
 });
 export type InfrastructureSettings = z.infer<typeof infrastructureSettingsSchema>;
 
@@ -133,6 +145,25 @@ export const environmentSchema = environmentSpecSchema.extend({
   version: z.number().describe("Increases with every change; writes compare it so no change is lost"),
 });
 export type Environment = z.infer<typeof environmentSchema>;
+
+// Warm pools
+
+/** A booted CVM a provider holds for a pool; claimed, it becomes an environment with its id. */
+export const poolMemberSchema = z.object({
+  id: z.string().describe("The id the environment that claims it will have"),
+  pool: z.string().describe("Its pool's image and size"),
+  image: z.string(),
+  cpu: z.number(),
+  memoryGiB: z.number(),
+  diskGiB: z.number(),
+  runtimeSetting: z.enum(runtimeChoices).describe("The isolation runtime setting it was built under"),
+  imageVersion: z.string().optional().describe("The image's digest in its registry when it was built"),
+  state: z.enum(poolMemberStates),
+  reason: z.string().optional().describe("Why it failed"),
+  createdAt: z.string(),
+  readyAt: z.string().optional(),
+});
+export type PoolMember = z.infer<typeof poolMemberSchema>;
 
 // Builds
 

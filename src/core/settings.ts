@@ -5,6 +5,7 @@
 
 import type { Validation } from "./errors.js";
 import type { EnvironmentLimits, InfrastructureSettings } from "./schemas.js";
+import { poolProblems } from "./warm-pool.js";
 
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
 export type { EnvironmentLimits, InfrastructureSettings, SupervisorPrivileges } from "./schemas.js";
@@ -46,6 +47,7 @@ export const defaultSettings: InfrastructureSettings = {
   runtime: "auto",
   supervisorPrivileges: { mode: "privileged", capabilities: [...supervisorCapabilities] },
   limits: { minCpu: 0.25, maxCpu: 16, minMemoryGiB: 0.25, maxMemoryGiB: 64, minDiskGiB: 1, maxDiskGiB: 500 },
+  pools: [],
 };
 
 const capabilityName = /^[A-Z][A-Z_]*$/;
@@ -108,5 +110,6 @@ export function settingsProblems(settings: InfrastructureSettings): Validation[]
       problems.push({ field: `limits.${min}`, detail: `must not exceed ${max}` });
     }
   }
+  problems.push(...poolProblems(settings.pools, limits as EnvironmentLimits));
   return problems;
 }

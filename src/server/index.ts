@@ -162,6 +162,8 @@ async function serve(
     }
   }
 
+  await environments.pools?.start();
+
   const { app } = createApp(deps, { webRoot: options.webRoot });
   const terminal = attachTerminal(server, deps);
   logger.info(

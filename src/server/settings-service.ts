@@ -29,12 +29,18 @@ function withDefaults(stored: Partial<InfrastructureSettings> | undefined): Infr
 
 export class SettingsService {
   private readonly mutex = new KeyedMutex();
+  private readonly listeners: ((settings: InfrastructureSettings) => void)[] = [];
 
   constructor(
     private readonly store: Store,
     private readonly audit: AuditLog,
     private readonly checkContext: Omit<CheckContext, "settings">,
   ) {}
+
+  /** Called after each update this server makes (the warm pools act on theirs at once). */
+  onUpdate(listener: (settings: InfrastructureSettings) => void): void {
+    this.listeners.push(listener);
+  }
 
   async get(): Promise<InfrastructureSettings> {
     return withDefaults(await this.store.settings.getInfrastructure());
@@ -76,6 +82,7 @@ export class SettingsService {
         forced = failing.length > 0;
       }
       await this.store.settings.putInfrastructure(after);
+      for (const listener of this.listeners) listener(after);
       await this.audit.record(
         actor,
         "settings.update",

@@ -11,6 +11,7 @@
  */
 
 import { chown, mkdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
@@ -23,6 +24,7 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  WorkloadPool,
 } from "../core/provider.js";
 import {
   dockerClient,
@@ -33,17 +35,18 @@ import {
   listLabeledWorkloads,
   startExec,
 } from "../docker/index.js";
-import { ensureApparmorProfile } from "./apparmor.js";
+import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
-import { diskLimit } from "./disk-limit.js";
-import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-disk.js";
+import { type DiskLimit, diskLimit } from "./disk-limit.js";
+import { dockerDiskPaths, ensureDockerDisk, makeSpareDisk, releaseDockerDisk, sparesSettled } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
 import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
+import { CvmWarmPool, hostnameBeforeBoot } from "./warm-pool.js";
 
 export interface CvmSupervisorOptions {
   /** cvm's own isolated engine keeps its data root, exec root and socket below this. */
@@ -62,7 +65,17 @@ export interface CvmSupervisorOptions {
   volumeSources?: VolumeSources;
 }
 
-export type CvmSupervisor = Omit<Provider, "name">;
+export type CvmSupervisor = Omit<Provider, "name" | "pool"> & { readonly pool: WorkloadPool };
+
+/** What a CVM's container needs besides its image (Supervisor.setUp). */
+interface Setup {
+  runtime: CvmRuntime;
+  storage: { dockerDisk?: string; enforced: boolean; note: string };
+  gateBinary: string;
+  apparmor: ApparmorChoice;
+  rootfs: DiskLimit;
+  notes: string[];
+}
 
 export async function createCvmSupervisor(options: CvmSupervisorOptions): Promise<CvmSupervisor> {
   return new Supervisor(options);
@@ -100,11 +113,23 @@ class Supervisor implements CvmSupervisor {
   private readonly initPaths = new Map<string, InitPath>();
   /** Built once per process: concurrent builds share the one compile. */
   private gateBinary?: Promise<string>;
+  /** The seccomp profile as the engine takes it: the same for every CVM. */
+  private readonly seccomp = JSON.stringify(cvmSeccompProfile());
+
+  readonly pool: CvmWarmPool;
 
   constructor(private readonly options: CvmSupervisorOptions) {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
     this.engine = new CvmEngine({ dataDir: options.dataDir, logger: options.logger });
     this.hostDocker = options.hostDockerHost ? dockerClient(options.hostDockerHost) : undefined;
+    this.pool = new CvmWarmPool(
+      {
+        engine: () => this.engine.ensure(),
+        build: (environment, context) => this.build(environment, context),
+        remove: (environment, options) => this.remove(environment, options),
+      },
+      join(this.engine.paths.root, "pool"),
+    );
   }
 
   private async container(environment: Environment): Promise<Dockerode.Container> {
@@ -125,6 +150,9 @@ class Supervisor implements CvmSupervisor {
     await log(`isolation runtime: ${runtime} (setting: ${context.settings.runtime})`);
     context.signal.throwIfAborted();
 
+    // What needs no image (storage, the gate, the security profiles) is made while the image is pulled.
+    const setup = this.setUp(docker, environment, runtime);
+    setup.catch(() => undefined);
     await context.enter("pulling");
     await log(`pull: ${environment.image}`);
     const pulledAt = Date.now();
@@ -142,54 +170,70 @@ class Supervisor implements CvmSupervisor {
       engine: "already in cvm's engine",
     };
     await log(`pull: ${environment.image} ${sources[source]} in ${((Date.now() - pulledAt) / 1000).toFixed(1)} s`);
+    const made = await setup;
+    for (const note of made.notes) await log(note);
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const { container, createdAt } = await this.create(docker, environment, runtime, log);
+    const { container, createdAt } = await this.create(docker, environment, made, log);
     await context.enter("starting");
-    const observation = await this.boot(container, runtime, log, context.signal);
+    const observation = await this.boot(container, environment, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
     await log(`build done in ${((Date.now() - begun) / 1000).toFixed(2)} s`);
     return observation;
   }
 
-  private async create(
-    docker: Dockerode,
-    environment: Environment,
-    runtime: CvmRuntime,
-    log: (text: string) => Promise<void>,
-  ): Promise<{ container: Dockerode.Container; createdAt: number }> {
-    const name = containerName(environment.id);
-    // A rebuild starts from a fresh container; its volumes stay.
-    await ignoreMissing(docker.getContainer(name).remove({ force: true }));
-    const storage = await this.prepareStorage(docker, environment, runtime);
+  /**
+   * Everything a CVM's container needs besides its image, each part on its
+   * own so they overlap: the old container gone (a rebuild starts from a fresh
+   * one; its volumes stay), /home and /var/lib/docker, the start gate, the
+   * AppArmor profile and the root filesystem's limit. `notes` are the lines
+   * the build log gets once the image is in.
+   */
+  private async setUp(docker: Dockerode, environment: Environment, runtime: CvmRuntime): Promise<Setup> {
     this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
       this.gateBinary = undefined;
       throw error;
     });
-    const gateBinary = await this.gateBinary;
-    const apparmor = await ensureApparmorProfile();
-    await log(`security: ${apparmor.note}`);
+    const name = containerName(environment.id);
+    const [storage, gateBinary, apparmor, rootfs] = await Promise.all([
+      ignoreMissing(docker.getContainer(name).remove({ force: true })).then(() =>
+        this.prepareStorage(docker, environment, runtime),
+      ),
+      this.gateBinary,
+      ensureApparmorProfile(),
+      diskLimit(this.engine.paths.dataRoot, environment.diskGiB),
+    ]);
+    const notes = [`security: ${apparmor.note}`];
     if (runtime === "userns") {
-      await log("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
-      await log("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
+      notes.push("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
+      notes.push("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
     }
-    const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
-    await log(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
+    notes.push(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
+    return { runtime, storage, gateBinary, apparmor, rootfs, notes };
+  }
+
+  private async create(
+    docker: Dockerode,
+    environment: Environment,
+    setup: Setup,
+    log: (text: string) => Promise<void>,
+  ): Promise<{ container: Dockerode.Container; createdAt: number }> {
+    const { runtime } = setup;
     const request = cvmContainerRequest({
       environment,
       image: environment.image,
       runtime,
-      gateBinary,
-      seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
-      apparmor: apparmor.profile,
-      storageOpt: rootfs.storageOpt,
+      gateBinary: setup.gateBinary,
+      seccomp: runtime === "userns" ? this.seccomp : undefined,
+      apparmor: setup.apparmor.profile,
+      storageOpt: setup.rootfs.storageOpt,
       volumeSources: this.options.volumeSources,
-      dockerDisk: storage.dockerDisk,
+      dockerDisk: setup.storage.dockerDisk,
     });
     const createdAt = Date.now();
     const container = await docker.createContainer(request);
-    await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
+    await log(`create: ${request.name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
     return { container, createdAt };
   }
 
@@ -219,6 +263,9 @@ class Supervisor implements CvmSupervisor {
     try {
       if (!root) throw new Error("the engine has no remapped root");
       const { disk } = await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
+      makeSpareDisk(this.engine.paths.disks, environment.diskGiB, root).catch((error) =>
+        this.logger.warn({ err: error }, "could not make a spare disk for the inner Docker"),
+      );
       return {
         dockerDisk: disk.mountPoint,
         enforced: true,
@@ -256,6 +303,7 @@ class Supervisor implements CvmSupervisor {
    */
   private async boot(
     container: Dockerode.Container,
+    environment: Environment,
     runtime: CvmRuntime,
     log: (text: string) => Promise<void>,
     signal?: AbortSignal,
@@ -270,6 +318,8 @@ class Supervisor implements CvmSupervisor {
     );
     const info = await container.inspect();
     const pid = info.State.Pid;
+    // A CVM claimed from a warm pool was made under the pool's name, which the engine writes back at every start.
+    if (info.Config.Hostname !== environment.name) await hostnameBeforeBoot(info, environment.name);
     if (!init.found) {
       await releaseGate(pid, "reaper");
       await log("release: minimal init running; systemd unavailable");
@@ -338,11 +388,11 @@ class Supervisor implements CvmSupervisor {
       // Still held at its gate: the supervisor that started it went away mid-build; finish the boot.
       if (!["held", "starting"].includes(await gateState(info.State.Pid))) return this.observe(environment);
       await context.enter("starting");
-      return this.boot(await this.container(environment), runtime, log, context.signal, true);
+      return this.boot(await this.container(environment), environment, runtime, log, context.signal, true);
     }
     await context.enter("starting");
     await this.remountDockerDisk(environment);
-    return this.boot(await this.container(environment), runtime, log, context.signal);
+    return this.boot(await this.container(environment), environment, runtime, log, context.signal);
   }
 
   /** A node reboot unmounts the inner Docker's disk; its container's bind needs it back before start. */
@@ -417,8 +467,13 @@ class Supervisor implements CvmSupervisor {
     return startExec(docker, docker.getContainer(info.Id), options, { user: "0", engineIsLocal: true });
   }
 
+  /** Every CVM with cvm's labels but a warm pool's members, which belong to no environment yet. */
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    return listLabeledWorkloads(await this.engine.ensure());
+    const [workloads, members] = await Promise.all([
+      listLabeledWorkloads(await this.engine.ensure()),
+      this.pool.memberIds(),
+    ]);
+    return workloads.filter((workload) => !members.has(workload.environmentId));
   }
 
   async removeWorkload(ref: string): Promise<void> {
@@ -437,6 +492,7 @@ class Supervisor implements CvmSupervisor {
   }
 
   async close(): Promise<void> {
+    await sparesSettled();
     await this.engine.close();
   }
 }

@@ -16,6 +16,7 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  WorkloadPool,
 } from "../../core/provider.js";
 import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
 import type { CvmSupervisor } from "../../supervisor/index.js";
@@ -68,6 +69,15 @@ class DockerProvider implements Provider {
       });
     return this.supervisor;
   }
+
+  /** Warm pools of CVMs: the supervisor's (src/supervisor/warm-pool.ts). */
+  readonly pool: WorkloadPool = {
+    members: async () => (this.cvmsMayExist() ? (await this.cvms()).pool.members() : []),
+    fill: async (member, context) => (await this.cvms()).pool.fill(member, context),
+    claim: async (member, environment, context) => (await this.cvms()).pool.claim(member, environment, context),
+    drain: async (member) => (await this.cvms()).pool.drain(member),
+    imageVersion: async (image, credentials) => (await this.cvms()).pool.imageVersion(image, credentials),
+  };
 
   /**
    * Whether CVMs may exist: the supervisor is up, or its engine left state in

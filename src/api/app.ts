@@ -20,6 +20,7 @@ import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
+import { poolRoutes } from "./pools.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
 import { settingsRoutes } from "./settings.js";
 import { setupRoutes } from "./setup.js";
@@ -114,6 +115,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
     userRoutes,
     tokenRoutes,
     settingsRoutes,
+    poolRoutes,
     auditRoutes,
     environmentRoutes,
     eventRoutes,

@@ -24,6 +24,8 @@ import type {
   environmentQuerySchema,
   loginSchema,
   logStreamItemSchema,
+  poolsStatusSchema,
+  poolUpdateSchema,
   rebuildSchema,
   reconcileReportSchema,
   sessionSchema,
@@ -70,6 +72,11 @@ export type CheckStatus = (typeof checkStatuses)[number];
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
 export type CheckResult = z.output<typeof checkResultSchema>;
 export type ChecksResponse = z.output<typeof checksSchema>;
+
+/** GET /pools: each warm pool set, its members now, and what they hold (admins and managers). */
+export type PoolsStatus = z.output<typeof poolsStatusSchema>;
+/** PUT /pools: one pool set; a count of 0 removes it. */
+export type PoolUpdateRequest = z.input<typeof poolUpdateSchema>;
 
 /** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= */
 export type AuditPage = z.output<typeof auditPageSchema>;

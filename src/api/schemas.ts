@@ -20,10 +20,12 @@ import {
   environmentSpecSchema,
   infrastructureSettingsSchema,
   pageOf,
+  poolMemberSchema,
   registryCredentialsSchema,
   supervisorPrivilegesSchema,
   tokenSchema,
   userSchema,
+  warmPoolSchema,
 } from "../core/schemas.js";
 import { emailProblem, passwordProblem } from "../core/user.js";
 import { checkStatuses } from "./contract.js";
@@ -125,6 +127,33 @@ export const settingsUpdateSchema = z.strictObject({
     .boolean()
     .optional()
     .describe("Turn CVMs on even though infrastructure checks fail; the audit log records it"),
+});
+
+// Warm pools
+
+/** PUT /pools: one pool set (a count of 0 removes it); sizes left out are those a create leaves out. */
+export const poolUpdateSchema = z.strictObject({
+  image: z.string().min(1).max(512),
+  cpu: z.number().optional(),
+  memoryGiB: z.number().optional(),
+  diskGiB: z.number().optional(),
+  count: z.number().int().describe("How many to keep ready; 0 removes the pool"),
+});
+
+export const poolStatusSchema = warmPoolSchema.extend({
+  key: z.string().describe("The pool's image and size, as its members name it"),
+  ready: z.number(),
+  filling: z.number(),
+  failed: z.number(),
+});
+
+export const poolsStatusSchema = z.object({
+  supported: z.boolean().describe("Whether this server's provider keeps warm pools (the docker provider does)"),
+  pools: z.array(poolStatusSchema),
+  members: z.array(poolMemberSchema),
+  held: z
+    .object({ cvms: z.number(), cpu: z.number(), memoryGiB: z.number(), diskGiB: z.number() })
+    .describe("What the members hold of the machine while they wait, counted against its capacity"),
 });
 
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */

@@ -1,4 +1,4 @@
-/** `cvm admin infra show|set`: Manage > Admin > Infrastructure, from a terminal. */
+/** `cvm admin infra show|set` (and `cvm admin pool`, pools.ts): Manage > Admin > Infrastructure, from a terminal. */
 
 import type { Command } from "commander";
 import type { InfrastructureSettingsUpdate } from "../api/contract.js";
@@ -6,6 +6,7 @@ import { CvmError } from "../core/errors.js";
 import { type RuntimeChoice, runtimeChoices, type SupervisorPrivilegeMode } from "../core/settings.js";
 import { configuredClient } from "./config.js";
 import { printFields, printJson } from "./output.js";
+import * as pools from "./pools.js";
 
 interface SetOptions {
   cvm?: string;
@@ -51,11 +52,9 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
 }
 
 export function register(program: Command): void {
-  const infra = program
-    .command("admin")
-    .description("site administration")
-    .command("infra")
-    .description("infrastructure settings");
+  const admin = program.command("admin").description("site administration");
+  pools.register(admin);
+  const infra = admin.command("infra").description("infrastructure settings");
   infra
     .command("show", { isDefault: true })
     .option("--json")

@@ -18,6 +18,8 @@ import type {
   InfrastructureSettingsUpdate,
   LoginRequest,
   LogStreamItem,
+  PoolsStatus,
+  PoolUpdateRequest,
   RebuildRequest,
   ReconcileReport,
   SessionResponse,
@@ -150,6 +152,8 @@ export class CvmClient {
   updateInfrastructure = (update: InfrastructureSettingsUpdate) =>
     this.json<InfrastructureSettings>("PUT", "/settings/infrastructure", update);
   infrastructureChecks = () => this.json<ChecksResponse>("GET", "/settings/infrastructure/checks");
+  pools = () => this.json<PoolsStatus>("GET", "/pools");
+  setPool = (pool: PoolUpdateRequest) => this.json<PoolsStatus>("PUT", "/pools", pool);
   audit = (filter: AuditFilter & { limit?: number; cursor?: string } = {}) =>
     this.json<AuditPage>(
       "GET",

@@ -122,6 +122,15 @@ export function specProblems(input: Partial<EnvironmentSpec>, limits: Environmen
 
 const clamp = (value: number, min: number, max: number) => Math.min(Math.max(value, min), max);
 
+/** The size a request that names none gets: the defaults, bent to the admin's limits (a warm pool's too). */
+export function defaultSize(limits: EnvironmentLimits): Pick<EnvironmentSpec, "cpu" | "memoryGiB" | "diskGiB"> {
+  return {
+    cpu: clamp(defaultResources.cpu, limits.minCpu, limits.maxCpu),
+    memoryGiB: clamp(defaultResources.memoryGiB, limits.minMemoryGiB, limits.maxMemoryGiB),
+    diskGiB: clamp(defaultResources.diskGiB, limits.minDiskGiB, limits.maxDiskGiB),
+  };
+}
+
 /**
  * Fills defaults, then validates; throws one 400 with every problem. A default
  * size bends to the admin's limits (a user who asked for nothing should not be
@@ -129,13 +138,14 @@ const clamp = (value: number, min: number, max: number) => Math.min(Math.max(val
  * Only the spec's own fields come back, whatever else the input carried.
  */
 export function resolveSpec(input: Partial<EnvironmentSpec>, limits: EnvironmentLimits): EnvironmentSpec {
+  const defaults = defaultSize(limits);
   const spec: EnvironmentSpec = {
     name: input.name as string,
     image: input.image as string,
     cvm: input.cvm ?? false,
-    cpu: input.cpu ?? clamp(defaultResources.cpu, limits.minCpu, limits.maxCpu),
-    memoryGiB: input.memoryGiB ?? clamp(defaultResources.memoryGiB, limits.minMemoryGiB, limits.maxMemoryGiB),
-    diskGiB: input.diskGiB ?? clamp(defaultResources.diskGiB, limits.minDiskGiB, limits.maxDiskGiB),
+    cpu: input.cpu ?? defaults.cpu,
+    memoryGiB: input.memoryGiB ?? defaults.memoryGiB,
+    diskGiB: input.diskGiB ?? defaults.diskGiB,
   };
   const problems = specProblems(spec, limits);
   if (problems.length > 0) throw invalid(problems, "Invalid environment");

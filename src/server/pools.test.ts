@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { PoolsStatus } from "../api/contract.js";
 import type { Environment } from "../core/environment.js";
 import { poolKey, type WarmPool } from "../core/warm-pool.js";
 import { startTestService, type TestService } from "../testing/service.js";
-import type { PoolsStatus } from "./pools.js";
 
 const image = "registry.example.com/cvm/dev:1";
 const pool = (overrides: Partial<WarmPool> = {}): WarmPool => ({

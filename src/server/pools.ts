@@ -12,6 +12,7 @@
  */
 
 import type { Logger } from "pino";
+import type { PoolsStatus } from "../api/contract.js";
 import type { Environment, EnvironmentSpec } from "../core/environment.js";
 import type { BuildContext, Observation, Provider, WorkloadPool } from "../core/provider.js";
 import type { InfrastructureSettings } from "../core/settings.js";
@@ -20,22 +21,6 @@ import { newId } from "../store/ids.js";
 import type { SettingsService } from "./settings-service.js";
 
 export type PoolReservation = { member: PoolMember } | { miss: string };
-
-/** A pool as the admin's views show it: the setting, and its members now. */
-export interface PoolStatus extends WarmPool {
-  key: string;
-  ready: number;
-  filling: number;
-  failed: number;
-}
-
-export interface PoolsStatus {
-  pools: PoolStatus[];
-  /** Every member held, a pool's or one being drained. */
-  members: PoolMember[];
-  /** What the members hold of the machine while they wait, counted against its capacity. */
-  held: { cvms: number; cpu: number; memoryGiB: number; diskGiB: number };
-}
 
 export interface WarmPoolsOptions {
   provider: Provider;
@@ -179,6 +164,7 @@ export class WarmPools {
       members.filter((m) => m.pool === key && m.state === state).length;
     const live = members.filter((m) => m.state !== "failed");
     return {
+      supported: this.pool !== undefined,
       pools: settings.pools.map((pool) => {
         const key = poolKey(pool);
         return {

@@ -1,7 +1,7 @@
 /**
  * Manage > Admin > Infrastructure: the CVM toggle, the isolation runtime, how
- * the supervisor is privileged, the size limits, and the infrastructure
- * checks behind them. Turning CVMs on while a check fails takes a forced,
+ * the supervisor is privileged, the size limits, the warm pools (WarmPools.tsx),
+ * and the infrastructure checks behind them. Turning CVMs on while a check fails takes a forced,
  * confirmed (and audited) save.
  */
 
@@ -16,6 +16,7 @@ import { ErrorState, InlineError, Loading } from "../../components/feedback.js";
 import { Field } from "../../components/field.js";
 import { PageHeader } from "../../components/shell.js";
 import { updateInfrastructure, useInfrastructure, useInfrastructureChecks } from "../../queries/settings.js";
+import { WarmPools } from "./WarmPools.js";
 
 const runtimeText: Record<RuntimeChoice, string> = {
   auto: "Sysbox where the engine has it, otherwise the built-in user-namespace runtime.",
@@ -254,6 +255,8 @@ export default function InfrastructurePage() {
           </button>
         </div>
       </form>
+
+      <WarmPools />
 
       <section className="card card-flush" aria-labelledby="checks-title">
         <div className="card-head">

@@ -1,0 +1,6 @@
+import type { PoolUpdateRequest } from "../../../src/api/contract.js";
+import { client } from "../api.js";
+import { useResource } from "./resource.js";
+
+export const usePools = () => useResource(() => client.pools(), []);
+export const setPool = (pool: PoolUpdateRequest) => client.setPool(pool);

@@ -117,9 +117,11 @@ export class WarmPools {
 
   /**
    * The build of a create that reserved: claims the member, or says in the
-   * build log why not and answers undefined, and the build goes cold. A
-   * member that cannot be claimed is drained first: the cold build makes its
-   * CVM under the same id.
+   * build log why not and answers undefined, and the build goes cold. The
+   * image's registry is asked while the claim runs; if the image changed
+   * since the member was built, the claimed CVM is drained and the build goes
+   * cold all the same. A member that cannot be claimed is drained first: the
+   * cold build makes its CVM under the same id.
    */
   async claim(
     environment: Environment,
@@ -132,18 +134,21 @@ export class WarmPools {
     }
     const { member } = reservation;
     const pool = this.pool;
+    const current = within(pool.imageVersion(member.image, context.credentials), 2000);
     try {
-      const current = await within(pool.imageVersion(member.image, context.credentials), 2000);
-      if (current) this.versions.set(member.image, { version: current, checkedAt: Date.now() });
-      if (current && member.imageVersion && current !== member.imageVersion) {
-        await context.log(`pool: ${member.image} changed in its registry since the warm CVM was built; building cold`);
-        await this.drainNow(member, "its image changed in its registry");
-        return undefined;
-      }
       const age = member.readyAt ? ((Date.now() - Date.parse(member.readyAt)) / 1000).toFixed(0) : "?";
       await context.log(`pool: claiming a warm CVM of ${member.pool}, ready for ${age} s`);
       this.members.delete(member.id);
-      return await pool.claim(member, environment, context);
+      const observation = await pool.claim(member, environment, context);
+      const version = await current;
+      if (version) this.versions.set(member.image, { version, checkedAt: Date.now() });
+      if (version && member.imageVersion && version !== member.imageVersion) {
+        await context.log(`pool: ${member.image} changed in its registry since the warm CVM was built; building cold`);
+        await this.drainNow(member, "its image changed in its registry");
+        this.kick();
+        return undefined;
+      }
+      return observation;
     } catch (error) {
       context.signal.throwIfAborted();
       await context.log(`pool: the claim failed (${messageOf(error)}); building cold`);
@@ -288,7 +293,9 @@ export class WarmPools {
           logger.info({ ms: Date.now() - begun }, "warm pool member ready");
         },
         (error) => {
-          logger.warn({ err: error }, "warm pool member failed to build");
+          if (controller.signal.aborted)
+            logger.info({ why: messageOf(controller.signal.reason) }, "warm pool fill stopped");
+          else logger.warn({ err: error }, "warm pool member failed to build");
           if (this.members.has(member.id)) {
             this.members.set(member.id, { ...member, state: "failed", reason: messageOf(error) });
           }

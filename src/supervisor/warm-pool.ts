@@ -30,7 +30,7 @@ import type { BuildContext, Observation, WorkloadPool } from "../core/provider.j
 import { memberEnvironment, type PoolMember } from "../core/warm-pool.js";
 import { ignoreMissing, labels, managedFilter } from "../docker/index.js";
 import { containerName } from "./cvm-container.js";
-import { execCollect, parseReport, pingInnerDocker, reportScript, systemdStatusOf } from "./readiness.js";
+import { execCollect, parseReport, pingInnerDocker, systemdStatusOf } from "./readiness.js";
 
 const run = promisify(execFile);
 
@@ -47,7 +47,12 @@ export interface PoolHost {
  * systemd's file descriptor store: a stop would cut them) and writes under
  * the new id from then on; the directories of the old id, the journal of the
  * pool's life, are removed. logind is restarted only if the pool's life
- * started it; systemd re-executes itself on SIGTERM, after the report is taken.
+ * started it. Both happen in the background, the slowest part of a claim: from
+ * the moment the new id is written, `journalctl` shows only this machine's
+ * journal, so the pool's is out of sight before it is gone. Then what the
+ * build log and the API need (systemd's state, the failed units when
+ * degraded, whether Docker is enabled), with as few processes as can say it;
+ * systemd re-executes itself on SIGTERM (reading the new id), last.
  */
 export function claimScript(): string {
   return [
@@ -56,10 +61,15 @@ export function claimScript(): string {
     "if [ -d /run/systemd/system ]; then",
     "  old=$(cat /etc/machine-id 2>/dev/null || true)",
     "  printf '%s\\n' \"$2\" > /etc/machine-id",
-    "  systemctl restart systemd-journald.service",
-    '  if [ -n "$old" ] && [ "$old" != "$2" ]; then rm -rf "/var/log/journal/$old" "/run/log/journal/$old"; fi',
-    "  systemctl try-restart systemd-logind.service",
-    `  ${reportScript(false, 5).split("\n").join("\n  ")}`,
+    "  (",
+    "    systemctl try-restart systemd-journald.service systemd-logind.service",
+    '    if [ -n "$old" ] && [ "$old" != "$2" ]; then rm -rf "/var/log/journal/$old" "/run/log/journal/$old"; fi',
+    "  ) </dev/null >/dev/null 2>&1 &",
+    '  state=$(systemctl is-system-running 2>/dev/null || true); echo "state=$state"',
+    '  if [ "$state" = degraded ]; then',
+    '    systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | while read -r unit rest; do echo "failed=$unit"; done',
+    "  fi",
+    '  for wants in /etc/systemd/system/*.target.wants/docker.service; do if [ -e "$wants" ]; then echo docker=enabled; fi; done',
     "  kill -TERM 1",
     "fi",
   ].join("\n");

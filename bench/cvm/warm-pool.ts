@@ -2,7 +2,8 @@
  * bench/cvm's warm pool figures, through a real cvm server with the docker
  * provider on a data dir of the benchmark's own (its engine keeps the image
  * between runs): a pool of the image kept at two, and for each sample the
- * pool full first, so that every create is a hit.
+ * pool full first, each member ready for 5 s (done with its own boot), so
+ * that every create is a hit on a pool ready ahead of demand.
  *
  * (f) a CVM create, pool hit, server side: from the create's record to its
  *     `running` in the timeline (the server's own clock), against a plain
@@ -23,6 +24,8 @@ import { startTestServer } from "../../test/harness/server.js";
 import type { BenchContext, BenchResult } from "../types.js";
 
 const execFileAsync = promisify(execFile);
+/** How long every member has been ready before a sample. */
+const settledMs = 5000;
 const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 
 function median(values: number[]): number {
@@ -76,15 +79,19 @@ export async function warmPoolFigures(context: BenchContext, input: WarmPoolInpu
   try {
     const admin = await server.firstAdmin();
     await admin.updateInfrastructure({ cvmEnabled: true, runtime: "userns", force: true });
-    const poolFull = () =>
-      until(
+    // A pool's purpose is CVMs ready ahead of demand: each sample waits until every member has been ready for a while.
+    const poolFull = async () => {
+      const status = await until(
         "the warm pool full",
         async () => {
-          const status = await admin.pools();
-          return status.pools.every((p) => p.ready === p.count && p.filling === 0) ? status : undefined;
+          const now = await admin.pools();
+          return now.pools.every((p) => p.ready === p.count && p.filling === 0) ? now : undefined;
         },
         600_000,
       );
+      const newest = Math.max(...status.members.map((m) => Date.parse(m.readyAt ?? m.createdAt)));
+      await sleep(Math.max(0, newest + settledMs - Date.now()));
+    };
     const remove = async (name: string) => admin.deleteEnvironment(name).catch(() => undefined);
 
     // Cold through the server, for comparison (no pool of the image yet); the first warms the engine.

@@ -195,22 +195,28 @@ export class CvmWarmPool implements WorkloadPool {
     const begun = Date.now();
     // Off the record first: from here on the workload is the environment's, whatever happens next.
     const claimed = `${this.path(member.id)}.claimed`;
-    await rename(this.path(member.id), claimed).catch(() => {
-      throw new CvmError("CONFLICT", `the pooled CVM ${member.id} is no longer in its pool`);
-    });
-    await rm(claimed, { force: true });
     const docker = await this.host.engine();
     const container = docker.getContainer(containerName(member.id));
-    const info = await container.inspect();
+    const [, info] = await Promise.all([
+      rename(this.path(member.id), claimed).then(
+        () => rm(claimed, { force: true }),
+        () => {
+          throw new CvmError("CONFLICT", `the pooled CVM ${member.id} is no longer in its pool`);
+        },
+      ),
+      container.inspect(),
+    ]);
     if (!info.State.Running) throw new CvmError("CONFLICT", `the pooled CVM ${member.id} is not running`);
-    await context.enter("starting");
     const machineId = randomBytes(16).toString("hex");
     const memory = Math.round(environment.memoryGiB * 1024 ** 3);
-    const [personal] = await Promise.all([
+    const personalised = Promise.all([
       execCollect(container, ["/bin/sh", "-c", claimScript(), "claim", environment.name, machineId]),
       writeHostnameFiles(info, environment.name),
       container.update({ NanoCpus: Math.round(environment.cpu * 1e9), Memory: memory, MemorySwap: memory }),
     ]);
+    personalised.catch(() => undefined);
+    await context.enter("starting");
+    const [personal] = await personalised;
     if (personal.exitCode !== 0) {
       throw new CvmError("INTERNAL", `the pooled CVM could not be made ${environment.name}'s`, {
         detail: personal.output,

@@ -1,5 +1,8 @@
+/** The warm pool's rules: fitting a request, checking an admin's pools, and the plan that fills and drains. */
+
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import * as fixtures from "../testing/fixtures.js";
 import type { EnvironmentSpec } from "./environment.js";
 import { defaultSettings } from "./settings.js";
 import {
@@ -15,14 +18,8 @@ import {
 } from "./warm-pool.js";
 
 const image = "registry.example.com/cvm/dev:1";
-const pool = (overrides: Partial<WarmPool> = {}): WarmPool => ({
-  image,
-  cpu: 2,
-  memoryGiB: 4,
-  diskGiB: 20,
-  count: 2,
-  ...overrides,
-});
+const pool = fixtures.warmPool;
+const member = fixtures.poolMember;
 const spec = (overrides: Partial<EnvironmentSpec> = {}): EnvironmentSpec => ({
   name: "dev",
   image,
@@ -32,24 +29,6 @@ const spec = (overrides: Partial<EnvironmentSpec> = {}): EnvironmentSpec => ({
   diskGiB: 20,
   ...overrides,
 });
-
-let counter = 0;
-const member = (of: WarmPool, overrides: Partial<PoolMember> = {}): PoolMember => {
-  counter += 1;
-  return {
-    id: `env_${counter}`,
-    pool: poolKey(of),
-    image: of.image,
-    cpu: of.cpu,
-    memoryGiB: of.memoryGiB,
-    diskGiB: of.diskGiB,
-    runtimeSetting: "auto",
-    imageVersion: "sha256:a",
-    state: "ready",
-    createdAt: `2026-01-01T00:00:${String(counter).padStart(2, "0")}Z`,
-    ...overrides,
-  };
-};
 
 test("a request fits a pool of its image and disk with at least its CPUs and memory, the closest first", () => {
   const big = pool({ cpu: 8, memoryGiB: 16 });

@@ -151,6 +151,21 @@ export function planPools(input: PoolPlanInput): PoolStep[] {
   return steps;
 }
 
+/** A new member of the pool, about to be built under the runtime setting: it takes the id it will give its claimant. */
+export function newMember(pool: WarmPool, id: string, runtimeSetting: RuntimeChoice, createdAt: string): PoolMember {
+  return {
+    id,
+    pool: poolKey(pool),
+    image: pool.image,
+    cpu: pool.cpu,
+    memoryGiB: pool.memoryGiB,
+    diskGiB: pool.diskGiB,
+    runtimeSetting,
+    state: "filling",
+    createdAt,
+  };
+}
+
 /**
  * The environment record a member is built as: its own id and a name of its
  * own (the hostname while it waits), the pool's image and size. A claim

@@ -12,17 +12,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { PoolsStatus } from "../api/contract.js";
 import type { Environment } from "../core/environment.js";
 import { poolKey, type WarmPool } from "../core/warm-pool.js";
+import * as fixtures from "../testing/fixtures.js";
 import { startTestService, type TestService } from "../testing/service.js";
 
-const image = "registry.example.com/cvm/dev:1";
-const pool = (overrides: Partial<WarmPool> = {}): WarmPool => ({
-  image,
-  cpu: 2,
-  memoryGiB: 4,
-  diskGiB: 20,
-  count: 2,
-  ...overrides,
-});
+const pool = fixtures.warmPool;
+const { image } = pool();
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | false>): Promise<T> {
   const deadline = Date.now() + 5000;
@@ -49,6 +43,9 @@ describe("warm pools", () => {
       const found = now.pools.find((p) => p.key === poolKey(of));
       return found && found.ready === count && found.filling === 0 ? now : undefined;
     });
+  /** A CVM of the pool's image and size, less what the test changes. */
+  const createCvm = (name: string, overrides: Record<string, unknown> = {}) =>
+    t.service.create(t.member, { name, image, cvm: true, cpu: 2, memoryGiB: 4, diskGiB: 20, ...overrides });
   const logOf = async (environment: Environment) =>
     (await t.store.builds.logs(environment.buildId as string)).map((line) => line.text);
   const built = async (environment: Environment) => {
@@ -63,14 +60,7 @@ describe("warm pools", () => {
     assert.deepEqual(before.held, { cvms: 2, cpu: 4, memoryGiB: 8, diskGiB: 40 });
     const members = before.members.map((m) => m.id);
 
-    const created = await t.service.create(t.member, {
-      name: "dev",
-      image,
-      cvm: true,
-      cpu: 1,
-      memoryGiB: 2,
-      diskGiB: 20,
-    });
+    const created = await createCvm("dev", { cpu: 1, memoryGiB: 2 });
     assert.ok(members.includes(created.id), "the environment takes the member's id");
     const running = await built(created);
     assert.deepEqual(
@@ -103,15 +93,7 @@ describe("warm pools", () => {
       [{ cpu: 4 }, /^pool: no warm pool of .* fits 4 CPU/],
     ];
     for (const [i, [overrides, expected]] of cases.entries()) {
-      const created = await t.service.create(t.member, {
-        name: `cold${i}`,
-        image,
-        cvm: true,
-        cpu: 2,
-        memoryGiB: 4,
-        diskGiB: 20,
-        ...overrides,
-      });
+      const created = await createCvm(`cold${i}`, overrides);
       const running = await built(created);
       assert.deepEqual(running.timeline.map((c) => c.state).slice(0, 3), ["queued", "pulling", "creating"]);
       assert.ok(
@@ -121,22 +103,8 @@ describe("warm pools", () => {
     }
     // The one ready member is taken; the next create finds none ready.
     t.provider.script(image, { stepMs: 200 });
-    const first = await t.service.create(t.member, {
-      name: "warm",
-      image,
-      cvm: true,
-      cpu: 2,
-      memoryGiB: 4,
-      diskGiB: 20,
-    });
-    const second = await t.service.create(t.member, {
-      name: "late",
-      image,
-      cvm: true,
-      cpu: 2,
-      memoryGiB: 4,
-      diskGiB: 20,
-    });
+    const first = await createCvm("warm");
+    const second = await createCvm("late");
     await built(first);
     await built(second);
     assert.ok((await logOf(first)).some((line) => line.startsWith("pool: claiming")));
@@ -151,14 +119,7 @@ describe("warm pools", () => {
   test("a standard environment never takes a pool's member", async () => {
     await setPools([pool({ count: 1 })]);
     await readyIn(pool(), 1);
-    const created = await t.service.create(t.member, {
-      name: "plain",
-      image,
-      cvm: false,
-      cpu: 2,
-      memoryGiB: 4,
-      diskGiB: 20,
-    });
+    const created = await createCvm("plain", { cvm: false });
     await built(created);
     assert.ok(!(await logOf(created)).some((line) => line.startsWith("pool:")));
     assert.equal((await status()).pools[0].ready, 1);
@@ -190,14 +151,7 @@ describe("warm pools", () => {
     await setPools([pool()]);
     const before = await readyIn(pool(), 2);
     t.provider.imageVersions.set(image, "sha256:2");
-    const created = await t.service.create(t.member, {
-      name: "dev",
-      image,
-      cvm: true,
-      cpu: 2,
-      memoryGiB: 4,
-      diskGiB: 20,
-    });
+    const created = await createCvm("dev");
     await built(created);
     const log = await logOf(created);
     assert.ok(
@@ -222,14 +176,7 @@ describe("warm pools", () => {
     await setPools([pool({ count: 1 })]);
     await readyIn(pool(), 1);
     t.provider.script("dev", { claimFails: "the CVM's systemd did not answer" });
-    const created = await t.service.create(t.member, {
-      name: "dev",
-      image,
-      cvm: true,
-      cpu: 2,
-      memoryGiB: 4,
-      diskGiB: 20,
-    });
+    const created = await createCvm("dev");
     await built(created);
     const log = await logOf(created);
     assert.ok(log.includes("pool: the claim failed (the CVM's systemd did not answer); building cold"), log.join("\n"));
@@ -241,17 +188,8 @@ describe("warm pools", () => {
     await setPools([pool({ count: 1 })]);
     await readyIn(pool(), 1);
     await built(await t.service.create(t.member, { name: "dev", image: "debian:12" }));
-    await assert.rejects(
-      t.service.create(t.member, { name: "dev", image, cvm: true, cpu: 2, memoryGiB: 4, diskGiB: 20 }),
-    );
-    const again = await t.service.create(t.member, {
-      name: "dev2",
-      image,
-      cvm: true,
-      cpu: 2,
-      memoryGiB: 4,
-      diskGiB: 20,
-    });
+    await assert.rejects(createCvm("dev"));
+    const again = await createCvm("dev2");
     await built(again);
     assert.ok(
       (await logOf(again)).some((line) => line.startsWith("pool: claiming")),

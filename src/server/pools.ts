@@ -16,7 +16,7 @@ import type { PoolsStatus } from "../api/contract.js";
 import type { Environment, EnvironmentSpec } from "../core/environment.js";
 import type { BuildContext, Observation, Provider, WorkloadPool } from "../core/provider.js";
 import type { InfrastructureSettings } from "../core/settings.js";
-import { type PoolMember, planPools, poolKey, poolsFor, type WarmPool } from "../core/warm-pool.js";
+import { newMember, type PoolMember, planPools, poolKey, poolsFor, type WarmPool } from "../core/warm-pool.js";
 import { newId } from "../store/ids.js";
 import type { SettingsService } from "./settings-service.js";
 
@@ -264,18 +264,7 @@ export class WarmPools {
 
   /** Builds a member in the background; when it ends (ready or failed), another pass follows. */
   private fill(pool: WorkloadPool, of: WarmPool, settings: InfrastructureSettings): void {
-    const now = new Date().toISOString();
-    const member: PoolMember = {
-      id: newId("env"),
-      pool: poolKey(of),
-      image: of.image,
-      cpu: of.cpu,
-      memoryGiB: of.memoryGiB,
-      diskGiB: of.diskGiB,
-      runtimeSetting: settings.runtime,
-      state: "filling",
-      createdAt: now,
-    };
+    const member = newMember(of, newId("env"), settings.runtime, new Date().toISOString());
     const controller = new AbortController();
     const logger = this.deps.logger.child({ component: "warm-pools", member: member.id, pool: member.pool });
     const begun = Date.now();

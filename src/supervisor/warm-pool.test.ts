@@ -1,3 +1,5 @@
+/** The claim's pieces that need no CVM: the engine's hosts file renamed, and the claim script run by a real shell. */
+
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";

@@ -15,7 +15,7 @@ import { rm } from "node:fs/promises";
 import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
 import type { Environment } from "../../src/core/environment.js";
-import { memberEnvironment, type PoolMember, poolKey } from "../../src/core/warm-pool.js";
+import { memberEnvironment } from "../../src/core/warm-pool.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
@@ -91,15 +91,11 @@ test("a CVM claimed from a warm pool is indistinguishable from one built cold", 
   const built = await buildCvm(supervisor, cold);
   assert.equal(built.observation.systemd, "running", built.log.join("\n"));
 
-  const size = { image, cpu: 2, memoryGiB: 2, diskGiB: 10 };
-  const member: PoolMember = {
+  const member = fixtures.poolMember(fixtures.warmPool({ image, cpu: 2, memoryGiB: 2, diskGiB: 10, count: 1 }), {
     id: `${runId}-pool1`,
-    pool: poolKey(size),
-    ...size,
     runtimeSetting: "userns",
     state: "filling",
-    createdAt: new Date().toISOString(),
-  };
+  });
   const ready = await supervisor.pool.fill(member, context());
   assert.equal(ready.state, "ready");
   assert.ok(ready.imageVersion?.startsWith("sha256:"), `the member knows its image's digest: ${ready.imageVersion}`);
@@ -174,15 +170,11 @@ test("a CVM claimed from a warm pool is indistinguishable from one built cold", 
 
 test("a drained member leaves nothing on the node", { skip: missingImages, timeout: 600_000 }, async () => {
   const image = cvmImages()?.systemdDocker as string;
-  const size = { image, cpu: 1, memoryGiB: 1, diskGiB: 10 };
-  const member: PoolMember = {
+  const member = fixtures.poolMember(fixtures.warmPool({ image, cpu: 1, memoryGiB: 1, diskGiB: 10, count: 1 }), {
     id: `${runId}-pool2`,
-    pool: poolKey(size),
-    ...size,
     runtimeSetting: "userns",
     state: "filling",
-    createdAt: new Date().toISOString(),
-  };
+  });
   await supervisor.pool.fill(member, context());
   const engine = new Dockerode({ socketPath: enginePaths(dataDir).socket });
   const { Id } = await engine.getContainer(containerName(member.id)).inspect();

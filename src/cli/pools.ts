@@ -38,7 +38,7 @@ function print(status: PoolsStatus, json?: boolean): void {
   const { held } = status;
   if (held.cvms > 0) {
     process.stdout.write(
-      `\n${held.cvms} warm CVMs hold ${held.cpu} CPUs, ${held.memoryGiB} GiB memory, ${held.diskGiB} GiB disk\n`,
+      `\n${held.cvms === 1 ? "1 warm CVM holds" : `${held.cvms} warm CVMs hold`} ${held.cpu} ${held.cpu === 1 ? "CPU" : "CPUs"}, ${held.memoryGiB} GiB memory, ${held.diskGiB} GiB disk\n`,
     );
   }
 }

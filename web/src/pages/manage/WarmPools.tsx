@@ -139,7 +139,8 @@ export function WarmPools() {
       )}
       {held && held.cvms > 0 && (
         <p className="small" data-pools-held>
-          {held.cvms} warm CVMs hold {held.cpu} CPUs, {held.memoryGiB} GiB memory and {held.diskGiB} GiB disk.
+          {held.cvms === 1 ? "1 warm CVM holds" : `${held.cvms} warm CVMs hold`} {held.cpu}{" "}
+          {held.cpu === 1 ? "CPU" : "CPUs"}, {held.memoryGiB} GiB memory and {held.diskGiB} GiB disk.
         </p>
       )}
       <form className="form form-wide" onSubmit={(e) => void submit(e)} aria-label="Set a warm pool" noValidate>

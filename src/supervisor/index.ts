@@ -31,6 +31,7 @@ import {
   ensureImage,
   homeVolumeName,
   ignoreMissing,
+  imageId,
   labels,
   listLabeledWorkloads,
   startExec,
@@ -150,9 +151,14 @@ class Supervisor implements CvmSupervisor {
     await log(`isolation runtime: ${runtime} (setting: ${context.settings.runtime})`);
     context.signal.throwIfAborted();
 
-    // What needs no image (storage, the gate, the security profiles) is made while the image is pulled.
+    // What needs no image (storage, the gate, the security profiles) is made while the image is pulled;
+    // and when the engine has the image already, the container too: the pull only asks the registry
+    // whether it changed, and a container of a replaced image is made again.
     const setup = this.setUp(docker, environment, runtime);
     setup.catch(() => undefined);
+    const local = await imageId(docker, environment.image);
+    const early = local ? setup.then((made) => this.create(docker, environment, made)) : undefined;
+    early?.catch(() => undefined);
     await context.enter("pulling");
     await log(`pull: ${environment.image}`);
     const pulledAt = Date.now();
@@ -175,7 +181,16 @@ class Supervisor implements CvmSupervisor {
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const { container, createdAt } = await this.create(docker, environment, made, log);
+    let created = early ? await early : await this.create(docker, environment, made);
+    if (early && created.image !== (await imageId(docker, environment.image))) {
+      await log("create: the image changed in its registry while the container was made; making it again");
+      await ignoreMissing(created.container.remove({ force: true }));
+      created = await this.create(docker, environment, made);
+    }
+    const { container, createdAt } = created;
+    await log(
+      `create: ${containerName(environment.id)} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`,
+    );
     await context.enter("starting");
     const observation = await this.boot(container, environment, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
@@ -213,12 +228,12 @@ class Supervisor implements CvmSupervisor {
     return { runtime, storage, gateBinary, apparmor, rootfs, notes };
   }
 
+  /** Creates the container; answers it with the image id it was made from, and when. */
   private async create(
     docker: Dockerode,
     environment: Environment,
     setup: Setup,
-    log: (text: string) => Promise<void>,
-  ): Promise<{ container: Dockerode.Container; createdAt: number }> {
+  ): Promise<{ container: Dockerode.Container; image: string; createdAt: number }> {
     const { runtime } = setup;
     const request = cvmContainerRequest({
       environment,
@@ -233,8 +248,7 @@ class Supervisor implements CvmSupervisor {
     });
     const createdAt = Date.now();
     const container = await docker.createContainer(request);
-    await log(`create: ${request.name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
-    return { container, createdAt };
+    return { container, image: (await container.inspect()).Image, createdAt };
   }
 
   /**

@@ -5,10 +5,10 @@
  * pool full first, each member ready for 5 s (done with its own boot), so
  * that every create is a hit on a pool ready ahead of demand.
  *
- * (f) a CVM create, pool hit, server side: from the create's record to its
+ * (i) a CVM create, pool hit, server side: from the create's record to its
  *     `running` in the timeline (the server's own clock), against a plain
  *     `docker run -d` of the same image measured in this run;
- * (g) `cvm env create NAME --cvm --follow`, pool hit, wall clock around the
+ * (j) `cvm env create NAME --cvm --follow`, pool hit, wall clock around the
  *     real binary, against `node -e 0` (the floor of any Node.js CLI);
  * and, for comparison, the same create with no pool (cold, server side).
  */
@@ -103,7 +103,7 @@ export async function warmPoolFigures(context: BenchContext, input: WarmPoolInpu
       const ms = serverSideMs(await running(admin, name));
       if (i > 0) cold.push(ms);
       context.log(
-        `(f) cold create ${i}: ${(ms / 1000).toFixed(2)} s server side${i === 0 ? " (warm-up, not counted)" : ""}`,
+        `(i) cold create ${i}: ${(ms / 1000).toFixed(2)} s server side${i === 0 ? " (warm-up, not counted)" : ""}`,
       );
       await remove(name);
     }
@@ -121,7 +121,7 @@ export async function warmPoolFigures(context: BenchContext, input: WarmPoolInpu
       if (!log.some((line) => line.startsWith("pool: claiming"))) throw new Error(`not a pool hit:\n${log.join("\n")}`);
       if (i > 0) hits.push(ms);
       context.log(
-        `(f) pool hit ${i}: ${(ms / 1000).toFixed(3)} s server side${i === 0 ? " (warm-up, not counted)" : ""}`,
+        `(i) pool hit ${i}: ${(ms / 1000).toFixed(3)} s server side${i === 0 ? " (warm-up, not counted)" : ""}`,
       );
       await remove(name);
     }
@@ -147,7 +147,7 @@ export async function warmPoolFigures(context: BenchContext, input: WarmPoolInpu
         start.push(helpMs);
       }
       context.log(
-        `(g) cvm env create --follow, pool hit ${i}: ${(ms / 1000).toFixed(2)} s; cvm --help ${(helpMs / 1000).toFixed(2)} s; node -e 0 ${nodeMs.toFixed(0)} ms`,
+        `(j) cvm env create --follow, pool hit ${i}: ${(ms / 1000).toFixed(2)} s; cvm --help ${(helpMs / 1000).toFixed(2)} s; node -e 0 ${nodeMs.toFixed(0)} ms`,
       );
       await remove(name);
     }

@@ -18,10 +18,10 @@ import type {
   createEnvironmentSchema,
   createTokenSchema,
   createUserSchema,
-  credentialsSchema,
   environmentEventSchema,
   environmentListSchema,
   environmentQuerySchema,
+  firstAdminSchema,
   loginSchema,
   logStreamItemSchema,
   poolsStatusSchema,
@@ -45,8 +45,8 @@ export const sessionCookie = "cvm_session";
 
 /** GET /setup: whether this install still needs its first account. */
 export type SetupStatus = z.output<typeof setupStatusSchema>;
-/** POST /setup/first-admin */
-export type Credentials = z.input<typeof credentialsSchema>;
+/** POST /setup/first-admin: the first account's credentials and the setup code from the server's log. */
+export type FirstAdminRequest = z.input<typeof firstAdminSchema>;
 /** POST /auth/login */
 export type LoginRequest = z.input<typeof loginSchema>;
 export type SessionResponse = z.output<typeof sessionSchema>;

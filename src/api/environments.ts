@@ -23,7 +23,7 @@ import {
 const pollMs = 500;
 
 export function environmentRoutes(routes: ApiRoutes): void {
-  const { environments, store, bus, shutdown, logger } = routes.deps;
+  const { environments, store, bus, shutdown, logger, connections } = routes.deps;
   const tag = "environments";
 
   routes.add(
@@ -140,6 +140,16 @@ export function environmentRoutes(routes: ApiRoutes): void {
       const q = readQuery(c, logsQuerySchema);
       const build = await environments.buildOf(actorOf(c), param(c, "ref"), q.build);
       const follow = isSet(q.follow);
+      const environment = follow ? await store.environments.get(build.environmentId) : undefined;
+      // A followed log may stay open for a long build: it ends when the caller's access does.
+      const hold = environment
+        ? (end: () => void) =>
+            connections.hold(c.get("session"), {
+              kind: "logs",
+              allows: (user) => environments.canSee(user, environment),
+              end,
+            })
+        : undefined;
       return ndjsonResponse(
         async (write, signal) => {
           let after = q.after ?? 0;
@@ -174,6 +184,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
         },
         shutdown,
         logger,
+        hold,
       );
     },
   );

@@ -10,7 +10,7 @@
  */
 
 import { z } from "zod";
-import { environmentKinds, environmentStates } from "../core/environment.js";
+import { environmentKinds, environmentStates, nameRule } from "../core/environment.js";
 import {
   auditEntrySchema,
   buildLogLineSchema,
@@ -27,7 +27,7 @@ import {
   userSchema,
   warmPoolSchema,
 } from "../core/schemas.js";
-import { emailProblem, passwordProblem } from "../core/user.js";
+import { emailProblem, emailRule, passwordProblem, passwordRule } from "../core/user.js";
 import { checkStatuses } from "./contract.js";
 
 // The entities routes answer as they are, under the names the routes use.
@@ -50,8 +50,16 @@ function rule(problem: (value: unknown) => string | undefined) {
 const flag = z.enum(["0", "1", "true", "false"]);
 export const isSet = (value: string | undefined) => value === "1" || value === "true";
 
-const email = z.string().superRefine(rule(emailProblem));
-const newPassword = z.string().superRefine(rule(passwordProblem));
+// The limits are stated in the schema (so the OpenAPI document shows them) and checked by core's rule (its messages).
+const email = z
+  .string()
+  .meta({ maxLength: emailRule.maxLength, pattern: emailRule.pattern.source })
+  .superRefine(rule(emailProblem));
+const newPassword = z
+  .string()
+  .meta({ minLength: passwordRule.minLength, maxLength: passwordRule.maxLength })
+  .describe(`At least ${passwordRule.minLength} and at most ${passwordRule.maxLength} characters`)
+  .superRefine(rule(passwordProblem));
 const displayName = z.string().trim().min(1).max(100);
 const { role } = userSchema.shape;
 
@@ -64,6 +72,16 @@ export const credentialsSchema = z.object({
   email,
   password: newPassword,
   name: displayName.optional(),
+});
+
+/** The first account: credentials, and the one-time code from the server's log. */
+export const firstAdminSchema = z.object({
+  ...credentialsSchema.shape,
+  setupCode: z
+    .string()
+    .min(1)
+    .max(100)
+    .describe("The one-time code the server prints in its log at first start ('first-run setup code')"),
 });
 
 /** Login checks nothing but presence: a wrong password of any length is just a 401. */
@@ -193,6 +211,8 @@ export const environmentListSchema = itemsOf(environmentSchema);
 /** Any size left out gets its default; the name, image and sizes are checked against the rules in src/core. */
 export const createEnvironmentSchema = z.strictObject({
   ...environmentSpecSchema.partial({ cvm: true, cpu: true, memoryGiB: true, diskGiB: true }).shape,
+  // Stated for the document; the environment service checks it (and the rest of the spec) against core's rule.
+  name: z.string().meta({ maxLength: nameRule.maxLength, pattern: nameRule.pattern.source }),
   registryCredentials: registryCredentialsSchema.optional(),
 });
 

@@ -1,9 +1,13 @@
 /** `cvm admin infra show|set` (and `cvm admin pool`, pools.ts): Manage > Admin > Infrastructure, from a terminal. */
 
+import { createWriteStream } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import type { InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { type RuntimeChoice, runtimeChoices, type SupervisorPrivilegeMode } from "../core/settings.js";
+import { rotateKeyFile } from "../server/secret-keys.js";
 import { configuredClient } from "./config.js";
 import { printFields, printJson } from "./output.js";
 import * as pools from "./pools.js";
@@ -11,6 +15,8 @@ import * as pools from "./pools.js";
 interface SetOptions {
   cvm?: string;
   runtime?: string;
+  fuse?: string;
+  tun?: string;
   privileges?: string;
   capabilities?: string;
   maxCpu?: number;
@@ -27,6 +33,15 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
   if (options.cvm !== undefined) {
     if (!(options.cvm in toggles)) throw new CvmError("BAD_REQUEST", "--cvm takes enabled or disabled");
     change.cvmEnabled = toggles[options.cvm];
+  }
+  for (const [flag, key] of [
+    ["fuse", "fuseDevice"],
+    ["tun", "tunDevice"],
+  ] as const) {
+    const value = options[flag];
+    if (value === undefined) continue;
+    if (!(value in toggles)) throw new CvmError("BAD_REQUEST", `--${flag} takes enabled or disabled`);
+    change[key] = toggles[value];
   }
   if (options.runtime !== undefined) {
     if (!(runtimeChoices as readonly string[]).includes(options.runtime)) {
@@ -51,9 +66,43 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
   return change;
 }
 
+/** Writes a backup from the server to a new owner-only file; answers its size. */
+async function writeBackup(file: string): Promise<number> {
+  const body = await configuredClient().backup();
+  // Exclusive: a backup never overwrites another file.
+  const out = createWriteStream(file, { flags: "wx", mode: 0o600 });
+  await pipeline(Readable.fromWeb(body as import("node:stream/web").ReadableStream), out);
+  return out.bytesWritten;
+}
+
 export function register(program: Command): void {
   const admin = program.command("admin").description("site administration");
   pools.register(admin);
+  admin
+    .command("backup")
+    .description(
+      "write a consistent snapshot of the server's store to FILE while it runs (site admins); bring it back with `cvm server --restore FILE`. With PostgreSQL, use pg_dump",
+    )
+    .argument("<file>", "a new file (0600)")
+    .action(async (file: string) => {
+      const bytes = await writeBackup(file);
+      process.stdout.write(`Wrote ${file} (${bytes} bytes)\n`);
+      process.stderr.write(
+        "Registry passwords in it are sealed: keep the server's key (<data-dir>/secret.key or CVM_SECRET_KEY) with it, apart from it.\n",
+      );
+    });
+  admin
+    .command("rotate-secret-key")
+    .description(
+      "make a new key for sealing secrets in a data dir (the old one becomes secret.key.previous); the server seals every secret again at its next start",
+    )
+    .requiredOption("--data-dir <dir>", "the server's data dir")
+    .action((options: { dataDir: string }) => {
+      const { previousId, currentId } = rotateKeyFile(options.dataDir);
+      process.stdout.write(
+        `Key ${previousId} is now secret.key.previous; the new key is ${currentId}. Restart the server: it seals every secret under ${currentId}; then delete secret.key.previous.\n`,
+      );
+    });
   const infra = admin.command("infra").description("infrastructure settings");
   infra
     .command("show", { isDefault: true })
@@ -64,6 +113,8 @@ export function register(program: Command): void {
       printFields([
         ["CVMs", settings.cvmEnabled ? "enabled" : "disabled"],
         ["runtime", settings.runtime],
+        ["FUSE", settings.fuseDevice ? "enabled" : "disabled"],
+        ["TUN", settings.tunDevice ? "enabled" : "disabled"],
         [
           "supervisor",
           settings.supervisorPrivileges.mode === "privileged"
@@ -79,6 +130,8 @@ export function register(program: Command): void {
     .command("set")
     .option("--cvm <state>", "enabled or disabled")
     .option("--runtime <runtime>", runtimeChoices.join("|"))
+    .option("--fuse <state>", "enabled or disabled: CVMs get /dev/fuse")
+    .option("--tun <state>", "enabled or disabled: CVMs get /dev/net/tun")
     .option("--privileges <mode>", "how the supervisor is privileged: privileged or capabilities")
     .option("--capabilities <list>", "comma-separated capabilities for --privileges capabilities")
     .option("--max-cpu <n>", "largest CPU count an environment may ask for", Number)

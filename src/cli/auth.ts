@@ -4,19 +4,27 @@ import type { Command } from "commander";
 import { CvmClient } from "../client/index.js";
 import { configuredClient, forgetConfig, writeConfig } from "./config.js";
 import { age, printFields, printJson, printTable } from "./output.js";
-import { ask, confirm, interactive } from "./prompt.js";
+import { ask, confirm, interactive, secret } from "./prompt.js";
 
 interface LoginOptions {
   email?: string;
   password?: string;
+  passwordStdin?: boolean;
   name?: string;
+  setupCode?: string;
+}
+
+/** The password: --password-stdin, CVM_PASSWORD, or a prompt. `--password` still works, shown in ps as it is. */
+function password(options: LoginOptions, question: string): Promise<string> {
+  if (options.password !== undefined) return Promise.resolve(options.password);
+  return secret(question, { stdin: options.passwordStdin, env: "CVM_PASSWORD", flag: "--password-stdin" });
 }
 
 async function login(url: string, options: LoginOptions): Promise<void> {
   const client = new CvmClient({ baseUrl: url });
   const { needsFirstAdmin } = await client.setupStatus();
   if (needsFirstAdmin) {
-    const scripted = options.email !== undefined && options.password !== undefined;
+    const scripted = options.email !== undefined;
     if (!scripted) {
       if (interactive()) {
         process.stdout.write("This cvm server has no account yet.\n");
@@ -25,16 +33,21 @@ async function login(url: string, options: LoginOptions): Promise<void> {
         process.stdout.write("This cvm server has no account yet; creating the first site admin.\n");
       }
     }
+    const setupCode =
+      options.setupCode || process.env.CVM_SETUP_CODE || (await ask("Setup code (the server prints it in its log): "));
     const email = options.email ?? (await ask("Email: "));
-    const password = options.password ?? (await ask("Password (at least 8 characters): ", { secret: true }));
-    const session = await client.createFirstAdmin({ email, password, name: options.name });
+    const session = await client.createFirstAdmin({
+      email,
+      password: await password(options, "Password (at least 8 characters): "),
+      name: options.name,
+      setupCode,
+    });
     writeConfig({ url, token: session.token });
     process.stdout.write(`Created the site admin ${session.user.email} and logged in to ${url}\n`);
     return;
   }
   const email = options.email ?? (await ask("Email: "));
-  const password = options.password ?? (await ask("Password: ", { secret: true }));
-  const session = await client.login({ email, password });
+  const session = await client.login({ email, password: await password(options, "Password: ") });
   writeConfig({ url, token: session.token });
   process.stdout.write(`Logged in to ${url} as ${session.user.email} (${session.user.role})\n`);
 }
@@ -45,8 +58,13 @@ export function register(program: Command): void {
     .description("log in to a cvm server; on a fresh install, create its first account (the site admin)")
     .argument("<url>", "the server, such as http://127.0.0.1:7080")
     .option("--email <email>")
-    .option("--password <password>")
+    .option("--password-stdin", "read the password from standard input (or set CVM_PASSWORD; else it is asked for)")
+    .option("--password <password>", "the password on the command line, where ps shows it: prefer --password-stdin")
     .option("--name <name>", "your name, for the first account")
+    .option(
+      "--setup-code <code>",
+      "a fresh install's one-time setup code, from the server's log (or set CVM_SETUP_CODE; else it is asked for)",
+    )
     .action((url: string, options: LoginOptions) => login(url.replace(/\/$/, ""), options));
 
   program

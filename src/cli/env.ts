@@ -6,7 +6,7 @@ import type { Environment, EnvironmentKind, EnvironmentState } from "../core/env
 import { CvmError } from "../core/errors.js";
 import { configuredClient } from "./config.js";
 import { age, printFields, printJson, printTable } from "./output.js";
-import { confirm, interactive } from "./prompt.js";
+import { confirm, interactive, secret } from "./prompt.js";
 
 interface CreateOptions {
   image: string;
@@ -15,7 +15,7 @@ interface CreateOptions {
   memory?: number;
   disk?: number;
   registryUser?: string;
-  registryPassword?: string;
+  registryPasswordStdin?: boolean;
   follow?: boolean;
   json?: boolean;
 }
@@ -93,7 +93,10 @@ export function register(program: Command): void {
     .option("--memory <GiB>", "memory in GiB", Number)
     .option("--disk <GiB>", "disk in GiB", Number)
     .option("--registry-user <user>", "registry credentials for a private image")
-    .option("--registry-password <password>")
+    .option(
+      "--registry-password-stdin",
+      "read the registry password from standard input (or set CVM_REGISTRY_PASSWORD; else it is asked for)",
+    )
     .option("--follow", "stream the build log until the environment runs or fails")
     .option("--json")
     .action(async (name: string, options: CreateOptions) => {
@@ -107,7 +110,14 @@ export function register(program: Command): void {
         diskGiB: options.disk,
         registryCredentials:
           options.registryUser !== undefined
-            ? { username: options.registryUser, password: options.registryPassword ?? "" }
+            ? {
+                username: options.registryUser,
+                password: await secret("Registry password: ", {
+                  stdin: options.registryPasswordStdin,
+                  env: "CVM_REGISTRY_PASSWORD",
+                  flag: "--registry-password-stdin",
+                }),
+              }
             : undefined,
       });
       if (options.json && !options.follow) return printJson(environment);

@@ -11,10 +11,10 @@ import type {
   CreateEnvironmentRequest,
   CreateTokenRequest,
   CreateUserRequest,
-  Credentials,
   EnvironmentEvent,
   EnvironmentList,
   EnvironmentQuery,
+  FirstAdminRequest,
   InfrastructureSettingsUpdate,
   LoginRequest,
   LogStreamItem,
@@ -132,8 +132,7 @@ export class CvmClient {
 
   // Accounts and sessions
   setupStatus = () => this.json<SetupStatus>("GET", "/setup");
-  createFirstAdmin = (credentials: Credentials) =>
-    this.json<SessionResponse>("POST", "/setup/first-admin", credentials);
+  createFirstAdmin = (request: FirstAdminRequest) => this.json<SessionResponse>("POST", "/setup/first-admin", request);
   login = (credentials: LoginRequest) => this.json<SessionResponse>("POST", "/auth/login", credentials);
   logout = () => this.json<void>("POST", "/auth/logout");
   whoami = () => this.json<User>("GET", "/users/me");
@@ -167,6 +166,12 @@ export class CvmClient {
         cursor: filter.cursor,
       })}`,
     );
+  /** A snapshot of the store (site admins), as bytes to write to a file. */
+  backup = async (): Promise<ReadableStream<Uint8Array>> => {
+    const response = await this.send("GET", "/admin/backup");
+    if (!response.body) throw new ApiError(502, { message: "The server answered the backup without a body" });
+    return response.body;
+  };
   reconcile = (removeOrphans = false) =>
     this.json<ReconcileReport>("POST", `/admin/reconcile${query({ removeOrphans: removeOrphans ? 1 : undefined })}`);
 

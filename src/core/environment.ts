@@ -83,12 +83,13 @@ export type EnvironmentKind = (typeof environmentKinds)[number];
 
 export const defaultResources = { cpu: 2, memoryGiB: 4, diskGiB: 20 } as const;
 
-const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+/** An environment's name is a DNS label; as plain data too, so the API's schemas state it. */
+export const nameRule = { maxLength: 63, pattern: /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/ } as const;
 
 export function nameProblem(name: unknown): string | undefined {
   if (typeof name !== "string" || name.length === 0) return "is required";
-  if (name.length > 63) return "must be at most 63 characters (a DNS label)";
-  if (!dnsLabel.test(name)) {
+  if (name.length > nameRule.maxLength) return `must be at most ${nameRule.maxLength} characters (a DNS label)`;
+  if (!nameRule.pattern.test(name)) {
     return "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit";
   }
   return undefined;

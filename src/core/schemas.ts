@@ -96,6 +96,8 @@ export const infrastructureSettingsSchema = z.object({
   runtime: z.enum(runtimeChoices),
   supervisorPrivileges: supervisorPrivilegesSchema,
   limits: environmentLimitsSchema,
+  fuseDevice: z.boolean().describe("CVMs get /dev/fuse (sshfs, rclone, fuse-overlayfs, rootless Podman)"),
+  tunDevice: z.boolean().describe("CVMs get /dev/net/tun (VPN clients, userspace networking)"),
   pools: z.array(warmPoolSchema).describe("Warm pools: booted CVMs kept ready per image and size"),
 });
 export type InfrastructureSettings = z.infer<typeof infrastructureSettingsSchema>;

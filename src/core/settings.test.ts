@@ -22,6 +22,15 @@ const cases: Case[] = [
     (s) => Object.assign(s, { cvmEnabled: "yes" }),
     [{ field: "cvmEnabled", detail: "must be true or false" }],
   ],
+  ["FUSE and TUN turned off", (s) => Object.assign(s, { fuseDevice: false, tunDevice: false }), []],
+  [
+    "FUSE and TUN toggles not booleans",
+    (s) => Object.assign(s, { fuseDevice: "off", tunDevice: 0 }),
+    [
+      { field: "fuseDevice", detail: "must be true or false" },
+      { field: "tunDevice", detail: "must be true or false" },
+    ],
+  ],
   [
     "an unknown runtime",
     (s) => Object.assign(s, { runtime: "gvisor" }),

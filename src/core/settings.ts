@@ -47,6 +47,8 @@ export const defaultSettings: InfrastructureSettings = {
   runtime: "auto",
   supervisorPrivileges: { mode: "privileged", capabilities: [...supervisorCapabilities] },
   limits: { minCpu: 0.25, maxCpu: 16, minMemoryGiB: 0.25, maxMemoryGiB: 64, minDiskGiB: 1, maxDiskGiB: 500 },
+  fuseDevice: true,
+  tunDevice: true,
   pools: [],
 };
 
@@ -62,7 +64,9 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  */
 export function settingsProblems(settings: InfrastructureSettings): Validation[] {
   const problems: Validation[] = [];
-  if (typeof settings.cvmEnabled !== "boolean") problems.push({ field: "cvmEnabled", detail: "must be true or false" });
+  for (const field of ["cvmEnabled", "fuseDevice", "tunDevice"] as const) {
+    if (typeof settings[field] !== "boolean") problems.push({ field, detail: "must be true or false" });
+  }
   if (!(runtimeChoices as readonly unknown[]).includes(settings.runtime)) {
     problems.push({ field: "runtime", detail: `must be one of ${runtimeChoices.join(", ")}` });
   }

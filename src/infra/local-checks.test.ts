@@ -16,6 +16,7 @@ import {
   diskFailBelow,
   diskWarnBelow,
   judgeAppArmorProfile,
+  judgeBinfmtMisc,
   judgeCgroupDelegation,
   judgeCgroupVersion,
   judgeDisk,
@@ -64,6 +65,18 @@ for (const [release, runtime, os, status] of kernelCases) {
     expect(verdict, status, new RegExp(release.replace(/[.+]/g, "\\$&")));
   });
 }
+
+test("foreign architectures: a binfmt_misc per CVM from 6.7; before, a warning says why and what to do", () => {
+  expect(judgeBinfmtMisc("6.18.44-fc-v857"), "pass", /each CVM has a binfmt_misc of its own \(kernel 6\.18\.44/);
+  expect(judgeBinfmtMisc("6.7.0"), "pass");
+  expect(
+    judgeBinfmtMisc("6.1.0-13-cloud-amd64"),
+    "warn",
+    /kernel 6\.1\.0-13-cloud-amd64 has one binfmt_misc for the whole node/,
+    /Run kernel 6\.7 or newer/,
+  );
+  expect(judgeBinfmtMisc("not-a-kernel"), "warn");
+});
 
 test("an old kernel fails with the minimum it needs and how to get there", () => {
   expect(

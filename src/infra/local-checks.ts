@@ -11,6 +11,7 @@ import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { RuntimeChoice } from "../core/settings.js";
 import { defaultDockerHost, dockerHostOf } from "../docker/index.js";
 import { apparmorProfileName } from "../supervisor/apparmor.js";
+import { binfmtNote, binfmtPerUserNamespace, binfmtPerUserNamespaceSince } from "../supervisor/multi-arch.js";
 import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
 import {
   type AppArmorProfileEvidence,
@@ -105,6 +106,18 @@ export function judgeKernel(release: string, runtime: CvmRuntime, os?: OsRelease
     return fail(evidence, `Upgrade the node's kernel to ${minimum} or newer (on Ubuntu: the HWE kernel).`);
   }
   return pass(evidence);
+}
+
+// ---------------------------------------------------------------- foreign architectures
+
+/** Whether CVMs can register qemu-user handlers of their own: a warning, not a failure, as CVMs work without. */
+export function judgeBinfmtMisc(release: string): Verdict {
+  const since = `${binfmtPerUserNamespaceSince.major}.${binfmtPerUserNamespaceSince.minor}`;
+  if (binfmtPerUserNamespace(release)) return pass(binfmtNote(true, release).replace("the CVM has", "each CVM has"));
+  return warn(
+    binfmtNote(false, release),
+    `Run kernel ${since} or newer for arm64 and other foreign images in CVMs, or register qemu-user-static handlers with the F flag on the node itself (they then apply to every CVM).`,
+  );
 }
 
 // ---------------------------------------------------------------- OS
@@ -421,6 +434,13 @@ export const localChecks: AnyCheck<LocalContext>[] = [
     title: "Kernel version",
     read: async () => readKernelRelease(),
     judge: (release, context) => judgeKernel(release, context.runtime, context.os),
+  }),
+  defineCheck({
+    id: "binfmt-misc",
+    title: "Foreign architectures in CVMs (binfmt_misc per user namespace)",
+    applies: forUserns,
+    read: async () => readKernelRelease(),
+    judge: (release) => judgeBinfmtMisc(release),
   }),
   defineCheck({
     id: "os",

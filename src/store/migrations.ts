@@ -131,6 +131,19 @@ export const migrations: readonly Migration[] = [
     name: "environments listed per owner without a scan",
     statements: () => ["CREATE INDEX environments_owner ON environments (owner_id, created_at, id)"],
   },
+  {
+    version: 4,
+    name: "login throttle, shared by replicas",
+    statements: () => [
+      // One row per throttled key (`account:<email>`, `address:<ip>`): failures since the last quiet spell.
+      `CREATE TABLE login_throttle (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_failure_at TEXT NOT NULL,
+        locked_until TEXT
+      )`,
+    ],
+  },
 ];
 
 /** Any constant shared by every cvm server; replicas serialize their migrations on it. */

@@ -10,7 +10,8 @@
  * (systemd running or degraded, the inner dockerd answering).
  */
 
-import { chown, mkdir, stat } from "node:fs/promises";
+import { chown, mkdir, readFile, stat } from "node:fs/promises";
+import { release } from "node:os";
 import { join } from "node:path";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
@@ -39,14 +40,18 @@ import {
 import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
+import { type CvmDeviceNodes, ensureDeviceNodes } from "./cvm-devices.js";
 import { type DiskLimit, diskLimit } from "./disk-limit.js";
 import { dockerDiskPaths, ensureDockerDisk, makeSpareDisk, releaseDockerDisk, sparesSettled } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
+import { binfmtNote } from "./multi-arch.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
-import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
+import { ensureGateBinary, gateMounts, gateState, releaseGate } from "./start-gate.js";
+import { ensureSysfsReference } from "./sysfs-reference.js";
+import { maskedUnits } from "./systemd-masks.js";
 import { CvmWarmPool, hostnameBeforeBoot } from "./warm-pool.js";
 
 export interface CvmSupervisorOptions {
@@ -75,6 +80,8 @@ interface Setup {
   gateBinary: string;
   apparmor: ApparmorChoice;
   rootfs: DiskLimit;
+  devices: CvmDeviceNodes;
+  sysfsReference?: string;
   notes: string[];
 }
 
@@ -154,7 +161,7 @@ class Supervisor implements CvmSupervisor {
     // What needs no image (storage, the gate, the security profiles) is made while the image is pulled;
     // and when the engine has the image already, the container too: the pull only asks the registry
     // whether it changed, and a container of a replaced image is made again.
-    const setup = this.setUp(docker, environment, runtime);
+    const setup = this.setUp(docker, environment, runtime, context);
     setup.catch(() => undefined);
     const local = await imageId(docker, environment.image);
     const early = local ? setup.then((made) => this.create(docker, environment, made)) : undefined;
@@ -205,27 +212,63 @@ class Supervisor implements CvmSupervisor {
    * AppArmor profile and the root filesystem's limit. `notes` are the lines
    * the build log gets once the image is in.
    */
-  private async setUp(docker: Dockerode, environment: Environment, runtime: CvmRuntime): Promise<Setup> {
+  private async setUp(
+    docker: Dockerode,
+    environment: Environment,
+    runtime: CvmRuntime,
+    context: BuildContext,
+  ): Promise<Setup> {
     this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
       this.gateBinary = undefined;
       throw error;
     });
     const name = containerName(environment.id);
-    const [storage, gateBinary, apparmor, rootfs] = await Promise.all([
+    const userns = runtime === "userns";
+    const [storage, gateBinary, apparmor, rootfs, devices, sysfs] = await Promise.all([
       ignoreMissing(docker.getContainer(name).remove({ force: true })).then(() =>
         this.prepareStorage(docker, environment, runtime),
       ),
       this.gateBinary,
       ensureApparmorProfile(),
       diskLimit(this.engine.paths.dataRoot, environment.diskGiB),
+      userns ? this.devices(context) : { nodes: {}, notes: [] },
+      userns
+        ? ensureSysfsReference(this.engine.paths.root).then(
+            (reference) => ({ reference, note: undefined }),
+            (error: CvmError) => ({ reference: undefined, note: `${error.message}: ${error.detail ?? ""}` }),
+          )
+        : { reference: undefined, note: undefined },
     ]);
     const notes = [`security: ${apparmor.note}`];
-    if (runtime === "userns") {
-      notes.push("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
-      notes.push("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
+    if (userns) {
+      notes.push(
+        "security: seccomp = Docker's default profile for its default capabilities + SYS_ADMIN, NET_ADMIN, plus keyctl, pivot_root (for nested containers)",
+        "security: not privileged; every capability, inside its user namespace only; /proc and /sys unmasked (nested containers mount them again)",
+        ...devices.notes.map((note) => `devices: ${note}`),
+      );
+      if (sysfs.note) notes.push(`nesting unavailable: ${sysfs.note}`);
     }
     notes.push(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
-    return { runtime, storage, gateBinary, apparmor, rootfs, notes };
+    return {
+      runtime,
+      storage,
+      gateBinary,
+      apparmor,
+      rootfs,
+      devices: devices.nodes,
+      sysfsReference: sysfs.reference,
+      notes,
+    };
+  }
+
+  /** cvm's own FUSE and TUN nodes, as the settings allow and the node can give them; each outcome a note. */
+  private async devices(context: BuildContext): Promise<{ nodes: CvmDeviceNodes; notes: string[] }> {
+    const root = this.engine.root;
+    if (!root) return { nodes: {}, notes: [] };
+    return ensureDeviceNodes(join(this.engine.paths.root, "devices"), root, {
+      fuse: context.settings.fuseDevice,
+      tun: context.settings.tunDevice,
+    });
   }
 
   /** Creates the container; answers it with the image id it was made from, and when. */
@@ -245,6 +288,8 @@ class Supervisor implements CvmSupervisor {
       storageOpt: setup.rootfs.storageOpt,
       volumeSources: this.options.volumeSources,
       dockerDisk: setup.storage.dockerDisk,
+      devices: setup.devices,
+      sysfsReference: setup.sysfsReference,
     });
     const createdAt = Date.now();
     const container = await docker.createContainer(request);
@@ -337,6 +382,7 @@ class Supervisor implements CvmSupervisor {
     if (!init.found) {
       await releaseGate(pid, "reaper");
       await log("release: minimal init running; systemd unavailable");
+      if (runtime === "userns") await this.checkGateMounts(container, pid, log);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "absent" };
     }
     signal?.throwIfAborted();
@@ -345,9 +391,15 @@ class Supervisor implements CvmSupervisor {
       if (!root) throw new CvmError("INTERNAL", "cvm's engine has no remapped root");
       const { directories } = await delegateCgroups(pid, root.uid, root.gid);
       await log(`cgroups: ${directories.length} directories handed to the CVM's root (uid ${root.uid})`);
+      if (isSystemd(init)) {
+        await log(
+          `systemd: masked for the boot: ${maskedUnits.map((m) => `${m.unit} (${m.why})`).join(", ")}; systemd would try them because the CVM holds capabilities that count only inside it`,
+        );
+      }
     }
     await releaseGate(pid, "init");
     await log(`release: ${init.target} is PID 1`);
+    if (runtime === "userns") await this.checkGateMounts(container, pid, log);
     if (!isSystemd(init)) {
       await log(`${init.target} is not systemd: systemd unavailable`);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "unknown" };
@@ -370,6 +422,22 @@ class Supervisor implements CvmSupervisor {
       });
     }
     return { exists: true, running: true, runtime, ...report };
+  }
+
+  /**
+   * What the gate set up at release: whether nested privileged containers
+   * can mount sysfs, and whether the CVM has a binfmt_misc of its own. Only
+   * reported: the CVM works either way.
+   */
+  private async checkGateMounts(container: Dockerode.Container, pid: number, log: (text: string) => Promise<void>) {
+    const mounts = gateMounts(await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => ""));
+    const gateNote = (await this.tail(container)).split("\n").find((line) => line.includes("cvm-gate: sysfs"));
+    await log(
+      mounts.nestable
+        ? "nesting: /sys is the CVM's own sysfs with a writable super block: nested privileged containers can mount sysfs"
+        : `nesting: /sys stays read-only, so nested privileged containers cannot mount sysfs (${gateNote ?? "no reference sysfs"})`,
+    );
+    await log(`multi-arch: ${binfmtNote(mounts.binfmtMisc, release())}`);
   }
 
   /**
@@ -406,6 +474,12 @@ class Supervisor implements CvmSupervisor {
     }
     await context.enter("starting");
     await this.remountDockerDisk(environment);
+    // The engine unmounts its reference sysfs when it stops with no CVM running; the bind needs it back.
+    if (runtime === "userns") {
+      await ensureSysfsReference(this.engine.paths.root).catch((error: Error) =>
+        log(`nesting unavailable: ${error.message}`),
+      );
+    }
     return this.boot(await this.container(environment), environment, runtime, log, context.signal);
   }
 

@@ -54,7 +54,13 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
   return {
     ...pod,
     environment,
-    settings: { ...defaultSettings, cvmEnabled: true, runtime: pod.runtime },
+    settings: {
+      ...defaultSettings,
+      cvmEnabled: true,
+      runtime: pod.runtime,
+      fuseDevice: pod.fuseDevice,
+      tunDevice: pod.tunDevice,
+    },
     credentials: decodeRegistryAuth(readIfPresent(pod.registryAuthFile)),
     reportToken: readIfPresent(pod.reportTokenFile),
   };

@@ -149,6 +149,21 @@ test("a Pod spec without a server URL: the agent reports to nobody", () => {
   assert.equal(decoded.stopTimeoutSeconds, 30);
 });
 
+test("the FUSE and TUN settings reach the agent's settings through the Pod; each on unless the Pod says otherwise", () => {
+  const agentSettings = (settings: typeof defaultSettings) =>
+    podEnvironment(kubeletEnvironment(environmentPodSpec(environment, settings).spec?.containers[0] as V1Container))
+      .settings;
+  assert.deepEqual([agentSettings(defaultSettings).fuseDevice, agentSettings(defaultSettings).tunDevice], [true, true]);
+  const off = agentSettings({ ...defaultSettings, fuseDevice: false, tunDevice: false });
+  assert.deepEqual([off.fuseDevice, off.tunDevice], [false, false]);
+  const onlyTun = agentSettings({ ...defaultSettings, fuseDevice: false });
+  assert.deepEqual([onlyTun.fuseDevice, onlyTun.tunDevice], [false, true]);
+  assert.equal(
+    decodePodVariables({ CVM_ENVIRONMENT_ID: "e", CVM_ENVIRONMENT_NAME: "n", CVM_IMAGE: "i" }).fuseDevice,
+    true,
+  );
+});
+
 test("the registry credentials file: keyed by the image's registry, and read back as written", () => {
   const file = encodeRegistryAuth(environment.image, credentials);
   assert.deepEqual(Object.keys(JSON.parse(file).auths), ["registry.example.com:5000"]);

@@ -38,6 +38,8 @@ export const podVariables = {
   environmentName: "CVM_ENVIRONMENT_NAME",
   image: "CVM_IMAGE",
   runtime: "CVM_RUNTIME",
+  fuseDevice: "CVM_FUSE_DEVICE",
+  tunDevice: "CVM_TUN_DEVICE",
   buildId: "CVM_BUILD_ID",
   ownerEmail: "CVM_OWNER_EMAIL",
   /** The server's base URL as Pods reach it; the agent reports to supervisorReportUrl of it. */
@@ -77,6 +79,9 @@ export function supervisorReportUrl(serverUrl: string, environmentId: string): s
 export interface PodAssignment {
   environment: { id: string; name: string; image: string; ownerEmail: string; buildId?: string };
   runtime: RuntimeChoice;
+  /** The infrastructure settings' FUSE and TUN toggles: whether the CVM gets /dev/fuse and /dev/net/tun. */
+  fuseDevice: boolean;
+  tunDevice: boolean;
   /** The server's base URL; no reports are sent without one. */
   serverUrl?: string;
   discardDockerData: boolean;
@@ -97,6 +102,8 @@ export function encodePodVariables(assignment: PodAssignment, container: string)
     value(v.environmentName, environment.name),
     value(v.image, environment.image),
     value(v.runtime, assignment.runtime),
+    value(v.fuseDevice, String(assignment.fuseDevice)),
+    value(v.tunDevice, String(assignment.tunDevice)),
     value(v.buildId, environment.buildId ?? ""),
     value(v.ownerEmail, environment.ownerEmail),
     value(v.serverUrl, assignment.serverUrl ?? ""),
@@ -158,6 +165,9 @@ export function decodePodVariables(env: NodeJS.ProcessEnv): PodVariables {
       buildId: env[v.buildId] || undefined,
     },
     runtime: runtimeOf(env[v.runtime]),
+    // Devices are on unless the Pod says otherwise, as in the settings' defaults.
+    fuseDevice: env[v.fuseDevice] !== "false",
+    tunDevice: env[v.tunDevice] !== "false",
     serverUrl,
     reportUrl: serverUrl && supervisorReportUrl(serverUrl, id),
     discardDockerData: env[v.discardDockerData] === "true",

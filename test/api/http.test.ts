@@ -23,6 +23,7 @@ const expectedRoutes = [
   "get /api/v1/settings/infrastructure/checks",
   "get /api/v1/audit",
   "post /api/v1/admin/reconcile",
+  "get /api/v1/admin/backup",
   "get /api/v1/environments",
   "post /api/v1/environments",
   "get /api/v1/environments/{ref}",
@@ -84,10 +85,32 @@ describe("http surface (sqlite)", () => {
       paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
     };
     const statuses = (path: string, method: string) => Object.keys(document.paths[path][method].responses);
-    assert.deepEqual(statuses("/api/v1/environments", "post"), ["201", "400", "401", "409", "413", "default"]);
-    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "default"]);
-    assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "default"]);
-    assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "default"]);
+    // Every route may meet a foreign Host (421); a write, another site's page (403); a body, the wrong type (415).
+    assert.deepEqual(statuses("/api/v1/environments", "post"), [
+      "201",
+      "400",
+      "401",
+      "403",
+      "409",
+      "413",
+      "415",
+      "421",
+      "default",
+    ]);
+    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "421", "default"]);
+    assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "421", "default"]);
+    assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "421", "default"]);
+    assert.deepEqual(statuses("/api/v1/auth/login", "post"), [
+      "200",
+      "400",
+      "401",
+      "403",
+      "413",
+      "415",
+      "421",
+      "429",
+      "default",
+    ]);
     const forbidden = document.paths["/api/v1/users"].get.responses["403"].content?.["application/json"] as {
       schema: { properties: Record<string, unknown>; required: string[] };
     };

@@ -39,6 +39,8 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     await page.goto("/");
     await heading(page, "Welcome to cvm").waitFor();
     await screenshots(page, "first-run");
+    // The code the server printed in its log, as the person installing it reads it there.
+    await page.getByLabel("Setup code").fill(server.server.setupCode ?? "");
     await page.getByLabel("Your name").fill("Ada Admin");
     await page.getByLabel("Email").fill("admin@example.com");
     await page.getByLabel("Password").fill(password);
@@ -69,6 +71,8 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
       .waitFor({ timeout: 60_000 });
     await screenshots(page, "infrastructure");
     await page.getByRole("switch", { name: "Enable Container-Based Virtual Machines" }).check({ force: true });
+    // An admin may keep a device out of CVMs: TUN off here, saved with the rest.
+    await page.getByRole("switch", { name: "TUN (/dev/net/tun)" }).uncheck({ force: true });
     await page.getByRole("button", { name: "Save settings" }).click();
     const saved = page.getByText("Settings saved.");
     const force = page.getByRole("button", { name: "Enable anyway" });
@@ -80,6 +84,8 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
       await saved.waitFor();
     }
     assert.equal((await admin.infrastructure()).cvmEnabled, true, "the toggle reached the server");
+    assert.equal((await admin.infrastructure()).tunDevice, false, "the TUN switch reached the server");
+    assert.equal((await admin.infrastructure()).fuseDevice, true, "the FUSE switch stayed on");
 
     // Create: the CVM option now shows, and the API's validations land on their fields.
     await page.getByRole("link", { name: "Environments" }).click();

@@ -36,7 +36,9 @@ before(async () => {
   browser = await launchChromium();
   proxy = await startDropProxy(server.url);
   admin = new CvmClient({ baseUrl: server.url });
-  admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
+  admin.token = (
+    await admin.createFirstAdmin({ email: "admin@example.com", password, setupCode: server.server.setupCode ?? "" })
+  ).token;
 });
 
 after(async () => {

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
-import { CvmClient } from "../../src/client/index.js";
+import type { CvmClient } from "../../src/client/index.js";
 import { password, type TestServer } from "../harness/server.js";
 import { launchChromium, openPage, screenshots, startDashboardServer } from "./harness.js";
 
@@ -22,8 +22,7 @@ before(async () => {
   if (!image) return;
   server = await startDashboardServer();
   browser = await launchChromium();
-  admin = new CvmClient({ baseUrl: server.url });
-  admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
+  admin = await server.firstAdmin();
   await admin.updateInfrastructure({ cvmEnabled: true, runtime: "userns", force: true });
 });
 

@@ -18,7 +18,7 @@ import type { Provider } from "../../src/core/provider.js";
 import type { Role } from "../../src/core/roles.js";
 import type { User } from "../../src/core/user.js";
 import { createProvider } from "../../src/providers/index.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
+import { type RunningServer, type ServerOptions, startServer } from "../../src/server/index.js";
 import { type FreshDatabase, freshPostgresUrl } from "../../src/store/testing.js";
 
 export const storeKinds = ["sqlite", "postgres"] as const;
@@ -48,6 +48,8 @@ export interface TestServerOptions {
   /** Default: CVM_TEST_LOG_LEVEL, else error; to stderr. */
   logLevel?: string;
   skipReconcile?: boolean;
+  /** Any other server option (--proxy-trusted, --access-url, TLS, /metrics...). */
+  serverOptions?: Partial<ServerOptions>;
 }
 
 export type SignedIn = CvmClient & { user: User };
@@ -94,6 +96,7 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
       logger: pino({ level: opts.logLevel ?? process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
       webRoot: opts.webRoot ?? join(dataDir, "no-dashboard"),
       skipReconcile: opts.skipReconcile,
+      ...opts.serverOptions,
     });
   let server: RunningServer;
   try {
@@ -119,7 +122,12 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
     async firstAdmin() {
       const client = anonymous();
       if (!(await client.setupStatus()).needsFirstAdmin) return signIn("admin@example.com");
-      const session = await client.createFirstAdmin({ email: "admin@example.com", password });
+      const session = await client.createFirstAdmin({
+        email: "admin@example.com",
+        password,
+        // The code the server printed in its log, as the person installing it would read it there.
+        setupCode: server.setupCode ?? "",
+      });
       client.token = session.token;
       return Object.assign(client, { user: session.user });
     },

@@ -86,18 +86,20 @@ function homeVolume(claimName: string): V1Volume {
   return { name: "home", persistentVolumeClaim: { claimName } };
 }
 
+/** The settings a CVM's Pod carries to its supervisor. */
+export type PodSettings = Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice">;
+
 /** A CVM: the supervisor container, which runs the environment as its inner container. */
-export function supervisorPodSpec(
-  environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
-  options: PodOptions = {},
-): V1Pod {
+export function supervisorPodSpec(environment: PodEnvironment, settings: PodSettings, options: PodOptions = {}): V1Pod {
   const names = objectNames(environment.id);
   const stopTimeoutSeconds = options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds;
   const env = encodePodVariables(
     {
       environment,
       runtime: settings.runtime,
+      // Privileged, the supervisor sees the node's /dev and makes the CVM's own device nodes from it (cvm-devices.ts).
+      fuseDevice: settings.fuseDevice,
+      tunDevice: settings.tunDevice,
       serverUrl: options.serverUrl,
       discardDockerData: options.discardDockerData ?? false,
       stopTimeoutSeconds,
@@ -186,7 +188,7 @@ export function standardPodSpec(environment: PodEnvironment, options: PodOptions
 
 export function environmentPodSpec(
   environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
+  settings: PodSettings,
   options: PodOptions = {},
 ): V1Pod {
   return environment.cvm ? supervisorPodSpec(environment, settings, options) : standardPodSpec(environment, options);

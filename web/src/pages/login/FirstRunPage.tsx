@@ -11,6 +11,7 @@ export function FirstRunPage() {
   const [name, setName] = useState("");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
+  const [setupCode, setSetupCode] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
   const fields = fieldErrors(error);
@@ -20,7 +21,7 @@ export function FirstRunPage() {
     setBusy(true);
     setError(undefined);
     try {
-      await createFirstAdmin({ email, password, name: name || undefined });
+      await createFirstAdmin({ email, password, name: name || undefined, setupCode });
     } catch (e) {
       setError(e);
       setBusy(false);
@@ -33,6 +34,23 @@ export function FirstRunPage() {
       lead="This install has no accounts yet. Create the first one: it becomes the site admin, who can invite others and enable container-based VMs."
     >
       <form onSubmit={submit} className="form" noValidate>
+        <Field
+          id="setup-code"
+          label="Setup code"
+          error={fields.setupCode}
+          hint="Printed in the server's log when it started: the line “first-run setup code”."
+        >
+          {(props) => (
+            <input
+              {...props}
+              autoComplete="off"
+              spellCheck={false}
+              required
+              value={setupCode}
+              onChange={(e) => setSetupCode(e.target.value)}
+            />
+          )}
+        </Field>
         <Field id="setup-name" label="Your name" error={fields.name}>
           {(props) => <input {...props} autoComplete="name" value={name} onChange={(e) => setName(e.target.value)} />}
         </Field>

@@ -1,7 +1,7 @@
 /**
- * Manage > Admin > Infrastructure: the CVM toggle, the isolation runtime, how
- * the supervisor is privileged, the size limits, the warm pools (WarmPools.tsx),
- * and the infrastructure checks behind them. Turning CVMs on while a check fails takes a forced,
+ * Manage > Admin > Infrastructure: the CVM toggle, the isolation runtime, the
+ * devices CVMs get, how the supervisor is privileged, the size limits, the
+ * warm pools (WarmPools.tsx), and the infrastructure checks behind them. Turning CVMs on while a check fails takes a forced,
  * confirmed (and audited) save.
  */
 
@@ -23,6 +23,19 @@ const runtimeText: Record<RuntimeChoice, string> = {
   sysbox: "Sysbox's own isolation (sysbox-runc must be registered with the engine).",
   userns: "Built in: root in the environment is an unprivileged uid range on the node.",
 };
+
+const deviceToggles: { key: "fuseDevice" | "tunDevice"; label: string; hint: string }[] = [
+  {
+    key: "fuseDevice",
+    label: "FUSE (/dev/fuse)",
+    hint: "sshfs, rclone mounts, fuse-overlayfs and rootless Podman. Mounts stay inside the environment.",
+  },
+  {
+    key: "tunDevice",
+    label: "TUN (/dev/net/tun)",
+    hint: "VPN clients and userspace networking. Interfaces stay in the environment's own network.",
+  },
+];
 
 const limitFields: { key: keyof EnvironmentLimits; label: string }[] = [
   { key: "minCpu", label: "Min CPUs" },
@@ -99,6 +112,8 @@ export default function InfrastructurePage() {
     const update: InfrastructureSettingsUpdate = {
       cvmEnabled: draft.cvmEnabled,
       runtime: draft.runtime,
+      fuseDevice: draft.fuseDevice,
+      tunDevice: draft.tunDevice,
       supervisorPrivileges: {
         mode: draft.supervisorPrivileges.mode,
         capabilities: capabilities.split(/[\s,]+/).filter(Boolean),
@@ -173,6 +188,33 @@ export default function InfrastructurePage() {
             </label>
           ))}
           {fields.runtime && <p className="field-error">{fields.runtime}</p>}
+        </fieldset>
+
+        <fieldset className="field">
+          <legend>Devices in CVMs</legend>
+          {deviceToggles.map(({ key, label, hint }) => (
+            <div key={key} className="field">
+              <label className="switch">
+                <input
+                  type="checkbox"
+                  role="switch"
+                  aria-checked={draft[key]}
+                  checked={draft[key]}
+                  onChange={(e) => {
+                    setSaved(false);
+                    setDraft({ ...draft, [key]: e.target.checked });
+                  }}
+                  aria-describedby={`${key}-hint`}
+                />
+                <span className="switch-track" aria-hidden="true" />
+                {label}
+              </label>
+              <p className="hint" id={`${key}-hint`}>
+                {hint} Applies to environments built or rebuilt after saving.
+              </p>
+              {fields[key] && <p className="field-error">{fields[key]}</p>}
+            </div>
+          ))}
         </fieldset>
 
         <fieldset className="field">

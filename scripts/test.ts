@@ -58,6 +58,7 @@ const needsByPath: Record<string, Need[]> = {
 const startFirst = [
   "test/nodevm/",
   "test/k8s/",
+  "test/docker/crash-cycles.test.ts",
   "test/infra/cluster-checks.test.ts",
   "test/api/fuzz.test.ts",
   "test/lint.test.ts",

@@ -14,6 +14,7 @@ import { routePath } from "hono/route";
 import { secureHeaders } from "hono/secure-headers";
 import { z } from "zod";
 import { CvmError } from "../core/errors.js";
+import { cvmVersion } from "../core/version.js";
 import { adminRoutes } from "./admin.js";
 import { auditRoutes } from "./audit.js";
 import { authRoutes } from "./auth.js";
@@ -28,6 +29,7 @@ import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { poolRoutes } from "./pools.js";
 import { crossSiteCheck, hostCheck } from "./request-guard.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
+import { buildInfoSchema } from "./schemas.js";
 import { settingsRoutes } from "./settings.js";
 import { setupRoutes } from "./setup.js";
 import { supervisorReportRoutes } from "./supervisor-reports.js";
@@ -35,7 +37,6 @@ import { documentTerminal } from "./terminal.js";
 import { tokenRoutes } from "./tokens.js";
 import { userRoutes } from "./users.js";
 
-const version = "0.1.0";
 const maxBodyBytes = 1024 * 1024;
 
 export interface ApiApp {
@@ -98,7 +99,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
   const { metrics } = deps;
   let document: OpenApiDocument | undefined;
   const documentOf = (routes: ApiRoutes) => {
-    document ??= openApiDocument(routes.docs, version);
+    document ??= openApiDocument(routes.docs, cvmVersion);
     return document;
   };
 
@@ -171,6 +172,17 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
       response: z.looseObject({ openapi: z.string(), paths: z.record(z.string(), z.unknown()) }),
     },
     (c) => c.json(documentOf(routes)),
+  );
+  routes.add(
+    {
+      method: "get",
+      path: "/buildinfo",
+      summary: "Which cvm this server is: its version",
+      tag: "meta",
+      auth: false,
+      response: buildInfoSchema,
+    },
+    (c) => c.json({ version: cvmVersion }),
   );
   api.all("*", notFoundHandler);
   app.route(apiPrefix, api);

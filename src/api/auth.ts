@@ -5,7 +5,7 @@ import { deleteCookie, setCookie } from "hono/cookie";
 import { CvmError } from "../core/errors.js";
 import { can, type Permission, roles } from "../core/roles.js";
 import type { User } from "../core/user.js";
-import type { IssuedToken } from "../server/accounts.js";
+import type { IssuedToken, TokenOrigin } from "../server/accounts.js";
 import { type SessionResponse, sessionCookie } from "./contract.js";
 import { readJson } from "./input.js";
 import { requestFacts } from "./request-guard.js";
@@ -15,6 +15,15 @@ import { loginSchema, sessionSchema } from "./schemas.js";
 
 export function actorOf(c: AppContext): User {
   return c.get("session").user;
+}
+
+/** Longer User-Agents are cut: they are shown, never parsed for access. */
+const userAgentLimit = 300;
+
+/** Where a request that creates a token came from: its User-Agent and the client's address (as sign-in throttling reads it). */
+export function tokenOrigin(c: Context, site: SiteAddress): TokenOrigin {
+  const userAgent = c.req.header("user-agent")?.slice(0, userAgentLimit) || undefined;
+  return { userAgent, address: clientAddress(requestFacts(c), site) };
 }
 
 /** 403 naming the roles that may; callers that must hide existence throw 404 themselves. */
@@ -64,8 +73,10 @@ export function authRoutes(routes: ApiRoutes): void {
     },
     async (c) => {
       const { email, password } = await readJson(c, loginSchema);
-      const user = await accounts.login(email, password, clientAddress(requestFacts(c), site));
-      return sessionAnswer(c, site, user, await accounts.issue(user.id, "session", "session"), secureCookies);
+      const address = clientAddress(requestFacts(c), site);
+      const user = await accounts.login(email, password, address);
+      const issued = await accounts.issue(user.id, "session", "session", undefined, tokenOrigin(c, site));
+      return sessionAnswer(c, site, user, issued, secureCookies);
     },
   );
   routes.add(

@@ -11,7 +11,9 @@
 import type { z } from "zod";
 import type {
   auditPageSchema,
+  buildInfoSchema,
   buildListSchema,
+  checkProgressSchema,
   checkResultSchema,
   checksSchema,
   createdTokenSchema,
@@ -43,6 +45,9 @@ export const apiPrefix = "/api/v1";
 /** The cookie the dashboard's session rides in; the CLI sends `Authorization: Bearer`. */
 export const sessionCookie = "cvm_session";
 
+/** GET /buildinfo: which cvm the server is. */
+export type BuildInfo = z.output<typeof buildInfoSchema>;
+
 /** GET /setup: whether this install still needs its first account. */
 export type SetupStatus = z.output<typeof setupStatusSchema>;
 /** POST /setup/first-admin: the first account's credentials and the setup code from the server's log. */
@@ -67,11 +72,14 @@ export type UserList = z.output<typeof userListSchema>;
 /** PUT /settings/infrastructure: the whole document, or any part of it. */
 export type InfrastructureSettingsUpdate = z.input<typeof settingsUpdateSchema>;
 
-export const checkStatuses = ["pass", "warn", "fail"] as const;
+/** `not-applicable`: the check concerns something this installation does not have (a profile where AppArmor is off). */
+export const checkStatuses = ["pass", "warn", "fail", "not-applicable"] as const;
 export type CheckStatus = (typeof checkStatuses)[number];
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
 export type CheckResult = z.output<typeof checkResultSchema>;
 export type ChecksResponse = z.output<typeof checksSchema>;
+/** GET /settings/infrastructure/checks/progress (application/x-ndjson): the same checks, told as they run. */
+export type CheckProgress = z.output<typeof checkProgressSchema>;
 
 /** GET /pools: each warm pool set, its members now, and what they hold (admins and managers). */
 export type PoolsStatus = z.output<typeof poolsStatusSchema>;

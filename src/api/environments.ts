@@ -90,7 +90,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
     {
       method: "post",
       path: "/environments/:ref/rebuild",
-      summary: "Rebuild from the image, keeping home (and, when asked, the inner Docker's data)",
+      summary: "Rebuild from the image, or another one, keeping home (and, when asked, the inner Docker's data)",
       tag,
       body: rebuildSchema,
       response: environmentSchema,
@@ -172,6 +172,8 @@ export function environmentRoutes(routes: ApiRoutes): void {
               const current = await store.builds.get(build.id);
               await flush();
               if (current?.finishedAt) return send({ end: true, outcome: current.outcome });
+              // Deleted with its environment: the build is over, whatever a follower last saw.
+              if (!current) return send({ end: true, outcome: "deleted" });
               if (!follow || signal.aborted) return;
               if (dirty) continue;
               await nap(pollMs, signal, (w) => {

@@ -16,6 +16,7 @@ import {
   buildLogLineSchema,
   buildSchema,
   environmentLimitsSchema,
+  environmentNetworkSchema,
   environmentSchema,
   environmentSpecSchema,
   infrastructureSettingsSchema,
@@ -24,6 +25,7 @@ import {
   registryCredentialsSchema,
   supervisorPrivilegesSchema,
   tokenSchema,
+  userQuotasSchema,
   userSchema,
   warmPoolSchema,
 } from "../core/schemas.js";
@@ -136,11 +138,19 @@ export const userListSchema = itemsOf(userSchema);
  * to the settings is accepted here without touching this file;
  * settingsProblems then validates the merged whole.
  */
-const { supervisorPrivileges: _privileges, limits: _limits, ...plainSettings } = infrastructureSettingsSchema.shape;
+const {
+  supervisorPrivileges: _privileges,
+  limits: _limits,
+  quotas: _quotas,
+  network: _network,
+  ...plainSettings
+} = infrastructureSettingsSchema.shape;
 export const settingsUpdateSchema = z.strictObject({
   ...z.object(plainSettings).partial().shape,
   supervisorPrivileges: z.strictObject(supervisorPrivilegesSchema.partial().shape).optional(),
   limits: z.strictObject(environmentLimitsSchema.partial().shape).optional(),
+  quotas: z.strictObject(userQuotasSchema.partial().shape).optional(),
+  network: z.strictObject(environmentNetworkSchema.partial().shape).optional(),
   force: z
     .boolean()
     .optional()
@@ -185,6 +195,13 @@ export const checkResultSchema = z.object({
 
 export const checksSchema = z.object({ checks: z.array(checkResultSchema), worst: z.enum(checkStatuses) });
 
+/** One line of the checks' progress stream: each check as it starts, its result, then the worst of them. */
+export const checkProgressSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("running"), id: z.string(), title: z.string() }),
+  z.object({ type: z.literal("result"), check: checkResultSchema }),
+  z.object({ type: z.literal("done"), worst: z.enum(checkStatuses) }),
+]);
+
 // The audit log
 
 export const auditQuerySchema = z.object({
@@ -218,6 +235,11 @@ export const createEnvironmentSchema = z.strictObject({
 
 export const rebuildSchema = z.strictObject({
   keepDockerData: z.boolean().optional().describe("Keep the inner Docker's images and containers (CVMs)"),
+  image: z
+    .string()
+    .max(1000)
+    .optional()
+    .describe("Build from this image instead (a failed build's way out); the home is kept"),
 });
 
 export const deleteQuerySchema = z.object({ keepHome: flag.optional() });
@@ -278,10 +300,24 @@ export const reconcileQuerySchema = z.object({ removeOrphans: flag.optional() })
 export const reconcileReportSchema = z.object({
   vanished: z
     .array(z.object({ id: z.string(), name: z.string(), reason: z.string() }))
-    .describe("Environments whose workload had vanished, now marked failed with the reason"),
+    .describe(
+      "Environments whose workload had vanished, or whose build was cut off, now marked failed with the reason",
+    ),
+  resumed: z
+    .array(z.object({ id: z.string(), name: z.string() }))
+    .describe("Environments whose build was cut off (a server stopped or died) and goes on now"),
+  finished: z
+    .array(z.object({ id: z.string(), name: z.string(), action: z.enum(["stop", "delete"]) }))
+    .describe("Stops and deletes a server left halfway, now done"),
   orphans: z
     .array(z.object({ ref: z.string(), environmentId: z.string(), removed: z.boolean() }))
     .describe("Workloads with cvm's labels and no environment"),
 });
 
 export const auditPageSchema = pageOf(auditEntrySchema);
+
+// About the server itself
+
+export const buildInfoSchema = z.object({
+  version: z.string().describe("cvm's version, such as 0.1.0: `cvm version` shows it beside the CLI's own"),
+});

@@ -5,7 +5,7 @@
  */
 
 import { CvmError } from "../core/errors.js";
-import { sessionAnswer } from "./auth.js";
+import { sessionAnswer, tokenOrigin } from "./auth.js";
 import type { SetupStatus } from "./contract.js";
 import { readJson } from "./input.js";
 import type { ApiRoutes } from "./routes.js";
@@ -58,7 +58,8 @@ export function setupRoutes(routes: ApiRoutes): void {
       if (!user) throw alreadySetUp();
       await setup.spent();
       await audit.record(user, "user.create", `user/${user.id}`, null, { ...user, firstAdmin: true });
-      return sessionAnswer(c, site, user, await accounts.issue(user.id, "session", "session"), secureCookies, 201);
+      const issued = await accounts.issue(user.id, "session", "session", undefined, tokenOrigin(c, site));
+      return sessionAnswer(c, site, user, issued, secureCookies, 201);
     },
   );
 }

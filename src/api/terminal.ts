@@ -31,6 +31,7 @@ import { crossSite, misdirected } from "./request-guard.js";
 import { hostAllowed, originAllowed, type RequestFacts, requestHost } from "./request-origin.js";
 import { type ApiDeps, type ApiRoutes, requestSecret } from "./routes.js";
 import { isSet, terminalClientMessageSchema, terminalCommandSchema, terminalQuerySchema } from "./schemas.js";
+import { TerminalCounts } from "./terminal-quota.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
 
@@ -95,6 +96,7 @@ export function documentTerminal(routes: ApiRoutes): void {
 export function attachTerminal(server: Server, deps: ApiDeps): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const sessions = new Set<{ ws: WebSocket; exec: ExecSession }>();
+  const terminals = new TerminalCounts();
 
   async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const url = new URL(request.url ?? "/", "http://localhost");
@@ -124,18 +126,29 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
       throw new CvmError("CONFLICT", `The environment is ${environment.state}: start it first`);
     }
     const tty = query.tty === undefined ? true : isSet(query.tty);
-    const exec = await deps.provider.exec(environment, {
-      command: command ?? loginShell,
-      tty,
-      cols: query.cols ?? 80,
-      rows: query.rows ?? 24,
-      env: tty ? { TERM: "xterm-256color" } : undefined,
-    });
+    const release = terminals.take(user, (await deps.settings.get()).quotas.terminals);
+    let exec: ExecSession;
+    try {
+      exec = await deps.provider.exec(environment, {
+        command: command ?? loginShell,
+        tty,
+        cols: query.cols ?? 80,
+        rows: query.rows ?? 24,
+        env: tty ? { TERM: "xterm-256color" } : undefined,
+      });
+    } catch (error) {
+      release();
+      throw error;
+    }
     if (socket.destroyed) {
+      release();
       exec.kill();
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => bridge(ws, exec, environment, session));
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      ws.once("close", release);
+      bridge(ws, exec, environment, session);
+    });
   }
 
   function bridge(ws: WebSocket, exec: ExecSession, environment: Environment, session: HeldSession): void {

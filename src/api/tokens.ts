@@ -1,7 +1,7 @@
 /** API tokens of the signed-in user: list, create (the secret is shown once), revoke. */
 
 import { notFound } from "../core/errors.js";
-import { actorOf } from "./auth.js";
+import { actorOf, tokenOrigin } from "./auth.js";
 import type { CreatedToken } from "./contract.js";
 import { readJson } from "./input.js";
 import { type ApiRoutes, param } from "./routes.js";
@@ -10,7 +10,7 @@ import { createdTokenSchema, createTokenSchema, tokenListSchema } from "./schema
 const defaultTtlDays = 30;
 
 export function tokenRoutes(routes: ApiRoutes): void {
-  const { store, accounts, audit } = routes.deps;
+  const { store, accounts, audit, site } = routes.deps;
   routes.add(
     {
       method: "get",
@@ -34,7 +34,8 @@ export function tokenRoutes(routes: ApiRoutes): void {
     async (c) => {
       const request = await readJson(c, createTokenSchema);
       const actor = actorOf(c);
-      const issued = await accounts.issue(actor.id, "api", request.name, request.ttlDays ?? defaultTtlDays);
+      const ttlDays = request.ttlDays ?? defaultTtlDays;
+      const issued = await accounts.issue(actor.id, "api", request.name, ttlDays, tokenOrigin(c, site));
       // The token as stored: its secret is never written anywhere but this answer.
       await audit.record(actor, "token.create", `token/${issued.token.id}`, null, issued.token);
       return c.json<CreatedToken>({ token: issued.token, secret: issued.secret }, 201);

@@ -8,6 +8,7 @@ import type { InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { type RuntimeChoice, runtimeChoices, type SupervisorPrivilegeMode } from "../core/settings.js";
 import { rotateKeyFile } from "../server/secret-keys.js";
+import { type FieldNames, inFlagTerms, numberFlag } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { printFields, printJson } from "./output.js";
 import * as pools from "./pools.js";
@@ -25,6 +26,17 @@ interface SetOptions {
   force?: boolean;
   json?: boolean;
 }
+
+/** The flags of `cvm admin infra set` that set each settings field. */
+const settingFlags: FieldNames = {
+  cvmEnabled: "--cvm",
+  runtime: "--runtime",
+  "supervisorPrivileges.mode": "--privileges",
+  "supervisorPrivileges.capabilities": "--capabilities",
+  "limits.maxCpu": "--max-cpu",
+  "limits.maxMemoryGiB": "--max-memory",
+  "limits.maxDiskGiB": "--max-disk",
+};
 
 const toggles: Record<string, boolean> = { enabled: true, on: true, disabled: false, off: false };
 
@@ -134,13 +146,13 @@ export function register(program: Command): void {
     .option("--tun <state>", "enabled or disabled: CVMs get /dev/net/tun")
     .option("--privileges <mode>", "how the supervisor is privileged: privileged or capabilities")
     .option("--capabilities <list>", "comma-separated capabilities for --privileges capabilities")
-    .option("--max-cpu <n>", "largest CPU count an environment may ask for", Number)
-    .option("--max-memory <GiB>", "largest memory an environment may ask for", Number)
-    .option("--max-disk <GiB>", "largest disk an environment may ask for", Number)
+    .option("--max-cpu <n>", "largest CPU count an environment may ask for", numberFlag("--max-cpu", "CPUs"))
+    .option("--max-memory <GiB>", "largest memory an environment may ask for", numberFlag("--max-memory", "GiB"))
+    .option("--max-disk <GiB>", "largest disk an environment may ask for", numberFlag("--max-disk", "GiB"))
     .option("--force", "turn CVMs on even though infrastructure checks fail (recorded in the audit log)")
     .option("--json")
     .action(async (options: SetOptions) => {
-      const settings = await configuredClient().updateInfrastructure(update(options));
+      const settings = await inFlagTerms(settingFlags, () => configuredClient().updateInfrastructure(update(options)));
       if (options.json) return printJson(settings);
       process.stdout.write(`CVMs ${settings.cvmEnabled ? "enabled" : "disabled"}; runtime ${settings.runtime}\n`);
     });

@@ -5,7 +5,9 @@
 
 import type {
   AuditPage,
+  BuildInfo,
   BuildList,
+  CheckProgress,
   ChecksResponse,
   CreatedToken,
   CreateEnvironmentRequest,
@@ -52,6 +54,8 @@ export interface ClientOptions {
   /** The server's base URL, such as http://127.0.0.1:7080; empty for same-origin (dashboard). */
   baseUrl: string;
   token?: string;
+  /** Sent as User-Agent where the runtime allows (Node; browsers send their own). */
+  userAgent?: string;
   fetch?: typeof fetch;
   /** Called on every 401, so a dashboard can return to its login page. */
   onUnauthorized?: (body: ErrorBody) => void;
@@ -89,12 +93,14 @@ async function* ndjson<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
 export class CvmClient {
   readonly baseUrl: string;
   token?: string;
+  readonly userAgent?: string;
   private readonly fetchImpl: typeof fetch;
   private readonly onUnauthorized?: (body: ErrorBody) => void;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/$/, "");
     this.token = options.token;
+    this.userAgent = options.userAgent;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.onUnauthorized = options.onUnauthorized;
   }
@@ -103,6 +109,7 @@ export class CvmClient {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.userAgent) headers["user-agent"] = this.userAgent;
     const response = await this.fetchImpl(`${this.baseUrl}${apiPrefix}${path}`, {
       method,
       headers,
@@ -130,6 +137,8 @@ export class CvmClient {
     return (await response.json()) as T;
   }
 
+  buildInfo = () => this.json<BuildInfo>("GET", "/buildinfo");
+
   // Accounts and sessions
   setupStatus = () => this.json<SetupStatus>("GET", "/setup");
   createFirstAdmin = (request: FirstAdminRequest) => this.json<SessionResponse>("POST", "/setup/first-admin", request);
@@ -153,6 +162,13 @@ export class CvmClient {
   infrastructureChecks = () => this.json<ChecksResponse>("GET", "/settings/infrastructure/checks");
   pools = () => this.json<PoolsStatus>("GET", "/pools");
   setPool = (pool: PoolUpdateRequest) => this.json<PoolsStatus>("PUT", "/pools", pool);
+
+  /** The same checks, each told as it starts and as it ends, then the worst result. */
+  async *infrastructureChecksProgress(signal?: AbortSignal): AsyncGenerator<CheckProgress> {
+    const response = await this.send("GET", "/settings/infrastructure/checks/progress", undefined, { signal });
+    if (!response.body) return;
+    yield* ndjson<CheckProgress>(response.body);
+  }
   audit = (filter: AuditFilter & { limit?: number; cursor?: string } = {}) =>
     this.json<AuditPage>(
       "GET",

@@ -93,6 +93,12 @@ export interface WorkloadPool {
   claim(member: PoolMember, environment: Environment, context: BuildContext): Promise<Observation>;
   /** Removes a member's workload, home and disk, and its record. */
   drain(member: PoolMember): Promise<void>;
+  /**
+   * Drops a member's record and keeps its workload: a create took the
+   * member's id and a server stopped before the claim, so the workload is
+   * that environment's now (its resumed build makes it so).
+   */
+  forget(member: PoolMember): Promise<void>;
   /** The image's digest in its registry now, to tell a stale member; undefined when no registry answers. */
   imageVersion(image: string, credentials?: RegistryCredentials): Promise<string | undefined>;
 }
@@ -127,5 +133,11 @@ export interface Provider {
    * wrong one is refused with a 401.
    */
   acceptSupervisorReport?(environmentId: string, token: string, report: SupervisorReport): Promise<void>;
+  /**
+   * Providers that enforce settings outside builds (the docker provider's
+   * network policy) are told the settings when the server starts and after
+   * every change.
+   */
+  configure?(settings: InfrastructureSettings): Promise<void>;
   close(): Promise<void>;
 }

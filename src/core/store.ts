@@ -39,6 +39,9 @@ export interface NewToken {
   name: string;
   secretHash: string;
   expiresAt: string;
+  /** Where the request that created it came from, as Token records it. */
+  userAgent?: string;
+  address?: string;
 }
 
 export interface TokenStore {

@@ -12,7 +12,18 @@ import type { RuntimeChoice } from "../core/settings.js";
 import { defaultDockerHost, dockerHostOf } from "../docker/index.js";
 import { apparmorProfileName } from "../supervisor/apparmor.js";
 import { binfmtNote, binfmtPerUserNamespace, binfmtPerUserNamespaceSince } from "../supervisor/multi-arch.js";
-import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
+import {
+  type AnyCheck,
+  defineCheck,
+  fail,
+  notApplicable,
+  type OnCheckProgress,
+  pass,
+  runChecks,
+  severity,
+  type Verdict,
+  warn,
+} from "./check.js";
 import {
   type AppArmorProfileEvidence,
   type CgroupEvidence,
@@ -240,8 +251,6 @@ function judgeOneIdFile(file: string, ranges: SubordinateRange[] | undefined): V
   return pass(evidence);
 }
 
-const severity = { pass: 0, warn: 1, fail: 2 } as const;
-
 export function judgeSubordinateIds(e: SubordinateIdEvidence): Verdict {
   const verdicts = [judgeOneIdFile("/etc/subuid", e.subuid), judgeOneIdFile("/etc/subgid", e.subgid)];
   const worst = verdicts.reduce((a, b) => (severity[b.status] > severity[a.status] ? b : a));
@@ -369,7 +378,7 @@ export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: CvmRunti
 }
 
 export function judgeAppArmorProfile(e: AppArmorProfileEvidence): Verdict {
-  if (!apparmorOn(e)) return pass(`${securityModuleWords(e)}; AppArmor is off, so no profile is needed`);
+  if (!apparmorOn(e)) return notApplicable(`${securityModuleWords(e)}; AppArmor is off, so no profile is needed`);
   if (e.apparmorProfiles === undefined) {
     return warn(
       "AppArmor is enabled but /sys/kernel/security/apparmor/profiles cannot be read",
@@ -530,7 +539,7 @@ export interface LocalCheckOptions {
   dockerHost?: string;
 }
 
-export async function runLocalChecks(options: LocalCheckOptions): Promise<CheckResult[]> {
+export async function runLocalChecks(options: LocalCheckOptions, onProgress?: OnCheckProgress): Promise<CheckResult[]> {
   const engine = await readEngine(dockerHostOf(options.dockerHost));
   const context: LocalContext = {
     choice: options.choice,
@@ -539,5 +548,5 @@ export async function runLocalChecks(options: LocalCheckOptions): Promise<CheckR
     engine,
     os: await readOsRelease(),
   };
-  return runChecks(localChecks, context);
+  return runChecks(localChecks, context, onProgress);
 }

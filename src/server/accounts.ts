@@ -9,7 +9,7 @@
 
 import { createHash, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { CvmError } from "../core/errors.js";
-import type { NewUser, Store } from "../core/store.js";
+import type { NewToken, NewUser, Store } from "../core/store.js";
 import { accessEnded, type Token, type TokenKind, type User } from "../core/user.js";
 import type { LoginThrottle } from "./login-throttle.js";
 import type { OpenConnections } from "./open-connections.js";
@@ -67,6 +67,9 @@ export interface Session {
   token: Token;
 }
 
+/** Where the request that asks for a token came from; the token keeps it, so its owner can tell their sessions apart. */
+export type TokenOrigin = Pick<NewToken, "userAgent" | "address">;
+
 export interface IssuedToken {
   token: Token;
   secret: string;
@@ -111,7 +114,13 @@ export class Accounts {
     for (const [key, entry] of this.checked) if (matches(entry.session)) this.checked.delete(key);
   }
 
-  async issue(userId: string, kind: TokenKind, name: string, ttlDays = sessionDays): Promise<IssuedToken> {
+  async issue(
+    userId: string,
+    kind: TokenKind,
+    name: string,
+    ttlDays = sessionDays,
+    origin: TokenOrigin = {},
+  ): Promise<IssuedToken> {
     const secret = newSecret();
     const token = await this.store.tokens.create({
       userId,
@@ -119,6 +128,7 @@ export class Accounts {
       name,
       secretHash: secretHash(secret),
       expiresAt: new Date(Date.now() + ttlDays * dayMs).toISOString(),
+      ...origin,
     });
     return { token, secret };
   }

@@ -24,6 +24,7 @@ import { Accounts } from "./accounts.js";
 import { AuditLog } from "./audit-log.js";
 import { EnvironmentService } from "./environments/index.js";
 import { EventBus } from "./event-bus.js";
+import { installationId } from "./installation.js";
 import { LoginThrottle } from "./login-throttle.js";
 import { createMetrics, type ServerMetrics } from "./metrics.js";
 import { OpenConnections } from "./open-connections.js";
@@ -195,6 +196,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         kubeconfig: options.kubeconfig,
         namespace: options.namespace,
         serverUrl: url,
+        installationId: await installationId(store),
       }));
     const running = await serve(options, logger, store, provider, server, url);
     handler = running.fetch;
@@ -229,6 +231,10 @@ async function serve(
   const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
   const connections = new OpenConnections(store, { logger });
   const setup = new SetupCode(store, logger, options.setupCode ?? process.env.CVM_SETUP_CODE);
+  if (provider.configure) {
+    await provider.configure(await settings.get());
+    settings.onChange((changed) => provider.configure?.(changed) ?? Promise.resolve());
+  }
   const deps = {
     store,
     provider,

@@ -16,6 +16,7 @@ import type { PoolsStatus } from "../api/contract.js";
 import type { Environment, EnvironmentSpec } from "../core/environment.js";
 import type { BuildContext, Observation, Provider, WorkloadPool } from "../core/provider.js";
 import type { InfrastructureSettings } from "../core/settings.js";
+import type { Store } from "../core/store.js";
 import { newMember, type PoolMember, planPools, poolKey, poolsFor, type WarmPool } from "../core/warm-pool.js";
 import { newId } from "../store/ids.js";
 import type { SettingsService } from "./settings-service.js";
@@ -24,6 +25,7 @@ export type PoolReservation = { member: PoolMember } | { miss: string };
 
 export interface WarmPoolsOptions {
   provider: Provider;
+  store: Store;
   settings: SettingsService;
   logger: Logger;
   /** Members built at once; each fill is a CVM's build (default 1: the machine is shared). */
@@ -61,14 +63,23 @@ export class WarmPools {
 
   constructor(private readonly deps: WarmPoolsOptions) {
     this.pool = deps.provider.pool;
-    deps.settings.onUpdate(() => this.kick());
+    deps.settings.onChange(() => this.kick());
   }
 
-  /** Adopts the members the provider holds (a member a crash left half-built is drained) and begins filling. */
+  /**
+   * Adopts the members the provider holds (a member a crash left half-built
+   * is drained; one whose id an environment took, reserved by a create whose
+   * server stopped before the claim, is that environment's and is only
+   * forgotten) and begins filling.
+   */
   start(): Promise<void> {
     this.started ??= (async () => {
       if (!this.pool) return;
       for (const member of await this.pool.members()) {
+        if (await this.deps.store.environments.get(member.id)) {
+          await this.pool.forget(member);
+          continue;
+        }
         this.members.set(
           member.id,
           member.state === "filling" ? { ...member, state: "failed", reason: "its build was interrupted" } : member,

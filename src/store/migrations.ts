@@ -144,6 +144,11 @@ export const migrations: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 5,
+    name: "where each token was created: user agent and address",
+    statements: () => ["ALTER TABLE tokens ADD COLUMN user_agent TEXT", "ALTER TABLE tokens ADD COLUMN address TEXT"],
+  },
 ];
 
 /** Any constant shared by every cvm server; replicas serialize their migrations on it. */

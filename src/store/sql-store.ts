@@ -184,10 +184,22 @@ function tokenStore(db: Database): TokenStore {
         expires_at: token.expiresAt,
         last_used_at: null,
         revoked_at: null,
+        user_agent: token.userAgent ?? null,
+        address: token.address ?? null,
       };
       await db.query(
-        "INSERT INTO tokens (id, user_id, kind, name, secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [row.id, row.user_id, row.kind, row.name, token.secretHash, row.created_at, row.expires_at],
+        "INSERT INTO tokens (id, user_id, kind, name, secret_hash, created_at, expires_at, user_agent, address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+          row.id,
+          row.user_id,
+          row.kind,
+          row.name,
+          token.secretHash,
+          row.created_at,
+          row.expires_at,
+          row.user_agent,
+          row.address,
+        ],
       );
       return tokenFromRow(row);
     },

@@ -35,13 +35,19 @@ const commonHost = {
   Memory: 4 * 1024 ** 3,
   MemorySwap: 4 * 1024 ** 3,
   NanoCpus: 2e9,
-  PidsLimit: 16384,
+  PidsLimit: 4096,
   RestartPolicy: { Name: "no" },
   LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "2" } },
 };
 
 test("sysbox: the create request runs sysbox-runc as the seed does, unprivileged, without cvm's own userns pieces", () => {
-  const request = cvmContainerRequest({ environment, image: "registry.example/dev:1", runtime: "sysbox", gateBinary });
+  const request = cvmContainerRequest({
+    environment,
+    image: "registry.example/dev:1",
+    runtime: "sysbox",
+    gateBinary,
+    pidsLimit: 4096,
+  });
   assert.deepEqual(request, {
     ...common,
     Labels: { "dev.cvm.managed": "true", "dev.cvm.environment": "env1", "dev.cvm.runtime": "sysbox" },
@@ -56,6 +62,7 @@ test("userns: never privileged, every capability in its user namespace, whole /p
     image: "registry.example/dev:1",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     seccomp,
     apparmor: "cvm-default",
     sysfsReference: "/var/lib/cvm/engine/sysfs",
@@ -90,6 +97,7 @@ test("userns: FUSE and TUN are cvm's own nodes, bound in, each with a device cgr
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     devices: { fuse: "/e/devices/fuse", tun: "/e/devices/tun" },
   });
   assert.deepEqual(request.HostConfig?.Mounts?.slice(-2), [
@@ -102,6 +110,7 @@ test("userns: FUSE and TUN are cvm's own nodes, bound in, each with a device cgr
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     devices: { tun: "/t" },
   });
   assert.deepEqual(onlyTun.HostConfig?.DeviceCgroupRules, ["c 10:200 rwm"]);
@@ -110,6 +119,7 @@ test("userns: FUSE and TUN are cvm's own nodes, bound in, each with a device cgr
     image: "i",
     runtime: "sysbox",
     gateBinary,
+    pidsLimit: 4096,
     devices: { tun: "/t" },
   });
   assert.equal(sysbox.HostConfig?.DeviceCgroupRules, undefined, "sysbox-runc brings its own devices");
@@ -121,6 +131,7 @@ test("a disk limit the filesystem can enforce goes to the writable layer", () =>
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     storageOpt: { size: "20G" },
   });
   assert.deepEqual(request.HostConfig?.StorageOpt, { size: "20G" });
@@ -192,6 +203,7 @@ test("in a Pod, the claim's directories are bound as /var/lib/docker and /home i
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     volumeSources: { home: "/claim/home", dockerData: "/claim/docker" },
   });
   assert.deepEqual(request.HostConfig?.Mounts, [
@@ -207,6 +219,7 @@ test("with a disk of its own, /var/lib/docker is bound from it; /home stays a vo
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     dockerDisk: "/var/lib/cvm/engine/disks/cvm-docker-env1",
   });
   assert.deepEqual(request.HostConfig?.Mounts?.slice(0, 2), [

@@ -16,7 +16,7 @@
 import type Dockerode from "dockerode";
 import type { Environment } from "../core/environment.js";
 import { type CvmRuntime, sysboxRuntime } from "../core/isolation-runtime.js";
-import { homeVolumeName, labels } from "../docker/index.js";
+import { homeVolumeName, installationLabels, labels } from "../docker/index.js";
 import type { CvmDeviceNodes } from "./cvm-devices.js";
 import { gateCommand, gateMountPath, sysfsReferencePath } from "./start-gate.js";
 import { maskedUnits } from "./systemd-masks.js";
@@ -49,15 +49,17 @@ export const capabilities = ["ALL"];
  */
 export const systemPaths = { MaskedPaths: [] as string[], ReadonlyPaths: [] as string[] };
 
-/** Enough for systemd, dockerd and a build; a fork bomb stops here instead of at the node's limit. */
-export const pidsLimit = 16_384;
-
 export interface CvmContainerInput {
-  environment: Pick<Environment, "id" | "name" | "cpu" | "memoryGiB">;
+  environment: Pick<Environment, "id" | "name" | "cpu" | "memoryGiB"> &
+    Partial<Pick<Environment, "ownerId" | "buildId">>;
+  /** The installation that makes it (absent in a Pod, whose engine is the environment's alone). */
+  installationId?: string;
   image: string;
   runtime: CvmRuntime;
   /** The start gate binary on the node. */
   gateBinary: string;
+  /** Processes and threads it may run (src/core/pids-limit.ts): a fork bomb stops here, not at the node's limit. */
+  pidsLimit: number;
   /** JSON of the seccomp profile (userns only). */
   seccomp?: string;
   /** AppArmor profile name, where the node enforces AppArmor. */
@@ -66,7 +68,7 @@ export interface CvmContainerInput {
   storageOpt?: Record<string, string>;
   /** Directories to bind as /home and /var/lib/docker instead of the engine's named volumes (a Pod's claim). */
   volumeSources?: VolumeSources;
-  /** The mounted disk of its own (docker-disk.ts) to bind as /var/lib/docker, instead of a named volume. */
+  /** The mounted disk of its own (environment-disks.ts) to bind as /var/lib/docker, instead of a named volume. */
   dockerDisk?: string;
   /** cvm's own FUSE and TUN device nodes, for the devices the settings allow and the node has (userns only). */
   devices?: CvmDeviceNodes;
@@ -147,7 +149,7 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
     Memory: memory,
     MemorySwap: memory,
     NanoCpus: Math.round(environment.cpu * 1e9),
-    PidsLimit: pidsLimit,
+    PidsLimit: input.pidsLimit,
     RestartPolicy: { Name: "no" },
     LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "2" } },
     ...(securityOpt.length > 0 ? { SecurityOpt: securityOpt } : {}),
@@ -173,8 +175,10 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
     Env: ["container=docker"],
     StopSignal: "SIGRTMIN+3",
     Labels: {
-      [labels.managed]: "true",
+      ...installationLabels(input.installationId),
       [labels.environment]: environment.id,
+      ...(environment.ownerId ? { [labels.owner]: environment.ownerId } : {}),
+      ...(environment.buildId ? { [labels.build]: environment.buildId } : {}),
       [labels.runtime]: runtime,
     },
     HostConfig: hostConfig,

@@ -18,6 +18,7 @@ import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { type CvmRuntime, chooseRuntime } from "../core/isolation-runtime.js";
+import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -32,9 +33,14 @@ import {
   ensureImage,
   homeVolumeName,
   ignoreMissing,
+  ignoring,
   imageId,
+  installationLabels,
+  isInstallations,
   labels,
   listLabeledWorkloads,
+  listRunningAddresses,
+  type RunningAddress,
   startExec,
 } from "../docker/index.js";
 import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
@@ -42,11 +48,21 @@ import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js"
 import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
 import { type CvmDeviceNodes, ensureDeviceNodes } from "./cvm-devices.js";
 import { type DiskLimit, diskLimit } from "./disk-limit.js";
-import { dockerDiskPaths, ensureDockerDisk, makeSpareDisk, releaseDockerDisk, sparesSettled } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
+import {
+  diskVolumeOptions,
+  ensureDisk,
+  ensureRootDisk,
+  layerDirOf,
+  releaseDisk,
+  releaseRootDisk,
+  remountDisks,
+  sparesSettled,
+} from "./environment-disks.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
 import { binfmtNote } from "./multi-arch.js";
+import { readNodePidCapacity } from "./node-limits.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
 import { ensureGateBinary, gateMounts, gateState, releaseGate } from "./start-gate.js";
@@ -69,9 +85,28 @@ export interface CvmSupervisorOptions {
    * and removed by whoever owns the claim.
    */
   volumeSources?: VolumeSources;
+  /**
+   * The installation whose CVMs these are: their objects carry it, and only
+   * its own are listed or removed. Absent in a Pod, whose engine is its own.
+   */
+  installationId?: string;
+  /**
+   * Called while a CVM's start gate still holds its init, once its network
+   * exists: the node's network policy takes it in before anything of the
+   * image runs. Answers a line for the build log.
+   */
+  beforeRelease?: () => Promise<string | undefined>;
 }
 
-export type CvmSupervisor = Omit<Provider, "name" | "pool"> & { readonly pool: WorkloadPool };
+export type CvmSupervisor = Omit<Provider, "name" | "pool"> & {
+  readonly pool: WorkloadPool;
+  /** The running CVMs' addresses, for the node's network policy. */
+  addresses(): Promise<RunningAddress[]>;
+  /** The bridge CVMs sit on, once the engine runs. */
+  bridge(): Promise<string | undefined>;
+  /** cvm's own engine, once it runs. */
+  engineClient(): Dockerode;
+};
 
 /** What a CVM's container needs besides its image (Supervisor.setUp). */
 interface Setup {
@@ -82,6 +117,7 @@ interface Setup {
   rootfs: DiskLimit;
   devices: CvmDeviceNodes;
   sysfsReference?: string;
+  pidsLimit: number;
   notes: string[];
 }
 
@@ -136,7 +172,8 @@ class Supervisor implements CvmSupervisor {
         build: (environment, context) => this.build(environment, context),
         remove: (environment, options) => this.remove(environment, options),
       },
-      join(this.engine.paths.root, "pool"),
+      // Per installation: two on one engine each keep their own pools.
+      join(this.engine.paths.root, "pool", options.installationId ?? "local"),
     );
   }
 
@@ -157,14 +194,21 @@ class Supervisor implements CvmSupervisor {
     const runtime = chooseRuntime(context.settings.runtime, await this.engine.runtimes());
     await log(`isolation runtime: ${runtime} (setting: ${context.settings.runtime})`);
     context.signal.throwIfAborted();
+    const existing = await this.inspect(environment);
+    if (existing && environment.buildId && existing.Config.Labels?.[labels.build] === environment.buildId) {
+      // A server stopped or killed in the middle of this build: the container it made goes on.
+      await log(`resuming the build with its container ${containerName(environment.id)}`);
+      await context.enter("starting");
+      return this.resume(environment, existing, log, context.signal);
+    }
 
     // What needs no image (storage, the gate, the security profiles) is made while the image is pulled;
     // and when the engine has the image already, the container too: the pull only asks the registry
     // whether it changed, and a container of a replaced image is made again.
-    const setup = this.setUp(docker, environment, runtime, context);
+    const setup = this.setUp(docker, environment, runtime, context, existing?.Id);
     setup.catch(() => undefined);
     const local = await imageId(docker, environment.image);
-    const early = local ? setup.then((made) => this.create(docker, environment, made)) : undefined;
+    const early = local ? setup.then((ready) => this.create(docker, environment, ready)) : undefined;
     early?.catch(() => undefined);
     await context.enter("pulling");
     await log(`pull: ${environment.image}`);
@@ -177,12 +221,13 @@ class Supervisor implements CvmSupervisor {
       ownCopy: "unreachable",
       nodeEngine: this.hostDocker,
     });
+    const took = `${((Date.now() - pulledAt) / 1000).toFixed(1)} s`;
     const sources = {
-      registry: "pulled from its registry",
-      "node-engine": "copied from the node's engine",
-      engine: "already in cvm's engine",
+      registry: `pulled from its registry in ${took}`,
+      "node-engine": `copied from the node's engine in ${took}`,
+      engine: `already in cvm's engine (checked in ${took})`,
     };
-    await log(`pull: ${environment.image} ${sources[source]} in ${((Date.now() - pulledAt) / 1000).toFixed(1)} s`);
+    await log(`pull: ${environment.image} ${sources[source]}`);
     const made = await setup;
     for (const note of made.notes) await log(note);
     context.signal.throwIfAborted();
@@ -191,10 +236,11 @@ class Supervisor implements CvmSupervisor {
     let created = early ? await early : await this.create(docker, environment, made);
     if (early && created.image !== (await imageId(docker, environment.image))) {
       await log("create: the image changed in its registry while the container was made; making it again");
-      await ignoreMissing(created.container.remove({ force: true }));
+      await this.removeContainer(docker, created.container.id);
       created = await this.create(docker, environment, made);
     }
     const { container, createdAt } = created;
+    await log(created.diskNote);
     await log(
       `create: ${containerName(environment.id)} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`,
     );
@@ -207,25 +253,26 @@ class Supervisor implements CvmSupervisor {
 
   /**
    * Everything a CVM's container needs besides its image, each part on its
-   * own so they overlap: the old container gone (a rebuild starts from a fresh
-   * one; its volumes stay), /home and /var/lib/docker, the start gate, the
-   * AppArmor profile and the root filesystem's limit. `notes` are the lines
-   * the build log gets once the image is in.
+   * own so they overlap: the old container gone (a rebuild starts from a
+   * fresh one, its cgroups and writable layer's disk go with the old one; its
+   * volumes stay), /home and /var/lib/docker, the start gate, the AppArmor
+   * profile, whether the engine can limit the root filesystem, the process
+   * limit. `notes` are the lines the build log gets once the image is in.
    */
   private async setUp(
     docker: Dockerode,
     environment: Environment,
     runtime: CvmRuntime,
     context: BuildContext,
+    old: string | undefined,
   ): Promise<Setup> {
     this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
       this.gateBinary = undefined;
       throw error;
     });
-    const name = containerName(environment.id);
     const userns = runtime === "userns";
-    const [storage, gateBinary, apparmor, rootfs, devices, sysfs] = await Promise.all([
-      ignoreMissing(docker.getContainer(name).remove({ force: true })).then(() =>
+    const [storage, gateBinary, apparmor, rootfs, devices, sysfs, node] = await Promise.all([
+      (old ? this.removeContainer(docker, old) : Promise.resolve()).then(() =>
         this.prepareStorage(docker, environment, runtime),
       ),
       this.gateBinary,
@@ -238,6 +285,7 @@ class Supervisor implements CvmSupervisor {
             (error: CvmError) => ({ reference: undefined, note: `${error.message}: ${error.detail ?? ""}` }),
           )
         : { reference: undefined, note: undefined },
+      readNodePidCapacity(),
     ]);
     const notes = [`security: ${apparmor.note}`];
     if (userns) {
@@ -248,7 +296,7 @@ class Supervisor implements CvmSupervisor {
       );
       if (sysfs.note) notes.push(`nesting unavailable: ${sysfs.note}`);
     }
-    notes.push(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
+    notes.push(pidsLimitNote(context.settings.limits.pids, node));
     return {
       runtime,
       storage,
@@ -257,6 +305,7 @@ class Supervisor implements CvmSupervisor {
       rootfs,
       devices: devices.nodes,
       sysfsReference: sysfs.reference,
+      pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
       notes,
     };
   }
@@ -271,21 +320,27 @@ class Supervisor implements CvmSupervisor {
     });
   }
 
-  /** Creates the container; answers it with the image id it was made from, and when. */
+  /**
+   * Creates the container and, where the engine cannot limit its writable
+   * layer itself, puts that layer on a disk of its own; answers it with the
+   * image id it was made from, when, and the disk limit's line for the log.
+   */
   private async create(
     docker: Dockerode,
     environment: Environment,
     setup: Setup,
-  ): Promise<{ container: Dockerode.Container; image: string; createdAt: number }> {
-    const { runtime } = setup;
+  ): Promise<{ container: Dockerode.Container; image: string; createdAt: number; diskNote: string }> {
+    const { runtime, storage, rootfs } = setup;
     const request = cvmContainerRequest({
       environment,
       image: environment.image,
       runtime,
       gateBinary: setup.gateBinary,
+      pidsLimit: setup.pidsLimit,
       seccomp: runtime === "userns" ? this.seccomp : undefined,
       apparmor: setup.apparmor.profile,
-      storageOpt: setup.rootfs.storageOpt,
+      storageOpt: rootfs.storageOpt,
+      installationId: this.options.installationId,
       volumeSources: this.options.volumeSources,
       dockerDisk: setup.storage.dockerDisk,
       devices: setup.devices,
@@ -293,14 +348,34 @@ class Supervisor implements CvmSupervisor {
     });
     const createdAt = Date.now();
     const container = await docker.createContainer(request);
-    return { container, image: (await container.inspect()).Image, createdAt };
+    const [root, info] = await Promise.all([
+      rootfs.storageOpt ? rootfs.note : this.rootDisk(container, environment),
+      container.inspect(),
+    ]);
+    const enforced = storage.enforced && !/not limited/.test(root);
+    const diskNote = `${enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${root}`;
+    return { container, image: info.Image, createdAt, diskNote };
+  }
+
+  /** The writable layer on a disk of its own (environment-disks.ts), where the engine cannot limit it itself. */
+  private async rootDisk(container: Dockerode.Container, environment: Environment): Promise<string> {
+    try {
+      const layer = layerDirOf((await container.inspect()).GraphDriver);
+      if (!layer) throw new Error("the engine's storage driver is not overlay2");
+      await ensureRootDisk(this.engine.paths.disks, environment.id, environment.diskGiB, layer);
+      return `the root filesystem is limited to ${environment.diskGiB} GiB (its writable layer on an ext4 disk of its own)`;
+    } catch (error) {
+      return `the root filesystem is not limited: no disk of its own (${(error as Error).message.split("\n")[0]})`;
+    }
   }
 
   /**
-   * Where /home and /var/lib/docker live. /home: a named volume (the image's
-   * /home is copied in the first time). /var/lib/docker: a disk of its own,
-   * sized diskGiB, where loop devices work; otherwise a named volume, and the
-   * build log says the size is not enforced. In a Pod, the claim's directories.
+   * Where /home and /var/lib/docker live: each on a disk of its own, sized
+   * diskGiB, where loop devices work (/home as a named volume on its disk, so
+   * the image's /home is copied in the first time); otherwise named volumes,
+   * and the build log says the size is not enforced. A home volume made
+   * before home disks existed is kept as it is. In a Pod, the claim's
+   * directories, sized by the claim.
    */
   private async prepareStorage(
     docker: Dockerode,
@@ -310,23 +385,41 @@ class Supervisor implements CvmSupervisor {
     const sources = this.options.volumeSources;
     if (sources) {
       await this.ownBySourcesRoot(sources, runtime);
-      return { enforced: false, note: "/home and /var/lib/docker are on the Pod's claim (sized by the claim)" };
+      return {
+        enforced: true,
+        note: `/home and /var/lib/docker are on the Pod's claim, limited together to its ${environment.diskGiB} GiB`,
+      };
     }
     const labelled = (name: string) => ({
       Name: name,
-      Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
+      Labels: { ...installationLabels(this.options.installationId), [labels.environment]: environment.id },
     });
-    await docker.createVolume(labelled(homeVolumeName(environment.id)));
-    const home = `/home is volume ${homeVolumeName(environment.id)} (Docker's local volumes have no size)`;
+    const homeName = homeVolumeName(environment.id);
+    const disks = this.engine.paths.disks;
     const root = this.engine.root;
-    try {
+    const ownDisk = async (kind: "docker" | "home") => {
       if (!root) throw new Error("the engine has no remapped root");
-      const { disk } = await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
-      makeSpareDisk(this.engine.paths.disks, environment.diskGiB, root).catch((error) =>
-        this.logger.warn({ err: error }, "could not make a spare disk for the inner Docker"),
-      );
+      return (await ensureDisk(disks, environment.id, kind, environment.diskGiB, root)).disk;
+    };
+    const failure = (error: unknown) => (error as Error).message.split("\n")[0];
+    let home: string;
+    const existing = await ignoreMissing(docker.getVolume(homeName).inspect());
+    if (existing && !existing.Options?.device) {
+      home = `/home is volume ${homeName}, made before home disks: not limited`;
+    } else {
+      try {
+        const disk = await ownDisk("home");
+        if (!existing) await docker.createVolume({ ...labelled(homeName), ...diskVolumeOptions(disk) });
+        home = `/home is limited to ${environment.diskGiB} GiB (volume ${homeName} on an ext4 disk of its own)`;
+      } catch (error) {
+        if (!existing) await docker.createVolume(labelled(homeName));
+        home = `/home is volume ${homeName}, not limited: no disk of its own (${failure(error)})`;
+      }
+    }
+    try {
+      const disk = await ownDisk("docker");
       return {
-        dockerDisk: disk.mountPoint,
+        dockerDisk: disk.source,
         enforced: true,
         note: `/var/lib/docker is limited to ${environment.diskGiB} GiB (an ext4 disk of its own); ${home}`,
       };
@@ -334,7 +427,7 @@ class Supervisor implements CvmSupervisor {
       await docker.createVolume(labelled(dockerVolumeName(environment.id)));
       return {
         enforced: false,
-        note: `/var/lib/docker is volume ${dockerVolumeName(environment.id)}, not limited: no disk of its own (${(error as Error).message.split("\n")[0]}); ${home}`,
+        note: `/var/lib/docker is volume ${dockerVolumeName(environment.id)}, not limited: no disk of its own (${failure(error)}); ${home}`,
       };
     }
   }
@@ -379,6 +472,8 @@ class Supervisor implements CvmSupervisor {
     const pid = info.State.Pid;
     // A CVM claimed from a warm pool was made under the pool's name, which the engine writes back at every start.
     if (info.Config.Hostname !== environment.name) await hostnameBeforeBoot(info, environment.name);
+    const note = await this.options.beforeRelease?.();
+    if (note) await log(note);
     if (!init.found) {
       await releaseGate(pid, "reaper");
       await log("release: minimal init running; systemd unavailable");
@@ -400,6 +495,19 @@ class Supervisor implements CvmSupervisor {
     await releaseGate(pid, "init");
     await log(`release: ${init.target} is PID 1`);
     if (runtime === "userns") await this.checkGateMounts(container, pid, log);
+    return this.ready(container, pid, runtime, init, log, signal, startedAt);
+  }
+
+  /** After the release: waits for systemd to finish booting (and says how the inner Docker is). */
+  private async ready(
+    container: Dockerode.Container,
+    pid: number,
+    runtime: CvmRuntime,
+    init: Extract<InitPath, { found: true }>,
+    log: (text: string) => Promise<void>,
+    signal: AbortSignal | undefined,
+    startedAt: number,
+  ): Promise<Observation> {
     if (!isSystemd(init)) {
       await log(`${init.target} is not systemd: systemd unavailable`);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "unknown" };
@@ -458,6 +566,28 @@ class Supervisor implements CvmSupervisor {
     return raw.toString("utf8").replace(/[\x00-\x08]/g, "");
   }
 
+  /** Goes on with the container an interrupted build made, from wherever it got to. */
+  private async resume(
+    environment: Environment,
+    info: Dockerode.ContainerInspectInfo,
+    log: (text: string) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<Observation> {
+    const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
+    const container = await this.container(environment);
+    if (!info.State.Running) {
+      await this.remountDisks(environment, info);
+      return this.boot(container, environment, runtime, log, signal);
+    }
+    const state = await gateState(info.State.Pid);
+    if (state === "held" || state === "starting") return this.boot(container, environment, runtime, log, signal, true);
+    if (state === "reaper") return this.observe(environment);
+    const init = await this.initPath(container);
+    if (!init.found) return this.observe(environment);
+    await log(`release: ${init.target} already runs as PID 1`);
+    return this.ready(container, info.State.Pid, runtime, init, log, signal, Date.now());
+  }
+
   async start(environment: Environment, context: BuildContext): Promise<Observation> {
     const info = await this.inspect(environment);
     if (!info) {
@@ -473,7 +603,7 @@ class Supervisor implements CvmSupervisor {
       return this.boot(await this.container(environment), environment, runtime, log, context.signal, true);
     }
     await context.enter("starting");
-    await this.remountDockerDisk(environment);
+    await this.remountDisks(environment, info);
     // The engine unmounts its reference sysfs when it stops with no CVM running; the bind needs it back.
     if (runtime === "userns") {
       await ensureSysfsReference(this.engine.paths.root).catch((error: Error) =>
@@ -483,15 +613,12 @@ class Supervisor implements CvmSupervisor {
     return this.boot(await this.container(environment), environment, runtime, log, context.signal);
   }
 
-  /** A node reboot unmounts the inner Docker's disk; its container's bind needs it back before start. */
-  private async remountDockerDisk(environment: Environment): Promise<void> {
+  /** A node reboot (or the engine's stop) unmounts the environment's disks; its container needs them back before it starts. */
+  private async remountDisks(environment: Environment, info: Dockerode.ContainerInspectInfo): Promise<void> {
     const root = this.engine.root;
-    const { image } = dockerDiskPaths(this.engine.paths.disks, environment.id);
-    const present = await stat(image).then(
-      () => true,
-      () => false,
-    );
-    if (present && root) await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
+    if (!root) return;
+    const layer = layerDirOf(info.GraphDriver);
+    await remountDisks(this.engine.paths.disks, environment.id, environment.diskGiB, root, layer);
   }
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
@@ -509,11 +636,20 @@ class Supervisor implements CvmSupervisor {
       ...(options.keepHome ? [] : [homeVolumeName(environment.id)]),
     ];
     for (const volume of volumes) await ignoreMissing(docker.getVolume(volume).remove());
-    await releaseDockerDisk(this.engine.paths.disks, environment.id, options.keepDockerData ?? false);
+    await releaseDisk(this.engine.paths.disks, environment.id, "docker", options.keepDockerData ?? false);
+    await releaseDisk(this.engine.paths.disks, environment.id, "home", options.keepHome);
   }
 
   private async removeContainer(docker: Dockerode, id: string): Promise<void> {
-    await ignoreMissing(docker.getContainer(id).remove({ force: true }));
+    const container = docker.getContainer(id);
+    const info = await ignoreMissing(container.inspect());
+    const environmentId = info?.Config.Labels?.[labels.environment];
+    if (info && environmentId) {
+      // Its writable layer's disk comes off the layer directory first, or the engine cannot remove it.
+      await ignoring([304, 404], container.stop({ t: 0 }));
+      await releaseRootDisk(this.engine.paths.disks, environmentId, layerDirOf(info.GraphDriver));
+    }
+    await ignoreMissing(container.remove({ force: true }));
     const left = await removeContainerCgroups(id);
     if (left.length > 0) this.logger.warn({ container: id, left }, "cgroup directories left after removal");
   }
@@ -558,16 +694,28 @@ class Supervisor implements CvmSupervisor {
   /** Every CVM with cvm's labels but a warm pool's members, which belong to no environment yet. */
   async listWorkloads(): Promise<LabeledWorkload[]> {
     const [workloads, members] = await Promise.all([
-      listLabeledWorkloads(await this.engine.ensure()),
+      listLabeledWorkloads(await this.engine.ensure(), this.options.installationId),
       this.pool.memberIds(),
     ]);
     return workloads.filter((workload) => !members.has(workload.environmentId));
   }
 
+  async addresses(): Promise<RunningAddress[]> {
+    return listRunningAddresses(await this.engine.ensure(), this.options.installationId);
+  }
+
+  async bridge(): Promise<string | undefined> {
+    return this.engine.network?.bridge;
+  }
+
+  engineClient(): Dockerode {
+    return this.engine.docker;
+  }
+
   async removeWorkload(ref: string): Promise<void> {
     const docker = await this.engine.ensure();
     const info = await ignoreMissing(docker.getContainer(ref).inspect());
-    if (!info) return;
+    if (!info || !isInstallations(info.Config.Labels, this.options.installationId)) return;
     await this.removeContainer(docker, info.Id);
     // The environment is gone from the store: nothing of it should stay.
     const environmentId = info.Config.Labels?.[labels.environment];
@@ -575,7 +723,8 @@ class Supervisor implements CvmSupervisor {
       for (const volume of [dockerVolumeName(environmentId), homeVolumeName(environmentId)]) {
         await ignoreMissing(docker.getVolume(volume).remove());
       }
-      await releaseDockerDisk(this.engine.paths.disks, environmentId, false);
+      for (const kind of ["docker", "home"] as const)
+        await releaseDisk(this.engine.paths.disks, environmentId, kind, false);
     }
   }
 

@@ -69,7 +69,11 @@ function mountSecret(pod: V1Pod, container: V1Container, secret: V1Secret, root:
 }
 
 test("the agent sees the environment, limits, build, report URL and directories its Pod spec was made with", () => {
-  const settings = { ...defaultSettings, runtime: "sysbox" as const };
+  const settings = {
+    ...defaultSettings,
+    runtime: "sysbox" as const,
+    limits: { ...defaultSettings.limits, pids: 3000 },
+  };
   const pod = environmentPodSpec(environment, settings, { serverUrl, stopTimeoutSeconds: 45, discardDockerData: true });
   const secret = environmentSecretSpec(environment, credentials, "report-token-value");
   const container = pod.spec?.containers[0] as V1Container;
@@ -82,8 +86,10 @@ test("the agent sees the environment, limits, build, report URL and directories 
     image: environment.image,
     ownerEmail: environment.ownerEmail,
     buildId: environment.buildId,
+    diskGiB: environment.diskGiB,
   });
   assert.equal(decoded.runtime, "sysbox");
+  assert.equal(decoded.pidsLimit, 3000);
   assert.equal(decoded.cpuLimitMillis, 1500);
   assert.equal(decoded.memoryLimitMiB, 2560);
   assert.equal(decoded.stopTimeoutSeconds, 45);
@@ -135,6 +141,8 @@ test("the agent sees the environment, limits, build, report URL and directories 
     assert.equal(agent.environment.runtime, "sysbox");
     assert.equal(agent.environment.buildId, environment.buildId);
     assert.equal(agent.settings.runtime, "sysbox");
+    assert.equal(agent.settings.limits.pids, 3000, "the admin's process limit");
+    assert.equal(agent.environment.diskGiB, environment.diskGiB);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -52,6 +52,10 @@ export const podVariables = {
   readyFile: "CVM_READY_FILE",
   discardDockerData: "CVM_DISCARD_DOCKER_DATA",
   stopTimeoutSeconds: "CVM_STOP_TIMEOUT_SECONDS",
+  /** The admin's process limit per environment (0: sized to the node the Pod runs on). */
+  pidsLimit: "CVM_PIDS_LIMIT",
+  /** The environment's disk size: its root filesystem's limit (its claim holds /home and /var/lib/docker). */
+  diskGiB: "CVM_DISK_GIB",
   /** The Pod's own resources, through the downward API rather than copied. */
   cpuRequestMillis: "CVM_CPU_REQUEST_MILLIS",
   cpuLimitMillis: "CVM_CPU_LIMIT_MILLIS",
@@ -77,8 +81,9 @@ export function supervisorReportUrl(serverUrl: string, environmentId: string): s
 
 /** What the Pod spec tells the agent. */
 export interface PodAssignment {
-  environment: { id: string; name: string; image: string; ownerEmail: string; buildId?: string };
+  environment: { id: string; name: string; image: string; ownerEmail: string; buildId?: string; diskGiB: number };
   runtime: RuntimeChoice;
+  pidsLimit: number;
   /** The infrastructure settings' FUSE and TUN toggles: whether the CVM gets /dev/fuse and /dev/net/tun. */
   fuseDevice: boolean;
   tunDevice: boolean;
@@ -116,6 +121,8 @@ export function encodePodVariables(assignment: PodAssignment, container: string)
     value(v.readyFile, podPaths.ready),
     value(v.discardDockerData, assignment.discardDockerData ? "true" : "false"),
     value(v.stopTimeoutSeconds, String(assignment.stopTimeoutSeconds)),
+    value(v.pidsLimit, String(assignment.pidsLimit)),
+    value(v.diskGiB, String(environment.diskGiB)),
     resource(v.cpuRequestMillis, "requests.cpu", "1m"),
     resource(v.cpuLimitMillis, "limits.cpu", "1m"),
     resource(v.memoryRequestMiB, "requests.memory", "1Mi"),
@@ -163,8 +170,10 @@ export function decodePodVariables(env: NodeJS.ProcessEnv): PodVariables {
       image: required(env, v.image),
       ownerEmail: env[v.ownerEmail] ?? "",
       buildId: env[v.buildId] || undefined,
+      diskGiB: numberOr(env[v.diskGiB], 0),
     },
     runtime: runtimeOf(env[v.runtime]),
+    pidsLimit: numberOr(env[v.pidsLimit], 0),
     // Devices are on unless the Pod says otherwise, as in the settings' defaults.
     fuseDevice: env[v.fuseDevice] !== "false",
     tunDevice: env[v.tunDevice] !== "false",

@@ -11,7 +11,9 @@
  * - machine id: a new one in /etc/machine-id, which journald (restarted, its
  *   journal from the pool's life removed), D-Bus (restarted if running) and
  *   systemd (re-executed: PID 1 reads it once) then report;
- * - limits: the request's CPUs and memory (docker update of its cgroup);
+ * - limits: the request's CPUs and memory, and the process limit the
+ *   settings give now (docker update of its cgroup); its disks were made at
+ *   the pool's size, which a claim must ask for;
  * - home: the member's own, made empty from the image when it was built and
  *   never used since; it stays the environment's (the volume is named by id).
  */
@@ -26,10 +28,12 @@ import type { Environment, RegistryCredentials } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { credentialServer } from "../core/image-reference.js";
 import { resolveRuntime } from "../core/isolation-runtime.js";
+import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
 import type { BuildContext, Observation, WorkloadPool } from "../core/provider.js";
 import { memberEnvironment, type PoolMember } from "../core/warm-pool.js";
 import { ignoreMissing, labels, managedFilter } from "../docker/index.js";
 import { containerName } from "./cvm-container.js";
+import { readNodePidCapacity } from "./node-limits.js";
 import { execCollect, parseReport, pingInnerDocker, systemdStatusOf } from "./readiness.js";
 
 const run = promisify(execFile);
@@ -197,7 +201,7 @@ export class CvmWarmPool implements WorkloadPool {
     const claimed = `${this.path(member.id)}.claimed`;
     const docker = await this.host.engine();
     const container = docker.getContainer(containerName(member.id));
-    const [, info] = await Promise.all([
+    const [, info, node] = await Promise.all([
       rename(this.path(member.id), claimed).then(
         () => rm(claimed, { force: true }),
         () => {
@@ -205,6 +209,7 @@ export class CvmWarmPool implements WorkloadPool {
         },
       ),
       container.inspect(),
+      readNodePidCapacity(),
     ]);
     if (!info.State.Running) throw new CvmError("CONFLICT", `the pooled CVM ${member.id} is not running`);
     const machineId = randomBytes(16).toString("hex");
@@ -212,7 +217,12 @@ export class CvmWarmPool implements WorkloadPool {
     const personalised = Promise.all([
       execCollect(container, ["/bin/sh", "-c", claimScript(), "claim", environment.name, machineId]),
       writeHostnameFiles(info, environment.name),
-      container.update({ NanoCpus: Math.round(environment.cpu * 1e9), Memory: memory, MemorySwap: memory }),
+      container.update({
+        NanoCpus: Math.round(environment.cpu * 1e9),
+        Memory: memory,
+        MemorySwap: memory,
+        PidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
+      }),
     ]);
     personalised.catch(() => undefined);
     await context.enter("starting");
@@ -226,6 +236,7 @@ export class CvmWarmPool implements WorkloadPool {
     await context.log(
       `claim: limits ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory; disk ${environment.diskGiB} GiB`,
     );
+    await context.log(pidsLimitNote(context.settings.limits.pids, node));
     const report = parseReport(personal.output);
     const systemd = report.state === "unknown" ? "unavailable" : systemdStatusOf(report.state);
     const docker_ = !report.dockerEnabled
@@ -243,6 +254,10 @@ export class CvmWarmPool implements WorkloadPool {
   async drain(member: PoolMember): Promise<void> {
     await rm(this.path(member.id), { force: true });
     await this.host.remove(memberEnvironment(member, resolveRuntime(member.runtimeSetting)), { keepHome: false });
+  }
+
+  async forget(member: PoolMember): Promise<void> {
+    await rm(this.path(member.id), { force: true });
   }
 
   async imageVersion(image: string, credentials?: RegistryCredentials): Promise<string | undefined> {

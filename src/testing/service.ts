@@ -48,6 +48,11 @@ export interface TestService {
   finished(buildId: string): Promise<Build>;
   /** Stops the service as a server stops, opens the store again and reconciles, as a server starts. */
   restart(): Promise<ReconcileReport>;
+  /**
+   * Drops the service as `kill -9` drops a server (nothing it runs is told or
+   * waited for: open builds stay open), opens the store again and reconciles.
+   */
+  restartAfterKill(): Promise<ReconcileReport>;
   close(): Promise<void>;
 }
 
@@ -116,6 +121,12 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       await store.close();
       ({ store, service, settings } = await open());
       Object.assign(test, { store, service, settings });
+      return service.reconcile({ removeOrphans: false });
+    },
+    async restartAfterKill() {
+      await store.close();
+      ({ store, service } = await open());
+      Object.assign(test, { store, service });
       return service.reconcile({ removeOrphans: false });
     },
     async close() {

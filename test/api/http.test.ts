@@ -21,6 +21,7 @@ const expectedRoutes = [
   "get /api/v1/settings/infrastructure",
   "put /api/v1/settings/infrastructure",
   "get /api/v1/settings/infrastructure/checks",
+  "get /api/v1/settings/infrastructure/checks/progress",
   "get /api/v1/audit",
   "post /api/v1/admin/reconcile",
   "get /api/v1/admin/backup",
@@ -37,6 +38,7 @@ const expectedRoutes = [
   "get /api/v1/events",
   "post /api/v1/environments/{id}/supervisor-report",
   "get /api/v1/openapi.json",
+  "get /api/v1/buildinfo",
 ];
 
 describe("http surface (sqlite)", () => {

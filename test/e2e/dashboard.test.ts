@@ -65,10 +65,7 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     // Manage > Infrastructure: turn CVMs on (forced, with confirmation, if a check fails).
     await page.getByRole("link", { name: "Infrastructure" }).click();
     await heading(page, "Infrastructure").waitFor();
-    await page
-      .locator("table[aria-label='Infrastructure checks'], .feedback-error")
-      .first()
-      .waitFor({ timeout: 60_000 });
+    await page.locator("#checks-title .badge, .feedback-error").first().waitFor({ timeout: 60_000 });
     await screenshots(page, "infrastructure");
     await page.getByRole("switch", { name: "Enable Container-Based Virtual Machines" }).check({ force: true });
     // An admin may keep a device out of CVMs: TUN off here, saved with the rest.
@@ -121,6 +118,7 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     await createUser("manager@example.com");
     await createUser("leaver@example.com");
     await page.getByLabel("Role of manager@example.com").selectOption("site-manager");
+    await page.getByRole("dialog").getByRole("button", { name: "Change role" }).click();
     await page.waitForFunction(
       () =>
         document.querySelector<HTMLSelectElement>("select[aria-label='Role of manager@example.com']")?.disabled ===

@@ -165,7 +165,7 @@ async function flow(
   await screenshots(page, `environments-${kind}`);
 
   // The terminal: a shell in the browser.
-  await row.getByRole("link", { name }).click();
+  await row.getByRole("link", { name, exact: true }).click();
   await page.getByRole("link", { name: "Open terminal" }).click();
   await page.getByTestId("terminal-status").getByText("Connected").waitFor({ timeout: 30_000 });
   await runInTerminal(page, command, "ok", kind === "cvm" ? 60_000 : 20_000);

@@ -45,6 +45,8 @@ type PodEnvironment = Pick<
   "id" | "name" | "image" | "cvm" | "cpu" | "memoryGiB" | "diskGiB" | "ownerEmail"
 > & {
   buildId?: string;
+  /** The installation that makes the objects; each carries it as a label. */
+  installationId?: string;
 };
 
 export function objectMeta(environment: PodEnvironment, name: string, kind: "cvm" | "standard"): V1ObjectMeta {
@@ -52,6 +54,7 @@ export function objectMeta(environment: PodEnvironment, name: string, kind: "cvm
     name,
     labels: {
       [labels.managed]: "true",
+      ...(environment.installationId ? { [labels.installation]: environment.installationId } : {}),
       [labels.environment]: environment.id,
       [labels.kind]: kind,
       ...(environment.buildId ? { [labels.build]: environment.buildId } : {}),
@@ -87,7 +90,10 @@ function homeVolume(claimName: string): V1Volume {
 }
 
 /** The settings a CVM's Pod carries to its supervisor. */
-export type PodSettings = Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice">;
+export type PodSettings = Pick<
+  InfrastructureSettings,
+  "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice" | "limits"
+>;
 
 /** A CVM: the supervisor container, which runs the environment as its inner container. */
 export function supervisorPodSpec(environment: PodEnvironment, settings: PodSettings, options: PodOptions = {}): V1Pod {
@@ -97,6 +103,7 @@ export function supervisorPodSpec(environment: PodEnvironment, settings: PodSett
     {
       environment,
       runtime: settings.runtime,
+      pidsLimit: settings.limits.pids,
       // Privileged, the supervisor sees the node's /dev and makes the CVM's own device nodes from it (cvm-devices.ts).
       fuseDevice: settings.fuseDevice,
       tunDevice: settings.tunDevice,

@@ -1,5 +1,6 @@
 import { type FormEvent, useState } from "react";
-import { fieldErrors } from "../../api.js";
+import { emailProblem, passwordProblem } from "../../../../src/core/user.js";
+import { fieldErrors, invalidFields } from "../../api.js";
 import { InlineError } from "../../components/feedback.js";
 import { Field } from "../../components/field.js";
 import { useSession } from "../../session.js";
@@ -18,8 +19,10 @@ export function FirstRunPage() {
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
+    const problems = invalidFields({ email: emailProblem(email), password: passwordProblem(password) });
+    setError(problems);
+    if (problems) return;
     setBusy(true);
-    setError(undefined);
     try {
       await createFirstAdmin({ email, password, name: name || undefined, setupCode });
     } catch (e) {

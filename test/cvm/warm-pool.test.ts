@@ -5,7 +5,9 @@
  * every fact a user could tell them apart by compared: hostname (the kernel's,
  * /etc/hostname, /etc/hosts, systemd-hostnamed's over D-Bus), machine id
  * (the file, systemd over D-Bus with busctl, journald's, hostnamed's), home
- * contents, uid map, limits, the inner Docker's disk, systemd's state, and a
+ * contents, uid map, limits (CPUs, memory, processes: the pool's member is
+ * filled under other settings than the claim's), the disks of /, /home and
+ * the inner Docker, systemd's state, and a
  * journal with nothing in it of the pool's life. Then a restart keeps the
  * claim's name, and a drained member leaves nothing on the node.
  */
@@ -49,6 +51,10 @@ after(async () => {
 });
 
 const context = () => cvmBuildContext({ settings: fixtures.settings({ cvmEnabled: true, runtime: "userns" }) });
+/** The settings of the create: a process limit other than the one the member was filled under. */
+const createLimits = { limits: { pids: 3000 } };
+const createContext = () =>
+  cvmBuildContext({ settings: fixtures.settings({ cvmEnabled: true, runtime: "userns", ...createLimits }) });
 
 /** Everything a user inside could tell two CVMs apart by, each from a command's output. */
 const probes = {
@@ -66,7 +72,10 @@ const probes = {
   uidMap: "cat /proc/self/uid_map",
   memory: "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
   cpu: "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+  pids: "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
   dockerDisk: "df -k --output=size,fstype /var/lib/docker | tail -1",
+  homeDisk: "df -k --output=size,fstype /home | tail -1",
+  rootDisk: "df -k --output=size,fstype / | tail -1",
   systemd: "systemctl is-system-running",
   dockerAnswers: "docker version --format '{{.Server.Os}}'",
 };
@@ -88,7 +97,7 @@ test("a CVM claimed from a warm pool is indistinguishable from one built cold", 
   const image = cvmImages()?.systemdDocker as string;
   const request = { cpu: 1, memoryGiB: 1.25, diskGiB: 10 };
   const cold = cvmEnvironment(image, { name: "alpha", ...request });
-  const built = await buildCvm(supervisor, cold);
+  const built = await buildCvm(supervisor, cold, createLimits);
   assert.equal(built.observation.systemd, "running", built.log.join("\n"));
 
   const member = fixtures.poolMember(fixtures.warmPool({ image, cpu: 2, memoryGiB: 2, diskGiB: 10, count: 1 }), {
@@ -112,7 +121,7 @@ test("a CVM claimed from a warm pool is indistinguishable from one built cold", 
   assert.match(pooled.journalHostnames, new RegExp(waiting.name));
 
   const claimed = cvmEnvironment(image, { id: member.id, name: "beta", ...request });
-  const claimContext = context();
+  const claimContext = createContext();
   const observation = await supervisor.pool.claim(ready, claimed, claimContext);
   assert.deepEqual(observation, {
     exists: true,
@@ -152,9 +161,26 @@ test("a CVM claimed from a warm pool is indistinguishable from one built cold", 
   assert.ok(!journal.includes(waiting.name), "the pool's name is not in the journal");
   assert.ok(!journal.includes(pooled.machineId), "the pool's machine id is not in the journal");
   // The rest is the same as a cold build's of the same request.
-  for (const key of ["home", "uidMap", "memory", "cpu", "dockerDisk", "systemd", "dockerAnswers"] as const) {
+  for (const key of [
+    "home",
+    "uidMap",
+    "memory",
+    "cpu",
+    "pids",
+    "dockerDisk",
+    "homeDisk",
+    "rootDisk",
+    "systemd",
+    "dockerAnswers",
+  ] as const) {
     assert.equal(b[key], a[key], key);
   }
+  assert.equal(b.pids, "3000");
+  assert.notEqual(pooled.pids, "3000", "the claim set the process limit of the create's settings");
+  assert.ok(
+    claimContext.lines.some((line) => line.startsWith("processes:")),
+    "the claim's log names its process limit",
+  );
   assert.equal(b.memory, String(1.25 * 1024 ** 3));
   assert.match(b.cpu, /^100000\s+100000$/);
   assert.equal(b.systemd, "running");

@@ -13,7 +13,6 @@ import { promisify } from "node:util";
 import { pino } from "pino";
 import type { Environment } from "../../src/core/environment.js";
 import type { ExecOptions, Observation } from "../../src/core/provider.js";
-import type { InfrastructureSettings } from "../../src/core/settings.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import { type CvmSupervisor, type CvmSupervisorOptions, createCvmSupervisor } from "../../src/supervisor/index.js";
@@ -92,7 +91,7 @@ export function cvmBuildContext(options: fixtures.RecordingOptions = {}): fixtur
 export async function buildCvm(
   supervisor: CvmSupervisor,
   environment: Environment,
-  settings: Partial<Omit<InfrastructureSettings, "limits" | "supervisorPrivileges">> = {},
+  settings: Parameters<typeof fixtures.settings>[0] = {},
 ): Promise<{ observation: Observation; log: string[] }> {
   const context = cvmBuildContext({
     settings: fixtures.settings({ cvmEnabled: true, runtime: "userns", ...settings }),

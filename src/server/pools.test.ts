@@ -3,7 +3,8 @@
  * provider's pool: filling to the count an admin sets, a CVM create that fits
  * claiming a member (and the pool refilling), the cold path and its reason in
  * the build log, draining on shrink, removal, a changed image and a failed
- * claim, and members that reconcile never takes for orphans.
+ * claim, members that reconcile never takes for orphans, and a member an
+ * environment took before a restart left to that environment.
  */
 
 import assert from "node:assert/strict";
@@ -205,5 +206,26 @@ describe("warm pools", () => {
     const adopted = await readyIn(pool(), 2);
     assert.deepEqual(adopted.members.map((m) => m.id).sort(), before.members.map((m) => m.id).sort());
     assert.equal(t.provider.calls.filter((c) => c.method === "fill").length, 2, "nothing was rebuilt");
+  });
+
+  test("a member an environment took before the server stopped is that environment's after a restart", async () => {
+    await setPools([pool({ count: 1 })]);
+    const [member] = (await readyIn(pool(), 1)).members;
+    // What a create leaves when its server stops between the reservation and the claim.
+    await t.store.environments.create(
+      fixtures.environment({ id: member.id, name: "dev", ownerId: t.member.id, ownerEmail: t.member.email }),
+    );
+    await t.restart();
+    const refilled = await until("a new member", async () => {
+      const now = await status();
+      return now.members.length === 1 && now.members[0].id !== member.id && now.members[0].state === "ready"
+        ? now
+        : undefined;
+    });
+    assert.ok(!refilled.members.some((m) => m.id === member.id), "forgotten by the pool");
+    assert.ok(
+      !t.provider.calls.some((c) => c.method === "drain" && c.environmentId === member.id),
+      "its workload was not drained: the environment's resumed build owns it",
+    );
   });
 });

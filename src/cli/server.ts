@@ -3,8 +3,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { defaultDockerHost } from "../docker/index.js";
-import { startServer } from "../server/index.js";
+import { defaultDockerHost } from "../docker/engine-address.js";
 
 interface ServerFlags {
   listen: string;
@@ -36,6 +35,8 @@ export function register(program: Command): void {
       if (flags.provider !== "docker" && flags.provider !== "kubernetes") {
         throw new Error("--provider takes docker or kubernetes");
       }
+      // The server, its store and providers load only for this command.
+      const { startServer } = await import("../server/index.js");
       const server = await startServer({ ...flags, postgresUrl: flags.postgresUrl ?? process.env.CVM_POSTGRES_URL });
       let stopping = false;
       const stop = async () => {

@@ -5,7 +5,6 @@
  */
 
 import type { Command } from "commander";
-import WebSocket from "ws";
 import type { TerminalClientMessage, TerminalServerMessage } from "../api/contract.js";
 import { terminalStream } from "../api/contract.js";
 import { configuredClient } from "./config.js";
@@ -24,6 +23,7 @@ async function ssh(ref: string, command: string[], options: { tty?: boolean }): 
     cols: process.stdout.columns,
     rows: process.stdout.rows,
   });
+  const { default: WebSocket } = await import("ws");
   const socket = new WebSocket(url, { headers: client.token ? { authorization: `Bearer ${client.token}` } : {} });
   const send = (message: TerminalClientMessage) => socket.send(JSON.stringify(message));
   const forwardStdin = tty || !process.stdin.isTTY;

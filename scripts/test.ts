@@ -23,9 +23,10 @@ import type { Started } from "../test/harness/services.js";
  *   reused when already answering;
  * - images: the test images (built with the host's engine, pushed to the registry);
  * - nodevm: the node VM's image, for tests that boot it under emulation;
- * - kube: the Kubernetes binaries, for tests that start a control plane.
+ * - kube: the Kubernetes binaries, for tests that start a control plane;
+ * - dist: the compiled CLI and server (`npm run build`'s dist/), for tests that run bin/cvm as users do.
  */
-type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube";
+type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube" | "dist";
 
 const services: Need[] = ["docker", "registry", "postgres", "images"];
 
@@ -39,6 +40,9 @@ const needsByPath: Record<string, Need[]> = {
   // The store's suite runs on PostgreSQL as well as SQLite.
   "src/store/store.test.ts": ["postgres"],
   "test/": services,
+  "test/cli/": [...services, "dist"],
+  "test/infra/doctor.test.ts": [...services, "dist"],
+  "test/infra/cluster-cli.test.ts": ["dist"],
   "test/lint.test.ts": [],
   "test/infra/cluster-checks.test.ts": ["kube"],
   "test/k8s/": [...services, "kube"],
@@ -128,6 +132,7 @@ async function prepare(needs: Set<Need>, started: Started[]): Promise<Record<str
     const { ensureTestImages } = await import("../test/harness/images.js");
     builds.push(ensureTestImages().then((images) => Object.assign(env, images)));
   }
+  if (needs.has("dist")) builds.push(prepareDist());
   if (needs.has("nodevm")) builds.push(prepareNodeVm());
   if (needs.has("kube")) builds.push(prepareKube());
   const failed = (await Promise.allSettled(builds)).find((result) => result.status === "rejected");
@@ -136,6 +141,12 @@ async function prepare(needs: Set<Need>, started: Started[]): Promise<Record<str
 }
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
+
+async function prepareDist(): Promise<void> {
+  const { ensureDist } = await import("./build.js");
+  const begun = Date.now();
+  if (await ensureDist()) console.log(`dist/: compiled from the sources in ${seconds(begun)}`);
+}
 
 async function prepareNodeVm(): Promise<void> {
   const { nodeVmUnavailable } = await import("../test/harness/nodevm.js");

@@ -4,37 +4,20 @@
  */
 
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { type CliResult, compiledCvm, runCvm } from "../harness/cli.js";
 import { startTestServer, type TestServer } from "../harness/server.js";
 
-const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 const image = process.env.CVM_TEST_IMAGE_PLAIN;
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 let server: TestServer;
 let configDir: string;
 
-function cvm(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      cvmBin,
-      args,
-      { env: { ...process.env, CVM_CONFIG_DIR: configDir, ...env }, timeout: 240_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cvm(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCvm(args, { env: { ...process.env, CVM_CONFIG_DIR: configDir, ...env } });
 }
 
 async function ok(args: string[], env?: Record<string, string>): Promise<string> {
@@ -44,6 +27,7 @@ async function ok(args: string[], env?: Record<string, string>): Promise<string>
 }
 
 before(async () => {
+  await compiledCvm();
   configDir = mkdtempSync(join(tmpdir(), "cvm-cli-config-"));
   server = await startTestServer({ logLevel: "warn" });
 });

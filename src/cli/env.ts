@@ -1,7 +1,7 @@
 /** `cvm env create|list|show|start|stop|rebuild|delete|logs`. */
 
 import type { Command } from "commander";
-import type { CvmClient } from "../client/index.js";
+import { type CvmClient, collectPages } from "../client/index.js";
 import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { configuredClient } from "./config.js";
@@ -34,6 +34,15 @@ async function followToEnd(client: CvmClient, environment: Environment): Promise
   const final = await client.environment(environment.id);
   process.stdout.write(`${final.name} is ${final.state}${final.stateReason ? `: ${final.stateReason}` : ""}\n`);
   if (final.state !== "running" && outcome !== "running") process.exitCode = 1;
+}
+
+interface ListOptions {
+  all?: boolean;
+  state?: EnvironmentState;
+  kind?: EnvironmentKind;
+  name?: string;
+  limit?: number;
+  json?: boolean;
 }
 
 function kind(environment: Environment): string {
@@ -118,16 +127,24 @@ export function register(program: Command): void {
 
   env
     .command("list", { isDefault: true })
+    .description("environments, newest first")
     .option("--all", "every user's environments (site admins and managers)")
     .option("--state <state>")
     .option("--kind <kind>", "cvm or standard")
+    .option("--name <part>", "only names containing this")
+    .option("--limit <n>", "at most this many (default: all, read a page at a time)", Number)
     .option("--json")
-    // The server checks the state and kind as given, and answers a 400 naming them.
-    .action(async (options: { all?: boolean; state?: EnvironmentState; kind?: EnvironmentKind; json?: boolean }) => {
-      const { items } = await configuredClient().listEnvironments({
+    // The server checks the state, kind and limit as given, and answers a 400 naming them.
+    .action(async (options: ListOptions) => {
+      const client = configuredClient();
+      const query = {
         owner: options.all ? "all" : "me",
         state: options.state,
         kind: options.kind,
+        q: options.name,
+      };
+      const items = await collectPages((page) => client.listEnvironments({ ...query, ...page }), {
+        max: options.limit,
       });
       if (options.json) return printJson(items);
       if (items.length === 0) {

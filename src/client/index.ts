@@ -18,6 +18,7 @@ import type {
   InfrastructureSettingsUpdate,
   LoginRequest,
   LogStreamItem,
+  PageQuery,
   RebuildRequest,
   ReconcileReport,
   SessionResponse,
@@ -25,6 +26,7 @@ import type {
   TokenList,
   UpdateUserRequest,
   UserList,
+  UserQuery,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
 import type { AuditFilter } from "../core/audit.js";
@@ -84,6 +86,27 @@ async function* ndjson<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
   }
 }
 
+/**
+ * The items of a paged list, page after page, until the last page or `max`
+ * items: `read` asks for one page (`limit` items after `cursor`).
+ */
+export async function collectPages<T>(
+  read: (page: PageQuery) => Promise<{ items: T[]; nextCursor?: string }>,
+  options: { max?: number; pageSize?: number } = {},
+): Promise<T[]> {
+  const max = options.max ?? Number.POSITIVE_INFINITY;
+  const pageSize = options.pageSize ?? 100;
+  const items: T[] = [];
+  let cursor: string | undefined;
+  while (items.length < max) {
+    const page = await read({ limit: Math.min(pageSize, max - items.length), cursor });
+    items.push(...page.items.slice(0, max - items.length));
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  return items;
+}
+
 export class CvmClient {
   readonly baseUrl: string;
   token?: string;
@@ -140,7 +163,7 @@ export class CvmClient {
   revokeToken = (id: string) => this.json<void>("DELETE", `/tokens/${encodeURIComponent(id)}`);
 
   // Users (admin)
-  listUsers = () => this.json<UserList>("GET", "/users");
+  listUsers = (q: UserQuery = {}) => this.json<UserList>("GET", `/users${query({ ...q })}`);
   createUser = (request: CreateUserRequest) => this.json<User>("POST", "/users", request);
   updateUser = (id: string, request: UpdateUserRequest) =>
     this.json<User>("PATCH", `/users/${encodeURIComponent(id)}`, request);

@@ -131,6 +131,16 @@ export const migrations: readonly Migration[] = [
     name: "environments listed per owner without a scan",
     statements: () => ["CREATE INDEX environments_owner ON environments (owner_id, created_at, id)"],
   },
+  {
+    version: 4,
+    name: "lists paged in their keyset order, filtered by state and kind without a scan",
+    statements: () => [
+      "DROP INDEX environments_state",
+      "CREATE INDEX environments_state ON environments (state, created_at, id)",
+      "CREATE INDEX environments_kind ON environments (cvm, created_at, id)",
+      "CREATE INDEX users_created ON users (created_at, id)",
+    ],
+  },
 ];
 
 /** Any constant shared by every cvm server; replicas serialize their migrations on it. */

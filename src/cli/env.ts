@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { type CvmClient, collectPages } from "../client/index.js";
 import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
+import { positiveWholeNumber } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { age, printFields, printJson, printTable } from "./output.js";
 import { confirm, interactive } from "./prompt.js";
@@ -132,7 +133,7 @@ export function register(program: Command): void {
     .option("--state <state>")
     .option("--kind <kind>", "cvm or standard")
     .option("--name <part>", "only names containing this")
-    .option("--limit <n>", "at most this many (default: all, read a page at a time)", Number)
+    .option("--limit <n>", "at most this many (default: all, read a page at a time)", positiveWholeNumber("--limit"))
     .option("--json")
     // The server checks the state, kind and limit as given, and answers a 400 naming them.
     .action(async (options: ListOptions) => {

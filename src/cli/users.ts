@@ -5,6 +5,7 @@ import { type CvmClient, collectPages } from "../client/index.js";
 import { CvmError } from "../core/errors.js";
 import { isRole, roles } from "../core/roles.js";
 import type { User } from "../core/user.js";
+import { positiveWholeNumber } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { age, printJson, printTable } from "./output.js";
 import { ask } from "./prompt.js";
@@ -27,7 +28,7 @@ export function register(program: Command): void {
   users
     .command("list", { isDefault: true })
     .description("accounts, oldest first")
-    .option("--limit <n>", "at most this many (default: all, read a page at a time)", Number)
+    .option("--limit <n>", "at most this many (default: all, read a page at a time)", positiveWholeNumber("--limit"))
     .option("--json")
     .action(async (options: { limit?: number; json?: boolean }) => {
       const client = configuredClient();

@@ -1,18 +1,20 @@
 /**
- * Every environment the user may see, live: states change as builds move,
- * without a refresh. Filters live in the URL so a filtered view can be shared.
+ * Every environment the user may see, newest first, live: states change as
+ * builds move, without a refresh. The server filters and pages the list (100
+ * at a time, more on request); filters live in the URL so a filtered view can
+ * be shared.
  */
 
 import { memo, useEffect, useLayoutEffect, useMemo, useState } from "react";
-import type { Environment } from "../../../../src/core/environment.js";
-import { environmentStates } from "../../../../src/core/environment.js";
+import type { Environment, EnvironmentKind, EnvironmentState } from "../../../../src/core/environment.js";
+import { environmentKinds, environmentStates } from "../../../../src/core/environment.js";
 import { can } from "../../../../src/core/roles.js";
 import { KindBadge, StateBadge } from "../../components/badges.js";
 import { EmptyState, ErrorState, Loading } from "../../components/feedback.js";
 import { LiveIndicator } from "../../components/live-indicator.js";
 import { PageHeader } from "../../components/shell.js";
 import { age, resources } from "../../format.js";
-import { listMarks, useEnvironmentList } from "../../queries/environments.js";
+import { environmentPageSize, listMarks, useEnvironmentList } from "../../queries/environments.js";
 import { Link, navigate, useLocation } from "../../router.js";
 import { useUser } from "../../session.js";
 
@@ -83,7 +85,25 @@ export function EnvironmentsPage() {
     name: search.get("name") ?? "",
     owner: seesAll && search.get("owner") === "all" ? "all" : "me",
   };
-  const list = useEnvironmentList(filters.owner, user.id);
+  // Typing a name asks the server once the typing pauses; the rows shown are narrowed at once.
+  const [typedName, setTypedName] = useState(filters.name);
+  useEffect(() => {
+    const timer = setTimeout(() => setTypedName(filters.name), 250);
+    return () => clearTimeout(timer);
+  }, [filters.name]);
+  const list = useEnvironmentList(
+    {
+      owner: filters.owner,
+      state: (environmentStates as readonly string[]).includes(filters.state)
+        ? (filters.state as EnvironmentState)
+        : undefined,
+      kind: (environmentKinds as readonly string[]).includes(filters.kind)
+        ? (filters.kind as EnvironmentKind)
+        : undefined,
+      name: typedName.toLowerCase() || undefined,
+    },
+    user.id,
+  );
   const [now, setNow] = useState(() => Date.now());
 
   useEffect(() => {
@@ -218,9 +238,17 @@ export function EnvironmentsPage() {
               ))}
             </tbody>
           </table>
-          <p className="table-foot">
-            {shown.length} of {list.items.length} environment{list.items.length === 1 ? "" : "s"}
-          </p>
+          <div className="table-foot">
+            <span>
+              {shown.length} environment{shown.length === 1 ? "" : "s"}
+              {list.hasMore ? ", newest first; older ones on request" : ""}
+            </span>
+            {list.hasMore && (
+              <button type="button" className="button button-small" disabled={list.loadingMore} onClick={list.loadMore}>
+                {list.loadingMore ? "Loading…" : `Show ${environmentPageSize} more`}
+              </button>
+            )}
+          </div>
         </div>
       )}
     </>

@@ -6,7 +6,7 @@ import { EmptyState, ErrorState, Loading } from "../../components/feedback.js";
 import { PageHeader } from "../../components/shell.js";
 import { dateTime } from "../../format.js";
 import { auditPageSize, useAuditPage } from "../../queries/audit.js";
-import { useUsers } from "../../queries/users.js";
+import { useAllUsers } from "../../queries/users.js";
 
 /** datetime-local has no zone; the filter is sent as UTC. */
 const toIso = (local: string) => (local ? new Date(local).toISOString() : undefined);
@@ -48,7 +48,7 @@ function Change({ entry }: { entry: AuditEntry }) {
 }
 
 export default function AuditPage() {
-  const users = useUsers();
+  const users = useAllUsers();
   const [actor, setActor] = useState("");
   const [action, setAction] = useState("");
   const [since, setSince] = useState("");

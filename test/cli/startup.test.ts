@@ -16,12 +16,9 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { pino } from "pino";
-import { CvmClient } from "../../src/client/index.js";
-import type { Environment } from "../../src/core/environment.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
-import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import { compiledCvm, cvmBin, runCvm } from "../harness/cli.js";
+import { startTestServer, type TestServer, testDockerHost } from "../harness/server.js";
 
 const root = join(import.meta.dirname, "..", "..");
 const moduleLog = join(import.meta.dirname, "..", "harness", "module-log.mjs");
@@ -32,50 +29,21 @@ const heavy = Object.keys(
 ).filter((name) => name !== "commander");
 
 let scratch: string;
-let server: RunningServer;
+let server: TestServer;
 let configDir: string;
 
 before(async () => {
   await compiledCvm();
   scratch = mkdtempSync(join(tmpdir(), "cvm-startup-"));
   configDir = join(scratch, "config");
-  server = await startServer({
-    listen: "127.0.0.1:0",
-    dataDir: join(scratch, "data"),
-    provider: "docker",
-    dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
-    logger: pino({ level: "silent" }),
-    skipReconcile: true,
-  });
-  const session = await new CvmClient({ baseUrl: server.url }).createFirstAdmin({
-    email: "admin@example.com",
-    password: "correct horse",
-  });
+  server = await startTestServer({ skipReconcile: true });
+  const admin = await server.firstAdmin();
   mkdirSync(configDir, { recursive: true });
-  writeFileSync(join(configDir, "config.json"), JSON.stringify({ url: server.url, token: session.token }));
-  const at = new Date().toISOString();
+  writeFileSync(join(configDir, "config.json"), JSON.stringify({ url: server.url, token: admin.token }));
   for (let i = 0; i < 100; i++) {
-    const box: Environment = {
-      id: newId("env"),
-      ownerId: session.user.id,
-      ownerEmail: session.user.email,
-      name: `box-${i}`,
-      image: "registry.example:5000/team/dev:latest",
-      cvm: i % 2 === 0,
-      cpu: 2,
-      memoryGiB: 4,
-      diskGiB: 20,
-      state: "stopped",
-      runtime: i % 2 === 0 ? "userns" : "none",
-      systemd: "unknown",
-      failedUnits: [],
-      docker: "unknown",
-      timeline: [],
-      createdAt: at,
-      updatedAt: at,
-      version: 1,
-    };
-    await server.store.environments.create(box);
+    await server.server.store.environments.create(
+      fixtures.environment({ owner: admin.user, name: `box-${i}`, cvm: i % 2 === 0, state: "stopped" }),
+    );
   }
 });
 
@@ -223,7 +191,7 @@ test("cvm server runs from dist/ and answers its API", async () => {
       dataDir,
       "--log-level",
       "warn",
-      ...(process.env.CVM_TEST_HOST_DOCKER ? ["--docker-host", `unix://${process.env.CVM_TEST_HOST_DOCKER}`] : []),
+      ...(testDockerHost ? ["--docker-host", testDockerHost] : []),
     ],
     { env: { ...process.env, CVM_MODULE_LOG: log }, stdio: ["ignore", "ignore", "pipe"] },
   );

@@ -3,9 +3,13 @@
  * execute. Compiles src/ to JavaScript in dist/ with esbuild, one output file
  * per source file in the same tree, with src/'s other files (the seccomp
  * profile, C sources) copied beside them, so every path a module finds
- * relative to itself holds in both trees; then builds the dashboard into
- * web/dist. `npm run build -- dist` compiles only dist/. Types are
- * `npm run typecheck`'s job: esbuild only strips them.
+ * relative to itself holds in both trees. The CLI's entry, dist/cli/main.js,
+ * is then one bundle of what every command loads (its command modules, the
+ * client, commander), since reading and linking some twenty small modules
+ * cost a third of the CLI's own start; what a command loads on demand stays
+ * the per-file modules beside it. Last, the dashboard is built into web/dist.
+ * `npm run build -- dist` compiles only dist/. Types are `npm run
+ * typecheck`'s job: esbuild only strips them.
  *
  * dist/build.json records a hash of what went in, so `ensureDist` (the tests,
  * `npm test`) rebuilds exactly when the sources changed.
@@ -23,8 +27,9 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
 
 export const root = join(import.meta.dirname, "..");
 export const dist = join(root, "dist");
@@ -61,6 +66,71 @@ function builtHash(): string | undefined {
   }
 }
 
+const cliDir = join(src, "cli");
+
+/**
+ * What the CLI's entry bundle takes in and what it leaves out. Bundled: cvm's
+ * own modules it imports statically, and commander. Left as imports: every
+ * other package (so a heavy one shows as loaded, and test/cli/startup.test.ts
+ * sees it) and every dynamic import, whose relative path holds because the
+ * bundle sits where src/cli/main.ts's own output would. A module from outside
+ * src/cli that finds files or modules relative to itself would not hold
+ * there, so the build refuses it.
+ */
+const cliEntryRules: Plugin = {
+  name: "cvm-cli-entry",
+  setup(build) {
+    build.onResolve({ filter: /.*/ }, (args) => {
+      const outsideCli = args.importer !== "" && !args.importer.startsWith(`${cliDir}/`);
+      if (args.kind === "dynamic-import") {
+        if (outsideCli && args.path.startsWith(".")) {
+          return {
+            errors: [
+              {
+                text: `${relative(root, args.importer)} imports ${args.path} on demand: its path would not hold in the CLI's bundle`,
+              },
+            ],
+          };
+        }
+        return { path: args.path, external: true };
+      }
+      const bare = !args.path.startsWith(".") && !args.path.startsWith("/");
+      if (bare && args.path !== "commander") return { path: args.path, external: true };
+      return undefined;
+    });
+    build.onLoad({ filter: /\.ts$/ }, async (args) => {
+      if (args.path.startsWith(`${cliDir}/`)) return undefined;
+      const text = await readFile(args.path, "utf8");
+      if (!text.includes("import.meta")) return undefined;
+      return {
+        errors: [
+          { text: `${relative(root, args.path)} uses import.meta: its paths would not hold in the CLI's bundle` },
+        ],
+      };
+    });
+  },
+};
+
+/** dist/cli/main.js as one module (see cliEntryRules). */
+async function bundleCliEntry(outdir: string): Promise<void> {
+  await build({
+    entryPoints: [join(cliDir, "main.ts")],
+    outfile: join(outdir, "cli", "main.js"),
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    sourcemap: "linked",
+    logLevel: "warning",
+    plugins: [cliEntryRules],
+    // commander is CommonJS and requires Node's modules; an ES module has no `require` of its own.
+    banner: {
+      js: 'import { createRequire as cvmCreateRequire } from "node:module";\nconst require = cvmCreateRequire(import.meta.url);',
+    },
+    allowOverwrite: true,
+  });
+}
+
 /**
  * Compiles src/ into dist/. It builds beside dist/ and swaps the trees, so a
  * `cvm` started meanwhile runs the old build or the new one, never half of one.
@@ -81,6 +151,7 @@ export async function buildDist(): Promise<{ ms: number; files: number }> {
       sourcemap: "linked",
       logLevel: "warning",
     });
+    await bundleCliEntry(partial);
     for (const asset of assets) {
       const target = join(partial, relative(src, asset));
       mkdirSync(dirname(target), { recursive: true });
@@ -127,4 +198,10 @@ async function main(): Promise<void> {
   buildDashboard();
 }
 
-if (process.argv[1] === import.meta.filename) await main();
+if (process.argv[1] === import.meta.filename) {
+  // esbuild has printed what failed, with its place in the sources.
+  await main().catch((error: Error) => {
+    console.error(`npm run build: ${error.message.split("\n")[0]}`);
+    process.exitCode = 1;
+  });
+}

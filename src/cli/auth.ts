@@ -1,8 +1,7 @@
 /** `cvm login`, `logout`, `whoami`, `tokens`. */
 
 import type { Command } from "commander";
-import { CvmClient } from "../client/index.js";
-import { configuredClient, forgetConfig, writeConfig } from "./config.js";
+import { cliClient, configuredClient, forgetConfig, writeConfig } from "./config.js";
 import { age, printFields, printJson, printTable } from "./output.js";
 import { ask, confirm, interactive } from "./prompt.js";
 
@@ -13,7 +12,7 @@ interface LoginOptions {
 }
 
 async function login(url: string, options: LoginOptions): Promise<void> {
-  const client = new CvmClient({ baseUrl: url });
+  const client = cliClient(url);
   const { needsFirstAdmin } = await client.setupStatus();
   if (needsFirstAdmin) {
     const scripted = options.email !== undefined && options.password !== undefined;

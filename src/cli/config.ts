@@ -8,6 +8,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { CvmClient } from "../client/index.js";
 import { CvmError } from "../core/errors.js";
+import { httpTransport } from "./http-transport.js";
 
 export interface CliConfig {
   url: string;
@@ -38,6 +39,11 @@ export function forgetConfig(): void {
   rmSync(configPath(), { force: true });
 }
 
+/** A client of the server at `url`, over the CLI's own transport. */
+export function cliClient(url: string, token?: string): CvmClient {
+  return new CvmClient({ baseUrl: url, token, fetch: httpTransport });
+}
+
 /** A client for the configured server; refuses clearly when there is none. */
 export function configuredClient(): CvmClient {
   const file = readConfig();
@@ -46,5 +52,5 @@ export function configuredClient(): CvmClient {
   if (!url) {
     throw new CvmError("UNAUTHORIZED", "Not logged in: run `cvm login URL`, or set CVM_URL and CVM_TOKEN");
   }
-  return new CvmClient({ baseUrl: url, token });
+  return cliClient(url, token);
 }

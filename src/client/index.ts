@@ -48,11 +48,34 @@ export class ApiError extends Error {
   }
 }
 
+/** What the client sends: fetch's RequestInit has these, and so does any other transport. */
+export interface TransportRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal;
+  credentials?: RequestCredentials;
+}
+
+/** What the client reads of an answer: fetch's Response has it. */
+export interface TransportResponse {
+  ok: boolean;
+  status: number;
+  statusText: string;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+  /** For streamed answers (NDJSON). */
+  body: ReadableStream<Uint8Array> | null;
+}
+
+/** How requests travel: fetch by default; the CLI brings one that lets its process exit at once. */
+export type Transport = (url: string, request: TransportRequest) => Promise<TransportResponse>;
+
 export interface ClientOptions {
   /** The server's base URL, such as http://127.0.0.1:7080; empty for same-origin (dashboard). */
   baseUrl: string;
   token?: string;
-  fetch?: typeof fetch;
+  fetch?: Transport;
   /** Called on every 401, so a dashboard can return to its login page. */
   onUnauthorized?: (body: ErrorBody) => void;
 }
@@ -110,17 +133,23 @@ export async function collectPages<T>(
 export class CvmClient {
   readonly baseUrl: string;
   token?: string;
-  private readonly fetchImpl: typeof fetch;
+  private readonly fetchImpl: Transport;
   private readonly onUnauthorized?: (body: ErrorBody) => void;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/$/, "");
     this.token = options.token;
-    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    // globalThis.fetch is read at the first request: in Node, reading it loads fetch's implementation.
+    this.fetchImpl = options.fetch ?? ((url, request) => globalThis.fetch(url, request));
     this.onUnauthorized = options.onUnauthorized;
   }
 
-  private async send(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<Response> {
+  private async send(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { signal?: AbortSignal } = {},
+  ): Promise<TransportResponse> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.token) headers.authorization = `Bearer ${this.token}`;

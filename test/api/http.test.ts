@@ -85,7 +85,7 @@ describe("http surface (sqlite)", () => {
     };
     const statuses = (path: string, method: string) => Object.keys(document.paths[path][method].responses);
     assert.deepEqual(statuses("/api/v1/environments", "post"), ["201", "400", "401", "409", "413", "default"]);
-    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "default"]);
+    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "400", "401", "403", "default"]);
     assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "default"]);
     assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "default"]);
     const forbidden = document.paths["/api/v1/users"].get.responses["403"].content?.["application/json"] as {

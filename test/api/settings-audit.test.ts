@@ -133,7 +133,7 @@ for (const kind of storeKinds) {
       const future = await admin.audit({ since: new Date(Date.now() + 60_000).toISOString() });
       assert.equal(future.items.length, 0);
 
-      const badLimit = await refused(admin.audit({ limit: 500 }), 400);
+      const badLimit = await refused(admin.audit({ limit: 501 }), 400);
       assert.deepEqual(
         badLimit.body.validations?.map((v) => v.field),
         ["limit"],

@@ -18,6 +18,7 @@ import {
   environmentLimitsSchema,
   environmentSchema,
   environmentSpecSchema,
+  environmentSummarySchema,
   infrastructureSettingsSchema,
   pageOf,
   registryCredentialsSchema,
@@ -184,8 +185,8 @@ export const environmentQuerySchema = z.object({
   ...pageQuery(100),
 });
 
-/** Newest first. */
-export const environmentListSchema = pageOf(environmentSchema);
+/** Newest first, without timelines. */
+export const environmentListSchema = pageOf(environmentSummarySchema);
 
 /** Any size left out gets its default; the name, image and sizes are checked against the rules in src/core. */
 export const createEnvironmentSchema = z.strictObject({

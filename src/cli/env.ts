@@ -2,7 +2,7 @@
 
 import type { Command } from "commander";
 import { type CvmClient, collectPages } from "../client/index.js";
-import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
+import type { Environment, EnvironmentKind, EnvironmentState, EnvironmentSummary } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { positiveWholeNumber } from "./arguments.js";
 import { configuredClient } from "./config.js";
@@ -46,7 +46,7 @@ interface ListOptions {
   json?: boolean;
 }
 
-function kind(environment: Environment): string {
+function kind(environment: EnvironmentSummary): string {
   return environment.cvm ? "cvm" : "standard";
 }
 

@@ -6,7 +6,7 @@
 
 import type { AuditEntry, AuditFilter, Page } from "./audit.js";
 import type { Build, BuildLogLine } from "./build.js";
-import type { Environment, RegistryCredentials } from "./environment.js";
+import type { Environment, EnvironmentSummary, RegistryCredentials } from "./environment.js";
 import type { Role } from "./roles.js";
 import type { InfrastructureSettings } from "./settings.js";
 import type { Token, TokenKind, User } from "./user.js";
@@ -110,8 +110,8 @@ export interface EnvironmentStore {
   getByOwnerAndName(ownerId: string, name: string): Promise<Environment | undefined>;
   /** Every one that matches, for the server's own sweeps (reconcile, replicas' change polls). */
   list(filter: EnvironmentFilter): Promise<Environment[]>;
-  /** Newest first, a page at a time: what people and the API see. */
-  page(filter: EnvironmentFilter, page: PageRequest): Promise<Page<Environment>>;
+  /** Newest first, a page at a time, without timelines: what people and the API list. */
+  page(filter: EnvironmentFilter, page: PageRequest): Promise<Page<EnvironmentSummary>>;
   countByState(): Promise<Record<string, number>>;
   /**
    * Applies the patch only if the stored version is still `expectedVersion`,

@@ -8,7 +8,12 @@
 
 import type { AuditEntry, AuditFilter, Page } from "../core/audit.js";
 import type { Build, BuildLogLine } from "../core/build.js";
-import { type Environment, environmentStates, type RegistryCredentials } from "../core/environment.js";
+import {
+  type Environment,
+  type EnvironmentSummary,
+  environmentStates,
+  type RegistryCredentials,
+} from "../core/environment.js";
 import { CvmError, invalid, notFound } from "../core/errors.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import type {
@@ -38,6 +43,8 @@ import {
   type EnvironmentRow,
   environmentColumns,
   environmentFromRow,
+  environmentSummaryColumns,
+  environmentSummaryFromRow,
   logLineFromRow,
   type TokenRow,
   toJson,
@@ -95,6 +102,8 @@ function decodeCursor(cursor: string): [string, string] {
 /** How a list is ordered: by a time column, ties broken by id, which makes the order total and stable. */
 interface Keyset<Row, T> {
   table: string;
+  /** What to select; every column when absent. */
+  columns?: string;
   time: string;
   newestFirst: boolean;
   fromRow(row: Row): T;
@@ -121,7 +130,7 @@ async function keysetPage<Row, T>(
   }
   const direction = keyset.newestFirst ? "DESC" : "ASC";
   const rows = await db.query<Row>(
-    `SELECT * FROM ${keyset.table} ${where.where} ORDER BY ${keyset.time} ${direction}, id ${direction} LIMIT ${limit + 1}`,
+    `SELECT ${keyset.columns ?? "*"} FROM ${keyset.table} ${where.where} ORDER BY ${keyset.time} ${direction}, id ${direction} LIMIT ${limit + 1}`,
     where.params,
   );
   const items = rows.slice(0, limit).map(keyset.fromRow);
@@ -318,11 +327,12 @@ function auditStore(db: Database): AuditStore {
   };
 }
 
-const environmentsNewestFirst: Keyset<EnvironmentRow, Environment> = {
+const environmentsNewestFirst: Keyset<EnvironmentRow, EnvironmentSummary> = {
   table: "environments",
+  columns: environmentSummaryColumns,
   time: "created_at",
   newestFirst: true,
-  fromRow: environmentFromRow,
+  fromRow: environmentSummaryFromRow,
   keyOf: (environment) => [environment.createdAt, environment.id],
 };
 

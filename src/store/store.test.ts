@@ -339,10 +339,10 @@ for (const backend of backends) {
         assert.deepEqual(all.ids, newestFirst);
         const first = await store.environments.page({}, { limit: 30 });
         assert.equal(first.nextCursor, undefined, "no cursor after the last page");
-        assert.deepEqual(
-          first.items[0],
-          created.find((e) => e.id === newestFirst[0]),
-        );
+        // A page's environments are whole but for their timelines.
+        const { timeline: _timeline, ...newest } = created.find((e) => e.id === newestFirst[0])!;
+        assert.deepEqual(first.items[0], newest);
+        assert.equal("timeline" in first.items[0], false);
 
         const expect = (keep: (e: Environment) => boolean) =>
           newestFirst.filter((id) => keep(created.find((e) => e.id === id)!));

@@ -6,7 +6,7 @@
 
 import type { Page } from "../../core/audit.js";
 import type { Build } from "../../core/build.js";
-import type { Environment, EnvironmentState } from "../../core/environment.js";
+import type { Environment, EnvironmentState, EnvironmentSummary } from "../../core/environment.js";
 import { CvmError, notFound } from "../../core/errors.js";
 import { can } from "../../core/roles.js";
 import type { Store } from "../../core/store.js";
@@ -41,7 +41,7 @@ export class EnvironmentAccess {
   }
 
   /** A page of the environments the actor may see, newest first, filtered in the store. */
-  async list(actor: Actor, query: EnvironmentQuery): Promise<Page<Environment>> {
+  async list(actor: Actor, query: EnvironmentQuery): Promise<Page<EnvironmentSummary>> {
     const owner = query.owner ?? "me";
     const ownerId = owner === "me" ? actor.id : owner === "all" ? undefined : owner;
     if (ownerId !== actor.id && !can(actor.role, "environments:all")) {

@@ -7,11 +7,16 @@
 
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { CreateEnvironmentRequest } from "../../../src/api/contract.js";
-import type { Environment, EnvironmentKind, EnvironmentState } from "../../../src/core/environment.js";
+import type {
+  Environment,
+  EnvironmentKind,
+  EnvironmentState,
+  EnvironmentSummary,
+} from "../../../src/core/environment.js";
 import { client } from "../api.js";
 import { type LiveStatus, subscribeEnvironmentEvents } from "./events.js";
 
-const newer = (a: Environment | undefined, b: Environment) => !a || b.version >= a.version;
+const newer = (a: EnvironmentSummary | undefined, b: EnvironmentSummary) => !a || b.version >= a.version;
 
 /** Marks for the render benchmark (bench/web): when the list's data arrived. */
 export const listMarks = {
@@ -22,7 +27,8 @@ export const listMarks = {
 } as const;
 
 export interface LiveEnvironments {
-  items?: Environment[];
+  /** Without timelines, as lists have them (an event's whole environment is one too). */
+  items?: EnvironmentSummary[];
   error?: unknown;
   live: LiveStatus;
   reload(): void;
@@ -52,7 +58,7 @@ const largestPage = 500;
  * it, or newer than the oldest row shown); the rest arrive with their page.
  */
 export function useEnvironmentList(filter: EnvironmentListFilter, userId: string): LiveEnvironments {
-  const [byId, setById] = useState<Map<string, Environment>>();
+  const [byId, setById] = useState<Map<string, EnvironmentSummary>>();
   const [cursor, setCursor] = useState<string>();
   const [error, setError] = useState<unknown>();
   const [live, setLive] = useState<LiveStatus>("connecting");
@@ -63,7 +69,7 @@ export function useEnvironmentList(filter: EnvironmentListFilter, userId: string
   const { owner, state, kind, name } = filter;
   const query = useMemo(() => ({ owner, state, kind, q: name || undefined }), [owner, state, kind, name]);
 
-  const merge = useCallback((incoming: Environment[], replace: boolean, next: string | undefined) => {
+  const merge = useCallback((incoming: EnvironmentSummary[], replace: boolean, next: string | undefined) => {
     setById((current) => {
       const merged = new Map(replace ? [] : current);
       for (const environment of incoming) {

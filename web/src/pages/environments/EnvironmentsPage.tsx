@@ -6,7 +6,7 @@
  */
 
 import { memo, useEffect, useLayoutEffect, useMemo, useState } from "react";
-import type { Environment, EnvironmentKind, EnvironmentState } from "../../../../src/core/environment.js";
+import type { EnvironmentKind, EnvironmentState, EnvironmentSummary } from "../../../../src/core/environment.js";
 import { environmentKinds, environmentStates } from "../../../../src/core/environment.js";
 import { can } from "../../../../src/core/roles.js";
 import { KindBadge, StateBadge } from "../../components/badges.js";
@@ -25,7 +25,7 @@ interface Filters {
   owner: "me" | "all";
 }
 
-function matches(environment: Environment, filters: Omit<Filters, "owner">): boolean {
+function matches(environment: EnvironmentSummary, filters: Omit<Filters, "owner">): boolean {
   if (filters.state && environment.state !== filters.state) return false;
   if (filters.kind === "cvm" && !environment.cvm) return false;
   if (filters.kind === "standard" && environment.cvm) return false;
@@ -38,7 +38,7 @@ const Row = memo(function Row({
   showOwner,
   now,
 }: {
-  environment: Environment;
+  environment: EnvironmentSummary;
   showOwner: boolean;
   now: number;
 }) {

@@ -7,20 +7,11 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ApiError, collectPages } from "../../src/client/index.js";
+import { type ApiError, collectPages } from "../../src/client/index.js";
 import type { Environment } from "../../src/core/environment.js";
 import * as fixtures from "../../src/testing/fixtures.js";
+import { refused } from "../harness/refusals.js";
 import { type SignedIn, startTestServer, storeKinds, type TestServer } from "../harness/server.js";
-
-async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${status}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof ApiError, String(error));
-  assert.equal(error.status, status, JSON.stringify(error.body));
-  return error;
-}
 
 const fields = (error: ApiError) => (error.body.validations ?? []).map((v) => v.field);
 const t0 = Date.parse("2026-03-01T00:00:00.000Z");

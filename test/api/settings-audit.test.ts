@@ -2,18 +2,9 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ApiError, type CvmClient } from "../../src/client/index.js";
+import type { CvmClient } from "../../src/client/index.js";
+import { refused } from "../harness/refusals.js";
 import { startTestServer, storeKinds, type TestServer } from "../harness/server.js";
-
-async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${status}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof ApiError, String(error));
-  assert.equal(error.status, status, JSON.stringify(error.body));
-  return error;
-}
 
 for (const kind of storeKinds) {
   describe(`settings and audit (${kind})`, () => {

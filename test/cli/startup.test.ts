@@ -11,13 +11,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as fixtures from "../../src/testing/fixtures.js";
 import { compiledCvm, cvmBin, runCvm } from "../harness/cli.js";
+import { freePort } from "../harness/ports.js";
 import { startTestServer, type TestServer, testDockerHost } from "../harness/server.js";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -164,14 +164,6 @@ test("dist/ mirrors src/: a module for every source, and the files modules read 
     assert.ok(existsSync(built), `${relative(root, built)} is missing`);
   }
 });
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 test("cvm server runs from dist/ and answers its API", async () => {
   const port = await freePort();

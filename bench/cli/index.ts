@@ -35,13 +35,22 @@ const load = () =>
     .map((l) => l.toFixed(1))
     .join(" ");
 
-/** Wall time of a command from spawn to exit, in ms; a failure is an error (the figure would mean nothing). */
-function timed(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+interface Run {
+  /** Spawn to exit, ms. */
+  wall: number;
+  /** User and system CPU of the command's process, ms (10 ms resolution): what load on a shared machine moves least. */
+  cpu: number;
+}
+
+/** One run of a command under /usr/bin/time; a failure is an error (the figure would mean nothing). */
+function timed(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    execFile(file, args, { env, timeout: 60_000 }, (error, _stdout, stderr) => {
-      if (error) reject(new Error(`${[file, ...args].join(" ")} failed: ${stderr || error.message}`));
-      else resolve(performance.now() - started);
+    execFile("/usr/bin/time", ["-f", "cpu %U %S", file, ...args], { env, timeout: 60_000 }, (error, _out, stderr) => {
+      const wall = performance.now() - started;
+      if (error) return reject(new Error(`${[file, ...args].join(" ")} failed: ${stderr || error.message}`));
+      const [user, system] = (/cpu ([\d.]+) ([\d.]+)\s*$/.exec(stderr) ?? []).slice(1).map(Number);
+      resolve({ wall, cpu: ((user ?? 0) + (system ?? 0)) * 1000 });
     });
   });
 }
@@ -94,6 +103,7 @@ interface Measured {
   name: string;
   argv: [string, ...string[]];
   times: number[];
+  cpu: number[];
 }
 
 export async function run(context?: BenchContext): Promise<BenchResult[]> {
@@ -127,15 +137,21 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
 
     const node = process.execPath;
     const commands: Measured[] = [
-      { name: "node -e 0", argv: [node, "-e", "0"], times: [] },
-      { name: "cvm --help", argv: [cvm, "--help"], times: [] },
-      { name: "cvm env list (100 environments)", argv: [cvm, "env", "list"], times: [] },
-      { name: "cvm ssh dev -- true (a CVM)", argv: [cvm, "ssh", "dev", "--", "true"], times: [] },
-      { name: "cvm ssh plain -- true (a standard environment)", argv: [cvm, "ssh", "plain", "--", "true"], times: [] },
+      { name: "node -e 0", argv: [node, "-e", "0"], times: [], cpu: [] },
+      { name: "cvm --help", argv: [cvm, "--help"], times: [], cpu: [] },
+      { name: "cvm env list (100 environments)", argv: [cvm, "env", "list"], times: [], cpu: [] },
+      { name: "cvm ssh dev -- true (a CVM)", argv: [cvm, "ssh", "dev", "--", "true"], times: [], cpu: [] },
+      {
+        name: "cvm ssh plain -- true (a standard environment)",
+        argv: [cvm, "ssh", "plain", "--", "true"],
+        times: [],
+        cpu: [],
+      },
       {
         name: "cvm --help from the sources through tsx (before)",
         argv: [node, "--import", "tsx", join(root, "src", "cli", "main.ts"), "--help"],
         times: [],
+        cpu: [],
       },
     ];
     const inProcess = { list: [] as number[], sshCvm: [] as number[], sshPlain: [] as number[] };
@@ -143,7 +159,11 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
     log(`measuring ${rounds} rounds; load average ${load()} on ${cpus().length} CPUs`);
     for (const command of commands) await timed(command.argv[0], command.argv.slice(1), env); // warm caches
     for (let round = 0; round < rounds; round++) {
-      for (const command of commands) command.times.push(await timed(command.argv[0], command.argv.slice(1), env));
+      for (const command of commands) {
+        const { wall, cpu } = await timed(command.argv[0], command.argv.slice(1), env);
+        command.times.push(wall);
+        command.cpu.push(cpu);
+      }
       const started = performance.now();
       await admin.listEnvironments();
       inProcess.list.push(performance.now() - started);
@@ -154,7 +174,12 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
 
     const floor = median(commands[0].times);
     const figure = (i: number) => median(commands[i].times);
-    for (const command of commands) log(`  ${command.name}: median ${median(command.times).toFixed(0)} ms`);
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+    for (const command of commands) {
+      log(
+        `  ${command.name}: median ${median(command.times).toFixed(0)} ms, CPU ${mean(command.cpu).toFixed(0)} ms on average`,
+      );
+    }
     log(
       `  from inside this process: list ${median(inProcess.list).toFixed(1)} ms, ` +
         `ssh round trip ${median(inProcess.sshCvm).toFixed(0)} ms (CVM), ${median(inProcess.sshPlain).toFixed(0)} ms (standard)`,
@@ -185,6 +210,16 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
       baseline: `node -e 0: ${floor.toFixed(0)} ms`,
       ratio: Number((value / floor).toFixed(2)),
     });
+    const floorCpu = mean(commands[0].cpu);
+    for (const i of [1, 2, 3]) {
+      results.push({
+        name: `${commands[i].name}: CPU`,
+        value: Math.round(mean(commands[i].cpu)),
+        unit: "ms",
+        baseline: `node -e 0: ${floorCpu.toFixed(0)} ms`,
+        ratio: Number((mean(commands[i].cpu) / floorCpu).toFixed(2)),
+      });
+    }
     results.push(
       plain(commands[4].name, figure(4)),
       plain(commands[5].name, figure(5)),

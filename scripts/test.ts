@@ -44,7 +44,8 @@ const needsByPath: Record<string, Need[]> = {
   "test/infra/doctor.test.ts": [...services, "dist"],
   "test/infra/cluster-cli.test.ts": ["dist"],
   "test/lint.test.ts": [],
-  "test/infra/cluster-checks.test.ts": ["kube"],
+  "test/infra/cluster-checks.test.ts": ["kube", "dist"],
+  "test/docker/standard-environment.test.ts": [...services, "dist"],
   "test/k8s/": [...services, "kube"],
   "test/nodevm/": ["images", "nodevm"],
 };

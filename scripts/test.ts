@@ -24,9 +24,10 @@ import type { Started } from "../test/harness/services.js";
  * - images: the test images (built with the host's engine, pushed to the registry);
  * - nodevm: the node VM's image, for tests that boot it under emulation;
  * - kube: the Kubernetes binaries, for tests that start a control plane;
+ * - schemathesis: the API fuzzer from PyPI, in a virtualenv in the machine cache;
  * - dist: the compiled CLI and server (`npm run build`'s dist/), for tests that run bin/cvm as users do.
  */
-type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube" | "dist";
+type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube" | "schemathesis" | "dist";
 
 const services: Need[] = ["docker", "registry", "postgres", "images"];
 
@@ -43,9 +44,18 @@ const needsByPath: Record<string, Need[]> = {
   "test/cli/": [...services, "dist"],
   "test/infra/doctor.test.ts": [...services, "dist"],
   "test/infra/cluster-cli.test.ts": ["dist"],
+  // The fake provider; PostgreSQL for the replicas' shared throttle and the pg_dump answer
+  // (and the compiled cvm, whose `admin backup` is tested).
+  "test/api/attacks.test.ts": ["postgres"],
+  "test/api/backup.test.ts": ["postgres", "dist"],
+  "test/api/transport.test.ts": [],
+  "test/api/fuzz.test.ts": ["schemathesis"],
   "test/lint.test.ts": [],
   "test/infra/cluster-checks.test.ts": ["kube", "dist"],
   "test/docker/standard-environment.test.ts": [...services, "dist"],
+  // A real `cvm server` process, killed and started again.
+  "test/docker/crash-cycles.test.ts": [...services, "dist"],
+  "test/docker/crash-restart.test.ts": [...services, "dist"],
   "test/k8s/": [...services, "kube"],
   "test/nodevm/": ["images", "nodevm"],
 };
@@ -54,7 +64,14 @@ const needsByPath: Record<string, Need[]> = {
  * The longest files, started first in this order so that the many short ones
  * fill the other slots meanwhile rather than one long file ending the run alone.
  */
-const startFirst = ["test/nodevm/", "test/k8s/", "test/infra/cluster-checks.test.ts", "test/lint.test.ts"];
+const startFirst = [
+  "test/nodevm/",
+  "test/k8s/",
+  "test/docker/crash-cycles.test.ts",
+  "test/infra/cluster-checks.test.ts",
+  "test/api/fuzz.test.ts",
+  "test/lint.test.ts",
+];
 
 const root = join(import.meta.dirname, "..");
 const artifacts = join(root, "artifacts");
@@ -136,6 +153,10 @@ async function prepare(needs: Set<Need>, started: Started[]): Promise<Record<str
   if (needs.has("dist")) builds.push(prepareDist());
   if (needs.has("nodevm")) builds.push(prepareNodeVm());
   if (needs.has("kube")) builds.push(prepareKube());
+  if (needs.has("schemathesis")) {
+    const { ensureSchemathesis } = await import("../test/harness/schemathesis.js");
+    builds.push(ensureSchemathesis());
+  }
   const failed = (await Promise.allSettled(builds)).find((result) => result.status === "rejected");
   if (failed) throw failed.reason;
   return env;

@@ -2,16 +2,22 @@
  * The terminal: a WebSocket on /api/v1/environments/:ref/terminal, served on
  * the HTTP server's 'upgrade' event, bridged to provider.exec. Binary frames
  * carry bytes with a leading stream byte (0 stdin, 1 stdout, 2 stderr); text
- * frames carry JSON control messages (resize, eof; exit, error).
+ * frames carry JSON control messages (resize, eof; exit, error). The upgrade
+ * passes the same Host and origin checks as every request, and the session
+ * is held open in OpenConnections, so it ends when its access does.
  */
 
 import type { IncomingMessage, Server } from "node:http";
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import { type WebSocket, WebSocketServer } from "ws";
+import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { loginShell } from "../core/login-shell.js";
 import type { ExecSession } from "../core/provider.js";
+import type { User } from "../core/user.js";
+import type { HeldSession } from "../server/open-connections.js";
 import {
   apiPrefix,
   sessionCookie,
@@ -19,10 +25,13 @@ import {
   type TerminalServerMessage,
   terminalStream,
 } from "./contract.js";
-import { errorAnswer } from "./errors.js";
+import { errorAnswer, errorHeaders } from "./errors.js";
 import { parse } from "./input.js";
+import { crossSite, misdirected } from "./request-guard.js";
+import { hostAllowed, originAllowed, type RequestFacts, requestHost } from "./request-origin.js";
 import { type ApiDeps, type ApiRoutes, requestSecret } from "./routes.js";
 import { isSet, terminalClientMessageSchema, terminalCommandSchema, terminalQuerySchema } from "./schemas.js";
+import { TerminalCounts } from "./terminal-quota.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
 
@@ -35,12 +44,27 @@ function cookieValue(header: string | undefined, name: string): string | undefin
 }
 
 /** Refuses an upgrade with the API's usual error body, before any WebSocket exists. */
-function refuse(socket: Duplex, status: number, body: unknown): void {
+function refuse(socket: Duplex, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n${extra.join("")}connection: close\r\n\r\n${text}`,
   );
 }
+
+function upgradeFacts(request: IncomingMessage): RequestFacts {
+  return {
+    header: (name) => {
+      const value = request.headers[name];
+      return Array.isArray(value) ? value.join(", ") : value;
+    },
+    remoteAddress: request.socket.remoteAddress,
+    encrypted: Boolean((request.socket as TLSSocket).encrypted),
+  };
+}
+
+/** WebSocket close code for "policy violation": the client should not simply reconnect. */
+const accessEndedCode = 1008;
 
 function parseCommand(raw: string | undefined): string[] | undefined {
   if (raw === undefined) return undefined;
@@ -72,19 +96,23 @@ export function documentTerminal(routes: ApiRoutes): void {
 export function attachTerminal(server: Server, deps: ApiDeps): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const sessions = new Set<{ ws: WebSocket; exec: ExecSession }>();
+  const terminals = new TerminalCounts();
 
   async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const url = new URL(request.url ?? "/", "http://localhost");
     const match = terminalPath.exec(url.pathname);
     if (!match) throw new CvmError("NOT_FOUND", `No WebSocket at ${url.pathname}`);
+    const facts = upgradeFacts(request);
+    const host = requestHost(facts, deps.site);
+    if (!hostAllowed(host, deps.site)) throw misdirected(host, deps.site);
     const cookie = cookieValue(request.headers.cookie, sessionCookie);
     const secret = requestSecret(request.headers.authorization, cookie);
-    // A cookie rides along on any page's request; only the dashboard's own origin may use it.
-    const origin = request.headers.origin;
-    if (secret === cookie && origin && new URL(origin).host !== request.headers.host) {
-      throw new CvmError("FORBIDDEN", "Cross-origin terminal requests are refused");
-    }
-    const { user } = await deps.accounts.authenticate(secret);
+    // A cookie rides along on any page's WebSocket; only this server's own pages may use it.
+    // Browsers always send Origin on a WebSocket upgrade; `null` (a sandboxed frame, a file) is not ours.
+    const origin = facts.header("origin");
+    if (secret === cookie && origin !== undefined && !originAllowed(origin, facts, deps.site)) throw crossSite();
+    const session = await deps.accounts.authenticate(secret);
+    const { user } = session;
     const query = parse(terminalQuerySchema, Object.fromEntries(url.searchParams), "query");
     const command = parseCommand(query.command);
     let ref: string;
@@ -98,24 +126,36 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
       throw new CvmError("CONFLICT", `The environment is ${environment.state}: start it first`);
     }
     const tty = query.tty === undefined ? true : isSet(query.tty);
-    const exec = await deps.provider.exec(environment, {
-      command: command ?? loginShell,
-      tty,
-      cols: query.cols ?? 80,
-      rows: query.rows ?? 24,
-      env: tty ? { TERM: "xterm-256color" } : undefined,
-    });
+    const release = terminals.take(user, (await deps.settings.get()).quotas.terminals);
+    let exec: ExecSession;
+    try {
+      exec = await deps.provider.exec(environment, {
+        command: command ?? loginShell,
+        tty,
+        cols: query.cols ?? 80,
+        rows: query.rows ?? 24,
+        env: tty ? { TERM: "xterm-256color" } : undefined,
+      });
+    } catch (error) {
+      release();
+      throw error;
+    }
     if (socket.destroyed) {
+      release();
       exec.kill();
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => bridge(ws, exec, environment.id, user.email));
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      ws.once("close", release);
+      bridge(ws, exec, environment, session);
+    });
   }
 
-  function bridge(ws: WebSocket, exec: ExecSession, environmentId: string, email: string): void {
+  function bridge(ws: WebSocket, exec: ExecSession, environment: Environment, session: HeldSession): void {
+    const environmentId = environment.id;
     const entry = { ws, exec };
     sessions.add(entry);
-    deps.logger.info({ environmentId, email }, "terminal opened");
+    deps.logger.info({ environmentId, email: session.user.email }, "terminal opened");
     let exited = false;
     const control = (message: TerminalServerMessage) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message));
@@ -156,7 +196,20 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
         exec.kill();
       }
     });
+    // Logout, revocation, deactivation or a role that may no longer see the environment ends the session.
+    const release = deps.connections.hold(session, {
+      kind: "terminal",
+      allows: (user: User) => deps.environments.canSee(user, environment),
+      end(reason) {
+        control({ type: "error", message: `Access ended: ${reason}` });
+        if (!exited) exec.kill();
+        ws.close(accessEndedCode, "access ended");
+        // A peer that never answers the close handshake is cut.
+        setTimeout(() => ws.terminate(), 1000).unref();
+      },
+    });
     ws.on("close", () => {
+      release();
       unsubscribe();
       sessions.delete(entry);
       if (!exited) exec.kill();
@@ -182,7 +235,7 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
     socket.on("error", () => socket.destroy());
     upgrade(request, socket, head).catch((error) => {
       const [status, body] = errorAnswer(error, deps.logger, { path: request.url, ws: true });
-      refuse(socket, status, body);
+      refuse(socket, status, body, errorHeaders(error));
     });
   };
   server.on("upgrade", onUpgrade);

@@ -9,10 +9,21 @@ import type { Command } from "commander";
 import type WebSocket from "ws";
 import type { TerminalClientMessage, TerminalServerMessage } from "../api/contract.js";
 import { terminalStream } from "../api/contract.js";
+import { CvmError } from "../core/errors.js";
 import { configuredClient } from "./config.js";
+import { nextSteps, stateSentence } from "./next-steps.js";
 
 function frame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([stream]), data]);
+}
+
+/** A refused terminal, told with what to run when the environment is not running; else the error as it was. */
+async function explainRefusal(ref: string, error: unknown): Promise<unknown> {
+  const environment = await configuredClient()
+    .environment(ref)
+    .catch(() => undefined);
+  if (!environment || environment.state === "running") return error;
+  return new CvmError("CONFLICT", stateSentence(environment), { detail: nextSteps(environment).join("\n  ") });
 }
 
 async function ssh(ref: string, command: string[], options: { tty?: boolean }): Promise<number> {
@@ -82,14 +93,18 @@ export function register(program: Command): void {
   program
     .command("ssh")
     .description("a shell in an environment, or one command: cvm ssh NAME -- CMD ARGS...")
-    .argument("<name>")
-    .argument("[command...]")
+    .argument("<name>", "the environment: its name, or its id")
+    .argument("[command...]", "a command to run instead of a shell, after --")
     .option("-t, --tty", "allocate a terminal even for a command")
     .option("-T, --no-tty", "never allocate a terminal")
     .passThroughOptions()
     .action(async (ref: string, command: string[], options: { tty?: boolean }) => {
       // Passing options through keeps the `--` that separates cvm's flags from the command.
-      process.exitCode = await ssh(ref, command[0] === "--" ? command.slice(1) : command, options);
+      process.exitCode = await ssh(ref, command[0] === "--" ? command.slice(1) : command, options).catch(
+        async (error) => {
+          throw await explainRefusal(ref, error);
+        },
+      );
       process.stdin.unref?.();
     });
 }

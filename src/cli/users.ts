@@ -8,7 +8,7 @@ import type { User } from "../core/user.js";
 import { positiveWholeNumber } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { age, printJson, printTable } from "./output.js";
-import { ask } from "./prompt.js";
+import { secret } from "./prompt.js";
 
 /** An id as it is; an email (ids have no @) looked up by the server, without reading the whole list. */
 async function userId(client: CvmClient, emailOrId: string): Promise<string> {
@@ -23,12 +23,24 @@ function roleArgument(role: string): string {
   return role;
 }
 
+interface CreateOptions {
+  role: string;
+  password?: string;
+  passwordStdin?: boolean;
+  name?: string;
+  json?: boolean;
+}
+
 export function register(program: Command): void {
   const users = program.command("users").description("accounts and roles (site admins)");
   users
     .command("list", { isDefault: true })
     .description("accounts, oldest first")
-    .option("--limit <n>", "at most this many (default: all, read a page at a time)", positiveWholeNumber("--limit"))
+    .option(
+      "--limit <n>",
+      "at most this many (default: all, read a page at a time)",
+      positiveWholeNumber("--limit", "items"),
+    )
     .option("--json")
     .action(async (options: { limit?: number; json?: boolean }) => {
       const client = configuredClient();
@@ -43,12 +55,19 @@ export function register(program: Command): void {
     .command("create")
     .argument("<email>")
     .option("--role <role>", `one of ${roles.join(", ")}`, "member")
-    .option("--password <password>")
+    .option("--password-stdin", "read the password from standard input (or set CVM_PASSWORD; else it is asked for)")
+    .option("--password <password>", "the password on the command line, where ps shows it: prefer --password-stdin")
     .option("--name <name>")
     .option("--json")
-    .action(async (email: string, options: { role: string; password?: string; name?: string; json?: boolean }) => {
+    .action(async (email: string, options: CreateOptions) => {
       const role = roleArgument(options.role);
-      const password = options.password ?? (await ask(`Password for ${email}: `, { secret: true }));
+      const password =
+        options.password ??
+        (await secret(`Password for ${email}: `, {
+          stdin: options.passwordStdin,
+          env: "CVM_PASSWORD",
+          flag: "--password-stdin",
+        }));
       const user = await configuredClient().createUser({
         email,
         password,

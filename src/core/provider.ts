@@ -101,5 +101,11 @@ export interface Provider {
    * wrong one is refused with a 401.
    */
   acceptSupervisorReport?(environmentId: string, token: string, report: SupervisorReport): Promise<void>;
+  /**
+   * Providers that enforce settings outside builds (the docker provider's
+   * network policy) are told the settings when the server starts and after
+   * every change.
+   */
+  configure?(settings: InfrastructureSettings): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,7 +1,8 @@
 /**
  * What a user starts: the compiled `cvm` (bin/cvm over dist/), and what each
  * command pulls in. A command loads only what it needs: help, the API's
- * commands and `ssh` never load the server, its schemas, the engine or
+ * commands (with `version`, the guidance of a mistyped command and a start's
+ * progress) and `ssh` never load the server, its schemas, the engine or
  * Kubernetes clients, or the database drivers, which cost a second of startup
  * when they did. The module list is the check (timings on a shared machine
  * are printed, not asserted; bench/cli measures them). `cvm server` runs from
@@ -117,6 +118,7 @@ test("each command group's help loads nothing heavy, the server's and the superv
     "doctor",
     "cluster",
     "supervisor",
+    "version",
   ]) {
     const result = await loaded([group, "--help"]);
     assert.equal(result.code, 0, result.stderr);
@@ -143,6 +145,29 @@ test("cvm users list and whoami load nothing heavy either", async () => {
     assert.match(result.stdout, /admin@example\.com/);
     assertOnly(result, [], `cvm ${args.join(" ")}`);
   }
+});
+
+test("cvm version, tokens list, a mistyped command and a start's guidance load nothing heavy", async () => {
+  const version = await loaded(["version"]);
+  assert.equal(version.code, 0, version.stderr);
+  assert.match(version.stdout, /^Client: cvm \d+\.\d+\.\d+/m);
+  assert.match(version.stdout, /^Server: .*\d+\.\d+\.\d+/m);
+  assertOnly(version, [], "cvm version");
+
+  const tokens = await loaded(["tokens", "list"]);
+  assert.equal(tokens.code, 0, tokens.stderr);
+  assertOnly(tokens, [], "cvm tokens list");
+
+  const mistyped = await loaded(["evn", "list"]);
+  assert.equal(mistyped.code, 1);
+  assert.match(mistyped.stderr, /Did you mean env\?/);
+  assertOnly(mistyped, [], "cvm evn list");
+
+  // A start that cannot begin: the command's progress and next-step modules load, and still nothing heavy.
+  const start = await loaded(["env", "start", "no-such-box"]);
+  assert.equal(start.code, 1);
+  assert.match(start.stderr, /^cvm: .*not found/im);
+  assertOnly(start, [], "cvm env start");
 });
 
 test("cvm ssh loads the WebSocket client and nothing else heavy; an unknown environment is a clear error", async () => {

@@ -7,7 +7,6 @@ import type { Command } from "commander";
 import type { InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { type RuntimeChoice, runtimeChoices, type SupervisorPrivilegeMode } from "../core/settings.js";
-import { rotateKeyFile } from "../server/secret-keys.js";
 import { type FieldNames, inFlagTerms, numberFlag } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { printFields, printJson } from "./output.js";
@@ -109,7 +108,9 @@ export function register(program: Command): void {
       "make a new key for sealing secrets in a data dir (the old one becomes secret.key.previous); the server seals every secret again at its next start",
     )
     .requiredOption("--data-dir <dir>", "the server's data dir")
-    .action((options: { dataDir: string }) => {
+    .action(async (options: { dataDir: string }) => {
+      // The server's key file module (and node:crypto) load only for this command.
+      const { rotateKeyFile } = await import("../server/secret-keys.js");
       const { previousId, currentId } = rotateKeyFile(options.dataDir);
       process.stdout.write(
         `Key ${previousId} is now secret.key.previous; the new key is ${currentId}. Restart the server: it seals every secret under ${currentId}; then delete secret.key.previous.\n`,

@@ -9,7 +9,13 @@ import type { EnvironmentSpec, StateChange } from "./schemas.js";
 import type { EnvironmentLimits } from "./settings.js";
 
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
-export type { Environment, EnvironmentSpec, RegistryCredentials, StateChange } from "./schemas.js";
+export type {
+  Environment,
+  EnvironmentSpec,
+  EnvironmentSummary,
+  RegistryCredentials,
+  StateChange,
+} from "./schemas.js";
 
 export const environmentStates = [
   "queued",

@@ -203,6 +203,15 @@ export const poolMemberSchema = z.object({
 });
 export type PoolMember = z.infer<typeof poolMemberSchema>;
 
+/**
+ * An environment as lists show it: all but its timeline, which grows with
+ * every start and stop and which only the environment's own page shows.
+ */
+export const environmentSummarySchema = environmentSchema
+  .omit({ timeline: true })
+  .describe("An environment without its timeline (GET /environments/:ref has it)");
+export type EnvironmentSummary = z.infer<typeof environmentSummarySchema>;
+
 // Builds
 
 export const buildSchema = z.object({

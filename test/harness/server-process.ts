@@ -1,5 +1,5 @@
 /**
- * A real `cvm server` process (bin/cvm server), for what only a process
+ * A real `cvm server` process (bin/cvm server, the compiled dist/), for what only a process
  * shows: killed with SIGKILL in the middle of its work and started again on
  * the same data dir and port, as an operator's machine would after a crash.
  * The in-process harness (server.ts) cannot do that: its builds live in the
@@ -9,14 +9,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
+import { compiledCvm } from "./cli.js";
+import { freePort } from "./ports.js";
 import { type ServerClients, serverClients, testDockerHost } from "./server.js";
-
-const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 
 export interface ServerProcess extends ServerClients {
   url: string;
@@ -48,14 +47,6 @@ const fetchAcrossKills: typeof fetch = async (input, init) => {
   }
 };
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 async function untilHealthy(url: string, child: ChildProcess, logFile: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
@@ -77,6 +68,7 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
   const url = `http://127.0.0.1:${await freePort()}`;
   // The first admin's one-time code, given rather than read from the log.
   const setupCode = randomBytes(12).toString("hex");
+  const cvmBin = await compiledCvm();
   let child: ChildProcess | undefined;
   const start = async () => {
     const log = openSync(logFile, "a");

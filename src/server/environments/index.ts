@@ -8,8 +8,9 @@
 
 import type { Logger } from "pino";
 import type { CreateEnvironmentRequest, ReconcileReport } from "../../api/contract.js";
+import type { Page } from "../../core/audit.js";
 import type { Build } from "../../core/build.js";
-import type { Environment } from "../../core/environment.js";
+import type { Environment, EnvironmentSummary } from "../../core/environment.js";
 import type { Provider } from "../../core/provider.js";
 import type { Store } from "../../core/store.js";
 import type { Actor, AuditLog } from "../audit-log.js";
@@ -76,7 +77,8 @@ export class EnvironmentService {
     return this.access.find(actor, ref);
   }
 
-  list(actor: Actor, query: EnvironmentQuery): Promise<Environment[]> {
+  /** A page of the environments the actor may see, newest first. */
+  list(actor: Actor, query: EnvironmentQuery): Promise<Page<EnvironmentSummary>> {
     return this.access.list(actor, query);
   }
 

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { compiledCvm } from "./cli.js";
 import { freePort } from "./ports.js";
-import { type ServerClients, serverClients, testDockerHost } from "./server.js";
+import { removeInstallationNetwork, type ServerClients, serverClients, testDockerHost } from "./server.js";
 
 export interface ServerProcess extends ServerClients {
   url: string;
@@ -96,20 +96,21 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
     process.exitCode !== null || process.signalCode !== null
       ? Promise.resolve()
       : new Promise<void>((resolve) => process.once("exit", () => resolve()));
+  const storedInstallationId = () => {
+    const db = new Database(join(dataDir, "cvm.db"), { readonly: true, fileMustExist: true });
+    try {
+      return (db.prepare("SELECT value FROM settings WHERE key = 'installation'").get() as { value: string }).value;
+    } finally {
+      db.close();
+    }
+  };
   await start();
   return {
     url,
     dataDir,
     ...serverClients(() => url, { fetch: fetchAcrossKills, setupCode: () => setupCode }),
     log: () => readFileSync(logFile, "utf8"),
-    installationId() {
-      const db = new Database(join(dataDir, "cvm.db"), { readonly: true, fileMustExist: true });
-      try {
-        return (db.prepare("SELECT value FROM settings WHERE key = 'installation'").get() as { value: string }).value;
-      } finally {
-        db.close();
-      }
-    },
+    installationId: storedInstallationId,
     async kill() {
       if (!child) return;
       const running = child;
@@ -125,6 +126,13 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
         await Promise.race([exited(running), sleep(60_000)]);
         if (running.exitCode === null && running.signalCode === null) running.kill("SIGKILL");
       }
+      let installation: string | undefined;
+      try {
+        installation = storedInstallationId();
+      } catch {
+        // The server never got as far as storing one.
+      }
+      if (installation) await removeInstallationNetwork(installation);
       rmSync(dataDir, { recursive: true, force: true });
       rmSync(logFile, { force: true });
     },

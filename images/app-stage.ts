@@ -1,6 +1,7 @@
 /**
  * This checkout of cvm as the server and supervisor images carry it: the
- * sources, the production dependencies (the checkout's own installed modules,
+ * compiled JavaScript (dist/, what bin/cvm runs; scripts/build.ts), the
+ * production dependencies (the checkout's own installed modules,
  * pruned offline, so no registry is needed) and the built dashboard, staged
  * under the machine cache by the hash of what went in. The images are rebuilt
  * exactly when that hash changes.
@@ -11,13 +12,16 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { ensureDist } from "../scripts/build.js";
 
 const run = promisify(execFile);
 
 export const checkoutRoot = join(import.meta.dirname, "..");
 
-/** What an image's /opt/cvm is made from; the web sources only feed the built dashboard. */
+/** What an image's /opt/cvm is made from (src/ compiled into dist/); the web sources only feed the built dashboard. */
 const appPaths = ["package.json", "package-lock.json", "bin", "src"];
+/** What is copied: the compiled tree instead of the sources. */
+const shippedPaths = ["package.json", "package-lock.json", "bin", "dist"];
 const dashboardPaths = ["web"];
 const skipped = new Set(["node_modules", "dist"]);
 
@@ -54,7 +58,7 @@ export function appVersion(): string {
 
 /**
  * Stages the app (once per hash) and returns the directory to copy to the
- * image's /opt/cvm: sources, `npm prune --omit=dev --offline` of the
+ * image's /opt/cvm: dist/ (built here when the sources changed), `npm prune --omit=dev --offline` of the
  * checkout's node_modules (native modules built for this platform), and
  * web/dist built by Vite from the checkout.
  */
@@ -77,9 +81,10 @@ async function stage(cacheDir: string, log: (line: string) => void): Promise<str
   mkdirSync(partial, { recursive: true });
   const started = Date.now();
   try {
+    await ensureDist();
     await run("sh", [
       "-c",
-      `tar -C "$0" --exclude='*.test.ts' -cf - ${[...appPaths, "node_modules"].join(" ")} | tar -C "$1" -xf -`,
+      `tar -C "$0" -cf - ${[...shippedPaths, "node_modules"].join(" ")} | tar -C "$1" -xf -`,
       checkoutRoot,
       partial,
     ]);

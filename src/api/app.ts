@@ -26,6 +26,7 @@ import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
+import { poolRoutes } from "./pools.js";
 import { crossSiteCheck, hostCheck } from "./request-guard.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
 import { buildInfoSchema } from "./schemas.js";
@@ -151,6 +152,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
     userRoutes,
     tokenRoutes,
     settingsRoutes,
+    poolRoutes,
     auditRoutes,
     environmentRoutes,
     eventRoutes,

@@ -149,6 +149,16 @@ export const migrations: readonly Migration[] = [
     name: "where each token was created: user agent and address",
     statements: () => ["ALTER TABLE tokens ADD COLUMN user_agent TEXT", "ALTER TABLE tokens ADD COLUMN address TEXT"],
   },
+  {
+    version: 6,
+    name: "lists paged in their keyset order, filtered by state and kind without a scan",
+    statements: () => [
+      "DROP INDEX environments_state",
+      "CREATE INDEX environments_state ON environments (state, created_at, id)",
+      "CREATE INDEX environments_kind ON environments (cvm, created_at, id)",
+      "CREATE INDEX users_created ON users (created_at, id)",
+    ],
+  },
 ];
 
 /** Any constant shared by every cvm server; replicas serialize their migrations on it. */

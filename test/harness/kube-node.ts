@@ -40,7 +40,8 @@ import { promisify } from "node:util";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { buildImages } from "../../images/build.js";
 import { signCertificate } from "./kube-pki.js";
-import { freePort, type Proc, processAlive, startProcess, stopProcess, waitUntil } from "./processes.js";
+import { freePort } from "./ports.js";
+import { type Proc, processAlive, startProcess, stopProcess, waitUntil } from "./processes.js";
 import { registryAddress, registryStorage } from "./services.js";
 
 const run = promisify(execFile);

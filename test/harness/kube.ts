@@ -21,7 +21,8 @@ import { promisify } from "node:util";
 import { CoreV1Api, KubeConfig, StorageV1Api, type V1Node } from "@kubernetes/client-node";
 import { nodeAddress, type RealNode, realNodeUnavailable, startRealNode } from "./kube-node.js";
 import { kubeconfigText, makeCertificates } from "./kube-pki.js";
-import { freePort, type Proc, startProcess, stopProcess, waitUntil } from "./processes.js";
+import { freePort } from "./ports.js";
+import { type Proc, startProcess, stopProcess, waitUntil } from "./processes.js";
 import { machineCache } from "./services.js";
 
 const run = promisify(execFile);

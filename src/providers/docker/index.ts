@@ -16,6 +16,7 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  WorkloadPool,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
@@ -135,6 +136,16 @@ class DockerProvider implements Provider {
       });
     return this.supervisor;
   }
+
+  /** Warm pools of CVMs: the supervisor's (src/supervisor/warm-pool.ts). */
+  readonly pool: WorkloadPool = {
+    members: async () => (this.cvmsMayExist() ? (await this.cvms()).pool.members() : []),
+    fill: async (member, context) => (await this.cvms()).pool.fill(member, context),
+    claim: async (member, environment, context) => (await this.cvms()).pool.claim(member, environment, context),
+    drain: async (member) => (await this.cvms()).pool.drain(member),
+    forget: async (member) => (await this.cvms()).pool.forget(member),
+    imageVersion: async (image, credentials) => (await this.cvms()).pool.imageVersion(image, credentials),
+  };
 
   /**
    * Whether CVMs may exist: the supervisor is up, or its engine left state in

@@ -1,0 +1,18 @@
+/**
+ * A free port for a process a test starts (a server, a registry, etcd): the
+ * kernel's pick on loopback (or on `host`, the real node's address), released
+ * for it.
+ */
+
+import { createServer } from "node:net";
+
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}

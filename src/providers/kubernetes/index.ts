@@ -466,7 +466,10 @@ export class KubernetesProvider implements Provider {
 
   async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
     const pod = this.watch.get(environment.id);
-    if (podView(pod).stage !== "running" || !pod?.metadata?.name) {
+    // Running as observe() says it: Ready, or started and reported running by its supervisor before the next probe.
+    const stage = podView(pod).stage;
+    const reported = this.reports.get(environment.id)?.state === "running";
+    if (!(stage === "running" || (stage === "starting" && reported)) || !pod?.metadata?.name) {
       throw new CvmError("CONFLICT", `The environment's Pod is not running`);
     }
     // A CVM's shell runs in the inner container, through the supervisor that owns it.

@@ -155,7 +155,9 @@ export function supervisorPodSpec(environment: PodEnvironment, settings: PodSett
           readinessProbe: {
             exec: { command: ["test", "-e", podPaths.ready] },
             periodSeconds: 2,
-            failureThreshold: 1,
+            // On a busy node one exec probe can take past the default second: three misses, not one slow one, make it unready.
+            timeoutSeconds: 5,
+            failureThreshold: 3,
           },
         },
       ],

@@ -6,16 +6,11 @@
  * minimal init that reaps children, for images without /sbin/init.
  */
 
-import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { access, chmod, readFile, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { CvmError } from "../core/errors.js";
-
-const run = promisify(execFile);
+import { ensureStaticBinary } from "../native/static-binary.js";
 
 export const gateSource = fileURLToPath(new URL("./gate/cvm-gate.c", import.meta.url));
 
@@ -31,32 +26,9 @@ export function gateCommand(init: string): string[] {
   return ["hold", init];
 }
 
-/**
- * Compiles the gate once per source version into `binDir` (gcc -static, so
- * it runs in any image, with or without a libc).
- */
+/** Compiles the gate once per source version into `binDir`. */
 export async function ensureGateBinary(binDir: string): Promise<string> {
-  const source = await readFile(gateSource);
-  const version = createHash("sha256").update(source).digest("hex").slice(0, 12);
-  const binary = join(binDir, `cvm-gate-${version}`);
-  const present = await access(binary).then(
-    () => true,
-    () => false,
-  );
-  if (present) return binary;
-  const partial = `${binary}.${process.pid}.partial`;
-  try {
-    await run("gcc", ["-static", "-O2", "-s", "-o", partial, gateSource]);
-  } catch (error) {
-    await rm(partial, { force: true });
-    throw new CvmError("UNAVAILABLE", "Could not build cvm's start gate", {
-      detail: `gcc -static failed (install gcc and libc6-dev: scripts/provision.sh): ${(error as Error).message}`,
-      cause: error,
-    });
-  }
-  await chmod(partial, 0o755);
-  await rename(partial, binary);
-  return binary;
+  return ensureStaticBinary(gateSource, binDir, "cvm-gate");
 }
 
 export type Release = "init" | "reaper";

@@ -4,6 +4,7 @@
  * server never knows which.
  */
 
+import type { Duplex } from "node:stream";
 import type {
   DockerStatus,
   Environment,
@@ -12,6 +13,7 @@ import type {
   RegistryCredentials,
   SystemdStatus,
 } from "./environment.js";
+import type { ListeningPort } from "./listening-ports.js";
 import type { InfrastructureSettings } from "./settings.js";
 
 /** What a provider is told while it works on one build: every step is a log line. */
@@ -44,6 +46,10 @@ export interface ExecOptions {
   cols?: number;
   rows?: number;
   env?: Record<string, string>;
+  /** Whom it runs as: a uid (the engine adds the account's groups) or a name; default the provider's (root in a CVM). */
+  user?: string;
+  /** The working directory; default the image's. */
+  cwd?: string;
 }
 
 /** A process running inside an environment, attached to its caller. */
@@ -56,6 +62,18 @@ export interface ExecSession {
   /** Resolves with the exit code when the process ends. */
   exited: Promise<number>;
   kill(): void;
+}
+
+/** A unix socket inside an environment, owned by an account there (ids as the environment counts them). */
+export interface UnixSocketSpec {
+  path: string;
+  uid: number;
+  gid: number;
+}
+
+export interface UnixListener {
+  /** Stops listening and removes the socket inside. */
+  close(): Promise<void>;
 }
 
 /** A workload carrying cvm's labels, as found in the engine or cluster. */
@@ -99,6 +117,24 @@ export interface Provider {
   discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void>;
   observe(environment: Environment): Promise<Observation>;
   exec(environment: Environment, options: ExecOptions): Promise<ExecSession>;
+  /**
+   * A TCP connection to `port` on the environment's own loopback, as a
+   * process inside would make it (ssh -L, `cvm port-forward`, port URLs), so
+   * a server bound to 127.0.0.1 inside is reached too. Nothing listening is
+   * a CvmError saying so, at once. Ending the writable side half-closes.
+   */
+  dial(environment: Environment, port: number): Promise<Duplex>;
+  /** The TCP ports something listens on inside the environment. */
+  listeningPorts(environment: Environment): Promise<ListeningPort[]>;
+  /**
+   * A unix socket inside the environment whose connections are handed to
+   * `onConnection` (SSH agent forwarding); removed when closed.
+   */
+  listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener>;
   /** Every workload with cvm's labels, for reconciling with the store. */
   listWorkloads(): Promise<LabeledWorkload[]>;
   removeWorkload(ref: string): Promise<void>;

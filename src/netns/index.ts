@@ -18,24 +18,13 @@ import { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { CvmError } from "../core/errors.js";
 import { type ListeningPort, parseListeningPorts } from "../core/listening-ports.js";
+import type { UnixListener, UnixSocketSpec } from "../core/provider.js";
 import { ensureStaticBinary } from "../native/static-binary.js";
 
 const source = fileURLToPath(new URL("./cvm-nsbridge.c", import.meta.url));
 
 /** How long the bridge may take to join the namespace and connect or listen. */
 const readyTimeoutMs = 10_000;
-
-/** A unix socket inside an environment, owned by an account there. */
-export interface UnixSocketSpec {
-  path: string;
-  uid: number;
-  gid: number;
-}
-
-export interface UnixListener {
-  /** Stops listening and removes the socket inside. */
-  close(): Promise<void>;
-}
 
 /** Exit codes of cvm-nsbridge that mean the port, not the bridge, is the problem. */
 const nothingListens = 3;

@@ -46,7 +46,8 @@ export async function startExec(
     AttachStderr: true,
     Tty: options.tty,
     Env: env,
-    User: "0",
+    User: options.user ?? "0",
+    ...(options.cwd ? { WorkingDir: options.cwd } : {}),
   });
   const stream = (await exec.start({ hijack: true, stdin: true, Tty: options.tty })) as Duplex;
   const listeners: Listener[] = [];

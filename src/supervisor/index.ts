@@ -11,10 +11,13 @@
  */
 
 import { chown, mkdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
+import type { ListeningPort } from "../core/listening-ports.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -22,7 +25,10 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  UnixListener,
+  UnixSocketSpec,
 } from "../core/provider.js";
+import { NamespaceBridge } from "../netns/index.js";
 import { ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import {
@@ -120,6 +126,7 @@ class Supervisor implements CvmSupervisor {
   private readonly logger: Logger;
   private readonly hostDocker?: Dockerode;
   private readonly initPaths = new Map<string, InitPath>();
+  private readonly bridge: NamespaceBridge;
   /** Built once per process: concurrent builds share the one compile. */
   private gateBinary?: Promise<string>;
 
@@ -127,6 +134,7 @@ class Supervisor implements CvmSupervisor {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
     this.engine = new CvmEngine({ dataDir: options.dataDir, logger: options.logger });
     this.hostDocker = options.hostDockerHost ? dockerFor(options.hostDockerHost) : undefined;
+    this.bridge = new NamespaceBridge(join(options.dataDir, "bin"));
   }
 
   private async container(environment: Environment): Promise<Dockerode.Container> {
@@ -434,6 +442,31 @@ class Supervisor implements CvmSupervisor {
       throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`);
     }
     return startExec(docker, docker.getContainer(info.Id), options);
+  }
+
+  /** The node's pid of the CVM's init, whose namespaces are entered to reach inside. */
+  private async pid(environment: Environment): Promise<number> {
+    const info = await this.inspect(environment);
+    if (!info?.State.Running || !info.State.Pid) {
+      throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`);
+    }
+    return info.State.Pid;
+  }
+
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return this.bridge.dial(await this.pid(environment), port);
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return this.bridge.listeningPorts(await this.pid(environment));
+  }
+
+  async listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener> {
+    return this.bridge.listen(await this.pid(environment), spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

@@ -61,6 +61,8 @@ export async function startExec(
     AttachStderr: true,
     Tty: options.tty,
     Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
+    ...(options.user ? { User: options.user } : {}),
+    ...(options.cwd ? { WorkingDir: options.cwd } : {}),
   });
   const stream = (await exec.start({ hijack: true, stdin: true, Tty: options.tty })) as Duplex;
   const output = new OutputFanout();

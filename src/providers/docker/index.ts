@@ -7,8 +7,10 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
+import type { ListeningPort } from "../../core/listening-ports.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -16,7 +18,10 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  UnixListener,
+  UnixSocketSpec,
 } from "../../core/provider.js";
+import { NamespaceBridge } from "../../netns/index.js";
 import type { CvmSupervisor } from "../../supervisor/index.js";
 import type { ProviderOptions } from "../index.js";
 import { StandardEnvironments } from "./standard-environments.js";
@@ -47,7 +52,10 @@ export async function createDockerProvider(options: ProviderOptions): Promise<Pr
 }
 
 /** What both standard environments and the CVM supervisor do for one environment. */
-type EnvironmentBackend = Pick<CvmSupervisor, "build" | "start" | "stop" | "remove" | "discard" | "observe" | "exec">;
+type EnvironmentBackend = Pick<
+  CvmSupervisor,
+  "build" | "start" | "stop" | "remove" | "discard" | "observe" | "exec" | "dial" | "listeningPorts" | "listenUnix"
+>;
 
 class DockerProvider implements Provider {
   readonly name = "docker" as const;
@@ -59,7 +67,12 @@ class DockerProvider implements Provider {
     private readonly dockerHost: string,
     docker: Dockerode,
   ) {
-    this.standard = new StandardEnvironments(docker, options.logger, isLocal(dockerHost));
+    this.standard = new StandardEnvironments(
+      docker,
+      options.logger,
+      isLocal(dockerHost),
+      new NamespaceBridge(join(options.dataDir, "bin")),
+    );
   }
 
   /**
@@ -121,6 +134,22 @@ class DockerProvider implements Provider {
 
   async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
     return (await this.for(environment)).exec(environment, options);
+  }
+
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return (await this.for(environment)).dial(environment, port);
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return (await this.for(environment)).listeningPorts(environment);
+  }
+
+  async listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener> {
+    return (await this.for(environment)).listenUnix(environment, spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

@@ -4,11 +4,22 @@
  * outlives rebuilds. Never privileged, no engine socket, no host path.
  */
 
+import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
-import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observation } from "../../core/provider.js";
+import type { ListeningPort } from "../../core/listening-ports.js";
+import type {
+  BuildContext,
+  ExecOptions,
+  ExecSession,
+  LabeledWorkload,
+  Observation,
+  UnixListener,
+  UnixSocketSpec,
+} from "../../core/provider.js";
+import type { NamespaceBridge } from "../../netns/index.js";
 import { startExec } from "./exec-session.js";
 import { pullImage } from "./image-pull.js";
 import {
@@ -46,6 +57,7 @@ export class StandardEnvironments {
     private readonly docker: Dockerode,
     private readonly logger: Logger,
     private readonly engineIsLocal: boolean,
+    private readonly bridge: NamespaceBridge,
   ) {}
 
   /** Containers of one environment, found by label (its name may differ after a rename of the scheme). */
@@ -210,6 +222,38 @@ export class StandardEnvironments {
       });
     }
     return startExec(this.docker, this.docker.getContainer(info.Id), options, this.engineIsLocal);
+  }
+
+  /** The node's pid of the environment's running container, whose namespaces are entered to reach inside. */
+  private async pid(environment: Environment): Promise<number> {
+    if (!this.engineIsLocal) {
+      throw new CvmError("UNAVAILABLE", "Reaching a port or socket inside needs the engine on this machine", {
+        detail: "The docker provider's engine is remote (DOCKER_HOST is not a local socket)",
+      });
+    }
+    const info = await this.inspect(environment);
+    if (!info?.State.Running || !info.State.Pid) {
+      throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`, {
+        detail: info ? exitReason(info) : "it has no container",
+      });
+    }
+    return info.State.Pid;
+  }
+
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return this.bridge.dial(await this.pid(environment), port);
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return this.bridge.listeningPorts(await this.pid(environment));
+  }
+
+  async listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener> {
+    return this.bridge.listen(await this.pid(environment), spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

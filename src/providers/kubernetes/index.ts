@@ -13,10 +13,12 @@
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import type { Duplex } from "node:stream";
 import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Environment, EnvironmentState, RegistryCredentials } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
+import { type ListeningPort, parseListeningPorts } from "../../core/listening-ports.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -25,9 +27,11 @@ import type {
   Observation,
   Provider,
   SupervisorReport,
+  UnixListener,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import type { ProviderOptions } from "../index.js";
+import { readInside } from "../read-inside.js";
 import { apiClient } from "./api-client.js";
 import { startExec } from "./exec-session.js";
 import { apiMessage, clusterRefusal, isConflict, isNotFound } from "./kube-errors.js";
@@ -454,6 +458,20 @@ export class KubernetesProvider implements Provider {
       cols: options.cols,
       rows: options.rows,
     });
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return parseListeningPorts(
+      await readInside((e, o) => this.exec(e, o), environment, ["/proc/net/tcp", "/proc/net/tcp6"]),
+    );
+  }
+
+  async dial(_environment: Environment, _port: number): Promise<Duplex> {
+    throw new CvmError("UNAVAILABLE", "Connecting to a port inside is not yet available on Kubernetes");
+  }
+
+  async listenUnix(): Promise<UnixListener> {
+    throw new CvmError("UNAVAILABLE", "A socket inside the environment is not yet available on Kubernetes");
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

@@ -21,6 +21,7 @@ import { openApiDocument } from "./openapi.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
 import { settingsRoutes } from "./settings.js";
 import { setupRoutes } from "./setup.js";
+import { sshRoutes } from "./ssh.js";
 import { supervisorReportRoutes } from "./supervisor-reports.js";
 import { documentTerminal } from "./terminal.js";
 import { tokenRoutes } from "./tokens.js";
@@ -83,6 +84,7 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
     adminRoutes,
     supervisorReportRoutes,
     documentTerminal,
+    sshRoutes,
   ]) {
     register(routes);
   }

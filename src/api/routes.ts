@@ -16,6 +16,7 @@ import type { EnvironmentService } from "../server/environment-service.js";
 import type { EventBus } from "../server/event-bus.js";
 import type { ServerMetrics } from "../server/metrics.js";
 import type { SettingsService } from "../server/settings-service.js";
+import type { Workspace } from "../server/workspace.js";
 import { sessionCookie } from "./contract.js";
 
 export interface ApiDeps {
@@ -27,6 +28,8 @@ export interface ApiDeps {
   environments: EnvironmentService;
   bus: EventBus;
   metrics: ServerMetrics;
+  /** SSH, ports, and the account shells run as. */
+  workspace: Workspace;
   logger: Logger;
   /** Aborted when the server stops: ends every open stream. */
   shutdown: AbortSignal;

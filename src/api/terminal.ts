@@ -5,24 +5,17 @@
  * frames carry JSON control messages (resize, eof; exit, error).
  */
 
-import type { IncomingMessage, Server } from "node:http";
-import { STATUS_CODES } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import { z } from "zod";
 import { CvmError } from "../core/errors.js";
 import type { ExecSession } from "../core/provider.js";
-import {
-  apiPrefix,
-  sessionCookie,
-  type TerminalClientMessage,
-  type TerminalServerMessage,
-  terminalStream,
-} from "./contract.js";
-import { errorAnswer } from "./errors.js";
+import { apiPrefix, type TerminalClientMessage, type TerminalServerMessage, terminalStream } from "./contract.js";
 import { parse } from "./input.js";
-import { type ApiDeps, type ApiRoutes, requestSecret } from "./routes.js";
+import type { ApiDeps, ApiRoutes } from "./routes.js";
 import { isSet, terminalQuerySchema } from "./schemas.js";
+import { authenticateUpgrade, decodeRef, type Upgrades } from "./upgrade.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
 
@@ -47,22 +40,6 @@ const clientMessageSchema = z.discriminatedUnion("type", [
   }),
   z.object({ type: z.literal("eof") }),
 ]);
-
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  for (const part of header?.split(";") ?? []) {
-    const [key, ...value] = part.trim().split("=");
-    if (key === name) return decodeURIComponent(value.join("="));
-  }
-  return undefined;
-}
-
-/** Refuses an upgrade with the API's usual error body, before any WebSocket exists. */
-function refuse(socket: Duplex, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-  );
-}
 
 function parseCommand(raw: string | undefined): string[] | undefined {
   if (raw === undefined) return undefined;
@@ -90,31 +67,21 @@ export function documentTerminal(routes: ApiRoutes): void {
   });
 }
 
-export function attachTerminal(server: Server, deps: ApiDeps): { close(): void } {
+export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const sessions = new Set<{ ws: WebSocket; exec: ExecSession }>();
 
-  async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const url = new URL(request.url ?? "/", "http://localhost");
-    const match = terminalPath.exec(url.pathname);
-    if (!match) throw new CvmError("NOT_FOUND", `No WebSocket at ${url.pathname}`);
-    const cookie = cookieValue(request.headers.cookie, sessionCookie);
-    const secret = requestSecret(request.headers.authorization, cookie);
-    // A cookie rides along on any page's request; only the dashboard's own origin may use it.
-    const origin = request.headers.origin;
-    if (secret === cookie && origin && new URL(origin).host !== request.headers.host) {
-      throw new CvmError("FORBIDDEN", "Cross-origin terminal requests are refused");
-    }
-    const { user } = await deps.accounts.authenticate(secret);
+  async function upgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    match: RegExpExecArray,
+    url: URL,
+  ): Promise<void> {
+    const { user } = await authenticateUpgrade(request, deps);
     const query = parse(terminalQuerySchema, Object.fromEntries(url.searchParams), "query");
     const command = parseCommand(query.command);
-    let ref: string;
-    try {
-      ref = decodeURIComponent(match[1]);
-    } catch {
-      throw new CvmError("BAD_REQUEST", "The environment reference in the path is not valid percent-encoding");
-    }
-    const environment = await deps.environments.find(user, ref);
+    const environment = await deps.environments.find(user, decodeRef(match[1]));
     if (environment.state !== "running") {
       throw new CvmError("CONFLICT", `The environment is ${environment.state}: start it first`);
     }
@@ -199,18 +166,10 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
     );
   }
 
-  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => socket.destroy());
-    upgrade(request, socket, head).catch((error) => {
-      const [status, body] = errorAnswer(error, deps.logger, { path: request.url, ws: true });
-      refuse(socket, status, body);
-    });
-  };
-  server.on("upgrade", onUpgrade);
+  upgrades.route(terminalPath, upgrade);
 
   return {
     close() {
-      server.off("upgrade", onUpgrade);
       for (const { ws, exec } of sessions) {
         exec.kill();
         ws.close(1001, "server stopping");

@@ -9,6 +9,7 @@ import { isCvmError } from "../core/errors.js";
 import * as admin from "./admin.js";
 import * as auth from "./auth.js";
 import * as cluster from "./cluster.js";
+import * as configSsh from "./config-ssh.js";
 import * as doctor from "./doctor.js";
 import * as env from "./env.js";
 import * as image from "./image.js";
@@ -22,7 +23,9 @@ const program = new Command("cvm")
   .showHelpAfterError()
   .enablePositionalOptions();
 
-for (const group of [auth, users, admin, env, ssh, server, image, doctor, cluster, supervisor]) group.register(program);
+for (const group of [auth, users, admin, env, ssh, configSsh, server, image, doctor, cluster, supervisor]) {
+  group.register(program);
+}
 
 function report(error: unknown): void {
   const body =

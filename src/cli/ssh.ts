@@ -9,6 +9,8 @@ import WebSocket from "ws";
 import type { TerminalClientMessage, TerminalServerMessage } from "../api/contract.js";
 import { terminalStream } from "../api/contract.js";
 import { configuredClient } from "./config.js";
+import { sshStdio } from "./ssh-stdio.js";
+import { refusalMessage } from "./websocket.js";
 
 function frame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([stream]), data]);
@@ -31,17 +33,7 @@ async function ssh(ref: string, command: string[], options: { tty?: boolean }): 
   return await new Promise<number>((resolve, reject) => {
     let exitCode: number | undefined;
     socket.on("unexpected-response", (_request, response) => {
-      let body = "";
-      response.on("data", (chunk: Buffer) => {
-        body += chunk.toString();
-      });
-      response.on("end", () => {
-        let message = body;
-        try {
-          message = (JSON.parse(body) as { message: string }).message;
-        } catch {}
-        reject(new Error(message || `terminal refused: HTTP ${response.statusCode}`));
-      });
+      refusalMessage(response).then((message) => reject(new Error(message)));
     });
     socket.on("open", () => {
       if (tty && process.stdin.isTTY) process.stdin.setRawMode(true);
@@ -83,8 +75,13 @@ export function register(program: Command): void {
     .argument("[command...]")
     .option("-t, --tty", "allocate a terminal even for a command")
     .option("-T, --no-tty", "never allocate a terminal")
+    .option("--stdio", "carry an SSH connection on stdin and stdout (the ProxyCommand `cvm config-ssh` writes)")
     .passThroughOptions()
-    .action(async (ref: string, command: string[], options: { tty?: boolean }) => {
+    .action(async (ref: string, command: string[], options: { tty?: boolean; stdio?: boolean }) => {
+      if (options.stdio) {
+        process.exitCode = await sshStdio(ref);
+        return;
+      }
       // Passing options through keeps the `--` that separates cvm's flags from the command.
       process.exitCode = await ssh(ref, command[0] === "--" ? command.slice(1) : command, options);
       process.stdin.unref?.();

@@ -23,6 +23,7 @@ import type {
   UpdateUserRequest,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
+import type { SshHostKey } from "../api/workspace-schemas.js";
 import type { AuditFilter } from "../core/audit.js";
 import type { Environment } from "../core/environment.js";
 import type { ErrorBody } from "../core/errors.js";
@@ -211,6 +212,19 @@ export class CvmClient {
   }
 
   /** The WebSocket URL of an environment's terminal or of one command run in it. */
+  sshHostKey = () => this.json<SshHostKey>("GET", "/ssh/host-key");
+
+  /** The WebSocket URL of an API path (ws: for http:, wss: for https:). */
+  webSocketUrl(path: string): string {
+    const base = this.baseUrl || globalThis.location?.origin || "";
+    return `${base.replace(/^http/, "ws")}${apiPrefix}${path}`;
+  }
+
+  /** The WebSocket that carries one SSH connection's bytes (what `cvm ssh --stdio` opens). */
+  sshUrl(ref: string): string {
+    return this.webSocketUrl(`/environments/${encodeURIComponent(ref)}/ssh`);
+  }
+
   terminalUrl(ref: string, options: { command?: string[]; tty?: boolean; cols?: number; rows?: number } = {}): string {
     const base = this.baseUrl || globalThis.location?.origin || "";
     const wsBase = base.replace(/^http/, "ws");

@@ -9,7 +9,9 @@ import type { AddressInfo } from "node:net";
 import { createAdaptorServer, type Http2Bindings, type HttpBindings } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { createApp } from "../api/app.js";
+import { attachSsh } from "../api/ssh.js";
 import { attachTerminal } from "../api/terminal.js";
+import { Upgrades } from "../api/upgrade.js";
 import type { Provider } from "../core/provider.js";
 import type { Store } from "../core/store.js";
 import { createProvider } from "../providers/index.js";
@@ -20,6 +22,7 @@ import { EnvironmentService } from "./environment-service.js";
 import { EventBus } from "./event-bus.js";
 import { createMetrics } from "./metrics.js";
 import { SettingsService } from "./settings-service.js";
+import { createWorkspace } from "./workspace.js";
 
 export interface ServerOptions {
   /** host:port; port 0 picks a free one. Default 127.0.0.1:7080. */
@@ -147,6 +150,7 @@ async function serve(
     environments,
     bus,
     metrics,
+    workspace: await createWorkspace({ dataDir: options.dataDir, provider, audit, logger }),
     logger,
     shutdown: shutdown.signal,
     secureCookies: options.secureCookies ?? false,
@@ -163,14 +167,18 @@ async function serve(
   }
 
   const { app } = createApp(deps, { webRoot: options.webRoot });
-  const terminal = attachTerminal(server, deps);
+  const upgrades = new Upgrades(server, deps);
+  const terminal = attachTerminal(upgrades, deps);
+  const ssh = attachSsh(upgrades, deps);
   logger.info({ url, store: store.kind, provider: provider.name }, "cvm server listening");
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       shutdown.abort();
+      upgrades.close();
       terminal.close();
+      ssh.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await environments.close();

@@ -1,0 +1,98 @@
+/**
+ * The API's WebSocket endpoints (the terminal, SSH, port connections) share
+ * one 'upgrade' listener on the HTTP server: each claims its path. Every
+ * upgrade is authenticated as the API authenticates (a Bearer token, or the
+ * session cookie, which only the dashboard's own origin may use), and a
+ * refusal is the API's usual error body, written before any WebSocket exists.
+ */
+
+import type { IncomingMessage, Server } from "node:http";
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import { CvmError } from "../core/errors.js";
+import type { Session } from "../server/accounts.js";
+import { sessionCookie } from "./contract.js";
+import { errorAnswer } from "./errors.js";
+import { type ApiDeps, requestSecret } from "./routes.js";
+
+export type UpgradeHandler = (
+  request: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  match: RegExpExecArray,
+  url: URL,
+) => Promise<void>;
+
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of header?.split(";") ?? []) {
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(value.join("="));
+  }
+  return undefined;
+}
+
+/** Refuses an upgrade with the API's usual error body. */
+export function refuse(socket: Duplex, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+  );
+}
+
+/** The caller of an upgrade request, as the API's routes authenticate theirs. */
+export async function authenticateUpgrade(request: IncomingMessage, deps: ApiDeps): Promise<Session> {
+  const cookie = cookieValue(request.headers.cookie, sessionCookie);
+  const secret = requestSecret(request.headers.authorization, cookie);
+  // A cookie rides along on any page's request; only the dashboard's own origin may use it.
+  const origin = request.headers.origin;
+  if (secret === cookie && origin && new URL(origin).host !== request.headers.host) {
+    throw new CvmError("FORBIDDEN", "Cross-origin WebSocket requests are refused");
+  }
+  return deps.accounts.authenticate(secret);
+}
+
+/** A path segment naming an environment (its id or the caller's own name for it). */
+export function decodeRef(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new CvmError("BAD_REQUEST", "The environment reference in the path is not valid percent-encoding");
+  }
+}
+
+export class Upgrades {
+  private readonly routes: { pattern: RegExp; handler: UpgradeHandler }[] = [];
+  private readonly onUpgrade: (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+  constructor(
+    private readonly server: Server,
+    deps: ApiDeps,
+  ) {
+    this.onUpgrade = (request, socket, head) => {
+      socket.on("error", () => socket.destroy());
+      this.dispatch(request, socket, head).catch((error) => {
+        const [status, body] = errorAnswer(error, deps.logger, { path: request.url, ws: true });
+        refuse(socket, status, body);
+      });
+    };
+    server.on("upgrade", this.onUpgrade);
+  }
+
+  /** Claims upgrades whose path matches `pattern`. */
+  route(pattern: RegExp, handler: UpgradeHandler): void {
+    this.routes.push({ pattern, handler });
+  }
+
+  private async dispatch(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(request.url ?? "/", "http://localhost");
+    for (const { pattern, handler } of this.routes) {
+      const match = pattern.exec(url.pathname);
+      if (match) return handler(request, socket, head, match, url);
+    }
+    throw new CvmError("NOT_FOUND", `No WebSocket at ${url.pathname}`);
+  }
+
+  close(): void {
+    this.server.off("upgrade", this.onUpgrade);
+  }
+}

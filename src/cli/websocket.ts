@@ -1,0 +1,49 @@
+/**
+ * The CLI's WebSockets to the server (the terminal, SSH, port connections):
+ * opened with the configured token, and a refused upgrade read as the API's
+ * error body, so the user sees the server's own message.
+ */
+
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import WebSocket, { createWebSocketStream } from "ws";
+import type { CvmClient } from "../client/index.js";
+
+/** The message of a refused upgrade: the API's error body, else the status. */
+export function refusalMessage(response: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let body = "";
+    response.on("data", (chunk: Buffer) => {
+      body += chunk.toString();
+    });
+    response.on("end", () => {
+      try {
+        resolve((JSON.parse(body) as { message: string }).message);
+      } catch {
+        resolve(body || `refused: HTTP ${response.statusCode}`);
+      }
+    });
+  });
+}
+
+/**
+ * A stream of raw bytes over a WebSocket to `url`; resolves once open,
+ * rejects with the server's refusal. The stream exists before the socket
+ * opens, so bytes the server sends with its answer are never lost.
+ */
+export function openByteStream(client: CvmClient, url: string): Promise<{ socket: WebSocket; stream: Duplex }> {
+  const socket = new WebSocket(url, {
+    headers: client.token ? { authorization: `Bearer ${client.token}` } : {},
+    perMessageDeflate: false,
+    maxPayload: 16 * 1024 * 1024,
+  });
+  const stream = createWebSocketStream(socket);
+  return new Promise((resolve, reject) => {
+    socket.once("open", () => resolve({ socket, stream }));
+    socket.once("unexpected-response", (_request, response) => {
+      stream.destroy();
+      refusalMessage(response).then((message) => reject(new Error(message)));
+    });
+    stream.once("error", reject);
+  });
+}

@@ -26,7 +26,7 @@ export const bakedImagesDir = "/usr/share/cvm/images";
 const path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const systemdPackages = ["systemd", "systemd-sysv", "dbus", "kmod", "procps", "iproute2", "ca-certificates"];
-const userPackages = ["sudo", "bash", "less"];
+const userPackages = ["sudo", "bash", "less", "openssh-sftp-server", "rsync"];
 const dockerPackages = ["docker.io", "containerd", "runc", "iptables"];
 
 /** A default user, uid 1000, with passwordless sudo; `groups` beyond sudo must exist in the image. */

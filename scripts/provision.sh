@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # qemu: the cgroup v2 node VM tests (they skip, saying why, where it is absent).
-packages=(docker.io docker-registry runc containerd mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils)
+# openssh-client, rsync: the SSH tests drive the real ssh, scp, sftp and rsync through `ssh NAME.cvm`.
+packages=(docker.io docker-registry runc containerd mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils openssh-client rsync)
 if [ "${1:-}" = "--runtime-only" ]; then
   packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev)
 fi

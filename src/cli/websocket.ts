@@ -39,11 +39,17 @@ export function openByteStream(client: CvmClient, url: string): Promise<{ socket
   });
   const stream = createWebSocketStream(socket);
   return new Promise((resolve, reject) => {
+    let refused = false;
     socket.once("open", () => resolve({ socket, stream }));
     socket.once("unexpected-response", (_request, response) => {
-      stream.destroy();
-      refusalMessage(response).then((message) => reject(new Error(message)));
+      refused = true;
+      refusalMessage(response).then((message) => {
+        reject(new Error(message));
+        stream.destroy();
+      });
     });
-    stream.once("error", reject);
+    stream.on("error", (error) => {
+      if (!refused) reject(error);
+    });
   });
 }

@@ -87,8 +87,10 @@ export async function startExec(
       stream.write(data);
     },
     end() {
-      // Half-close: the process sees end of input and may still write.
-      (stream as unknown as { end(): void }).end();
+      // Half-close: the process sees end of input and may still write. A tty's end of
+      // input is ^D in its line; closing it would make the engine drop the output.
+      if (options.tty) stream.write("\x04");
+      else (stream as unknown as { end(): void }).end();
     },
     async resize(cols, rows) {
       await exec.resize({ h: rows, w: cols });

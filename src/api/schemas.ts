@@ -86,6 +86,9 @@ export const settingsUpdateSchema = z
         maxDiskGiB: positive.optional(),
       })
       .optional(),
+    publicPorts: z.boolean().optional(),
+    portsHost: z.string().max(253).optional(),
+    idleStopMinutes: z.number().optional(),
     force: z.boolean().optional(),
   })
   .superRefine((value, ctx) => {
@@ -187,6 +190,9 @@ export const settingsSchema = z.object({
     minDiskGiB: z.number(),
     maxDiskGiB: z.number(),
   }),
+  publicPorts: z.boolean(),
+  portsHost: z.string(),
+  idleStopMinutes: z.number(),
 });
 
 const checkStatus = z.enum(["pass", "warn", "fail"]);

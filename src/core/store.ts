@@ -7,6 +7,7 @@
 import type { AuditEntry, AuditFilter, Page } from "./audit.js";
 import type { Build, BuildLogLine } from "./build.js";
 import type { Environment, RegistryCredentials } from "./environment.js";
+import type { PortShare, SharedPort } from "./ports.js";
 import type { Role } from "./roles.js";
 import type { InfrastructureSettings } from "./settings.js";
 import type { Token, TokenKind, User } from "./user.js";
@@ -116,6 +117,17 @@ export interface BuildStore {
   durations(): Promise<{ outcome: string; seconds: number }[]>;
 }
 
+/** What makes an environment a workspace, per environment: its shared ports and its own idle stop. */
+export interface WorkspaceStore {
+  /** The ports shared beyond their owner; a port not listed is private. */
+  portShares(environmentId: string): Promise<SharedPort[]>;
+  /** Sets a port's share; `private` removes it from the list. */
+  setPortShare(environmentId: string, port: number, share: PortShare, at: string): Promise<void>;
+  /** The environment's own idle stop in minutes (0: never), or undefined for the site's default. */
+  idleStopMinutes(environmentId: string): Promise<number | undefined>;
+  setIdleStopMinutes(environmentId: string, minutes: number | undefined, at: string): Promise<void>;
+}
+
 export interface Store {
   readonly kind: "sqlite" | "postgres";
   users: UserStore;
@@ -124,5 +136,6 @@ export interface Store {
   audit: AuditStore;
   environments: EnvironmentStore;
   builds: BuildStore;
+  workspace: WorkspaceStore;
   close(): Promise<void>;
 }

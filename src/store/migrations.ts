@@ -131,6 +131,24 @@ export const migrations: readonly Migration[] = [
     name: "environments listed per owner without a scan",
     statements: () => ["CREATE INDEX environments_owner ON environments (owner_id, created_at, id)"],
   },
+  {
+    version: 4,
+    name: "shared ports and idle stop per environment",
+    statements: () => [
+      `CREATE TABLE environment_ports (
+        environment_id TEXT NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+        port INTEGER NOT NULL,
+        share TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (environment_id, port)
+      )`,
+      `CREATE TABLE environment_idle (
+        environment_id TEXT PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
+        minutes INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** Any constant shared by every cvm server; replicas serialize their migrations on it. */

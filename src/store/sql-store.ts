@@ -43,6 +43,7 @@ import {
   type UserRow,
   userFromRow,
 } from "./rows.js";
+import { workspaceStore } from "./workspace-store.js";
 
 const now = () => new Date().toISOString();
 
@@ -453,6 +454,7 @@ export function sqlStore(db: Database): Store {
     audit: auditStore(db),
     environments: environmentStore(db),
     builds: buildStore(db),
+    workspace: workspaceStore(db),
     // Idempotent: a server's shutdown path and a test's cleanup may both close it.
     close: () => {
       closing ??= db.close();

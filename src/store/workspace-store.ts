@@ -1,0 +1,46 @@
+/** Shared ports and per-environment idle stop, on either database (src/core/store.ts WorkspaceStore). */
+
+import type { PortShare, SharedPort } from "../core/ports.js";
+import type { WorkspaceStore } from "../core/store.js";
+import type { Database } from "./database.js";
+
+export function workspaceStore(db: Database): WorkspaceStore {
+  return {
+    async portShares(environmentId) {
+      const rows = await db.query<{ port: number; share: string }>(
+        "SELECT port, share FROM environment_ports WHERE environment_id = $1 ORDER BY port",
+        [environmentId],
+      );
+      return rows.map((row): SharedPort => ({ port: Number(row.port), share: row.share as PortShare }));
+    },
+    async setPortShare(environmentId, port, share, at) {
+      if (share === "private") {
+        await db.query("DELETE FROM environment_ports WHERE environment_id = $1 AND port = $2", [environmentId, port]);
+        return;
+      }
+      await db.query(
+        `INSERT INTO environment_ports (environment_id, port, share, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (environment_id, port) DO UPDATE SET share = excluded.share, updated_at = excluded.updated_at`,
+        [environmentId, port, share, at],
+      );
+    },
+    async idleStopMinutes(environmentId) {
+      const [row] = await db.query<{ minutes: number }>(
+        "SELECT minutes FROM environment_idle WHERE environment_id = $1",
+        [environmentId],
+      );
+      return row ? Number(row.minutes) : undefined;
+    },
+    async setIdleStopMinutes(environmentId, minutes, at) {
+      if (minutes === undefined) {
+        await db.query("DELETE FROM environment_idle WHERE environment_id = $1", [environmentId]);
+        return;
+      }
+      await db.query(
+        `INSERT INTO environment_idle (environment_id, minutes, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (environment_id) DO UPDATE SET minutes = excluded.minutes, updated_at = excluded.updated_at`,
+        [environmentId, minutes, at],
+      );
+    },
+  };
+}

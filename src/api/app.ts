@@ -18,6 +18,8 @@ import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
 import { openApiDocument } from "./openapi.js";
+import { portProxy } from "./port-proxy.js";
+import { portRoutes } from "./ports.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
 import { settingsRoutes } from "./settings.js";
 import { setupRoutes } from "./setup.js";
@@ -56,6 +58,8 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
     );
   });
 
+  // A port's own host (under the wildcard host) and /@owner/NAME/ports/PORT/ belong to the environment's app.
+  app.use("*", portProxy(deps));
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.get("/metrics", async (c) =>
     c.body(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }),
@@ -85,6 +89,7 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
     supervisorReportRoutes,
     documentTerminal,
     sshRoutes,
+    portRoutes,
   ]) {
     register(routes);
   }

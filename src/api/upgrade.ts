@@ -60,8 +60,11 @@ export function decodeRef(raw: string): string {
   }
 }
 
+/** What claims an upgrade: a path pattern, or a test of the whole request (a port's own host). */
+export type UpgradeMatcher = RegExp | ((url: URL, request: IncomingMessage) => Promise<RegExpExecArray | null>);
+
 export class Upgrades {
-  private readonly routes: { pattern: RegExp; handler: UpgradeHandler }[] = [];
+  private readonly routes: { matcher: UpgradeMatcher; handler: UpgradeHandler }[] = [];
   private readonly onUpgrade: (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
   constructor(
@@ -78,15 +81,15 @@ export class Upgrades {
     server.on("upgrade", this.onUpgrade);
   }
 
-  /** Claims upgrades whose path matches `pattern`. */
-  route(pattern: RegExp, handler: UpgradeHandler): void {
-    this.routes.push({ pattern, handler });
+  /** Claims upgrades that `matcher` matches; the first route to match, in the order added, serves it. */
+  route(matcher: UpgradeMatcher, handler: UpgradeHandler): void {
+    this.routes.push({ matcher, handler });
   }
 
   private async dispatch(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const url = new URL(request.url ?? "/", "http://localhost");
-    for (const { pattern, handler } of this.routes) {
-      const match = pattern.exec(url.pathname);
+    for (const { matcher, handler } of this.routes) {
+      const match = matcher instanceof RegExp ? matcher.exec(url.pathname) : await matcher(url, request);
       if (match) return handler(request, socket, head, match, url);
     }
     throw new CvmError("NOT_FOUND", `No WebSocket at ${url.pathname}`);

@@ -5,6 +5,7 @@
  */
 
 import { z } from "zod";
+import { portShares } from "../core/ports.js";
 
 /** GET /ssh/host-key */
 export const sshHostKeySchema = z.object({
@@ -15,3 +16,31 @@ export type SshHostKey = z.infer<typeof sshHostKeySchema>;
 
 /** The host name suffix of environments in ~/.ssh/config: `ssh NAME.cvm`. */
 export const sshHostSuffix = ".cvm";
+
+/** One port of an environment: listening inside now, shared, or both. */
+export const portInfoSchema = z.object({
+  port: z.number().int(),
+  listening: z.boolean().describe("Something listens on it inside now"),
+  addresses: z.array(z.string()).describe("The addresses it is bound to inside (0.0.0.0 and :: mean all)"),
+  share: z.enum(portShares).describe("private: the owner only; authenticated: every signed-in user; public: anyone"),
+  path: z.string().describe("Where it opens through this server: /@owner/NAME/ports/PORT/"),
+  hostUrl: z.string().optional().describe("Its own origin, where an admin set a wildcard host (portsHost)"),
+});
+export type PortInfo = z.infer<typeof portInfoSchema>;
+
+/** GET /environments/:ref/ports */
+export const portListSchema = z.object({
+  items: z.array(portInfoSchema),
+  publicPorts: z.boolean().describe("Whether this installation lets owners share ports publicly"),
+});
+export type PortList = z.infer<typeof portListSchema>;
+
+/** PUT /environments/:ref/ports/:port */
+export const setPortShareSchema = z.strictObject({ share: z.enum(portShares) });
+export type SetPortShareRequest = z.infer<typeof setPortShareSchema>;
+export const portShareSchema = z.object({ port: z.number().int(), share: z.enum(portShares) });
+
+/** GET /environments/:ref/ports/:port/open */
+export const portOpenQuerySchema = z.object({
+  to: z.string().max(4096).optional().describe("The path to open on the port's host, starting with /"),
+});

@@ -13,6 +13,7 @@ import * as configSsh from "./config-ssh.js";
 import * as doctor from "./doctor.js";
 import * as env from "./env.js";
 import * as image from "./image.js";
+import * as portForward from "./port-forward.js";
 import * as server from "./server.js";
 import * as ssh from "./ssh.js";
 import * as supervisor from "./supervisor.js";
@@ -23,7 +24,20 @@ const program = new Command("cvm")
   .showHelpAfterError()
   .enablePositionalOptions();
 
-for (const group of [auth, users, admin, env, ssh, configSsh, server, image, doctor, cluster, supervisor]) {
+for (const group of [
+  auth,
+  users,
+  admin,
+  env,
+  ssh,
+  configSsh,
+  portForward,
+  server,
+  image,
+  doctor,
+  cluster,
+  supervisor,
+]) {
   group.register(program);
 }
 

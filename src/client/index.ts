@@ -23,7 +23,7 @@ import type {
   UpdateUserRequest,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
-import type { SshHostKey } from "../api/workspace-schemas.js";
+import type { PortList, SetPortShareRequest, SshHostKey } from "../api/workspace-schemas.js";
 import type { AuditFilter } from "../core/audit.js";
 import type { Environment } from "../core/environment.js";
 import type { ErrorBody } from "../core/errors.js";
@@ -213,6 +213,18 @@ export class CvmClient {
 
   /** The WebSocket URL of an environment's terminal or of one command run in it. */
   sshHostKey = () => this.json<SshHostKey>("GET", "/ssh/host-key");
+  ports = (ref: string) => this.json<PortList>("GET", `/environments/${encodeURIComponent(ref)}/ports`);
+  setPortShare = (ref: string, port: number, request: SetPortShareRequest) =>
+    this.json<{ port: number; share: SetPortShareRequest["share"] }>(
+      "PUT",
+      `/environments/${encodeURIComponent(ref)}/ports/${port}`,
+      request,
+    );
+
+  /** The WebSocket that carries one TCP connection to a port inside (what `cvm port-forward` opens). */
+  portConnectUrl(ref: string, port: number): string {
+    return this.webSocketUrl(`/environments/${encodeURIComponent(ref)}/ports/${port}/connect`);
+  }
 
   /** The WebSocket URL of an API path (ws: for http:, wss: for https:). */
   webSocketUrl(path: string): string {

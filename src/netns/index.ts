@@ -26,6 +26,8 @@ const source = fileURLToPath(new URL("./cvm-nsbridge.c", import.meta.url));
 /** How long the bridge may take to join the namespace and connect or listen. */
 const readyTimeoutMs = 10_000;
 
+const dockerResolver = "127.0.0.11";
+
 /** Exit codes of cvm-nsbridge that mean the port, not the bridge, is the problem. */
 const nothingListens = 3;
 
@@ -134,11 +136,17 @@ export class NamespaceBridge {
     };
   }
 
-  /** The TCP ports listening in the network namespace of process `pid`. */
+  /**
+   * The TCP ports listening in the network namespace of process `pid`, but
+   * the engine's own: Docker's resolver on a user-defined network listens at
+   * 127.0.0.11 in every container.
+   */
   async listeningPorts(pid: number): Promise<ListeningPort[]> {
     const tables = await Promise.all(
       ["tcp", "tcp6"].map((table) => readFile(`/proc/${pid}/net/${table}`, "utf8").catch(() => "")),
     );
-    return parseListeningPorts(tables.join("\n"));
+    return parseListeningPorts(tables.join("\n"))
+      .map((p) => ({ ...p, addresses: p.addresses.filter((a) => a !== dockerResolver) }))
+      .filter((p) => p.addresses.length > 0);
   }
 }

@@ -9,6 +9,8 @@ import type { AddressInfo } from "node:net";
 import { createAdaptorServer, type Http2Bindings, type HttpBindings } from "@hono/node-server";
 import { type Logger, pino } from "pino";
 import { createApp } from "../api/app.js";
+import { attachPortProxyUpgrades } from "../api/port-proxy.js";
+import { attachPortConnect } from "../api/ports.js";
 import { attachSsh } from "../api/ssh.js";
 import { attachTerminal } from "../api/terminal.js";
 import { Upgrades } from "../api/upgrade.js";
@@ -150,7 +152,15 @@ async function serve(
     environments,
     bus,
     metrics,
-    workspace: await createWorkspace({ dataDir: options.dataDir, provider, audit, logger }),
+    workspace: await createWorkspace({
+      dataDir: options.dataDir,
+      store,
+      provider,
+      environments,
+      settings,
+      audit,
+      logger,
+    }),
     logger,
     shutdown: shutdown.signal,
     secureCookies: options.secureCookies ?? false,
@@ -168,8 +178,11 @@ async function serve(
 
   const { app } = createApp(deps, { webRoot: options.webRoot });
   const upgrades = new Upgrades(server, deps);
+  // A port's own host claims every path on it, so its WebSockets are matched first.
+  attachPortProxyUpgrades(upgrades, deps);
   const terminal = attachTerminal(upgrades, deps);
   const ssh = attachSsh(upgrades, deps);
+  const portConnections = attachPortConnect(upgrades, deps);
   logger.info({ url, store: store.kind, provider: provider.name }, "cvm server listening");
 
   let closing: Promise<void> | undefined;
@@ -179,6 +192,7 @@ async function serve(
       upgrades.close();
       terminal.close();
       ssh.close();
+      portConnections.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await environments.close();

@@ -1,33 +1,49 @@
 /**
  * What makes an environment a place to work in, beyond its build: the
- * account a shell runs as, SSH, ports. Made once per server and handed to
- * the API as one dependency.
+ * account a shell runs as, SSH, ports, and what counts as using it. Made
+ * once per server and handed to the API as one dependency.
  */
 
 import type { Logger } from "pino";
 import type { Provider } from "../core/provider.js";
+import type { Store } from "../core/store.js";
 import { SshGateway } from "../ssh/gateway.js";
 import { loadHostKey } from "../ssh/host-key.js";
+import { Activity } from "./activity.js";
 import type { AuditLog } from "./audit-log.js";
+import type { EnvironmentService } from "./environment-service.js";
 import { LoginAccounts } from "./login-accounts.js";
+import { PortTickets } from "./port-tickets.js";
+import { PortsService } from "./ports-service.js";
+import type { SettingsService } from "./settings-service.js";
 
 export interface Workspace {
   loginAccounts: LoginAccounts;
   ssh: SshGateway;
+  ports: PortsService;
+  tickets: PortTickets;
+  activity: Activity;
 }
 
 export async function createWorkspace(options: {
   dataDir: string;
+  store: Store;
   provider: Provider;
+  environments: EnvironmentService;
+  settings: SettingsService;
   audit: AuditLog;
   logger: Logger;
 }): Promise<Workspace> {
-  const loginAccounts = new LoginAccounts(options.provider);
+  const { provider, audit, logger } = options;
+  const loginAccounts = new LoginAccounts(provider);
+  const activity = new Activity();
   const ssh = new SshGateway(await loadHostKey(options.dataDir), {
-    provider: options.provider,
+    provider,
     loginAccounts,
-    audit: options.audit,
-    logger: options.logger.child({ component: "ssh" }),
+    audit,
+    activity,
+    logger: logger.child({ component: "ssh" }),
   });
-  return { loginAccounts, ssh };
+  const ports = new PortsService({ ...options, activity, logger: logger.child({ component: "ports" }) });
+  return { loginAccounts, ssh, ports, tickets: await PortTickets.open(options.dataDir), activity };
 }

@@ -26,6 +26,7 @@ import ssh2, { type AuthContext, type Connection, type ServerChannel, type Tcpip
 import type { Environment } from "../core/environment.js";
 import type { AccountRequest } from "../core/login-account.js";
 import type { Provider, UnixListener } from "../core/provider.js";
+import type { Activity } from "../server/activity.js";
 import type { Actor, AuditLog } from "../server/audit-log.js";
 import type { LoginAccounts, ResolvedAccount } from "../server/login-accounts.js";
 import { openAgentChannel } from "./agent-channel.js";
@@ -38,6 +39,8 @@ export interface SshGatewayDeps {
   provider: Provider;
   loginAccounts: LoginAccounts;
   audit: AuditLog;
+  /** An SSH connection is use of its environment while it is open (idle stop). */
+  activity: Activity;
   logger: Logger;
 }
 
@@ -111,6 +114,7 @@ export class SshGateway {
       auth.accept();
     });
     connection.on("ready", () => {
+      cleanups.push(this.deps.activity.hold(environment.id));
       log.info({ account: request }, "ssh connection opened");
       this.deps.audit
         .record(actor, "environment.ssh", `environment/${environment.id}`, null, { account: request })

@@ -1,0 +1,172 @@
+/**
+ * Ports over the API: the list of an environment's ports (listening inside,
+ * live, and shared), the owner's share of each, the hand-off that opens a
+ * port on its own host under the wildcard host, and the WebSocket
+ * /environments/:ref/ports/:port/connect that `cvm port-forward` opens per
+ * TCP connection: binary frames carry the connection's bytes both ways.
+ */
+
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { createWebSocketStream, type WebSocket, WebSocketServer } from "ws";
+import { CvmError, notFound } from "../core/errors.js";
+import { ownerHandle, portHostLabel, portProblem } from "../core/ports.js";
+import { actorOf } from "./auth.js";
+import { apiPrefix } from "./contract.js";
+import { readJson, readQuery } from "./input.js";
+import { type ApiDeps, type ApiRoutes, type AppContext, param } from "./routes.js";
+import { authenticateUpgrade, decodeRef, type Upgrades } from "./upgrade.js";
+import { portListSchema, portOpenQuerySchema, portShareSchema, setPortShareSchema } from "./workspace-schemas.js";
+
+const connectPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/ports/([^/]+)/connect$`);
+
+/** How long a hand-off ticket in a URL lasts: just the redirect. */
+export const handoffTicketMs = 60_000;
+
+export function portNumber(raw: string): number {
+  const port = Number(raw);
+  const problem = /^\d+$/.test(raw) ? portProblem(port) : "must be a TCP port, 1 to 65535";
+  if (problem)
+    throw new CvmError("BAD_REQUEST", `port ${problem}`, { validations: [{ field: "port", detail: problem }] });
+  return port;
+}
+
+/** http or https, as the client reached the server (behind a proxy, as it says). */
+export function schemeOf(request: Pick<IncomingMessage, "headers" | "socket">): string {
+  const forwarded = String(request.headers["x-forwarded-proto"] ?? "")
+    .split(",")[0]
+    ?.trim();
+  if (forwarded === "https" || forwarded === "http") return forwarded;
+  return (request.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
+}
+
+function incomingOf(c: AppContext): IncomingMessage | undefined {
+  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+}
+
+export function portRoutes(routes: ApiRoutes): void {
+  const { workspace, store } = routes.deps;
+  const tag = "ports";
+
+  routes.add(
+    {
+      method: "get",
+      path: "/environments/:ref/ports",
+      summary: "The environment's ports: those listening inside now, and those shared",
+      tag,
+      response: portListSchema,
+    },
+    async (c) => {
+      const incoming = incomingOf(c);
+      const scheme = incoming ? schemeOf(incoming) : "http";
+      return c.json(await workspace.ports.list(actorOf(c), param(c, "ref"), scheme));
+    },
+  );
+  routes.add(
+    {
+      method: "put",
+      path: "/environments/:ref/ports/:port",
+      summary: "Share a port (owner only): private, authenticated (every signed-in user) or public",
+      tag,
+      body: setPortShareSchema,
+      response: portShareSchema,
+    },
+    async (c) => {
+      const port = portNumber(param(c, "port"));
+      const { share } = await readJson(c, setPortShareSchema);
+      return c.json({ port, share: await workspace.ports.setShare(actorOf(c), param(c, "ref"), port, share) });
+    },
+  );
+  routes.add(
+    {
+      method: "get",
+      path: "/environments/:ref/ports/:port/open",
+      summary:
+        "Opens a port on its own host under the wildcard host: redirects there with a short-lived ticket for the signed-in user, if the port's share lets them in",
+      tag,
+      query: portOpenQuerySchema,
+      response: null,
+      status: 302,
+    },
+    async (c) => {
+      const session = c.get("session");
+      const port = portNumber(param(c, "port"));
+      const { to = "/" } = readQuery(c, portOpenQuerySchema);
+      if (!to.startsWith("/") || to.startsWith("//")) {
+        throw new CvmError("BAD_REQUEST", "to must be a path starting with /", {
+          validations: [{ field: "to", detail: "must be a path starting with /" }],
+        });
+      }
+      // The port's share decides, not whether the caller may see the environment itself.
+      const environment = await store.environments.get(param(c, "ref"));
+      if (!environment) throw notFound(`Environment "${param(c, "ref")}"`);
+      const access = await workspace.ports.access(environment, port, session.user);
+      if (access === "not-found" || access === "sign-in") throw notFound(`Environment "${param(c, "ref")}"`);
+      const { portsHost } = await routes.deps.settings.get();
+      if (!portsHost) throw new CvmError("CONFLICT", "No wildcard host is set for ports (portsHost)");
+      const ticket = workspace.tickets.issue(
+        { viewerId: session.user.id, environmentId: environment.id, port },
+        handoffTicketMs,
+      );
+      const incoming = incomingOf(c);
+      const host = `${portHostLabel(port, environment.name, ownerHandle(environment.ownerEmail))}.${portsHost.replace(/^\*\./, "")}`;
+      const target = new URL(to, `${incoming ? schemeOf(incoming) : "http"}://${host}`);
+      target.searchParams.set("cvm_ticket", ticket);
+      return c.redirect(target.toString(), 302);
+    },
+  );
+  routes.document({
+    method: "get",
+    path: "/environments/:ref/ports/:port/connect",
+    summary:
+      "WebSocket: one TCP connection to the port on the environment's loopback (what `cvm port-forward` opens per connection). Binary frames carry its bytes both ways",
+    tag,
+    response: "websocket",
+    status: 101,
+  });
+}
+
+export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close(): void } {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024, perMessageDeflate: false });
+  const open = new Set<WebSocket>();
+
+  async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, match: RegExpExecArray) {
+    const { user } = await authenticateUpgrade(request, deps);
+    const environment = await deps.environments.find(user, decodeRef(match[1]));
+    const connection = await deps.workspace.ports.connect(
+      environment,
+      portNumber(match[2]),
+      { actor: user, address: request.socket.remoteAddress },
+      "forward",
+    );
+    if (socket.destroyed) {
+      connection.destroy();
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      open.add(ws);
+      const stream = createWebSocketStream(ws);
+      stream.pipe(connection);
+      connection.pipe(stream);
+      const end = () => {
+        connection.destroy();
+        stream.destroy();
+      };
+      stream.on("error", end);
+      connection.on("error", end);
+      connection.on("close", () => ws.close(1000));
+      ws.on("close", () => {
+        open.delete(ws);
+        end();
+      });
+    });
+  }
+
+  upgrades.route(connectPath, upgrade);
+  return {
+    close() {
+      for (const ws of open) ws.close(1001, "server stopping");
+      wss.close();
+    },
+  };
+}

@@ -15,6 +15,10 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "provision: missing Debian packages ${missing[*]}: run \`sudo bash scripts/provision.sh\` (root on Debian)" >&2
+    exit 1
+  fi
   echo "provision: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -26,6 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The remapped root of cvm's own engine: a subordinate uid/gid range.
+if [ "$(id -u)" != 0 ]; then
+  grep -q '^dockremap:' /etc/subuid 2>/dev/null ||
+    { echo "provision: no dockremap range in /etc/subuid: run \`sudo bash scripts/provision.sh\`" >&2; exit 1; }
+  exit 0
+fi
 grep -q '^dockremap:' /etc/passwd || useradd --system --no-create-home --shell /usr/sbin/nologin dockremap
 grep -q '^dockremap:' /etc/subuid || echo 'dockremap:100000:65536' >>/etc/subuid
 grep -q '^dockremap:' /etc/subgid || echo 'dockremap:100000:65536' >>/etc/subgid

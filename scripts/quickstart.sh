@@ -16,7 +16,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "Installing what is missing (Debian packages, npm dependencies)"
 bash scripts/provision.sh
-[ -d node_modules ] || npm ci --no-audit --no-fund
+bash scripts/npm-dependencies.sh
 ln -sf "$root/bin/cvm" /usr/local/bin/cvm
 
 step "Building the dashboard"

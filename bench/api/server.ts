@@ -6,26 +6,17 @@
  * benchmark needs, then serves until killed.
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pino } from "pino";
-import type { Environment } from "../../src/core/environment.js";
+import type { EnvironmentState } from "../../src/core/environment.js";
 import { Accounts, hashPassword } from "../../src/server/accounts.js";
-import { startServer } from "../../src/server/index.js";
-import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
+import { startTestServer } from "../../test/harness/server.js";
 
 const owners = 100;
 const perOwner = 10;
+const lifecycle: EnvironmentState[] = ["queued", "pulling", "creating", "starting", "running", "stopping", "stopped"];
 
-const dataDir = mkdtempSync(join(tmpdir(), "cvm-bench-api-"));
-const server = await startServer({
-  listen: "127.0.0.1:0",
-  dataDir,
-  provider: "docker",
-  logger: pino({ level: "warn" }, pino.destination(2)),
-  skipReconcile: true,
-});
+const served = await startTestServer({ logLevel: "warn", skipReconcile: true });
+const { server } = served;
 const { store } = server;
 const accounts = new Accounts(store);
 const passwordHash = await hashPassword("bench password");
@@ -48,10 +39,8 @@ for (let o = 0; o < owners; o++) {
   });
   if (o === 0) member = owner;
   for (let e = 0; e < perOwner; e++) {
-    const environment: Environment = {
-      id: newId("env"),
-      ownerId: owner.id,
-      ownerEmail: owner.email,
+    const environment = fixtures.environment({
+      owner,
       name: `env-${e}`,
       image: "registry.example:5000/team/dev:latest",
       cvm: e % 2 === 0,
@@ -59,18 +48,9 @@ for (let o = 0; o < owners; o++) {
       memoryGiB: 4,
       diskGiB: 20,
       state: "stopped",
-      runtime: e % 2 === 0 ? "userns" : "none",
-      systemd: "unknown",
-      failedUnits: [],
-      docker: "unknown",
-      timeline: ["queued", "pulling", "creating", "starting", "running", "stopping", "stopped"].map((state) => ({
-        state: state as Environment["state"],
-        at,
-      })),
+      timeline: lifecycle.map((state) => ({ state, at })),
       createdAt: at,
-      updatedAt: at,
-      version: 1,
-    };
+    });
     ids.push((await store.environments.create(environment)).id);
   }
 }
@@ -81,8 +61,5 @@ process.stdout.write(
   `${JSON.stringify({ url: server.url, memberToken, adminToken, memberEnvironment, total: ids.length })}\n`,
 );
 process.on("SIGTERM", () => {
-  void server
-    .close()
-    .finally(() => rmSync(dataDir, { recursive: true, force: true }))
-    .finally(() => process.exit(0));
+  void served.close().finally(() => process.exit(0));
 });

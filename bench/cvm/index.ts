@@ -24,7 +24,7 @@ import type { Environment } from "../../src/core/environment.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
-import { buildCvm, cvmEnvironment, fixtureDataDir, shIn, startSupervisor } from "../../test/harness/cvm-fixture.js";
+import { buildCvm, cvmEnvironment, fixtureDataDir, shIn, startSupervisor } from "../../test/harness/cvm.js";
 import type { BenchContext, BenchResult } from "../types.js";
 
 const execFileAsync = promisify(execFile);
@@ -128,7 +128,7 @@ class Cvms {
 
   /** The supervisor's whole build; resolves with the milliseconds from create to ready, and its build log. */
   async build(): Promise<{ ms: number; environment: Environment; log: string[] }> {
-    const environment = cvmEnvironment("bench", this.image, { cpu: 1, memoryGiB: 1 });
+    const environment = cvmEnvironment(this.image, { cpu: 1, memoryGiB: 1 });
     this.made.push(environment);
     const begun = performance.now();
     const { observation, log } = await buildCvm(this.supervisor, environment);

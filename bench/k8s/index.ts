@@ -16,7 +16,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { CoreV1Api, makeInformer, type V1Pod } from "@kubernetes/client-node";
 import { CvmClient } from "../../src/client/index.js";
-import { apiClient } from "../../src/providers/kubernetes/api-client.js";
+import { apiClient } from "../../src/kubernetes/index.js";
 import { createTestNamespace, startKube } from "../../test/harness/kube.js";
 import type { BenchContext, BenchResult } from "../types.js";
 

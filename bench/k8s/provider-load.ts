@@ -9,37 +9,25 @@
 import { pino } from "pino";
 import type { Environment } from "../../src/core/environment.js";
 import type { BuildContext } from "../../src/core/provider.js";
-import { defaultSettings } from "../../src/core/settings.js";
 import { createKubernetesProvider } from "../../src/providers/kubernetes/index.js";
 import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 
 const [kubeconfig, namespace, countText] = process.argv.slice(2);
 const count = Number(countText);
-const settings = { ...defaultSettings, cvmEnabled: true };
+const settings = fixtures.settings({ cvmEnabled: true });
 
 function environment(i: number): Environment {
-  const at = new Date().toISOString();
-  return {
-    id: newId("env"),
+  return fixtures.environment({
     name: `bench-${i}`,
     image: "127.0.0.1:5000/cvm-test/ubuntu-systemd-docker:latest",
     cvm: true,
     cpu: 0.01,
     memoryGiB: 0.25,
-    diskGiB: 1,
     ownerId: "usr_bench",
     ownerEmail: "bench@example.com",
-    state: "queued",
-    runtime: "userns",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
     buildId: newId("bld"),
-    timeline: [],
-    createdAt: at,
-    updatedAt: at,
-    version: 1,
-  };
+  });
 }
 
 const provider = await createKubernetesProvider({

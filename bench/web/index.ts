@@ -1,23 +1,10 @@
-/**
- * bench/web: how long the dashboard takes to put the environments list on
- * screen with 500 environments, in Debian's Chromium against a real server,
- * as a ratio to the same page with an empty list, measured in the same run.
- * The page marks when the list's data arrived and when the rendered list was
- * painted (performance marks `cvm:environments:data` and
- * `cvm:environments:rendered`); each figure is the median of several loads,
- * the empty and the full list in turns.
- */
-
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
-import { pino } from "pino";
+import { cpus, loadavg } from "node:os";
 import type { Browser, Page } from "playwright-core";
 import { CvmClient } from "../../src/client/index.js";
-import type { Environment, EnvironmentState } from "../../src/core/environment.js";
-import { startServer } from "../../src/server/index.js";
-import { newId } from "../../src/store/index.js";
-import { ensureDashboardBuilt, launchChromium, password, webDist } from "../../test/e2e/harness.js";
+import type { EnvironmentState } from "../../src/core/environment.js";
+import * as fixtures from "../../src/testing/fixtures.js";
+import { ensureDashboardBuilt, launchChromium, webDist } from "../../test/e2e/harness.js";
+import { password, startTestServer } from "../../test/harness/server.js";
 import type { BenchContext, BenchResult } from "../types.js";
 
 const environmentCount = 500;
@@ -101,16 +88,8 @@ async function measure(browser: Browser, url: string): Promise<{ empty: Timing; 
 export async function run(context?: BenchContext): Promise<BenchResult[]> {
   const log = context?.log ?? (() => undefined);
   await ensureDashboardBuilt();
-  const dataDir = mkdtempSync(join(tmpdir(), "cvm-bench-web-"));
-  chmodSync(dataDir, 0o755);
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    dataDir,
-    provider: "docker",
-    dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
-    logger: pino({ level: "error" }),
-    webRoot: webDist,
-  });
+  const served = await startTestServer({ webRoot: webDist, cvms: true });
+  const { server } = served;
   let browser: Browser | undefined;
   try {
     const admin = new CvmClient({ baseUrl: server.url });
@@ -122,10 +101,8 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
     const at = new Date(Date.now() - 3_600_000).toISOString();
     const states: EnvironmentState[] = ["stopped", "failed"];
     for (let i = 0; i < environmentCount; i++) {
-      const environment: Environment = {
-        id: newId("env"),
-        ownerId: session.user.id,
-        ownerEmail: session.user.email,
+      const environment = fixtures.environment({
+        owner: session.user,
         name: `bench-env-${String(i).padStart(3, "0")}`,
         image: `127.0.0.1:5000/team/devbox-${i % 7}:latest`,
         cvm: i % 2 === 0,
@@ -133,15 +110,9 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
         memoryGiB: 4,
         diskGiB: 20,
         state: states[i % states.length],
-        runtime: i % 2 === 0 ? "userns" : "none",
-        systemd: "unknown",
-        failedUnits: [],
-        docker: "unknown",
         timeline: [{ state: "queued", at }],
         createdAt: at,
-        updatedAt: at,
-        version: 1,
-      };
+      });
       await server.store.environments.create(environment);
     }
     log(`${environmentCount} environments in the store; measuring ${loads} loads each`);
@@ -180,7 +151,6 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
     ];
   } finally {
     await browser?.close();
-    await server.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    await served.close();
   }
 }

@@ -81,8 +81,21 @@ export const nodeVmRecipe = {
    * ("timeout waiting for containerd to start").
    */
   enabled: ["containerd.service"],
-  /** The node's own dockerd is not started: cvm's supervisor runs its own engine. */
-  masked: ["docker.service", "docker.socket", "apt-daily.timer", "apt-daily-upgrade.timer"],
+  /**
+   * The node's own dockerd is not started: cvm's supervisor runs its own engine.
+   * Nobody logs in: without udev (minbase) no device unit ever appears, so the
+   * serial console's getty waited 90 s for dev-ttyS0.device and held back
+   * `systemctl is-system-running --wait` that long. Nor is there a disk to scrub.
+   */
+  masked: [
+    "docker.service",
+    "docker.socket",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "getty.target",
+    "serial-getty@ttyS0.service",
+    "e2scrub_reap.service",
+  ],
 };
 
 export interface NodeVmImage {

@@ -16,6 +16,7 @@ export function adminRoutes(routes: ApiRoutes): void {
       tag: "admin",
       query: reconcileQuerySchema,
       response: reconcileReportSchema,
+      errors: [403],
     },
     async (c) => {
       requirePermission(c, "reconcile", "reconcile environments");

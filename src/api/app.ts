@@ -1,7 +1,8 @@
 /**
  * The HTTP application: /healthz, /metrics, /api/v1 (one file per resource)
  * and its OpenAPI document, and the dashboard (src/api/dashboard.ts). One error handler and
- * one not-found handler answer every failure.
+ * one not-found handler answer every failure. Under test, every answer is
+ * checked against the OpenAPI document (src/api/conformance.ts).
  */
 
 import { Hono } from "hono";
@@ -12,12 +13,13 @@ import { CvmError } from "../core/errors.js";
 import { adminRoutes } from "./admin.js";
 import { auditRoutes } from "./audit.js";
 import { authRoutes } from "./auth.js";
+import { type Mismatch, responseConformance } from "./conformance.js";
 import { apiPrefix } from "./contract.js";
 import { dashboard } from "./dashboard.js";
 import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
-import { openApiDocument } from "./openapi.js";
+import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { portProxy } from "./port-proxy.js";
 import { portRoutes } from "./ports.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
@@ -37,9 +39,38 @@ export interface ApiApp {
   routes: ApiRoutes;
 }
 
-export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): ApiApp {
+export interface AppOptions {
+  webRoot?: string;
+  /**
+   * Check every answer under /api against the OpenAPI document, and call this
+   * with each mismatch (the answer itself becomes a 500 naming it). Default:
+   * on when CVM_CHECK_RESPONSES=1 (`npm test` sets it), failing loudly.
+   */
+  onMismatch?: (mismatch: Mismatch) => void;
+}
+
+/**
+ * A mismatch under test: logged, and thrown out of the request so the test
+ * runner fails whichever test was running, even one that never reads the answer.
+ */
+function failLoudly(deps: ApiDeps): ((mismatch: Mismatch) => void) | undefined {
+  if (process.env.CVM_CHECK_RESPONSES !== "1") return undefined;
+  return (mismatch) => {
+    deps.logger.error({ mismatch }, "an answer does not match the OpenAPI document");
+    setImmediate(() => {
+      throw new Error(`An answer does not match the OpenAPI document: ${mismatch}`);
+    });
+  };
+}
+
+export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
   const app = new Hono<AppEnv>();
   const { metrics } = deps;
+  let document: OpenApiDocument | undefined;
+  const documentOf = (routes: ApiRoutes) => {
+    document ??= openApiDocument(routes.docs, version);
+    return document;
+  };
 
   app.use("*", async (c, next) => {
     const started = performance.now();
@@ -76,6 +107,12 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
     }),
   );
   const routes = new ApiRoutes(api, deps);
+  const onMismatch = options.onMismatch ?? failLoudly(deps);
+  if (onMismatch)
+    app.use(
+      "/api/*",
+      responseConformance(() => documentOf(routes), onMismatch),
+    );
   for (const register of [
     setupRoutes,
     authRoutes,
@@ -93,7 +130,6 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
   ]) {
     register(routes);
   }
-  let document: Record<string, unknown> | undefined;
   routes.add(
     {
       method: "get",
@@ -103,10 +139,7 @@ export function createApp(deps: ApiDeps, options: { webRoot?: string } = {}): Ap
       auth: false,
       response: z.looseObject({ openapi: z.string(), paths: z.record(z.string(), z.unknown()) }),
     },
-    (c) => {
-      document ??= openApiDocument(routes.docs, version);
-      return c.json(document);
-    },
+    (c) => c.json(documentOf(routes)),
   );
   api.all("*", notFoundHandler);
   app.route(apiPrefix, api);

@@ -3,7 +3,7 @@
 import { requirePermission } from "./auth.js";
 import { readQuery } from "./input.js";
 import type { ApiRoutes } from "./routes.js";
-import { auditEntrySchema, auditQuerySchema, pageOf } from "./schemas.js";
+import { auditPageSchema, auditQuerySchema } from "./schemas.js";
 
 const defaultLimit = 50;
 
@@ -16,7 +16,8 @@ export function auditRoutes(routes: ApiRoutes): void {
       summary: "Audit entries: who changed what, before and after",
       tag: "audit",
       query: auditQuerySchema,
-      response: pageOf(auditEntrySchema),
+      response: auditPageSchema,
+      errors: [403],
     },
     async (c) => {
       requirePermission(c, "audit:read", "read the audit log");

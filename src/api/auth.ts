@@ -50,6 +50,7 @@ export function authRoutes(routes: ApiRoutes): void {
       auth: false,
       body: loginSchema,
       response: sessionSchema,
+      errors: [401],
     },
     async (c) => {
       const { email, password } = await readJson(c, loginSchema);

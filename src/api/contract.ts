@@ -1,15 +1,40 @@
 /**
- * The API's request and response shapes, shared by the server's routes, the
- * typed client, the CLI, the dashboard and the tests. Paths are relative to
- * /api/v1.
+ * The API's request and response types, shared by the server's routes, the
+ * typed client, the CLI, the dashboard and the tests. Each is inferred from
+ * its zod schema in ./schemas.ts (requests as the client writes them, answers
+ * as the server sends them), so no shape is written twice. Only types are
+ * imported from there: the dashboard and the CLI import this module without
+ * loading zod, so the enumerations the API adds are const arrays here.
+ * Paths are relative to /api/v1.
  */
 
-import type { AuditEntry, Page } from "../core/audit.js";
-import type { Build, BuildLogLine } from "../core/build.js";
-import type { Environment, EnvironmentSpec, RegistryCredentials } from "../core/environment.js";
-import type { Role } from "../core/roles.js";
-import type { InfrastructureSettings } from "../core/settings.js";
-import type { Token, User } from "../core/user.js";
+import type { z } from "zod";
+import type {
+  auditPageSchema,
+  buildListSchema,
+  checkResultSchema,
+  checksSchema,
+  createdTokenSchema,
+  createEnvironmentSchema,
+  createTokenSchema,
+  createUserSchema,
+  credentialsSchema,
+  environmentEventSchema,
+  environmentListSchema,
+  environmentQuerySchema,
+  loginSchema,
+  logStreamItemSchema,
+  rebuildSchema,
+  reconcileReportSchema,
+  sessionSchema,
+  settingsUpdateSchema,
+  setupStatusSchema,
+  terminalClientMessageSchema,
+  terminalServerMessageSchema,
+  tokenListSchema,
+  updateUserSchema,
+  userListSchema,
+} from "./schemas.js";
 
 export const apiPrefix = "/api/v1";
 
@@ -17,115 +42,57 @@ export const apiPrefix = "/api/v1";
 export const sessionCookie = "cvm_session";
 
 /** GET /setup: whether this install still needs its first account. */
-export interface SetupStatus {
-  needsFirstAdmin: boolean;
-  /** Whether CVMs may be created now; public so a member's create form can offer the option. */
-  cvmEnabled?: boolean;
-}
-
-/** POST /setup/first-admin, POST /auth/login */
-export interface Credentials {
-  email: string;
-  password: string;
-  name?: string;
-}
-
-export interface SessionResponse {
-  user: User;
-  /** The secret; shown once, never stored in the clear. */
-  token: string;
-  expiresAt: string;
-}
+export type SetupStatus = z.output<typeof setupStatusSchema>;
+/** POST /setup/first-admin */
+export type Credentials = z.input<typeof credentialsSchema>;
+/** POST /auth/login */
+export type LoginRequest = z.input<typeof loginSchema>;
+export type SessionResponse = z.output<typeof sessionSchema>;
 
 /** POST /tokens */
-export interface CreateTokenRequest {
-  name: string;
-  /** Days until it expires: 1 to 365, default 30. */
-  ttlDays?: number;
-}
-
-export interface CreatedToken {
-  token: Token;
-  secret: string;
-}
+export type CreateTokenRequest = z.input<typeof createTokenSchema>;
+export type CreatedToken = z.output<typeof createdTokenSchema>;
+/** GET /tokens */
+export type TokenList = z.output<typeof tokenListSchema>;
 
 /** POST /users (admin) */
-export interface CreateUserRequest {
-  email: string;
-  password: string;
-  role: Role;
-  name?: string;
-}
-
+export type CreateUserRequest = z.input<typeof createUserSchema>;
 /** PATCH /users/:id (admin; a manager may not change roles) */
-export interface UpdateUserRequest {
-  role?: Role;
-  active?: boolean;
-  name?: string;
-}
+export type UpdateUserRequest = z.input<typeof updateUserSchema>;
+/** GET /users */
+export type UserList = z.output<typeof userListSchema>;
 
 /** PUT /settings/infrastructure: the whole document, or any part of it. */
-export type InfrastructureSettingsUpdate = Partial<Omit<InfrastructureSettings, "limits" | "supervisorPrivileges">> & {
-  limits?: Partial<InfrastructureSettings["limits"]>;
-  supervisorPrivileges?: Partial<InfrastructureSettings["supervisorPrivileges"]>;
-  /** Turn CVMs on even though infrastructure checks fail; the audit log records it. */
-  force?: boolean;
-};
+export type InfrastructureSettingsUpdate = z.input<typeof settingsUpdateSchema>;
 
-export type CheckStatus = "pass" | "warn" | "fail";
-
+export const checkStatuses = ["pass", "warn", "fail"] as const;
+export type CheckStatus = (typeof checkStatuses)[number];
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
-export interface CheckResult {
-  id: string;
-  title: string;
-  status: CheckStatus;
-  evidence: string;
-  remedy?: string;
-}
-
-export interface ChecksResponse {
-  checks: CheckResult[];
-  worst: CheckStatus;
-}
+export type CheckResult = z.output<typeof checkResultSchema>;
+export type ChecksResponse = z.output<typeof checksSchema>;
 
 /** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= */
-export type AuditPage = Page<AuditEntry>;
-
-/** POST /environments */
-export type CreateEnvironmentRequest = Partial<EnvironmentSpec> & {
-  name: string;
-  image: string;
-  registryCredentials?: RegistryCredentials;
-};
+export type AuditPage = z.output<typeof auditPageSchema>;
 
 /** GET /environments?owner=me|all|<userId>&state=&kind=cvm|standard&name= */
-export interface EnvironmentList {
-  items: Environment[];
-}
-
+export type EnvironmentQuery = z.input<typeof environmentQuerySchema>;
+export type EnvironmentList = z.output<typeof environmentListSchema>;
+/** POST /environments */
+export type CreateEnvironmentRequest = z.input<typeof createEnvironmentSchema>;
 /** POST /environments/:ref/rebuild */
-export interface RebuildRequest {
-  /** Keep the inner Docker's images and containers (CVMs). */
-  keepDockerData?: boolean;
-}
+export type RebuildRequest = z.input<typeof rebuildSchema>;
+/** GET /environments/:ref/builds */
+export type BuildList = z.output<typeof buildListSchema>;
 
 /**
  * GET /environments/:ref/logs?build=<id>|latest&after=<seq>&follow=1
  * answers application/x-ndjson: one BuildLogLine per line, then, when the
  * build is over, a final `{"end": true, "outcome": ...}` line.
  */
-export type LogStreamItem = BuildLogLine | { end: true; outcome: Build["outcome"] };
-
-/** GET /environments/:ref/builds */
-export interface BuildList {
-  items: Build[];
-}
+export type LogStreamItem = z.output<typeof logStreamItemSchema>;
 
 /** GET /events (application/x-ndjson): environment changes as they happen, for live lists. */
-export type EnvironmentEvent =
-  | { type: "environment"; environment: Environment }
-  | { type: "deleted"; id: string }
-  | { type: "heartbeat"; at: string };
+export type EnvironmentEvent = z.output<typeof environmentEventSchema>;
 
 /**
  * WS /environments/:ref/terminal?tty=1&cols=80&rows=24&command=<JSON string[]>
@@ -135,13 +102,8 @@ export type EnvironmentEvent =
  */
 export const terminalStream = { stdin: 0, stdout: 1, stderr: 2 } as const;
 
-export type TerminalClientMessage = { type: "resize"; cols: number; rows: number } | { type: "eof" };
-export type TerminalServerMessage = { type: "exit"; code: number } | { type: "error"; message: string };
+export type TerminalClientMessage = z.input<typeof terminalClientMessageSchema>;
+export type TerminalServerMessage = z.output<typeof terminalServerMessageSchema>;
 
 /** POST /admin/reconcile?removeOrphans=1 */
-export interface ReconcileReport {
-  /** Environments whose workload had vanished, now marked failed with the reason. */
-  vanished: { id: string; name: string; reason: string }[];
-  /** Workloads with cvm's labels and no environment. */
-  orphans: { ref: string; environmentId: string; removed: boolean }[];
-}
+export type ReconcileReport = z.output<typeof reconcileReportSchema>;

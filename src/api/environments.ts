@@ -7,13 +7,13 @@ import { readJson, readQuery } from "./input.js";
 import { nap, ndjsonResponse } from "./ndjson.js";
 import { type ApiRoutes, param } from "./routes.js";
 import {
-  buildSchema,
+  buildListSchema,
   createEnvironmentSchema,
   deleteQuerySchema,
+  environmentListSchema,
   environmentQuerySchema,
   environmentSchema,
   isSet,
-  itemsOf,
   logStreamItemSchema,
   logsQuerySchema,
   rebuildSchema,
@@ -33,7 +33,8 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Environments: yours, or (admins and managers) anyone's",
       tag,
       query: environmentQuerySchema,
-      response: itemsOf(environmentSchema),
+      response: environmentListSchema,
+      errors: [403],
     },
     async (c) => {
       const items = await environments.list(actorOf(c), readQuery(c, environmentQuerySchema));
@@ -49,6 +50,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       body: createEnvironmentSchema,
       response: environmentSchema,
       status: 201,
+      errors: [409],
     },
     async (c) => c.json(await environments.create(actorOf(c), await readJson(c, createEnvironmentSchema)), 201),
   );
@@ -69,6 +71,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Start a stopped or failed environment",
       tag,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => c.json(await environments.start(actorOf(c), param(c, "ref"))),
   );
@@ -79,6 +82,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       summary: "Stop an environment (aborting its build if one runs); answers once stopped",
       tag,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => c.json(await environments.stop(actorOf(c), param(c, "ref"))),
   );
@@ -90,6 +94,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       tag,
       body: rebuildSchema,
       response: environmentSchema,
+      errors: [409],
     },
     async (c) => {
       const request = await readJson(c, rebuildSchema);
@@ -104,6 +109,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       tag,
       query: deleteQuerySchema,
       response: null,
+      errors: [409],
     },
     async (c) => {
       const { keepHome } = readQuery(c, deleteQuerySchema);
@@ -117,7 +123,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
       path: "/environments/:ref/builds",
       summary: "The environment's builds, with their outcomes",
       tag,
-      response: itemsOf(buildSchema),
+      response: buildListSchema,
     },
     async (c) => c.json({ items: await environments.builds(actorOf(c), param(c, "ref")) }),
   );

@@ -48,9 +48,9 @@ export function eventRoutes(routes: ApiRoutes): void {
             }
             wake();
           });
-          // With PostgreSQL, other replicas change environments too: the store is read every few seconds.
+          // With a shared store, other replicas change environments too: the store is read every few seconds.
           const visible = () => store.environments.list(seesAll ? {} : { ownerId: actor.id });
-          const poll = store.kind === "postgres";
+          const poll = !store.soleWriter;
           if (poll) for (const e of await visible()) sent.set(e.id, e.version);
           let lastPoll = Date.now();
           try {

@@ -1,23 +1,67 @@
-/** The OpenAPI 3.1 document, generated from the routes' own zod schemas. */
+/**
+ * The OpenAPI 3.1 document, generated from the routes' own zod schemas
+ * (src/api/schemas.ts): the request bodies and query strings the routes
+ * validate, the bodies they answer, and the error body for each error status
+ * a route answers. The tests check every answer against it (./conformance.ts).
+ */
 
 import { z } from "zod";
 import { apiPrefix, sessionCookie } from "./contract.js";
-import type { RouteDoc } from "./routes.js";
-import { errorSchema } from "./schemas.js";
+import { type ErrorStatus, errorStatuses, type RouteDoc } from "./routes.js";
+import { errorBodySchema } from "./schemas.js";
 
-type JsonSchema = Record<string, unknown>;
+export type JsonSchema = Record<string, unknown>;
+
+/** An answer as the document describes it: a schema per content type, none for an empty body. */
+export interface ResponseObject {
+  description: string;
+  content?: Record<string, { schema: JsonSchema }>;
+}
+
+export interface Operation {
+  operationId: string;
+  summary: string;
+  tags: string[];
+  parameters: unknown[];
+  security?: unknown[];
+  requestBody?: unknown;
+  /** By status (`"200"`, `"404"`), and `default` for the 5xx every route may answer. */
+  responses: Record<string, ResponseObject>;
+}
+
+export interface OpenApiDocument {
+  openapi: "3.1.0";
+  info: Record<string, unknown>;
+  servers: unknown[];
+  security: unknown[];
+  components: Record<string, unknown>;
+  /** By path template (`/api/v1/environments/{ref}`), then by method. */
+  paths: Record<string, Record<string, Operation>>;
+}
 
 function jsonSchema(schema: z.ZodType, io: "input" | "output"): JsonSchema {
   const { $schema: _ignored, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as JsonSchema;
   return rest;
 }
 
-const errorResponse = {
-  description: "An error: { message, detail?, validations?: [{ field, detail }] }",
-  content: { "application/json": { schema: jsonSchema(errorSchema, "output") } },
+const errorContent = { "application/json": { schema: jsonSchema(errorBodySchema, "output") } };
+
+const errorMeanings: Record<ErrorStatus | "default", string> = {
+  400: "Invalid input: `validations` names each field and what is wrong with it",
+  401: "Not signed in, or the token is unknown, expired or revoked",
+  403: "Signed in, but the role may not do this",
+  404: "Not found, or not yours to see",
+  409: "Not possible in the current state (the message says why)",
+  413: "The request body is too large (the message gives the limit)",
+  default: "An internal error (500), or the server is starting or cannot reach its provider (503)",
 };
 
-function successResponse(doc: RouteDoc): Record<string, unknown> {
+const errorResponse = (status: ErrorStatus | "default"): ResponseObject => ({
+  description: `${errorMeanings[status]}. Body: { message, detail?, validations?: [{ field, detail }] }`,
+  content: errorContent,
+});
+
+function successResponse(doc: RouteDoc): ResponseObject {
   const { response } = doc;
   if (response === null) return { description: "Done; no body" };
   if (response === "websocket") return { description: "Switching to the WebSocket protocol described above" };
@@ -48,18 +92,19 @@ function parameters(doc: RouteDoc): unknown[] {
   return [...path, ...fromQuery];
 }
 
-export function openApiDocument(docs: readonly RouteDoc[], version: string): Record<string, unknown> {
-  const paths: Record<string, Record<string, unknown>> = {};
+export function openApiDocument(docs: readonly RouteDoc[], version: string): OpenApiDocument {
+  const paths: OpenApiDocument["paths"] = {};
   for (const doc of docs) {
     const path = `${apiPrefix}${doc.path.replace(/:(\w+)/g, "{$1}")}`;
-    const operation: Record<string, unknown> = {
+    const operation: Operation = {
       operationId: `${doc.method}${doc.path.replace(/[/:](\w)/g, (_m, c: string) => c.toUpperCase()).replace(/[^\w]/g, "")}`,
       summary: doc.summary,
       tags: [doc.tag],
       parameters: parameters(doc),
       responses: {
         [String(doc.status ?? (doc.response === null ? 204 : 200))]: successResponse(doc),
-        default: errorResponse,
+        ...Object.fromEntries(errorStatuses(doc).map((status) => [String(status), errorResponse(status)])),
+        default: errorResponse("default"),
       },
     };
     if (doc.auth === false) operation.security = [];

@@ -70,6 +70,7 @@ export function portRoutes(routes: ApiRoutes): void {
       tag,
       body: setPortShareSchema,
       response: portShareSchema,
+      errors: [403],
     },
     async (c) => {
       const port = portNumber(param(c, "port"));
@@ -87,6 +88,7 @@ export function portRoutes(routes: ApiRoutes): void {
       query: portOpenQuerySchema,
       response: null,
       status: 302,
+      errors: [409],
     },
     async (c) => {
       const session = c.get("session");
@@ -123,6 +125,7 @@ export function portRoutes(routes: ApiRoutes): void {
     tag,
     response: "websocket",
     status: 101,
+    errors: [403, 409],
   });
 }
 

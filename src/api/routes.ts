@@ -12,7 +12,7 @@ import type { Provider } from "../core/provider.js";
 import type { Store } from "../core/store.js";
 import type { Accounts, Session } from "../server/accounts.js";
 import type { AuditLog } from "../server/audit-log.js";
-import type { EnvironmentService } from "../server/environment-service.js";
+import type { EnvironmentService } from "../server/environments/index.js";
 import type { EventBus } from "../server/event-bus.js";
 import type { ServerMetrics } from "../server/metrics.js";
 import type { SettingsService } from "../server/settings-service.js";
@@ -55,6 +55,29 @@ export interface RouteDoc {
   /** The success body: a schema, `null` for 204, or a streamed kind. */
   response: z.ZodType | null | { ndjson: z.ZodType } | "websocket" | "text";
   status?: number;
+  /**
+   * The error statuses the route answers besides those its declaration
+   * implies (see impliedErrors): a permission check's 403, a conflict's 409.
+   * The tests fail on an error status a route does not document.
+   */
+  errors?: ErrorStatus[];
+}
+
+/** The 4xx statuses the API answers; 5xx are documented once, as every route's `default`. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413;
+
+/**
+ * What a declaration implies: a body or query can be invalid (400), a body
+ * too large (413), a signed-in route refuses a missing or stale token (401),
+ * and a path parameter names something that may not exist (404).
+ */
+export function errorStatuses(doc: RouteDoc): ErrorStatus[] {
+  const implied: ErrorStatus[] = [];
+  if (doc.body || doc.query) implied.push(400);
+  if (doc.auth !== false) implied.push(401);
+  if (doc.path.includes(":")) implied.push(404);
+  if (doc.body) implied.push(413);
+  return [...new Set([...implied, ...(doc.errors ?? [])])].sort((a, b) => a - b);
 }
 
 /** The secret a request carries: `Authorization: Bearer`, else the session cookie. */

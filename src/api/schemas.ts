@@ -1,15 +1,41 @@
 /**
- * The zod schemas of the API: request shapes the routes validate, and response
- * shapes that only document (the OpenAPI document is generated from both).
- * Semantic rules (DNS-label names, image references, size limits, emails) live
- * in src/core and are attached here, so every route reports them the same way.
+ * The zod schemas of the API: what each route reads (bodies, query strings)
+ * and answers. They are the one source of the API's shapes: the routes
+ * validate requests with them, the OpenAPI document is generated from them,
+ * src/api/contract.ts infers the client's types from them, and the tests
+ * check every answer against them. Domain entities (Environment, User...)
+ * come from src/core/schemas.ts; semantic rules (DNS-label names, image
+ * references, size limits, emails) live in src/core and are attached here,
+ * so every route reports them the same way.
  */
 
 import { z } from "zod";
-import { environmentStates } from "../core/environment.js";
-import { roles } from "../core/roles.js";
-import { defaultSettings, runtimeChoices } from "../core/settings.js";
+import { environmentKinds, environmentStates } from "../core/environment.js";
+import {
+  auditEntrySchema,
+  buildLogLineSchema,
+  buildSchema,
+  environmentLimitsSchema,
+  environmentSchema,
+  environmentSpecSchema,
+  infrastructureSettingsSchema,
+  pageOf,
+  registryCredentialsSchema,
+  supervisorPrivilegesSchema,
+  tokenSchema,
+  userSchema,
+} from "../core/schemas.js";
 import { emailProblem, passwordProblem } from "../core/user.js";
+import { checkStatuses } from "./contract.js";
+
+// The entities routes answer as they are, under the names the routes use.
+export {
+  environmentSchema,
+  errorBodySchema,
+  infrastructureSettingsSchema,
+  supervisorReportSchema,
+  userSchema,
+} from "../core/schemas.js";
 
 /** Turns a core problem function (`undefined` when fine) into a zod check. */
 function rule(problem: (value: unknown) => string | undefined) {
@@ -25,9 +51,12 @@ export const isSet = (value: string | undefined) => value === "1" || value === "
 const email = z.string().superRefine(rule(emailProblem));
 const newPassword = z.string().superRefine(rule(passwordProblem));
 const displayName = z.string().trim().min(1).max(100);
-const role = z.enum(roles);
+const { role } = userSchema.shape;
 
-// Requests
+/** `{ items: [...] }`: a whole list in one answer. */
+export const itemsOf = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item) });
+
+// Accounts and tokens
 
 export const credentialsSchema = z.object({
   email,
@@ -41,10 +70,29 @@ export const loginSchema = z.object({
   password: z.string().min(1).max(256),
 });
 
+export const sessionSchema = z.object({
+  user: userSchema,
+  token: z.string().describe("The secret; shown once, never stored in the clear"),
+  expiresAt: z.string(),
+});
+
+export const setupStatusSchema = z.object({
+  needsFirstAdmin: z.boolean(),
+  cvmEnabled: z
+    .boolean()
+    .optional()
+    .describe("Whether CVMs may be created now; public so a member's create form can offer the option"),
+});
+
 export const createTokenSchema = z.strictObject({
   name: z.string().trim().min(1).max(100),
-  ttlDays: z.number().int().min(1).max(365).optional(),
+  ttlDays: z.number().int().min(1).max(365).optional().describe("Days until it expires: 1 to 365, default 30"),
 });
+
+export const createdTokenSchema = z.object({ token: tokenSchema, secret: z.string() });
+export const tokenListSchema = itemsOf(tokenSchema);
+
+// Users
 
 export const createUserSchema = z.strictObject({
   email,
@@ -59,73 +107,38 @@ export const updateUserSchema = z.strictObject({
   name: displayName.optional(),
 });
 
-const positive = z.number().positive();
+export const userListSchema = itemsOf(userSchema);
+
+// Infrastructure settings and checks
 
 /**
- * A partial settings document. Top-level keys are checked against the
- * defaults, so a field added to InfrastructureSettings is accepted without
- * touching this file; settingsProblems then validates the merged whole.
+ * Any part of the settings document, built from its schema, so a field added
+ * to the settings is accepted here without touching this file;
+ * settingsProblems then validates the merged whole.
  */
-export const settingsUpdateSchema = z
-  .looseObject({
-    cvmEnabled: z.boolean().optional(),
-    runtime: z.enum(runtimeChoices).optional(),
-    supervisorPrivileges: z
-      .strictObject({
-        mode: z.enum(["privileged", "capabilities"]).optional(),
-        capabilities: z.array(z.string().max(64)).max(64).optional(),
-      })
-      .optional(),
-    limits: z
-      .strictObject({
-        minCpu: positive.optional(),
-        maxCpu: positive.optional(),
-        minMemoryGiB: positive.optional(),
-        maxMemoryGiB: positive.optional(),
-        minDiskGiB: positive.optional(),
-        maxDiskGiB: positive.optional(),
-      })
-      .optional(),
-    publicPorts: z.boolean().optional(),
-    portsHost: z.string().max(253).optional(),
-    idleStopMinutes: z.number().optional(),
-    force: z.boolean().optional(),
-  })
-  .superRefine((value, ctx) => {
-    const known = new Set([...Object.keys(defaultSettings), "force"]);
-    for (const key of Object.keys(value)) {
-      if (!known.has(key)) ctx.addIssue({ code: "custom", path: [key], message: "is not an infrastructure setting" });
-    }
-  });
-
-export const createEnvironmentSchema = z.strictObject({
-  name: z.string(),
-  image: z.string(),
-  cvm: z.boolean().optional(),
-  cpu: z.number().optional(),
-  memoryGiB: z.number().optional(),
-  diskGiB: z.number().optional(),
-  registryCredentials: z
-    .strictObject({ username: z.string().min(1).max(256), password: z.string().max(4096) })
-    .optional(),
+const { supervisorPrivileges: _privileges, limits: _limits, ...plainSettings } = infrastructureSettingsSchema.shape;
+export const settingsUpdateSchema = z.strictObject({
+  ...z.object(plainSettings).partial().shape,
+  supervisorPrivileges: z.strictObject(supervisorPrivilegesSchema.partial().shape).optional(),
+  limits: z.strictObject(environmentLimitsSchema.partial().shape).optional(),
+  force: z
+    .boolean()
+    .optional()
+    .describe("Turn CVMs on even though infrastructure checks fail; the audit log records it"),
 });
 
-export const rebuildSchema = z.strictObject({ keepDockerData: z.boolean().optional() });
-
-export const environmentQuerySchema = z.object({
-  owner: z.string().max(100).optional().describe("me (default), all (admins and managers), or a user id"),
-  state: z.enum(environmentStates).optional(),
-  kind: z.enum(["cvm", "standard"]).optional(),
-  name: z.string().max(63).optional(),
+/** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
+export const checkResultSchema = z.object({
+  id: z.string(),
+  title: z.string(),
+  status: z.enum(checkStatuses),
+  evidence: z.string(),
+  remedy: z.string().optional(),
 });
 
-export const deleteQuerySchema = z.object({ keepHome: flag.optional() });
+export const checksSchema = z.object({ checks: z.array(checkResultSchema), worst: z.enum(checkStatuses) });
 
-export const logsQuerySchema = z.object({
-  build: z.string().max(100).optional().describe("a build id, or latest (default)"),
-  after: z.coerce.number().int().min(0).optional().describe("only lines with a greater seq"),
-  follow: flag.optional().describe("keep the stream open until the build ends"),
-});
+// The audit log
 
 export const auditQuerySchema = z.object({
   actor: z.string().max(100).optional(),
@@ -137,7 +150,51 @@ export const auditQuerySchema = z.object({
   cursor: z.string().max(500).optional(),
 });
 
-export const reconcileQuerySchema = z.object({ removeOrphans: flag.optional() });
+// Environments
+
+export const environmentQuerySchema = z.object({
+  owner: z.string().max(100).optional().describe("me (default), all (admins and managers), or a user id"),
+  state: z.enum(environmentStates).optional(),
+  kind: z.enum(environmentKinds).optional(),
+  name: z.string().max(63).optional(),
+});
+
+export const environmentListSchema = itemsOf(environmentSchema);
+
+/** Any size left out gets its default; the name, image and sizes are checked against the rules in src/core. */
+export const createEnvironmentSchema = z.strictObject({
+  ...environmentSpecSchema.partial({ cvm: true, cpu: true, memoryGiB: true, diskGiB: true }).shape,
+  registryCredentials: registryCredentialsSchema.optional(),
+});
+
+export const rebuildSchema = z.strictObject({
+  keepDockerData: z.boolean().optional().describe("Keep the inner Docker's images and containers (CVMs)"),
+});
+
+export const deleteQuerySchema = z.object({ keepHome: flag.optional() });
+
+export const buildListSchema = itemsOf(buildSchema);
+
+export const logsQuerySchema = z.object({
+  build: z.string().max(100).optional().describe("a build id, or latest (default)"),
+  after: z.coerce.number().int().min(0).optional().describe("only lines with a greater seq"),
+  follow: flag.optional().describe("keep the stream open until the build ends"),
+});
+
+/** One line of a build-log stream: a log line, then, when the build is over, its end. */
+export const logStreamItemSchema = z.union([
+  buildLogLineSchema,
+  z.object({ end: z.literal(true), outcome: buildSchema.shape.outcome }),
+]);
+
+/** One line of the /events stream: environment changes, for live lists. */
+export const environmentEventSchema = z.union([
+  z.object({ type: z.literal("environment"), environment: environmentSchema }),
+  z.object({ type: z.literal("deleted"), id: z.string() }),
+  z.object({ type: z.literal("heartbeat"), at: z.string() }),
+]);
+
+// The terminal (a WebSocket; its messages are not in the OpenAPI document)
 
 export const terminalQuerySchema = z.object({
   tty: flag.optional(),
@@ -146,128 +203,36 @@ export const terminalQuerySchema = z.object({
   command: z.string().max(16_384).optional().describe("a JSON array of strings; a login shell when absent"),
 });
 
-// Responses (documentation only)
+/** The command a terminal runs, once `command` is parsed from JSON. */
+export const terminalCommandSchema = z.array(z.string().min(1).max(4096)).min(1).max(256);
 
-export const errorSchema = z.object({
-  message: z.string(),
-  detail: z.string().optional(),
-  validations: z.array(z.object({ field: z.string(), detail: z.string() })).optional(),
-});
-
-export const userSchema = z.object({
-  id: z.string(),
-  email: z.string(),
-  name: z.string(),
-  role,
-  active: z.boolean(),
-  createdAt: z.string(),
-});
-
-export const tokenSchema = z.object({
-  id: z.string(),
-  userId: z.string(),
-  kind: z.enum(["session", "api"]),
-  name: z.string(),
-  createdAt: z.string(),
-  expiresAt: z.string(),
-  lastUsedAt: z.string().optional(),
-  revokedAt: z.string().optional(),
-});
-
-export const sessionSchema = z.object({ user: userSchema, token: z.string(), expiresAt: z.string() });
-export const createdTokenSchema = z.object({ token: tokenSchema, secret: z.string() });
-export const setupStatusSchema = z.object({ needsFirstAdmin: z.boolean(), cvmEnabled: z.boolean().optional() });
-
-export const settingsSchema = z.object({
-  cvmEnabled: z.boolean(),
-  runtime: z.enum(runtimeChoices),
-  supervisorPrivileges: z.object({ mode: z.enum(["privileged", "capabilities"]), capabilities: z.array(z.string()) }),
-  limits: z.object({
-    minCpu: z.number(),
-    maxCpu: z.number(),
-    minMemoryGiB: z.number(),
-    maxMemoryGiB: z.number(),
-    minDiskGiB: z.number(),
-    maxDiskGiB: z.number(),
+/** Text frames from the client. */
+export const terminalClientMessageSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("resize"),
+    cols: z.number().int().min(1).max(1000),
+    rows: z.number().int().min(1).max(1000),
   }),
-  publicPorts: z.boolean(),
-  portsHost: z.string(),
-  idleStopMinutes: z.number(),
-});
-
-const checkStatus = z.enum(["pass", "warn", "fail"]);
-export const checksSchema = z.object({
-  checks: z.array(
-    z.object({
-      id: z.string(),
-      title: z.string(),
-      status: checkStatus,
-      evidence: z.string(),
-      remedy: z.string().optional(),
-    }),
-  ),
-  worst: checkStatus,
-});
-
-export const auditEntrySchema = z.object({
-  id: z.string(),
-  at: z.string(),
-  actorId: z.string(),
-  actorEmail: z.string(),
-  action: z.string(),
-  target: z.string(),
-  before: z.unknown(),
-  after: z.unknown(),
-});
-
-export const environmentSchema = z.object({
-  id: z.string(),
-  ownerId: z.string(),
-  ownerEmail: z.string(),
-  name: z.string(),
-  image: z.string(),
-  cvm: z.boolean(),
-  cpu: z.number(),
-  memoryGiB: z.number(),
-  diskGiB: z.number(),
-  state: z.enum(environmentStates),
-  stateReason: z.string().optional(),
-  runtime: z.enum(["userns", "sysbox", "none"]),
-  systemd: z.enum(["running", "degraded", "starting", "unavailable", "unknown"]),
-  failedUnits: z.array(z.string()),
-  docker: z.enum(["answering", "not-answering", "absent", "unknown"]),
-  buildId: z.string().optional(),
-  timeline: z.array(z.object({ state: z.enum(environmentStates), at: z.string(), reason: z.string().optional() })),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  version: z.number(),
-});
-
-const outcome = z.enum(["running", "failed", "stopped", "deleted"]);
-export const buildSchema = z.object({
-  id: z.string(),
-  environmentId: z.string(),
-  startedAt: z.string(),
-  finishedAt: z.string().optional(),
-  outcome: outcome.optional(),
-});
-
-export const logStreamItemSchema = z.union([
-  z.object({ buildId: z.string(), seq: z.number(), at: z.string(), text: z.string() }),
-  z.object({ end: z.literal(true), outcome: outcome.optional() }),
+  z.object({ type: z.literal("eof") }),
 ]);
 
-export const environmentEventSchema = z.union([
-  z.object({ type: z.literal("environment"), environment: environmentSchema }),
-  z.object({ type: z.literal("deleted"), id: z.string() }),
-  z.object({ type: z.literal("heartbeat"), at: z.string() }),
+/** Text frames from the server. */
+export const terminalServerMessageSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("exit"), code: z.number() }),
+  z.object({ type: z.literal("error"), message: z.string() }),
 ]);
+
+// Operations
+
+export const reconcileQuerySchema = z.object({ removeOrphans: flag.optional() });
 
 export const reconcileReportSchema = z.object({
-  vanished: z.array(z.object({ id: z.string(), name: z.string(), reason: z.string() })),
-  orphans: z.array(z.object({ ref: z.string(), environmentId: z.string(), removed: z.boolean() })),
+  vanished: z
+    .array(z.object({ id: z.string(), name: z.string(), reason: z.string() }))
+    .describe("Environments whose workload had vanished, now marked failed with the reason"),
+  orphans: z
+    .array(z.object({ ref: z.string(), environmentId: z.string(), removed: z.boolean() }))
+    .describe("Workloads with cvm's labels and no environment"),
 });
 
-export const itemsOf = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item) });
-export const pageOf = <T extends z.ZodType>(item: T) =>
-  z.object({ items: z.array(item), nextCursor: z.string().optional() });
+export const auditPageSchema = pageOf(auditEntrySchema);

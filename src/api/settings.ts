@@ -3,7 +3,7 @@
 import { requirePermission } from "./auth.js";
 import { readJson } from "./input.js";
 import type { ApiRoutes } from "./routes.js";
-import { checksSchema, settingsSchema, settingsUpdateSchema } from "./schemas.js";
+import { checksSchema, infrastructureSettingsSchema, settingsUpdateSchema } from "./schemas.js";
 
 export function settingsRoutes(routes: ApiRoutes): void {
   const { settings } = routes.deps;
@@ -14,7 +14,7 @@ export function settingsRoutes(routes: ApiRoutes): void {
       path: "/settings/infrastructure",
       summary: "The infrastructure settings",
       tag: "settings",
-      response: settingsSchema,
+      response: infrastructureSettingsSchema,
     },
     async (c) => c.json(await settings.get()),
   );
@@ -26,7 +26,8 @@ export function settingsRoutes(routes: ApiRoutes): void {
         "Change any part of the infrastructure settings (site admins and managers); turning CVMs on runs the infrastructure checks first",
       tag: "settings",
       body: settingsUpdateSchema,
-      response: settingsSchema,
+      response: infrastructureSettingsSchema,
+      errors: [403, 409],
     },
     async (c) => {
       const actor = requirePermission(c, "settings:write", "change infrastructure settings");
@@ -41,6 +42,7 @@ export function settingsRoutes(routes: ApiRoutes): void {
       summary: "Run the infrastructure checks",
       tag: "settings",
       response: checksSchema,
+      errors: [403],
     },
     async (c) => {
       requirePermission(c, "settings:read", "run infrastructure checks");

@@ -34,6 +34,7 @@ export function setupRoutes(routes: ApiRoutes): void {
       body: credentialsSchema,
       response: sessionSchema,
       status: 201,
+      errors: [409],
     },
     async (c) => {
       const credentials = await readJson(c, credentialsSchema);

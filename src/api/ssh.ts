@@ -36,6 +36,7 @@ export function sshRoutes(routes: ApiRoutes): void {
     tag: "ssh",
     response: "websocket",
     status: 101,
+    errors: [403, 409],
   });
 }
 

@@ -6,37 +6,18 @@
  * and the provider judges it. Providers without remote supervisors answer 404.
  */
 
-import { z } from "zod";
 import { CvmError } from "../core/errors.js";
+import { supervisorReportRoute } from "../supervisor/pod-contract.js";
 import { readJson } from "./input.js";
 import type { ApiRoutes } from "./routes.js";
-
-export const supervisorReportPath = (environmentId: string) =>
-  `/environments/${encodeURIComponent(environmentId)}/supervisor-report`;
-
-export const supervisorReportSchema = z
-  .object({
-    lines: z.array(z.string().max(8192)).max(1000).optional(),
-    state: z.enum(["pulling", "creating", "starting", "running", "failed"]).optional(),
-    reason: z.string().max(8192).optional(),
-    observation: z
-      .object({
-        runtime: z.enum(["userns", "sysbox", "none"]).optional(),
-        systemd: z.enum(["running", "degraded", "starting", "unavailable", "unknown"]).optional(),
-        failedUnits: z.array(z.string().max(256)).max(500).optional(),
-        docker: z.enum(["answering", "not-answering", "absent", "unknown"]).optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
+import { supervisorReportSchema } from "./schemas.js";
 
 export function supervisorReportRoutes(routes: ApiRoutes): void {
   const { provider } = routes.deps;
   routes.add(
     {
       method: "post",
-      path: "/environments/:id/supervisor-report",
+      path: supervisorReportRoute,
       summary:
         "A CVM's supervisor reports build-log lines and states (authenticated by the environment's report token)",
       tag: "supervisor",
@@ -44,6 +25,7 @@ export function supervisorReportRoutes(routes: ApiRoutes): void {
       body: supervisorReportSchema,
       response: null,
       status: 204,
+      errors: [401],
     },
     async (c) => {
       if (!provider.acceptSupervisorReport) {

@@ -8,38 +8,16 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import { z } from "zod";
 import { CvmError } from "../core/errors.js";
+import { loginShell } from "../core/login-shell.js";
 import type { ExecSession } from "../core/provider.js";
 import { apiPrefix, type TerminalClientMessage, type TerminalServerMessage, terminalStream } from "./contract.js";
 import { parse } from "./input.js";
 import type { ApiDeps, ApiRoutes } from "./routes.js";
-import { isSet, terminalQuerySchema } from "./schemas.js";
+import { isSet, terminalClientMessageSchema, terminalCommandSchema, terminalQuerySchema } from "./schemas.js";
 import { authenticateUpgrade, decodeRef, type Upgrades } from "./upgrade.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
-
-/**
- * The default command: the login shell /etc/passwd gives the environment's
- * user (bash on most images), else /bin/sh, started in the home directory.
- * Spelled out here rather than left to each provider, so every provider opens
- * the same shell.
- */
-export const loginShell = [
-  "/bin/sh",
-  "-c",
-  'shell=$(getent passwd "$(id -un 2>/dev/null)" 2>/dev/null | cut -d: -f7); [ -x "$shell" ] || shell=/bin/sh; cd ~ 2>/dev/null; exec "$shell" -l',
-];
-
-const commandSchema = z.array(z.string().min(1).max(4096)).min(1).max(256);
-const clientMessageSchema = z.discriminatedUnion("type", [
-  z.object({
-    type: z.literal("resize"),
-    cols: z.number().int().min(1).max(1000),
-    rows: z.number().int().min(1).max(1000),
-  }),
-  z.object({ type: z.literal("eof") }),
-]);
 
 function parseCommand(raw: string | undefined): string[] | undefined {
   if (raw === undefined) return undefined;
@@ -51,7 +29,7 @@ function parseCommand(raw: string | undefined): string[] | undefined {
       validations: [{ field: "command", detail: 'must be a JSON array of strings, such as ["ls","-l"]' }],
     });
   }
-  return parse(commandSchema.describe("command"), value, "command");
+  return parse(terminalCommandSchema.describe("command"), value, "command");
 }
 
 export function documentTerminal(routes: ApiRoutes): void {
@@ -64,6 +42,7 @@ export function documentTerminal(routes: ApiRoutes): void {
     query: terminalQuerySchema,
     response: "websocket",
     status: 101,
+    errors: [403, 409],
   });
 }
 
@@ -123,7 +102,7 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
       }
       let message: TerminalClientMessage;
       try {
-        message = clientMessageSchema.parse(JSON.parse(bytes.toString("utf8")));
+        message = terminalClientMessageSchema.parse(JSON.parse(bytes.toString("utf8")));
       } catch {
         return control({
           type: "error",

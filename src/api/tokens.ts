@@ -5,7 +5,7 @@ import { actorOf } from "./auth.js";
 import type { CreatedToken } from "./contract.js";
 import { readJson } from "./input.js";
 import { type ApiRoutes, param } from "./routes.js";
-import { createdTokenSchema, createTokenSchema, itemsOf, tokenSchema } from "./schemas.js";
+import { createdTokenSchema, createTokenSchema, tokenListSchema } from "./schemas.js";
 
 const defaultTtlDays = 30;
 
@@ -17,7 +17,7 @@ export function tokenRoutes(routes: ApiRoutes): void {
       path: "/tokens",
       summary: "Your session and API tokens (never their secrets)",
       tag: "tokens",
-      response: itemsOf(tokenSchema),
+      response: tokenListSchema,
     },
     async (c) => c.json({ items: await store.tokens.listForUser(actorOf(c).id) }),
   );

@@ -5,7 +5,7 @@ import type { User } from "../core/user.js";
 import { actorOf, requirePermission } from "./auth.js";
 import { readJson } from "./input.js";
 import { type ApiRoutes, param } from "./routes.js";
-import { createUserSchema, itemsOf, updateUserSchema, userSchema } from "./schemas.js";
+import { createUserSchema, updateUserSchema, userListSchema, userSchema } from "./schemas.js";
 
 const isActiveAdmin = (u: User) => u.role === "site-admin" && u.active;
 
@@ -21,7 +21,8 @@ export function userRoutes(routes: ApiRoutes): void {
       path: "/users",
       summary: "Every user (site admins and managers)",
       tag: "users",
-      response: itemsOf(userSchema),
+      response: userListSchema,
+      errors: [403],
     },
     async (c) => {
       requirePermission(c, "users:read", "list users");
@@ -37,6 +38,7 @@ export function userRoutes(routes: ApiRoutes): void {
       body: createUserSchema,
       response: userSchema,
       status: 201,
+      errors: [403, 409],
     },
     async (c) => {
       const actor = requirePermission(c, "users:write", "create users");
@@ -54,6 +56,7 @@ export function userRoutes(routes: ApiRoutes): void {
       tag: "users",
       body: updateUserSchema,
       response: userSchema,
+      errors: [403, 409],
     },
     async (c) => {
       const actor = requirePermission(c, "users:write", "change users and roles");

@@ -3,7 +3,7 @@
 import type { Command } from "commander";
 import type { InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
-import { type RuntimeChoice, runtimeChoices } from "../core/settings.js";
+import { type RuntimeChoice, runtimeChoices, type SupervisorPrivilegeMode } from "../core/settings.js";
 import { configuredClient } from "./config.js";
 import { printFields, printJson } from "./output.js";
 
@@ -36,7 +36,7 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
   if (options.privileges !== undefined || options.capabilities !== undefined) {
     change.supervisorPrivileges = {};
     if (options.privileges !== undefined) {
-      change.supervisorPrivileges.mode = options.privileges as "privileged" | "capabilities";
+      change.supervisorPrivileges.mode = options.privileges as SupervisorPrivilegeMode;
     }
     if (options.capabilities !== undefined) {
       change.supervisorPrivileges.capabilities = options.capabilities.split(",").map((c) => c.trim());

@@ -5,9 +5,10 @@
  */
 
 import type { Command } from "commander";
-import type { CheckResult, CheckStatus, ChecksResponse } from "../api/contract.js";
+import { type CheckResult, type CheckStatus, type ChecksResponse, checkStatuses } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { defaultSettings, type RuntimeChoice, runtimeChoices } from "../core/settings.js";
+import { defaultDockerHost } from "../docker/index.js";
 import { runInfrastructureChecks, worstStatus } from "../infra/index.js";
 import { printJson } from "./output.js";
 
@@ -41,7 +42,7 @@ export function formatChecks(results: CheckResult[]): string {
     if (r.remedy) lines.push(`${" ".repeat(indent)}remedy: ${r.remedy}`);
   });
   const worst = worstStatus(results);
-  const counts = (["pass", "warn", "fail"] as const).map((s) => `${results.filter((r) => r.status === s).length} ${s}`);
+  const counts = checkStatuses.map((s) => `${results.filter((r) => r.status === s).length} ${s}`);
   lines.push(
     "",
     `${counts.join(", ")}: ${worst === "pass" ? "ready for CVMs" : worst === "warn" ? "CVMs can run; see the warnings" : "not ready for CVMs"}`,
@@ -93,7 +94,7 @@ export function register(program: Command): void {
     .option("--kubeconfig <file>", "the cluster's kubeconfig (in-cluster config or ~/.kube/config when absent)")
     .option("--namespace <namespace>", "the namespace cvm creates environments in")
     .option("--runtime <runtime>", `the isolation runtime to check for: ${runtimeChoices.join(", ")}`, "auto")
-    .option("--docker-host <host>", "the engine, such as unix:///var/run/docker.sock")
+    .option("--docker-host <host>", `the engine (default: DOCKER_HOST, else ${defaultDockerHost})`)
     .option("--privileges <mode>", "how the supervisor Pod is privileged: privileged or capabilities")
     .option("--capabilities <list>", "with --privileges capabilities: the comma-separated list")
     .action(async (options: DoctorOptions) => {

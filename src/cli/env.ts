@@ -2,7 +2,7 @@
 
 import type { Command } from "commander";
 import type { CvmClient } from "../client/index.js";
-import type { Environment } from "../core/environment.js";
+import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { configuredClient } from "./config.js";
 import { age, printFields, printJson, printTable } from "./output.js";
@@ -122,7 +122,8 @@ export function register(program: Command): void {
     .option("--state <state>")
     .option("--kind <kind>", "cvm or standard")
     .option("--json")
-    .action(async (options: { all?: boolean; state?: string; kind?: "cvm" | "standard"; json?: boolean }) => {
+    // The server checks the state and kind as given, and answers a 400 naming them.
+    .action(async (options: { all?: boolean; state?: EnvironmentState; kind?: EnvironmentKind; json?: boolean }) => {
       const { items } = await configuredClient().listEnvironments({
         owner: options.all ? "all" : "me",
         state: options.state,

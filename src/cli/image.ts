@@ -1,20 +1,10 @@
 /** `cvm image check REF`: what an image will be as a CVM, before anyone waits for a build. */
 
 import type { Command } from "commander";
-import Dockerode from "dockerode";
-import { CvmError } from "../core/errors.js";
+import { dockerClient, dockerHostOf } from "../docker/index.js";
 import { checkImage, type ImageCheck } from "../supervisor/image-check.js";
 import type { InitPath } from "../supervisor/init-path.js";
 import { printFields, printJson } from "./output.js";
-
-/** unix:///path or tcp://host:port, as DOCKER_HOST is written. */
-export function dockerFor(host: string | undefined): Dockerode {
-  const address = host ?? process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
-  if (address.startsWith("unix://")) return new Dockerode({ socketPath: address.slice("unix://".length) });
-  const url = /^(tcp|http):\/\/([^:/]+):(\d+)\/?$/.exec(address);
-  if (!url) throw new CvmError("BAD_REQUEST", `--docker-host takes unix:///path or tcp://host:port, not ${address}`);
-  return new Dockerode({ host: url[2], port: Number(url[3]), protocol: "http" });
-}
 
 function describe(path: InitPath): string {
   return path.found ? path.chain.join(" -> ") : `absent: ${path.reason}`;
@@ -43,7 +33,7 @@ export function register(program: Command): void {
     .option("--json", "print the check as JSON")
     .option("--docker-host <host>", "engine to read the image with (default: DOCKER_HOST or the local socket)")
     .action(async (ref: string, options: { json?: boolean; dockerHost?: string }) => {
-      const check = await checkImage(dockerFor(options.dockerHost), ref);
+      const check = await checkImage(dockerClient(dockerHostOf(options.dockerHost)), ref);
       if (options.json) printJson(check);
       else print(check);
     });

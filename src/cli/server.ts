@@ -3,6 +3,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
+import { defaultDockerHost } from "../docker/index.js";
 import { startServer } from "../server/index.js";
 
 interface ServerFlags {
@@ -24,8 +25,11 @@ export function register(program: Command): void {
     .option("--data-dir <dir>", "where state lives", join(homedir(), ".local", "share", "cvm"))
     .option("--postgres-url <url>", "keep state in PostgreSQL instead of SQLite (several replicas)")
     .option("--provider <provider>", "docker or kubernetes", "docker")
-    .option("--docker-host <url>", "the engine for standard environments", "unix:///var/run/docker.sock")
-    .option("--kubeconfig <file>", "kubernetes provider: a kubeconfig; in-cluster config when absent")
+    .option("--docker-host <url>", "the engine for standard environments", defaultDockerHost)
+    .option(
+      "--kubeconfig <file>",
+      "kubernetes provider: a kubeconfig; in-cluster config (KUBECONFIG or ~/.kube/config outside a cluster) when absent",
+    )
     .option("--namespace <namespace>", "kubernetes provider: the namespace of this installation")
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (flags: ServerFlags) => {

@@ -14,13 +14,17 @@ import type {
   Credentials,
   EnvironmentEvent,
   EnvironmentList,
+  EnvironmentQuery,
   InfrastructureSettingsUpdate,
+  LoginRequest,
   LogStreamItem,
   RebuildRequest,
   ReconcileReport,
   SessionResponse,
   SetupStatus,
+  TokenList,
   UpdateUserRequest,
+  UserList,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
 import type { PortList, SetPortShareRequest, SshHostKey } from "../api/workspace-schemas.js";
@@ -28,7 +32,7 @@ import type { AuditFilter } from "../core/audit.js";
 import type { Environment } from "../core/environment.js";
 import type { ErrorBody } from "../core/errors.js";
 import type { InfrastructureSettings } from "../core/settings.js";
-import type { Token, User } from "../core/user.js";
+import type { User } from "../core/user.js";
 
 /** An error answered by the API, with its status and body. */
 export class ApiError extends Error {
@@ -50,13 +54,6 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** Called on every 401, so a dashboard can return to its login page. */
   onUnauthorized?: (body: ErrorBody) => void;
-}
-
-export interface EnvironmentQuery {
-  owner?: "me" | "all" | string;
-  state?: string;
-  kind?: "cvm" | "standard";
-  name?: string;
 }
 
 function query(params: Record<string, string | number | boolean | undefined>): string {
@@ -136,15 +133,15 @@ export class CvmClient {
   setupStatus = () => this.json<SetupStatus>("GET", "/setup");
   createFirstAdmin = (credentials: Credentials) =>
     this.json<SessionResponse>("POST", "/setup/first-admin", credentials);
-  login = (credentials: Credentials) => this.json<SessionResponse>("POST", "/auth/login", credentials);
+  login = (credentials: LoginRequest) => this.json<SessionResponse>("POST", "/auth/login", credentials);
   logout = () => this.json<void>("POST", "/auth/logout");
   whoami = () => this.json<User>("GET", "/users/me");
-  listTokens = () => this.json<{ items: Token[] }>("GET", "/tokens");
+  listTokens = () => this.json<TokenList>("GET", "/tokens");
   createToken = (request: CreateTokenRequest) => this.json<CreatedToken>("POST", "/tokens", request);
   revokeToken = (id: string) => this.json<void>("DELETE", `/tokens/${encodeURIComponent(id)}`);
 
   // Users (admin)
-  listUsers = () => this.json<{ items: User[] }>("GET", "/users");
+  listUsers = () => this.json<UserList>("GET", "/users");
   createUser = (request: CreateUserRequest) => this.json<User>("POST", "/users", request);
   updateUser = (id: string, request: UpdateUserRequest) =>
     this.json<User>("PATCH", `/users/${encodeURIComponent(id)}`, request);

@@ -1,17 +1,8 @@
 /** A build of an environment and the lines of its log. */
 
-export interface Build {
-  id: string;
-  environmentId: string;
-  startedAt: string;
-  finishedAt?: string;
-  outcome?: "running" | "failed" | "stopped" | "deleted";
-}
+// The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
+export type { Build, BuildLogLine } from "./schemas.js";
 
-export interface BuildLogLine {
-  buildId: string;
-  /** 1, 2, 3... within a build; clients resume a stream after the last seq they saw. */
-  seq: number;
-  at: string;
-  text: string;
-}
+/** How a build ended; `running` when it brought the environment up. */
+export const buildOutcomes = ["running", "failed", "stopped", "deleted"] as const;
+export type BuildOutcome = (typeof buildOutcomes)[number];

@@ -5,7 +5,11 @@
 
 import { CvmError, invalid, type Validation } from "./errors.js";
 import { isImageReference, parseImageReference } from "./image-reference.js";
+import type { EnvironmentSpec } from "./schemas.js";
 import type { EnvironmentLimits } from "./settings.js";
+
+// The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
+export type { Environment, EnvironmentSpec, RegistryCredentials, StateChange } from "./schemas.js";
 
 export const environmentStates = [
   "queued",
@@ -62,49 +66,19 @@ export function assertActionAllowed(action: EnvironmentAction, state: Environmen
   return rule.to;
 }
 
-export type SystemdStatus = "running" | "degraded" | "starting" | "unavailable" | "unknown";
-export type DockerStatus = "answering" | "not-answering" | "absent" | "unknown";
-export type IsolationRuntimeName = "userns" | "sysbox" | "none";
+/** What systemd inside a CVM reports (`unavailable` for a standard environment, which has none). */
+export const systemdStatuses = ["running", "degraded", "starting", "unavailable", "unknown"] as const;
+/** Whether the Docker engine inside an environment answers. */
+export const dockerStatuses = ["answering", "not-answering", "absent", "unknown"] as const;
+/** The isolation runtime an environment runs under: `none` for a standard environment. */
+export const isolationRuntimeNames = ["userns", "sysbox", "none"] as const;
+export type SystemdStatus = (typeof systemdStatuses)[number];
+export type DockerStatus = (typeof dockerStatuses)[number];
+export type IsolationRuntimeName = (typeof isolationRuntimeNames)[number];
 
-export interface StateChange {
-  state: EnvironmentState;
-  at: string;
-  reason?: string;
-}
-
-export interface EnvironmentSpec {
-  name: string;
-  image: string;
-  cvm: boolean;
-  cpu: number;
-  memoryGiB: number;
-  diskGiB: number;
-}
-
-export interface RegistryCredentials {
-  username: string;
-  password: string;
-}
-
-export interface Environment extends EnvironmentSpec {
-  id: string;
-  ownerId: string;
-  ownerEmail: string;
-  state: EnvironmentState;
-  /** Why the environment is in its state, when that needs saying (failed, vanished). */
-  stateReason?: string;
-  runtime: IsolationRuntimeName;
-  systemd: SystemdStatus;
-  failedUnits: string[];
-  docker: DockerStatus;
-  /** The build whose log is current. */
-  buildId?: string;
-  timeline: StateChange[];
-  createdAt: string;
-  updatedAt: string;
-  /** Increases with every change; writes compare it so no change is lost. */
-  version: number;
-}
+/** A CVM (systemd and Docker inside), or a standard environment (a plain container): `cvm` true or false. */
+export const environmentKinds = ["cvm", "standard"] as const;
+export type EnvironmentKind = (typeof environmentKinds)[number];
 
 export const defaultResources = { cpu: 2, memoryGiB: 4, diskGiB: 20 } as const;
 

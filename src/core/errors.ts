@@ -5,17 +5,10 @@
  * cause, answered as a 500 without internals.
  */
 
-export interface Validation {
-  field: string;
-  detail: string;
-}
+import type { ErrorBody, Validation } from "./schemas.js";
 
-/** The body of every error the API answers with. */
-export interface ErrorBody {
-  message: string;
-  detail?: string;
-  validations?: Validation[];
-}
+// The body's shape is a zod schema in ./schemas.ts (the OpenAPI document shows it); its types are re-exported here.
+export type { ErrorBody, Validation } from "./schemas.js";
 
 export const errorStatus = {
   BAD_REQUEST: 400,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type ImageReference, isImageReference, parseImageReference } from "./image-reference.js";
+import { credentialServer, type ImageReference, isImageReference, parseImageReference } from "./image-reference.js";
 
 const hex64 = "0123456789abcdef".repeat(4);
 
@@ -85,4 +85,11 @@ test("image references the distribution grammar refuses, each with its reason", 
 test("isImageReference tells a reference from a problem", () => {
   assert.equal(isImageReference(parseImageReference("debian")), true);
   assert.equal(isImageReference({ problem: "x" }), false);
+});
+
+test("credentials are looked up by the image's registry host, Docker Hub's index for names without one", () => {
+  assert.equal(credentialServer("registry.example.com:5000/team/dev:1"), "registry.example.com:5000");
+  assert.equal(credentialServer("localhost/x"), "localhost");
+  assert.equal(credentialServer("debian:12"), "https://index.docker.io/v1/");
+  assert.equal(credentialServer("cvm/hello"), "https://index.docker.io/v1/");
 });

@@ -100,3 +100,12 @@ export function parseImageReference(input: string): ImageReference | { problem: 
 export function isImageReference(value: ImageReference | { problem: string }): value is ImageReference {
   return !("problem" in value);
 }
+
+/** Docker Hub's credentials are keyed by its index, not by a host in the name. */
+export const dockerHubServer = "https://index.docker.io/v1/";
+
+/** Where engines and kubelets look up an image's registry credentials: its registry host, else Docker Hub's index. */
+export function credentialServer(image: string): string {
+  const parsed = parseImageReference(image);
+  return (isImageReference(parsed) && parsed.domain) || dockerHubServer;
+}

@@ -6,6 +6,7 @@ export * from "./image-reference.js";
 export * from "./listening-ports.js";
 export * from "./provider.js";
 export * from "./roles.js";
+export * from "./schemas.js";
 export * from "./settings.js";
 export * from "./store.js";
 export * from "./user.js";

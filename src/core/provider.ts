@@ -14,7 +14,11 @@ import type {
   SystemdStatus,
 } from "./environment.js";
 import type { ListeningPort } from "./listening-ports.js";
+import type { SupervisorReport } from "./schemas.js";
 import type { InfrastructureSettings } from "./settings.js";
+
+// The report's shape is a zod schema in ./schemas.ts (the report route validates it); its type is re-exported here.
+export type { SupervisorReport } from "./schemas.js";
 
 /** What a provider is told while it works on one build: every step is a log line. */
 export interface BuildContext {
@@ -84,22 +88,11 @@ export interface LabeledWorkload {
   running: boolean;
 }
 
-/**
- * What a supervisor running away from the server (a Kubernetes Pod) tells it
- * about its environment's build, over the per-environment report channel.
- */
-export interface SupervisorReport {
-  /** Build-log lines, in order. */
-  lines?: string[];
-  /** The build state the supervisor has reached. */
-  state?: "pulling" | "creating" | "starting" | "running" | "failed";
-  /** Why, when the state is failed. */
-  reason?: string;
-  observation?: Partial<Pick<Observation, "runtime" | "systemd" | "failedUnits" | "docker">>;
-}
+/** The build states a supervisor running away from the server (a Kubernetes Pod) reports reaching. */
+export const supervisorReportStates = ["pulling", "creating", "starting", "running", "failed"] as const;
 
 export interface Provider {
-  readonly name: "docker" | "kubernetes";
+  readonly name: "docker" | "kubernetes" | "fake";
   /**
    * Whether build() finds and continues a workload that an interrupted build
    * of the same build id left behind, so a restarted server can resume it.

@@ -4,6 +4,10 @@
  */
 
 import type { Validation } from "./errors.js";
+import type { EnvironmentLimits, InfrastructureSettings } from "./schemas.js";
+
+// The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
+export type { EnvironmentLimits, InfrastructureSettings, SupervisorPrivileges } from "./schemas.js";
 
 export const runtimeChoices = ["auto", "sysbox", "userns"] as const;
 export type RuntimeChoice = (typeof runtimeChoices)[number];
@@ -13,36 +17,8 @@ export type RuntimeChoice = (typeof runtimeChoices)[number];
  * admit `privileged`; where a policy or the node forbids it (this project's own
  * machines lack CAP_SYS_RESOURCE), operators list the capabilities instead.
  */
-export interface SupervisorPrivileges {
-  mode: "privileged" | "capabilities";
-  capabilities: string[];
-}
-
-export interface EnvironmentLimits {
-  minCpu: number;
-  maxCpu: number;
-  minMemoryGiB: number;
-  maxMemoryGiB: number;
-  minDiskGiB: number;
-  maxDiskGiB: number;
-}
-
-export interface InfrastructureSettings {
-  cvmEnabled: boolean;
-  runtime: RuntimeChoice;
-  supervisorPrivileges: SupervisorPrivileges;
-  limits: EnvironmentLimits;
-  /** Whether owners may share a port with everyone, signed in or not (src/core/ports.ts). */
-  publicPorts: boolean;
-  /**
-   * A host whose subdomains reach this server (DNS `*.HOST`), where port
-   * PORT of environment NAME of owner opens at PORT--NAME--owner.HOST, an
-   * origin of its own; empty: ports open only at /@owner/NAME/ports/PORT/.
-   */
-  portsHost: string;
-  /** Minutes without a terminal, SSH session or forwarded connection after which a running environment stops; 0: never. */
-  idleStopMinutes: number;
-}
+export const supervisorPrivilegeModes = ["privileged", "capabilities"] as const;
+export type SupervisorPrivilegeMode = (typeof supervisorPrivilegeModes)[number];
 
 /** The capabilities a supervisor needs to run its own engine without privileged mode. */
 export const supervisorCapabilities = [
@@ -112,8 +88,8 @@ export function settingsProblems(settings: InfrastructureSettings): Validation[]
   if (!isObject(privileges)) {
     problems.push({ field: "supervisorPrivileges", detail: "must be an object with mode and capabilities" });
   } else {
-    if (privileges.mode !== "privileged" && privileges.mode !== "capabilities") {
-      problems.push({ field: "supervisorPrivileges.mode", detail: "must be privileged or capabilities" });
+    if (!(supervisorPrivilegeModes as readonly unknown[]).includes(privileges.mode)) {
+      problems.push({ field: "supervisorPrivileges.mode", detail: `must be ${supervisorPrivilegeModes.join(" or ")}` });
     }
     const capabilities = privileges.capabilities;
     if (!Array.isArray(capabilities)) {

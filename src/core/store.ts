@@ -129,7 +129,13 @@ export interface WorkspaceStore {
 }
 
 export interface Store {
-  readonly kind: "sqlite" | "postgres";
+  /**
+   * Whether this server is the only one writing to the store (SQLite in its
+   * own data dir). Then an unfinished build that no build of this process runs
+   * was interrupted, and nothing changes behind the server's back; with a
+   * shared store (PostgreSQL, several replicas) either may be another server's work.
+   */
+  readonly soleWriter: boolean;
   users: UserStore;
   tokens: TokenStore;
   settings: SettingsStore;

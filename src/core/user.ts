@@ -1,27 +1,10 @@
-import type { Role } from "./roles.js";
+/** Users and their tokens: the rules for emails and passwords. */
 
-export interface User {
-  id: string;
-  email: string;
-  name: string;
-  role: Role;
-  active: boolean;
-  createdAt: string;
-}
+// The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
+export type { Token, User } from "./schemas.js";
 
-export type TokenKind = "session" | "api";
-
-/** A session or API token as stored: only the hash of its secret is kept. */
-export interface Token {
-  id: string;
-  userId: string;
-  kind: TokenKind;
-  name: string;
-  createdAt: string;
-  expiresAt: string;
-  lastUsedAt?: string;
-  revokedAt?: string;
-}
+export const tokenKinds = ["session", "api"] as const;
+export type TokenKind = (typeof tokenKinds)[number];
 
 const emailPattern = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 

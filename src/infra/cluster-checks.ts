@@ -6,20 +6,21 @@
  * injection, and the RBAC the provider needs.
  */
 
-import { readFileSync } from "node:fs";
 import {
   AdmissionregistrationV1Api,
   ApiException,
   AuthorizationV1Api,
   CoreV1Api,
-  KubeConfig,
+  type KubeConfig,
   VersionApi,
 } from "@kubernetes/client-node";
 import type { CheckResult } from "../api/contract.js";
-import type { InfrastructureSettings, RuntimeChoice } from "../core/settings.js";
+import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
+import type { InfrastructureSettings } from "../core/settings.js";
+import { apiMessage, defaultNamespace, loadKubeConfig } from "../kubernetes/index.js";
 import { type AnyCheck, defineCheck, errorText, fail, pass, runChecks, type Verdict, warn } from "./check.js";
 import type { OsRelease } from "./host-evidence.js";
-import { type IsolationRuntime, judgeKernel, judgeOs } from "./local-checks.js";
+import { judgeKernel, judgeOs } from "./local-checks.js";
 import { supervisorPodForDryRun, supervisorPodWords } from "./supervisor-pod.js";
 import { atLeast, parseVersion, version } from "./versions.js";
 
@@ -32,7 +33,7 @@ export interface ClusterApis {
 
 export interface ClusterContext {
   settings: InfrastructureSettings;
-  runtime: IsolationRuntime;
+  runtime: CvmRuntime;
   namespace: string;
   apis: ClusterApis;
   /** The supervisor Pod's dry run, made once and shared by the checks that read it. */
@@ -41,25 +42,6 @@ export interface ClusterContext {
 
 const kubeconfigRemedy =
   "Point cvm at the cluster: --kubeconfig FILE (or KUBECONFIG), or run inside the cluster with a ServiceAccount.";
-
-/** The API's own message from an error: a Status body's `message`, or the error text. */
-export function apiMessage(error: unknown): string {
-  if (error instanceof ApiException) {
-    const body = typeof error.body === "string" ? safeJson(error.body) : error.body;
-    const message = (body as { message?: unknown } | undefined)?.message;
-    if (typeof message === "string") return message;
-    return `HTTP ${error.code}${typeof error.body === "string" && error.body ? `: ${error.body}` : ""}`;
-  }
-  return errorText(error);
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 // ---------------------------------------------------------------- server version
 
@@ -131,11 +113,11 @@ function judgeEachNode(nodes: NodeEvidence[], judgeOne: (node: NodeEvidence) => 
   };
 }
 
-export function judgeNodeKernels(nodes: NodeEvidence[], runtime: IsolationRuntime): Verdict {
+export function judgeNodeKernels(nodes: NodeEvidence[], runtime: CvmRuntime): Verdict {
   return judgeEachNode(nodes, (node) => judgeKernel(node.kernelVersion, runtime, osFromImage(node.osImage)));
 }
 
-export function judgeNodeOs(nodes: NodeEvidence[], runtime: IsolationRuntime): Verdict {
+export function judgeNodeOs(nodes: NodeEvidence[], runtime: CvmRuntime): Verdict {
   return judgeEachNode(nodes, (node) => judgeOs(osFromImage(node.osImage), runtime));
 }
 
@@ -405,31 +387,6 @@ export interface ClusterCheckOptions {
   namespace?: string;
 }
 
-/**
- * On a cluster the supervisor image's own engine runs CVMs: `auto` means the
- * built-in runtime unless the operator chose sysbox (which needs Ubuntu nodes).
- */
-export function clusterRuntime(choice: RuntimeChoice): IsolationRuntime {
-  return choice === "sysbox" ? "sysbox" : "userns";
-}
-
-/** The namespace the Kubernetes provider picks by default: its own, in a cluster; else `cvm`. */
-function inClusterNamespace(): string | undefined {
-  try {
-    return readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/namespace", "utf8").trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export function loadKubeConfig(kubeconfig?: string): KubeConfig {
-  const config = new KubeConfig();
-  if (kubeconfig) config.loadFromFile(kubeconfig);
-  else if (process.env.KUBERNETES_SERVICE_HOST && !process.env.KUBECONFIG) config.loadFromCluster();
-  else config.loadFromDefault();
-  return config;
-}
-
 export function clusterApis(config: KubeConfig): ClusterApis {
   return {
     core: config.makeApiClient(CoreV1Api),
@@ -454,10 +411,11 @@ export async function runClusterChecks(options: ClusterCheckOptions): Promise<Ch
       },
     ];
   }
-  const namespace = options.namespace ?? (options.kubeconfig ? undefined : inClusterNamespace()) ?? "cvm";
+  const namespace = defaultNamespace(options);
   const base = {
     settings: options.settings,
-    runtime: clusterRuntime(options.settings.runtime),
+    // The supervisor image's own engine runs CVMs on a cluster: its runtimes are not asked, so auto means userns.
+    runtime: resolveRuntime(options.settings.runtime),
     namespace,
     apis: clusterApis(config),
   };

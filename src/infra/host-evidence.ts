@@ -11,7 +11,7 @@ import { chown, mkdir, mkdtemp, readFile, rm, rmdir, stat, statfs } from "node:f
 import { release, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
-import Docker from "dockerode";
+import { defaultDockerHost, dockerClient } from "../docker/index.js";
 import { apparmorProfile, apparmorProfileName } from "../supervisor/apparmor.js";
 import { errorText } from "./check.js";
 
@@ -255,20 +255,9 @@ export interface EngineEvidence {
   operatingSystem?: string;
 }
 
-export const defaultDockerHost = "unix:///var/run/docker.sock";
-
-/** unix:///path, /path, tcp://host:port or http(s)://host:port to dockerode's options. */
-export function dockerOptions(host: string): Docker.DockerOptions {
-  if (host.startsWith("/")) return { socketPath: host };
-  const url = new URL(host);
-  if (url.protocol === "unix:") return { socketPath: url.pathname };
-  const protocol = url.protocol === "https:" ? "https" : "http";
-  return { host: url.hostname, port: url.port || (protocol === "https" ? 2376 : 2375), protocol };
-}
-
 export async function readEngine(host = defaultDockerHost): Promise<EngineEvidence> {
-  const docker = new Docker({ ...dockerOptions(host), timeout: 10_000 });
   try {
+    const docker = dockerClient(host, { timeout: 10_000 });
     const [info, version] = await Promise.all([docker.info(), docker.version()]);
     return {
       host,

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { CheckStatus } from "../api/contract.js";
+import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { Verdict } from "./check.js";
 import { type EngineEvidence, parseCgroupMounts, parseOsRelease, parseSubordinateIds } from "./host-evidence.js";
 import {
@@ -14,7 +15,6 @@ import {
   cvmAppArmorProfile,
   diskFailBelow,
   diskWarnBelow,
-  type IsolationRuntime,
   judgeAppArmorProfile,
   judgeCgroupDelegation,
   judgeCgroupVersion,
@@ -28,7 +28,6 @@ import {
   judgeSecurityModule,
   judgeSubordinateIds,
   judgeUserNamespaces,
-  resolveRuntime,
 } from "./local-checks.js";
 
 const ubuntu = (versionId: string) =>
@@ -44,7 +43,7 @@ function expect(verdict: Verdict, status: CheckStatus, evidence?: RegExp, remedy
   if (remedy) assert.match(verdict.remedy ?? "", remedy);
 }
 
-const kernelCases: [string, IsolationRuntime, ReturnType<typeof parseOsRelease> | undefined, CheckStatus][] = [
+const kernelCases: [string, CvmRuntime, ReturnType<typeof parseOsRelease> | undefined, CheckStatus][] = [
   ["4.19.112+", "userns", debian, "fail"],
   ["5.4.0-1049-gke", "userns", ubuntu("20.04"), "pass"],
   ["5.4.0-1049-gke", "sysbox", ubuntu("20.04"), "pass"],
@@ -202,9 +201,9 @@ test("the engine: reachable and recent, old, unreachable", () => {
 });
 
 test("the isolation runtime: auto picks sysbox only when sysbox-runc is registered", () => {
-  assert.equal(resolveRuntime("auto", engine), "userns");
-  assert.equal(resolveRuntime("auto", withSysbox), "sysbox");
-  assert.equal(resolveRuntime("sysbox", engine), "sysbox");
+  assert.equal(resolveRuntime("auto", engine.runtimes), "userns");
+  assert.equal(resolveRuntime("auto", withSysbox.runtimes), "sysbox");
+  assert.equal(resolveRuntime("sysbox", engine.runtimes), "sysbox");
   expect(judgeIsolationRuntime(engine, { choice: "sysbox", runtime: "sysbox" }), "fail", /not registered/, /sysbox/);
   expect(
     judgeIsolationRuntime(withSysbox, { choice: "sysbox", runtime: "sysbox" }),

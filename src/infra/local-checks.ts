@@ -7,7 +7,9 @@
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import type { CheckResult, CheckStatus } from "../api/contract.js";
+import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { RuntimeChoice } from "../core/settings.js";
+import { defaultDockerHost, dockerHostOf } from "../docker/index.js";
 import { apparmorProfileName } from "../supervisor/apparmor.js";
 import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
 import {
@@ -15,7 +17,6 @@ import {
   type CgroupEvidence,
   type DelegationAttempt,
   type DiskEvidence,
-  defaultDockerHost,
   type EngineEvidence,
   type OsRelease,
   type OverlayAttempt,
@@ -37,14 +38,11 @@ import {
 } from "./host-evidence.js";
 import { atLeast, parseVersion, type Version, version } from "./versions.js";
 
-/** The isolation runtime a CVM would get: the settings' choice, with `auto` resolved against the engine. */
-export type IsolationRuntime = "sysbox" | "userns";
-
 export interface LocalContext {
   choice: RuntimeChoice;
   /** The server's data directory, where cvm's own isolated engine keeps its images. */
   dataDir?: string;
-  runtime: IsolationRuntime;
+  runtime: CvmRuntime;
   engine: EngineEvidence;
   os?: OsRelease;
 }
@@ -56,18 +54,12 @@ export const cvmAppArmorProfile = apparmorProfileName;
 export const remapUser = "dockremap";
 const remapRangeNeeded = 65536;
 
-/** `auto` takes sysbox when the engine has sysbox-runc registered, and the built-in runtime otherwise. */
-export function resolveRuntime(choice: RuntimeChoice, engine: EngineEvidence): IsolationRuntime {
-  if (choice !== "auto") return choice;
-  return engine.runtimes?.includes("sysbox-runc") ? "sysbox" : "userns";
-}
-
 const isUbuntu = (os?: OsRelease) => os?.id === "ubuntu";
 
 // ---------------------------------------------------------------- kernel
 
 interface KernelRule {
-  runtime: IsolationRuntime;
+  runtime: CvmRuntime;
   /** Matches the node's OS; the first rule that matches decides. */
   os: (os?: OsRelease) => boolean;
   minimum: Version;
@@ -99,11 +91,11 @@ export const kernelRules: KernelRule[] = [
   { runtime: "userns", os: () => true, minimum: version("5.4"), why: "CVMs (the seed's minimum)" },
 ];
 
-export function kernelMinimum(runtime: IsolationRuntime, os?: OsRelease): KernelRule {
+export function kernelMinimum(runtime: CvmRuntime, os?: OsRelease): KernelRule {
   return kernelRules.find((rule) => rule.runtime === runtime && rule.os(os))!;
 }
 
-export function judgeKernel(release: string, runtime: IsolationRuntime, os?: OsRelease): Verdict {
+export function judgeKernel(release: string, runtime: CvmRuntime, os?: OsRelease): Verdict {
   const rule = kernelMinimum(runtime, os);
   const minimum = `${rule.minimum.major}.${rule.minimum.minor}`;
   const evidence = `kernel release ${release}; ${rule.why} needs ${minimum} or newer`;
@@ -154,7 +146,7 @@ export const sysboxOsRules: SysboxOsRule[] = [
   },
 ];
 
-export function judgeOs(os: OsRelease | undefined, runtime: IsolationRuntime): Verdict {
+export function judgeOs(os: OsRelease | undefined, runtime: CvmRuntime): Verdict {
   if (!os) {
     const evidence = "neither /etc/os-release nor /usr/lib/os-release exists";
     return runtime === "sysbox"
@@ -309,7 +301,7 @@ export function judgeEngine(e: EngineEvidence): Verdict {
   if (e.error !== undefined) {
     return fail(
       `${e.host}: ${e.error}`,
-      "Start the Docker engine, or point cvm at it with --docker-host (unix:///var/run/docker.sock by default).",
+      `Start the Docker engine, or point cvm at it with --docker-host (${defaultDockerHost} by default).`,
     );
   }
   const evidence = `${e.host}: Docker Engine ${e.version} (API ${e.apiVersion}); runtimes ${e.runtimes?.join(", ")}; default ${e.defaultRuntime}; cgroup ${e.cgroupDriver} v${e.cgroupVersion}; data root ${e.dockerRootDir}`;
@@ -346,7 +338,7 @@ export function securityModuleWords(e: SecurityModuleEvidence): string {
   ].join("; ");
 }
 
-export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: IsolationRuntime): Verdict {
+export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: CvmRuntime): Verdict {
   const evidence = securityModuleWords(e);
   if (apparmorOn(e) && !e.apparmorParser) {
     return fail(
@@ -519,11 +511,11 @@ export interface LocalCheckOptions {
 }
 
 export async function runLocalChecks(options: LocalCheckOptions): Promise<CheckResult[]> {
-  const engine = await readEngine(options.dockerHost ?? process.env.DOCKER_HOST ?? defaultDockerHost);
+  const engine = await readEngine(dockerHostOf(options.dockerHost));
   const context: LocalContext = {
     choice: options.choice,
     dataDir: options.dataDir,
-    runtime: resolveRuntime(options.choice, engine),
+    runtime: resolveRuntime(options.choice, engine.runtimes),
     engine,
     os: await readOsRelease(),
   };

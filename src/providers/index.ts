@@ -10,7 +10,7 @@ export interface ProviderOptions {
   logger: Logger;
   /** docker: the host engine, such as unix:///var/run/docker.sock (the default). */
   dockerHost?: string;
-  /** kubernetes: a kubeconfig file; in-cluster config when absent. */
+  /** kubernetes: a kubeconfig file; when absent, in-cluster config in a cluster, else KUBECONFIG or ~/.kube/config. */
   kubeconfig?: string;
   namespace?: string;
   /** kubernetes: the URL supervisors report build logs to. */

@@ -20,7 +20,7 @@ import { createProvider } from "../providers/index.js";
 import { openStore } from "../store/index.js";
 import { Accounts } from "./accounts.js";
 import { AuditLog } from "./audit-log.js";
-import { EnvironmentService } from "./environment-service.js";
+import { EnvironmentService } from "./environments/index.js";
 import { EventBus } from "./event-bus.js";
 import { createMetrics } from "./metrics.js";
 import { SettingsService } from "./settings-service.js";
@@ -183,7 +183,10 @@ async function serve(
   const terminal = attachTerminal(upgrades, deps);
   const ssh = attachSsh(upgrades, deps);
   const portConnections = attachPortConnect(upgrades, deps);
-  logger.info({ url, store: store.kind, provider: provider.name }, "cvm server listening");
+  logger.info(
+    { url, store: options.postgresUrl ? "postgres" : "sqlite", provider: provider.name },
+    "cvm server listening",
+  );
 
   let closing: Promise<void> | undefined;
   const close = () => {
@@ -196,9 +199,11 @@ async function serve(
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await environments.close();
-      // Streams end on the shutdown signal; whatever still hangs is cut.
-      setTimeout(() => server.closeAllConnections(), 2000).unref();
+      // Streams end on the shutdown signal; whatever still hangs is cut (a timer that holds the
+      // process until then: close() resolves whatever else is left running).
+      const cut = setTimeout(() => server.closeAllConnections(), 2000);
       await stopped;
+      clearTimeout(cut);
       await provider.close().catch((error) => logger.warn({ err: error }, "closing the provider"));
       await store.close();
       logger.info("cvm server stopped");

@@ -24,7 +24,7 @@ import type { Store } from "../core/store.js";
 import type { User } from "../core/user.js";
 import type { Activity } from "./activity.js";
 import type { Actor, AuditLog } from "./audit-log.js";
-import type { EnvironmentService } from "./environment-service.js";
+import type { EnvironmentService } from "./environments/index.js";
 import type { SettingsService } from "./settings-service.js";
 
 /** One viewer opening one port is audited once in this long. */

@@ -11,7 +11,7 @@ import { SshGateway } from "../ssh/gateway.js";
 import { loadHostKey } from "../ssh/host-key.js";
 import { Activity } from "./activity.js";
 import type { AuditLog } from "./audit-log.js";
-import type { EnvironmentService } from "./environment-service.js";
+import type { EnvironmentService } from "./environments/index.js";
 import { LoginAccounts } from "./login-accounts.js";
 import { PortTickets } from "./port-tickets.js";
 import { PortsService } from "./ports-service.js";

@@ -447,7 +447,7 @@ function buildStore(db: Database): BuildStore {
 export function sqlStore(db: Database): Store {
   let closing: Promise<void> | undefined;
   return {
-    kind: db.kind,
+    soleWriter: db.kind === "sqlite",
     users: userStore(db),
     tokens: tokenStore(db),
     settings: settingsStore(db),

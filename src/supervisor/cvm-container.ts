@@ -12,15 +12,9 @@
 
 import type Dockerode from "dockerode";
 import type { Environment } from "../core/environment.js";
+import { type CvmRuntime, sysboxRuntime } from "../core/isolation-runtime.js";
+import { homeVolumeName, labels } from "../docker/index.js";
 import { gateCommand, gateMountPath } from "./start-gate.js";
-
-export type CvmRuntime = "userns" | "sysbox";
-
-export const labels = {
-  managed: "dev.cvm.managed",
-  environment: "dev.cvm.environment",
-  runtime: "dev.cvm.runtime",
-} as const;
 
 export function containerName(environmentId: string): string {
   return `cvm-env-${environmentId}`;
@@ -28,10 +22,6 @@ export function containerName(environmentId: string): string {
 
 export function dockerVolumeName(environmentId: string): string {
   return `cvm-docker-${environmentId}`;
-}
-
-export function homeVolumeName(environmentId: string): string {
-  return `cvm-home-${environmentId}`;
 }
 
 /** The capabilities added to Docker's default set, for the userns runtime, and why. */
@@ -112,7 +102,7 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
       Privileged: false,
     });
   } else {
-    Object.assign(hostConfig, { Runtime: "sysbox-runc", Privileged: false });
+    Object.assign(hostConfig, { Runtime: sysboxRuntime, Privileged: false });
   }
   return {
     name: containerName(environment.id),

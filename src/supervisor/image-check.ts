@@ -6,8 +6,8 @@
  */
 
 import type Dockerode from "dockerode";
-import { CvmError } from "../core/errors.js";
 import { ordinaryAccount, type PasswdEntry, parsePasswd } from "../core/login-account.js";
+import { ignoring, pullError, pullWithRetry } from "../docker/index.js";
 import { type ContainerFilesystem, type ImageFilesystem, withImageFilesystem } from "./image-filesystem.js";
 import { findExecutable, findInitPath, type InitPath, resolveImagePath } from "./init-path.js";
 
@@ -231,34 +231,12 @@ function filesOf(fs: ContainerFilesystem): ImageFiles {
   };
 }
 
-function statusOf(error: unknown): number | undefined {
-  return (error as { statusCode?: number }).statusCode;
-}
-
-/** Makes sure the image is in the engine, pulling it when it is not. */
+/** Makes sure the image is in the engine, pulling it (once: the user is waiting at a prompt) when it is not. */
 async function ensureImage(docker: Dockerode, image: string): Promise<Dockerode.ImageInspectInfo> {
-  try {
-    return await docker.getImage(image).inspect();
-  } catch (error) {
-    if (statusOf(error) !== 404) throw error;
-  }
-  try {
-    const stream = await docker.pull(image);
-    await new Promise<void>((resolve, reject) =>
-      docker.modem.followProgress(stream, (error: Error | null, events: { error?: string }[]) => {
-        const failed = error?.message ?? events.find((e) => e.error)?.error;
-        if (failed) reject(new Error(failed));
-        else resolve();
-      }),
-    );
-  } catch (error) {
-    const message = (error as Error).message;
-    const missing = /not found|manifest unknown|404/i.test(message);
-    throw new CvmError(missing ? "NOT_FOUND" : "UNAVAILABLE", `Cannot pull ${image}`, {
-      detail: message,
-      cause: error,
-    });
-  }
+  const present = await ignoring([404], docker.getImage(image).inspect());
+  if (present) return present;
+  const failure = await pullWithRetry(docker, image, { log: async () => {}, attempts: 1 });
+  if (failure) throw pullError(image, failure);
   return docker.getImage(image).inspect();
 }
 

@@ -7,6 +7,7 @@
  */
 
 import type Dockerode from "dockerode";
+import { isNotFound } from "../docker/index.js";
 
 export type ImageEntryType = "file" | "dir" | "symlink" | "other";
 
@@ -119,10 +120,6 @@ function entryType(goMode: number): ImageEntryType {
   return found ? found[1] : "file";
 }
 
-function statusOf(error: unknown): number | undefined {
-  return (error as { statusCode?: number }).statusCode;
-}
-
 async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
@@ -138,7 +135,7 @@ export class ContainerFilesystem implements ImageFilesystem {
     try {
       response = (await this.container.infoArchive({ path })) as unknown as typeof response;
     } catch (error) {
-      if (statusOf(error) === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
     response.resume();
@@ -158,7 +155,7 @@ export class ContainerFilesystem implements ImageFilesystem {
     try {
       return readTar(await collect(await this.container.getArchive({ path })));
     } catch (error) {
-      if (statusOf(error) === 404) return [];
+      if (isNotFound(error)) return [];
       throw error;
     }
   }

@@ -13,10 +13,11 @@
 import { chown, mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
-import Dockerode from "dockerode";
+import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
+import { type CvmRuntime, chooseRuntime } from "../core/isolation-runtime.js";
 import type { ListeningPort } from "../core/listening-ports.js";
 import type {
   BuildContext,
@@ -28,26 +29,24 @@ import type {
   UnixListener,
   UnixSocketSpec,
 } from "../core/provider.js";
+import {
+  dockerClient,
+  ensureImage,
+  homeVolumeName,
+  ignoreMissing,
+  labels,
+  listLabeledWorkloads,
+  startExec,
+} from "../docker/index.js";
 import { NamespaceBridge } from "../netns/index.js";
 import { ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
-import {
-  type CvmRuntime,
-  containerName,
-  cvmContainerRequest,
-  dockerVolumeName,
-  homeVolumeName,
-  labels,
-  type VolumeSources,
-} from "./cvm-container.js";
+import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
 import { diskLimit } from "./disk-limit.js";
 import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
-import { startExec } from "./exec-session.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
-import { ensureImage } from "./image-pull.js";
 import { findInitPath, type InitPath } from "./init-path.js";
-import { chooseRuntime } from "./isolation-runtime.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
 import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
@@ -73,27 +72,6 @@ export type CvmSupervisor = Omit<Provider, "name">;
 
 export async function createCvmSupervisor(options: CvmSupervisorOptions): Promise<CvmSupervisor> {
   return new Supervisor(options);
-}
-
-/** A Dockerode for a DOCKER_HOST-style address: unix:///path, tcp://host:port, or a bare socket path. */
-export function dockerFor(address: string): Dockerode {
-  if (address.startsWith("unix://")) return new Dockerode({ socketPath: address.slice("unix://".length) });
-  if (address.startsWith("/")) return new Dockerode({ socketPath: address });
-  const url = new URL(address.replace(/^tcp:/, "http:"));
-  return new Dockerode({ host: url.hostname, port: Number(url.port || 2375) });
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as { statusCode?: number }).statusCode;
-}
-
-async function ignoreMissing<T>(work: Promise<T>): Promise<T | undefined> {
-  try {
-    return await work;
-  } catch (error) {
-    if (statusOf(error) === 404 || statusOf(error) === 304) return undefined;
-    throw error;
-  }
 }
 
 /** Waits for `work`, or rejects as soon as the build is aborted (the work itself ends with the container). */
@@ -133,7 +111,7 @@ class Supervisor implements CvmSupervisor {
   constructor(private readonly options: CvmSupervisorOptions) {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
     this.engine = new CvmEngine({ dataDir: options.dataDir, logger: options.logger });
-    this.hostDocker = options.hostDockerHost ? dockerFor(options.hostDockerHost) : undefined;
+    this.hostDocker = options.hostDockerHost ? dockerClient(options.hostDockerHost) : undefined;
     this.bridge = new NamespaceBridge(join(options.dataDir, "bin"));
   }
 
@@ -162,12 +140,14 @@ class Supervisor implements CvmSupervisor {
       credentials: context.credentials,
       log,
       signal: context.signal,
-      hostDocker: this.hostDocker,
+      // cvm's engine is shared by users whose credentials differ: its copy stands in only for an unreachable registry.
+      ownCopy: "unreachable",
+      nodeEngine: this.hostDocker,
     });
     const sources = {
       registry: "pulled from its registry",
       "node-engine": "copied from the node's engine",
-      "cvm-engine": "already in cvm's engine",
+      engine: "already in cvm's engine",
     };
     await log(`pull: ${environment.image} ${sources[source]} in ${((Date.now() - pulledAt) / 1000).toFixed(1)} s`);
     context.signal.throwIfAborted();
@@ -441,7 +421,8 @@ class Supervisor implements CvmSupervisor {
     if (!info?.State.Running) {
       throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`);
     }
-    return startExec(docker, docker.getContainer(info.Id), options);
+    // Root inside the CVM by default; cvm's engine runs on this node.
+    return startExec(docker, docker.getContainer(info.Id), options, { user: "0", engineIsLocal: true });
   }
 
   /** The node's pid of the CVM's init, whose namespaces are entered to reach inside. */
@@ -470,16 +451,7 @@ class Supervisor implements CvmSupervisor {
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    const docker = await this.engine.ensure();
-    const containers = await docker.listContainers({
-      all: true,
-      filters: { label: [`${labels.managed}=true`] },
-    });
-    return containers.map((c) => ({
-      environmentId: c.Labels[labels.environment] ?? "",
-      ref: c.Id,
-      running: c.State === "running",
-    }));
+    return listLabeledWorkloads(await this.engine.ensure());
   }
 
   async removeWorkload(ref: string): Promise<void> {

@@ -2,14 +2,17 @@
  * Environment requests that must be refused before any provider is asked:
  * bad names, images and sizes; CVMs while disabled; another member's
  * environment; listing beyond one's role. Nothing may be created by them.
+ * Over HTTP on both stores, with the fake provider: no engine is needed to
+ * refuse a request (the same rules on the service: src/server/environments).
  */
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ApiError, type CvmClient } from "../../src/client/index.js";
-import type { Environment, EnvironmentState } from "../../src/core/environment.js";
-import { newId } from "../../src/store/ids.js";
-import { startTestServer, storeKinds, type TestServer } from "./harness.js";
+import type { EnvironmentState } from "../../src/core/environment.js";
+import { createFakeProvider } from "../../src/providers/fake/index.js";
+import * as fixtures from "../../src/testing/fixtures.js";
+import { startTestServer, storeKinds, type TestServer } from "../harness/server.js";
 
 async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
   const error = await promise.then(
@@ -21,31 +24,6 @@ async function refused(promise: Promise<unknown>, status: number): Promise<ApiEr
   return error;
 }
 
-/** An environment written straight into the store, in a given state, with no workload behind it. */
-function stored(owner: { id: string; email: string }, name: string, state: EnvironmentState): Environment {
-  const now = new Date().toISOString();
-  return {
-    id: newId("env"),
-    ownerId: owner.id,
-    ownerEmail: owner.email,
-    name,
-    image: "debian",
-    cvm: false,
-    cpu: 1,
-    memoryGiB: 1,
-    diskGiB: 1,
-    state,
-    runtime: "none",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
-    timeline: [{ state, at: now }],
-    createdAt: now,
-    updatedAt: now,
-    version: 1,
-  };
-}
-
 const fields = (error: ApiError) => (error.body.validations ?? []).map((v) => v.field).sort();
 
 for (const kind of storeKinds) {
@@ -54,7 +32,7 @@ for (const kind of storeKinds) {
     let admin: CvmClient;
     let member: CvmClient;
     before(async () => {
-      t = await startTestServer(kind);
+      t = await startTestServer({ store: kind, provider: createFakeProvider() });
       admin = await t.firstAdmin();
       member = await t.userWithRole(admin, "member");
     });
@@ -108,27 +86,9 @@ for (const kind of storeKinds) {
     test("another's environment is a 404 for a member, by id and by name; listing others is 403", async () => {
       const other = await t.userWithRole(admin, "member");
       // Written straight into the store: this test is about who may see it, not about building it.
-      const now = new Date().toISOString();
-      const environment = await t.server.store.environments.create({
-        id: "env_0123456789abcdef0123",
-        ownerId: other.user.id,
-        ownerEmail: other.user.email,
-        name: "theirs",
-        image: "debian",
-        cvm: false,
-        cpu: 1,
-        memoryGiB: 1,
-        diskGiB: 1,
-        state: "stopped",
-        runtime: "none",
-        systemd: "unknown",
-        failedUnits: [],
-        docker: "unknown",
-        timeline: [{ state: "stopped", at: now }],
-        createdAt: now,
-        updatedAt: now,
-        version: 1,
-      });
+      const environment = await t.server.store.environments.create(
+        fixtures.environment({ owner: other.user, name: "theirs", image: "debian", state: "stopped" }),
+      );
       for (const ref of [environment.id, "theirs"]) {
         const error = await refused(member.environment(ref), 404);
         assert.match(error.body.message, /not found/);
@@ -154,7 +114,7 @@ for (const kind of storeKinds) {
         [environment.id],
       );
       assert.deepEqual((await admin.listEnvironments({ owner: "all", kind: "cvm" })).items, []);
-      const bad = await refused(admin.listEnvironments({ state: "sleeping" }), 400);
+      const bad = await refused(admin.listEnvironments({ state: "sleeping" as EnvironmentState }), 400);
       assert.deepEqual(fields(bad), ["state"]);
       // A member may not stop a stopped environment of its own either: the state rule answers 409.
       await refused(other.stopEnvironment("theirs"), 409);
@@ -164,15 +124,17 @@ for (const kind of storeKinds) {
       const owner = await t.userWithRole(admin, "member");
       const { environments } = t.server.store;
       const longAgo = new Date(Date.now() - 11 * 60_000).toISOString();
-      const pulling = await environments.create({
-        ...stored(owner.user, "was-pulling", "pulling"),
-        updatedAt: longAgo,
-        timeline: [{ state: "pulling", at: longAgo }],
-      });
+      const pulling = await environments.create(
+        fixtures.environment({ owner: owner.user, name: "was-pulling", state: "pulling", createdAt: longAgo }),
+      );
       // Just now: with PostgreSQL another replica may be building it, so it is left alone.
-      const fresh = await environments.create(stored(owner.user, "just-queued", "queued"));
-      const running = await environments.create(stored(owner.user, "was-running", "running"));
-      const stopped = await environments.create(stored(owner.user, "was-stopped", "stopped"));
+      const fresh = await environments.create(fixtures.environment({ owner: owner.user, name: "just-queued" }));
+      const running = await environments.create(
+        fixtures.environment({ owner: owner.user, name: "was-running", state: "running" }),
+      );
+      const stopped = await environments.create(
+        fixtures.environment({ owner: owner.user, name: "was-stopped", state: "stopped" }),
+      );
       await t.restart();
       const client = t.anonymous();
       client.token = owner.token;

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { CvmClient } from "../../src/client/index.js";
-import { startTestServer, type TestServer } from "./harness.js";
+import { startTestServer, type TestServer } from "../harness/server.js";
 
 /** Every route the typed client calls, plus the terminal; the document must list each one. */
 const expectedRoutes = [
@@ -77,6 +77,22 @@ describe("http surface (sqlite)", () => {
       "registryCredentials",
     ]);
     assert.deepEqual(create.required.sort(), ["image", "name"]);
+  });
+
+  test("the document lists each route's error statuses, each with the one error body", async () => {
+    const document = (await (await fetch(`${t.url}/api/v1/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
+    };
+    const statuses = (path: string, method: string) => Object.keys(document.paths[path][method].responses);
+    assert.deepEqual(statuses("/api/v1/environments", "post"), ["201", "400", "401", "409", "413", "default"]);
+    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "default"]);
+    assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "default"]);
+    assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "default"]);
+    const forbidden = document.paths["/api/v1/users"].get.responses["403"].content?.["application/json"] as {
+      schema: { properties: Record<string, unknown>; required: string[] };
+    };
+    assert.deepEqual(Object.keys(forbidden.schema.properties), ["message", "detail", "validations"]);
+    assert.deepEqual(forbidden.schema.required, ["message"]);
   });
 
   test("/metrics is Prometheus text with requests, environments by state and build durations", async () => {

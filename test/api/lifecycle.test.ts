@@ -13,7 +13,7 @@ import { WebSocket } from "ws";
 import type { LogStreamItem } from "../../src/api/contract.js";
 import type { ApiError, CvmClient } from "../../src/client/index.js";
 import type { Environment } from "../../src/core/environment.js";
-import { openProvider, startTestServer, storeKinds, type TestServer } from "./harness.js";
+import { openProvider, startTestServer, storeKinds, type TestServer } from "../harness/server.js";
 
 const run = promisify(execFile);
 const image = process.env.CVM_TEST_IMAGE_PLAIN;

@@ -6,46 +6,24 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { pino } from "pino";
 import { type ApiError, CvmClient } from "../../src/client/index.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
 import { type FreshDatabase, freshPostgresUrl } from "../../src/store/testing.js";
-import { password } from "./harness.js";
+import { startTestServer, type TestServer } from "../harness/server.js";
 
 const image = process.env.CVM_TEST_IMAGE_PLAIN;
 
 describe("two replicas on one PostgreSQL database", { skip: image ? false : "CVM_TEST_IMAGE_PLAIN is not set" }, () => {
   let database: FreshDatabase;
-  const servers: RunningServer[] = [];
-  const dirs: string[] = [];
+  const servers: TestServer[] = [];
   let a: CvmClient;
   let b: CvmClient;
 
   before(async () => {
     database = await freshPostgresUrl();
-    for (let i = 0; i < 2; i++) {
-      const dataDir = mkdtempSync(join(tmpdir(), "cvm-api-replica-"));
-      dirs.push(dataDir);
-      servers.push(
-        await startServer({
-          listen: "127.0.0.1:0",
-          dataDir,
-          postgresUrl: database.url,
-          provider: "docker",
-          logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
-          webRoot: join(dataDir, "no-dashboard"),
-        }),
-      );
-    }
-    const admin = new CvmClient({ baseUrl: servers[0].url });
-    admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
-    await admin.createUser({ email: "member@example.com", password, role: "member" });
-    a = new CvmClient({ baseUrl: servers[0].url });
-    a.token = (await a.login({ email: "member@example.com", password })).token;
+    for (let i = 0; i < 2; i++) servers.push(await startTestServer({ store: { postgresUrl: database.url } }));
+    const admin = await servers[0].firstAdmin();
+    a = await servers[0].userWithRole(admin, "member", "member@example.com");
     // The session made on one replica is good on the other.
     b = new CvmClient({ baseUrl: servers[1].url, token: a.token });
   });
@@ -54,7 +32,6 @@ describe("two replicas on one PostgreSQL database", { skip: image ? false : "CVM
     await a?.deleteEnvironment("shared").catch(() => undefined);
     for (const server of servers) await server.close();
     await database?.drop();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
   test("a build run by one replica streams its log through the other until it ends", async () => {

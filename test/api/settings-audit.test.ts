@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ApiError, type CvmClient } from "../../src/client/index.js";
-import { startTestServer, storeKinds, type TestServer } from "./harness.js";
+import { startTestServer, storeKinds, type TestServer } from "../harness/server.js";
 
 async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
   const error = await promise.then(

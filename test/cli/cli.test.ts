@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type RunningServer, startServer } from "../../src/server/index.js";
+import { startTestServer, type TestServer } from "../harness/server.js";
 
 const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 const image = process.env.CVM_TEST_IMAGE_PLAIN;
@@ -20,8 +20,7 @@ interface Result {
   stderr: string;
 }
 
-let server: RunningServer;
-let dataDir: string;
+let server: TestServer;
 let configDir: string;
 
 function cvm(args: string[], env: Record<string, string> = {}): Promise<Result> {
@@ -45,14 +44,12 @@ async function ok(args: string[], env?: Record<string, string>): Promise<string>
 }
 
 before(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "cvm-cli-data-"));
   configDir = mkdtempSync(join(tmpdir(), "cvm-cli-config-"));
-  server = await startServer({ listen: "127.0.0.1:0", dataDir, provider: "docker", logLevel: "warn" });
+  server = await startTestServer({ logLevel: "warn" });
 });
 
 after(async () => {
   await server?.close();
-  rmSync(dataDir, { recursive: true, force: true });
   rmSync(configDir, { recursive: true, force: true });
 });
 

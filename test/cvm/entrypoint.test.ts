@@ -107,6 +107,6 @@ test("an image no registry has: a clear error, not a stack trace", async () => {
   const registry = process.env.CVM_TEST_REGISTRY ?? "127.0.0.1:5000";
   const result = await cvm("image", "check", `${registry}/cvm/no-such-image-${process.pid}:none`);
   assert.equal(result.code, 1);
-  assert.match(result.stderr, /^cvm: Cannot pull .*no-such-image/m);
+  assert.match(result.stderr, /^cvm: Image .*no-such-image.*: not found/m);
   assert.doesNotMatch(result.stderr, /at .*\.ts:\d+/);
 });

@@ -21,10 +21,11 @@ import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import Dockerode from "dockerode";
 import type { Environment } from "../../src/core/environment.js";
-import { containerName, homeVolumeName } from "../../src/supervisor/cvm-container.js";
+import { homeVolumeName } from "../../src/docker/index.js";
+import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
-import { buildCvm, cvmEnvironment, fixtureDataDir, type Ran, shIn, startSupervisor } from "../harness/cvm-fixture.js";
+import { buildCvm, cvmEnvironment, fixtureDataDir, type Ran, shIn, startSupervisor } from "../harness/cvm.js";
 
 const image = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
 const skip = image ? false : "CVM_TEST_IMAGE_SYSTEMD_DOCKER is not set: run through `npm test`, which builds it";
@@ -304,7 +305,7 @@ describe("CVM isolation, from inside a real CVM", { skip }, () => {
 
   before(async () => {
     supervisor = await startSupervisor(dataDir);
-    environment = cvmEnvironment("iso", image!);
+    environment = cvmEnvironment(image!);
     const { observation, log } = await buildCvm(supervisor, environment);
     assert.ok(observation.running, `the CVM is not running:\n${log.join("\n")}`);
     const cvmEngine = new Dockerode({ socketPath: enginePaths(dataDir).socket });

@@ -16,24 +16,23 @@ import { promisify } from "node:util";
 import Dockerode from "dockerode";
 import pino from "pino";
 import { CvmError } from "../../src/core/errors.js";
+import { defaultDockerHost, dockerClient } from "../../src/docker/index.js";
 import { CvmEngine, relocatedEngineRoot } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import {
-  dataDir,
-  environment,
+  cvmBuildContext,
+  cvmEnvironment,
+  scratchDataDir as dataDir,
+  execIn,
   missingImages,
-  recordingContext,
-  run,
   runId,
   startSupervisor,
-} from "./runtime-harness.js";
+} from "../harness/cvm.js";
 
 const exec = promisify(execFile);
 const engineSocket = `${dataDir}/engine/docker.sock`;
 const engine = new Dockerode({ socketPath: engineSocket });
-const host = new Dockerode({
-  socketPath: (process.env.CVM_TEST_HOST_DOCKER ?? "unix:///var/run/docker.sock").replace("unix://", ""),
-});
+const host = dockerClient(process.env.CVM_TEST_HOST_DOCKER ?? defaultDockerHost);
 const localOnly = `cvm-rt-local/${runId}:1`;
 let supervisor: CvmSupervisor;
 
@@ -43,7 +42,7 @@ async function enginePid(): Promise<number> {
 
 before(async () => {
   if (missingImages) return;
-  supervisor = await startSupervisor();
+  supervisor = await startSupervisor(dataDir);
 });
 
 after(async () => {
@@ -69,7 +68,7 @@ test("the engine starts on first use, root-only, and a second supervisor adopts 
   assert.equal(info.Driver, "overlay2");
 
   const pid = await enginePid();
-  const second = await startSupervisor();
+  const second = await startSupervisor(dataDir);
   assert.deepEqual(await second.listWorkloads(), []);
   await second.close();
   assert.equal(await enginePid(), pid);
@@ -90,10 +89,10 @@ test("terminals: tty with its size, the login shell by default, stdin, exit code
   skip: missingImages,
   timeout: 300_000,
 }, async () => {
-  const env = environment(process.env.CVM_TEST_IMAGE_PLAIN as string);
-  await supervisor.build(env, recordingContext());
+  const env = cvmEnvironment(process.env.CVM_TEST_IMAGE_PLAIN as string);
+  await supervisor.build(env, cvmBuildContext());
 
-  const sized = await run(supervisor, env, ["stty", "size"], { tty: true, cols: 101, rows: 33 });
+  const sized = await execIn(supervisor, env, ["stty", "size"], { tty: true, cols: 101, rows: 33 });
   assert.equal(sized.stdout.trim(), "33 101");
 
   const session = await supervisor.exec(env, { command: [], tty: true, cols: 80, rows: 24 });
@@ -120,9 +119,9 @@ test("terminals: tty with its size, the login shell by default, stdin, exit code
 
 test("an image no registry has fails with a clear error", { skip: missingImages, timeout: 120_000 }, async () => {
   const registry = process.env.CVM_TEST_REGISTRY ?? "127.0.0.1:5000";
-  const env = environment(`${registry}/cvm/no-such-image:${runId}`);
+  const env = cvmEnvironment(`${registry}/cvm/no-such-image:${runId}`);
   await assert.rejects(
-    supervisor.build(env, recordingContext()),
+    supervisor.build(env, cvmBuildContext()),
     (error: unknown) => error instanceof CvmError && /no such image or tag/.test(error.message),
   );
 });
@@ -135,12 +134,12 @@ test("an image only the node's engine has is copied from it", { skip: missingIma
   assert.ok(loaded, stdout);
   await host.getImage(loaded).tag({ repo: localOnly.split(":")[0], tag: "1" });
 
-  const env = environment(localOnly);
-  const context = recordingContext();
+  const env = cvmEnvironment(localOnly);
+  const context = cvmBuildContext();
   const observation = await supervisor.build(env, context);
   assert.match(context.lines.join("\n"), /copied from the node's engine/);
   assert.equal(observation.systemd, "unavailable");
-  assert.equal((await run(supervisor, env, ["echo", "from the node"])).stdout, "from the node\n");
+  assert.equal((await execIn(supervisor, env, ["echo", "from the node"])).stdout, "from the node\n");
   await supervisor.remove(env, { keepHome: false });
 });
 
@@ -148,14 +147,14 @@ test("CVMs built at once all reach running, each with its own cgroups", {
   skip: missingImages,
   timeout: 600_000,
 }, async () => {
-  const envs = [1, 2, 3].map(() => environment(process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER as string));
-  const observations = await Promise.all(envs.map((env) => supervisor.build(env, recordingContext())));
+  const envs = [1, 2, 3].map(() => cvmEnvironment(process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER as string));
+  const observations = await Promise.all(envs.map((env) => supervisor.build(env, cvmBuildContext())));
   for (const observation of observations) {
     assert.equal(observation.systemd, "running");
     assert.equal(observation.docker, "answering");
   }
   const hostnames = await Promise.all(
-    envs.map(async (env) => (await run(supervisor, env, ["hostname"])).stdout.trim()),
+    envs.map(async (env) => (await execIn(supervisor, env, ["hostname"])).stdout.trim()),
   );
   assert.deepEqual(
     hostnames,
@@ -168,18 +167,18 @@ test("CVMs outlive a server restart: the engine stops with close(), the next sup
   skip: missingImages,
   timeout: 300_000,
 }, async () => {
-  const env = environment(process.env.CVM_TEST_IMAGE_PLAIN as string);
-  await supervisor.build(env, recordingContext());
+  const env = cvmEnvironment(process.env.CVM_TEST_IMAGE_PLAIN as string);
+  await supervisor.build(env, cvmBuildContext());
   const { Pid: pid } = (await engine.getContainer(`cvm-env-${env.id}`).inspect()).State;
   await supervisor.close();
   await assert.rejects(engine.ping());
   process.kill(pid, 0); // still alive without its engine
 
-  supervisor = await startSupervisor();
+  supervisor = await startSupervisor(dataDir);
   const seen = await supervisor.observe(env);
   assert.equal(seen.running, true);
   assert.equal(seen.systemd, "unavailable");
-  assert.equal((await run(supervisor, env, ["echo", "still here"])).stdout, "still here\n");
+  assert.equal((await execIn(supervisor, env, ["echo", "still here"])).stdout, "still here\n");
   await supervisor.remove(env, { keepHome: false });
 });
 

@@ -10,22 +10,22 @@ import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import {
-  dataDir,
-  environment,
-  images,
+  cvmBuildContext,
+  cvmEnvironment,
+  cvmImages,
+  scratchDataDir as dataDir,
+  execIn,
   missingImages,
-  recordingContext,
-  run,
   startSupervisor,
   traces,
-} from "./runtime-harness.js";
+} from "../harness/cvm.js";
 
 const engine = new Dockerode({ socketPath: `${dataDir}/engine/docker.sock` });
 let supervisor: CvmSupervisor;
 
 before(async () => {
   if (missingImages) return;
-  supervisor = await startSupervisor();
+  supervisor = await startSupervisor(dataDir);
 });
 
 after(async () => {
@@ -35,14 +35,14 @@ after(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-const image = images();
+const image = cvmImages();
 
 test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker on overlay2, limits inside", {
   skip: missingImages,
   timeout: 600_000,
 }, async () => {
-  const env = environment(image!.systemdDocker, { cpu: 1.5, memoryGiB: 1.25 });
-  const context = recordingContext();
+  const env = cvmEnvironment(image!.systemdDocker, { cpu: 1.5, memoryGiB: 1.25 });
+  const context = cvmBuildContext();
   const observation = await supervisor.build(env, context);
   assert.deepEqual(observation, {
     exists: true,
@@ -68,13 +68,13 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
     assert.match(log, expected);
   }
 
-  assert.equal((await run(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "systemd");
-  assert.equal((await run(supervisor, env, ["systemctl", "is-system-running"])).stdout.trim(), "running");
-  const nested = await run(supervisor, env, ["docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
+  assert.equal((await execIn(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "systemd");
+  assert.equal((await execIn(supervisor, env, ["systemctl", "is-system-running"])).stdout.trim(), "running");
+  const nested = await execIn(supervisor, env, ["docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
   assert.equal(nested.stdout.trim(), "ok", nested.stderr);
-  assert.equal((await run(supervisor, env, ["docker", "info", "-f", "{{.Driver}}"])).stdout.trim(), "overlay2");
+  assert.equal((await execIn(supervisor, env, ["docker", "info", "-f", "{{.Driver}}"])).stdout.trim(), "overlay2");
   // BuildKit's read-only binds work on that data (they fail when its mount carries nosuid/nodev).
-  const build = await run(supervisor, env, [
+  const build = await execIn(supervisor, env, [
     "sh",
     "-c",
     "mkdir -p /tmp/b && printf 'FROM cvm/hello\\nRUN echo built > /built\\n' > /tmp/b/Dockerfile && " +
@@ -82,21 +82,21 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
   ]);
   assert.equal(build.stdout.trim(), "built", build.stderr);
   // The inner Docker's data is on a disk of its own, of the size asked for.
-  const df = await run(supervisor, env, ["df", "-k", "--output=size,fstype", "/var/lib/docker"]);
+  const df = await execIn(supervisor, env, ["df", "-k", "--output=size,fstype", "/var/lib/docker"]);
   const [sizeKiB, fsType] = df.stdout.trim().split("\n")[1].trim().split(/\s+/);
   assert.equal(fsType, "ext4");
   assert.ok(Math.abs(Number(sizeKiB) / 1024 ** 2 - 10) < 0.5, `/var/lib/docker is ${sizeKiB} KiB`);
 
   // Root inside is an unprivileged range on the node.
-  assert.match((await run(supervisor, env, ["cat", "/proc/self/uid_map"])).stdout, /^\s*0\s+100000\s+65536\s*$/);
+  assert.match((await execIn(supervisor, env, ["cat", "/proc/self/uid_map"])).stdout, /^\s*0\s+100000\s+65536\s*$/);
   // Limits as the CVM sees them in its own cgroup (v1 here; v2 names are the fallbacks).
-  const memory = await run(supervisor, env, [
+  const memory = await execIn(supervisor, env, [
     "sh",
     "-c",
     "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
   ]);
   assert.equal(memory.stdout.trim(), String(1.25 * 1024 ** 3));
-  const cpu = await run(supervisor, env, [
+  const cpu = await execIn(supervisor, env, [
     "sh",
     "-c",
     "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
@@ -104,7 +104,7 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
   assert.match(cpu.stdout.trim(), /^150000\s+100000$/);
 
   // The CVM cannot raise its own limits: the limit files stay the node root's.
-  const raise = await run(supervisor, env, [
+  const raise = await execIn(supervisor, env, [
     "sh",
     "-c",
     "echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo max > /sys/fs/cgroup/memory.max",
@@ -112,7 +112,7 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
   assert.notEqual(raise.code, 0, "writing its own memory limit must fail");
 
   // Exit codes and stderr come back as they are.
-  const failing = await run(supervisor, env, ["sh", "-c", "echo oops >&2; exit 7"]);
+  const failing = await execIn(supervisor, env, ["sh", "-c", "echo oops >&2; exit 7"]);
   assert.equal(failing.code, 7);
   assert.equal(failing.stderr.trim(), "oops");
 
@@ -127,15 +127,15 @@ test("an image without /sbin/init starts under the minimal init: commands run, s
   skip: missingImages,
   timeout: 300_000,
 }, async () => {
-  const env = environment(image!.plain);
-  const context = recordingContext();
+  const env = cvmEnvironment(image!.plain);
+  const context = cvmBuildContext();
   const observation = await supervisor.build(env, context);
   assert.equal(observation.running, true);
   assert.equal(observation.systemd, "unavailable");
   assert.equal(observation.docker, "absent");
   assert.match(context.lines.join("\n"), /entrypoint: no usable \/sbin\/init \(\S+ does not exist\)/);
-  assert.equal((await run(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "cvm-reaper");
-  assert.equal((await run(supervisor, env, ["sh", "-c", "echo hi; id -u"])).stdout, "hi\n0\n");
+  assert.equal((await execIn(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "cvm-reaper");
+  assert.equal((await execIn(supervisor, env, ["sh", "-c", "echo hi; id -u"])).stdout, "hi\n0\n");
   assert.equal((await supervisor.observe(env)).systemd, "unavailable");
 
   // The reaper stops at once on the CVM's stop signal.
@@ -150,12 +150,12 @@ test("an image whose /sbin/init is a dangling link counts as having none", {
   skip: missingImages,
   timeout: 300_000,
 }, async () => {
-  const env = environment(image!.danglingInit);
-  const context = recordingContext();
+  const env = cvmEnvironment(image!.danglingInit);
+  const context = cvmBuildContext();
   const observation = await supervisor.build(env, context);
   assert.equal(observation.systemd, "unavailable");
   assert.match(context.lines.join("\n"), /entrypoint: no usable \/sbin\/init \(.*dangling/);
-  assert.equal((await run(supervisor, env, ["echo", "runs"])).stdout, "runs\n");
+  assert.equal((await execIn(supervisor, env, ["echo", "runs"])).stdout, "runs\n");
   await supervisor.remove(env, { keepHome: false });
 });
 
@@ -163,12 +163,12 @@ test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps h
   skip: missingImages,
   timeout: 600_000,
 }, async () => {
-  const env = environment(image!.systemdDocker);
-  await supervisor.build(env, recordingContext());
-  await run(supervisor, env, ["sh", "-c", "echo kept > /home/marker && docker tag cvm/hello keepme:1"]);
+  const env = cvmEnvironment(image!.systemdDocker);
+  await supervisor.build(env, cvmBuildContext());
+  await execIn(supervisor, env, ["sh", "-c", "echo kept > /home/marker && docker tag cvm/hello keepme:1"]);
   const failing =
     "[Unit]\nDescription=fails on purpose\n[Service]\nType=oneshot\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n";
-  const enabled = await run(supervisor, env, [
+  const enabled = await execIn(supervisor, env, [
     "sh",
     "-c",
     `printf '${failing}' > /etc/systemd/system/cvm-rt-fails.service && systemctl enable cvm-rt-fails.service`,
@@ -184,31 +184,31 @@ test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps h
   assert.ok(stopSeconds < 25, `stop took ${stopSeconds} s: systemd did not shut down by itself`);
   assert.notEqual(stopped.State.ExitCode, 137);
 
-  const restart = recordingContext();
+  const restart = cvmBuildContext();
   const again = await supervisor.start(env, restart);
   assert.equal(again.systemd, "degraded");
   assert.deepEqual(again.failedUnits, ["cvm-rt-fails.service"]);
   assert.equal(again.docker, "answering");
   assert.match(restart.lines.join("\n"), /systemd: failed units: cvm-rt-fails.service/);
-  assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
+  assert.equal((await execIn(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
 
   await supervisor.discard(env, { keepDockerData: true });
-  assert.equal((await supervisor.build(env, recordingContext())).systemd, "running", "a rebuild starts from the image");
-  assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n", "home survives a rebuild");
-  const kept = await run(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
+  assert.equal((await supervisor.build(env, cvmBuildContext())).systemd, "running", "a rebuild starts from the image");
+  assert.equal((await execIn(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n", "home survives a rebuild");
+  const kept = await execIn(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
   assert.equal(kept.stdout.trim(), "ok", "inner images survive a rebuild with keepDockerData");
 
   await supervisor.discard(env, { keepDockerData: false });
-  await supervisor.build(env, recordingContext());
-  const gone = await run(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
+  await supervisor.build(env, cvmBuildContext());
+  const gone = await execIn(supervisor, env, ["docker", "image", "inspect", "-f", "ok", "keepme:1"]);
   assert.notEqual(gone.code, 0, "inner images are dropped by a rebuild without keepDockerData");
-  assert.equal((await run(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
+  assert.equal((await execIn(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
   await supervisor.remove(env, { keepHome: false });
 });
 
 test("a build aborted while systemd boots stops at once", { skip: missingImages, timeout: 300_000 }, async () => {
-  const env = environment(image!.systemdDocker);
-  const context = recordingContext();
+  const env = cvmEnvironment(image!.systemdDocker);
+  const context = cvmBuildContext();
   const controller = new AbortController();
   context.signal = controller.signal;
   const originalLog = context.log;
@@ -226,8 +226,8 @@ test("remove leaves nothing: no container, cgroup directory, mount, process or v
   skip: missingImages,
   timeout: 300_000,
 }, async () => {
-  const env = environment(image!.systemdDocker);
-  await supervisor.build(env, recordingContext());
+  const env = cvmEnvironment(image!.systemdDocker);
+  await supervisor.build(env, cvmBuildContext());
   const info = await engine.getContainer(`cvm-env-${env.id}`).inspect();
   const pid = info.State.Pid;
   const merged = (info.GraphDriver.Data as Record<string, string>).MergedDir;

@@ -11,52 +11,30 @@ import { randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
 import pino from "pino";
 import type { Environment } from "../../src/core/environment.js";
-import type { BuildContext, ExecSession, Provider } from "../../src/core/provider.js";
-import { defaultSettings } from "../../src/core/settings.js";
+import type { ExecSession, Provider } from "../../src/core/provider.js";
 import { createDockerProvider } from "../../src/providers/docker/index.js";
-import { fixtureDataDir } from "../harness/cvm-fixture.js";
+import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
+import { fixtureDataDir } from "../harness/cvm.js";
 
 const cvmImage = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
 const plainImage = process.env.CVM_TEST_IMAGE_PLAIN;
 const skip = (!cvmImage || !plainImage) && "run through `npm test`, which builds the test images";
 
 let provider: Provider;
+const building = () => fixtures.recordingContext({ signal: AbortSignal.timeout(300_000) });
 const made: Environment[] = [];
 
 function environment(name: string, image: string, cvm: boolean): Environment {
-  const now = new Date().toISOString();
-  const env: Environment = {
-    id: `env_${randomBytes(10).toString("hex")}`,
+  const env = fixtures.environment({
     name: `route-${name}-${randomBytes(2).toString("hex")}`,
     image,
     cvm,
-    cpu: 1,
-    memoryGiB: 1,
     diskGiB: 10,
-    ownerId: "usr_routing_test",
-    ownerEmail: "routing-test@example.com",
-    state: "queued",
-    runtime: cvm ? "userns" : "none",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
-    buildId: `bld_${randomBytes(4).toString("hex")}`,
-    timeline: [],
-    createdAt: now,
-    updatedAt: now,
-    version: 1,
-  };
+    buildId: newId("bld"),
+  });
   made.push(env);
   return env;
-}
-
-function context(): BuildContext {
-  return {
-    settings: defaultSettings,
-    signal: AbortSignal.timeout(300_000),
-    log: async () => {},
-    enter: async () => {},
-  };
 }
 
 async function output(session: ExecSession): Promise<{ stdout: string; code: number }> {
@@ -86,7 +64,10 @@ after(async () => {
 test("a CVM goes to the supervisor, a standard environment stays on the host engine", { skip }, async () => {
   const cvm = environment("cvm", cvmImage as string, true);
   const plain = environment("plain", plainImage as string, false);
-  const [cvmBuilt, plainBuilt] = await Promise.all([provider.build(cvm, context()), provider.build(plain, context())]);
+  const [cvmBuilt, plainBuilt] = await Promise.all([
+    provider.build(cvm, building()),
+    provider.build(plain, building()),
+  ]);
 
   assert.equal(cvmBuilt.running, true, cvmBuilt.reason);
   assert.equal(cvmBuilt.systemd, "running", `failed units: ${cvmBuilt.failedUnits.join(", ")}`);

@@ -17,9 +17,9 @@ import { promisify } from "node:util";
 import Dockerode from "dockerode";
 import pino from "pino";
 import type { Environment } from "../../src/core/environment.js";
-import type { BuildContext, Provider } from "../../src/core/provider.js";
-import { defaultSettings } from "../../src/core/settings.js";
+import type { Provider } from "../../src/core/provider.js";
 import { createDockerProvider } from "../../src/providers/docker/index.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 
 const run = promisify(execFile);
 const helloImage = process.env.CVM_TEST_IMAGE_HELLO;
@@ -77,44 +77,18 @@ async function startPrivateRegistry(): Promise<void> {
 }
 
 function environment(name: string, image: string): Environment {
-  const now = new Date().toISOString();
-  const env: Environment = {
-    id: `env_${randomBytes(10).toString("hex")}`,
+  const env = fixtures.environment({
     name: `${prefix}-${name}`,
     image,
-    cvm: false,
-    cpu: 1,
     memoryGiB: 0.25,
-    diskGiB: 1,
-    ownerId: "usr_pull_test",
-    ownerEmail: "pull-test@example.com",
-    state: "queued",
-    runtime: "none",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
     buildId: "bld_pull_test",
-    timeline: [],
-    createdAt: now,
-    updatedAt: now,
-    version: 1,
-  };
+  });
   environments.push(env);
   return env;
 }
 
-function context(credentials?: { username: string; password: string }): BuildContext & { lines: string[] } {
-  const lines: string[] = [];
-  return {
-    settings: defaultSettings,
-    credentials,
-    lines,
-    signal: new AbortController().signal,
-    log: async (text) => {
-      lines.push(text);
-    },
-    enter: async () => {},
-  };
+function context(credentials?: { username: string; password: string }) {
+  return fixtures.recordingContext({ credentials });
 }
 
 before(async () => {

@@ -14,10 +14,11 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import Dockerode from "dockerode";
 import pino from "pino";
-import type { Environment, EnvironmentState } from "../../src/core/environment.js";
-import type { BuildContext, ExecSession, Provider } from "../../src/core/provider.js";
-import { defaultSettings } from "../../src/core/settings.js";
+import type { Environment } from "../../src/core/environment.js";
+import type { ExecSession, Provider } from "../../src/core/provider.js";
 import { createDockerProvider } from "../../src/providers/docker/index.js";
+import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 
 const run = promisify(execFile);
 const plainImage = process.env.CVM_TEST_IMAGE_PLAIN;
@@ -31,50 +32,21 @@ let provider: Provider;
 const made: Environment[] = [];
 
 function environment(name: string, image: string, overrides: Partial<Environment> = {}): Environment {
-  const now = new Date().toISOString();
-  const env: Environment = {
-    id: `env_${randomBytes(10).toString("hex")}`,
+  const env = fixtures.environment({
     name: `${prefix}-${name}`,
     image,
-    cvm: false,
     cpu: 1.5,
     memoryGiB: 0.5,
     diskGiB: 5,
-    ownerId: "usr_provider_test",
-    ownerEmail: "provider-test@example.com",
-    state: "queued",
-    runtime: "none",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
-    buildId: `bld_${randomBytes(4).toString("hex")}`,
-    timeline: [],
-    createdAt: now,
-    updatedAt: now,
-    version: 1,
+    buildId: newId("bld"),
     ...overrides,
-  };
+  });
   made.push(env);
   return env;
 }
 
 /** The caller's side of a build: what the server would record. */
-function context(): BuildContext & { lines: string[]; states: EnvironmentState[] } {
-  const lines: string[] = [];
-  const states: EnvironmentState[] = [];
-  return {
-    settings: defaultSettings,
-    lines,
-    states,
-    signal: new AbortController().signal,
-    log: async (text) => {
-      lines.push(text);
-    },
-    enter: async (state) => {
-      states.push(state);
-    },
-  };
-}
+const context = () => fixtures.recordingContext();
 
 async function collect(session: ExecSession, input?: string) {
   let stdout = "";

@@ -9,45 +9,30 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
-import pino from "pino";
-import { CvmClient } from "../../src/client/index.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
+import type { CvmClient } from "../../src/client/index.js";
+import { startTestServer, type TestServer } from "../harness/server.js";
 
 const image = process.env.CVM_TEST_IMAGE_PLAIN;
 const socket = process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock";
 const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 const docker = new Dockerode({ socketPath: socket });
 
-let server: RunningServer;
-let dataDir: string;
+let server: TestServer;
 let client: CvmClient;
 const name = `std-${process.pid}`;
 
 before(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "cvm-standard-env-"));
-  server = await startServer({
-    listen: "127.0.0.1:0",
-    dataDir,
-    provider: "docker",
-    dockerHost: `unix://${socket}`,
-    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
-    webRoot: join(dataDir, "no-dashboard"),
-  });
-  client = new CvmClient({ baseUrl: server.url });
-  const session = await client.createFirstAdmin({ email: "admin@example.com", password: "correct horse battery" });
-  client.token = session.token;
+  server = await startTestServer();
+  client = await server.firstAdmin();
 });
 
 after(async () => {
   // A failed run still leaves nothing in the engine.
   if (client?.token) await client.deleteEnvironment(name).catch(() => undefined);
   await server?.close();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 /** `cvm ssh NAME -- CMD...` through the server, as a script would run it. */
@@ -57,7 +42,7 @@ function cvmSsh(name: string, command: string[]): Promise<{ code: number; stdout
       cvmBin,
       ["ssh", name, "--", ...command],
       {
-        env: { ...process.env, CVM_URL: server.url, CVM_TOKEN: client.token, CVM_CONFIG_DIR: dataDir },
+        env: { ...process.env, CVM_URL: server.url, CVM_TOKEN: client.token, CVM_CONFIG_DIR: server.dataDir },
         timeout: 60_000,
       },
       (error, stdout, stderr) => {

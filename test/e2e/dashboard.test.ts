@@ -8,17 +8,10 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { CvmClient } from "../../src/client/index.js";
-import {
-  type DashboardServer,
-  launchChromium,
-  openPage,
-  password,
-  screenshots,
-  startDashboardServer,
-  type watchConsole,
-} from "./harness.js";
+import { password, type TestServer } from "../harness/server.js";
+import { launchChromium, openPage, screenshots, startDashboardServer, type watchConsole } from "./harness.js";
 
-let server: DashboardServer;
+let server: TestServer;
 let browser: Browser;
 let admin: CvmClient;
 

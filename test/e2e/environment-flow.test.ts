@@ -12,19 +12,18 @@ import { after, before, test } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { CvmClient } from "../../src/client/index.js";
 import type { Environment } from "../../src/core/environment.js";
+import { password, type TestServer } from "../harness/server.js";
 import {
-  type DashboardServer,
   type DropProxy,
   launchChromium,
   openPage,
-  password,
   screenshots,
   startDashboardServer,
   startDropProxy,
   type watchConsole,
 } from "./harness.js";
 
-let server: DashboardServer;
+let server: TestServer;
 let browser: Browser;
 let admin: CvmClient;
 /** The browser reaches the server through this, so a test can drop its connections. */

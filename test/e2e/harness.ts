@@ -6,17 +6,14 @@
  */
 
 import { spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { type AddressInfo, connect, createServer as createNetServer, type Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
-import { type RunningServer, startServer } from "../../src/server/index.js";
+import { startTestServer, type TestServer } from "../harness/server.js";
 
 export const root = join(import.meta.dirname, "..", "..");
 export const webDist = join(root, "web", "dist");
-export const password = "correct horse battery";
 
 export const chromiumArgs = [
   "--headless",
@@ -100,34 +97,10 @@ export async function ensureDashboardBuilt(): Promise<void> {
   }
 }
 
-export interface DashboardServer {
-  server: RunningServer;
-  url: string;
-  close(): Promise<void>;
-}
-
 /** A real cvm server on a fresh SQLite data dir, serving web/dist. */
-export async function startDashboardServer(): Promise<DashboardServer> {
+export async function startDashboardServer(): Promise<TestServer> {
   await ensureDashboardBuilt();
-  const dataDir = mkdtempSync(join(tmpdir(), "cvm-e2e-"));
-  // A CVM's remapped root must be able to reach its volumes under the data dir.
-  chmodSync(dataDir, 0o755);
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    dataDir,
-    provider: "docker",
-    dockerHost: process.env.CVM_TEST_HOST_DOCKER ? `unix://${process.env.CVM_TEST_HOST_DOCKER}` : undefined,
-    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
-    webRoot: webDist,
-  });
-  return {
-    server,
-    url: server.url,
-    async close() {
-      await server.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+  return startTestServer({ webRoot: webDist, cvms: true });
 }
 
 export function launchChromium(): Promise<Browser> {

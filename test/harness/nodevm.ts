@@ -8,8 +8,9 @@
  * - Its serial console goes to a file (`console()` reads it; the tail is in boot errors).
  * - Commands run inside through the agent on a virtio-serial port (`exec`).
  * - Files get in as read-only raw disks named by serial (`disks`); a tar file
- *   as a disk is read in the VM with `tar -xf "$(vmDisk NAME)"` (see `diskDevice`).
- * No network device: the VM reaches nothing and nothing reaches it.
+ *   as a disk is read in the VM with `tar -xf ${diskDevice(NAME)}`.
+ * No network device: the VM reaches nothing and nothing reaches it. qemu dies
+ * with the process that started it.
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
@@ -228,7 +229,11 @@ export async function startNodeVm(options: NodeVmOptions = {}): Promise<NodeVm> 
   };
 
   const started = Date.now();
-  qemu = spawn(qemuBinary, qemuArguments(image, dir, options), { stdio: ["ignore", "ignore", "pipe"] });
+  // setpriv (util-linux) makes the kernel kill qemu when this process dies without close(), as a test
+  // file stopped by its timeout or a Ctrl-C does: no VM left behind, spinning two cores under emulation.
+  qemu = spawn("setpriv", ["--pdeathsig", "SIGKILL", "--", qemuBinary, ...qemuArguments(image, dir, options)], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let qemuStderr = "";
   qemu.stderr?.on("data", (chunk) => {
     qemuStderr += chunk.toString();

@@ -14,9 +14,9 @@ import { promisify } from "node:util";
 import { CoreV1Api, KubeConfig, type KubernetesObject, KubernetesObjectApi } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { parseAllDocuments } from "yaml";
-import { defaultSettings } from "../../src/core/settings.js";
 import { createKubernetesProvider } from "../../src/providers/kubernetes/index.js";
 import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import {
   binaryPath,
   createTestNamespace,
@@ -109,35 +109,16 @@ describe("the Helm chart on a real API server", {
       stopTimeoutSeconds: 5,
     });
     try {
-      const at = new Date().toISOString();
-      const environment = {
-        id: newId("env"),
+      const environment = fixtures.environment({
         name: "chart-rbac",
         image: "127.0.0.1:5000/cvm-test/ubuntu-systemd-docker:latest",
         cvm: true,
-        cpu: 1,
-        memoryGiB: 1,
-        diskGiB: 1,
-        ownerId: "usr_chart",
-        ownerEmail: "ada@example.com",
-        state: "queued" as const,
-        runtime: "userns" as const,
-        systemd: "unknown" as const,
-        failedUnits: [],
-        docker: "unknown" as const,
         buildId: newId("bld"),
-        timeline: [],
-        createdAt: at,
-        updatedAt: at,
-        version: 1,
-      };
-      const context = {
-        settings: { ...defaultSettings, cvmEnabled: true },
+      });
+      const context = fixtures.recordingContext({
+        settings: fixtures.settings({ cvmEnabled: true }),
         credentials: { username: "ada", password: "pw" },
-        log: async () => {},
-        enter: async () => {},
-        signal: new AbortController().signal,
-      };
+      });
       assert.equal((await provider.build(environment, context)).running, true, "create");
       await provider.stop(environment, 5);
       assert.equal((await provider.start({ ...environment, buildId: newId("bld") }, context)).running, true, "start");

@@ -15,63 +15,35 @@ import { CoreV1Api, type V1Pod } from "@kubernetes/client-node";
 import { pino } from "pino";
 import type { Environment, RegistryCredentials } from "../../src/core/environment.js";
 import { CvmError } from "../../src/core/errors.js";
-import type { BuildContext } from "../../src/core/provider.js";
-import { defaultSettings, type InfrastructureSettings } from "../../src/core/settings.js";
 import {
   createKubernetesProvider,
   type KubernetesProvider,
   objectNames,
 } from "../../src/providers/kubernetes/index.js";
 import { newId } from "../../src/store/ids.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import { createTestNamespace, type Kube, kubeSuiteTimeoutMs, kubeUnavailable, startKube } from "../harness/kube.js";
 
 const unavailable = kubeUnavailable();
 const logger = pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "silent" });
-const cvmSettings: InfrastructureSettings = { ...defaultSettings, cvmEnabled: true };
+const cvmSettings = fixtures.settings({ cvmEnabled: true });
 
 function environment(overrides: Partial<Environment> = {}): Environment {
-  const at = new Date().toISOString();
   const id = newId("env");
-  return {
+  return fixtures.environment({
     id,
     name: `k8s-${id.slice(-6)}`,
     image: "127.0.0.1:5000/cvm-test/ubuntu-systemd-docker:latest",
     cvm: true,
-    cpu: 1,
-    memoryGiB: 1,
-    diskGiB: 1,
-    ownerId: "usr_test",
-    ownerEmail: "ada@example.com",
-    state: "queued",
-    runtime: "userns",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
     buildId: newId("bld"),
-    timeline: [],
-    createdAt: at,
-    updatedAt: at,
-    version: 1,
     ...overrides,
-  };
+  });
 }
 
 function recorder(credentials?: RegistryCredentials, settings = cvmSettings) {
-  const lines: string[] = [];
-  const states: string[] = [];
   const controller = new AbortController();
-  const context: BuildContext = {
-    settings,
-    credentials,
-    log: async (text) => {
-      lines.push(text);
-    },
-    enter: async (state) => {
-      states.push(state);
-    },
-    signal: controller.signal,
-  };
-  return { context, lines, states, controller };
+  const context = fixtures.recordingContext({ credentials, settings, signal: controller.signal });
+  return { context, lines: context.lines, states: context.states, controller };
 }
 
 describe("kubernetes provider on a real API server", { skip: unavailable, timeout: kubeSuiteTimeoutMs() }, () => {

@@ -7,44 +7,30 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CoreV1Api } from "@kubernetes/client-node";
-import { pino } from "pino";
-import { CvmClient } from "../../src/client/index.js";
+import type { CvmClient } from "../../src/client/index.js";
 import type { Environment, EnvironmentState } from "../../src/core/environment.js";
 import { objectNames } from "../../src/providers/kubernetes/index.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
 import { createTestNamespace, type Kube, kubeSuiteTimeoutMs, kubeUnavailable, startKube } from "../harness/kube.js";
+import { startTestServer, type TestServer } from "../harness/server.js";
 
 const unavailable = kubeUnavailable();
-const password = "correct horse battery";
 
 async function serverFor(
   kube: Kube,
   namespace: string,
-  dataDir = mkdtempSync(join(tmpdir(), "cvm-k8s-server-")),
-): Promise<{ server: RunningServer; admin: CvmClient }> {
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    dataDir,
-    provider: "kubernetes",
-    kubeconfig: kube.kubeconfig,
-    namespace,
-    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
-    webRoot: join(dataDir, "no-dashboard"),
-  });
-  const admin = new CvmClient({ baseUrl: server.url });
-  if ((await admin.setupStatus()).needsFirstAdmin) {
-    admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
-    // The cluster checks are the doctor's business (and tested there); here CVMs are simply on.
-    await admin.updateInfrastructure({ cvmEnabled: true, force: true, limits: { maxCpu: 128 } });
-  } else {
-    admin.token = (await admin.login({ email: "admin@example.com", password })).token;
-  }
+  dataDir?: string,
+): Promise<{ server: TestServer; admin: CvmClient }> {
+  const server = await startTestServer({ provider: "kubernetes", kubeconfig: kube.kubeconfig, namespace, dataDir });
+  const fresh = (await server.anonymous().setupStatus()).needsFirstAdmin;
+  const admin = await server.firstAdmin();
+  // The cluster checks are the doctor's business (and tested there); here CVMs are simply on.
+  if (fresh) await admin.updateInfrastructure({ cvmEnabled: true, force: true, limits: { maxCpu: 128 } });
   return { server, admin };
 }
 
@@ -171,6 +157,7 @@ describe("cvm server with the kubernetes provider", { skip: unavailable, timeout
       await second.admin.deleteEnvironment(created.id);
     } finally {
       await second.server.close();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -19,12 +19,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { pino } from "pino";
-import type { Environment } from "../../src/core/environment.js";
-import type { BuildContext } from "../../src/core/provider.js";
-import { defaultSettings } from "../../src/core/settings.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
-import { createCvmSupervisor } from "../../src/supervisor/index.js";
+import { cvmBuildContext, cvmEnvironment, startSupervisor } from "../harness/cvm.js";
 
 const run = promisify(execFile);
 
@@ -34,44 +31,6 @@ export const resultMarker = "CVM-NODEVM-RESULT";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const logger = pino({ level: "info" }, pino.destination(2));
-
-function environment(id: string, image: string): Environment {
-  const now = new Date().toISOString();
-  return {
-    id,
-    name: "nodevm",
-    image,
-    cvm: true,
-    cpu: 2,
-    memoryGiB: 1,
-    diskGiB: 10,
-    ownerId: "owner",
-    ownerEmail: "owner@example.com",
-    state: "queued",
-    runtime: "userns",
-    systemd: "unknown",
-    failedUnits: [],
-    docker: "unknown",
-    timeline: [],
-    createdAt: now,
-    updatedAt: now,
-    version: 1,
-  };
-}
-
-function context(lines: string[]): BuildContext {
-  return {
-    settings: { ...defaultSettings, cvmEnabled: true },
-    async log(text) {
-      lines.push(text);
-      console.log(`build log | ${text}`);
-    },
-    async enter(state) {
-      console.log(`state | ${state}`);
-    },
-    signal: new AbortController().signal,
-  };
-}
 
 const seconds = (since: number) => Number(((Date.now() - since) / 1000).toFixed(2));
 
@@ -94,11 +53,12 @@ async function build(values: Record<string, string | undefined>): Promise<Record
   const dataRoot = enginePaths(vmDataDir).dataRoot;
   await mkdir(dataRoot, { recursive: true });
   await run("mount", ["-t", "ext4", values["engine-data"] ?? "", dataRoot]);
-  const supervisor = await createCvmSupervisor({ dataDir: vmDataDir, logger, readyTimeoutSeconds: 420 });
-  const env = environment(values.id ?? `nv${Date.now().toString(36)}`, reference);
-  const lines: string[] = [];
+  const supervisor = await startSupervisor(vmDataDir, { logger, hostDockerHost: undefined, readyTimeoutSeconds: 420 });
+  const env = cvmEnvironment(reference, { id: values.id ?? `nv${Date.now().toString(36)}`, name: "nodevm", cpu: 2 });
+  // The build log goes to the console as it comes, for the host's test to show.
+  const context = cvmBuildContext({ onLine: (text) => console.log(`build log | ${text}`) });
   try {
-    const observation = await supervisor.build(env, context(lines));
+    const observation = await supervisor.build(env, context);
     return {
       ok: true,
       id: env.id,
@@ -115,7 +75,7 @@ async function build(values: Record<string, string | undefined>): Promise<Record
       error: e.message,
       detail: e.detail,
       stack: e.stack,
-      buildLog: lines,
+      buildLog: context.lines,
       engineLog: await tail(enginePaths(vmDataDir).log),
     };
   }
@@ -133,9 +93,9 @@ async function remove(values: Record<string, string | undefined>): Promise<Recor
     containerName(id),
   ]);
   const containerId = stdout.trim();
-  const supervisor = await createCvmSupervisor({ dataDir: vmDataDir, logger });
+  const supervisor = await startSupervisor(vmDataDir, { logger, hostDockerHost: undefined });
   const started = Date.now();
-  await supervisor.remove(environment(id, ""), { keepHome: false });
+  await supervisor.remove(cvmEnvironment("", { id }), { keepHome: false });
   const cgroupDir = join("/sys/fs/cgroup/cvm", containerId);
   const left = await stat(cgroupDir).then(
     () => [cgroupDir],

@@ -1,10 +1,11 @@
 /**
  * What the node VM needs of cvm, as one tar file the VM reads from a disk:
- * cvm-in-vm.ts and the supervisor code it imports bundled into one ESM file
- * (nothing to transpile or resolve under emulation), the files the supervisor
- * reads beside its modules (seccomp profile, start gate source), and the
- * start gate compiled here (the VM has no compiler), and image.json: how to
- * bring the CVM image in (see cvmImageFile).
+ * the programs that run there (cvm-in-vm.ts, which builds a CVM with cvm's
+ * supervisor, and doctor-in-vm.ts, cvm doctor's local checks), each bundled
+ * with the cvm code it imports into one ESM file (nothing to transpile or
+ * resolve under emulation); the files the supervisor reads beside its modules
+ * (seccomp profile, start gate source); the start gate compiled here (the VM
+ * has no compiler); and image.json: how to bring the CVM image in (see cvmImageFile).
  *
  * And cvm's engine data root with the CVM image already in it, as an ext4
  * disk image (engineSeed): importing the image under emulation takes many
@@ -31,7 +32,7 @@ const run = promisify(execFile);
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 
 export interface Payload {
-  /** A tar file; inside the VM: tar -xf DEV -C DIR, then node DIR/cvm-in-vm.mjs. */
+  /** A tar file; inside the VM: tar -xf DEV -C DIR, then node DIR/cvm-in-vm.mjs or DIR/doctor-in-vm.mjs. */
   tar: string;
   dispose(): Promise<void>;
 }
@@ -40,8 +41,9 @@ export async function buildPayload(image: CvmImageFile): Promise<Payload> {
   const dir = await mkdtemp("/tmp/cvm-nodevm-payload-");
   const tree = join(dir, "tree");
   await build({
-    entryPoints: [join(repo, "test/nodevm/cvm-in-vm.ts")],
-    outfile: join(tree, "cvm-in-vm.mjs"),
+    entryPoints: ["cvm-in-vm.ts", "doctor-in-vm.ts"].map((file) => join(repo, "test/nodevm", file)),
+    outdir: tree,
+    outExtension: { ".js": ".mjs" },
     bundle: true,
     platform: "node",
     format: "esm",

@@ -7,19 +7,17 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
-import { CvmClient } from "../../src/client/index.js";
 import type { Environment } from "../../src/core/environment.js";
 import type { Provider } from "../../src/core/provider.js";
 import { createDockerProvider } from "../../src/providers/docker/index.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
-import { fixtureDataDir } from "../harness/cvm-fixture.js";
+import type { RunningServer } from "../../src/server/index.js";
+import { fixtureDataDir } from "../harness/cvm.js";
+import { type SignedIn, startTestServer, testDockerHost } from "../harness/server.js";
 
 export const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
-export const password = "correct horse battery";
 
 export interface Result {
   code: number;
@@ -28,7 +26,7 @@ export interface Result {
 }
 
 export interface Person {
-  client: CvmClient & { user: { id: string; email: string } };
+  client: SignedIn;
   /** A HOME of this person's own: ~/.ssh and the CLI's config live there. */
   home: string;
   /** The environment the real `cvm` and `ssh` get: this person's HOME, server and token. */
@@ -89,24 +87,16 @@ export async function ok(program: string, args: string[], options: Parameters<ty
 }
 
 export async function startWorkspaceServer(purpose: string): Promise<WorkspaceServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), `cvm-${purpose}-`));
-  const logger = pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "warn" }, pino.destination(2));
   // The engine's data dir persists between runs, so CVM images pulled once stay.
   const provider = await createDockerProvider({
     kind: "docker",
     dataDir: fixtureDataDir(purpose),
-    logger,
-    dockerHost: `unix://${process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock"}`,
+    logger: pino({ level: process.env.CVM_TEST_LOG_LEVEL ?? "warn" }, pino.destination(2)),
+    dockerHost: testDockerHost,
   });
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    dataDir,
-    provider: "docker",
-    providerInstance: provider,
-    logger,
-    webRoot: join(dataDir, "no-dashboard"),
-  });
-  const person = (client: CvmClient & { user: { id: string; email: string } }, name: string): Person => {
+  const test = await startTestServer({ provider });
+  const { server, dataDir } = test;
+  const person = (client: SignedIn, name: string): Person => {
     const home = join(dataDir, "homes", name);
     mkdirSync(join(home, ".ssh"), { recursive: true, mode: 0o700 });
     return {
@@ -120,23 +110,15 @@ export async function startWorkspaceServer(purpose: string): Promise<WorkspaceSe
       },
     };
   };
-  const adminClient = new CvmClient({ baseUrl: server.url });
-  const session = await adminClient.createFirstAdmin({ email: "admin@example.com", password });
-  adminClient.token = session.token;
+  const adminClient = await test.firstAdmin();
   await adminClient.updateInfrastructure({ cvmEnabled: true, force: true });
-  const member = async (email: string) => {
-    await adminClient.createUser({ email, password, role: "member" });
-    const client = new CvmClient({ baseUrl: server.url });
-    const signedIn = await client.login({ email, password });
-    client.token = signedIn.token;
-    return Object.assign(client, { user: signedIn.user });
-  };
+  const member = (email: string) => test.userWithRole(adminClient, "member", email);
   const made: { person: Person; name: string }[] = [];
   const workspace: WorkspaceServer = {
     server,
     dataDir,
     provider,
-    admin: person(Object.assign(adminClient, { user: session.user }), "admin"),
+    admin: person(adminClient, "admin"),
     alice: person(await member("alice@example.com"), "alice"),
     bob: person(await member("bob@example.com"), "bob"),
     async environment(who, request) {
@@ -158,9 +140,8 @@ export async function startWorkspaceServer(purpose: string): Promise<WorkspaceSe
     },
     async close() {
       for (const { person, name } of made) await person.client.deleteEnvironment(name).catch(() => undefined);
-      // The server closes the provider it was given.
-      await server.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      // The server closes the provider it was given; the harness removes its data dir.
+      await test.close();
     },
   };
   return workspace;

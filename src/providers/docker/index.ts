@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
-import Dockerode from "dockerode";
+import type Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
 import type { ListeningPort } from "../../core/listening-ports.js";
 import type {
@@ -21,24 +21,11 @@ import type {
   UnixListener,
   UnixSocketSpec,
 } from "../../core/provider.js";
+import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
 import { NamespaceBridge } from "../../netns/index.js";
 import type { CvmSupervisor } from "../../supervisor/index.js";
 import type { ProviderOptions } from "../index.js";
 import { StandardEnvironments } from "./standard-environments.js";
-
-export const defaultDockerHost = "unix:///var/run/docker.sock";
-
-/** A client for a DOCKER_HOST-style address: unix:///path, a bare socket path, or tcp://host:port. */
-export function dockerClient(address: string): Dockerode {
-  if (address.startsWith("unix://")) return new Dockerode({ socketPath: address.slice("unix://".length) });
-  if (address.startsWith("/")) return new Dockerode({ socketPath: address });
-  const url = new URL(address.replace(/^tcp:/, "http:"));
-  return new Dockerode({ host: url.hostname, port: Number(url.port || 2375), protocol: "http" });
-}
-
-function isLocal(address: string): boolean {
-  return address.startsWith("unix://") || address.startsWith("/");
-}
 
 export async function createDockerProvider(options: ProviderOptions): Promise<Provider> {
   const dockerHost = options.dockerHost ?? defaultDockerHost;
@@ -70,7 +57,7 @@ class DockerProvider implements Provider {
     this.standard = new StandardEnvironments(
       docker,
       options.logger,
-      isLocal(dockerHost),
+      isLocalEngine(dockerHost),
       new NamespaceBridge(join(options.dataDir, "bin")),
     );
   }

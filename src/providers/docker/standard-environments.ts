@@ -19,17 +19,19 @@ import type {
   UnixListener,
   UnixSocketSpec,
 } from "../../core/provider.js";
-import type { NamespaceBridge } from "../../netns/index.js";
-import { startExec } from "./exec-session.js";
-import { pullImage } from "./image-pull.js";
 import {
-  containerName,
-  containerRequest,
+  ensureImage,
   homeVolumeName,
-  homeVolumeRequest,
-  labelKeys,
-  standardNetwork,
-} from "./workload.js";
+  ignoreMissing,
+  ignoring,
+  labels,
+  listLabeledWorkloads,
+  managedFilter,
+  startExec,
+  statusOf,
+} from "../../docker/index.js";
+import type { NamespaceBridge } from "../../netns/index.js";
+import { containerName, containerRequest, homeVolumeRequest, standardNetwork } from "./workload.js";
 
 /** What a standard environment reports of itself: a plain container promises neither systemd nor Docker. */
 const standard: Pick<Observation, "runtime" | "systemd" | "docker"> = {
@@ -37,20 +39,6 @@ const standard: Pick<Observation, "runtime" | "systemd" | "docker"> = {
   systemd: "unavailable",
   docker: "absent",
 };
-
-function statusCode(error: unknown): number | undefined {
-  return (error as { statusCode?: number }).statusCode;
-}
-
-/** Runs an engine call whose "already so" answers (404 gone, 304 already stopped/started) are success. */
-async function tolerating<T>(codes: number[], call: Promise<T>): Promise<T | undefined> {
-  try {
-    return await call;
-  } catch (error) {
-    if (codes.includes(statusCode(error) ?? 0)) return undefined;
-    throw error;
-  }
-}
 
 export class StandardEnvironments {
   constructor(
@@ -64,14 +52,14 @@ export class StandardEnvironments {
   private async containersOf(environmentId: string): Promise<Dockerode.ContainerInfo[]> {
     return this.docker.listContainers({
       all: true,
-      filters: { label: [`${labelKeys.managed}=true`, `${labelKeys.environment}=${environmentId}`] },
+      filters: { label: [managedFilter, `${labels.environment}=${environmentId}`] },
     });
   }
 
   private async inspect(environment: Environment): Promise<Dockerode.ContainerInspectInfo | undefined> {
     const [found] = await this.containersOf(environment.id);
     if (!found) return undefined;
-    return tolerating([404], this.docker.getContainer(found.Id).inspect());
+    return ignoring([404], this.docker.getContainer(found.Id).inspect());
   }
 
   private network?: Promise<string>;
@@ -86,7 +74,7 @@ export class StandardEnvironments {
       const existing = await find();
       if (existing) return existing;
       // Another server may create it at the same moment; either way, one is found after.
-      await tolerating([409], this.docker.createNetwork(standardNetwork));
+      await ignoring([409], this.docker.createNetwork(standardNetwork));
       const made = await find();
       if (!made) throw new CvmError("UNAVAILABLE", `Could not create the ${standardNetwork.Name} network`);
       return made;
@@ -102,10 +90,11 @@ export class StandardEnvironments {
     await context.enter("pulling");
     const pulledAt = Date.now();
     await log(`pulling ${environment.image}${context.credentials ? " with registry credentials" : ""}`);
-    const source = await pullImage(this.docker, environment.image, {
+    const source = await ensureImage(this.docker, environment.image, {
       credentials: context.credentials,
       log,
       signal,
+      ownCopy: "any-failure",
     });
     await log(
       `image ready from the ${source === "registry" ? "registry" : "local engine"} in ${Date.now() - pulledAt} ms`,
@@ -119,7 +108,7 @@ export class StandardEnvironments {
     const create = async () =>
       this.docker.createContainer(containerRequest(environment, environment.image, await this.standardNetworkId()));
     const container = await create().catch(async (error) => {
-      if (statusCode(error) !== 404 || !/network/i.test(String(error))) throw error;
+      if (statusOf(error) !== 404 || !/network/i.test(String(error))) throw error;
       // The network was removed behind our back: make it again, once.
       this.network = undefined;
       return create();
@@ -145,7 +134,7 @@ export class StandardEnvironments {
 
   private async boot(container: Dockerode.Container, context: BuildContext): Promise<Observation> {
     await context.enter("starting");
-    await tolerating([304], container.start());
+    await ignoring([304], container.start());
     const info = await container.inspect();
     if (!info.State.Running) {
       const logs = ((await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => "")) as Buffer)
@@ -171,13 +160,13 @@ export class StandardEnvironments {
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
     for (const found of await this.containersOf(environment.id)) {
-      await tolerating([304, 404], this.docker.getContainer(found.Id).stop({ t: timeoutSeconds }));
+      await ignoreMissing(this.docker.getContainer(found.Id).stop({ t: timeoutSeconds }));
     }
   }
 
   private async removeContainers(environmentId: string): Promise<void> {
     for (const found of await this.containersOf(environmentId)) {
-      await tolerating([404], this.docker.getContainer(found.Id).remove({ force: true, v: true }));
+      await ignoring([404], this.docker.getContainer(found.Id).remove({ force: true, v: true }));
     }
   }
 
@@ -193,11 +182,11 @@ export class StandardEnvironments {
   /** Every volume labeled for the environment, and its home volume by name (kept when asked). */
   private async removeVolumes(environmentId: string, keepHome: boolean): Promise<void> {
     const { Volumes } = await this.docker.listVolumes({
-      filters: { label: [`${labelKeys.environment}=${environmentId}`] },
+      filters: { label: [`${labels.environment}=${environmentId}`] },
     });
     const names = new Set([...(Volumes ?? []).map((v) => v.Name), homeVolumeName(environmentId)]);
     if (keepHome) names.delete(homeVolumeName(environmentId));
-    for (const name of names) await tolerating([404], this.docker.getVolume(name).remove());
+    for (const name of names) await ignoring([404], this.docker.getVolume(name).remove());
   }
 
   async observe(environment: Environment): Promise<Observation> {
@@ -221,7 +210,7 @@ export class StandardEnvironments {
         detail: info ? exitReason(info) : "it has no container",
       });
     }
-    return startExec(this.docker, this.docker.getContainer(info.Id), options, this.engineIsLocal);
+    return startExec(this.docker, this.docker.getContainer(info.Id), options, { engineIsLocal: this.engineIsLocal });
   }
 
   /** The node's pid of the environment's running container, whose namespaces are entered to reach inside. */
@@ -257,23 +246,15 @@ export class StandardEnvironments {
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    const containers = await this.docker.listContainers({
-      all: true,
-      filters: { label: [`${labelKeys.managed}=true`] },
-    });
-    return containers.map((c) => ({
-      environmentId: c.Labels[labelKeys.environment] ?? "",
-      ref: c.Id,
-      running: c.State === "running",
-    }));
+    return listLabeledWorkloads(this.docker);
   }
 
   /** True when `ref` was a cvm container of this engine and is now gone with its volumes. */
   async removeWorkload(ref: string): Promise<boolean> {
-    const info = await tolerating([404], this.docker.getContainer(ref).inspect());
-    const environmentId = info?.Config.Labels?.[labelKeys.environment];
-    if (info?.Config.Labels?.[labelKeys.managed] !== "true" || !environmentId) return false;
-    await tolerating([404], this.docker.getContainer(info.Id).remove({ force: true, v: true }));
+    const info = await ignoring([404], this.docker.getContainer(ref).inspect());
+    const environmentId = info?.Config.Labels?.[labels.environment];
+    if (info?.Config.Labels?.[labels.managed] !== "true" || !environmentId) return false;
+    await ignoring([404], this.docker.getContainer(info.Id).remove({ force: true, v: true }));
     if ((await this.containersOf(environmentId)).length === 0) await this.removeVolumes(environmentId, false);
     this.logger.info({ container: info.Name, environmentId }, "removed an orphaned workload and its volumes");
     return true;

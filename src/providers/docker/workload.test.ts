@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Environment } from "../../core/environment.js";
-import { containerName, containerRequest, homeVolumeName, keepAlive, shortId } from "./workload.js";
+import { homeVolumeName } from "../../docker/index.js";
+import { containerName, containerRequest, keepAlive, shortId } from "./workload.js";
 
 const environment = {
   id: "env_0123456789abcdef0123",

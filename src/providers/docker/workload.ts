@@ -1,20 +1,13 @@
 /**
  * What a standard environment is in the engine: its container's name, labels,
  * home volume and create request. Plain data, so the rules (limits applied,
- * never privileged, no host paths) are tested without an engine.
+ * never privileged, no host paths) are tested without an engine. The label
+ * table and the home volume's name are src/docker's, shared with CVMs.
  */
 
 import type Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
-
-export const labelKeys = {
-  managed: "dev.cvm.managed",
-  environment: "dev.cvm.environment",
-  build: "dev.cvm.build",
-  owner: "dev.cvm.owner",
-  /** On volumes: what the volume holds (home). */
-  volume: "dev.cvm.volume",
-} as const;
+import { homeVolumeName, labels } from "../../docker/index.js";
 
 /** The part of an environment's id that tells containers apart in `docker ps`. */
 export function shortId(environmentId: string): string {
@@ -28,16 +21,12 @@ export function containerName(environment: Pick<Environment, "id" | "name">): st
   return `cvm-${environment.name}-${shortId(environment.id)}`;
 }
 
-export function homeVolumeName(environmentId: string): string {
-  return `cvm-home-${environmentId}`;
-}
-
 export function workloadLabels(environment: Pick<Environment, "id" | "ownerId" | "buildId">): Record<string, string> {
   return {
-    [labelKeys.managed]: "true",
-    [labelKeys.environment]: environment.id,
-    [labelKeys.build]: environment.buildId ?? "",
-    [labelKeys.owner]: environment.ownerId,
+    [labels.managed]: "true",
+    [labels.environment]: environment.id,
+    [labels.build]: environment.buildId ?? "",
+    [labels.owner]: environment.ownerId,
   };
 }
 
@@ -45,10 +34,10 @@ export function homeVolumeRequest(environment: Pick<Environment, "id" | "ownerId
   return {
     Name: homeVolumeName(environment.id),
     Labels: {
-      [labelKeys.managed]: "true",
-      [labelKeys.environment]: environment.id,
-      [labelKeys.owner]: environment.ownerId,
-      [labelKeys.volume]: "home",
+      [labels.managed]: "true",
+      [labels.environment]: environment.id,
+      [labels.owner]: environment.ownerId,
+      [labels.volume]: "home",
     },
   };
 }
@@ -70,7 +59,7 @@ export const standardNetwork: Dockerode.NetworkCreateOptions = {
   Name: "cvm-standard",
   Driver: "bridge",
   CheckDuplicate: true,
-  Labels: { [labelKeys.managed]: "true" },
+  Labels: { [labels.managed]: "true" },
   Options: { "com.docker.network.bridge.enable_icc": "false" },
 };
 

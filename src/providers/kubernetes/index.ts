@@ -12,9 +12,8 @@
  */
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions, type V1Pod } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { Environment, EnvironmentState, RegistryCredentials } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
@@ -30,12 +29,20 @@ import type {
   UnixListener,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
+import {
+  apiClient,
+  apiMessage,
+  clusterRefusal,
+  defaultNamespace,
+  isConflict,
+  isNotFound,
+  loadKubeConfig,
+} from "../../kubernetes/index.js";
+import { podDefaults, secretKeys } from "../../supervisor/pod-contract.js";
 import type { ProviderOptions } from "../index.js";
 import { readInside } from "../read-inside.js";
-import { apiClient } from "./api-client.js";
 import { startExec } from "./exec-session.js";
-import { apiMessage, clusterRefusal, isConflict, isNotFound } from "./kube-errors.js";
-import { annotations, environmentContainer, labels, objectNames, secretKeys, supervisorContainer } from "./names.js";
+import { annotations, environmentContainer, labels, objectNames, supervisorContainer } from "./names.js";
 import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
 import { podView } from "./pod-state.js";
 import { PodWatch } from "./pod-watch.js";
@@ -65,31 +72,11 @@ export interface KubernetesProviderOptions extends ProviderOptions {
 /** What lets a waiting build finish goes first when many queue (500 creates at once). */
 const urgentRequests = new Set(["createNamespacedPod", "deleteNamespacedPod", "readNamespacedSecret"]);
 
-const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 const buildStates = ["pulling", "creating", "starting"] as const;
 type BuildStage = (typeof buildStates)[number];
 
-function loadConfig(kubeconfig: string | undefined): KubeConfig {
-  const config = new KubeConfig();
-  if (kubeconfig) config.loadFromFile(kubeconfig);
-  else config.loadFromCluster();
-  return config;
-}
-
-function defaultNamespace(options: KubernetesProviderOptions): string {
-  if (options.namespace) return options.namespace;
-  if (!options.kubeconfig) {
-    try {
-      return readFileSync(inClusterNamespaceFile, "utf8").trim();
-    } catch {
-      // not in a cluster: fall through
-    }
-  }
-  return "cvm";
-}
-
 export async function createKubernetesProvider(options: KubernetesProviderOptions): Promise<KubernetesProvider> {
-  const provider = new KubernetesProvider(loadConfig(options.kubeconfig), defaultNamespace(options), options);
+  const provider = new KubernetesProvider(loadKubeConfig(options.kubeconfig), defaultNamespace(options), options);
   await provider.connect();
   return provider;
 }
@@ -155,11 +142,16 @@ export class KubernetesProvider implements Provider {
     return this.watch.restarts;
   }
 
+  /** How long a Pod gets to stop cleanly: its grace period, and how long stop and delete wait for it. */
+  private get stopTimeoutSeconds(): number {
+    return this.options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds;
+  }
+
   private podOptions(discardDockerData: boolean): PodOptions {
     return {
       supervisorImage: this.options.supervisorImage ?? process.env.CVM_SUPERVISOR_IMAGE,
       serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? this.options.serverUrl,
-      stopTimeoutSeconds: this.options.stopTimeoutSeconds ?? 30,
+      stopTimeoutSeconds: this.stopTimeoutSeconds,
       discardDockerData,
     };
   }
@@ -380,7 +372,7 @@ export class KubernetesProvider implements Provider {
 
   async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
     const names = objectNames(environment.id);
-    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    await this.deletePodAndWait(environment.id, this.stopTimeoutSeconds);
     await this.deleteIgnoringMissing(`Secret ${names.secret}`, () =>
       this.core.deleteNamespacedSecret({ name: names.secret, namespace: this.namespace }),
     );
@@ -394,7 +386,7 @@ export class KubernetesProvider implements Provider {
   }
 
   async discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void> {
-    await this.deletePodAndWait(environment.id, this.options.stopTimeoutSeconds ?? 30);
+    await this.deletePodAndWait(environment.id, this.stopTimeoutSeconds);
     this.reports.delete(environment.id);
     if (options.keepDockerData) return;
     // One claim holds home and the inner Docker's data: the next supervisor empties the latter.

@@ -38,23 +38,5 @@ export function objectNames(environmentId: string): ObjectNames {
   return { pod: name, claim: `${name}-home`, secret: name };
 }
 
-/** Where things sit inside the supervisor container. */
-export const supervisorPaths = {
-  home: "/var/lib/cvm/volumes/home",
-  dockerData: "/var/lib/cvm/volumes/docker",
-  runtime: "/var/lib/cvm/runtime",
-  /** Written by the supervisor once the environment is ready; the readiness probe looks for it. */
-  ready: "/var/lib/cvm/runtime/ready",
-  secrets: "/var/run/secrets/cvm",
-} as const;
-
-/** Keys of the environment's Secret. */
-export const secretKeys = {
-  /** Registry credentials, in the format kubelets and engines read. */
-  registryAuth: ".dockerconfigjson",
-  /** The per-environment token the supervisor authenticates its reports with. */
-  reportToken: "report-token",
-} as const;
-
 export const supervisorContainer = "supervisor";
 export const environmentContainer = "environment";

@@ -6,7 +6,6 @@
  */
 
 import type {
-  V1EnvVar,
   V1ObjectMeta,
   V1PersistentVolumeClaim,
   V1Pod,
@@ -18,14 +17,13 @@ import type {
 import type { Environment, RegistryCredentials } from "../../core/environment.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import {
-  annotations,
-  environmentContainer,
-  labels,
-  objectNames,
+  encodePodVariables,
+  encodeRegistryAuth,
+  podDefaults,
+  podPaths,
   secretKeys,
-  supervisorContainer,
-  supervisorPaths,
-} from "./names.js";
+} from "../../supervisor/pod-contract.js";
+import { annotations, environmentContainer, labels, objectNames, supervisorContainer } from "./names.js";
 
 export const defaultSupervisorImage = "cvm-supervisor:0.1.0";
 
@@ -84,20 +82,6 @@ function resources(environment: PodEnvironment) {
   return { requests: amounts, limits: amounts };
 }
 
-/** The Pod's own resources, read by the supervisor through the downward API rather than copied. */
-function downwardResources(): V1EnvVar[] {
-  const field = (name: string, resource: string, divisor: string): V1EnvVar => ({
-    name,
-    valueFrom: { resourceFieldRef: { containerName: supervisorContainer, resource, divisor } },
-  });
-  return [
-    field("CVM_CPU_REQUEST_MILLIS", "requests.cpu", "1m"),
-    field("CVM_CPU_LIMIT_MILLIS", "limits.cpu", "1m"),
-    field("CVM_MEMORY_REQUEST_MIB", "requests.memory", "1Mi"),
-    field("CVM_MEMORY_LIMIT_MIB", "limits.memory", "1Mi"),
-  ];
-}
-
 function homeVolume(claimName: string): V1Volume {
   return { name: "home", persistentVolumeClaim: { claimName } };
 }
@@ -109,30 +93,22 @@ export function supervisorPodSpec(
   options: PodOptions = {},
 ): V1Pod {
   const names = objectNames(environment.id);
-  const env: V1EnvVar[] = [
-    { name: "CVM_ENVIRONMENT_ID", value: environment.id },
-    { name: "CVM_ENVIRONMENT_NAME", value: environment.name },
-    { name: "CVM_IMAGE", value: environment.image },
-    { name: "CVM_RUNTIME", value: settings.runtime },
-    { name: "CVM_BUILD_ID", value: environment.buildId ?? "" },
-    { name: "CVM_OWNER_EMAIL", value: environment.ownerEmail },
-    { name: "CVM_REPORT_URL", value: options.serverUrl ?? "" },
-    // Files, not values: the password and the token never appear in the Pod's spec.
-    { name: "CVM_REPORT_TOKEN_FILE", value: `${supervisorPaths.secrets}/${secretKeys.reportToken}` },
-    { name: "CVM_REGISTRY_AUTH_FILE", value: `${supervisorPaths.secrets}/${secretKeys.registryAuth}` },
-    { name: "CVM_HOME_DIR", value: supervisorPaths.home },
-    { name: "CVM_DOCKER_DATA_DIR", value: supervisorPaths.dockerData },
-    { name: "CVM_RUNTIME_DIR", value: supervisorPaths.runtime },
-    { name: "CVM_READY_FILE", value: supervisorPaths.ready },
-    { name: "CVM_DISCARD_DOCKER_DATA", value: options.discardDockerData ? "true" : "false" },
-    { name: "CVM_STOP_TIMEOUT_SECONDS", value: String(options.stopTimeoutSeconds ?? 30) },
-    ...downwardResources(),
-  ];
+  const stopTimeoutSeconds = options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds;
+  const env = encodePodVariables(
+    {
+      environment,
+      runtime: settings.runtime,
+      serverUrl: options.serverUrl,
+      discardDockerData: options.discardDockerData ?? false,
+      stopTimeoutSeconds,
+    },
+    supervisorContainer,
+  );
   const mounts: V1VolumeMount[] = [
-    { name: "home", mountPath: supervisorPaths.home, subPath: "home" },
-    { name: "home", mountPath: supervisorPaths.dockerData, subPath: "docker" },
-    { name: "runtime", mountPath: supervisorPaths.runtime },
-    { name: "credentials", mountPath: supervisorPaths.secrets, readOnly: true },
+    { name: "home", mountPath: podPaths.home, subPath: "home" },
+    { name: "home", mountPath: podPaths.dockerData, subPath: "docker" },
+    { name: "runtime", mountPath: podPaths.runtime },
+    { name: "credentials", mountPath: podPaths.secrets, readOnly: true },
     { name: "usr-src", mountPath: "/usr/src", readOnly: true },
     { name: "lib-modules", mountPath: "/lib/modules", readOnly: true },
   ];
@@ -146,7 +122,7 @@ export function supervisorPodSpec(
       restartPolicy: "Never",
       automountServiceAccountToken: false,
       enableServiceLinks: false,
-      terminationGracePeriodSeconds: options.stopTimeoutSeconds ?? 30,
+      terminationGracePeriodSeconds: stopTimeoutSeconds,
       ...(options.imagePullSecrets?.length
         ? { imagePullSecrets: options.imagePullSecrets.map((name) => ({ name })) }
         : {}),
@@ -160,7 +136,7 @@ export function supervisorPodSpec(
           securityContext: supervisorSecurityContext(settings.supervisorPrivileges),
           volumeMounts: mounts,
           readinessProbe: {
-            exec: { command: ["test", "-e", supervisorPaths.ready] },
+            exec: { command: ["test", "-e", podPaths.ready] },
             periodSeconds: 2,
             failureThreshold: 1,
           },
@@ -192,7 +168,7 @@ export function standardPodSpec(environment: PodEnvironment, options: PodOptions
       restartPolicy: "Never",
       automountServiceAccountToken: false,
       enableServiceLinks: false,
-      terminationGracePeriodSeconds: options.stopTimeoutSeconds ?? 30,
+      terminationGracePeriodSeconds: options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds,
       imagePullSecrets: [{ name: names.secret }],
       containers: [
         {
@@ -231,28 +207,12 @@ export function homeClaimSpec(environment: PodEnvironment, storageClass?: string
   };
 }
 
-/** The registry's host as engines key credentials: docker.io images authenticate against index.docker.io. */
-export function registryHost(image: string): string {
-  const first = image.split("/")[0];
-  const isHost = image.includes("/") && (first.includes(".") || first.includes(":") || first === "localhost");
-  return isHost ? first : "https://index.docker.io/v1/";
-}
-
 export function environmentSecretSpec(
   environment: PodEnvironment,
   credentials: RegistryCredentials | undefined,
   reportToken: string,
 ): V1Secret {
   const names = objectNames(environment.id);
-  const auths = credentials
-    ? {
-        [registryHost(environment.image)]: {
-          username: credentials.username,
-          password: credentials.password,
-          auth: Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64"),
-        },
-      }
-    : {};
   return {
     apiVersion: "v1",
     kind: "Secret",
@@ -260,7 +220,7 @@ export function environmentSecretSpec(
     // This type lets the kubelet pull a standard environment's image with the same credentials.
     type: "kubernetes.io/dockerconfigjson",
     stringData: {
-      [secretKeys.registryAuth]: JSON.stringify({ auths }),
+      [secretKeys.registryAuth]: encodeRegistryAuth(environment.image, credentials),
       [secretKeys.reportToken]: reportToken,
     },
   };

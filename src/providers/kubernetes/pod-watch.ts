@@ -8,7 +8,7 @@
 
 import { CoreV1Api, type KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { apiClient } from "./api-client.js";
+import { apiClient, statusOf } from "../../kubernetes/index.js";
 import { labels, managedSelector } from "./names.js";
 
 type Listener = (pod: V1Pod | undefined) => void;
@@ -224,7 +224,7 @@ export class PodWatch {
   private restart(error: unknown): void {
     if (this.stopped) return;
     this.restarts++;
-    const gone = (error as { statusCode?: number }).statusCode === 410;
+    const gone = statusOf(error) === 410;
     if (gone) this.resourceVersion = "";
     this.logger.warn({ err: error, namespace: this.namespace, retryInMs: this.backoffMs }, "pod watch dropped");
     clearTimeout(this.restartTimer);

@@ -6,7 +6,7 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { statusOf } from "./kube-errors.js";
+import { statusOf } from "../../kubernetes/index.js";
 
 export class RequestLimiter {
   private active = 0;

@@ -1,5 +1,5 @@
 /**
- * Runs inside the node VM (bundled by doctor-nodevm.test.ts): the local
+ * Runs inside the node VM (bundled by payload.ts): cvm doctor's local
  * checks, unchanged, on a cgroup v2 kernel with AppArmor enforced. The last
  * line printed is `CVM-DOCTOR-RESULT <json>`, for the host's test.
  */

@@ -1,20 +1,35 @@
 /**
- * A process in a standard environment's container, attached to its caller (a
- * terminal, `cvm ssh`): stdin, output (demultiplexed into stdout and stderr
- * when there is no tty), resize, and the exit code the engine recorded.
+ * A process in a container, attached to its caller (a terminal, `cvm ssh`):
+ * stdin, output (demultiplexed into stdout and stderr when there is no tty),
+ * resize, and the exit code the engine recorded. One session for standard
+ * environments on the host's engine and CVMs in cvm's own; what differs
+ * between them is the user it runs as and whether the engine is on this host.
  */
 
 import { type Duplex, PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type Dockerode from "dockerode";
-import type { ExecOptions, ExecSession } from "../../core/provider.js";
+import { loginShell } from "../core/login-shell.js";
+import type { ExecOptions, ExecSession } from "../core/provider.js";
 
-/** With no command: the login shell /etc/passwd gives the container's user, else /bin/sh. */
-export const loginShell = [
-  "/bin/sh",
-  "-c",
-  'shell=$(getent passwd "$(id -un 2>/dev/null)" 2>/dev/null | cut -d: -f7); [ -x "$shell" ] || shell=/bin/sh; cd ~ 2>/dev/null; exec "$shell" -l',
-];
+export interface ExecEngine {
+  /** The user the process runs as (a CVM's root: "0"); the container's own user when absent. */
+  user?: string;
+  /** The engine runs on this host, so the pid it reports for the exec can be signalled from here. */
+  engineIsLocal: boolean;
+}
+
+/**
+ * The engine (API 1.41) cannot give an exec its terminal size at start: the
+ * terminal is 0x0 until the first resize, which can only follow the start.
+ * A program reading its size at once would see 0x0, so the command waits
+ * (at most 2 s) for that first resize before it runs.
+ */
+export function sizedCommand(command: string[]): string[] {
+  const wait =
+    'i=0; while [ "$(stty size 2>/dev/null)" = "0 0" ] && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done; exec "$@"';
+  return ["/bin/sh", "-c", wait, "sh", ...command];
+}
 
 type Stream = "stdout" | "stderr";
 type Listener = (stream: Stream, data: Uint8Array) => void;
@@ -50,18 +65,20 @@ export async function startExec(
   docker: Dockerode,
   container: Dockerode.Container,
   options: ExecOptions,
-  /** The engine runs on this host, so its exec's pid can be signalled from here. */
-  engineIsLocal: boolean,
+  engine: ExecEngine,
 ): Promise<ExecSession> {
   const env = { ...(options.tty ? { TERM: "xterm-256color" } : {}), ...options.env };
+  const command = options.command.length > 0 ? options.command : loginShell;
+  const sized = Boolean(options.tty && options.cols && options.rows);
   const exec = await container.exec({
-    Cmd: options.command.length > 0 ? options.command : loginShell,
+    Cmd: sized ? sizedCommand(command) : command,
     AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,
     Tty: options.tty,
     Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
-    ...(options.user ? { User: options.user } : {}),
+    // Whom it runs as: asked for (the login account), else the engine's default for the container.
+    ...(options.user || engine.user ? { User: options.user ?? engine.user } : {}),
     ...(options.cwd ? { WorkingDir: options.cwd } : {}),
   });
   const stream = (await exec.start({ hijack: true, stdin: true, Tty: options.tty })) as Duplex;
@@ -81,9 +98,7 @@ export async function startExec(
     stream.once("error", () => resolve());
   });
   const exited = ended.then(() => exitCode(exec));
-  if (options.tty && options.cols && options.rows) {
-    await exec.resize({ h: options.rows, w: options.cols }).catch(() => undefined);
-  }
+  if (sized) await exec.resize({ h: options.rows, w: options.cols }).catch(() => undefined);
   return {
     write(data) {
       stream.write(data);
@@ -106,7 +121,7 @@ export async function startExec(
       exec
         .inspect()
         .then((info) => {
-          if (engineIsLocal && info.Running && info.Pid > 0) process.kill(info.Pid, "SIGKILL");
+          if (engine.engineIsLocal && info.Running && info.Pid > 0) process.kill(info.Pid, "SIGKILL");
         })
         .catch(() => undefined)
         .finally(() => stream.destroy());

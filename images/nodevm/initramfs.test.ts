@@ -1,6 +1,12 @@
+/**
+ * The node VM's initramfs is made here without cpio or mkinitramfs: check the
+ * module order and the archive format, which the kernel reads without a word
+ * when they are wrong (the VM just does not find its disk).
+ */
+
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cpioArchive, moduleLoadOrder } from "../../images/nodevm/initramfs.js";
+import { cpioArchive, moduleLoadOrder } from "./initramfs.js";
 
 const modulesDep = [
   "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko",

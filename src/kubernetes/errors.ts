@@ -1,33 +1,37 @@
 /**
  * The API server's refusals, in its own words: an admission webhook's or Pod
- * Security's message reaches the user unchanged, inside a CvmError.
+ * Security's message reaches the user unchanged, inside a CvmError (the
+ * provider) or as a check's evidence (the doctor).
  */
 
 import { ApiException } from "@kubernetes/client-node";
-import { CvmError, type ErrorCode } from "../../core/errors.js";
+import { CvmError, type ErrorCode } from "../core/errors.js";
 
-/** The Status message the API server answered with, or the error's own message. */
+function parsedBody(body: unknown): { message?: unknown } | undefined {
+  if (typeof body !== "string") return body as { message?: unknown } | undefined;
+  try {
+    return JSON.parse(body) as { message?: unknown };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Status message the API server answered with; else its status and body; else the error's own message. */
 export function apiMessage(error: unknown): string {
   if (error instanceof ApiException) {
-    const body = error.body as unknown;
-    const parsed = typeof body === "string" ? safeJson(body) : body;
-    const message = (parsed as { message?: unknown } | undefined)?.message;
+    const message = parsedBody(error.body)?.message;
     if (typeof message === "string" && message) return message;
-    return `HTTP ${error.code}`;
+    const text = typeof error.body === "string" && error.body ? `: ${error.body}` : "";
+    return `HTTP ${error.code}${text}`;
   }
   return error instanceof Error ? error.message : String(error);
 }
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return { message: text };
-  }
-}
-
+/** The HTTP status of a refusal: an API call's ApiException, or a watch's failed request (`statusCode`). */
 export function statusOf(error: unknown): number | undefined {
-  return error instanceof ApiException ? error.code : undefined;
+  if (error instanceof ApiException) return error.code;
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === "number" ? status : undefined;
 }
 
 export const isNotFound = (error: unknown) => statusOf(error) === 404;

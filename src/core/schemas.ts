@@ -1,0 +1,213 @@
+/**
+ * The domain's shapes, each written once as a zod schema; its TypeScript type
+ * is inferred here and re-exported by the domain module it belongs to
+ * (Environment from environment.ts, User from user.ts...). The API composes
+ * these into its request and response schemas (src/api/schemas.ts), and the
+ * OpenAPI document is generated from those. Enumerations are the const arrays
+ * of the domain modules, so a new state or status is added in one place.
+ *
+ * They live apart from the rules (environment.ts, roles.ts, settings.ts)
+ * because the dashboard imports the rules at runtime and must not ship zod:
+ * schemas built at module level are not tree-shaken.
+ */
+
+import { z } from "zod";
+import { buildOutcomes } from "./build.js";
+import { dockerStatuses, environmentStates, isolationRuntimeNames, systemdStatuses } from "./environment.js";
+import type { Observation } from "./provider.js";
+import { supervisorReportStates } from "./provider.js";
+import { roles } from "./roles.js";
+import { runtimeChoices, supervisorPrivilegeModes } from "./settings.js";
+import { tokenKinds } from "./user.js";
+
+/** `true` only when A and B are the same type: `true satisfies Same<A, B>` binds a hand-written type to a schema. */
+export type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+
+// Errors
+
+export const validationSchema = z.object({ field: z.string(), detail: z.string() });
+export type Validation = z.infer<typeof validationSchema>;
+
+/** The body of every error the API answers with. */
+export const errorBodySchema = z.object({
+  message: z.string(),
+  detail: z.string().optional(),
+  validations: z.array(validationSchema).optional().describe("Each field that failed, so a form can mark it"),
+});
+export type ErrorBody = z.infer<typeof errorBodySchema>;
+
+// Users and tokens
+
+export const userSchema = z.object({
+  id: z.string(),
+  email: z.string(),
+  name: z.string(),
+  role: z.enum(roles),
+  active: z.boolean(),
+  createdAt: z.string(),
+});
+export type User = z.infer<typeof userSchema>;
+
+/** A session or API token as stored: only the hash of its secret is kept. */
+export const tokenSchema = z.object({
+  id: z.string(),
+  userId: z.string(),
+  kind: z.enum(tokenKinds),
+  name: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  lastUsedAt: z.string().optional(),
+  revokedAt: z.string().optional(),
+});
+export type Token = z.infer<typeof tokenSchema>;
+
+// Infrastructure settings
+
+export const supervisorPrivilegesSchema = z.object({
+  mode: z.enum(supervisorPrivilegeModes),
+  capabilities: z.array(z.string().max(64)).max(64),
+});
+export type SupervisorPrivileges = z.infer<typeof supervisorPrivilegesSchema>;
+
+const positive = z.number().positive();
+export const environmentLimitsSchema = z.object({
+  minCpu: positive,
+  maxCpu: positive,
+  minMemoryGiB: positive,
+  maxMemoryGiB: positive,
+  minDiskGiB: positive,
+  maxDiskGiB: positive,
+});
+export type EnvironmentLimits = z.infer<typeof environmentLimitsSchema>;
+
+export const infrastructureSettingsSchema = z.object({
+  cvmEnabled: z.boolean(),
+  runtime: z.enum(runtimeChoices),
+  supervisorPrivileges: supervisorPrivilegesSchema,
+  limits: environmentLimitsSchema,
+  publicPorts: z.boolean().describe("Whether owners may share a port with everyone, signed in or not"),
+  portsHost: z
+    .string()
+    .max(253)
+    .describe(
+      "A host whose subdomains reach this server (DNS *.HOST): port PORT of environment NAME of owner also opens at PORT--NAME--owner.HOST, an origin of its own; empty: none",
+    ),
+  idleStopMinutes: z
+    .number()
+    .describe(
+      "Minutes without a terminal, SSH session or forwarded connection after which a running environment stops; 0: never",
+    ),
+});
+export type InfrastructureSettings = z.infer<typeof infrastructureSettingsSchema>;
+
+// Environments
+
+export const stateChangeSchema = z.object({
+  state: z.enum(environmentStates),
+  at: z.string(),
+  reason: z.string().optional(),
+});
+export type StateChange = z.infer<typeof stateChangeSchema>;
+
+export const environmentSpecSchema = z.object({
+  name: z.string(),
+  image: z.string(),
+  cvm: z.boolean(),
+  cpu: z.number(),
+  memoryGiB: z.number(),
+  diskGiB: z.number(),
+});
+export type EnvironmentSpec = z.infer<typeof environmentSpecSchema>;
+
+export const registryCredentialsSchema = z.strictObject({
+  username: z.string().min(1).max(256),
+  password: z.string().max(4096),
+});
+export type RegistryCredentials = z.infer<typeof registryCredentialsSchema>;
+
+export const environmentSchema = environmentSpecSchema.extend({
+  id: z.string(),
+  ownerId: z.string(),
+  ownerEmail: z.string(),
+  state: z.enum(environmentStates),
+  stateReason: z
+    .string()
+    .optional()
+    .describe("Why the environment is in its state, when that needs saying (failed, vanished)"),
+  runtime: z.enum(isolationRuntimeNames),
+  systemd: z.enum(systemdStatuses),
+  failedUnits: z.array(z.string()),
+  docker: z.enum(dockerStatuses),
+  buildId: z.string().optional().describe("The build whose log is current"),
+  timeline: z.array(stateChangeSchema),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  version: z.number().describe("Increases with every change; writes compare it so no change is lost"),
+});
+export type Environment = z.infer<typeof environmentSchema>;
+
+// Builds
+
+export const buildSchema = z.object({
+  id: z.string(),
+  environmentId: z.string(),
+  startedAt: z.string(),
+  finishedAt: z.string().optional(),
+  outcome: z.enum(buildOutcomes).optional(),
+});
+export type Build = z.infer<typeof buildSchema>;
+
+export const buildLogLineSchema = z.object({
+  buildId: z.string(),
+  seq: z.number().describe("1, 2, 3... within a build; clients resume a stream after the last seq they saw"),
+  at: z.string(),
+  text: z.string(),
+});
+export type BuildLogLine = z.infer<typeof buildLogLineSchema>;
+
+// The audit log
+
+export const auditEntrySchema = z.object({
+  id: z.string(),
+  at: z.string(),
+  actorId: z.string(),
+  actorEmail: z.string(),
+  action: z.string().describe("A dotted verb such as settings.update, user.set-role, environment.create"),
+  target: z.string().describe("What was changed: settings/infrastructure, user/<id>, environment/<id>"),
+  before: z.unknown(),
+  after: z.unknown(),
+});
+export type AuditEntry = z.infer<typeof auditEntrySchema>;
+
+/** One page of a long list. */
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({
+    items: z.array(item),
+    nextCursor: z.string().optional().describe("Opaque; pass it back to get the next page. Absent on the last page."),
+  });
+export type Page<T> = z.output<ReturnType<typeof pageOf<z.ZodType<T>>>>;
+
+// A supervisor's reports (Kubernetes)
+
+/**
+ * What a supervisor running away from the server (a Kubernetes Pod) tells it
+ * about its environment's build, over the per-environment report channel.
+ */
+export const supervisorReportSchema = z.strictObject({
+  lines: z.array(z.string().max(8192)).max(1000).optional().describe("Build-log lines, in order"),
+  state: z.enum(supervisorReportStates).optional().describe("The build state the supervisor has reached"),
+  reason: z.string().max(8192).optional().describe("Why, when the state is failed"),
+  observation: z
+    .strictObject({
+      runtime: z.enum(isolationRuntimeNames).optional(),
+      systemd: z.enum(systemdStatuses).optional(),
+      failedUnits: z.array(z.string().max(256)).max(500).optional(),
+      docker: z.enum(dockerStatuses).optional(),
+    })
+    .optional(),
+});
+export type SupervisorReport = z.infer<typeof supervisorReportSchema>;
+true satisfies Same<
+  NonNullable<SupervisorReport["observation"]>,
+  Partial<Pick<Observation, "runtime" | "systemd" | "failedUnits" | "docker">>
+>;

@@ -1,0 +1,21 @@
+/**
+ * cvm's engine toolkit: what every part that talks to a Docker engine shares
+ * (the docker provider with the host's engine, the CVM supervisor with cvm's
+ * own, the doctor and `cvm image check`), so each job is done one way.
+ */
+
+export { defaultDockerHost, dockerClient, dockerHostOf, engineOptions, isLocalEngine } from "./engine-client.js";
+export { ignoreMissing, ignoring, isNotFound, statusOf } from "./engine-errors.js";
+export { type ExecEngine, startExec } from "./exec-session.js";
+export {
+  copyImage,
+  type EnsureImageOptions,
+  ensureImage,
+  type ImageSource,
+  imageId,
+  type PullFailureReport,
+  type PullOptions,
+  pullError,
+  pullWithRetry,
+} from "./image-pull.js";
+export { homeVolumeName, labels, listLabeledWorkloads, managedFilter } from "./labels.js";

@@ -1,0 +1,290 @@
+/**
+ * A FAKE provider, for tests only: no engine, no cluster, nothing runs. Its
+ * builds follow a script, like Coder's echo provisioner: succeed, fail with a
+ * reason at a step, hang at a step until aborted, take their time over each
+ * step, or leave a workload that vanishes. The rules, races and reconcile of
+ * the environment service are tested against it in milliseconds; what only a
+ * real engine shows is tested against the real providers under test/.
+ *
+ * Its workloads live in this object's memory, so a second server given the
+ * same fake finds them, as a restarted server finds containers or Pods.
+ */
+
+import { Duplex } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Environment } from "../../core/environment.js";
+import { CvmError } from "../../core/errors.js";
+import type { ListeningPort } from "../../core/listening-ports.js";
+import type {
+  BuildContext,
+  ExecOptions,
+  ExecSession,
+  LabeledWorkload,
+  Observation,
+  Provider,
+  UnixListener,
+} from "../../core/provider.js";
+import { observation } from "../../testing/fixtures.js";
+
+export type BuildStep = Parameters<BuildContext["enter"]>[0];
+const steps: readonly BuildStep[] = ["pulling", "creating", "starting"];
+
+/** What a build does; every field is optional, and the empty script builds and runs. */
+export interface FakeScript {
+  /** Fails the build with `reason` once it has entered this step. */
+  failAt?: BuildStep;
+  reason?: string;
+  /** Waits at this step until the build is aborted (stop, delete, server shutdown). */
+  hangAt?: BuildStep;
+  /** Milliseconds each step takes. */
+  stepMs?: number;
+  /** What the workload reports once built; `running: false` ends the build with a workload that does not run. */
+  observation?: Partial<Observation>;
+  /** The workload is gone as soon as its build ends, as if removed behind cvm's back. */
+  vanish?: boolean;
+  /** Ports that listen inside once it runs; each echoes what it is sent. */
+  ports?: number[];
+  /** Stop and remove fail with these messages. */
+  stopFails?: string;
+  removeFails?: string;
+}
+
+export interface FakeProviderOptions {
+  /** The script of every build that has none of its own. */
+  script?: FakeScript;
+  /** Whether build() continues a workload an interrupted build of the same build id left (as kubernetes does). */
+  resumesBuilds?: boolean;
+}
+
+interface FakeWorkload {
+  environmentId: string;
+  ref: string;
+  buildId?: string;
+  running: boolean;
+  observation: Observation;
+}
+
+/** A provider call, as the fake recorded it. */
+export interface FakeCall {
+  method: "build" | "start" | "stop" | "remove" | "discard" | "removeWorkload";
+  environmentId: string;
+}
+
+export class FakeProvider implements Provider {
+  readonly name = "fake" as const;
+  readonly resumesBuilds: boolean;
+  /** Every call that changes a workload, in order. */
+  readonly calls: FakeCall[] = [];
+  private readonly workloads = new Map<string, FakeWorkload>();
+  private readonly scripts = new Map<string, FakeScript>();
+
+  constructor(private readonly options: FakeProviderOptions = {}) {
+    this.resumesBuilds = options.resumesBuilds ?? false;
+  }
+
+  /** Scripts the builds of an environment, by its id or name, or of every environment of an image. */
+  script(key: string, script: FakeScript): void {
+    this.scripts.set(key, script);
+  }
+
+  /** The workload disappears behind cvm's back (a container removed, a node lost). */
+  vanish(environmentId: string): void {
+    this.workloads.delete(environmentId);
+  }
+
+  /** The workload stops behind cvm's back (an out-of-memory kill, an exit). */
+  stopBehindBack(environmentId: string, reason: string): void {
+    const workload = this.workloads.get(environmentId);
+    if (workload) {
+      workload.running = false;
+      workload.observation = { ...workload.observation, running: false, reason };
+    }
+  }
+
+  /** A labeled workload that belongs to no environment. */
+  orphan(environmentId: string): string {
+    return this.place(environmentId, undefined, observation()).ref;
+  }
+
+  hasWorkload(environmentId: string): boolean {
+    return this.workloads.has(environmentId);
+  }
+
+  async build(environment: Environment, context: BuildContext): Promise<Observation> {
+    this.calls.push({ method: "build", environmentId: environment.id });
+    const script = this.scriptOf(environment);
+    const found = this.workloads.get(environment.id);
+    if (found && this.resumesBuilds && found.buildId === environment.buildId) {
+      await context.log(`fake: adopting the workload of build ${environment.buildId}`);
+    } else {
+      this.workloads.delete(environment.id);
+    }
+    for (const step of steps) {
+      await this.step(environment, context, script, step);
+      if (step === "creating" && !this.workloads.has(environment.id)) {
+        this.place(environment.id, environment.buildId, observation({ running: false }));
+      }
+    }
+    return this.run(environment, script);
+  }
+
+  async start(environment: Environment, context: BuildContext): Promise<Observation> {
+    this.calls.push({ method: "start", environmentId: environment.id });
+    if (!this.workloads.has(environment.id)) {
+      await context.log("fake: no workload for this environment any more; building it again");
+      return this.build(environment, context);
+    }
+    const script = this.scriptOf(environment);
+    await this.step(environment, context, script, "starting");
+    return this.run(environment, script);
+  }
+
+  async stop(environment: Environment): Promise<void> {
+    this.calls.push({ method: "stop", environmentId: environment.id });
+    const script = this.scriptOf(environment);
+    if (script.stopFails) throw new CvmError("UNAVAILABLE", script.stopFails);
+    const workload = this.workloads.get(environment.id);
+    if (workload) workload.running = false;
+  }
+
+  async remove(environment: Environment): Promise<void> {
+    this.calls.push({ method: "remove", environmentId: environment.id });
+    const script = this.scriptOf(environment);
+    if (script.removeFails) throw new CvmError("UNAVAILABLE", script.removeFails);
+    this.workloads.delete(environment.id);
+  }
+
+  async discard(environment: Environment): Promise<void> {
+    this.calls.push({ method: "discard", environmentId: environment.id });
+    this.workloads.delete(environment.id);
+  }
+
+  async observe(environment: Environment): Promise<Observation> {
+    const workload = this.workloads.get(environment.id);
+    if (!workload)
+      return observation({
+        exists: false,
+        running: false,
+        runtime: environment.runtime,
+        reason: "no fake workload for this environment",
+      });
+    return workload.running ? workload.observation : { ...workload.observation, running: false };
+  }
+
+  /** Echoes the command, then its input, as a line each; exits 0 when the input ends. */
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    if (!this.workloads.get(environment.id)?.running) return [];
+    return (this.scriptOf(environment).ports ?? []).map((port) => ({ port, addresses: ["127.0.0.1"] }));
+  }
+
+  /** A connection to a scripted port echoes what it is sent; any other port has nothing listening. */
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    if (!this.workloads.get(environment.id)?.running) throw new CvmError("CONFLICT", "The environment is not running");
+    if (!(this.scriptOf(environment).ports ?? []).includes(port)) {
+      throw new CvmError("UNAVAILABLE", `nothing listens on port ${port} inside the environment`);
+    }
+    const echo: Duplex = new Duplex({
+      read() {},
+      write(chunk, _encoding, done) {
+        echo.push(chunk);
+        done();
+      },
+      final(done) {
+        echo.push(null);
+        done();
+      },
+    });
+    return echo;
+  }
+
+  async listenUnix(): Promise<UnixListener> {
+    throw new CvmError("UNAVAILABLE", "The fake provider has no sockets inside");
+  }
+
+  async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
+    if (!this.workloads.get(environment.id)?.running) {
+      throw new CvmError("CONFLICT", "The environment is not running");
+    }
+    const listeners: ((stream: "stdout" | "stderr", data: Uint8Array) => void)[] = [];
+    const emit = (text: string) => {
+      for (const listener of listeners) listener("stdout", Buffer.from(text));
+    };
+    let exit: (code: number) => void = () => undefined;
+    const exited = new Promise<number>((resolve) => {
+      exit = resolve;
+    });
+    return {
+      write: (data) => emit(typeof data === "string" ? data : Buffer.from(data).toString()),
+      end: () => exit(0),
+      resize: async () => undefined,
+      onOutput: (listener) => {
+        // The command's line goes to the first listener, so none is missed before it attaches.
+        if (listeners.push(listener) === 1) emit(`${options.command.join(" ")}\n`);
+      },
+      exited,
+      kill: () => exit(137),
+    };
+  }
+
+  async listWorkloads(): Promise<LabeledWorkload[]> {
+    return [...this.workloads.values()].map(({ environmentId, ref, running }) => ({ environmentId, ref, running }));
+  }
+
+  async removeWorkload(ref: string): Promise<void> {
+    const workload = [...this.workloads.values()].find((w) => w.ref === ref);
+    if (!workload) return;
+    this.calls.push({ method: "removeWorkload", environmentId: workload.environmentId });
+    this.workloads.delete(workload.environmentId);
+  }
+
+  async close(): Promise<void> {}
+
+  private scriptOf(environment: Environment): FakeScript {
+    return (
+      this.scripts.get(environment.id) ??
+      this.scripts.get(environment.name) ??
+      this.scripts.get(environment.image) ??
+      this.options.script ??
+      {}
+    );
+  }
+
+  private async step(environment: Environment, context: BuildContext, script: FakeScript, step: BuildStep) {
+    context.signal.throwIfAborted();
+    await context.enter(step);
+    await context.log(`fake: ${step} ${environment.image}`);
+    if (script.stepMs) await sleep(script.stepMs, undefined, { signal: context.signal });
+    if (script.failAt === step) throw new CvmError("UNAVAILABLE", script.reason ?? `the script fails at ${step}`);
+    if (script.hangAt === step) await untilAborted(context.signal);
+  }
+
+  private run(environment: Environment, script: FakeScript): Observation {
+    const built = observation({ runtime: environment.runtime, ...script.observation });
+    if (script.vanish) this.workloads.delete(environment.id);
+    else this.place(environment.id, environment.buildId, built);
+    return built;
+  }
+
+  private place(environmentId: string, buildId: string | undefined, observed: Observation): FakeWorkload {
+    const workload = {
+      environmentId,
+      ref: `fake-${environmentId}`,
+      buildId,
+      running: observed.running,
+      observation: observed,
+    };
+    this.workloads.set(environmentId, workload);
+    return workload;
+  }
+}
+
+export function createFakeProvider(options: FakeProviderOptions = {}): FakeProvider {
+  return new FakeProvider(options);
+}
+
+function untilAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}

@@ -1,0 +1,177 @@
+/**
+ * What a user does to environments: create, start, rebuild, stop, delete.
+ * Each checks the action against the state it finds (a 409 naming the state
+ * otherwise), moves to the action's first state through the transitions, and
+ * records itself in the audit log. Start, rebuild and create hand the work to
+ * the build runner; stop and delete abort a build that is running.
+ *
+ * Concurrency: one in-process lock per environment serializes user actions;
+ * the store's compare-and-set keeps other replicas (and this process's own
+ * background builds, which never take the lock) from losing a change.
+ */
+
+import type { Logger } from "pino";
+import type { CreateEnvironmentRequest } from "../../api/contract.js";
+import { assertActionAllowed, type Environment, type EnvironmentAction, resolveSpec } from "../../core/environment.js";
+import { CvmError, notFound } from "../../core/errors.js";
+import { resolveRuntime } from "../../core/isolation-runtime.js";
+import type { Provider } from "../../core/provider.js";
+import type { Store } from "../../core/store.js";
+import { newId } from "../../store/ids.js";
+import type { Actor, AuditLog } from "../audit-log.js";
+import type { EventBus } from "../event-bus.js";
+import type { KeyedMutex } from "../keyed-mutex.js";
+import type { SettingsService } from "../settings-service.js";
+import { canSee, type EnvironmentAccess } from "./access.js";
+import type { BuildOptions, BuildRunner } from "./build-runner.js";
+import type { EnvironmentTransitions, Transitioned } from "./transition.js";
+
+export interface EnvironmentActionsOptions {
+  store: Store;
+  provider: Provider;
+  settings: SettingsService;
+  audit: AuditLog;
+  bus: EventBus;
+  logger: Logger;
+  access: EnvironmentAccess;
+  transitions: EnvironmentTransitions;
+  runner: BuildRunner;
+  mutex: KeyedMutex;
+  /** How long systemd gets to shut down on stop. */
+  stopTimeoutSeconds?: number;
+}
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/** The environment as the audit log keeps it: without the timeline, which the log itself replaces. */
+function auditView(environment: Environment | undefined) {
+  if (!environment) return null;
+  const { timeline: _timeline, ...rest } = environment;
+  return rest;
+}
+
+export class EnvironmentActions {
+  constructor(private readonly deps: EnvironmentActionsOptions) {}
+
+  async create(actor: Actor, request: CreateEnvironmentRequest): Promise<Environment> {
+    const settings = await this.deps.settings.get();
+    const { registryCredentials, ...requested } = request;
+    const spec = resolveSpec(requested, settings.limits);
+    if (spec.cvm && !settings.cvmEnabled) {
+      throw new CvmError(
+        "CONFLICT",
+        "CVMs are disabled: a site admin must turn on cvmEnabled (Manage > Admin > Infrastructure) before creating a CVM",
+        {
+          detail: "Create a standard environment instead (cvm: false), or ask a site admin to enable CVMs.",
+          validations: [{ field: "cvm", detail: "CVMs are disabled on this installation (cvmEnabled is off)" }],
+        },
+      );
+    }
+    const at = new Date().toISOString();
+    const inserted = await this.deps.store.environments.create(
+      {
+        ...spec,
+        id: newId("env"),
+        ownerId: actor.id,
+        ownerEmail: actor.email,
+        state: "queued",
+        runtime: spec.cvm ? resolveRuntime(settings.runtime) : "none",
+        systemd: "unknown",
+        failedUnits: [],
+        docker: "unknown",
+        timeline: [{ state: "queued", at }],
+        createdAt: at,
+        updatedAt: at,
+        version: 1,
+      },
+      registryCredentials,
+    );
+    const created = await this.deps.transitions.firstBuild(inserted, `state: queued (created by ${actor.email})`);
+    await this.deps.audit.record(actor, "environment.create", `environment/${created.id}`, null, auditView(created));
+    this.deps.runner.launch(created, "create", {});
+    return created;
+  }
+
+  start(actor: Actor, ref: string): Promise<Environment> {
+    return this.beginBuild(actor, ref, "start", {});
+  }
+
+  rebuild(actor: Actor, ref: string, options: BuildOptions): Promise<Environment> {
+    return this.beginBuild(actor, ref, "rebuild", options);
+  }
+
+  async stop(actor: Actor, ref: string): Promise<Environment> {
+    const { id } = await this.deps.access.find(actor, ref);
+    return this.deps.mutex.run(id, async () => {
+      const { before, after: stopping } = await this.begin(actor, id, "stop");
+      await this.deps.runner.abort(id, "stopped by the user");
+      try {
+        await this.deps.provider.stop(stopping, this.deps.stopTimeoutSeconds ?? 20);
+      } catch (error) {
+        await this.deps.transitions.fail(id, `stop failed: ${messageOf(error)}`, ["stopping"]);
+        throw new CvmError("UNAVAILABLE", `Could not stop the environment: ${messageOf(error)}`, { cause: error });
+      }
+      const stopped = await this.deps.transitions.transition(id, () => ({ to: "stopped" }));
+      if (!stopped) throw notFound("Environment");
+      await this.deps.audit.record(
+        actor,
+        "environment.stop",
+        `environment/${id}`,
+        auditView(before),
+        auditView(stopped.after),
+      );
+      return stopped.after;
+    });
+  }
+
+  async remove(actor: Actor, ref: string, options: { keepHome: boolean }): Promise<void> {
+    const { id } = await this.deps.access.find(actor, ref);
+    await this.deps.mutex.run(id, async () => {
+      const { before, after: deleting } = await this.begin(actor, id, "delete");
+      await this.deps.runner.abort(id, "deleted by the user");
+      try {
+        await this.deps.provider.remove(deleting, { keepHome: options.keepHome });
+      } catch (error) {
+        await this.deps.transitions.fail(id, `delete failed: ${messageOf(error)}`, ["deleting"]);
+        throw new CvmError("UNAVAILABLE", `Could not remove the environment's workload: ${messageOf(error)}`, {
+          cause: error,
+        });
+      }
+      await this.deps.store.environments.remove(id);
+      this.deps.bus.publish({ type: "deleted", id, ownerId: before.ownerId });
+      await this.deps.audit.record(actor, "environment.delete", `environment/${id}`, auditView(before), {
+        keepHome: options.keepHome,
+      });
+    });
+  }
+
+  /** Start or rebuild: move to the action's state with a new build, then run the build in the background. */
+  private async beginBuild(
+    actor: Actor,
+    ref: string,
+    action: "start" | "rebuild",
+    options: BuildOptions,
+  ): Promise<Environment> {
+    if (this.deps.runner.closing) throw new CvmError("UNAVAILABLE", "The server is shutting down");
+    const { id } = await this.deps.access.find(actor, ref);
+    return this.deps.mutex.run(id, async () => {
+      const { before, after } = await this.begin(actor, id, action, true);
+      await this.deps.audit.record(actor, `environment.${action}`, `environment/${id}`, auditView(before), {
+        ...auditView(after),
+        ...(action === "rebuild" ? { keepDockerData: options.keepDockerData ?? false } : {}),
+      });
+      this.deps.runner.launch(after, action, options);
+      return after;
+    });
+  }
+
+  /** Checks the action against the state it finds and moves to the action's first state. */
+  private async begin(actor: Actor, id: string, action: EnvironmentAction, newBuild = false): Promise<Transitioned> {
+    const begun = await this.deps.transitions.transition(id, (current) => {
+      if (!canSee(actor, current)) throw notFound("Environment");
+      return { to: assertActionAllowed(action, current.state), newBuild };
+    });
+    if (!begun) throw notFound("Environment");
+    return begun;
+  }
+}

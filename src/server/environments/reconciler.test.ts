@@ -1,0 +1,148 @@
+/**
+ * Reconcile on the real service and a real SQLite store with the fake
+ * provider: a restart fails the builds no process runs any more (on a shared
+ * store only those nobody advanced for a while), fails running environments
+ * whose workload vanished, leaves the rest, and reports and removes orphans.
+ * Showing a running environment refreshes it from the provider.
+ */
+
+import assert from "node:assert/strict";
+import { afterEach, describe, test } from "node:test";
+import * as fixtures from "../../testing/fixtures.js";
+import { startTestService, type TestService } from "../../testing/service.js";
+
+const minutesAgo = (n: number) => new Date(Date.now() - n * 60_000).toISOString();
+
+describe("reconcile", () => {
+  let t: TestService;
+  afterEach(() => t.close());
+
+  /** Environments left by a server that stopped, written straight into the store with no workload behind them. */
+  async function leftBehind() {
+    const { environments } = t.store;
+    const owner = t.member;
+    return {
+      pulling: await environments.create(
+        fixtures.environment({ owner, name: "was-pulling", state: "pulling", createdAt: minutesAgo(11) }),
+      ),
+      queued: await environments.create(fixtures.environment({ owner, name: "just-queued" })),
+      stopping: await environments.create(fixtures.environment({ owner, name: "was-stopping", state: "stopping" })),
+      running: await environments.create(fixtures.environment({ owner, name: "was-running", state: "running" })),
+      stopped: await environments.create(fixtures.environment({ owner, name: "was-stopped", state: "stopped" })),
+      failed: await environments.create(fixtures.environment({ owner, name: "was-failed", state: "failed" })),
+    };
+  }
+
+  test("the store's only writer fails every unfinished build and every running environment without a workload", async () => {
+    t = await startTestService();
+    const left = await leftBehind();
+    const report = await t.restart();
+    const state = async (id: string) => t.store.environments.get(id);
+    for (const environment of [left.pulling, left.queued, left.stopping]) {
+      const after = await state(environment.id);
+      assert.equal(after?.state, "failed", environment.name);
+      assert.equal(after?.stateReason, "interrupted by a server restart");
+    }
+    const running = await state(left.running.id);
+    assert.equal(running?.state, "failed");
+    assert.equal(running?.stateReason, "workload vanished: no fake workload for this environment");
+    assert.deepEqual(
+      running?.timeline.map((c) => c.state),
+      ["running", "failed"],
+    );
+    assert.equal((await state(left.stopped.id))?.state, "stopped");
+    assert.equal((await state(left.failed.id))?.state, "failed");
+    assert.deepEqual(report.vanished.map((v) => v.name).sort(), [
+      "just-queued",
+      "was-pulling",
+      "was-running",
+      "was-stopping",
+    ]);
+  });
+
+  test("on a shared store, only builds nobody advanced for ten minutes are failed", async () => {
+    t = await startTestService({ shared: true });
+    const left = await leftBehind();
+    await t.restart();
+    const pulling = await t.store.environments.get(left.pulling.id);
+    assert.equal(pulling?.state, "failed");
+    assert.match(pulling?.stateReason ?? "", /^interrupted: no server has advanced it for 11 minutes/);
+    assert.equal((await t.store.environments.get(left.queued.id))?.state, "queued", "another replica may build it");
+    assert.equal((await t.store.environments.get(left.stopping.id))?.state, "stopping");
+    assert.equal((await t.store.environments.get(left.running.id))?.state, "failed");
+  });
+
+  test("a running environment whose workload vanished is failed; one whose workload is there is left", async () => {
+    t = await startTestService();
+    const kept = await t.service.create(t.member, { name: "kept", image: "debian:12" });
+    const gone = await t.service.create(t.member, { name: "gone", image: "debian:12" });
+    await t.finished(kept.buildId as string);
+    await t.finished(gone.buildId as string);
+    t.provider.vanish(gone.id);
+    const report = await t.service.reconcile({ removeOrphans: false });
+    assert.deepEqual(report.vanished, [
+      { id: gone.id, name: "gone", reason: "workload vanished: no fake workload for this environment" },
+    ]);
+    assert.equal((await t.service.find(t.member, "kept")).state, "running");
+    assert.equal((await t.service.find(t.member, "gone")).state, "failed");
+  });
+
+  test("workloads without an environment are reported, and removed only when asked", async () => {
+    t = await startTestService();
+    const ref = t.provider.orphan("env_nobodys");
+    assert.deepEqual((await t.service.reconcile({ removeOrphans: false })).orphans, [
+      { ref, environmentId: "env_nobodys", removed: false },
+    ]);
+    assert.ok(t.provider.hasWorkload("env_nobodys"));
+    assert.deepEqual((await t.service.reconcile({ removeOrphans: true })).orphans, [
+      { ref, environmentId: "env_nobodys", removed: true },
+    ]);
+    assert.equal(t.provider.hasWorkload("env_nobodys"), false);
+    assert.deepEqual((await t.service.reconcile({ removeOrphans: true })).orphans, []);
+  });
+
+  test("a build running in this process is left to finish", async () => {
+    t = await startTestService({ script: { stepMs: 40 } });
+    const created = await t.service.create(t.member, { name: "dev", image: "debian:12" });
+    await t.until(created.id, ["pulling"]);
+    assert.deepEqual(await t.service.reconcile({ removeOrphans: false }), { vanished: [], orphans: [] });
+    assert.equal((await t.finished(created.buildId as string)).outcome, "running");
+  });
+});
+
+describe("showing a running environment", () => {
+  let t: TestService;
+  afterEach(() => t.close());
+
+  test("refreshes systemd's and Docker's status from the provider", async () => {
+    t = await startTestService();
+    t.provider.script("dev", { observation: { systemd: "starting", docker: "not-answering" } });
+    const created = await t.service.create(t.member, { name: "dev", image: "debian:12" });
+    await t.finished(created.buildId as string);
+    assert.equal((await t.service.show(t.member, "dev")).systemd, "starting");
+    t.provider.script("dev", { observation: { systemd: "degraded", failedUnits: ["a.service"], docker: "answering" } });
+    await t.service.stop(t.member, "dev");
+    const started = await t.service.start(t.member, "dev");
+    await t.finished(started.buildId as string);
+    const shown = await t.service.show(t.member, "dev");
+    assert.equal(shown.systemd, "degraded");
+    assert.deepEqual(shown.failedUnits, ["a.service"]);
+    assert.equal(shown.docker, "answering");
+  });
+
+  test("fails it when its workload stopped or vanished behind cvm's back, with the reason", async () => {
+    t = await startTestService();
+    for (const name of ["oom", "gone"]) {
+      const created = await t.service.create(t.member, { name, image: "debian:12" });
+      await t.finished(created.buildId as string);
+    }
+    t.provider.stopBehindBack((await t.service.find(t.member, "oom")).id, "killed: out of memory");
+    t.provider.vanish((await t.service.find(t.member, "gone")).id);
+    const oom = await t.service.show(t.member, "oom");
+    assert.equal(oom.state, "failed");
+    assert.equal(oom.stateReason, "workload stopped: killed: out of memory");
+    const gone = await t.service.show(t.member, "gone");
+    assert.equal(gone.state, "failed");
+    assert.equal(gone.stateReason, "workload vanished: no fake workload for this environment");
+  });
+});

@@ -1,0 +1,169 @@
+/**
+ * Brings the store in line with what the provider has. At start-up (and on
+ * an admin's request) every environment no build of this process works on is
+ * checked: a build left unfinished is failed as interrupted, or resumed where
+ * the provider can pick up its workload; a running environment whose workload
+ * vanished is failed; labeled workloads without an environment are reported
+ * and, when asked, removed. Showing a running environment refreshes it from
+ * the provider's fresh observation the same way.
+ */
+
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import type { ReconcileReport } from "../../api/contract.js";
+import { buildingStates, type Environment, type EnvironmentState } from "../../core/environment.js";
+import type { Observation, Provider } from "../../core/provider.js";
+import type { Store } from "../../core/store.js";
+import type { KeyedMutex } from "../keyed-mutex.js";
+import type { BuildRunner } from "./build-runner.js";
+import type { EnvironmentTransitions } from "./transition.js";
+
+export interface ReconcilerOptions {
+  store: Store;
+  provider: Provider;
+  transitions: EnvironmentTransitions;
+  runner: BuildRunner;
+  mutex: KeyedMutex;
+  logger: Logger;
+}
+
+/** How long showing an environment waits for the provider's fresh observation before answering with the stored one. */
+const observeTimeoutMs = 1500;
+/** On a shared store, a build nobody has advanced for this long is taken as abandoned. */
+const abandonedAfterMs = 10 * 60_000;
+/** The states reconcile may find abandoned: mid-build, mid-stop, mid-delete, or running without a workload. */
+const reconcilable: readonly EnvironmentState[] = [...buildingStates, "stopping", "deleting", "running"];
+/** What each provider's workload is called in a reason a user reads. */
+const workloadNoun: Record<Provider["name"], string> = {
+  docker: "container",
+  kubernetes: "Pod",
+  fake: "fake workload",
+};
+
+export class Reconciler {
+  constructor(private readonly deps: ReconcilerOptions) {}
+
+  async reconcile(options: { removeOrphans: boolean }): Promise<ReconcileReport> {
+    const { store, provider, logger, runner, mutex, transitions } = this.deps;
+    const workloads = await provider.listWorkloads();
+    const withWorkload = new Set(workloads.map((w) => w.environmentId));
+    const report: ReconcileReport = { vanished: [], orphans: [] };
+    const environments = await store.environments.list({});
+    for (const listed of environments) {
+      if (runner.isRunning(listed.id)) continue;
+      await mutex.run(listed.id, async () => {
+        const environment = await store.environments.get(listed.id);
+        if (!environment || runner.isRunning(environment.id)) return;
+        const hasWorkload = withWorkload.has(environment.id);
+        const reason = await this.reason(environment, hasWorkload);
+        if (!reason) return;
+        if (this.resumable(environment, hasWorkload) && environment.buildId) {
+          await transitions.appendLog(
+            environment.buildId,
+            `build resumed after ${reason}: continuing with the workload found`,
+          );
+          runner.launch(environment, "create", {});
+          return;
+        }
+        await transitions.fail(environment.id, reason, reconcilable);
+        report.vanished.push({ id: environment.id, name: environment.name, reason });
+      });
+    }
+    const known = new Set(environments.map((e) => e.id));
+    for (const workload of workloads.filter((w) => !known.has(w.environmentId))) {
+      let removed = false;
+      if (options.removeOrphans) {
+        await provider.removeWorkload(workload.ref);
+        removed = true;
+      }
+      report.orphans.push({ ref: workload.ref, environmentId: workload.environmentId, removed });
+    }
+    if (report.vanished.length || report.orphans.length) logger.info({ report }, "reconciled");
+    return report;
+  }
+
+  /**
+   * A running environment as the provider sees it now, so systemd's and
+   * Docker's status are fresh: failed if its workload stopped or vanished.
+   * Answers with the stored one when the provider is slow or fails.
+   */
+  async refresh(environment: Environment): Promise<Environment> {
+    if (environment.state !== "running" || this.deps.runner.isRunning(environment.id)) return environment;
+    const observation = await Promise.race([
+      this.deps.provider.observe(environment).catch((error) => {
+        this.deps.logger.warn({ err: error, environmentId: environment.id }, "observe failed");
+        return undefined;
+      }),
+      sleep(observeTimeoutMs, undefined),
+    ]);
+    if (!observation) return environment;
+    return (await this.apply(environment, observation)) ?? environment;
+  }
+
+  /**
+   * Why reconcile fails an environment no build of this process is working on,
+   * or undefined to leave it. When this server is the store's only writer, an
+   * unfinished build is an interrupted one; on a shared store another replica
+   * may be running it, so only a build without progress for a while counts.
+   */
+  private async reason(environment: Environment, hasWorkload: boolean): Promise<string | undefined> {
+    const { state } = environment;
+    if (buildingStates.includes(state) || state === "stopping" || state === "deleting") {
+      if (this.deps.store.soleWriter) return "interrupted by a server restart";
+      const idleMs = Date.now() - (await this.lastActivity(environment));
+      return idleMs > abandonedAfterMs
+        ? `interrupted: no server has advanced it for ${Math.round(idleMs / 60_000)} minutes`
+        : undefined;
+    }
+    if (state === "running" && !hasWorkload) {
+      // The list was read a moment ago; a build that finished since has its workload now.
+      const observed = await this.deps.provider.observe(environment).catch(() => undefined);
+      if (observed?.exists) return undefined;
+      return `workload vanished: no ${workloadNoun[this.deps.provider.name]} for this environment`;
+    }
+    return undefined;
+  }
+
+  /** When the environment or its current build last showed progress (a state change or a log line). */
+  private async lastActivity(environment: Environment): Promise<number> {
+    let latest = Date.parse(environment.updatedAt);
+    if (environment.buildId) {
+      const lines = await this.deps.store.builds.logs(environment.buildId);
+      const last = lines.at(-1);
+      if (last) latest = Math.max(latest, Date.parse(last.at));
+    }
+    return latest;
+  }
+
+  /** An interrupted build whose workload is still there, on a provider that can pick it up again. */
+  private resumable(environment: Environment, hasWorkload: boolean): boolean {
+    return Boolean(this.deps.provider.resumesBuilds) && hasWorkload && buildingStates.includes(environment.state);
+  }
+
+  /** Writes what the observation shows, unless the environment changed since it was read (a build, a stop). */
+  private async apply(environment: Environment, observation: Observation): Promise<Environment | undefined> {
+    const { runner, transitions, mutex } = this.deps;
+    if (!observation.exists || !observation.running) {
+      const reason = observation.exists
+        ? `workload stopped: ${observation.reason ?? "it is not running"}`
+        : `workload vanished: ${observation.reason ?? "it no longer exists"}`;
+      return mutex.run(environment.id, async () => {
+        const failed = await transitions.transition(environment.id, (current) =>
+          current.state === "running" && !runner.isRunning(current.id) ? { to: "failed", reason } : undefined,
+        );
+        return failed?.after;
+      });
+    }
+    const { runtime, systemd, failedUnits, docker } = observation;
+    const changed =
+      runtime !== environment.runtime ||
+      systemd !== environment.systemd ||
+      docker !== environment.docker ||
+      failedUnits.join("\n") !== environment.failedUnits.join("\n");
+    if (!changed) return environment;
+    const refreshed = await transitions.transition(environment.id, (current) =>
+      current.version === environment.version ? { patch: { runtime, systemd, failedUnits, docker } } : undefined,
+    );
+    return refreshed?.after;
+  }
+}

@@ -19,6 +19,7 @@ import { dashboard } from "./dashboard.js";
 import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
+import { idleRoutes } from "./idle.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { portProxy } from "./port-proxy.js";
 import { portRoutes } from "./ports.js";
@@ -127,6 +128,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
     documentTerminal,
     sshRoutes,
     portRoutes,
+    idleRoutes,
   ]) {
     register(routes);
   }

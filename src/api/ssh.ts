@@ -66,6 +66,7 @@ export function attachSsh(upgrades: Upgrades, deps: ApiDeps): { close(): void } 
       ws.on("close", () => {
         unsubscribe();
         open.delete(ws);
+        stream.destroy();
       });
       deps.workspace.ssh.serve(stream, user, environment, request.socket.remoteAddress).finally(() => ws.close());
     });

@@ -9,8 +9,8 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import { CvmError } from "../core/errors.js";
-import { loginShell } from "../core/login-shell.js";
 import type { ExecSession } from "../core/provider.js";
+import { execAs } from "../server/login-accounts.js";
 import { apiPrefix, type TerminalClientMessage, type TerminalServerMessage, terminalStream } from "./contract.js";
 import { parse } from "./input.js";
 import type { ApiDeps, ApiRoutes } from "./routes.js";
@@ -65,13 +65,17 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
       throw new CvmError("CONFLICT", `The environment is ${environment.state}: start it first`);
     }
     const tty = query.tty === undefined ? true : isSet(query.tty);
-    const exec = await deps.provider.exec(environment, {
-      command: command ?? loginShell,
-      tty,
-      cols: query.cols ?? 80,
-      rows: query.rows ?? 24,
-      env: tty ? { TERM: "xterm-256color" } : undefined,
-    });
+    // The image's own user in its home with its login shell, or root when asked.
+    const account = await deps.workspace.loginAccounts.resolve(environment, query.user === "root" ? "root" : "default");
+    const exec = await deps.provider.exec(
+      environment,
+      execAs(account, command, {
+        tty,
+        cols: query.cols ?? 80,
+        rows: query.rows ?? 24,
+        env: tty ? { TERM: "xterm-256color" } : undefined,
+      }),
+    );
     if (socket.destroyed) {
       exec.kill();
       return;
@@ -82,6 +86,8 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
   function bridge(ws: WebSocket, exec: ExecSession, environmentId: string, email: string): void {
     const entry = { ws, exec };
     sessions.add(entry);
+    // An open terminal is use of the environment (idle stop).
+    const release = deps.workspace.activity.hold(environmentId);
     deps.logger.info({ environmentId, email }, "terminal opened");
     let exited = false;
     const control = (message: TerminalServerMessage) => {
@@ -124,6 +130,7 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
       }
     });
     ws.on("close", () => {
+      release();
       unsubscribe();
       sessions.delete(entry);
       if (!exited) exec.kill();

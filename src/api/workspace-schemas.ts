@@ -44,3 +44,20 @@ export const portShareSchema = z.object({ port: z.number().int(), share: z.enum(
 export const portOpenQuerySchema = z.object({
   to: z.string().max(4096).optional().describe("The path to open on the port's host, starting with /"),
 });
+
+/** GET /environments/:ref/idle */
+export const idleStatusSchema = z.object({
+  minutes: z.number().int().describe("The idle time that applies: minutes without use before it stops; 0: never"),
+  source: z.enum(["environment", "site"]).describe("Whether the environment sets its own or takes the site's"),
+  lastActiveAt: z.string().optional().describe("When a terminal, SSH session or forwarded connection last used it"),
+  stopsAt: z
+    .string()
+    .optional()
+    .describe("When it stops unless someone uses it (a running environment with an idle time)"),
+});
+export type IdleStatus = z.infer<typeof idleStatusSchema>;
+
+/** PUT /environments/:ref/idle: the environment's own idle time, or null for the site's. */
+export const setIdleSchema = z.strictObject({
+  minutes: z.number().int().min(0).max(43_200).nullable(),
+});

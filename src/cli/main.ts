@@ -12,6 +12,7 @@ import * as cluster from "./cluster.js";
 import * as configSsh from "./config-ssh.js";
 import * as doctor from "./doctor.js";
 import * as env from "./env.js";
+import * as envWorkspace from "./env-workspace.js";
 import * as image from "./image.js";
 import * as portForward from "./port-forward.js";
 import * as server from "./server.js";
@@ -29,6 +30,7 @@ for (const group of [
   users,
   admin,
   env,
+  envWorkspace,
   ssh,
   configSsh,
   portForward,

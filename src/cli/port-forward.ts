@@ -9,6 +9,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Command } from "commander";
 import { CvmError } from "../core/errors.js";
 import { portProblem } from "../core/ports.js";
+import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
 import { openByteStream } from "./websocket.js";
 
@@ -34,7 +35,7 @@ export function parseForward(spec: string): Forward {
 function relay(local: Socket, ref: string, remote: number): void {
   const client = configuredClient();
   local.pause();
-  openByteStream(client, client.portConnectUrl(ref, remote)).then(
+  startedIfStopped(client, ref, () => openByteStream(client, client.portConnectUrl(ref, remote))).then(
     ({ stream }) => {
       local.pipe(stream);
       stream.pipe(local);

@@ -6,6 +6,7 @@
  */
 
 import { sshHostSuffix } from "../api/workspace-schemas.js";
+import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
 import { openByteStream } from "./websocket.js";
 
@@ -18,7 +19,8 @@ export async function sshStdio(host: string): Promise<number> {
   const client = configuredClient();
   let opened: Awaited<ReturnType<typeof openByteStream>>;
   try {
-    opened = await openByteStream(client, client.sshUrl(environmentOfHost(host)));
+    const name = environmentOfHost(host);
+    opened = await startedIfStopped(client, name, () => openByteStream(client, client.sshUrl(name)));
   } catch (error) {
     process.stderr.write(`cvm: ${(error as Error).message}\n`);
     return 255;

@@ -8,19 +8,38 @@ import type { Command } from "commander";
 import WebSocket from "ws";
 import type { TerminalClientMessage, TerminalServerMessage } from "../api/contract.js";
 import { terminalStream } from "../api/contract.js";
+import { CvmError } from "../core/errors.js";
+import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
 import { sshStdio } from "./ssh-stdio.js";
-import { refusalMessage } from "./websocket.js";
+import { refusal } from "./websocket.js";
 
 function frame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([stream]), data]);
 }
 
-async function ssh(ref: string, command: string[], options: { tty?: boolean }): Promise<number> {
+interface SshOptions {
+  tty?: boolean;
+  stdio?: boolean;
+  user?: string;
+}
+
+/** The session; a stopped environment is started first, saying so on stderr. */
+async function ssh(ref: string, command: string[], options: SshOptions): Promise<number> {
+  return startedIfStopped(configuredClient(), ref, () => session(ref, command, options));
+}
+
+async function session(ref: string, command: string[], options: SshOptions): Promise<number> {
+  if (options.user !== undefined && options.user !== "root") {
+    throw new CvmError("BAD_REQUEST", `--user must be root (got "${options.user}"); without it, the image's own user`, {
+      validations: [{ field: "user", detail: "must be root" }],
+    });
+  }
   const client = configuredClient();
   const interactiveShell = command.length === 0;
   const tty = options.tty ?? (interactiveShell && Boolean(process.stdin.isTTY));
   const url = client.terminalUrl(ref, {
+    user: options.user === "root" ? "root" : undefined,
     command: interactiveShell ? undefined : command,
     tty,
     cols: process.stdout.columns,
@@ -33,7 +52,7 @@ async function ssh(ref: string, command: string[], options: { tty?: boolean }): 
   return await new Promise<number>((resolve, reject) => {
     let exitCode: number | undefined;
     socket.on("unexpected-response", (_request, response) => {
-      refusalMessage(response).then((message) => reject(new Error(message)));
+      refusal(response).then(reject);
     });
     socket.on("open", () => {
       if (tty && process.stdin.isTTY) process.stdin.setRawMode(true);
@@ -75,9 +94,10 @@ export function register(program: Command): void {
     .argument("[command...]")
     .option("-t, --tty", "allocate a terminal even for a command")
     .option("-T, --no-tty", "never allocate a terminal")
+    .option("--user <user>", "root; by default the image's own user, in its home")
     .option("--stdio", "carry an SSH connection on stdin and stdout (the ProxyCommand `cvm config-ssh` writes)")
     .passThroughOptions()
-    .action(async (ref: string, command: string[], options: { tty?: boolean; stdio?: boolean }) => {
+    .action(async (ref: string, command: string[], options: SshOptions) => {
       if (options.stdio) {
         process.exitCode = await sshStdio(ref);
         return;

@@ -9,6 +9,22 @@ import type { Duplex } from "node:stream";
 import WebSocket, { createWebSocketStream } from "ws";
 import type { CvmClient } from "../client/index.js";
 
+/** The server refused to open the WebSocket; `status` says why (409: the environment is not running). */
+export class Refused extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = "Refused";
+  }
+}
+
+/** The refusal of an upgrade, with the API's error message. */
+export async function refusal(response: IncomingMessage): Promise<Refused> {
+  return new Refused(await refusalMessage(response), response.statusCode ?? 0);
+}
+
 /** The message of a refused upgrade: the API's error body, else the status. */
 export function refusalMessage(response: IncomingMessage): Promise<string> {
   return new Promise((resolve) => {
@@ -43,8 +59,8 @@ export function openByteStream(client: CvmClient, url: string): Promise<{ socket
     socket.once("open", () => resolve({ socket, stream }));
     socket.once("unexpected-response", (_request, response) => {
       refused = true;
-      refusalMessage(response).then((message) => {
-        reject(new Error(message));
+      refusal(response).then((error) => {
+        reject(error);
         stream.destroy();
       });
     });

@@ -27,7 +27,7 @@ import type {
   UserList,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
-import type { PortList, SetPortShareRequest, SshHostKey } from "../api/workspace-schemas.js";
+import type { IdleStatus, PortList, SetPortShareRequest, SshHostKey } from "../api/workspace-schemas.js";
 import type { AuditFilter } from "../core/audit.js";
 import type { Environment } from "../core/environment.js";
 import type { ErrorBody } from "../core/errors.js";
@@ -210,6 +210,10 @@ export class CvmClient {
 
   /** The WebSocket URL of an environment's terminal or of one command run in it. */
   sshHostKey = () => this.json<SshHostKey>("GET", "/ssh/host-key");
+  idle = (ref: string) => this.json<IdleStatus>("GET", `/environments/${encodeURIComponent(ref)}/idle`);
+  /** The environment's own idle time in minutes (0: never), or null for the site's. */
+  setIdle = (ref: string, minutes: number | null) =>
+    this.json<IdleStatus>("PUT", `/environments/${encodeURIComponent(ref)}/idle`, { minutes });
   ports = (ref: string) => this.json<PortList>("GET", `/environments/${encodeURIComponent(ref)}/ports`);
   setPortShare = (ref: string, port: number, request: SetPortShareRequest) =>
     this.json<{ port: number; share: SetPortShareRequest["share"] }>(
@@ -234,7 +238,10 @@ export class CvmClient {
     return this.webSocketUrl(`/environments/${encodeURIComponent(ref)}/ssh`);
   }
 
-  terminalUrl(ref: string, options: { command?: string[]; tty?: boolean; cols?: number; rows?: number } = {}): string {
+  terminalUrl(
+    ref: string,
+    options: { command?: string[]; tty?: boolean; cols?: number; rows?: number; user?: "root" } = {},
+  ): string {
     const base = this.baseUrl || globalThis.location?.origin || "";
     const wsBase = base.replace(/^http/, "ws");
     return `${wsBase}${apiPrefix}/environments/${encodeURIComponent(ref)}/terminal${query({
@@ -242,6 +249,7 @@ export class CvmClient {
       cols: options.cols,
       rows: options.rows,
       command: options.command ? JSON.stringify(options.command) : undefined,
+      user: options.user,
     })}`;
   }
 }

@@ -126,6 +126,10 @@ export interface WorkspaceStore {
   /** The environment's own idle stop in minutes (0: never), or undefined for the site's default. */
   idleStopMinutes(environmentId: string): Promise<number | undefined>;
   setIdleStopMinutes(environmentId: string, minutes: number | undefined, at: string): Promise<void>;
+  /** When any server last saw the environment used (a terminal, SSH, a forwarded connection). */
+  lastActiveAt(environmentId: string): Promise<string | undefined>;
+  /** Records use; an earlier time than the one stored changes nothing. */
+  recordActivity(environmentId: string, at: string): Promise<void>;
 }
 
 export interface Store {

@@ -2,14 +2,13 @@
  * What counts as someone using an environment, for idle stop: open
  * terminals, SSH connections and forwarded connections (each held while
  * open), and single requests through a port (each a moment of use). Kept in
- * this process; with several replicas each knows its own connections, and
- * an environment is idle only when the replica that stops it saw nothing
- * (see IdleStopper for how replicas agree).
+ * this process and written to the store by the idle stopper, so that with
+ * several replicas an environment is idle only when none of them saw use.
  */
 
 export class Activity {
   private readonly open = new Map<string, number>();
-  private readonly last = new Map<string, number>();
+  private readonly touched = new Map<string, number>();
 
   /** Marks the environment in use until the returned function is called. */
   hold(environmentId: string): () => void {
@@ -28,7 +27,7 @@ export class Activity {
 
   /** A moment of use. */
   touch(environmentId: string, at = Date.now()): void {
-    this.last.set(environmentId, Math.max(at, this.last.get(environmentId) ?? 0));
+    this.touched.set(environmentId, Math.max(at, this.touched.get(environmentId) ?? 0));
   }
 
   /** Connections open now. */
@@ -36,14 +35,14 @@ export class Activity {
     return this.open.get(environmentId) ?? 0;
   }
 
-  /** When it was last used here (now, while a connection is open); undefined if never seen. */
-  lastUsed(environmentId: string, now = Date.now()): number | undefined {
-    if (this.openCount(environmentId) > 0) return now;
-    return this.last.get(environmentId);
-  }
-
-  forget(environmentId: string): void {
-    this.open.delete(environmentId);
-    this.last.delete(environmentId);
+  /**
+   * The use seen since the last call: each environment touched, with when,
+   * and each with a connection open, as used now.
+   */
+  drain(now = Date.now()): Map<string, number> {
+    const seen = new Map(this.touched);
+    this.touched.clear();
+    for (const environmentId of this.open.keys()) seen.set(environmentId, now);
+    return seen;
   }
 }

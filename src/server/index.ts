@@ -177,6 +177,7 @@ async function serve(
   }
 
   const { app } = createApp(deps, { webRoot: options.webRoot });
+  deps.workspace.start();
   const upgrades = new Upgrades(server, deps);
   // A port's own host claims every path on it, so its WebSockets are matched first.
   attachPortProxyUpgrades(upgrades, deps);
@@ -193,6 +194,7 @@ async function serve(
     closing ??= (async () => {
       shutdown.abort();
       upgrades.close();
+      await deps.workspace.close();
       terminal.close();
       ssh.close();
       portConnections.close();

@@ -12,6 +12,7 @@ import { loadHostKey } from "../ssh/host-key.js";
 import { Activity } from "./activity.js";
 import type { AuditLog } from "./audit-log.js";
 import type { EnvironmentService } from "./environments/index.js";
+import { IdleStopper } from "./idle-stop.js";
 import { LoginAccounts } from "./login-accounts.js";
 import { PortTickets } from "./port-tickets.js";
 import { PortsService } from "./ports-service.js";
@@ -23,6 +24,10 @@ export interface Workspace {
   ports: PortsService;
   tickets: PortTickets;
   activity: Activity;
+  idle: IdleStopper;
+  /** Starts what runs in the background (idle stop). */
+  start(): void;
+  close(): Promise<void>;
 }
 
 export async function createWorkspace(options: {
@@ -45,5 +50,15 @@ export async function createWorkspace(options: {
     logger: logger.child({ component: "ssh" }),
   });
   const ports = new PortsService({ ...options, activity, logger: logger.child({ component: "ports" }) });
-  return { loginAccounts, ssh, ports, tickets: await PortTickets.open(options.dataDir), activity };
+  const idle = new IdleStopper({ ...options, activity, logger: logger.child({ component: "idle-stop" }) });
+  return {
+    loginAccounts,
+    ssh,
+    ports,
+    tickets: await PortTickets.open(options.dataDir),
+    activity,
+    idle,
+    start: () => idle.start(),
+    close: () => idle.close(),
+  };
 }

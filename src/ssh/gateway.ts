@@ -127,7 +127,11 @@ export class SshGateway {
     // Listening on the environment's side (ssh -R) and unix-socket forwarding are not offered.
     connection.on("request", (_accept, reject) => reject?.());
     connection.on("error", (error) => log.debug({ err: error }, "ssh connection error"));
-    await new Promise<void>((resolve) => connection.once("close", () => resolve()));
+    // The WebSocket's end is the connection's: ssh2 reports the stream's end before (or instead of) its close.
+    await new Promise<void>((resolve) => {
+      connection.once("end", () => resolve());
+      connection.once("close", () => resolve());
+    });
     for (const cleanup of cleanups.splice(0)) cleanup();
     log.info("ssh connection closed");
   }

@@ -133,7 +133,7 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 4,
-    name: "shared ports and idle stop per environment",
+    name: "shared ports, idle stop and last use per environment",
     statements: () => [
       `CREATE TABLE environment_ports (
         environment_id TEXT NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
@@ -146,6 +146,10 @@ export const migrations: readonly Migration[] = [
         environment_id TEXT PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
         minutes INTEGER NOT NULL,
         updated_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE environment_activity (
+        environment_id TEXT PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
+        last_active_at TEXT NOT NULL
       )`,
     ],
   },

@@ -557,7 +557,7 @@ for (const backend of backends) {
         }
       }));
 
-    test("workspace: shared ports and idle stop per environment; private and default remove; gone with the environment", () =>
+    test("workspace: shared ports, idle stop and last use per environment; private and default remove; gone with the environment", () =>
       withStore(async (store) => {
         const ada = await store.users.create(newUser("ada@example.com"));
         const env = await store.environments.create(newEnvironment(ada.id, "dev"));
@@ -580,10 +580,18 @@ for (const backend of backends) {
         await store.workspace.setIdleStopMinutes(env.id, undefined, minutes(3));
         assert.equal(await store.workspace.idleStopMinutes(env.id), undefined);
 
+        assert.equal(await store.workspace.lastActiveAt(env.id), undefined);
+        await store.workspace.recordActivity(env.id, minutes(10));
+        await store.workspace.recordActivity(env.id, minutes(5));
+        assert.equal(await store.workspace.lastActiveAt(env.id), minutes(10), "an earlier report changes nothing");
+        await store.workspace.recordActivity(env.id, minutes(11));
+        assert.equal(await store.workspace.lastActiveAt(env.id), minutes(11));
+
         await store.workspace.setIdleStopMinutes(env.id, 5, minutes(4));
         await store.environments.remove(env.id);
         assert.deepEqual(await store.workspace.portShares(env.id), []);
         assert.equal(await store.workspace.idleStopMinutes(env.id), undefined);
+        assert.equal(await store.workspace.lastActiveAt(env.id), undefined);
       }));
 
     if (backend.name === "sqlite") {

@@ -1,4 +1,4 @@
-/** Shared ports and per-environment idle stop, on either database (src/core/store.ts WorkspaceStore). */
+/** Shared ports, per-environment idle stop and last use, on either database (src/core/store.ts WorkspaceStore). */
 
 import type { PortShare, SharedPort } from "../core/ports.js";
 import type { WorkspaceStore } from "../core/store.js";
@@ -40,6 +40,22 @@ export function workspaceStore(db: Database): WorkspaceStore {
         `INSERT INTO environment_idle (environment_id, minutes, updated_at) VALUES ($1, $2, $3)
          ON CONFLICT (environment_id) DO UPDATE SET minutes = excluded.minutes, updated_at = excluded.updated_at`,
         [environmentId, minutes, at],
+      );
+    },
+    async lastActiveAt(environmentId) {
+      const [row] = await db.query<{ last_active_at: string }>(
+        "SELECT last_active_at FROM environment_activity WHERE environment_id = $1",
+        [environmentId],
+      );
+      return row?.last_active_at;
+    },
+    async recordActivity(environmentId, at) {
+      // ISO times sort as text, so the later of two replicas' reports wins on either database.
+      await db.query(
+        `INSERT INTO environment_activity (environment_id, last_active_at) VALUES ($1, $2)
+         ON CONFLICT (environment_id) DO UPDATE SET last_active_at = excluded.last_active_at
+         WHERE environment_activity.last_active_at < excluded.last_active_at`,
+        [environmentId, at],
       );
     },
   };

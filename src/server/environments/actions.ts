@@ -100,11 +100,12 @@ export class EnvironmentActions {
     return this.beginBuild(actor, ref, "rebuild", options);
   }
 
-  async stop(actor: Actor, ref: string): Promise<Environment> {
+  /** Stops; `reason` (idle stop) goes into the timeline and the build log, where a user's own stop says nothing. */
+  async stop(actor: Actor, ref: string, reason?: string): Promise<Environment> {
     const { id } = await this.deps.access.find(actor, ref);
     return this.deps.mutex.run(id, async () => {
-      const { before, after: stopping } = await this.begin(actor, id, "stop");
-      await this.deps.runner.abort(id, "stopped by the user");
+      const { before, after: stopping } = await this.begin(actor, id, "stop", false, reason);
+      await this.deps.runner.abort(id, reason ?? "stopped by the user");
       try {
         await this.deps.provider.stop(stopping, this.deps.stopTimeoutSeconds ?? 20);
       } catch (error) {
@@ -166,10 +167,16 @@ export class EnvironmentActions {
   }
 
   /** Checks the action against the state it finds and moves to the action's first state. */
-  private async begin(actor: Actor, id: string, action: EnvironmentAction, newBuild = false): Promise<Transitioned> {
+  private async begin(
+    actor: Actor,
+    id: string,
+    action: EnvironmentAction,
+    newBuild = false,
+    reason?: string,
+  ): Promise<Transitioned> {
     const begun = await this.deps.transitions.transition(id, (current) => {
       if (!canSee(actor, current)) throw notFound("Environment");
-      return { to: assertActionAllowed(action, current.state), newBuild };
+      return { to: assertActionAllowed(action, current.state), newBuild, ...(reason ? { reason } : {}) };
     });
     if (!begun) throw notFound("Environment");
     return begun;

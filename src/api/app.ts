@@ -30,6 +30,7 @@ import { sshRoutes } from "./ssh.js";
 import { supervisorReportRoutes } from "./supervisor-reports.js";
 import { documentTerminal } from "./terminal.js";
 import { tokenRoutes } from "./tokens.js";
+import { usageRoutes } from "./usage.js";
 import { userRoutes } from "./users.js";
 
 const version = "0.1.0";
@@ -129,6 +130,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
     sshRoutes,
     portRoutes,
     idleRoutes,
+    usageRoutes,
   ]) {
     register(routes);
   }

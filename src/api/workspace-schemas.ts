@@ -61,3 +61,25 @@ export type IdleStatus = z.infer<typeof idleStatusSchema>;
 export const setIdleSchema = z.strictObject({
   minutes: z.number().int().min(0).max(43_200).nullable(),
 });
+
+/** GET /environments/:ref/usage */
+export const usageSchema = z.object({
+  cpu: z.object({
+    cores: z.number().describe("CPU cores busy, measured over a quarter of a second"),
+    limitCores: z.number().optional().describe("The cgroup's CPU quota, in cores"),
+  }),
+  memory: z.object({
+    usedBytes: z.number().describe("Memory in use, less page cache the kernel can drop"),
+    limitBytes: z.number().optional().describe("The cgroup's memory limit"),
+  }),
+  disks: z.array(
+    z.object({
+      path: z.string(),
+      mount: z.string().describe("Where the filesystem holding the path is mounted"),
+      usedBytes: z.number(),
+      sizeBytes: z.number(),
+    }),
+  ),
+  at: z.string(),
+});
+export type UsageReport = z.infer<typeof usageSchema>;

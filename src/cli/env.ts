@@ -5,6 +5,7 @@ import type { CvmClient } from "../client/index.js";
 import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { configuredClient } from "./config.js";
+import { printWorkspace, workspaceOf } from "./env-workspace.js";
 import { age, printFields, printJson, printTable } from "./output.js";
 import { confirm, interactive } from "./prompt.js";
 
@@ -155,9 +156,11 @@ export function register(program: Command): void {
     .argument("<name>")
     .option("--json")
     .action(async (ref: string, options: { json?: boolean }) => {
-      const environment = await configuredClient().environment(ref);
-      if (options.json) return printJson(environment);
+      const client = configuredClient();
+      const environment = await client.environment(ref);
+      if (options.json) return printJson({ ...environment, ...(await workspaceOf(client, environment)) });
       show(environment);
+      printWorkspace(await workspaceOf(client, environment));
     });
 
   env

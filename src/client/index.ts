@@ -27,7 +27,7 @@ import type {
   UserList,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
-import type { IdleStatus, PortList, SetPortShareRequest, SshHostKey } from "../api/workspace-schemas.js";
+import type { IdleStatus, PortList, SetPortShareRequest, SshHostKey, UsageReport } from "../api/workspace-schemas.js";
 import type { AuditFilter } from "../core/audit.js";
 import type { Environment } from "../core/environment.js";
 import type { ErrorBody } from "../core/errors.js";
@@ -210,6 +210,7 @@ export class CvmClient {
 
   /** The WebSocket URL of an environment's terminal or of one command run in it. */
   sshHostKey = () => this.json<SshHostKey>("GET", "/ssh/host-key");
+  usage = (ref: string) => this.json<UsageReport>("GET", `/environments/${encodeURIComponent(ref)}/usage`);
   idle = (ref: string) => this.json<IdleStatus>("GET", `/environments/${encodeURIComponent(ref)}/idle`);
   /** The environment's own idle time in minutes (0: never), or null for the site's. */
   setIdle = (ref: string, minutes: number | null) =>

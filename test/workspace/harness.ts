@@ -43,6 +43,8 @@ export interface WorkspaceServer {
   bob: Person;
   /** Creates an environment for `person` and waits until it runs (or fails the test with its log). */
   environment(person: Person, request: { name: string; image: string; cvm: boolean }): Promise<Environment>;
+  /** Waits until an environment `person` created runs (or fails the test with its log); deleted on close. */
+  follow(person: Person, created: Environment): Promise<Environment>;
   close(): Promise<void>;
 }
 
@@ -122,21 +124,23 @@ export async function startWorkspaceServer(purpose: string): Promise<WorkspaceSe
     alice: person(await member("alice@example.com"), "alice"),
     bob: person(await member("bob@example.com"), "bob"),
     async environment(who, request) {
-      const created = await who.client.createEnvironment({ ...request, cpu: 1, memoryGiB: 1 });
-      made.push({ person: who, name: request.name });
+      return workspace.follow(who, await who.client.createEnvironment({ ...request, cpu: 1, memoryGiB: 1 }));
+    },
+    async follow(who, created) {
+      made.push({ person: who, name: created.name });
       const lines: string[] = [];
-      for await (const item of who.client.logs(request.name, {
+      for await (const item of who.client.logs(created.id, {
         build: created.buildId as string,
         follow: true,
         signal: AbortSignal.timeout(300_000),
       })) {
         if ("end" in item) {
-          assert.equal(item.outcome, "running", `${request.name} did not start:\n${lines.join("\n")}`);
+          assert.equal(item.outcome, "running", `${created.name} did not start:\n${lines.join("\n")}`);
           break;
         }
         lines.push(item.text);
       }
-      return who.client.environment(request.name);
+      return who.client.environment(created.id);
     },
     async close() {
       for (const { person, name } of made) await person.client.deleteEnvironment(name).catch(() => undefined);

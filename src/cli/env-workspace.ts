@@ -21,7 +21,9 @@ export interface WorkspaceView {
   connect?: { ssh: string; cvmSsh: string };
 }
 
-const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1)} GiB`;
+/** 512 MiB, 1.5 GiB: whole MiB below a GiB, one decimal above. */
+const gib = (bytes: number) =>
+  bytes < 2 ** 30 ? `${Math.round(bytes / 2 ** 20)} MiB` : `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 
 /** Usage and idle status of a running environment; nothing for one that is not running. */
 export async function workspaceOf(client: CvmClient, environment: Environment): Promise<WorkspaceView> {

@@ -5,9 +5,10 @@ set -euo pipefail
 
 # qemu: the cgroup v2 node VM tests (they skip, saying why, where it is absent).
 # openssh-client, rsync: the SSH tests drive the real ssh, scp, sftp and rsync through `ssh NAME.cvm`.
-packages=(docker.io docker-registry runc containerd mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils openssh-client rsync)
+# lxcfs: CVMs see their own memory, CPUs and uptime in /proc (src/supervisor/lxcfs.ts).
+packages=(docker.io docker-registry runc containerd mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils openssh-client rsync lxcfs)
 if [ "${1:-}" = "--runtime-only" ]; then
-  packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev)
+  packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev lxcfs)
 fi
 
 missing=()

@@ -35,7 +35,7 @@ mkdir -p "$stage/opt/cvm"
 (cd "$stage/opt/cvm" && npm prune --omit=dev --offline --no-audit --no-fund >/dev/null)
 
 mmdebstrap --variant=minbase --mode=root \
-  --include=ca-certificates,docker.io,containerd,runc,iptables,kmod,procps,iproute2,passwd,uidmap,e2fsprogs,xz-utils,libstdc++6 \
+  --include=ca-certificates,docker.io,containerd,runc,iptables,kmod,procps,iproute2,passwd,uidmap,e2fsprogs,xz-utils,libstdc++6,lxcfs,fuse3 \
   --customize-hook="cp '$node_bin' \"\$1/usr/local/bin/node\"" \
   --customize-hook="cp -a '$stage/opt/cvm' \"\$1/opt/cvm\"" \
   --customize-hook='ln -s /opt/cvm/bin/cvm "$1/usr/local/bin/cvm"' \

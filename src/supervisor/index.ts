@@ -47,6 +47,7 @@ import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-d
 import { CvmEngine } from "./engine.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
+import { Lxcfs, withLxcfs } from "./lxcfs.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
 import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
@@ -105,6 +106,7 @@ class Supervisor implements CvmSupervisor {
   private readonly hostDocker?: Dockerode;
   private readonly initPaths = new Map<string, InitPath>();
   private readonly bridge: NamespaceBridge;
+  private readonly lxcfs: Lxcfs;
   /** Built once per process: concurrent builds share the one compile. */
   private gateBinary?: Promise<string>;
 
@@ -113,6 +115,7 @@ class Supervisor implements CvmSupervisor {
     this.engine = new CvmEngine({ dataDir: options.dataDir, logger: options.logger });
     this.hostDocker = options.hostDockerHost ? dockerClient(options.hostDockerHost) : undefined;
     this.bridge = new NamespaceBridge(join(options.dataDir, "bin"));
+    this.lxcfs = new Lxcfs(join(options.dataDir, "lxcfs"), this.logger);
   }
 
   private async container(environment: Environment): Promise<Dockerode.Container> {
@@ -195,8 +198,10 @@ class Supervisor implements CvmSupervisor {
       volumeSources: this.options.volumeSources,
       dockerDisk: storage.dockerDisk,
     });
+    const proc = await this.lxcfs.ensure();
+    await log(`/proc: ${proc.note}`);
     const createdAt = Date.now();
-    const container = await docker.createContainer(request);
+    const container = await docker.createContainer(withLxcfs(request, proc.mountpoint));
     await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
     return { container, createdAt };
   }
@@ -470,6 +475,14 @@ class Supervisor implements CvmSupervisor {
   }
 
   async close(): Promise<void> {
+    // CVMs outlive a stopping engine (live restore) and keep reading their /proc through lxcfs.
+    const running = this.lxcfs.running()
+      ? await this.engine
+          .ensure()
+          .then((docker) => docker.listContainers())
+          .catch(() => [])
+      : [];
     await this.engine.close();
+    if (running.length === 0) await this.lxcfs.close();
   }
 }

@@ -83,3 +83,14 @@ export const usageSchema = z.object({
   at: z.string(),
 });
 export type UsageReport = z.infer<typeof usageSchema>;
+
+/** GET /environments/:ref/account */
+export const accountSchema = z.object({
+  name: z.string(),
+  uid: z.number().int(),
+  gid: z.number().int(),
+  home: z.string(),
+  shell: z.string(),
+  source: z.enum(["image user", "asked for root", "no user in the image: root"]),
+});
+export type AccountInfo = z.infer<typeof accountSchema>;

@@ -27,7 +27,14 @@ import type {
   UserList,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
-import type { IdleStatus, PortList, SetPortShareRequest, SshHostKey, UsageReport } from "../api/workspace-schemas.js";
+import type {
+  AccountInfo,
+  IdleStatus,
+  PortList,
+  SetPortShareRequest,
+  SshHostKey,
+  UsageReport,
+} from "../api/workspace-schemas.js";
 import type { AuditFilter } from "../core/audit.js";
 import type { Environment } from "../core/environment.js";
 import type { ErrorBody } from "../core/errors.js";
@@ -210,6 +217,7 @@ export class CvmClient {
 
   /** The WebSocket URL of an environment's terminal or of one command run in it. */
   sshHostKey = () => this.json<SshHostKey>("GET", "/ssh/host-key");
+  account = (ref: string) => this.json<AccountInfo>("GET", `/environments/${encodeURIComponent(ref)}/account`);
   usage = (ref: string) => this.json<UsageReport>("GET", `/environments/${encodeURIComponent(ref)}/usage`);
   idle = (ref: string) => this.json<IdleStatus>("GET", `/environments/${encodeURIComponent(ref)}/idle`);
   /** The environment's own idle time in minutes (0: never), or null for the site's. */

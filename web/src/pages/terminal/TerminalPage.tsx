@@ -9,8 +9,8 @@ import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import { useEffect, useRef, useState } from "react";
 import { StateBadge } from "../../components/badges.js";
-import { ErrorState, Loading } from "../../components/feedback.js";
-import { useEnvironment } from "../../queries/environments.js";
+import { ErrorState, InlineError, Loading } from "../../components/feedback.js";
+import { environmentActions, useEnvironment } from "../../queries/environments.js";
 import { Link } from "../../router.js";
 import { type ConnectionStatus, TerminalConnection } from "./terminal-connection.js";
 
@@ -176,6 +176,18 @@ export default function TerminalPage({ params }: { params: Record<string, string
   useEffect(() => {
     if (running) setOpened(true);
   }, [running]);
+  // Opening the terminal of a stopped environment starts it, and says so.
+  const [starting, setStarting] = useState<{ from: string; error?: unknown }>();
+  const state = e?.state;
+  const id = e?.id;
+  useEffect(() => {
+    if (!id || starting || opened || (state !== "stopped" && state !== "failed")) return;
+    setStarting({ from: state });
+    environmentActions.start(id).then(
+      (started) => live.accept(started),
+      (error: unknown) => setStarting({ from: state, error }),
+    );
+  }, [id, state, starting, opened, live]);
   if (!e) return live.error ? <ErrorState error={live.error} /> : <Loading what="environment" />;
   return (
     <div className="terminal-page">
@@ -185,11 +197,18 @@ export default function TerminalPage({ params }: { params: Record<string, string
       </p>
       {running || opened ? (
         <TerminalView environmentId={e.id} running={running} />
+      ) : starting && !starting.error ? (
+        <div className="feedback" data-testid="terminal-starting">
+          <p>
+            {e.name} was {starting.from}: starting it. The terminal opens once it runs ({e.state} now).
+          </p>
+        </div>
       ) : (
         <div className="feedback">
           <p>
             The terminal opens while the environment is running; it is <strong>{e.state}</strong> now.
           </p>
+          <InlineError error={starting?.error} />
           <Link to={`/environments/${e.id}`} className="button">
             Go to the environment
           </Link>

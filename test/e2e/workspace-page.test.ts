@@ -129,5 +129,14 @@ test("the environment page: connect, usage, ports, idle stop, every build's log;
     .getByTestId("build-log")
     .getByText(/created by admin@example.com/)
     .waitFor();
+
+  // The site's side: public sharing and the default idle stop, on the Infrastructure page.
+  await page.goto("/manage/infrastructure");
+  await page.getByText("Owners may share a port publicly").click();
+  await page.getByLabel("Idle stop (minutes without use; 0: never)").fill("45");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByText("Settings saved.").waitFor();
+  const settings = await admin.infrastructure();
+  assert.deepEqual([settings.publicPorts, settings.idleStopMinutes], [false, 45]);
   assert.deepEqual(console.errors, []);
 });

@@ -7,6 +7,7 @@
  */
 
 import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createWebSocketStream, type WebSocket, WebSocketServer } from "ws";
 import { CvmError, notFound } from "../core/errors.js";
@@ -16,7 +17,13 @@ import { apiPrefix } from "./contract.js";
 import { readJson, readQuery } from "./input.js";
 import { type ApiDeps, type ApiRoutes, type AppContext, param } from "./routes.js";
 import { authenticateUpgrade, decodeRef, type Upgrades } from "./upgrade.js";
-import { portListSchema, portOpenQuerySchema, portShareSchema, setPortShareSchema } from "./workspace-schemas.js";
+import {
+  portListSchema,
+  portOpenQuerySchema,
+  portShareSchema,
+  rawUpgrade,
+  setPortShareSchema,
+} from "./workspace-schemas.js";
 
 const connectPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/ports/([^/]+)/connect$`);
 
@@ -121,7 +128,7 @@ export function portRoutes(routes: ApiRoutes): void {
     method: "get",
     path: "/environments/:ref/ports/:port/connect",
     summary:
-      "WebSocket: one TCP connection to the port on the environment's loopback (what `cvm port-forward` opens per connection). Binary frames carry its bytes both ways",
+      "Upgrade: one TCP connection to the port on the environment's loopback. With `Upgrade: cvm-tcp` (what `cvm port-forward` opens per connection) the connection carries the bytes as they are after the 101; as a WebSocket, binary frames carry them both ways",
     tag,
     response: "websocket",
     status: 101,
@@ -136,12 +143,21 @@ export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close():
   async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, match: RegExpExecArray) {
     const { user } = await authenticateUpgrade(request, deps);
     const environment = await deps.environments.find(user, decodeRef(match[1]));
-    const connection = await deps.workspace.ports.connect(
-      environment,
-      portNumber(match[2]),
-      { actor: user, address: request.socket.remoteAddress },
-      "forward",
-    );
+    const who = { actor: user, address: request.socket.remoteAddress };
+    if (request.headers.upgrade?.toLowerCase() === rawUpgrade) {
+      if (head.length > 0)
+        throw new CvmError("BAD_REQUEST", `Send nothing before the ${rawUpgrade} upgrade is answered`);
+      const answer = () =>
+        new Promise<void>((resolve) =>
+          socket.write(
+            `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${rawUpgrade}\r\n\r\n`,
+            () => resolve(),
+          ),
+        );
+      await deps.workspace.ports.connectSocket(environment, portNumber(match[2]), socket as Socket, answer, who);
+      return;
+    }
+    const connection = await deps.workspace.ports.connect(environment, portNumber(match[2]), who, "forward");
     if (socket.destroyed) {
       connection.destroy();
       return;

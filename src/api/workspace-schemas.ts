@@ -94,3 +94,11 @@ export const accountSchema = z.object({
   source: z.enum(["image user", "asked for root", "no user in the image: root"]),
 });
 export type AccountInfo = z.infer<typeof accountSchema>;
+
+/**
+ * The upgrade `cvm port-forward` asks for on /environments/:ref/ports/:port/connect:
+ * after the 101 the connection carries the TCP stream's bytes as they are,
+ * no framing, so the server can hand the socket itself to the provider
+ * (spliced in the kernel). A WebSocket upgrade there carries them in binary frames.
+ */
+export const rawUpgrade = "cvm-tcp";

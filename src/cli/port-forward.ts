@@ -7,11 +7,12 @@
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { Command } from "commander";
+import { rawUpgrade } from "../api/workspace-schemas.js";
 import { CvmError } from "../core/errors.js";
 import { portProblem } from "../core/ports.js";
 import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
-import { openByteStream } from "./websocket.js";
+import { openRawStream } from "./websocket.js";
 
 export interface Forward {
   local: number;
@@ -35,18 +36,19 @@ export function parseForward(spec: string): Forward {
 function relay(local: Socket, ref: string, remote: number): void {
   const client = configuredClient();
   local.pause();
-  startedIfStopped(client, ref, () => openByteStream(client, client.portConnectUrl(ref, remote))).then(
-    ({ stream }) => {
-      local.pipe(stream);
-      stream.pipe(local);
-      local.resume();
+  startedIfStopped(client, ref, () => openRawStream(client, client.portConnectUrl(ref, remote), rawUpgrade)).then(
+    (upstream) => {
+      local.pipe(upstream);
+      upstream.pipe(local);
       const end = () => {
         local.destroy();
-        stream.destroy();
+        upstream.destroy();
       };
       local.on("error", end);
-      stream.on("error", end);
-      local.on("close", () => stream.end());
+      upstream.on("error", end);
+      local.on("close", () => upstream.destroy());
+      upstream.on("close", () => local.destroy());
+      local.resume();
     },
     (error: Error) => {
       process.stderr.write(`cvm: port ${remote}: ${error.message}\n`);
@@ -60,7 +62,8 @@ async function portForward(ref: string, specs: string[], options: { address: str
   configuredClient();
   const servers: Server[] = [];
   for (const { local, remote } of forwards) {
-    const server = createServer((socket) => relay(socket, ref, remote));
+    // Large buffers on the laptop's side: a bulk transfer pauses and resumes its reads less often.
+    const server = createServer({ highWaterMark: 1 << 20 }, (socket) => relay(socket, ref, remote));
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error: NodeJS.ErrnoException) =>
         reject(

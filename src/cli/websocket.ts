@@ -1,10 +1,12 @@
 /**
- * The CLI's WebSockets to the server (the terminal, SSH, port connections):
- * opened with the configured token, and a refused upgrade read as the API's
- * error body, so the user sees the server's own message.
+ * The CLI's upgraded connections to the server (the terminal, SSH, port
+ * connections): opened with the configured token, and a refused upgrade read
+ * as the API's error body, so the user sees the server's own message.
  */
 
-import type { IncomingMessage } from "node:http";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket, { createWebSocketStream } from "ws";
 import type { CvmClient } from "../client/index.js";
@@ -67,5 +69,30 @@ export function openByteStream(client: CvmClient, url: string): Promise<{ socket
     stream.on("error", (error) => {
       if (!refused) reject(error);
     });
+  });
+}
+
+/**
+ * A raw TCP stream through the server: an HTTP upgrade to `protocol` (no
+ * WebSocket framing); resolves with the socket once the server answers 101.
+ */
+export function openRawStream(client: CvmClient, url: string, protocol: string): Promise<Socket> {
+  const target = new URL(url.replace(/^ws/, "http"));
+  const request = (target.protocol === "https:" ? httpsRequest : httpRequest)(target, {
+    headers: {
+      connection: "Upgrade",
+      upgrade: protocol,
+      ...(client.token ? { authorization: `Bearer ${client.token}` } : {}),
+    },
+  });
+  return new Promise((resolve, reject) => {
+    request.once("upgrade", (_response, socket, head) => {
+      if (head.length > 0) socket.unshift(head);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+    request.once("response", (response) => refusal(response).then(reject));
+    request.once("error", reject);
+    request.end();
   });
 }

@@ -4,6 +4,7 @@
  * server never knows which.
  */
 
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type {
   DockerStatus,
@@ -117,6 +118,18 @@ export interface Provider {
    * a CvmError saying so, at once. Ending the writable side half-closes.
    */
   dial(environment: Environment, port: number): Promise<Duplex>;
+  /**
+   * Joins a client's TCP socket with a connection to `port` inside without
+   * the server copying the bytes (the docker provider has the kernel splice
+   * them); `connected` answers the client before any byte flows. Optional:
+   * a provider without it is dialed and piped.
+   */
+  spliceSocket?(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<{ finished: Promise<void> }>;
   /** The TCP ports something listens on inside the environment. */
   listeningPorts(environment: Environment): Promise<ListeningPort[]>;
   /**

@@ -5,14 +5,17 @@
  * single-threaded process), so this small static program does it and then
  * relays bytes with splice(2), without copying them through user space.
  *
- *   cvm-nsbridge dial PID PORT
+ *   cvm-nsbridge dial PID PORT [--hold]
  *       Joins PID's network namespace and connects to PORT on its loopback
  *       (127.0.0.1, then ::1), as a process inside the environment would;
  *       a server bound to 127.0.0.1 inside is reachable this way, unlike
  *       through the container's address. Writes "ok\n" to stderr once
  *       connected, or one line saying why not (exit 3: nothing listens,
  *       4: other failure), then relays stdin to the connection and the
- *       connection to stdout, half-closing each direction at its end.
+ *       connection to stdout, half-closing each direction at its end. With
+ *       --hold it waits for one byte on fd 3 before relaying, so the caller
+ *       can answer its client first (stdin and stdout may be the client's
+ *       own TCP socket, which the kernel then splices without a copy).
  *
  *   cvm-nsbridge listen PID PATH UID GID HOSTSOCK
  *       Makes a unix socket at PATH inside PID's mount namespace (its
@@ -132,7 +135,7 @@ static int relay(int a_in, int a_out, int b) {
   return 0;
 }
 
-static int dial(long pid, const char *port_text) {
+static int dial(long pid, const char *port_text, int hold) {
   char *end;
   long port = strtol(port_text, &end, 10);
   if (*end != '\0' || port < 1 || port > 65535) {
@@ -173,6 +176,11 @@ static int dial(long pid, const char *port_text) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   fprintf(stderr, "ok\n");
   fflush(stderr);
+  if (hold) {
+    char go;
+    if (read(3, &go, 1) != 1) return 0;
+    close(3);
+  }
   return relay(0, 1, fd);
 }
 
@@ -276,11 +284,13 @@ static int listen_inside(long pid, const char *path, long uid, long gid, const c
 int main(int argc, char **argv) {
   prctl(PR_SET_NAME, "cvm-nsbridge", 0, 0, 0);
   signal(SIGPIPE, SIG_IGN);
-  if (argc == 4 && strcmp(argv[1], "dial") == 0) return dial(strtol(argv[2], NULL, 10), argv[3]);
+  if ((argc == 4 || (argc == 5 && strcmp(argv[4], "--hold") == 0)) && strcmp(argv[1], "dial") == 0) {
+    return dial(strtol(argv[2], NULL, 10), argv[3], argc == 5);
+  }
   if (argc == 7 && strcmp(argv[1], "listen") == 0) {
     return listen_inside(strtol(argv[2], NULL, 10), argv[3], strtol(argv[4], NULL, 10), strtol(argv[5], NULL, 10),
                          argv[6]);
   }
-  fprintf(stderr, "usage: cvm-nsbridge dial PID PORT | cvm-nsbridge listen PID PATH UID GID HOSTSOCK\n");
+  fprintf(stderr, "usage: cvm-nsbridge dial PID PORT [--hold] | cvm-nsbridge listen PID PATH UID GID HOSTSOCK\n");
   return 2;
 }

@@ -9,11 +9,12 @@
  * starts it and speaks for it. Nothing runs or is installed inside.
  */
 
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { CvmError } from "../core/errors.js";
@@ -32,7 +33,8 @@ const dockerResolver = "127.0.0.11";
 const nothingListens = 3;
 
 /** Waits for the bridge's first line on stderr: "ok", or why not (then its exit code says which failure). */
-function ready(child: ChildProcessWithoutNullStreams, what: string): Promise<void> {
+function ready(child: ChildProcess, what: string): Promise<void> {
+  const stderr = child.stdio[2] as Readable;
   return new Promise((resolve, reject) => {
     let text = "";
     let settled = false;
@@ -48,7 +50,7 @@ function ready(child: ChildProcessWithoutNullStreams, what: string): Promise<voi
       settle(new CvmError("UNAVAILABLE", `${what}: no answer within ${readyTimeoutMs / 1000} s`));
     }, readyTimeoutMs);
     // Read to the end, so the bridge never blocks on a full stderr.
-    child.stderr.on("data", (chunk: Buffer) => {
+    stderr.on("data", (chunk: Buffer) => {
       if (settled) return;
       text += chunk.toString("utf8");
       if (text.startsWith("ok\n")) settle();
@@ -90,6 +92,38 @@ export class NamespaceBridge {
     // Errors of the pipes show as the stream's; a bridge that died leaves a stream that ends.
     child.stdin.on("error", () => undefined);
     return stream;
+  }
+
+  /**
+   * Joins `client`, a TCP socket of this process's, with a new connection to
+   * `port` on the loopback of process `pid`, in the kernel: the bridge gets
+   * the socket itself as its stdin and stdout and splices, so no byte passes
+   * through this process. `connected` runs once the connection inside is
+   * made and before any byte flows (to answer the client); nothing listening
+   * rejects before it. Resolves with when the relay ends.
+   */
+  async splice(
+    pid: number,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<{ finished: Promise<void> }> {
+    client.pause();
+    const child = spawn(await this.bridge(), ["dial", String(pid), String(port), "--hold"], {
+      stdio: [client, client, "pipe", "pipe"],
+    });
+    const finished = new Promise<void>((resolve) => child.once("close", () => resolve()));
+    const go = child.stdio[3] as Writable;
+    go.on("error", () => undefined);
+    try {
+      await ready(child, `connecting to port ${port}`);
+      await connected();
+    } catch (error) {
+      child.kill("SIGKILL");
+      throw error;
+    }
+    go.end("g");
+    return { finished };
   }
 
   /**

@@ -6,6 +6,7 @@
  * what: each viewer's first use of a port within a while, and every change.
  */
 
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
@@ -26,6 +27,18 @@ import type { Activity } from "./activity.js";
 import type { Actor, AuditLog } from "./audit-log.js";
 import type { EnvironmentService } from "./environments/index.js";
 import type { SettingsService } from "./settings-service.js";
+
+/** The provider's "nothing listens" said with the environment's name, for whoever asked. */
+function nothingListens(environment: Environment, port: number) {
+  return (error: unknown): never => {
+    if (error instanceof CvmError && error.code === "UNAVAILABLE") {
+      throw new CvmError("UNAVAILABLE", `Nothing listens on port ${port} in ${environment.name}`, {
+        detail: error.message,
+      });
+    }
+    throw error;
+  };
+}
 
 /** One viewer opening one port is audited once in this long. */
 const auditEveryMs = 10 * 60_000;
@@ -146,6 +159,13 @@ export class PortsService {
     });
   }
 
+  /** Refuses a stopped environment, as every way to a port does. */
+  private running(environment: Environment): void {
+    if (environment.state !== "running") {
+      throw new CvmError("CONFLICT", `Environment ${environment.name} is ${environment.state}: start it first`);
+    }
+  }
+
   /**
    * A connection to the port for someone already let in: the environment
    * must be running; nothing listening says so at once. Counts as use of the
@@ -157,21 +177,52 @@ export class PortsService {
     who: { actor?: Actor; address?: string },
     via: PortVia,
   ): Promise<Duplex> {
-    if (environment.state !== "running") {
-      throw new CvmError("CONFLICT", `Environment ${environment.name} is ${environment.state}: start it first`);
-    }
-    const socket = await this.deps.provider.dial(environment, port).catch((error: unknown) => {
-      if (error instanceof CvmError && error.code === "UNAVAILABLE") {
-        throw new CvmError("UNAVAILABLE", `Nothing listens on port ${port} in ${environment.name}`, {
-          detail: error.message,
-        });
-      }
-      throw error;
-    });
+    this.running(environment);
+    const socket = await this.deps.provider.dial(environment, port).catch(nothingListens(environment, port));
     const release = this.deps.activity.hold(environment.id);
     socket.once("close", release);
     this.auditOpen(environment, port, who, via);
     return socket;
+  }
+
+  /**
+   * Joins a client's TCP socket (`cvm port-forward`'s raw upgrade) with the
+   * port: spliced by the provider where it can, so no byte passes through
+   * this process, piped otherwise. `answer` tells the client it is connected
+   * before any byte flows. Resolves once connected.
+   */
+  async connectSocket(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    answer: () => Promise<void>,
+    who: { actor?: Actor; address?: string },
+  ): Promise<void> {
+    this.running(environment);
+    const { provider, activity } = this.deps;
+    if (!provider.spliceSocket) {
+      const connection = await this.connect(environment, port, who, "forward");
+      await answer();
+      client.pipe(connection);
+      connection.pipe(client);
+      const end = () => {
+        client.destroy();
+        connection.destroy();
+      };
+      client.on("error", end);
+      connection.on("error", end);
+      connection.on("close", end);
+      return;
+    }
+    const { finished } = await provider
+      .spliceSocket(environment, port, client, answer)
+      .catch(nothingListens(environment, port));
+    const release = activity.hold(environment.id);
+    this.auditOpen(environment, port, who, "forward");
+    finished.then(() => {
+      release();
+      client.destroy();
+    });
   }
 
   private auditOpen(environment: Environment, port: number, who: { actor?: Actor; address?: string }, via: PortVia) {

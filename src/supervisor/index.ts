@@ -11,6 +11,7 @@
  */
 
 import { chown, mkdir, stat } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
@@ -441,6 +442,15 @@ class Supervisor implements CvmSupervisor {
 
   async dial(environment: Environment, port: number): Promise<Duplex> {
     return this.bridge.dial(await this.pid(environment), port);
+  }
+
+  async spliceSocket(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<{ finished: Promise<void> }> {
+    return this.bridge.splice(await this.pid(environment), port, client, connected);
   }
 
   async listeningPorts(environment: Environment): Promise<ListeningPort[]> {

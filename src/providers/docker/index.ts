@@ -6,6 +6,7 @@
  */
 
 import { existsSync } from "node:fs";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
@@ -41,7 +42,17 @@ export async function createDockerProvider(options: ProviderOptions): Promise<Pr
 /** What both standard environments and the CVM supervisor do for one environment. */
 type EnvironmentBackend = Pick<
   CvmSupervisor,
-  "build" | "start" | "stop" | "remove" | "discard" | "observe" | "exec" | "dial" | "listeningPorts" | "listenUnix"
+  | "build"
+  | "start"
+  | "stop"
+  | "remove"
+  | "discard"
+  | "observe"
+  | "exec"
+  | "dial"
+  | "spliceSocket"
+  | "listeningPorts"
+  | "listenUnix"
 >;
 
 class DockerProvider implements Provider {
@@ -125,6 +136,18 @@ class DockerProvider implements Provider {
 
   async dial(environment: Environment, port: number): Promise<Duplex> {
     return (await this.for(environment)).dial(environment, port);
+  }
+
+  async spliceSocket(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<{ finished: Promise<void> }> {
+    const backend = await this.for(environment);
+    const splice = backend.spliceSocket?.bind(backend);
+    if (!splice) throw new Error("both docker backends splice sockets");
+    return splice(environment, port, client, connected);
   }
 
   async listeningPorts(environment: Environment): Promise<ListeningPort[]> {

@@ -4,6 +4,7 @@
  * outlives rebuilds. Never privileged, no engine socket, no host path.
  */
 
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
@@ -231,6 +232,15 @@ export class StandardEnvironments {
 
   async dial(environment: Environment, port: number): Promise<Duplex> {
     return this.bridge.dial(await this.pid(environment), port);
+  }
+
+  async spliceSocket(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<{ finished: Promise<void> }> {
+    return this.bridge.splice(await this.pid(environment), port, client, connected);
   }
 
   async listeningPorts(environment: Environment): Promise<ListeningPort[]> {

@@ -111,6 +111,7 @@ function mmdebstrapArgs(recipe: ImageRecipe, output: string): string[] {
   });
   return [
     `--variant=${recipe.variant}`,
+    ...(recipe.architecture ? [`--architectures=${recipe.architecture}`] : []),
     "--mode=root",
     "--format=tar",
     "--quiet",
@@ -157,7 +158,8 @@ async function importAndPush(recipe: ImageRecipe, tarball: string, registry: str
   const image = describe(recipe, registry);
   const latest = `${registry}/cvm/${recipe.name}:latest`;
   const changes = [...recipe.changes, `LABEL dev.cvm.recipe=${recipe.name} dev.cvm.recipe-hash=${image.hash}`];
-  await docker(["import", ...changes.flatMap((c) => ["--change", c]), tarball, image.reference]);
+  const platform = recipe.architecture ? ["--platform", `linux/${recipe.architecture}`] : [];
+  await docker(["import", ...platform, ...changes.flatMap((c) => ["--change", c]), tarball, image.reference]);
   for (const tag of [latest, image.localName]) await docker(["tag", image.reference, tag]);
   for (const tag of [image.reference, latest]) await docker(["push", "--quiet", tag]);
   log(`${recipe.name}: pushed ${image.reference}`);

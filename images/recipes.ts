@@ -18,6 +18,8 @@ export interface ImageRecipe {
   bakes?: string[];
   /** Keep a docker-save tarball of the imported image, so other images can bake it in. */
   saved?: boolean;
+  /** A foreign architecture's packages (extract variant only: nothing of it runs during the build). */
+  architecture?: "arm64";
 }
 
 /** Where baked image tarballs sit inside an image, and the unit that loads them. */
@@ -27,7 +29,37 @@ const path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 const systemdPackages = ["systemd", "systemd-sysv", "dbus", "kmod", "procps", "iproute2", "ca-certificates"];
 const userPackages = ["sudo", "bash", "less", "openssh-sftp-server", "rsync"];
-const dockerPackages = ["docker.io", "containerd", "runc", "iptables"];
+const dockerPackages = ["docker.io", "containerd", "runc", "iptables", "docker-compose"];
+
+/**
+ * What a CVM offers beyond Docker, as a VM would: FUSE mounts (bindfs, with
+ * fuse's setuid fusermount for users), a TUN relay (socat) and ping for userspace
+ * networking, and qemu-user for arm64 binaries and images (binfmt_misc is a
+ * CVM's own on Linux 6.7 and newer; systemd-binfmt registers it at boot).
+ */
+const vmToolPackages = ["bindfs", "socat", "iputils-ping", "qemu-user-static"];
+
+/**
+ * qemu-user-static carries every architecture (370 MB); arm64 is the one
+ * developers' images come in. The rest goes, with its binfmt.d entries, so
+ * systemd-binfmt registers only what is there.
+ */
+const onlyArm64Qemu = [
+  `for f in "$1"/usr/bin/qemu-*-static; do case "$f" in */qemu-aarch64-static) ;; *) rm -f "$f" ;; esac; done`,
+  `for f in "$1"/usr/lib/binfmt.d/qemu-*.conf; do case "$f" in */qemu-aarch64.conf) ;; *) rm -f "$f" ;; esac; done`,
+  `find "$1/usr/libexec/qemu-binfmt" -xtype l -delete`,
+];
+
+/**
+ * Units that cannot work in a container nested in a CVM (a kind-style
+ * systemd node): their file systems cannot be mounted in a user namespace,
+ * and a privileged container holds the capabilities systemd starts them
+ * for. kind's node image masks what cannot work in a container likewise. As
+ * a CVM these images get the same masks for the boot from the start gate.
+ */
+const nestedNodeMasks = [
+  `chroot "$1" systemctl mask sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount`,
+];
 
 /** A default user, uid 1000, with passwordless sudo; `groups` beyond sudo must exist in the image. */
 function defaultUser(groups: string[]): string[] {
@@ -74,16 +106,28 @@ function writeFile(path: string, content: string, mode: string): string {
 
 const busyboxApplets = ["sh", "echo", "cat", "ls", "sleep", "true", "false", "env", "id", "uname", "printf", "mkdir"];
 
+const busyboxImage = [
+  `for app in ${busyboxApplets.join(" ")}; do ln -sf busybox "$1/bin/$app"; done`,
+  `mkdir -p "$1/tmp" && chmod 1777 "$1/tmp"`,
+  `rm -rf "$1/usr/share/doc" "$1/usr/share/man"`,
+];
+
 export const recipes: ImageRecipe[] = [
   {
     name: "hello",
     variant: "extract",
     include: ["busybox-static"],
-    customize: [
-      `for app in ${busyboxApplets.join(" ")}; do ln -sf busybox "$1/bin/$app"; done`,
-      `mkdir -p "$1/tmp" && chmod 1777 "$1/tmp"`,
-      `rm -rf "$1/usr/share/doc" "$1/usr/share/man"`,
-    ],
+    customize: busyboxImage,
+    changes: [`ENV ${path}`, `CMD ["/bin/sh"]`],
+    saved: true,
+  },
+  {
+    // The same for arm64: a foreign-architecture image, run through qemu-user in a CVM (tests load it there).
+    name: "hello-arm64",
+    variant: "extract",
+    architecture: "arm64",
+    include: ["busybox-static"],
+    customize: busyboxImage,
     changes: [`ENV ${path}`, `CMD ["/bin/sh"]`],
     saved: true,
   },
@@ -105,15 +149,17 @@ export const recipes: ImageRecipe[] = [
     name: "debian-systemd",
     variant: "minbase",
     include: [...systemdPackages, ...userPackages],
-    customize: [...defaultUser([]), ...firstBoot],
+    customize: [...defaultUser([]), ...nestedNodeMasks, ...firstBoot],
     changes: [`ENV ${path}`, "ENV container=docker", `CMD ["/sbin/init"]`, "LABEL dev.cvm.default-user=dev"],
   },
   {
     name: "debian-systemd-docker",
     variant: "minbase",
-    include: [...systemdPackages, ...userPackages, ...dockerPackages],
+    include: [...systemdPackages, ...userPackages, ...dockerPackages, ...vmToolPackages],
     customize: [
       ...defaultUser(["docker"]),
+      ...onlyArm64Qemu,
+      ...nestedNodeMasks,
       writeFile("/usr/libexec/cvm/preload-images", preloadScript, "0755"),
       writeFile("/etc/systemd/system/cvm-preload.service", preloadUnit, "0644"),
       `chroot "$1" systemctl enable docker.service containerd.service cvm-preload.service`,

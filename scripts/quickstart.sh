@@ -31,6 +31,9 @@ step "Starting cvm server on $url (data in $data_dir)"
 mkdir -p "$data_dir"
 # Traversable (not listable) by the remapped root that runs CVMs; everything inside stays root-only.
 chmod 711 "$data_dir"
+# The log holds users' emails and the first-run setup code: owner-only, like everything else in the data dir.
+touch "$data_dir/server.log"
+chmod 600 "$data_dir/server.log"
 if ! curl -fsS "$url/healthz" >/dev/null 2>&1; then
   nohup cvm server --listen "$listen" --data-dir "$data_dir" >>"$data_dir/server.log" 2>&1 &
   for _ in $(seq 1 100); do curl -fsS "$url/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
@@ -43,7 +46,18 @@ if [ ! -f "$secrets" ]; then
   printf '%s\n' "$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')" >"$secrets"
 fi
 password=$(cat "$secrets")
-cvm login "$url" --email "$admin_email" --password "$password"
+# A fresh install's first account needs the one-time setup code the server printed in its log
+# (the line may land a moment after the server answers).
+setup_code=""
+if curl -fsS "$url/api/v1/setup" | grep -q '"needsFirstAdmin":true'; then
+  for _ in $(seq 1 50); do
+    setup_code=$(grep -o '"setupCode":"[^"]*"' "$data_dir/server.log" | tail -n 1 | cut -d '"' -f 4 || true)
+    [ -n "$setup_code" ] && break
+    sleep 0.1
+  done
+fi
+# The password goes by the environment, not the command line, where ps would show it.
+CVM_PASSWORD="$password" CVM_SETUP_CODE="$setup_code" cvm login "$url" --email "$admin_email"
 
 step "Enabling container-based virtual machines"
 cvm admin infra set --cvm enabled

@@ -23,9 +23,10 @@ import type { Started } from "../test/harness/services.js";
  *   reused when already answering;
  * - images: the test images (built with the host's engine, pushed to the registry);
  * - nodevm: the node VM's image, for tests that boot it under emulation;
- * - kube: the Kubernetes binaries, for tests that start a control plane.
+ * - kube: the Kubernetes binaries, for tests that start a control plane;
+ * - schemathesis: the API fuzzer from PyPI, in a virtualenv in the machine cache.
  */
-type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube";
+type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube" | "schemathesis";
 
 const services: Need[] = ["docker", "registry", "postgres", "images"];
 
@@ -39,6 +40,11 @@ const needsByPath: Record<string, Need[]> = {
   // The store's suite runs on PostgreSQL as well as SQLite.
   "src/store/store.test.ts": ["postgres"],
   "test/": services,
+  // The fake provider; PostgreSQL for the replicas' shared throttle and the pg_dump answer.
+  "test/api/attacks.test.ts": ["postgres"],
+  "test/api/backup.test.ts": ["postgres"],
+  "test/api/transport.test.ts": [],
+  "test/api/fuzz.test.ts": ["schemathesis"],
   "test/lint.test.ts": [],
   "test/infra/cluster-checks.test.ts": ["kube"],
   "test/k8s/": [...services, "kube"],
@@ -49,7 +55,14 @@ const needsByPath: Record<string, Need[]> = {
  * The longest files, started first in this order so that the many short ones
  * fill the other slots meanwhile rather than one long file ending the run alone.
  */
-const startFirst = ["test/nodevm/", "test/k8s/", "test/infra/cluster-checks.test.ts", "test/lint.test.ts"];
+const startFirst = [
+  "test/nodevm/",
+  "test/k8s/",
+  "test/docker/crash-cycles.test.ts",
+  "test/infra/cluster-checks.test.ts",
+  "test/api/fuzz.test.ts",
+  "test/lint.test.ts",
+];
 
 const root = join(import.meta.dirname, "..");
 const artifacts = join(root, "artifacts");
@@ -130,6 +143,10 @@ async function prepare(needs: Set<Need>, started: Started[]): Promise<Record<str
   }
   if (needs.has("nodevm")) builds.push(prepareNodeVm());
   if (needs.has("kube")) builds.push(prepareKube());
+  if (needs.has("schemathesis")) {
+    const { ensureSchemathesis } = await import("../test/harness/schemathesis.js");
+    builds.push(ensureSchemathesis());
+  }
   const failed = (await Promise.allSettled(builds)).find((result) => result.status === "rejected");
   if (failed) throw failed.reason;
   return env;

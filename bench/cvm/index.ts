@@ -10,7 +10,12 @@
  *     `docker stats` counts it) after settling, against an idle plain container;
  * (c) `docker run --rm cvm/hello echo ok` inside a CVM against the same on the
  *     host's engine, both timed around the docker CLI on their own side;
- * (d) 20 CVMs started at once, all ready, against 20 plain containers at once.
+ * (d) 20 CVMs started at once, all ready, against 20 plain containers at once;
+ * (e) a nested `docker run --rm --privileged` inside a CVM against a plain
+ *     nested `docker run --rm`, alternating in the same CVM;
+ * (f) a systemd node inside a CVM (the debian-systemd image as a privileged
+ *     nested container, what kind, k3d and minikube build on), from `docker
+ *     run` to `running`, against the CVM's own boot from (a).
  */
 
 import { execFile } from "node:child_process";
@@ -24,7 +29,14 @@ import type { Environment } from "../../src/core/environment.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
-import { buildCvm, cvmEnvironment, fixtureDataDir, shIn, startSupervisor } from "../../test/harness/cvm.js";
+import {
+  buildCvm,
+  cvmEnvironment,
+  fixtureDataDir,
+  loadIntoCvm,
+  shIn,
+  startSupervisor,
+} from "../../test/harness/cvm.js";
 import type { BenchContext, BenchResult } from "../types.js";
 
 const execFileAsync = promisify(execFile);
@@ -146,6 +158,40 @@ class Cvms {
   }
 }
 
+/** Milliseconds of one nested `docker run --rm` inside the CVM, timed there. */
+async function nestedRunMs(supervisor: CvmSupervisor, environment: Environment, flags: string): Promise<number> {
+  const ran = await shIn(
+    supervisor,
+    environment,
+    `s=$(date +%s%N); out=$(docker run --rm ${flags} ${nestedImage} echo ok) || exit 1; e=$(date +%s%N); echo "$out $(( (e - s) / 1000000 ))"`,
+  );
+  const [ok, ms] = ran.stdout.trim().split(" ");
+  if (ran.code !== 0 || ok !== "ok") throw new Error(`nested docker run ${flags} failed: ${ran.stdout}${ran.stderr}`);
+  return Number(ms);
+}
+
+/**
+ * Milliseconds from `docker run -d --privileged IMAGE /sbin/init` inside the
+ * CVM to the nested systemd saying `running` (polled every 0.1 s).
+ */
+async function systemdNodeMs(supervisor: CvmSupervisor, environment: Environment, image: string): Promise<number> {
+  const ran = await shIn(
+    supervisor,
+    environment,
+    [
+      "s=$(date +%s%N)",
+      `docker run -d --privileged --name bench-node --tmpfs /run --tmpfs /run/lock ${image} /sbin/init > /dev/null || exit 1`,
+      'for i in $(seq 1200); do st=$(docker exec bench-node systemctl is-system-running 2>/dev/null); [ "$st" = running ] && break; sleep 0.1; done',
+      "e=$(date +%s%N)",
+      "docker rm -f bench-node > /dev/null",
+      'echo "$st $(( (e - s) / 1000000 ))"',
+    ].join("\n"),
+  );
+  const [state, ms] = ran.stdout.trim().split(" ");
+  if (state !== "running") throw new Error(`the nested systemd node did not reach running: ${ran.stdout}${ran.stderr}`);
+  return Number(ms);
+}
+
 async function hostNestedRunMs(hostSocket: string): Promise<number> {
   const { stdout } = await execFileAsync("sh", [
     "-c",
@@ -262,13 +308,7 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
     const nested: number[] = [];
     const onHost: number[] = [];
     for (let i = 0; i <= samples; i++) {
-      const ran = await shIn(
-        supervisor,
-        inside,
-        `s=$(date +%s%N); out=$(docker run --rm ${nestedImage} echo ok) || exit 1; e=$(date +%s%N); echo "$out $(( (e - s) / 1000000 ))"`,
-      );
-      const [ok, ms] = ran.stdout.trim().split(" ");
-      if (ran.code !== 0 || ok !== "ok") throw new Error(`nested docker run failed: ${ran.stdout}${ran.stderr}`);
+      const ms = await nestedRunMs(supervisor, inside, "");
       const hostMs = await hostNestedRunMs(hostSocket);
       if (i === 0) continue; // the first of each warms caches
       nested.push(Number(ms));
@@ -286,6 +326,45 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
         { text: "<= 2x the host's", met: nestedMs <= 2 * hostMs },
       ),
     );
+
+    // (e) privileged against plain, alternating in the same CVM.
+    const privileged: number[] = [];
+    const unprivileged: number[] = [];
+    for (let i = 0; i <= samples; i++) {
+      const plainRun = await nestedRunMs(supervisor, inside, "");
+      const privilegedRun = await nestedRunMs(supervisor, inside, "--privileged");
+      if (i === 0) continue;
+      unprivileged.push(plainRun);
+      privileged.push(privilegedRun);
+      context.log(`(e) sample ${i}: --privileged ${privilegedRun} ms, plain ${plainRun} ms`);
+    }
+    results.push(
+      result("nested docker run --rm --privileged (median)", median(privileged) / 1000, "s", {
+        what: "nested docker run --rm, not privileged, same CVM (median)",
+        value: median(unprivileged) / 1000,
+      }),
+    );
+
+    // (f) a systemd node in the CVM against the CVM's own boot.
+    const systemdImage = process.env.CVM_TEST_IMAGE_SYSTEMD;
+    if (systemdImage && fromCreate.length === samples) {
+      await loadIntoCvm(dataDir, inside, systemdImage);
+      const nodes: number[] = [];
+      for (let i = 0; i <= samples; i++) {
+        const ms = await systemdNodeMs(supervisor, inside, systemdImage);
+        if (i === 0) continue;
+        nodes.push(ms);
+        context.log(`(f) sample ${i}: systemd node running ${ms} ms after docker run`);
+      }
+      results.push(
+        result("systemd node in a CVM: docker run --privileged to running (median)", median(nodes) / 1000, "s", {
+          what: "the CVM's own boot, create to running, from (a) (median)",
+          value: median(fromCreate) / 1000,
+        }),
+      );
+    } else {
+      context.log("(f) skipped: CVM_TEST_IMAGE_SYSTEMD is not set or (a) had no create-to-ready figure");
+    }
     await cvms.removeAll();
     await plain.removeAll();
 

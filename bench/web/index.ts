@@ -93,7 +93,11 @@ export async function run(context?: BenchContext): Promise<BenchResult[]> {
   let browser: Browser | undefined;
   try {
     const admin = new CvmClient({ baseUrl: server.url });
-    const session = await admin.createFirstAdmin({ email: "admin@bench.test", password });
+    const session = await admin.createFirstAdmin({
+      email: "admin@bench.test",
+      password,
+      setupCode: server.setupCode ?? "",
+    });
     admin.token = session.token;
     await admin.createUser({ email: "empty@bench.test", password, role: "member" });
 

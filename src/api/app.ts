@@ -1,15 +1,20 @@
 /**
  * The HTTP application: /healthz, /metrics, /api/v1 (one file per resource)
  * and its OpenAPI document, and the dashboard (src/api/dashboard.ts). One error handler and
- * one not-found handler answer every failure. Under test, every answer is
- * checked against the OpenAPI document (src/api/conformance.ts).
+ * one not-found handler answer every failure. Every request passes the Host
+ * check, every write the cross-site check (./request-guard.ts), and every
+ * answer carries the security headers (a CSP that keeps the dashboard to its
+ * own scripts and out of frames). Under test, every answer is checked
+ * against the OpenAPI document (src/api/conformance.ts).
  */
 
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { routePath } from "hono/route";
+import { secureHeaders } from "hono/secure-headers";
 import { z } from "zod";
 import { CvmError } from "../core/errors.js";
+import { cvmVersion } from "../core/version.js";
 import { adminRoutes } from "./admin.js";
 import { auditRoutes } from "./audit.js";
 import { authRoutes } from "./auth.js";
@@ -20,10 +25,13 @@ import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
 import { idleRoutes } from "./idle.js";
+import { metricsEndpoint } from "./metrics-endpoint.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { portProxy } from "./port-proxy.js";
 import { portRoutes } from "./ports.js";
+import { crossSiteCheck, hostCheck } from "./request-guard.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
+import { buildInfoSchema } from "./schemas.js";
 import { settingsRoutes } from "./settings.js";
 import { setupRoutes } from "./setup.js";
 import { sshRoutes } from "./ssh.js";
@@ -33,7 +41,6 @@ import { tokenRoutes } from "./tokens.js";
 import { usageRoutes } from "./usage.js";
 import { userRoutes } from "./users.js";
 
-const version = "0.1.0";
 const maxBodyBytes = 1024 * 1024;
 
 export interface ApiApp {
@@ -49,6 +56,8 @@ export interface AppOptions {
    * on when CVM_CHECK_RESPONSES=1 (`npm test` sets it), failing loudly.
    */
   onMismatch?: (mismatch: Mismatch) => void;
+  /** /metrics: a Bearer token it requires, and whether it is served on an address of its own instead. */
+  metrics?: { token?: string; ownAddress?: boolean };
 }
 
 /**
@@ -65,12 +74,36 @@ function failLoudly(deps: ApiDeps): ((mismatch: Mismatch) => void) | undefined {
   };
 }
 
+/**
+ * The dashboard loads only its own scripts and styles (xterm.js adds a style
+ * element, hence inline styles), talks only to this server (its WebSocket
+ * included: 'self' covers ws: and wss: of the same host), and is never framed.
+ */
+export const securityHeaders = secureHeaders({
+  contentSecurityPolicy: {
+    defaultSrc: ["'self'"],
+    scriptSrc: ["'self'"],
+    styleSrc: ["'self'", "'unsafe-inline'"],
+    imgSrc: ["'self'", "data:"],
+    fontSrc: ["'self'", "data:"],
+    connectSrc: ["'self'"],
+    objectSrc: ["'none'"],
+    baseUri: ["'none'"],
+    formAction: ["'self'"],
+    frameAncestors: ["'none'"],
+  },
+  xFrameOptions: "DENY",
+  referrerPolicy: "same-origin",
+  // Browsers heed it only over HTTPS; subdomains are not cvm's to speak for.
+  strictTransportSecurity: "max-age=15552000",
+});
+
 export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
   const app = new Hono<AppEnv>();
   const { metrics } = deps;
   let document: OpenApiDocument | undefined;
   const documentOf = (routes: ApiRoutes) => {
-    document ??= openApiDocument(routes.docs, version);
+    document ??= openApiDocument(routes.docs, cvmVersion);
     return document;
   };
 
@@ -93,10 +126,13 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
 
   // A port's own host (under the wildcard host) and /@owner/NAME/ports/PORT/ belong to the environment's app.
   app.use("*", portProxy(deps));
+  app.use("*", hostCheck(deps.site));
+  app.use("*", securityHeaders);
+
   app.get("/healthz", (c) => c.json({ ok: true }));
-  app.get("/metrics", async (c) =>
-    c.body(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType }),
-  );
+  // Served on its own address, /metrics is not here at all (and not a page of the dashboard's either).
+  if (options.metrics?.ownAddress) app.get("/metrics", notFoundHandler);
+  else app.get("/metrics", metricsEndpoint(metrics, options.metrics?.token));
 
   const api = new Hono<AppEnv>();
   api.use(
@@ -108,6 +144,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
       },
     }),
   );
+  api.use("*", crossSiteCheck(deps.site));
   const routes = new ApiRoutes(api, deps);
   const onMismatch = options.onMismatch ?? failLoudly(deps);
   if (onMismatch)
@@ -144,6 +181,17 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
       response: z.looseObject({ openapi: z.string(), paths: z.record(z.string(), z.unknown()) }),
     },
     (c) => c.json(documentOf(routes)),
+  );
+  routes.add(
+    {
+      method: "get",
+      path: "/buildinfo",
+      summary: "Which cvm this server is: its version",
+      tag: "meta",
+      auth: false,
+      response: buildInfoSchema,
+    },
+    (c) => c.json({ version: cvmVersion }),
   );
   api.all("*", notFoundHandler);
   app.route(apiPrefix, api);

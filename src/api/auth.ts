@@ -5,14 +5,25 @@ import { deleteCookie, setCookie } from "hono/cookie";
 import { CvmError } from "../core/errors.js";
 import { can, type Permission, roles } from "../core/roles.js";
 import type { User } from "../core/user.js";
-import type { IssuedToken } from "../server/accounts.js";
+import type { IssuedToken, TokenOrigin } from "../server/accounts.js";
 import { type SessionResponse, sessionCookie } from "./contract.js";
 import { readJson } from "./input.js";
+import { requestFacts } from "./request-guard.js";
+import { clientAddress, requestProtocol, type SiteAddress } from "./request-origin.js";
 import type { ApiRoutes, AppContext } from "./routes.js";
 import { loginSchema, sessionSchema } from "./schemas.js";
 
 export function actorOf(c: AppContext): User {
   return c.get("session").user;
+}
+
+/** Longer User-Agents are cut: they are shown, never parsed for access. */
+const userAgentLimit = 300;
+
+/** Where a request that creates a token came from: its User-Agent and the client's address (as sign-in throttling reads it). */
+export function tokenOrigin(c: Context, site: SiteAddress): TokenOrigin {
+  const userAgent = c.req.header("user-agent")?.slice(0, userAgentLimit) || undefined;
+  return { userAgent, address: clientAddress(requestFacts(c), site) };
 }
 
 /** 403 naming the roles that may; callers that must hide existence throw 404 themselves. */
@@ -26,12 +37,19 @@ export function requirePermission(c: AppContext, permission: Permission, what: s
 }
 
 /** Answers a new session and sets the dashboard's cookie to it. */
-export function sessionAnswer(c: Context, user: User, issued: IssuedToken, secure: boolean, status: 200 | 201 = 200) {
+export function sessionAnswer(
+  c: Context,
+  site: SiteAddress,
+  user: User,
+  issued: IssuedToken,
+  secure: boolean,
+  status: 200 | 201 = 200,
+) {
   setCookie(c, sessionCookie, issued.secret, {
     httpOnly: true,
     sameSite: "Strict",
-    // Secure whenever the dashboard is reached over HTTPS, directly or through a proxy that says so.
-    secure: secure || new URL(c.req.url).protocol === "https:" || c.req.header("x-forwarded-proto") === "https",
+    // Secure whenever the dashboard is reached over HTTPS, directly or through a trusted proxy that says so.
+    secure: secure || requestProtocol(requestFacts(c), site) === "https:",
     path: "/",
     expires: new Date(issued.token.expiresAt),
   });
@@ -40,22 +58,25 @@ export function sessionAnswer(c: Context, user: User, issued: IssuedToken, secur
 }
 
 export function authRoutes(routes: ApiRoutes): void {
-  const { accounts, secureCookies } = routes.deps;
+  const { accounts, secureCookies, site } = routes.deps;
   routes.add(
     {
       method: "post",
       path: "/auth/login",
-      summary: "Sign in; answers a session token and sets the session cookie",
+      summary:
+        "Sign in; answers a session token and sets the session cookie. Failures are throttled per account and per client address (429 with Retry-After)",
       tag: "accounts",
       auth: false,
       body: loginSchema,
       response: sessionSchema,
-      errors: [401],
+      errors: [401, 429],
     },
     async (c) => {
       const { email, password } = await readJson(c, loginSchema);
-      const user = await accounts.login(email, password);
-      return sessionAnswer(c, user, await accounts.issue(user.id, "session", "session"), secureCookies);
+      const address = clientAddress(requestFacts(c), site);
+      const user = await accounts.login(email, password, address);
+      const issued = await accounts.issue(user.id, "session", "session", undefined, tokenOrigin(c, site));
+      return sessionAnswer(c, site, user, issued, secureCookies);
     },
   );
   routes.add(

@@ -124,7 +124,8 @@ test("a stream is checked line by line and cut at the first line that breaks its
 
 test("every answer the real API documents can be checked", async () => {
   const noop = { inc() {}, observe() {} };
-  const deps = { logger, metrics: { httpRequests: noop, httpDuration: noop } } as unknown as ApiDeps;
+  const site = { accessUrl: new URL("http://localhost"), otherHosts: [], proxyTrusted: false };
+  const deps = { logger, site, metrics: { httpRequests: noop, httpDuration: noop } } as unknown as ApiDeps;
   const { app } = createApp(deps, { webRoot: "/nonexistent", onMismatch: assert.fail });
   const document = await (await app.request(`${apiPrefix}/openapi.json`)).json();
   const checker = new ResponseChecker(document);

@@ -11,17 +11,19 @@
 import type { z } from "zod";
 import type {
   auditPageSchema,
+  buildInfoSchema,
   buildListSchema,
+  checkProgressSchema,
   checkResultSchema,
   checksSchema,
   createdTokenSchema,
   createEnvironmentSchema,
   createTokenSchema,
   createUserSchema,
-  credentialsSchema,
   environmentEventSchema,
   environmentListSchema,
   environmentQuerySchema,
+  firstAdminSchema,
   loginSchema,
   logStreamItemSchema,
   rebuildSchema,
@@ -41,10 +43,13 @@ export const apiPrefix = "/api/v1";
 /** The cookie the dashboard's session rides in; the CLI sends `Authorization: Bearer`. */
 export const sessionCookie = "cvm_session";
 
+/** GET /buildinfo: which cvm the server is. */
+export type BuildInfo = z.output<typeof buildInfoSchema>;
+
 /** GET /setup: whether this install still needs its first account. */
 export type SetupStatus = z.output<typeof setupStatusSchema>;
-/** POST /setup/first-admin */
-export type Credentials = z.input<typeof credentialsSchema>;
+/** POST /setup/first-admin: the first account's credentials and the setup code from the server's log. */
+export type FirstAdminRequest = z.input<typeof firstAdminSchema>;
 /** POST /auth/login */
 export type LoginRequest = z.input<typeof loginSchema>;
 export type SessionResponse = z.output<typeof sessionSchema>;
@@ -65,11 +70,14 @@ export type UserList = z.output<typeof userListSchema>;
 /** PUT /settings/infrastructure: the whole document, or any part of it. */
 export type InfrastructureSettingsUpdate = z.input<typeof settingsUpdateSchema>;
 
-export const checkStatuses = ["pass", "warn", "fail"] as const;
+/** `not-applicable`: the check concerns something this installation does not have (a profile where AppArmor is off). */
+export const checkStatuses = ["pass", "warn", "fail", "not-applicable"] as const;
 export type CheckStatus = (typeof checkStatuses)[number];
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
 export type CheckResult = z.output<typeof checkResultSchema>;
 export type ChecksResponse = z.output<typeof checksSchema>;
+/** GET /settings/infrastructure/checks/progress (application/x-ndjson): the same checks, told as they run. */
+export type CheckProgress = z.output<typeof checkProgressSchema>;
 
 /** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= */
 export type AuditPage = z.output<typeof auditPageSchema>;

@@ -23,7 +23,7 @@ import {
 const pollMs = 500;
 
 export function environmentRoutes(routes: ApiRoutes): void {
-  const { environments, store, bus, shutdown, logger } = routes.deps;
+  const { environments, store, bus, shutdown, logger, connections } = routes.deps;
   const tag = "environments";
 
   routes.add(
@@ -90,7 +90,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
     {
       method: "post",
       path: "/environments/:ref/rebuild",
-      summary: "Rebuild from the image, keeping home (and, when asked, the inner Docker's data)",
+      summary: "Rebuild from the image, or another one, keeping home (and, when asked, the inner Docker's data)",
       tag,
       body: rebuildSchema,
       response: environmentSchema,
@@ -140,6 +140,16 @@ export function environmentRoutes(routes: ApiRoutes): void {
       const q = readQuery(c, logsQuerySchema);
       const build = await environments.buildOf(actorOf(c), param(c, "ref"), q.build);
       const follow = isSet(q.follow);
+      const environment = follow ? await store.environments.get(build.environmentId) : undefined;
+      // A followed log may stay open for a long build: it ends when the caller's access does.
+      const hold = environment
+        ? (end: () => void) =>
+            connections.hold(c.get("session"), {
+              kind: "logs",
+              allows: (user) => environments.canSee(user, environment),
+              end,
+            })
+        : undefined;
       return ndjsonResponse(
         async (write, signal) => {
           let after = q.after ?? 0;
@@ -162,6 +172,8 @@ export function environmentRoutes(routes: ApiRoutes): void {
               const current = await store.builds.get(build.id);
               await flush();
               if (current?.finishedAt) return send({ end: true, outcome: current.outcome });
+              // Deleted with its environment: the build is over, whatever a follower last saw.
+              if (!current) return send({ end: true, outcome: "deleted" });
               if (!follow || signal.aborted) return;
               if (dirty) continue;
               await nap(pollMs, signal, (w) => {
@@ -174,6 +186,7 @@ export function environmentRoutes(routes: ApiRoutes): void {
         },
         shutdown,
         logger,
+        hold,
       );
     },
   );

@@ -31,10 +31,16 @@ export function errorAnswer(error: unknown, logger: Logger, where: Record<string
   return [500, { message: "Internal error" }];
 }
 
+/** Headers an error answer carries besides its body: a 429's Retry-After. */
+export function errorHeaders(error: unknown): Record<string, string> {
+  const seconds = isCvmError(error) ? error.retryAfterSeconds : undefined;
+  return seconds === undefined ? {} : { "retry-after": String(seconds) };
+}
+
 export function errorHandler(logger: Logger) {
   return (error: unknown, c: Context) => {
     const [status, body] = errorAnswer(error, logger, { method: c.req.method, path: c.req.path });
-    return c.json(body, status as ContentfulStatusCode);
+    return c.json(body, status as ContentfulStatusCode, errorHeaders(error));
   };
 }
 

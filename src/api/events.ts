@@ -1,4 +1,9 @@
-/** GET /events: environment changes as they happen, limited to what the caller may see. */
+/**
+ * GET /events: environment changes as they happen, limited to what the
+ * caller may see. The stream is held in OpenConnections: it ends when the
+ * caller's access ends, or when a new role changes what they may see (the
+ * dashboard reconnects and gets the stream the new role allows).
+ */
 
 import { can } from "../core/roles.js";
 import { actorOf } from "./auth.js";
@@ -12,7 +17,7 @@ const heartbeatMs = 15_000;
 const pollMs = 2_000;
 
 export function eventRoutes(routes: ApiRoutes): void {
-  const { bus, environments, store, shutdown, logger } = routes.deps;
+  const { bus, environments, store, shutdown, logger, connections } = routes.deps;
   routes.add(
     {
       method: "get",
@@ -24,6 +29,12 @@ export function eventRoutes(routes: ApiRoutes): void {
     (c) => {
       const actor = actorOf(c);
       const seesAll = can(actor.role, "environments:all");
+      const hold = (end: () => void) =>
+        connections.hold(c.get("session"), {
+          kind: "events",
+          allows: (user) => user.id === actor.id && can(user.role, "environments:all") === seesAll,
+          end,
+        });
       return ndjsonResponse(
         async (write, signal) => {
           const queue: EnvironmentEvent[] = [];
@@ -80,6 +91,7 @@ export function eventRoutes(routes: ApiRoutes): void {
         },
         shutdown,
         logger,
+        hold,
       );
     },
   );

@@ -5,7 +5,7 @@
 
 import type { Context } from "hono";
 import type { z } from "zod";
-import { invalid, type Validation } from "../core/errors.js";
+import { CvmError, invalid, type Validation } from "../core/errors.js";
 
 interface Issue {
   code: string;
@@ -35,11 +35,23 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, what: stri
   return result.data;
 }
 
-/** The JSON body, validated; an empty body counts as `{}`. */
+/** `application/json`, or any `+json` type, with or without parameters. */
+const jsonType = /^application\/([\w.-]+\+)?json\s*(;|$)/i;
+
+/**
+ * The JSON body, validated; an empty body counts as `{}`. A body of any other
+ * type is a 415: a form or text/plain body is what another site's page can
+ * send without asking, so none is ever read.
+ */
 export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
   const text = await c.req.text();
   let value: unknown = {};
   if (text.trim().length > 0) {
+    if (!jsonType.test(c.req.header("content-type") ?? "")) {
+      throw new CvmError("UNSUPPORTED_MEDIA_TYPE", "Request bodies are JSON: send content-type: application/json", {
+        detail: `This request's content-type is ${JSON.stringify(c.req.header("content-type") ?? "(none)")}.`,
+      });
+    }
     try {
       value = JSON.parse(text);
     } catch (error) {

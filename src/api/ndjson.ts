@@ -1,23 +1,33 @@
-/** Streamed answers: one JSON object per line, produced until the client leaves or the server stops. */
+/**
+ * Streamed answers: one JSON object per line, produced until the client
+ * leaves, the server stops, or (for a stream held in OpenConnections) the
+ * caller's access ends.
+ */
 
 import type { Logger } from "pino";
 
 export type Produce = (write: (item: unknown) => void, signal: AbortSignal) => Promise<void>;
 
-export function ndjsonResponse(produce: Produce, shutdown: AbortSignal, logger: Logger): Response {
+/** Registers the stream where access changes can end it (`end`); answers the release for when it ends by itself. */
+export type Hold = (end: () => void) => () => void;
+
+export function ndjsonResponse(produce: Produce, shutdown: AbortSignal, logger: Logger, hold?: Hold): Response {
   const encoder = new TextEncoder();
   const gone = new AbortController();
-  const signal = AbortSignal.any([gone.signal, shutdown]);
+  const ended = new AbortController();
+  const signal = AbortSignal.any([gone.signal, ended.signal, shutdown]);
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       const write = (item: unknown) => {
         if (!signal.aborted) controller.enqueue(encoder.encode(`${JSON.stringify(item)}\n`));
       };
+      const release = hold?.(() => ended.abort());
       produce(write, signal)
         .catch((error) => {
           if (!signal.aborted) logger.error({ err: error }, "stream failed");
         })
         .finally(() => {
+          release?.();
           try {
             controller.close();
           } catch {

@@ -16,6 +16,7 @@ export type JsonSchema = Record<string, unknown>;
 export interface ResponseObject {
   description: string;
   content?: Record<string, { schema: JsonSchema }>;
+  headers?: Record<string, { description: string; required: boolean; schema: JsonSchema }>;
 }
 
 export interface Operation {
@@ -49,16 +50,28 @@ const errorContent = { "application/json": { schema: jsonSchema(errorBodySchema,
 const errorMeanings: Record<ErrorStatus | "default", string> = {
   400: "Invalid input: `validations` names each field and what is wrong with it",
   401: "Not signed in, or the token is unknown, expired or revoked",
-  403: "Signed in, but the role may not do this",
+  403: "Signed in, but the role may not do this; or a write signed in by the session cookie came from another site",
   404: "Not found, or not yours to see",
   409: "Not possible in the current state (the message says why)",
   413: "The request body is too large (the message gives the limit)",
+  415: "The request body is not JSON: send content-type: application/json",
+  421: "The Host header does not name this server (its --access-url); DNS rebinding is refused",
+  429: "Too many failed attempts: wait the seconds the Retry-After header gives",
   default: "An internal error (500), or the server is starting or cannot reach its provider (503)",
+};
+
+const retryAfter = {
+  "Retry-After": {
+    description: "Seconds until an attempt may succeed",
+    required: true,
+    schema: { type: "integer", minimum: 1 },
+  },
 };
 
 const errorResponse = (status: ErrorStatus | "default"): ResponseObject => ({
   description: `${errorMeanings[status]}. Body: { message, detail?, validations?: [{ field, detail }] }`,
   content: errorContent,
+  ...(status === 429 ? { headers: retryAfter } : {}),
 });
 
 function successResponse(doc: RouteDoc): ResponseObject {
@@ -67,6 +80,12 @@ function successResponse(doc: RouteDoc): ResponseObject {
   if (response === "websocket") return { description: "Switching to the WebSocket protocol described above" };
   if (response === "text")
     return { description: "Plain text", content: { "text/plain": { schema: { type: "string" } } } };
+  if ("binary" in response) {
+    return {
+      description: "A file, as bytes",
+      content: { [response.binary]: { schema: { type: "string", contentMediaType: response.binary } } },
+    };
+  }
   if ("ndjson" in response) {
     return {
       description: "A stream of JSON objects, one per line",

@@ -14,19 +14,27 @@
  * The host form is an origin of its own: no sandbox; a viewer arrives there
  * through a hand-off (GET /environments/:id/ports/:port/open) that sets the
  * ticket cookie on that host.
+ *
+ * A response that streams and a WebSocket passed through are held in
+ * OpenConnections with the viewer's session (a ticket names the session it
+ * was issued to), so they end within 2 s of the viewer's access ending.
+ * A public port's anonymous viewer has no session to hold.
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { MiddlewareHandler } from "hono";
+import type { Environment } from "../core/environment.js";
 import { CvmError, isCvmError } from "../core/errors.js";
 import { type PortAccess, type PortAddress, parsePortHost } from "../core/ports.js";
-import type { User } from "../core/user.js";
+import { accessEnded, type User } from "../core/user.js";
 import { type ProxyTarget, proxyHttp, proxyUpgrade } from "../ports/http-proxy.js";
 import type { Actor } from "../server/audit-log.js";
+import type { HeldSession } from "../server/open-connections.js";
 import { sessionCookie } from "./contract.js";
-import { schemeOf } from "./ports.js";
+import { holdPortConnection, schemeOf } from "./ports.js";
+import { hostAllowed } from "./request-origin.js";
 import { type ApiDeps, type AppEnv, requestSecret } from "./routes.js";
 import { cookieValue, type Upgrades } from "./upgrade.js";
 
@@ -60,7 +68,8 @@ async function addressed(request: IncomingMessage, deps: ApiDeps): Promise<Addre
     return { address: byHost, form: "host", appPath: `${url.pathname}${url.search}`, prefix: "", handoff };
   }
   const match = portPath.exec(url.pathname);
-  if (!match) return undefined;
+  // The path form is the server's own: a host it does not answer to falls through to the Host check (421).
+  if (!match || !hostAllowed(request.headers.host, deps.site)) return undefined;
   const address = { handle: match[1], name: match[2], port: Number(match[3]) };
   return {
     address,
@@ -70,23 +79,26 @@ async function addressed(request: IncomingMessage, deps: ApiDeps): Promise<Addre
   };
 }
 
-/** Who asks: a signed-in user (session or token), a ticket's viewer, or nobody. */
+/** Who asks: a signed-in user (session or token), a ticket's viewer (while its session lasts), or nobody. */
 async function viewerOf(
   request: IncomingMessage,
   deps: ApiDeps,
   environmentId: string,
   port: number,
   handoff?: string,
-): Promise<{ user?: User; by?: "session" | "ticket" }> {
+): Promise<{ user?: User; session?: HeldSession; by?: "session" | "ticket" }> {
   const secret = requestSecret(request.headers.authorization, cookieValue(request.headers.cookie, sessionCookie));
   if (secret) {
     const session = await deps.accounts.authenticate(secret).catch(() => undefined);
-    if (session) return { user: session.user, by: "session" };
+    if (session) return { user: session.user, session, by: "session" };
   }
   for (const ticket of [handoff, cookieValue(request.headers.cookie, portCookie)]) {
-    const viewerId = deps.workspace.tickets.verify(ticket, environmentId, port);
-    const user = viewerId ? await deps.store.users.get(viewerId) : undefined;
-    if (user?.active) return { user, by: "ticket" };
+    const claims = deps.workspace.tickets.verify(ticket, environmentId, port);
+    if (!claims) continue;
+    const [session] = await deps.store.tokens.sessions([claims.tokenId]);
+    if (session && session.user.id === claims.viewerId && !accessEnded(session.token, session.user, Date.now())) {
+      return { user: session.user, session, by: "ticket" };
+    }
   }
   return {};
 }
@@ -111,8 +123,10 @@ function escapeHtml(text: string): string {
 
 interface Decision {
   access: PortAccess;
-  environmentId: string;
+  environment: Environment;
   viewer?: User;
+  /** The viewer's session, to hold what stays open with it; none for an anonymous viewer of a public port. */
+  session?: HeldSession;
   /** Set-Cookie for the response, when the viewer should keep a ticket. */
   setCookie?: string;
   /** Where to send a viewer who must pass through the dashboard first (host form). */
@@ -120,20 +134,32 @@ interface Decision {
   connect(): Promise<Duplex>;
 }
 
+/** Holds a proxied request or WebSocket with its viewer's session (see the header); answers the release. */
+function holdProxied(deps: ApiDeps, decision: Decision, end: () => void): () => void {
+  if (!decision.session) return () => undefined;
+  return holdPortConnection(deps, decision.session, decision.environment, decision.access !== "owner", end);
+}
+
 async function decide(request: IncomingMessage, target: Addressed, deps: ApiDeps): Promise<Decision> {
   const { ports, tickets } = deps.workspace;
   const environment = await ports.resolve(target.address);
   const { port } = target.address;
-  const { user, by } = await viewerOf(request, deps, environment.id, port, target.handoff);
+  const { user, session, by } = await viewerOf(request, deps, environment.id, port, target.handoff);
   const access = await ports.access(environment, port, user);
   const actor: Actor | undefined = user ? { id: user.id, email: user.email, role: user.role } : undefined;
   const decision: Decision = {
     access,
-    environmentId: environment.id,
+    environment,
     viewer: user,
+    session,
     connect: () => ports.connect(environment, port, { actor, address: request.socket.remoteAddress }, target.form),
   };
-  const mint = () => user && tickets.issue({ viewerId: user.id, environmentId: environment.id, port }, ticketCookieMs);
+  const mint = () =>
+    session &&
+    tickets.issue(
+      { viewerId: session.user.id, tokenId: session.token.id, environmentId: environment.id, port },
+      ticketCookieMs,
+    );
   if (target.form === "path" && access === "shared" && by === "session") {
     decision.setCookie = ticketCookie(request, mint() as string, `${target.prefix}/`);
   }
@@ -201,7 +227,11 @@ async function serve(incoming: IncomingMessage, outgoing: ServerResponse, target
     const responseHeaders: Record<string, string> = { ...cookie };
     if (target.form === "path" && decision.access !== "owner") responseHeaders["content-security-policy"] = sandbox;
     const proxied: ProxyTarget = { socket, port, path: target.appPath, prefix: target.prefix, responseHeaders };
-    await proxyHttp(incoming, outgoing, proxied);
+    const release = holdProxied(deps, decision, () => {
+      socket.destroy();
+      outgoing.destroy();
+    });
+    await proxyHttp(incoming, outgoing, proxied).finally(release);
   } catch (error) {
     if (!isCvmError(error)) deps.logger.error({ err: error, path: incoming.url }, "opening a port");
     const status = isCvmError(error) ? error.status : 500;
@@ -230,6 +260,11 @@ export function attachPortProxyUpgrades(upgrades: Upgrades, deps: ApiDeps): void
         connection.destroy();
         return;
       }
+      const release = holdProxied(deps, decision, () => {
+        connection.destroy();
+        socket.destroy();
+      });
+      socket.once("close", release);
       proxyUpgrade(request, socket, head, {
         socket: connection,
         port: target.address.port,

@@ -3,15 +3,20 @@
  * live, and shared), the owner's share of each, the hand-off that opens a
  * port on its own host under the wildcard host, and the WebSocket
  * /environments/:ref/ports/:port/connect that `cvm port-forward` opens per
- * TCP connection: binary frames carry the connection's bytes both ways.
+ * TCP connection (raw after the 101, or binary WebSocket frames). Each
+ * connection is held in OpenConnections with the session that opened it, so
+ * it ends within 2 s of access ending.
  */
 
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createWebSocketStream, type WebSocket, WebSocketServer } from "ws";
+import type { Environment } from "../core/environment.js";
 import { CvmError, notFound } from "../core/errors.js";
 import { ownerHandle, portHostLabel, portProblem } from "../core/ports.js";
+import type { User } from "../core/user.js";
+import type { HeldSession } from "../server/open-connections.js";
 import { actorOf } from "./auth.js";
 import { apiPrefix } from "./contract.js";
 import { readJson, readQuery } from "./input.js";
@@ -114,7 +119,7 @@ export function portRoutes(routes: ApiRoutes): void {
       const { portsHost } = await routes.deps.settings.get();
       if (!portsHost) throw new CvmError("CONFLICT", "No wildcard host is set for ports (portsHost)");
       const ticket = workspace.tickets.issue(
-        { viewerId: session.user.id, environmentId: environment.id, port },
+        { viewerId: session.user.id, tokenId: session.token.id, environmentId: environment.id, port },
         handoffTicketMs,
       );
       const incoming = incomingOf(c);
@@ -136,12 +141,33 @@ export function portRoutes(routes: ApiRoutes): void {
   });
 }
 
+/**
+ * Holds a connection to a port with the session that opened it: logout,
+ * revocation, deactivation, or (for one let in as the owner, not by a share)
+ * a role that may no longer see the environment ends it. Answers the release.
+ */
+export function holdPortConnection(
+  deps: ApiDeps,
+  session: HeldSession,
+  environment: Environment,
+  bySharing: boolean,
+  end: (reason: string) => void,
+): () => void {
+  return deps.connections.hold(session, {
+    kind: "port",
+    allows: (user: User) => bySharing || deps.environments.canSee(user, environment),
+    end,
+  });
+}
+
 export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024, perMessageDeflate: false });
   const open = new Set<WebSocket>();
+  const raw = new Set<() => void>();
 
   async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, match: RegExpExecArray) {
-    const { user } = await authenticateUpgrade(request, deps);
+    const session = await authenticateUpgrade(request, deps);
+    const { user } = session;
     const environment = await deps.environments.find(user, decodeRef(match[1]));
     const who = { actor: user, address: request.socket.remoteAddress };
     if (request.headers.upgrade?.toLowerCase() === rawUpgrade) {
@@ -154,7 +180,19 @@ export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close():
             () => resolve(),
           ),
         );
-      await deps.workspace.ports.connectSocket(environment, portNumber(match[2]), socket as Socket, answer, who);
+      const spliced = await deps.workspace.ports.connectSocket(
+        environment,
+        portNumber(match[2]),
+        socket as Socket,
+        answer,
+        who,
+      );
+      const release = holdPortConnection(deps, session, environment, false, () => spliced.end());
+      raw.add(spliced.end);
+      spliced.finished.then(() => {
+        release();
+        raw.delete(spliced.end);
+      });
       return;
     }
     const connection = await deps.workspace.ports.connect(environment, portNumber(match[2]), who, "forward");
@@ -174,7 +212,13 @@ export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close():
       stream.on("error", end);
       connection.on("error", end);
       connection.on("close", () => ws.close(1000));
+      const release = holdPortConnection(deps, session, environment, false, () => {
+        ws.close(1008, "access ended");
+        end();
+        setTimeout(() => ws.terminate(), 1000).unref();
+      });
       ws.on("close", () => {
+        release();
         open.delete(ws);
         end();
       });
@@ -185,6 +229,7 @@ export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close():
   return {
     close() {
       for (const ws of open) ws.close(1001, "server stopping");
+      for (const end of raw) end();
       wss.close();
     },
   };

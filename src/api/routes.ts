@@ -15,9 +15,12 @@ import type { AuditLog } from "../server/audit-log.js";
 import type { EnvironmentService } from "../server/environments/index.js";
 import type { EventBus } from "../server/event-bus.js";
 import type { ServerMetrics } from "../server/metrics.js";
+import type { OpenConnections } from "../server/open-connections.js";
 import type { SettingsService } from "../server/settings-service.js";
+import type { SetupCode } from "../server/setup-code.js";
 import type { Workspace } from "../server/workspace.js";
 import { sessionCookie } from "./contract.js";
+import type { SiteAddress } from "./request-origin.js";
 
 export interface ApiDeps {
   store: Store;
@@ -31,6 +34,12 @@ export interface ApiDeps {
   /** SSH, ports, and the account shells run as. */
   workspace: Workspace;
   logger: Logger;
+  /** Every long-lived connection is held here, so that access ending ends it. */
+  connections: OpenConnections;
+  /** The first-run setup code. */
+  setup: SetupCode;
+  /** Where the server is reached: the Host and Origin checks, the client's address. */
+  site: SiteAddress;
   /** Aborted when the server stops: ends every open stream. */
   shutdown: AbortSignal;
   /** Mark the session cookie Secure (when served over HTTPS). */
@@ -53,7 +62,7 @@ export interface RouteDoc {
   body?: z.ZodType;
   query?: z.ZodType;
   /** The success body: a schema, `null` for 204, or a streamed kind. */
-  response: z.ZodType | null | { ndjson: z.ZodType } | "websocket" | "text";
+  response: z.ZodType | null | { ndjson: z.ZodType } | { binary: string } | "websocket" | "text";
   status?: number;
   /**
    * The error statuses the route answers besides those its declaration
@@ -64,19 +73,22 @@ export interface RouteDoc {
 }
 
 /** The 4xx statuses the API answers; 5xx are documented once, as every route's `default`. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 421 | 429;
 
 /**
  * What a declaration implies: a body or query can be invalid (400), a body
- * too large (413), a signed-in route refuses a missing or stale token (401),
- * and a path parameter names something that may not exist (404).
+ * too large (413) or not JSON (415), a signed-in route refuses a missing or
+ * stale token (401), a write from another site is refused (403), a path
+ * parameter names something that may not exist (404), and any request
+ * naming a host that is not this server's is misdirected (421).
  */
 export function errorStatuses(doc: RouteDoc): ErrorStatus[] {
-  const implied: ErrorStatus[] = [];
+  const implied: ErrorStatus[] = [421];
   if (doc.body || doc.query) implied.push(400);
   if (doc.auth !== false) implied.push(401);
+  if (doc.method !== "get") implied.push(403);
   if (doc.path.includes(":")) implied.push(404);
-  if (doc.body) implied.push(413);
+  if (doc.body) implied.push(413, 415);
   return [...new Set([...implied, ...(doc.errors ?? [])])].sort((a, b) => a - b);
 }
 

@@ -10,12 +10,13 @@
  */
 
 import { z } from "zod";
-import { environmentKinds, environmentStates } from "../core/environment.js";
+import { environmentKinds, environmentStates, nameRule } from "../core/environment.js";
 import {
   auditEntrySchema,
   buildLogLineSchema,
   buildSchema,
   environmentLimitsSchema,
+  environmentNetworkSchema,
   environmentSchema,
   environmentSpecSchema,
   infrastructureSettingsSchema,
@@ -23,9 +24,10 @@ import {
   registryCredentialsSchema,
   supervisorPrivilegesSchema,
   tokenSchema,
+  userQuotasSchema,
   userSchema,
 } from "../core/schemas.js";
-import { emailProblem, passwordProblem } from "../core/user.js";
+import { emailProblem, emailRule, passwordProblem, passwordRule } from "../core/user.js";
 import { checkStatuses } from "./contract.js";
 
 // The entities routes answer as they are, under the names the routes use.
@@ -48,8 +50,16 @@ function rule(problem: (value: unknown) => string | undefined) {
 const flag = z.enum(["0", "1", "true", "false"]);
 export const isSet = (value: string | undefined) => value === "1" || value === "true";
 
-const email = z.string().superRefine(rule(emailProblem));
-const newPassword = z.string().superRefine(rule(passwordProblem));
+// The limits are stated in the schema (so the OpenAPI document shows them) and checked by core's rule (its messages).
+const email = z
+  .string()
+  .meta({ maxLength: emailRule.maxLength, pattern: emailRule.pattern.source })
+  .superRefine(rule(emailProblem));
+const newPassword = z
+  .string()
+  .meta({ minLength: passwordRule.minLength, maxLength: passwordRule.maxLength })
+  .describe(`At least ${passwordRule.minLength} and at most ${passwordRule.maxLength} characters`)
+  .superRefine(rule(passwordProblem));
 const displayName = z.string().trim().min(1).max(100);
 const { role } = userSchema.shape;
 
@@ -62,6 +72,16 @@ export const credentialsSchema = z.object({
   email,
   password: newPassword,
   name: displayName.optional(),
+});
+
+/** The first account: credentials, and the one-time code from the server's log. */
+export const firstAdminSchema = z.object({
+  ...credentialsSchema.shape,
+  setupCode: z
+    .string()
+    .min(1)
+    .max(100)
+    .describe("The one-time code the server prints in its log at first start ('first-run setup code')"),
 });
 
 /** Login checks nothing but presence: a wrong password of any length is just a 401. */
@@ -116,11 +136,19 @@ export const userListSchema = itemsOf(userSchema);
  * to the settings is accepted here without touching this file;
  * settingsProblems then validates the merged whole.
  */
-const { supervisorPrivileges: _privileges, limits: _limits, ...plainSettings } = infrastructureSettingsSchema.shape;
+const {
+  supervisorPrivileges: _privileges,
+  limits: _limits,
+  quotas: _quotas,
+  network: _network,
+  ...plainSettings
+} = infrastructureSettingsSchema.shape;
 export const settingsUpdateSchema = z.strictObject({
   ...z.object(plainSettings).partial().shape,
   supervisorPrivileges: z.strictObject(supervisorPrivilegesSchema.partial().shape).optional(),
   limits: z.strictObject(environmentLimitsSchema.partial().shape).optional(),
+  quotas: z.strictObject(userQuotasSchema.partial().shape).optional(),
+  network: z.strictObject(environmentNetworkSchema.partial().shape).optional(),
   force: z
     .boolean()
     .optional()
@@ -137,6 +165,13 @@ export const checkResultSchema = z.object({
 });
 
 export const checksSchema = z.object({ checks: z.array(checkResultSchema), worst: z.enum(checkStatuses) });
+
+/** One line of the checks' progress stream: each check as it starts, its result, then the worst of them. */
+export const checkProgressSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("running"), id: z.string(), title: z.string() }),
+  z.object({ type: z.literal("result"), check: checkResultSchema }),
+  z.object({ type: z.literal("done"), worst: z.enum(checkStatuses) }),
+]);
 
 // The audit log
 
@@ -164,11 +199,18 @@ export const environmentListSchema = itemsOf(environmentSchema);
 /** Any size left out gets its default; the name, image and sizes are checked against the rules in src/core. */
 export const createEnvironmentSchema = z.strictObject({
   ...environmentSpecSchema.partial({ cvm: true, cpu: true, memoryGiB: true, diskGiB: true }).shape,
+  // Stated for the document; the environment service checks it (and the rest of the spec) against core's rule.
+  name: z.string().meta({ maxLength: nameRule.maxLength, pattern: nameRule.pattern.source }),
   registryCredentials: registryCredentialsSchema.optional(),
 });
 
 export const rebuildSchema = z.strictObject({
   keepDockerData: z.boolean().optional().describe("Keep the inner Docker's images and containers (CVMs)"),
+  image: z
+    .string()
+    .max(1000)
+    .optional()
+    .describe("Build from this image instead (a failed build's way out); the home is kept"),
 });
 
 export const deleteQuerySchema = z.object({ keepHome: flag.optional() });
@@ -233,10 +275,24 @@ export const reconcileQuerySchema = z.object({ removeOrphans: flag.optional() })
 export const reconcileReportSchema = z.object({
   vanished: z
     .array(z.object({ id: z.string(), name: z.string(), reason: z.string() }))
-    .describe("Environments whose workload had vanished, now marked failed with the reason"),
+    .describe(
+      "Environments whose workload had vanished, or whose build was cut off, now marked failed with the reason",
+    ),
+  resumed: z
+    .array(z.object({ id: z.string(), name: z.string() }))
+    .describe("Environments whose build was cut off (a server stopped or died) and goes on now"),
+  finished: z
+    .array(z.object({ id: z.string(), name: z.string(), action: z.enum(["stop", "delete"]) }))
+    .describe("Stops and deletes a server left halfway, now done"),
   orphans: z
     .array(z.object({ ref: z.string(), environmentId: z.string(), removed: z.boolean() }))
     .describe("Workloads with cvm's labels and no environment"),
 });
 
 export const auditPageSchema = pageOf(auditEntrySchema);
+
+// About the server itself
+
+export const buildInfoSchema = z.object({
+  version: z.string().describe("cvm's version, such as 0.1.0: `cvm version` shows it beside the CLI's own"),
+});

@@ -1,12 +1,14 @@
 /** Manage > Admin > Infrastructure: the settings and the checks that guard the CVM toggle. */
 
 import { requirePermission } from "./auth.js";
+import type { CheckProgress } from "./contract.js";
 import { readJson } from "./input.js";
+import { ndjsonResponse } from "./ndjson.js";
 import type { ApiRoutes } from "./routes.js";
-import { checksSchema, infrastructureSettingsSchema, settingsUpdateSchema } from "./schemas.js";
+import { checkProgressSchema, checksSchema, infrastructureSettingsSchema, settingsUpdateSchema } from "./schemas.js";
 
 export function settingsRoutes(routes: ApiRoutes): void {
-  const { settings } = routes.deps;
+  const { settings, shutdown, logger } = routes.deps;
   routes.add(
     // Every signed-in user reads them: the dashboard offers CVMs only while they are enabled.
     {
@@ -47,6 +49,27 @@ export function settingsRoutes(routes: ApiRoutes): void {
     async (c) => {
       requirePermission(c, "settings:read", "run infrastructure checks");
       return c.json(await settings.checks());
+    },
+  );
+  routes.add(
+    {
+      method: "get",
+      path: "/settings/infrastructure/checks/progress",
+      summary: "Run the infrastructure checks, telling each as it starts and ends (NDJSON), then the worst result",
+      tag: "settings",
+      response: { ndjson: checkProgressSchema },
+      errors: [403],
+    },
+    (c) => {
+      requirePermission(c, "settings:read", "run infrastructure checks");
+      return ndjsonResponse(
+        async (write) => {
+          const { worst } = await settings.checks(undefined, write);
+          write({ type: "done", worst } satisfies CheckProgress);
+        },
+        shutdown,
+        logger,
+      );
     },
   );
 }

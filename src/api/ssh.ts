@@ -3,13 +3,15 @@
  * WebSocket /api/v1/environments/:ref/ssh that `cvm ssh --stdio` opens as
  * OpenSSH's ProxyCommand. The WebSocket carries the SSH connection's raw
  * bytes in binary frames, both ways; it is authenticated and bound to one
- * environment here, and src/ssh/gateway.ts serves the SSH protocol over it.
+ * environment here, held in OpenConnections so it ends within 2 s of access
+ * ending, and src/ssh/gateway.ts serves the SSH protocol over it.
  */
 
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { createWebSocketStream, type WebSocket, WebSocketServer } from "ws";
 import { CvmError } from "../core/errors.js";
+import type { User } from "../core/user.js";
 import { apiPrefix } from "./contract.js";
 import type { ApiDeps, ApiRoutes } from "./routes.js";
 import { authenticateUpgrade, decodeRef, type Upgrades } from "./upgrade.js";
@@ -45,7 +47,8 @@ export function attachSsh(upgrades: Upgrades, deps: ApiDeps): { close(): void } 
   const open = new Set<WebSocket>();
 
   async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer, match: RegExpExecArray) {
-    const { user } = await authenticateUpgrade(request, deps);
+    const session = await authenticateUpgrade(request, deps);
+    const { user } = session;
     const environment = await deps.environments.find(user, decodeRef(match[1]));
     if (environment.state !== "running") {
       throw new CvmError("CONFLICT", `Environment ${environment.name} is ${environment.state}: start it first`);
@@ -63,7 +66,18 @@ export function attachSsh(upgrades: Upgrades, deps: ApiDeps): { close(): void } 
             : event.environment.id === environment.id && event.environment.state !== "running";
         if (gone) ws.close(1001, "the environment stopped");
       });
+      // Logout, revocation, deactivation or a role that may no longer see the environment ends the connection.
+      const release = deps.connections.hold(session, {
+        kind: "ssh",
+        allows: (now: User) => deps.environments.canSee(now, environment),
+        end() {
+          ws.close(1008, "access ended");
+          // A peer that never answers the close handshake is cut.
+          setTimeout(() => ws.terminate(), 1000).unref();
+        },
+      });
       ws.on("close", () => {
+        release();
         unsubscribe();
         open.delete(ws);
         stream.destroy();

@@ -1,23 +1,32 @@
 /**
  * The terminal: a WebSocket on /api/v1/environments/:ref/terminal, served on
- * the HTTP server's 'upgrade' event, bridged to provider.exec. Binary frames
+ * the server's shared upgrade router (./upgrade.ts), bridged to provider.exec. Binary frames
  * carry bytes with a leading stream byte (0 stdin, 1 stdout, 2 stderr); text
- * frames carry JSON control messages (resize, eof; exit, error).
+ * frames carry JSON control messages (resize, eof; exit, error). The upgrade
+ * passes the same Host and origin checks as every request, and the session
+ * is held open in OpenConnections, so it ends when its access does.
  */
 
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
+import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import type { ExecSession } from "../core/provider.js";
+import type { User } from "../core/user.js";
 import { execAs } from "../server/login-accounts.js";
+import type { HeldSession } from "../server/open-connections.js";
 import { apiPrefix, type TerminalClientMessage, type TerminalServerMessage, terminalStream } from "./contract.js";
 import { parse } from "./input.js";
 import type { ApiDeps, ApiRoutes } from "./routes.js";
 import { isSet, terminalClientMessageSchema, terminalCommandSchema, terminalQuerySchema } from "./schemas.js";
+import { TerminalCounts } from "./terminal-quota.js";
 import { authenticateUpgrade, decodeRef, type Upgrades } from "./upgrade.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
+
+/** WebSocket close code for "policy violation": the client should not simply reconnect. */
+const accessEndedCode = 1008;
 
 function parseCommand(raw: string | undefined): string[] | undefined {
   if (raw === undefined) return undefined;
@@ -49,6 +58,7 @@ export function documentTerminal(routes: ApiRoutes): void {
 export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const sessions = new Set<{ ws: WebSocket; exec: ExecSession }>();
+  const terminals = new TerminalCounts();
 
   async function upgrade(
     request: IncomingMessage,
@@ -57,7 +67,8 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
     match: RegExpExecArray,
     url: URL,
   ): Promise<void> {
-    const { user } = await authenticateUpgrade(request, deps);
+    const session = await authenticateUpgrade(request, deps);
+    const { user } = session;
     const query = parse(terminalQuerySchema, Object.fromEntries(url.searchParams), "query");
     const command = parseCommand(query.command);
     const environment = await deps.environments.find(user, decodeRef(match[1]));
@@ -67,28 +78,40 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
     const tty = query.tty === undefined ? true : isSet(query.tty);
     // The image's own user in its home with its login shell, or root when asked.
     const account = await deps.workspace.loginAccounts.resolve(environment, query.user === "root" ? "root" : "default");
-    const exec = await deps.provider.exec(
-      environment,
-      execAs(account, command, {
-        tty,
-        cols: query.cols ?? 80,
-        rows: query.rows ?? 24,
-        env: tty ? { TERM: "xterm-256color" } : undefined,
-      }),
-    );
+    const release = terminals.take(user, (await deps.settings.get()).quotas.terminals);
+    let exec: ExecSession;
+    try {
+      exec = await deps.provider.exec(
+        environment,
+        execAs(account, command, {
+          tty,
+          cols: query.cols ?? 80,
+          rows: query.rows ?? 24,
+          env: tty ? { TERM: "xterm-256color" } : undefined,
+        }),
+      );
+    } catch (error) {
+      release();
+      throw error;
+    }
     if (socket.destroyed) {
+      release();
       exec.kill();
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => bridge(ws, exec, environment.id, user.email));
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      ws.once("close", release);
+      bridge(ws, exec, environment, session);
+    });
   }
 
-  function bridge(ws: WebSocket, exec: ExecSession, environmentId: string, email: string): void {
+  function bridge(ws: WebSocket, exec: ExecSession, environment: Environment, session: HeldSession): void {
+    const environmentId = environment.id;
     const entry = { ws, exec };
     sessions.add(entry);
     // An open terminal is use of the environment (idle stop).
-    const release = deps.workspace.activity.hold(environmentId);
-    deps.logger.info({ environmentId, email }, "terminal opened");
+    const inUse = deps.workspace.activity.hold(environmentId);
+    deps.logger.info({ environmentId, email: session.user.email }, "terminal opened");
     let exited = false;
     const control = (message: TerminalServerMessage) => {
       if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(message));
@@ -129,8 +152,21 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
         exec.kill();
       }
     });
+    // Logout, revocation, deactivation or a role that may no longer see the environment ends the session.
+    const release = deps.connections.hold(session, {
+      kind: "terminal",
+      allows: (user: User) => deps.environments.canSee(user, environment),
+      end(reason) {
+        control({ type: "error", message: `Access ended: ${reason}` });
+        if (!exited) exec.kill();
+        ws.close(accessEndedCode, "access ended");
+        // A peer that never answers the close handshake is cut.
+        setTimeout(() => ws.terminate(), 1000).unref();
+      },
+    });
     ws.on("close", () => {
       release();
+      inUse();
       unsubscribe();
       sessions.delete(entry);
       if (!exited) exec.kill();

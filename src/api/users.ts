@@ -52,7 +52,8 @@ export function userRoutes(routes: ApiRoutes): void {
     {
       method: "patch",
       path: "/users/:id",
-      summary: "Change a user's role, name or activation (site admins)",
+      summary:
+        "Change a user's role, name or activation (site admins). Deactivation revokes every token of the user; open connections the change no longer allows close within 2 s",
       tag: "users",
       body: updateUserSchema,
       response: userSchema,
@@ -73,7 +74,7 @@ export function userRoutes(routes: ApiRoutes): void {
         });
       }
       const after = await store.users.update(before.id, patch);
-      accounts.userChanged(after.id);
+      await accounts.userChanged(after);
       const action = patch.role !== undefined && patch.role !== before.role ? "user.set-role" : "user.update";
       await audit.record(actor, action, `user/${after.id}`, before, after);
       return c.json(after);

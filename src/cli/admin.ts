@@ -1,15 +1,22 @@
 /** `cvm admin infra show|set`: Manage > Admin > Infrastructure, from a terminal. */
 
+import { createWriteStream } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import type { InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { type RuntimeChoice, runtimeChoices, type SupervisorPrivilegeMode } from "../core/settings.js";
+import { rotateKeyFile } from "../server/secret-keys.js";
+import { type FieldNames, inFlagTerms, numberFlag } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { printFields, printJson } from "./output.js";
 
 interface SetOptions {
   cvm?: string;
   runtime?: string;
+  fuse?: string;
+  tun?: string;
   privileges?: string;
   capabilities?: string;
   maxCpu?: number;
@@ -19,6 +26,17 @@ interface SetOptions {
   json?: boolean;
 }
 
+/** The flags of `cvm admin infra set` that set each settings field. */
+const settingFlags: FieldNames = {
+  cvmEnabled: "--cvm",
+  runtime: "--runtime",
+  "supervisorPrivileges.mode": "--privileges",
+  "supervisorPrivileges.capabilities": "--capabilities",
+  "limits.maxCpu": "--max-cpu",
+  "limits.maxMemoryGiB": "--max-memory",
+  "limits.maxDiskGiB": "--max-disk",
+};
+
 const toggles: Record<string, boolean> = { enabled: true, on: true, disabled: false, off: false };
 
 function update(options: SetOptions): InfrastructureSettingsUpdate {
@@ -26,6 +44,15 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
   if (options.cvm !== undefined) {
     if (!(options.cvm in toggles)) throw new CvmError("BAD_REQUEST", "--cvm takes enabled or disabled");
     change.cvmEnabled = toggles[options.cvm];
+  }
+  for (const [flag, key] of [
+    ["fuse", "fuseDevice"],
+    ["tun", "tunDevice"],
+  ] as const) {
+    const value = options[flag];
+    if (value === undefined) continue;
+    if (!(value in toggles)) throw new CvmError("BAD_REQUEST", `--${flag} takes enabled or disabled`);
+    change[key] = toggles[value];
   }
   if (options.runtime !== undefined) {
     if (!(runtimeChoices as readonly string[]).includes(options.runtime)) {
@@ -50,12 +77,43 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
   return change;
 }
 
+/** Writes a backup from the server to a new owner-only file; answers its size. */
+async function writeBackup(file: string): Promise<number> {
+  const body = await configuredClient().backup();
+  // Exclusive: a backup never overwrites another file.
+  const out = createWriteStream(file, { flags: "wx", mode: 0o600 });
+  await pipeline(Readable.fromWeb(body as import("node:stream/web").ReadableStream), out);
+  return out.bytesWritten;
+}
+
 export function register(program: Command): void {
-  const infra = program
-    .command("admin")
-    .description("site administration")
-    .command("infra")
-    .description("infrastructure settings");
+  const admin = program.command("admin").description("site administration");
+  admin
+    .command("backup")
+    .description(
+      "write a consistent snapshot of the server's store to FILE while it runs (site admins); bring it back with `cvm server --restore FILE`. With PostgreSQL, use pg_dump",
+    )
+    .argument("<file>", "a new file (0600)")
+    .action(async (file: string) => {
+      const bytes = await writeBackup(file);
+      process.stdout.write(`Wrote ${file} (${bytes} bytes)\n`);
+      process.stderr.write(
+        "Registry passwords in it are sealed: keep the server's key (<data-dir>/secret.key or CVM_SECRET_KEY) with it, apart from it.\n",
+      );
+    });
+  admin
+    .command("rotate-secret-key")
+    .description(
+      "make a new key for sealing secrets in a data dir (the old one becomes secret.key.previous); the server seals every secret again at its next start",
+    )
+    .requiredOption("--data-dir <dir>", "the server's data dir")
+    .action((options: { dataDir: string }) => {
+      const { previousId, currentId } = rotateKeyFile(options.dataDir);
+      process.stdout.write(
+        `Key ${previousId} is now secret.key.previous; the new key is ${currentId}. Restart the server: it seals every secret under ${currentId}; then delete secret.key.previous.\n`,
+      );
+    });
+  const infra = admin.command("infra").description("infrastructure settings");
   infra
     .command("show", { isDefault: true })
     .option("--json")
@@ -65,6 +123,8 @@ export function register(program: Command): void {
       printFields([
         ["CVMs", settings.cvmEnabled ? "enabled" : "disabled"],
         ["runtime", settings.runtime],
+        ["FUSE", settings.fuseDevice ? "enabled" : "disabled"],
+        ["TUN", settings.tunDevice ? "enabled" : "disabled"],
         [
           "supervisor",
           settings.supervisorPrivileges.mode === "privileged"
@@ -80,15 +140,17 @@ export function register(program: Command): void {
     .command("set")
     .option("--cvm <state>", "enabled or disabled")
     .option("--runtime <runtime>", runtimeChoices.join("|"))
+    .option("--fuse <state>", "enabled or disabled: CVMs get /dev/fuse")
+    .option("--tun <state>", "enabled or disabled: CVMs get /dev/net/tun")
     .option("--privileges <mode>", "how the supervisor is privileged: privileged or capabilities")
     .option("--capabilities <list>", "comma-separated capabilities for --privileges capabilities")
-    .option("--max-cpu <n>", "largest CPU count an environment may ask for", Number)
-    .option("--max-memory <GiB>", "largest memory an environment may ask for", Number)
-    .option("--max-disk <GiB>", "largest disk an environment may ask for", Number)
+    .option("--max-cpu <n>", "largest CPU count an environment may ask for", numberFlag("--max-cpu", "CPUs"))
+    .option("--max-memory <GiB>", "largest memory an environment may ask for", numberFlag("--max-memory", "GiB"))
+    .option("--max-disk <GiB>", "largest disk an environment may ask for", numberFlag("--max-disk", "GiB"))
     .option("--force", "turn CVMs on even though infrastructure checks fail (recorded in the audit log)")
     .option("--json")
     .action(async (options: SetOptions) => {
-      const settings = await configuredClient().updateInfrastructure(update(options));
+      const settings = await inFlagTerms(settingFlags, () => configuredClient().updateInfrastructure(update(options)));
       if (options.json) return printJson(settings);
       process.stdout.write(`CVMs ${settings.cvmEnabled ? "enabled" : "disabled"}; runtime ${settings.runtime}\n`);
     });

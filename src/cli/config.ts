@@ -8,6 +8,8 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { CvmClient } from "../client/index.js";
 import { CvmError } from "../core/errors.js";
+import { cliProduct } from "../core/token-description.js";
+import { cvmVersion } from "../core/version.js";
 
 export interface CliConfig {
   url: string;
@@ -38,13 +40,25 @@ export function forgetConfig(): void {
   rmSync(configPath(), { force: true });
 }
 
+/** How the CLI names itself to the server, so its sessions read "CLI login" in `cvm tokens list`. */
+export const userAgent = `${cliProduct}/${cvmVersion} node/${process.versions.node} ${process.platform}`;
+
+/** A client of the server at `url`, as the CLI. */
+export function clientFor(url: string, token?: string): CvmClient {
+  return new CvmClient({ baseUrl: url, token, userAgent });
+}
+
+/** The server and token the CLI is configured with: the environment's, else the config file's. */
+export function configured(): Partial<CliConfig> {
+  const file = readConfig();
+  return { url: process.env.CVM_URL ?? file.url, token: process.env.CVM_TOKEN ?? file.token };
+}
+
 /** A client for the configured server; refuses clearly when there is none. */
 export function configuredClient(): CvmClient {
-  const file = readConfig();
-  const url = process.env.CVM_URL ?? file.url;
-  const token = process.env.CVM_TOKEN ?? file.token;
+  const { url, token } = configured();
   if (!url) {
     throw new CvmError("UNAUTHORIZED", "Not logged in: run `cvm login URL`, or set CVM_URL and CVM_TOKEN");
   }
-  return new CvmClient({ baseUrl: url, token });
+  return clientFor(url, token);
 }

@@ -23,9 +23,9 @@ interface DoctorOptions {
   capabilities?: string;
 }
 
-export const exitCodes: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
+export const exitCodes: Record<CheckStatus, number> = { "not-applicable": 0, pass: 0, warn: 1, fail: 2 };
 
-const marks: Record<CheckStatus, string> = { pass: "PASS", warn: "WARN", fail: "FAIL" };
+const marks: Record<CheckStatus, string> = { pass: "PASS", warn: "WARN", fail: "FAIL", "not-applicable": "N/A" };
 
 /** A table for people: one row per check; evidence lines and the remedy continue under the evidence column. */
 export function formatChecks(results: CheckResult[]): string {
@@ -42,7 +42,11 @@ export function formatChecks(results: CheckResult[]): string {
     if (r.remedy) lines.push(`${" ".repeat(indent)}remedy: ${r.remedy}`);
   });
   const worst = worstStatus(results);
-  const counts = checkStatuses.map((s) => `${results.filter((r) => r.status === s).length} ${s}`);
+  // pass, warn and fail always; checks that do not apply only when there are some.
+  const counts = checkStatuses
+    .map((s) => ({ s, n: results.filter((r) => r.status === s).length }))
+    .filter(({ s, n }) => n > 0 || s !== "not-applicable")
+    .map(({ s, n }) => `${n} ${s === "not-applicable" ? "not applicable" : s}`);
   lines.push(
     "",
     `${counts.join(", ")}: ${worst === "pass" ? "ready for CVMs" : worst === "warn" ? "CVMs can run; see the warnings" : "not ready for CVMs"}`,

@@ -1,13 +1,33 @@
 /** `cvm env create|list|show|start|stop|rebuild|delete|logs`. */
 
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import type { CvmClient } from "../client/index.js";
 import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
+import { type FieldNames, inFlagTerms, numberFlag } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { printWorkspace, workspaceOf } from "./env-workspace.js";
-import { age, printFields, printJson, printTable } from "./output.js";
-import { confirm, interactive } from "./prompt.js";
+import { nextSteps, stateSentence } from "./next-steps.js";
+import { age, examples, printFields, printJson, printTable } from "./output.js";
+import { waitUntilResting } from "./progress.js";
+import { confirm, interactive, secret } from "./prompt.js";
+
+/** The flags `cvm env create` sets each field of the request with. */
+const createFields: FieldNames = {
+  name: "<name>",
+  image: "--image",
+  cvm: "--cvm",
+  cpu: "--cpu",
+  memoryGiB: "--memory",
+  diskGiB: "--disk",
+  "registryCredentials.username": "--registry-user",
+  "registryCredentials.password": "--registry-password-stdin",
+};
+
+const nameArgument = "the environment: its name, or its id";
+
+/** Waiting is what start and rebuild do now; scripts that still pass --follow get the same. */
+const followCompat = () => new Option("--follow").hideHelp();
 
 interface CreateOptions {
   image: string;
@@ -16,25 +36,26 @@ interface CreateOptions {
   memory?: number;
   disk?: number;
   registryUser?: string;
-  registryPassword?: string;
+  registryPasswordStdin?: boolean;
   follow?: boolean;
   json?: boolean;
 }
 
-/** Prints the build log as it grows; resolves with the build's outcome. */
-async function follow(client: CvmClient, ref: string, options: { build?: string } = {}): Promise<string | undefined> {
-  for await (const item of client.logs(ref, { follow: true, build: options.build })) {
-    if ("end" in item) return item.outcome;
-    process.stdout.write(`${item.at.slice(11, 23)}  ${item.text}\n`);
+const printLine = (line: string) => process.stdout.write(`${line}\n`);
+
+/** Tells how an action ended; a start or rebuild that does not end running exits 1. */
+function report(final: Environment, expected: EnvironmentState, since: number): void {
+  const took = `${((Date.now() - since) / 1000).toFixed(1)} s`;
+  printLine(`${stateSentence(final)} (${took})`);
+  if (final.state !== expected) {
+    for (const step of nextSteps(final)) process.stderr.write(`${step}\n`);
+    process.exitCode = 1;
   }
-  return undefined;
 }
 
-async function followToEnd(client: CvmClient, environment: Environment): Promise<void> {
-  const outcome = await follow(client, environment.id, { build: environment.buildId });
-  const final = await client.environment(environment.id);
-  process.stdout.write(`${final.name} is ${final.state}${final.stateReason ? `: ${final.stateReason}` : ""}\n`);
-  if (final.state !== "running" && outcome !== "running") process.exitCode = 1;
+async function followToEnd(client: CvmClient, environment: Environment, since = Date.now()): Promise<void> {
+  const final = await waitUntilResting(client, environment, printLine, { build: true });
+  report(final, "running", since);
 }
 
 function kind(environment: Environment): string {
@@ -69,60 +90,123 @@ function show(environment: Environment): void {
   }
 }
 
+interface ActionOptions {
+  detach?: boolean;
+  json?: boolean;
+  keepDockerData?: boolean;
+}
+
+/**
+ * start, stop and rebuild: asks, then waits for the environment to come to
+ * rest, showing its progress (a build's log; stop's states), unless detached.
+ * With --json the environment is printed once, as it rests (or as asked, detached).
+ */
 function action(
   name: "start" | "stop" | "rebuild",
-  run: (client: CvmClient, ref: string, options: { keepDockerData?: boolean }) => Promise<Environment>,
+  run: (client: CvmClient, ref: string, options: ActionOptions) => Promise<Environment>,
 ) {
-  return async (ref: string, options: { follow?: boolean; json?: boolean; keepDockerData?: boolean }) => {
+  return async (ref: string, options: ActionOptions) => {
     const client = configuredClient();
+    const since = Date.now();
     const environment = await run(client, ref, options);
-    if (options.json) return printJson(environment);
-    process.stdout.write(`${environment.name}: ${name} requested, now ${environment.state}\n`);
-    if (options.follow && name !== "stop") await followToEnd(client, environment);
+    if (options.detach) {
+      if (options.json) return printJson(environment);
+      printLine(`${environment.name}: ${name} requested, now ${environment.state}`);
+      printLine(`Follow it: cvm env ${name === "stop" ? "show" : "logs --follow"} ${environment.name}`);
+      return;
+    }
+    if (!options.json) printLine(`${environment.name}: ${name} requested, now ${environment.state}`);
+    const print = options.json ? () => {} : printLine;
+    const final = await waitUntilResting(client, environment, print, { build: name !== "stop" });
+    if (options.json) {
+      printJson(final);
+      if (final.state !== (name === "stop" ? "stopped" : "running")) process.exitCode = 1;
+      return;
+    }
+    report(final, name === "stop" ? "stopped" : "running", since);
   };
 }
 
 export function register(program: Command): void {
-  const env = program.command("env").description("environments");
+  const env = program
+    .command("env")
+    .description("your environments: create, list, start, stop, rebuild, delete; `cvm env` lists them")
+    .addHelpText(
+      "after",
+      examples(
+        "cvm env create dev --image debian:bookworm --follow",
+        "cvm env create vm --image ubuntu:24.04 --cvm --cpu 4 --memory 8",
+        "cvm env list",
+        "cvm ssh dev",
+      ),
+    );
 
   env
     .command("create")
+    .description("create an environment and build it")
     .argument("<name>", "a DNS label, unique among your environments")
     .requiredOption("--image <ref>", "an OCI image reference")
     .option("--cvm", "a container-based VM: systemd as PID 1 and Docker inside")
-    .option("--cpu <n>", "CPUs", Number)
-    .option("--memory <GiB>", "memory in GiB", Number)
-    .option("--disk <GiB>", "disk in GiB", Number)
+    .option("--cpu <n>", "CPUs", numberFlag("--cpu", "CPUs"))
+    .option("--memory <GiB>", "memory in GiB", numberFlag("--memory", "GiB"))
+    .option("--disk <GiB>", "disk in GiB", numberFlag("--disk", "GiB"))
     .option("--registry-user <user>", "registry credentials for a private image")
-    .option("--registry-password <password>")
+    .option(
+      "--registry-password-stdin",
+      "read the registry password from standard input (or set CVM_REGISTRY_PASSWORD; else it is asked for)",
+    )
     .option("--follow", "stream the build log until the environment runs or fails")
     .option("--json")
+    .addHelpText(
+      "after",
+      examples(
+        "cvm env create dev --image debian:bookworm --follow",
+        "cvm env create vm --image ubuntu:24.04 --cvm --cpu 4 --memory 8 --disk 40",
+        "cvm env create app --image registry.example.com/team/app:1 --registry-user me --registry-password-stdin",
+      ),
+    )
     .action(async (name: string, options: CreateOptions) => {
       const client = configuredClient();
-      const environment = await client.createEnvironment({
-        name,
-        image: options.image,
-        cvm: options.cvm ?? false,
-        cpu: options.cpu,
-        memoryGiB: options.memory,
-        diskGiB: options.disk,
-        registryCredentials:
-          options.registryUser !== undefined
-            ? { username: options.registryUser, password: options.registryPassword ?? "" }
-            : undefined,
-      });
+      const since = Date.now();
+      const registryCredentials =
+        options.registryUser !== undefined
+          ? {
+              username: options.registryUser,
+              password: await secret("Registry password: ", {
+                stdin: options.registryPasswordStdin,
+                env: "CVM_REGISTRY_PASSWORD",
+                flag: "--registry-password-stdin",
+              }),
+            }
+          : undefined;
+      const environment = await inFlagTerms(createFields, () =>
+        client.createEnvironment({
+          name,
+          image: options.image,
+          cvm: options.cvm ?? false,
+          cpu: options.cpu,
+          memoryGiB: options.memory,
+          diskGiB: options.disk,
+          registryCredentials,
+        }),
+      );
       if (options.json && !options.follow) return printJson(environment);
       process.stdout.write(`Created ${environment.name} (${kind(environment)}, ${environment.id}); building\n`);
-      if (options.follow) await followToEnd(client, environment);
+      if (options.follow) await followToEnd(client, environment, since);
       else process.stdout.write(`Follow its build with: cvm env logs ${environment.name} --follow\n`);
     });
 
   env
     .command("list", { isDefault: true })
+    .description("your environments (every user's with --all); the default of `cvm env`")
     .option("--all", "every user's environments (site admins and managers)")
-    .option("--state <state>")
+    .option("--state <state>", "only those in this state, such as running or failed")
     .option("--kind <kind>", "cvm or standard")
     .option("--json")
+    .addHelpText(
+      "after",
+      examples("cvm env list", "cvm env list --state failed", "cvm env list --all --kind cvm --json"),
+    )
     // The server checks the state and kind as given, and answers a 400 naming them.
     .action(async (options: { all?: boolean; state?: EnvironmentState; kind?: EnvironmentKind; json?: boolean }) => {
       const { items } = await configuredClient().listEnvironments({
@@ -153,8 +237,10 @@ export function register(program: Command): void {
 
   env
     .command("show")
-    .argument("<name>")
+    .description("an environment's state, resources, systemd and Docker inside, and its timeline")
+    .argument("<name>", nameArgument)
     .option("--json")
+    .addHelpText("after", examples("cvm env show dev", "cvm env show dev --json"))
     .action(async (ref: string, options: { json?: boolean }) => {
       const client = configuredClient();
       const environment = await client.environment(ref);
@@ -163,23 +249,33 @@ export function register(program: Command): void {
       printWorkspace(await workspaceOf(client, environment));
     });
 
+  const detach = "return once asked, without waiting for the outcome";
   env
     .command("start")
-    .argument("<name>")
-    .option("--follow")
-    .option("--json")
+    .description("start a stopped or failed environment, and wait until it runs (its build log meanwhile)")
+    .argument("<name>", nameArgument)
+    .option("--detach", detach)
+    .addOption(followCompat())
+    .option("--json", "the environment once it runs (or fails)")
+    .addHelpText("after", examples("cvm env start dev", "cvm env start dev --detach"))
     .action(action("start", (client, ref) => client.startEnvironment(ref)));
   env
     .command("stop")
-    .argument("<name>")
-    .option("--json")
+    .description("stop an environment (its home and disk are kept), and wait until it has stopped")
+    .argument("<name>", nameArgument)
+    .option("--detach", detach)
+    .option("--json", "the environment once stopped")
+    .addHelpText("after", examples("cvm env stop dev", "cvm env stop dev --detach"))
     .action(action("stop", (client, ref) => client.stopEnvironment(ref)));
   env
     .command("rebuild")
-    .argument("<name>")
+    .description("build an environment again from its image, keeping its home, and wait until it runs")
+    .argument("<name>", nameArgument)
     .option("--keep-docker-data", "keep the inner Docker's images and containers (CVMs)")
-    .option("--follow")
-    .option("--json")
+    .option("--detach", detach)
+    .addOption(followCompat())
+    .option("--json", "the environment once it runs (or fails)")
+    .addHelpText("after", examples("cvm env rebuild dev", "cvm env rebuild vm --keep-docker-data"))
     .action(
       action("rebuild", (client, ref, options) =>
         client.rebuildEnvironment(ref, { keepDockerData: options.keepDockerData }),
@@ -188,15 +284,19 @@ export function register(program: Command): void {
 
   env
     .command("delete")
-    .argument("<name>")
+    .description("delete an environment and, unless --keep-home, its home; asks first")
+    .argument("<name>", nameArgument)
     .option("--keep-home", "keep the home volume")
-    .option("-y, --yes", "do not ask")
+    .option("-y, --yes", "do not ask (required where there is no terminal to ask on)")
+    .addHelpText("after", examples("cvm env delete dev", "cvm env delete dev --yes --keep-home"))
     .action(async (ref: string, options: { keepHome?: boolean; yes?: boolean }) => {
-      if (
-        !options.yes &&
-        interactive() &&
-        !(await confirm(`Delete ${ref} and ${options.keepHome ? "keep" : "its"} home?`))
-      ) {
+      if (!options.yes && !interactive()) {
+        throw new CvmError(
+          "BAD_REQUEST",
+          `Not deleted: there is no terminal to confirm on; to delete ${ref}, pass --yes`,
+        );
+      }
+      if (!options.yes && !(await confirm(`Delete ${ref} and ${options.keepHome ? "keep" : "its"} home?`))) {
         throw new CvmError("BAD_REQUEST", "Not deleted");
       }
       await configuredClient().deleteEnvironment(ref, { keepHome: options.keepHome });
@@ -205,10 +305,12 @@ export function register(program: Command): void {
 
   env
     .command("logs")
-    .argument("<name>")
+    .description("an environment's build log: each step and state change of its latest build")
+    .argument("<name>", nameArgument)
     .option("--follow", "keep streaming until the build ends")
     .option("--build <id>", "a build's id; the latest by default")
     .option("--json")
+    .addHelpText("after", examples("cvm env logs dev", "cvm env logs dev --follow"))
     .action(async (ref: string, options: { follow?: boolean; build?: string; json?: boolean }) => {
       const client = configuredClient();
       for await (const item of client.logs(ref, { follow: options.follow, build: options.build })) {

@@ -3,12 +3,12 @@
  * `register(program)`; this file only gathers them and prints errors.
  */
 
-import { Command } from "commander";
 import { ApiError } from "../client/index.js";
 import { isCvmError } from "../core/errors.js";
 import * as admin from "./admin.js";
 import * as auth from "./auth.js";
 import * as cluster from "./cluster.js";
+import { CvmCommand } from "./command.js";
 import * as configSsh from "./config-ssh.js";
 import * as doctor from "./doctor.js";
 import * as env from "./env.js";
@@ -19,11 +19,13 @@ import * as server from "./server.js";
 import * as ssh from "./ssh.js";
 import * as supervisor from "./supervisor.js";
 import * as users from "./users.js";
+import * as version from "./version.js";
 
-const program = new Command("cvm")
+const program = new CvmCommand("cvm")
   .description("cvm: developer environments and container-based virtual machines")
-  .showHelpAfterError()
-  .enablePositionalOptions();
+  .option("-V, --version", "the CLI's version and the server's")
+  .enablePositionalOptions()
+  .action((options: { version?: boolean }) => (options.version ? version.printVersions() : program.help()));
 
 for (const group of [
   auth,
@@ -39,6 +41,7 @@ for (const group of [
   doctor,
   cluster,
   supervisor,
+  version,
 ]) {
   group.register(program);
 }

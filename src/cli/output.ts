@@ -25,6 +25,11 @@ export function printFields(fields: [string, string | number | boolean | undefin
   }
 }
 
+/** Examples for under a command's help (`addHelpText("after", examples(...))`). */
+export function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((line) => `  ${line}`).join("\n")}\n`;
+}
+
 /** "3m", "2h", "5d": how long ago an ISO time was. */
 export function age(iso: string, now = Date.now()): string {
   const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));

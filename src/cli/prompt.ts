@@ -34,3 +34,33 @@ export async function confirm(question: string): Promise<boolean> {
   const answer = await ask(`${question} [y/N] `);
   return /^y(es)?$/i.test(answer);
 }
+
+/** All of standard input, without its final newline: a secret piped in (`--password-stdin`). */
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
+}
+
+/**
+ * A secret never taken from the command line, where `ps` shows it to every
+ * user of the machine: from standard input when asked to, else from an
+ * environment variable, else asked for without echo at a terminal.
+ */
+export async function secret(
+  question: string,
+  options: { stdin?: boolean; env: string; flag: string },
+): Promise<string> {
+  if (options.stdin) return readStdin();
+  const fromEnv = process.env[options.env];
+  if (fromEnv !== undefined) return fromEnv;
+  if (!interactive()) {
+    throw new CvmError(
+      "BAD_REQUEST",
+      `${question.replace(/:\s*$/, "")} is required: pipe it to ${options.flag} or set ${options.env} (no terminal to ask on)`,
+    );
+  }
+  return ask(question, { secret: true });
+}

@@ -15,6 +15,12 @@ interface ServerFlags {
   kubeconfig?: string;
   namespace?: string;
   logLevel?: string;
+  accessUrl?: string;
+  proxyTrusted?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  metricsListen?: string;
+  restore?: string;
 }
 
 export function register(program: Command): void {
@@ -32,11 +38,37 @@ export function register(program: Command): void {
     )
     .option("--namespace <namespace>", "kubernetes provider: the namespace of this installation")
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .option(
+      "--access-url <url>",
+      "the URL people reach the server at, such as https://cvm.example.com; requests naming another host are refused (421). Default: the listen address",
+    )
+    .option(
+      "--proxy-trusted",
+      "behind one reverse proxy that sets X-Forwarded-For, -Proto and -Host: trust them (client address, HTTPS, host)",
+    )
+    .option(
+      "--tls-cert <file>",
+      "serve HTTPS with this PEM certificate (with --tls-key); the session cookie is then Secure",
+    )
+    .option("--tls-key <file>", "the PEM private key of --tls-cert")
+    .option(
+      "--metrics-listen <host:port>",
+      "serve /metrics on this address alone instead of the main one; CVM_METRICS_TOKEN makes it require a Bearer token",
+    )
+    .option(
+      "--restore <file>",
+      "start from a backup made by `cvm admin backup` (into a data dir without a database; the secret key travels apart)",
+    )
     .action(async (flags: ServerFlags) => {
       if (flags.provider !== "docker" && flags.provider !== "kubernetes") {
         throw new Error("--provider takes docker or kubernetes");
       }
-      const server = await startServer({ ...flags, postgresUrl: flags.postgresUrl ?? process.env.CVM_POSTGRES_URL });
+      const { restore, ...rest } = flags;
+      const server = await startServer({
+        ...rest,
+        restoreFrom: restore,
+        postgresUrl: flags.postgresUrl ?? process.env.CVM_POSTGRES_URL,
+      });
       let stopping = false;
       const stop = async () => {
         if (stopping) return;

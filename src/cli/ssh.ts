@@ -11,11 +11,21 @@ import { terminalStream } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
+import { nextSteps, stateSentence } from "./next-steps.js";
 import { sshStdio } from "./ssh-stdio.js";
 import { refusal } from "./websocket.js";
 
 function frame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([stream]), data]);
+}
+
+/** A refused terminal, told with what to run when the environment is not running; else the error as it was. */
+async function explainRefusal(ref: string, error: unknown): Promise<unknown> {
+  const environment = await configuredClient()
+    .environment(ref)
+    .catch(() => undefined);
+  if (!environment || environment.state === "running") return error;
+  return new CvmError("CONFLICT", stateSentence(environment), { detail: nextSteps(environment).join("\n  ") });
 }
 
 interface SshOptions {
@@ -90,8 +100,8 @@ export function register(program: Command): void {
   program
     .command("ssh")
     .description("a shell in an environment, or one command: cvm ssh NAME -- CMD ARGS...")
-    .argument("<name>")
-    .argument("[command...]")
+    .argument("<name>", "the environment: its name, or its id")
+    .argument("[command...]", "a command to run instead of a shell, after --")
     .option("-t, --tty", "allocate a terminal even for a command")
     .option("-T, --no-tty", "never allocate a terminal")
     .option("--user <user>", "root; by default the image's own user, in its home")
@@ -103,7 +113,11 @@ export function register(program: Command): void {
         return;
       }
       // Passing options through keeps the `--` that separates cvm's flags from the command.
-      process.exitCode = await ssh(ref, command[0] === "--" ? command.slice(1) : command, options);
+      process.exitCode = await ssh(ref, command[0] === "--" ? command.slice(1) : command, options).catch(
+        async (error) => {
+          throw await explainRefusal(ref, error);
+        },
+      );
       process.stdin.unref?.();
     });
 }

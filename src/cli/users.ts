@@ -7,7 +7,7 @@ import { isRole, roles } from "../core/roles.js";
 import type { User } from "../core/user.js";
 import { configuredClient } from "./config.js";
 import { age, printJson, printTable } from "./output.js";
-import { ask } from "./prompt.js";
+import { secret } from "./prompt.js";
 
 async function findUser(client: CvmClient, emailOrId: string): Promise<User> {
   const { items } = await client.listUsers();
@@ -19,6 +19,14 @@ async function findUser(client: CvmClient, emailOrId: string): Promise<User> {
 function roleArgument(role: string): string {
   if (!isRole(role)) throw new CvmError("BAD_REQUEST", `role must be one of ${roles.join(", ")}`);
   return role;
+}
+
+interface CreateOptions {
+  role: string;
+  password?: string;
+  passwordStdin?: boolean;
+  name?: string;
+  json?: boolean;
 }
 
 export function register(program: Command): void {
@@ -38,12 +46,19 @@ export function register(program: Command): void {
     .command("create")
     .argument("<email>")
     .option("--role <role>", `one of ${roles.join(", ")}`, "member")
-    .option("--password <password>")
+    .option("--password-stdin", "read the password from standard input (or set CVM_PASSWORD; else it is asked for)")
+    .option("--password <password>", "the password on the command line, where ps shows it: prefer --password-stdin")
     .option("--name <name>")
     .option("--json")
-    .action(async (email: string, options: { role: string; password?: string; name?: string; json?: boolean }) => {
+    .action(async (email: string, options: CreateOptions) => {
       const role = roleArgument(options.role);
-      const password = options.password ?? (await ask(`Password for ${email}: `, { secret: true }));
+      const password =
+        options.password ??
+        (await secret(`Password for ${email}: `, {
+          stdin: options.passwordStdin,
+          env: "CVM_PASSWORD",
+          flag: "--password-stdin",
+        }));
       const user = await configuredClient().createUser({
         email,
         password,

@@ -5,16 +5,18 @@
 
 import type {
   AuditPage,
+  BuildInfo,
   BuildList,
+  CheckProgress,
   ChecksResponse,
   CreatedToken,
   CreateEnvironmentRequest,
   CreateTokenRequest,
   CreateUserRequest,
-  Credentials,
   EnvironmentEvent,
   EnvironmentList,
   EnvironmentQuery,
+  FirstAdminRequest,
   InfrastructureSettingsUpdate,
   LoginRequest,
   LogStreamItem,
@@ -58,6 +60,8 @@ export interface ClientOptions {
   /** The server's base URL, such as http://127.0.0.1:7080; empty for same-origin (dashboard). */
   baseUrl: string;
   token?: string;
+  /** Sent as User-Agent where the runtime allows (Node; browsers send their own). */
+  userAgent?: string;
   fetch?: typeof fetch;
   /** Called on every 401, so a dashboard can return to its login page. */
   onUnauthorized?: (body: ErrorBody) => void;
@@ -95,12 +99,14 @@ async function* ndjson<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
 export class CvmClient {
   readonly baseUrl: string;
   token?: string;
+  readonly userAgent?: string;
   private readonly fetchImpl: typeof fetch;
   private readonly onUnauthorized?: (body: ErrorBody) => void;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/$/, "");
     this.token = options.token;
+    this.userAgent = options.userAgent;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.onUnauthorized = options.onUnauthorized;
   }
@@ -109,6 +115,7 @@ export class CvmClient {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.userAgent) headers["user-agent"] = this.userAgent;
     const response = await this.fetchImpl(`${this.baseUrl}${apiPrefix}${path}`, {
       method,
       headers,
@@ -136,10 +143,11 @@ export class CvmClient {
     return (await response.json()) as T;
   }
 
+  buildInfo = () => this.json<BuildInfo>("GET", "/buildinfo");
+
   // Accounts and sessions
   setupStatus = () => this.json<SetupStatus>("GET", "/setup");
-  createFirstAdmin = (credentials: Credentials) =>
-    this.json<SessionResponse>("POST", "/setup/first-admin", credentials);
+  createFirstAdmin = (request: FirstAdminRequest) => this.json<SessionResponse>("POST", "/setup/first-admin", request);
   login = (credentials: LoginRequest) => this.json<SessionResponse>("POST", "/auth/login", credentials);
   logout = () => this.json<void>("POST", "/auth/logout");
   whoami = () => this.json<User>("GET", "/users/me");
@@ -158,6 +166,13 @@ export class CvmClient {
   updateInfrastructure = (update: InfrastructureSettingsUpdate) =>
     this.json<InfrastructureSettings>("PUT", "/settings/infrastructure", update);
   infrastructureChecks = () => this.json<ChecksResponse>("GET", "/settings/infrastructure/checks");
+
+  /** The same checks, each told as it starts and as it ends, then the worst result. */
+  async *infrastructureChecksProgress(signal?: AbortSignal): AsyncGenerator<CheckProgress> {
+    const response = await this.send("GET", "/settings/infrastructure/checks/progress", undefined, { signal });
+    if (!response.body) return;
+    yield* ndjson<CheckProgress>(response.body);
+  }
   audit = (filter: AuditFilter & { limit?: number; cursor?: string } = {}) =>
     this.json<AuditPage>(
       "GET",
@@ -171,6 +186,12 @@ export class CvmClient {
         cursor: filter.cursor,
       })}`,
     );
+  /** A snapshot of the store (site admins), as bytes to write to a file. */
+  backup = async (): Promise<ReadableStream<Uint8Array>> => {
+    const response = await this.send("GET", "/admin/backup");
+    if (!response.body) throw new ApiError(502, { message: "The server answered the backup without a body" });
+    return response.body;
+  };
   reconcile = (removeOrphans = false) =>
     this.json<ReconcileReport>("POST", `/admin/reconcile${query({ removeOrphans: removeOrphans ? 1 : undefined })}`);
 

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
+  actionAllowed,
   assertActionAllowed,
   canTransition,
+  cpuCount,
   defaultResources,
   type EnvironmentAction,
   type EnvironmentSpec,
@@ -11,6 +13,7 @@ import {
   nameProblem,
   resolveSpec,
   specProblems,
+  unfinishedBuildKind,
 } from "./environment.js";
 import { CvmError } from "./errors.js";
 import { defaultSettings, type EnvironmentLimits } from "./settings.js";
@@ -116,6 +119,7 @@ const limits: EnvironmentLimits = {
   maxMemoryGiB: 32,
   minDiskGiB: 5,
   maxDiskGiB: 100,
+  pids: 0,
 };
 const good: EnvironmentSpec = { name: "dev", image: "debian:bookworm", cvm: false, cpu: 2, memoryGiB: 4, diskGiB: 20 };
 
@@ -225,7 +229,7 @@ test("resolveSpec: defaults bend to the admin's limits; explicit sizes do not", 
     (error: unknown) =>
       error instanceof CvmError &&
       error.code === "BAD_REQUEST" &&
-      error.message === "Invalid environment: cpu: must be at most 1 CPUs (the limit an admin set)" &&
+      error.message === "Invalid environment: cpu: must be at most 1 CPU (the limit an admin set)" &&
       error.validations?.[0].field === "cpu",
   );
 });
@@ -244,4 +248,39 @@ test("resolveSpec: one 400 lists every problem", () => {
       return true;
     },
   );
+});
+
+test("cpuCount: one CPU, any other number of CPUs", () => {
+  assert.equal(cpuCount(1), "1 CPU");
+  assert.equal(cpuCount(2), "2 CPUs");
+  assert.equal(cpuCount(0.5), "0.5 CPUs");
+});
+
+test("actionAllowed answers what assertActionAllowed enforces, for every action and state", () => {
+  for (const action of ["start", "stop", "rebuild", "delete"] as const) {
+    for (const state of environmentStates) {
+      let enforced = true;
+      try {
+        assertActionAllowed(action, state);
+      } catch {
+        enforced = false;
+      }
+      assert.equal(actionAllowed(action, state), enforced, `${action} from ${state}`);
+    }
+  }
+});
+
+test("unfinishedBuildKind: a run of build states that began at starting is a start; one that began queued builds", () => {
+  const at = "2026-01-01T00:00:00.000Z";
+  const timeline = (...states: EnvironmentState[]) => states.map((state) => ({ state, at }));
+  const cases: [EnvironmentState[], "build" | "start"][] = [
+    [["queued", "pulling", "creating"], "build"],
+    [["queued"], "build"],
+    [["queued", "pulling", "creating", "starting", "running", "stopping", "stopped", "starting"], "start"],
+    [["running", "failed", "starting"], "start"],
+    [["running", "queued", "pulling", "creating", "starting"], "build"],
+    [["stopped", "starting", "failed", "queued", "pulling"], "build"],
+    [[], "build"],
+  ];
+  for (const [states, kind] of cases) assert.equal(unfinishedBuildKind(timeline(...states)), kind, states.join(" "));
 });

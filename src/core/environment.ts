@@ -5,7 +5,7 @@
 
 import { CvmError, invalid, type Validation } from "./errors.js";
 import { isImageReference, parseImageReference } from "./image-reference.js";
-import type { EnvironmentSpec } from "./schemas.js";
+import type { EnvironmentSpec, StateChange } from "./schemas.js";
 import type { EnvironmentLimits } from "./settings.js";
 
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
@@ -28,6 +28,9 @@ export type EnvironmentState = (typeof environmentStates)[number];
 /** The states a build passes through; stop or delete may interrupt any of them. */
 export const buildingStates: readonly EnvironmentState[] = ["queued", "pulling", "creating", "starting"];
 
+/** The states an environment stays in until someone acts: what a client waits for after start, stop or rebuild. */
+export const restingStates: readonly EnvironmentState[] = ["running", "stopped", "failed", "deleted"];
+
 const transitions: Record<EnvironmentState, readonly EnvironmentState[]> = {
   queued: ["pulling", "failed", "stopping", "deleting"],
   pulling: ["creating", "failed", "stopping", "deleting"],
@@ -45,6 +48,22 @@ export function canTransition(from: EnvironmentState, to: EnvironmentState): boo
   return transitions[from].includes(to);
 }
 
+/**
+ * What an unfinished build set out to do, read from the timeline: a run of
+ * build states that began at `starting` (from stopped or failed) starts the
+ * existing workload; one that began `queued` builds it anew (create, rebuild).
+ * A server that resumes an interrupted build must not build afresh what was
+ * only being started: that would throw away the workload's own writes.
+ */
+export function unfinishedBuildKind(timeline: readonly StateChange[]): "build" | "start" {
+  let first: EnvironmentState | undefined;
+  for (let i = timeline.length - 1; i >= 0 && buildingStates.includes(timeline[i].state); i--) {
+    first = timeline[i].state;
+    if (first === "queued") break;
+  }
+  return first === "starting" ? "start" : "build";
+}
+
 export type EnvironmentAction = "start" | "stop" | "rebuild" | "delete";
 
 /** The state each action moves to first, and the states it may begin from. */
@@ -54,6 +73,11 @@ const actions: Record<EnvironmentAction, { from: readonly EnvironmentState[]; to
   rebuild: { from: ["stopped", "running", "failed"], to: "queued" },
   delete: { from: environmentStates.filter((s) => s !== "deleted" && s !== "deleting"), to: "deleting" },
 };
+
+/** Whether the action may begin from this state: what a client offers (a button, a row's action). */
+export function actionAllowed(action: EnvironmentAction, state: EnvironmentState): boolean {
+  return actions[action].from.includes(state);
+}
 
 /** Throws a 409 naming the current state when the action cannot begin from it. */
 export function assertActionAllowed(action: EnvironmentAction, state: EnvironmentState): EnvironmentState {
@@ -82,21 +106,29 @@ export type EnvironmentKind = (typeof environmentKinds)[number];
 
 export const defaultResources = { cpu: 2, memoryGiB: 4, diskGiB: 20 } as const;
 
-const dnsLabel = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
+/** An environment's name is a DNS label; as plain data too, so the API's schemas state it. */
+export const nameRule = { maxLength: 63, pattern: /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/ } as const;
 
 export function nameProblem(name: unknown): string | undefined {
   if (typeof name !== "string" || name.length === 0) return "is required";
-  if (name.length > 63) return "must be at most 63 characters (a DNS label)";
-  if (!dnsLabel.test(name)) {
+  if (name.length > nameRule.maxLength) return `must be at most ${nameRule.maxLength} characters (a DNS label)`;
+  if (!nameRule.pattern.test(name)) {
     return "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit";
   }
   return undefined;
 }
 
-function sizeProblem(value: unknown, unit: string, min: number, max: number): string | undefined {
+/** "1 CPU", "2 CPUs", "0.5 CPUs": a CPU count as a person writes it. */
+export function cpuCount(cpu: number): string {
+  return `${cpu} ${cpu === 1 ? "CPU" : "CPUs"}`;
+}
+
+const gib = (size: number) => `${size} GiB`;
+
+function sizeProblem(value: unknown, amount: (size: number) => string, min: number, max: number): string | undefined {
   if (typeof value !== "number" || !Number.isFinite(value)) return "must be a number";
-  if (value < min) return `must be at least ${min}${unit}`;
-  if (value > max) return `must be at most ${max}${unit} (the limit an admin set)`;
+  if (value < min) return `must be at least ${amount(min)}`;
+  if (value > max) return `must be at most ${amount(max)} (the limit an admin set)`;
   return undefined;
 }
 
@@ -113,9 +145,9 @@ export function specProblems(input: Partial<EnvironmentSpec>, limits: Environmen
     if (!isImageReference(parsed)) add("image", parsed.problem);
   }
   if (input.cvm !== undefined && typeof input.cvm !== "boolean") add("cvm", "must be true or false");
-  add("cpu", sizeProblem(input.cpu, " CPUs", limits.minCpu, limits.maxCpu));
-  add("memoryGiB", sizeProblem(input.memoryGiB, " GiB", limits.minMemoryGiB, limits.maxMemoryGiB));
-  add("diskGiB", sizeProblem(input.diskGiB, " GiB", limits.minDiskGiB, limits.maxDiskGiB));
+  add("cpu", sizeProblem(input.cpu, cpuCount, limits.minCpu, limits.maxCpu));
+  add("memoryGiB", sizeProblem(input.memoryGiB, gib, limits.minMemoryGiB, limits.maxMemoryGiB));
+  add("diskGiB", sizeProblem(input.diskGiB, gib, limits.minDiskGiB, limits.maxDiskGiB));
   return problems;
 }
 

@@ -17,6 +17,9 @@ export const errorStatus = {
   NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  MISDIRECTED: 421,
+  TOO_MANY_REQUESTS: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,
 } as const;
@@ -27,17 +30,20 @@ export class CvmError extends Error {
   readonly code: ErrorCode;
   readonly detail?: string;
   readonly validations?: Validation[];
+  /** Seconds until trying again may succeed (a 429's Retry-After). */
+  readonly retryAfterSeconds?: number;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { detail?: string; validations?: Validation[]; cause?: unknown } = {},
+    options: { detail?: string; validations?: Validation[]; cause?: unknown; retryAfterSeconds?: number } = {},
   ) {
     super(message, { cause: options.cause });
     this.name = "CvmError";
     this.code = code;
     this.detail = options.detail;
     this.validations = options.validations;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

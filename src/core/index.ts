@@ -9,4 +9,6 @@ export * from "./roles.js";
 export * from "./schemas.js";
 export * from "./settings.js";
 export * from "./store.js";
+export * from "./token-description.js";
 export * from "./user.js";
+export * from "./version.js";

@@ -92,6 +92,14 @@ export interface LabeledWorkload {
 /** The build states a supervisor running away from the server (a Kubernetes Pod) reports reaching. */
 export const supervisorReportStates = ["pulling", "creating", "starting", "running", "failed"] as const;
 
+/** A client's socket joined with a port inside by the provider (Provider.spliceSocket). */
+export interface SplicedSocket {
+  /** Resolves when either side has ended and the relay is over. */
+  finished: Promise<void>;
+  /** Ends the relay and the client's connection at once. */
+  end(): void;
+}
+
 export interface Provider {
   readonly name: "docker" | "kubernetes" | "fake";
   /**
@@ -129,7 +137,7 @@ export interface Provider {
     port: number,
     client: Socket,
     connected: () => Promise<void> | void,
-  ): Promise<{ finished: Promise<void> }>;
+  ): Promise<SplicedSocket>;
   /** The TCP ports something listens on inside the environment. */
   listeningPorts(environment: Environment): Promise<ListeningPort[]>;
   /**
@@ -150,5 +158,11 @@ export interface Provider {
    * wrong one is refused with a 401.
    */
   acceptSupervisorReport?(environmentId: string, token: string, report: SupervisorReport): Promise<void>;
+  /**
+   * Providers that enforce settings outside builds (the docker provider's
+   * network policy) are told the settings when the server starts and after
+   * every change.
+   */
+  configure?(settings: InfrastructureSettings): Promise<void>;
   close(): Promise<void>;
 }

@@ -12,6 +12,7 @@ const expected: Record<Permission, Record<Role, boolean>> = {
   "users:write": { "site-admin": true, "site-manager": false, member: false },
   "audit:read": { "site-admin": true, "site-manager": true, member: false },
   reconcile: { "site-admin": true, "site-manager": true, member: false },
+  backup: { "site-admin": true, "site-manager": false, member: false },
 };
 
 test("can: every role and permission as the table says", () => {

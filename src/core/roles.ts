@@ -14,7 +14,8 @@ export type Permission =
   | "users:read"
   | "users:write"
   | "audit:read"
-  | "reconcile";
+  | "reconcile"
+  | "backup";
 
 const grants: Record<Role, readonly Permission[]> = {
   "site-admin": [
@@ -26,6 +27,8 @@ const grants: Record<Role, readonly Permission[]> = {
     "users:write",
     "audit:read",
     "reconcile",
+    // A backup holds every password hash and sealed secret: the admins' alone.
+    "backup",
   ],
   "site-manager": [
     "environments:own",

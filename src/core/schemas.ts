@@ -17,7 +17,7 @@ import { dockerStatuses, environmentStates, isolationRuntimeNames, systemdStatus
 import type { Observation } from "./provider.js";
 import { supervisorReportStates } from "./provider.js";
 import { roles } from "./roles.js";
-import { runtimeChoices, supervisorPrivilegeModes } from "./settings.js";
+import { networkReaches, runtimeChoices, supervisorPrivilegeModes } from "./settings.js";
 import { tokenKinds } from "./user.js";
 
 /** `true` only when A and B are the same type: `true satisfies Same<A, B>` binds a hand-written type to a schema. */
@@ -58,6 +58,11 @@ export const tokenSchema = z.object({
   expiresAt: z.string(),
   lastUsedAt: z.string().optional(),
   revokedAt: z.string().optional(),
+  userAgent: z
+    .string()
+    .optional()
+    .describe("The User-Agent that created it: tells a CLI login from a browser's session"),
+  address: z.string().optional().describe("The client address that created it"),
 });
 export type Token = z.infer<typeof tokenSchema>;
 
@@ -70,6 +75,7 @@ export const supervisorPrivilegesSchema = z.object({
 export type SupervisorPrivileges = z.infer<typeof supervisorPrivilegesSchema>;
 
 const positive = z.number().positive();
+const count = z.number().int().nonnegative();
 export const environmentLimitsSchema = z.object({
   minCpu: positive,
   maxCpu: positive,
@@ -77,8 +83,36 @@ export const environmentLimitsSchema = z.object({
   maxMemoryGiB: positive,
   minDiskGiB: positive,
   maxDiskGiB: positive,
+  pids: count.describe(
+    "Processes and threads one environment may run at once; 0 sizes it to the node (an eighth of what the node allows, 1024 to 32768)",
+  ),
 });
 export type EnvironmentLimits = z.infer<typeof environmentLimitsSchema>;
+
+/** What each member may hold at once; 0 is no quota. Site admins and managers set them and are not held to them. */
+export const userQuotasSchema = z.object({
+  environments: count.describe("Environments a member may have, whatever their state"),
+  runningCpu: z.number().nonnegative().describe("CPUs a member's environments may hold while they run or build"),
+  runningMemoryGiB: z
+    .number()
+    .nonnegative()
+    .describe("Memory a member's environments may hold while they run or build"),
+  terminals: count.describe("Terminals a member may have open at once"),
+});
+export type UserQuotas = z.infer<typeof userQuotasSchema>;
+
+export const environmentNetworkSchema = z.object({
+  reach: z
+    .enum(networkReaches)
+    .describe("Which environments an environment may connect to: its own owner's, or every one of this installation"),
+  allowedNetworks: z
+    .array(z.string().max(64))
+    .max(64)
+    .describe(
+      "Addresses or networks (a.b.c.d or a.b.c.d/n) on private ranges or of the node itself that environments may connect to, besides the internet",
+    ),
+});
+export type EnvironmentNetwork = z.infer<typeof environmentNetworkSchema>;
 
 export const infrastructureSettingsSchema = z.object({
   cvmEnabled: z.boolean(),
@@ -97,6 +131,10 @@ export const infrastructureSettingsSchema = z.object({
     .describe(
       "Minutes without a terminal, SSH session or forwarded connection after which a running environment stops; 0: never",
     ),
+  fuseDevice: z.boolean().describe("CVMs get /dev/fuse (sshfs, rclone, fuse-overlayfs, rootless Podman)"),
+  tunDevice: z.boolean().describe("CVMs get /dev/net/tun (VPN clients, userspace networking)"),
+  quotas: userQuotasSchema,
+  network: environmentNetworkSchema,
 });
 export type InfrastructureSettings = z.infer<typeof infrastructureSettingsSchema>;
 

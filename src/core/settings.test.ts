@@ -22,6 +22,15 @@ const cases: Case[] = [
     (s) => Object.assign(s, { cvmEnabled: "yes" }),
     [{ field: "cvmEnabled", detail: "must be true or false" }],
   ],
+  ["FUSE and TUN turned off", (s) => Object.assign(s, { fuseDevice: false, tunDevice: false }), []],
+  [
+    "FUSE and TUN toggles not booleans",
+    (s) => Object.assign(s, { fuseDevice: "off", tunDevice: 0 }),
+    [
+      { field: "fuseDevice", detail: "must be true or false" },
+      { field: "tunDevice", detail: "must be true or false" },
+    ],
+  ],
   [
     "an unknown runtime",
     (s) => Object.assign(s, { runtime: "gvisor" }),
@@ -82,6 +91,38 @@ const cases: Case[] = [
       { field: "limits.minCpu", detail: "must not exceed maxCpu" },
     ],
   ],
+  ["processes sized to the node, or set", (s) => Object.assign(s.limits, { pids: 4096 }), []],
+  [
+    "a process limit that is not a whole number",
+    (s) => Object.assign(s.limits, { pids: 1.5 }),
+    [{ field: "limits.pids", detail: "must be a whole number, 0 or more (0: sized to the node)" }],
+  ],
+  [
+    "quotas: negative, fractional environments, not numbers",
+    (s) => Object.assign(s.quotas, { environments: 1.5, runningCpu: -1, runningMemoryGiB: "8", terminals: 3 }),
+    [
+      { field: "quotas.environments", detail: "must be a whole number, 0 or more (0: no quota)" },
+      { field: "quotas.runningCpu", detail: "must be a number, 0 or more (0: no quota)" },
+      { field: "quotas.runningMemoryGiB", detail: "must be a number, 0 or more (0: no quota)" },
+    ],
+  ],
+  ["no quotas at all", (s) => Object.assign(s.quotas, { environments: 0, runningCpu: 0, runningMemoryGiB: 0 }), []],
+  [
+    "every environment may reach every other, and two networks are opened",
+    (s) => Object.assign(s.network, { reach: "installation", allowedNetworks: ["10.1.2.3", "192.168.0.0/16"] }),
+    [],
+  ],
+  [
+    "an unknown reach and networks that are not networks",
+    (s) => Object.assign(s.network, { reach: "everyone", allowedNetworks: ["10.1.2.3", "10.0.0.0/33", "example.com"] }),
+    [
+      { field: "network.reach", detail: "must be one of owner, installation" },
+      {
+        field: "network.allowedNetworks",
+        detail: 'must be an IPv4 address or network, such as 10.1.2.3 or 10.1.0.0/16: not "10.0.0.0/33", "example.com"',
+      },
+    ],
+  ],
 ];
 
 test("settingsProblems: each problem on its field, none for valid settings, no throw on malformed ones", () => {
@@ -98,4 +139,6 @@ test("defaults: CVMs off, automatic runtime, the supervisor's capability list", 
   assert.deepEqual(defaultSettings.supervisorPrivileges.capabilities, [...supervisorCapabilities]);
   assert.ok(!supervisorCapabilities.includes("SYS_RESOURCE" as never), "SYS_RESOURCE is missing on these machines");
   assert.deepEqual(settingsProblems(defaultSettings), []);
+  assert.equal(defaultSettings.limits.pids, 0, "sized to the node");
+  assert.deepEqual(defaultSettings.network, { reach: "owner", allowedNetworks: [] });
 });

@@ -4,10 +4,18 @@
  */
 
 import type { Validation } from "./errors.js";
-import type { EnvironmentLimits, InfrastructureSettings } from "./schemas.js";
+import { cidrProblem, networkReaches } from "./network-policy.js";
+import type { EnvironmentLimits, InfrastructureSettings, UserQuotas } from "./schemas.js";
 
+export { type NetworkReach, networkReaches } from "./network-policy.js";
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
-export type { EnvironmentLimits, InfrastructureSettings, SupervisorPrivileges } from "./schemas.js";
+export type {
+  EnvironmentLimits,
+  EnvironmentNetwork,
+  InfrastructureSettings,
+  SupervisorPrivileges,
+  UserQuotas,
+} from "./schemas.js";
 
 export const runtimeChoices = ["auto", "sysbox", "userns"] as const;
 export type RuntimeChoice = (typeof runtimeChoices)[number];
@@ -45,7 +53,19 @@ export const defaultSettings: InfrastructureSettings = {
   cvmEnabled: false,
   runtime: "auto",
   supervisorPrivileges: { mode: "privileged", capabilities: [...supervisorCapabilities] },
-  limits: { minCpu: 0.25, maxCpu: 16, minMemoryGiB: 0.25, maxMemoryGiB: 64, minDiskGiB: 1, maxDiskGiB: 500 },
+  limits: {
+    minCpu: 0.25,
+    maxCpu: 16,
+    minMemoryGiB: 0.25,
+    maxMemoryGiB: 64,
+    minDiskGiB: 1,
+    maxDiskGiB: 500,
+    pids: 0,
+  },
+  quotas: { environments: 10, runningCpu: 16, runningMemoryGiB: 64, terminals: 20 },
+  network: { reach: "owner", allowedNetworks: [] },
+  fuseDevice: true,
+  tunDevice: true,
   publicPorts: true,
   portsHost: "",
   idleStopMinutes: 0,
@@ -73,7 +93,9 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  */
 export function settingsProblems(settings: InfrastructureSettings): Validation[] {
   const problems: Validation[] = [];
-  if (typeof settings.cvmEnabled !== "boolean") problems.push({ field: "cvmEnabled", detail: "must be true or false" });
+  for (const field of ["cvmEnabled", "fuseDevice", "tunDevice"] as const) {
+    if (typeof settings[field] !== "boolean") problems.push({ field, detail: "must be true or false" });
+  }
   if (!(runtimeChoices as readonly unknown[]).includes(settings.runtime)) {
     problems.push({ field: "runtime", detail: `must be one of ${runtimeChoices.join(", ")}` });
   }
@@ -126,6 +148,45 @@ export function settingsProblems(settings: InfrastructureSettings): Validation[]
     });
     if (valid.length === 2 && (limits[min] as number) > (limits[max] as number)) {
       problems.push({ field: `limits.${min}`, detail: `must not exceed ${max}` });
+    }
+  }
+  if (!isCount(limits.pids))
+    problems.push({ field: "limits.pids", detail: "must be a whole number, 0 or more (0: sized to the node)" });
+  problems.push(...quotaProblems(settings.quotas), ...networkProblems(settings.network));
+  return problems;
+}
+
+const isCount = (value: unknown) => typeof value === "number" && Number.isInteger(value) && value >= 0;
+const isAmount = (value: unknown) => typeof value === "number" && Number.isFinite(value) && value >= 0;
+
+function quotaProblems(quotas: unknown): Validation[] {
+  if (!isObject(quotas)) return [{ field: "quotas", detail: "must be an object with each member's quotas" }];
+  const rules: [keyof UserQuotas, (value: unknown) => boolean, string][] = [
+    ["environments", isCount, "a whole number"],
+    ["runningCpu", isAmount, "a number"],
+    ["runningMemoryGiB", isAmount, "a number"],
+    ["terminals", isCount, "a whole number"],
+  ];
+  return rules
+    .filter(([key, valid]) => !valid(quotas[key]))
+    .map(([key, , kind]) => ({ field: `quotas.${key}`, detail: `must be ${kind}, 0 or more (0: no quota)` }));
+}
+
+function networkProblems(network: unknown): Validation[] {
+  if (!isObject(network)) return [{ field: "network", detail: "must be an object with reach and allowedNetworks" }];
+  const problems: Validation[] = [];
+  if (!(networkReaches as readonly unknown[]).includes(network.reach)) {
+    problems.push({ field: "network.reach", detail: `must be one of ${networkReaches.join(", ")}` });
+  }
+  if (!Array.isArray(network.allowedNetworks)) {
+    problems.push({ field: "network.allowedNetworks", detail: "must be a list of addresses or networks" });
+  } else {
+    const bad = network.allowedNetworks.filter((n) => cidrProblem(n));
+    if (bad.length > 0) {
+      problems.push({
+        field: "network.allowedNetworks",
+        detail: `${cidrProblem(bad[0])}: not ${bad.map((n) => JSON.stringify(n)).join(", ")}`,
+      });
     }
   }
   return problems;

@@ -40,6 +40,9 @@ export interface NewToken {
   name: string;
   secretHash: string;
   expiresAt: string;
+  /** Where the request that created it came from, as Token records it. */
+  userAgent?: string;
+  address?: string;
 }
 
 export interface TokenStore {
@@ -48,13 +51,40 @@ export interface TokenStore {
   findBySecretHash(secretHash: string): Promise<Token | undefined>;
   listForUser(userId: string): Promise<Token[]>;
   revoke(id: string, at: string): Promise<void>;
+  /** Revokes every live token of a user (deactivation); answers how many. */
+  revokeForUser(userId: string, at: string): Promise<number>;
   touch(id: string, at: string): Promise<void>;
+  /** These tokens and their users as stored now, in one read (open connections are re-checked with it). */
+  sessions(ids: readonly string[]): Promise<{ token: Token; user: User }[]>;
+}
+
+/** Failed sign-ins counted under one key (`account:<email>`, `address:<ip>`). */
+export interface ThrottleState {
+  failures: number;
+  lockedUntil?: string;
+}
+
+export interface LoginThrottleStore {
+  /** The state of each key that has one. */
+  get(keys: readonly string[]): Promise<Map<string, ThrottleState>>;
+  /**
+   * Counts one failure, starting afresh when the last one was before
+   * `forgetBefore`, and locks the key for `lockMs(failures)` from `at`.
+   * Atomic, so replicas counting at once lose no failure.
+   */
+  fail(key: string, at: string, forgetBefore: string, lockMs: (failures: number) => number): Promise<ThrottleState>;
+  clear(key: string): Promise<void>;
 }
 
 export interface SettingsStore {
   /** The stored settings, or undefined before any were saved. */
   getInfrastructure(): Promise<InfrastructureSettings | undefined>;
   putInfrastructure(settings: InfrastructureSettings): Promise<void>;
+  /** A value kept under its own key (the setup code), or undefined. */
+  getValue(key: string): Promise<string | undefined>;
+  /** Stores the value unless the key has one already; answers the value stored (so replicas agree on one). */
+  putValueIfAbsent(key: string, value: string): Promise<string>;
+  removeValue(key: string): Promise<void>;
 }
 
 export interface AuditStore {
@@ -102,6 +132,9 @@ export interface EnvironmentStore {
    */
   update(id: string, expectedVersion: number, patch: EnvironmentPatch): Promise<Environment | undefined>;
   registryCredentials(id: string): Promise<RegistryCredentials | undefined>;
+  /** Every environment's stored registry credentials (re-encrypting them under a new key). */
+  listRegistryCredentials(): Promise<{ environmentId: string; credentials: RegistryCredentials }[]>;
+  replaceRegistryCredentials(id: string, credentials: RegistryCredentials): Promise<void>;
   remove(id: string): Promise<void>;
 }
 
@@ -147,5 +180,11 @@ export interface Store {
   environments: EnvironmentStore;
   builds: BuildStore;
   workspace: WorkspaceStore;
+  loginThrottle: LoginThrottleStore;
+  /**
+   * Writes a consistent copy of the whole store to `file` while it is in use
+   * (SQLite's online backup); PostgreSQL answers a 409 naming pg_dump.
+   */
+  backup(file: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { emailProblem, passwordProblem } from "./user.js";
+import { accessEnded, emailProblem, passwordProblem } from "./user.js";
 
 test("emailProblem", () => {
   const cases: [unknown, string | undefined][] = [
@@ -26,4 +26,15 @@ test("passwordProblem", () => {
     [12345678, "is required"],
   ];
   for (const [password, problem] of cases) assert.equal(passwordProblem(password), problem, String(password));
+});
+
+test("accessEnded: revoked, expired or deactivated, in that order; a live token of an active user grants access", () => {
+  const now = Date.parse("2026-01-01T00:00:00.000Z");
+  const live = { expiresAt: "2026-01-02T00:00:00.000Z" };
+  const active = { active: true };
+  assert.equal(accessEnded(live, active, now), undefined);
+  assert.match(accessEnded({ ...live, revokedAt: "2025-12-31T00:00:00.000Z" }, active, now) ?? "", /revoked/);
+  assert.match(accessEnded({ expiresAt: "2026-01-01T00:00:00.000Z" }, active, now) ?? "", /expired/);
+  assert.match(accessEnded(live, { active: false }, now) ?? "", /deactivated/);
+  assert.match(accessEnded(live, undefined, now) ?? "", /deactivated/, "a user gone from the store");
 });

@@ -6,18 +6,35 @@ export type { Token, User } from "./schemas.js";
 export const tokenKinds = ["session", "api"] as const;
 export type TokenKind = (typeof tokenKinds)[number];
 
-const emailPattern = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/** The rules as plain data too, so the API's schemas (and the OpenAPI document) state them. */
+export const emailRule = { maxLength: 254, pattern: /^[^\s@]+@[^\s@]+\.[^\s@]+$/ } as const;
+export const passwordRule = { minLength: 8, maxLength: 256 } as const;
 
 export function emailProblem(email: unknown): string | undefined {
   if (typeof email !== "string" || email.length === 0) return "is required";
-  if (email.length > 254) return "must be at most 254 characters";
-  if (!emailPattern.test(email)) return "must be an email address such as ada@example.com";
+  if (email.length > emailRule.maxLength) return `must be at most ${emailRule.maxLength} characters`;
+  if (!emailRule.pattern.test(email)) return "must be an email address such as ada@example.com";
   return undefined;
 }
 
 export function passwordProblem(password: unknown): string | undefined {
   if (typeof password !== "string") return "is required";
-  if (password.length < 8) return "must be at least 8 characters";
-  if (password.length > 256) return "must be at most 256 characters";
+  if (password.length < passwordRule.minLength) return `must be at least ${passwordRule.minLength} characters`;
+  if (password.length > passwordRule.maxLength) return `must be at most ${passwordRule.maxLength} characters`;
+  return undefined;
+}
+
+/**
+ * Why a token no longer grants access, or undefined while it does: the one
+ * rule for a request's token and for a connection held open on one.
+ */
+export function accessEnded(
+  token: { revokedAt?: string; expiresAt: string },
+  user: { active: boolean } | undefined,
+  now: number,
+): string | undefined {
+  if (token.revokedAt) return "This token was revoked: sign in again";
+  if (Date.parse(token.expiresAt) <= now) return "This token expired: sign in again";
+  if (!user?.active) return "This account is deactivated";
   return undefined;
 }

@@ -127,7 +127,11 @@ export async function copyImage(from: Dockerode, to: Dockerode, image: string): 
   if (failed) throw new Error(failed[1]);
 }
 
-/** Where the image came from: its registry, the engine's own copy, or the node's engine. */
+/**
+ * Where the image came from: its registry (something was downloaded), the
+ * engine's own copy (already there and current with its registry, or standing
+ * in for a registry that failed), or the node's engine.
+ */
 export type ImageSource = "registry" | "engine" | "node-engine";
 
 export interface EnsureImageOptions extends PullOptions {
@@ -163,7 +167,8 @@ export async function ensureImage(docker: Dockerode, image: string, options: Ens
     retryable: (f) =>
       retryablePullFailures.has(f.kind) && !(f.kind === "unreachable" && nodeEngine && !namesRegistry(image)),
   });
-  if (!failure) return "registry";
+  // A pull that downloaded nothing leaves the image as it was: the engine already had it, current.
+  if (!failure) return own !== undefined && (await imageId(docker, image)) === own ? "engine" : "registry";
   if (own && ownForAny) {
     await options.log(`pull failed (${failure.message}); using the local engine's copy ${own.slice(0, 19)}`);
     return "engine";

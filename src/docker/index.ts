@@ -18,4 +18,15 @@ export {
   pullError,
   pullWithRetry,
 } from "./image-pull.js";
-export { homeVolumeName, labels, listLabeledWorkloads, managedFilter } from "./labels.js";
+export {
+  homeVolumeName,
+  installationFilters,
+  installationLabels,
+  installationTag,
+  isInstallations,
+  labels,
+  listLabeledWorkloads,
+  listRunningAddresses,
+  managedFilter,
+  type RunningAddress,
+} from "./labels.js";

@@ -5,7 +5,10 @@
  * (an old kernel, an enforcing AppArmor without cvm's profile).
  */
 
-import type { CheckResult, CheckStatus } from "../api/contract.js";
+import type { CheckProgress, CheckResult, CheckStatus } from "../api/contract.js";
+
+/** What a run of checks tells as it goes: each check as it starts, then its result. */
+export type OnCheckProgress = (progress: Exclude<CheckProgress, { type: "done" }>) => void;
 
 export interface Verdict {
   status: CheckStatus;
@@ -59,17 +62,26 @@ export function defineCheck<Evidence, Context>(check: Check<Evidence, Context>):
   };
 }
 
-export async function runChecks<Context>(checks: AnyCheck<Context>[], context: Context): Promise<CheckResult[]> {
+export async function runChecks<Context>(
+  checks: AnyCheck<Context>[],
+  context: Context,
+  onProgress?: OnCheckProgress,
+): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   for (const check of checks) {
-    if (check.applies(context)) results.push(await check.run(context));
+    if (!check.applies(context)) continue;
+    onProgress?.({ type: "running", id: check.id, title: check.title });
+    const result = await check.run(context);
+    onProgress?.({ type: "result", check: result });
+    results.push(result);
   }
   return results;
 }
 
-const severity: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
+/** How bad each result is, for the one that decides: not applicable counts as passing. */
+export const severity: Record<CheckStatus, number> = { "not-applicable": 0, pass: 0, warn: 1, fail: 2 };
 
-export function worstStatus(results: CheckResult[]): CheckStatus {
+export function worstStatus(results: readonly Pick<CheckResult, "status">[]): CheckStatus {
   return results.reduce<CheckStatus>((worst, r) => (severity[r.status] > severity[worst] ? r.status : worst), "pass");
 }
 
@@ -88,5 +100,7 @@ export function errorText(error: unknown): string {
 }
 
 export const pass = (evidence: string): Verdict => ({ status: "pass", evidence });
+/** The check asks about something this installation does not have, so it neither passes nor fails. */
+export const notApplicable = (evidence: string): Verdict => ({ status: "not-applicable", evidence });
 export const warn = (evidence: string, remedy: string): Verdict => ({ status: "warn", evidence, remedy });
 export const fail = (evidence: string, remedy: string): Verdict => ({ status: "fail", evidence, remedy });

@@ -18,7 +18,18 @@ import type { CheckResult } from "../api/contract.js";
 import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import { apiMessage, defaultNamespace, loadKubeConfig } from "../kubernetes/index.js";
-import { type AnyCheck, defineCheck, errorText, fail, pass, runChecks, type Verdict, warn } from "./check.js";
+import {
+  type AnyCheck,
+  defineCheck,
+  errorText,
+  fail,
+  type OnCheckProgress,
+  pass,
+  runChecks,
+  severity,
+  type Verdict,
+  warn,
+} from "./check.js";
 import type { OsRelease } from "./host-evidence.js";
 import { judgeKernel, judgeOs } from "./local-checks.js";
 import { supervisorPodForDryRun, supervisorPodWords } from "./supervisor-pod.js";
@@ -94,8 +105,6 @@ export function osFromImage(osImage: string): OsRelease {
   };
 }
 
-const severityOf = { pass: 0, warn: 1, fail: 2 } as const;
-
 /** One verdict for many nodes: the worst node decides, and every node's line is evidence. */
 function judgeEachNode(nodes: NodeEvidence[], judgeOne: (node: NodeEvidence) => Verdict): Verdict {
   if (nodes.length === 0) {
@@ -105,7 +114,7 @@ function judgeEachNode(nodes: NodeEvidence[], judgeOne: (node: NodeEvidence) => 
     );
   }
   const verdicts = nodes.map((node) => ({ node, verdict: judgeOne(node) }));
-  const worst = verdicts.reduce((a, b) => (severityOf[b.verdict.status] > severityOf[a.verdict.status] ? b : a));
+  const worst = verdicts.reduce((a, b) => (severity[b.verdict.status] > severity[a.verdict.status] ? b : a));
   return {
     status: worst.verdict.status,
     evidence: verdicts.map(({ node, verdict }) => `${node.name}: ${verdict.status}: ${verdict.evidence}`).join("\n"),
@@ -396,7 +405,10 @@ export function clusterApis(config: KubeConfig): ClusterApis {
   };
 }
 
-export async function runClusterChecks(options: ClusterCheckOptions): Promise<CheckResult[]> {
+export async function runClusterChecks(
+  options: ClusterCheckOptions,
+  onProgress?: OnCheckProgress,
+): Promise<CheckResult[]> {
   let config: KubeConfig;
   try {
     config = loadKubeConfig(options.kubeconfig);
@@ -421,5 +433,5 @@ export async function runClusterChecks(options: ClusterCheckOptions): Promise<Ch
   };
   let dryRun: Promise<DryRunEvidence> | undefined;
   const context: ClusterContext = { ...base, dryRun: () => (dryRun ??= dryRunSupervisorPod(base)) };
-  return runChecks(clusterChecks, context);
+  return runChecks(clusterChecks, context, onProgress);
 }

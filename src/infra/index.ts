@@ -6,9 +6,10 @@
 
 import type { CheckResult } from "../api/contract.js";
 import type { InfrastructureSettings } from "../core/settings.js";
+import type { OnCheckProgress } from "./check.js";
 import { runLocalChecks } from "./local-checks.js";
 
-export { worstStatus } from "./check.js";
+export { type OnCheckProgress, worstStatus } from "./check.js";
 
 export interface CheckContext {
   provider: "docker" | "kubernetes";
@@ -21,14 +22,19 @@ export interface CheckContext {
 }
 
 /** Every infrastructure check for the provider in use, in a stable order. */
-export async function runInfrastructureChecks(context: CheckContext): Promise<CheckResult[]> {
+export async function runInfrastructureChecks(
+  context: CheckContext,
+  onProgress?: OnCheckProgress,
+): Promise<CheckResult[]> {
   if (context.provider === "kubernetes") {
     const { runClusterChecks } = await import("./cluster-checks.js");
-    return runClusterChecks({
-      settings: context.settings,
-      kubeconfig: context.kubeconfig,
-      namespace: context.namespace,
-    });
+    return runClusterChecks(
+      { settings: context.settings, kubeconfig: context.kubeconfig, namespace: context.namespace },
+      onProgress,
+    );
   }
-  return runLocalChecks({ choice: context.settings.runtime, dockerHost: context.dockerHost, dataDir: context.dataDir });
+  return runLocalChecks(
+    { choice: context.settings.runtime, dockerHost: context.dockerHost, dataDir: context.dataDir },
+    onProgress,
+  );
 }

@@ -16,6 +16,7 @@ import {
   diskFailBelow,
   diskWarnBelow,
   judgeAppArmorProfile,
+  judgeBinfmtMisc,
   judgeCgroupDelegation,
   judgeCgroupVersion,
   judgeDisk,
@@ -38,7 +39,7 @@ const fedora = parseOsRelease('ID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Lin
 function expect(verdict: Verdict, status: CheckStatus, evidence?: RegExp, remedy?: RegExp) {
   assert.equal(verdict.status, status, `${verdict.evidence}`);
   if (evidence) assert.match(verdict.evidence, evidence);
-  if (status === "pass") assert.equal(verdict.remedy, undefined);
+  if (status === "pass" || status === "not-applicable") assert.equal(verdict.remedy, undefined);
   else assert.ok(verdict.remedy, "a warn or fail says what to do");
   if (remedy) assert.match(verdict.remedy ?? "", remedy);
 }
@@ -64,6 +65,18 @@ for (const [release, runtime, os, status] of kernelCases) {
     expect(verdict, status, new RegExp(release.replace(/[.+]/g, "\\$&")));
   });
 }
+
+test("foreign architectures: a binfmt_misc per CVM from 6.7; before, a warning says why and what to do", () => {
+  expect(judgeBinfmtMisc("6.18.44-fc-v857"), "pass", /each CVM has a binfmt_misc of its own \(kernel 6\.18\.44/);
+  expect(judgeBinfmtMisc("6.7.0"), "pass");
+  expect(
+    judgeBinfmtMisc("6.1.0-13-cloud-amd64"),
+    "warn",
+    /kernel 6\.1\.0-13-cloud-amd64 has one binfmt_misc for the whole node/,
+    /Run kernel 6\.7 or newer/,
+  );
+  expect(judgeBinfmtMisc("not-a-kernel"), "warn");
+});
 
 test("an old kernel fails with the minimum it needs and how to get there", () => {
   expect(
@@ -225,7 +238,7 @@ test("AppArmor and SELinux", () => {
 
 test("AppArmor enforcing without cvm's profile fails unless the supervisor can load it; with it, passes", () => {
   const on = { apparmorEnabled: "Y", apparmorProfiles: profiles, apparmorParser: "/sbin/apparmor_parser" };
-  expect(judgeAppArmorProfile({}), "pass", /AppArmor is off/);
+  expect(judgeAppArmorProfile({}), "not-applicable", /AppArmor is off, so no profile is needed/);
   expect(
     judgeAppArmorProfile({ ...on, apparmorParser: undefined }),
     "fail",

@@ -11,7 +11,19 @@ import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { RuntimeChoice } from "../core/settings.js";
 import { defaultDockerHost, dockerHostOf } from "../docker/index.js";
 import { apparmorProfileName } from "../supervisor/apparmor.js";
-import { type AnyCheck, defineCheck, fail, pass, runChecks, type Verdict, warn } from "./check.js";
+import { binfmtNote, binfmtPerUserNamespace, binfmtPerUserNamespaceSince } from "../supervisor/multi-arch.js";
+import {
+  type AnyCheck,
+  defineCheck,
+  fail,
+  notApplicable,
+  type OnCheckProgress,
+  pass,
+  runChecks,
+  severity,
+  type Verdict,
+  warn,
+} from "./check.js";
 import {
   type AppArmorProfileEvidence,
   type CgroupEvidence,
@@ -105,6 +117,18 @@ export function judgeKernel(release: string, runtime: CvmRuntime, os?: OsRelease
     return fail(evidence, `Upgrade the node's kernel to ${minimum} or newer (on Ubuntu: the HWE kernel).`);
   }
   return pass(evidence);
+}
+
+// ---------------------------------------------------------------- foreign architectures
+
+/** Whether CVMs can register qemu-user handlers of their own: a warning, not a failure, as CVMs work without. */
+export function judgeBinfmtMisc(release: string): Verdict {
+  const since = `${binfmtPerUserNamespaceSince.major}.${binfmtPerUserNamespaceSince.minor}`;
+  if (binfmtPerUserNamespace(release)) return pass(binfmtNote(true, release).replace("the CVM has", "each CVM has"));
+  return warn(
+    binfmtNote(false, release),
+    `Run kernel ${since} or newer for arm64 and other foreign images in CVMs, or register qemu-user-static handlers with the F flag on the node itself (they then apply to every CVM).`,
+  );
 }
 
 // ---------------------------------------------------------------- OS
@@ -226,8 +250,6 @@ function judgeOneIdFile(file: string, ranges: SubordinateRange[] | undefined): V
   }
   return pass(evidence);
 }
-
-const severity = { pass: 0, warn: 1, fail: 2 } as const;
 
 export function judgeSubordinateIds(e: SubordinateIdEvidence): Verdict {
   const verdicts = [judgeOneIdFile("/etc/subuid", e.subuid), judgeOneIdFile("/etc/subgid", e.subgid)];
@@ -356,7 +378,7 @@ export function judgeSecurityModule(e: SecurityModuleEvidence, runtime: CvmRunti
 }
 
 export function judgeAppArmorProfile(e: AppArmorProfileEvidence): Verdict {
-  if (!apparmorOn(e)) return pass(`${securityModuleWords(e)}; AppArmor is off, so no profile is needed`);
+  if (!apparmorOn(e)) return notApplicable(`${securityModuleWords(e)}; AppArmor is off, so no profile is needed`);
   if (e.apparmorProfiles === undefined) {
     return warn(
       "AppArmor is enabled but /sys/kernel/security/apparmor/profiles cannot be read",
@@ -421,6 +443,13 @@ export const localChecks: AnyCheck<LocalContext>[] = [
     title: "Kernel version",
     read: async () => readKernelRelease(),
     judge: (release, context) => judgeKernel(release, context.runtime, context.os),
+  }),
+  defineCheck({
+    id: "binfmt-misc",
+    title: "Foreign architectures in CVMs (binfmt_misc per user namespace)",
+    applies: forUserns,
+    read: async () => readKernelRelease(),
+    judge: (release) => judgeBinfmtMisc(release),
   }),
   defineCheck({
     id: "os",
@@ -510,7 +539,7 @@ export interface LocalCheckOptions {
   dockerHost?: string;
 }
 
-export async function runLocalChecks(options: LocalCheckOptions): Promise<CheckResult[]> {
+export async function runLocalChecks(options: LocalCheckOptions, onProgress?: OnCheckProgress): Promise<CheckResult[]> {
   const engine = await readEngine(dockerHostOf(options.dockerHost));
   const context: LocalContext = {
     choice: options.choice,
@@ -519,5 +548,5 @@ export async function runLocalChecks(options: LocalCheckOptions): Promise<CheckR
     engine,
     os: await readOsRelease(),
   };
-  return runChecks(localChecks, context);
+  return runChecks(localChecks, context, onProgress);
 }

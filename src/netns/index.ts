@@ -19,7 +19,7 @@ import { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { CvmError } from "../core/errors.js";
 import { type ListeningPort, parseListeningPorts } from "../core/listening-ports.js";
-import type { UnixListener, UnixSocketSpec } from "../core/provider.js";
+import type { SplicedSocket, UnixListener, UnixSocketSpec } from "../core/provider.js";
 import { ensureStaticBinary } from "../native/static-binary.js";
 
 const source = fileURLToPath(new URL("./cvm-nsbridge.c", import.meta.url));
@@ -100,14 +100,15 @@ export class NamespaceBridge {
    * the socket itself as its stdin and stdout and splices, so no byte passes
    * through this process. `connected` runs once the connection inside is
    * made and before any byte flows (to answer the client); nothing listening
-   * rejects before it. Resolves with when the relay ends.
+   * rejects before it. Resolves with when the relay ends, and a way to end it
+   * at once (the bridge holds the socket too: destroying it here is not enough).
    */
   async splice(
     pid: number,
     port: number,
     client: Socket,
     connected: () => Promise<void> | void,
-  ): Promise<{ finished: Promise<void> }> {
+  ): Promise<SplicedSocket> {
     client.pause();
     const child = spawn(await this.bridge(), ["dial", String(pid), String(port), "--hold"], {
       stdio: [client, client, "pipe", "pipe"],
@@ -123,7 +124,13 @@ export class NamespaceBridge {
       throw error;
     }
     go.end("g");
-    return { finished };
+    return {
+      finished,
+      end() {
+        child.kill("SIGKILL");
+        client.destroy();
+      },
+    };
   }
 
   /**

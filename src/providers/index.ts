@@ -8,6 +8,12 @@ export interface ProviderOptions {
   /** The server's data directory: cvm's own isolated engine keeps its state below it. */
   dataDir: string;
   logger: Logger;
+  /**
+   * The installation's id (the store's; cvm server always passes it): every
+   * object the provider makes carries it, and it lists and removes no other.
+   * Without one (a test's or a tool's own provider) every cvm object is its.
+   */
+  installationId?: string;
   /** docker: the host engine, such as unix:///var/run/docker.sock (the default). */
   dockerHost?: string;
   /** kubernetes: a kubeconfig file; when absent, in-cluster config in a cluster, else KUBECONFIG or ~/.kube/config. */

@@ -2,13 +2,17 @@
  * Accounts: password hashing, session and API tokens, and who a request is.
  * Passwords are hashed with scrypt (memory-hard); a hash string carries its own
  * parameters and salt, so they can be raised later without breaking old hashes.
- * Token secrets are shown once; only their SHA-256 is stored.
+ * Token secrets are shown once; only their SHA-256 is stored. Every change of
+ * access made here (revocation, logout, deactivation, a role change) re-checks
+ * the connections held open (./open-connections.ts) before it answers.
  */
 
 import { createHash, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { CvmError } from "../core/errors.js";
-import type { NewUser, Store } from "../core/store.js";
-import type { Token, TokenKind, User } from "../core/user.js";
+import type { NewToken, NewUser, Store } from "../core/store.js";
+import { accessEnded, type Token, type TokenKind, type User } from "../core/user.js";
+import type { LoginThrottle } from "./login-throttle.js";
+import type { OpenConnections } from "./open-connections.js";
 
 const scryptParams = { N: 16384, r: 8, p: 1, keyLength: 64 } as const;
 const sessionDays = 7;
@@ -63,6 +67,9 @@ export interface Session {
   token: Token;
 }
 
+/** Where the request that asks for a token came from; the token keeps it, so its owner can tell their sessions apart. */
+export type TokenOrigin = Pick<NewToken, "userAgent" | "address">;
+
 export interface IssuedToken {
   token: Token;
   secret: string;
@@ -70,27 +77,50 @@ export interface IssuedToken {
 
 const unauthorized = (message: string) => new CvmError("UNAUTHORIZED", message);
 
+export interface AccountsOptions {
+  /** Connections to re-check when access changes here. */
+  connections?: OpenConnections;
+  /** Sign-in throttling; none when absent (unit tests of the rest). */
+  throttle?: LoginThrottle;
+}
+
 export class Accounts {
   private readonly checked = new Map<string, { session: Session; at: number }>();
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly options: AccountsOptions = {},
+  ) {}
 
-  /** Revokes a token; it is refused from the next request on. */
+  /** Revokes a token; it is refused from the next request on, and what it holds open is closed. */
   async revoke(tokenId: string): Promise<void> {
     await this.store.tokens.revoke(tokenId, new Date().toISOString());
     this.forget((session) => session.token.id === tokenId);
+    await this.options.connections?.recheck();
   }
 
-  /** A user's role or activation changed: their tokens are checked afresh. */
-  userChanged(userId: string): void {
-    this.forget((session) => session.user.id === userId);
+  /**
+   * A user's role or activation changed: their tokens are checked afresh, and
+   * their open connections end if the change took away what they show.
+   * Deactivation revokes every token, so reactivating brings none back.
+   */
+  async userChanged(user: User): Promise<void> {
+    if (!user.active) await this.store.tokens.revokeForUser(user.id, new Date().toISOString());
+    this.forget((session) => session.user.id === user.id);
+    await this.options.connections?.recheck();
   }
 
   private forget(matches: (session: Session) => boolean): void {
     for (const [key, entry] of this.checked) if (matches(entry.session)) this.checked.delete(key);
   }
 
-  async issue(userId: string, kind: TokenKind, name: string, ttlDays = sessionDays): Promise<IssuedToken> {
+  async issue(
+    userId: string,
+    kind: TokenKind,
+    name: string,
+    ttlDays = sessionDays,
+    origin: TokenOrigin = {},
+  ): Promise<IssuedToken> {
     const secret = newSecret();
     const token = await this.store.tokens.create({
       userId,
@@ -98,6 +128,7 @@ export class Accounts {
       name,
       secretHash: secretHash(secret),
       expiresAt: new Date(Date.now() + ttlDays * dayMs).toISOString(),
+      ...origin,
     });
     return { token, secret };
   }
@@ -111,11 +142,21 @@ export class Accounts {
     };
   }
 
-  /** Checks an email and password; the same answer for an unknown email, a wrong password and a deactivated user. */
-  async login(email: string, password: string): Promise<User> {
+  /**
+   * Checks an email and password from a client address; the same answer, in
+   * the same time, for an unknown email, a wrong password and a deactivated
+   * user. A throttled account or address is a 429 before any of that.
+   */
+  async login(email: string, password: string, address: string): Promise<User> {
+    const { throttle } = this.options;
+    await throttle?.check(email, address);
     const found = await this.store.users.getByEmail(email.toLowerCase());
     const ok = await verifyPassword(password, found?.passwordHash ?? (await decoyHash));
-    if (!found || !ok || !found.active) throw unauthorized("Wrong email or password, or the account is deactivated");
+    if (!found || !ok || !found.active) {
+      await throttle?.failed(email, address, found?.id);
+      throw unauthorized("Wrong email or password, or the account is deactivated");
+    }
+    await throttle?.succeeded(email);
     const { passwordHash: _hash, ...user } = found;
     return user;
   }
@@ -132,10 +173,9 @@ export class Accounts {
     this.checked.delete(hash);
     const token = await this.store.tokens.findBySecretHash(hash);
     if (!token) throw unauthorized("Unknown token: sign in again");
-    if (token.revokedAt) throw unauthorized("This token was revoked: sign in again");
-    if (Date.parse(token.expiresAt) <= now) throw unauthorized("This token expired: sign in again");
-    const user = await this.store.users.get(token.userId);
-    if (!user?.active) throw unauthorized("This account is deactivated");
+    const user = token.revokedAt ? undefined : await this.store.users.get(token.userId);
+    const ended = accessEnded(token, user, now);
+    if (ended || !user) throw unauthorized(ended ?? "This account is deactivated");
     if (!token.lastUsedAt || now - Date.parse(token.lastUsedAt) > touchEveryMs) {
       const at = new Date(now).toISOString();
       await this.store.tokens.touch(token.id, at);

@@ -4,26 +4,39 @@
  * the dashboard and /metrics until closed.
  */
 
+import { mkdirSync, readFileSync } from "node:fs";
 import type { Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { createAdaptorServer, type Http2Bindings, type HttpBindings } from "@hono/node-server";
+import { Hono } from "hono";
 import { type Logger, pino } from "pino";
 import { createApp } from "../api/app.js";
+import { metricsEndpoint } from "../api/metrics-endpoint.js";
 import { attachPortProxyUpgrades } from "../api/port-proxy.js";
 import { attachPortConnect } from "../api/ports.js";
+import type { SiteAddress } from "../api/request-origin.js";
 import { attachSsh } from "../api/ssh.js";
 import { attachTerminal } from "../api/terminal.js";
 import { Upgrades } from "../api/upgrade.js";
+import { CvmError } from "../core/errors.js";
 import type { Provider } from "../core/provider.js";
 import type { Store } from "../core/store.js";
 import { createProvider } from "../providers/index.js";
-import { openStore } from "../store/index.js";
+import { openStore, restoreBackup } from "../store/index.js";
 import { Accounts } from "./accounts.js";
 import { AuditLog } from "./audit-log.js";
 import { EnvironmentService } from "./environments/index.js";
 import { EventBus } from "./event-bus.js";
-import { createMetrics } from "./metrics.js";
+import { installationId } from "./installation.js";
+import { LoginThrottle } from "./login-throttle.js";
+import { createMetrics, type ServerMetrics } from "./metrics.js";
+import { OpenConnections } from "./open-connections.js";
+import { resealCredentials, sealCredentials } from "./sealed-credentials.js";
+import { SecretBox } from "./secret-box.js";
+import { loadSecretKeys } from "./secret-keys.js";
 import { SettingsService } from "./settings-service.js";
+import { SetupCode } from "./setup-code.js";
 import { createWorkspace } from "./workspace.js";
 
 export interface ServerOptions {
@@ -44,8 +57,25 @@ export interface ServerOptions {
   secureCookies?: boolean;
   /** A provider already made, used instead of creating one from `provider` (embedding; tests). */
   providerInstance?: Provider;
+  /** Hears each answer that breaks the OpenAPI document, instead of failing loudly under test (the fuzz test counts them). */
+  onMismatch?: (mismatch: string) => void;
   /** Skip the reconcile at start (a second replica starting beside a busy first). */
   skipReconcile?: boolean;
+  /** The URL people reach the server at (--access-url); Host headers must name it. Default: the listen address. */
+  accessUrl?: string;
+  /** Trust X-Forwarded-For, -Proto and -Host from the one reverse proxy in front (--proxy-trusted). */
+  proxyTrusted?: boolean;
+  /** The first-run setup code to use instead of a random one (CVM_SETUP_CODE). */
+  setupCode?: string;
+  /** PEM files: serve HTTPS, and mark the session cookie Secure. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /** /metrics requires `Authorization: Bearer <token>` (CVM_METRICS_TOKEN: not a flag, which ps would show). */
+  metricsToken?: string;
+  /** Serve /metrics on this host:port alone, not on the main address (--metrics-listen). */
+  metricsListen?: string;
+  /** Start from this backup (`cvm admin backup`), copied into the data dir, which must have no database yet. */
+  restoreFrom?: string;
 }
 
 export interface RunningServer {
@@ -53,6 +83,10 @@ export interface RunningServer {
   url: string;
   /** The store the server uses (tests and benchmarks seed it directly). */
   store: Store;
+  /** The first-run setup code while no account exists (it is also in the log). */
+  readonly setupCode: string | undefined;
+  /** Where /metrics is served when it has an address of its own. */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
@@ -62,13 +96,68 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || "127.0.0.1"), port: Number(match[3]) };
 }
 
+const maxHeaderSize = 256 * 1024;
+
 type Fetch = (request: Request, bindings: HttpBindings | Http2Bindings) => Response | Promise<Response>;
 
 /** The URL clients reach a listening address at; an unspecified address is reached on loopback. */
-function urlOf(address: AddressInfo): string {
+function urlOf(address: AddressInfo, protocol: "http" | "https" = "http"): string {
   const loopback: Record<string, string> = { "0.0.0.0": "127.0.0.1", "::": "::1" };
   const host = loopback[address.address] ?? address.address;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+  return `${protocol}://${host.includes(":") ? `[${host}]` : host}:${address.port}`;
+}
+
+function listen(server: Server, listenAt: string): Promise<AddressInfo> {
+  const { host, port } = parseListen(listenAt);
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** HTTPS with --tls-cert and --tls-key (both or neither); read once at start. */
+function tlsOptions(options: ServerOptions): { cert: Buffer; key: Buffer } | undefined {
+  if (!options.tlsCert && !options.tlsKey) return undefined;
+  if (!options.tlsCert || !options.tlsKey) {
+    throw new CvmError("BAD_REQUEST", "--tls-cert and --tls-key go together: give both PEM files, or neither");
+  }
+  return { cert: readFileSync(options.tlsCert), key: readFileSync(options.tlsKey) };
+}
+
+/**
+ * The store as the server uses it: restored from a backup first when asked,
+ * and with registry passwords sealed under the key from outside the database
+ * (every one not sealed under the current key is sealed again now).
+ */
+async function openSealedStore(options: ServerOptions, logger: Logger): Promise<Store> {
+  if (options.restoreFrom) {
+    if (options.postgresUrl) {
+      throw new CvmError("BAD_REQUEST", "--restore brings back a SQLite backup; restore PostgreSQL with pg_restore");
+    }
+    restoreBackup(options.restoreFrom, options.dataDir);
+    logger.warn({ from: options.restoreFrom, dataDir: options.dataDir }, "restored the store from a backup");
+  }
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const keys = loadSecretKeys(options.dataDir);
+  const box = new SecretBox(keys.current, keys.previous);
+  const raw = await openStore({ dataDir: options.dataDir, postgresUrl: options.postgresUrl });
+  try {
+    await resealCredentials(raw, box, logger);
+  } catch (error) {
+    await raw.close();
+    throw error;
+  }
+  if (options.postgresUrl && !process.env.CVM_SECRET_KEY) {
+    logger.warn(
+      { keyFile: keys.source },
+      "secrets are sealed with this data dir's key file: replicas sharing the database need the same key, so set CVM_SECRET_KEY on each",
+    );
+  }
+  logger.info({ key: box.currentKeyId, source: keys.source }, "stored secrets are sealed (AES-256-GCM)");
+  return sealCredentials(raw, box);
 }
 
 /**
@@ -77,9 +166,12 @@ function urlOf(address: AddressInfo): string {
  * and starts answering.
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const logger = options.logger ?? pino({ level: options.logLevel ?? "info", base: { service: "cvm-server" } });
-  const { host, port } = parseListen(options.listen);
-  const store = await openStore({ dataDir: options.dataDir, postgresUrl: options.postgresUrl });
+  const logger =
+    options.logger ??
+    pino({ level: options.logLevel ?? "info", base: { service: "cvm-server" }, redact: redactedPaths });
+  const { host } = parseListen(options.listen);
+  const tls = tlsOptions(options);
+  const store = await openSealedStore(options, logger);
   let handler: Fetch | undefined;
   const starting = () =>
     new Response(JSON.stringify({ message: "The server is starting; try again in a moment" }), {
@@ -90,17 +182,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     fetch: (request: Request, bindings: HttpBindings | Http2Bindings) =>
       handler ? handler(request, bindings) : starting(),
     hostname: host,
+    // Room for the longest request line the API documents (a terminal's command, percent-encoded), so Node's
+    // parser never answers a bare 431 to a request the API would answer itself.
+    ...(tls
+      ? { createServer: createHttpsServer, serverOptions: { ...tls, maxHeaderSize } }
+      : { serverOptions: { maxHeaderSize } }),
   }) as Server;
   let provider: Provider | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    const url = urlOf(server.address() as AddressInfo);
+    const url = urlOf(await listen(server, options.listen), tls ? "https" : "http");
     provider =
       options.providerInstance ??
       (await createProvider({
@@ -111,6 +201,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         kubeconfig: options.kubeconfig,
         namespace: options.namespace,
         serverUrl: url,
+        installationId: await installationId(store),
       }));
     const running = await serve(options, logger, store, provider, server, url);
     handler = running.fetch;
@@ -143,10 +234,19 @@ async function serve(
     dataDir: options.dataDir,
   });
   const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
+  const connections = new OpenConnections(store, { logger });
+  const setup = new SetupCode(store, logger, options.setupCode ?? process.env.CVM_SETUP_CODE);
+  if (provider.configure) {
+    await provider.configure(await settings.get());
+    settings.onChange((changed) => provider.configure?.(changed) ?? Promise.resolve());
+  }
   const deps = {
     store,
     provider,
-    accounts: new Accounts(store),
+    accounts: new Accounts(store, { connections, throttle: new LoginThrottle(store, audit) }),
+    connections,
+    setup,
+    site: siteAddress(options, url),
     audit,
     settings,
     environments,
@@ -163,7 +263,9 @@ async function serve(
     }),
     logger,
     shutdown: shutdown.signal,
-    secureCookies: options.secureCookies ?? false,
+    // Over HTTPS, whether served here or behind a proxy whose access URL says so.
+    secureCookies:
+      options.secureCookies ?? (url.startsWith("https:") || options.accessUrl?.startsWith("https:") || false),
   };
 
   if (!options.skipReconcile) {
@@ -176,7 +278,15 @@ async function serve(
     }
   }
 
-  const { app } = createApp(deps, { webRoot: options.webRoot });
+  const metricsToken = options.metricsToken ?? process.env.CVM_METRICS_TOKEN;
+  const { app } = createApp(deps, {
+    webRoot: options.webRoot,
+    onMismatch: options.onMismatch,
+    metrics: { token: metricsToken, ownAddress: Boolean(options.metricsListen) },
+  });
+  const metricsServer = options.metricsListen
+    ? await serveMetrics(options.metricsListen, metrics, metricsToken)
+    : undefined;
   deps.workspace.start();
   const upgrades = new Upgrades(server, deps);
   // A port's own host claims every path on it, so its WebSockets are matched first.
@@ -185,14 +295,21 @@ async function serve(
   const ssh = attachSsh(upgrades, deps);
   const portConnections = attachPortConnect(upgrades, deps);
   logger.info(
-    { url, store: options.postgresUrl ? "postgres" : "sqlite", provider: provider.name },
+    {
+      url,
+      accessUrl: deps.site.accessUrl.origin,
+      store: options.postgresUrl ? "postgres" : "sqlite",
+      provider: provider.name,
+    },
     "cvm server listening",
   );
+  await setup.announce();
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       shutdown.abort();
+      connections.close();
       upgrades.close();
       await deps.workspace.close();
       terminal.close();
@@ -206,11 +323,85 @@ async function serve(
       const cut = setTimeout(() => server.closeAllConnections(), 2000);
       await stopped;
       clearTimeout(cut);
+      await metricsServer?.close();
       await provider.close().catch((error) => logger.warn({ err: error }, "closing the provider"));
       await store.close();
       logger.info("cvm server stopped");
     })();
     return closing;
   };
-  return { server: { url, store, close }, fetch: (request, bindings) => app.fetch(request, bindings) };
+  return {
+    server: {
+      url,
+      store,
+      get setupCode() {
+        return setup.current;
+      },
+      metricsUrl: metricsServer?.url,
+      close,
+    },
+    fetch: (request, bindings) => app.fetch(request, bindings),
+  };
+}
+
+/** /metrics on an address of its own, and nothing else there. */
+async function serveMetrics(
+  listenAt: string,
+  metrics: ServerMetrics,
+  token: string | undefined,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const app = new Hono();
+  app.get("/metrics", metricsEndpoint(metrics, token));
+  const server = createAdaptorServer({ fetch: app.fetch, hostname: parseListen(listenAt).host }) as Server;
+  const url = urlOf(await listen(server, listenAt));
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/**
+ * Never in a log line: passwords, secrets, tokens, credentials, the
+ * Authorization and Cookie headers, wherever they sit in a logged object.
+ */
+export const redactedPaths = {
+  paths: [
+    "password",
+    "*.password",
+    "secret",
+    "*.secret",
+    "token",
+    "*.token",
+    "registryCredentials",
+    "*.registryCredentials",
+    "credentials",
+    "*.credentials",
+    "authorization",
+    "*.authorization",
+    "*.headers.authorization",
+    "cookie",
+    "*.cookie",
+    "*.headers.cookie",
+  ],
+  censor: "[redacted]",
+};
+
+/** The access URL (default: where the server listens) and the other names it answers to. */
+function siteAddress(options: ServerOptions, url: string): SiteAddress {
+  let accessUrl: URL;
+  try {
+    accessUrl = new URL(options.accessUrl ?? url);
+  } catch {
+    throw new CvmError(
+      "BAD_REQUEST",
+      `--access-url must be a URL such as https://cvm.example.com (got "${options.accessUrl}")`,
+    );
+  }
+  const reportUrl = process.env.CVM_SUPERVISOR_REPORT_URL;
+  const otherHosts = [new URL(url).host, ...(reportUrl && URL.canParse(reportUrl) ? [new URL(reportUrl).host] : [])];
+  return { accessUrl, otherHosts, proxyTrusted: options.proxyTrusted ?? false };
 }

@@ -11,8 +11,12 @@ test("a ticket names its viewer for one environment's port until it expires; not
     const tickets = await PortTickets.open(dir);
     assert.equal((await stat(join(dir, ticketKeyFile))).mode & 0o777, 0o600);
     const now = 1_000_000;
-    const ticket = tickets.issue({ viewerId: "usr_a", environmentId: "env_1", port: 8080 }, 60_000, now);
-    assert.equal(tickets.verify(ticket, "env_1", 8080, now + 59_000), "usr_a");
+    const ticket = tickets.issue(
+      { viewerId: "usr_a", tokenId: "tok_a", environmentId: "env_1", port: 8080 },
+      60_000,
+      now,
+    );
+    assert.equal(tickets.verify(ticket, "env_1", 8080, now + 59_000)?.viewerId, "usr_a");
     assert.equal(tickets.verify(ticket, "env_1", 8080, now + 61_000), undefined, "expired");
     assert.equal(tickets.verify(ticket, "env_2", 8080, now), undefined, "another environment");
     assert.equal(tickets.verify(ticket, "env_1", 8081, now), undefined, "another port");
@@ -25,7 +29,7 @@ test("a ticket names its viewer for one environment's port until it expires; not
     assert.equal(tickets.verify(undefined, "env_1", 8080, now), undefined);
     // Another server on the same data dir reads the same key.
     const again = await PortTickets.open(dir);
-    assert.equal(again.verify(ticket, "env_1", 8080, now), "usr_a");
+    assert.equal(again.verify(ticket, "env_1", 8080, now)?.tokenId, "tok_a");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

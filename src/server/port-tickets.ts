@@ -5,7 +5,9 @@
  * but the owner. A ticket names the viewer, the environment and the port,
  * expires, and is signed (HMAC-SHA-256) with a key made once in the data
  * dir, 0600; replicas share it as they share the SSH host key. The share
- * itself is checked again on every request: a ticket only says who asks.
+ * itself is checked again on every request: a ticket only says who asks,
+ * and through which session (its token), so that the connections it opens
+ * are held with that session and end with it.
  */
 
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
@@ -16,6 +18,8 @@ export const ticketKeyFile = "port-tickets.key";
 
 export interface TicketClaims {
   viewerId: string;
+  /** The session (token id) the ticket was issued to. */
+  tokenId: string;
   environmentId: string;
   port: number;
 }
@@ -53,13 +57,19 @@ export class PortTickets {
 
   issue(claims: TicketClaims, ttlMs: number, now = Date.now()): string {
     const payload = Buffer.from(
-      JSON.stringify({ v: claims.viewerId, e: claims.environmentId, p: claims.port, x: now + ttlMs }),
+      JSON.stringify({
+        v: claims.viewerId,
+        t: claims.tokenId,
+        e: claims.environmentId,
+        p: claims.port,
+        x: now + ttlMs,
+      }),
     ).toString("base64url");
     return `${payload}.${this.sign(payload)}`;
   }
 
-  /** The viewer a ticket names, when it is genuine, unexpired, and for this environment's port. */
-  verify(ticket: string | undefined, environmentId: string, port: number, now = Date.now()): string | undefined {
+  /** What a ticket says, when it is genuine, unexpired, and for this environment's port. */
+  verify(ticket: string | undefined, environmentId: string, port: number, now = Date.now()): TicketClaims | undefined {
     const [payload, signature, extra] = (ticket ?? "").split(".");
     if (!payload || !signature || extra !== undefined) return undefined;
     const expected = Buffer.from(this.sign(payload));
@@ -68,12 +78,15 @@ export class PortTickets {
     try {
       const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as {
         v: string;
+        t: string;
         e: string;
         p: number;
         x: number;
       };
-      if (claims.e !== environmentId || claims.p !== port || claims.x < now) return undefined;
-      return claims.v;
+      if (claims.e !== environmentId || claims.p !== port || claims.x < now || typeof claims.t !== "string") {
+        return undefined;
+      }
+      return { viewerId: claims.v, tokenId: claims.t, environmentId, port };
     } catch {
       return undefined;
     }

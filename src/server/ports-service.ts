@@ -20,7 +20,7 @@ import {
   portHostLabel,
   portProblem,
 } from "../core/ports.js";
-import type { Provider } from "../core/provider.js";
+import type { Provider, SplicedSocket } from "../core/provider.js";
 import type { Store } from "../core/store.js";
 import type { User } from "../core/user.js";
 import type { Activity } from "./activity.js";
@@ -189,7 +189,8 @@ export class PortsService {
    * Joins a client's TCP socket (`cvm port-forward`'s raw upgrade) with the
    * port: spliced by the provider where it can, so no byte passes through
    * this process, piped otherwise. `answer` tells the client it is connected
-   * before any byte flows. Resolves once connected.
+   * before any byte flows. Resolves once connected, with a way to end the
+   * connection at once (access ending, the server stopping) and when it ended.
    */
   async connectSocket(
     environment: Environment,
@@ -197,7 +198,7 @@ export class PortsService {
     client: Socket,
     answer: () => Promise<void>,
     who: { actor?: Actor; address?: string },
-  ): Promise<void> {
+  ): Promise<SplicedSocket> {
     this.running(environment);
     const { provider, activity } = this.deps;
     if (!provider.spliceSocket) {
@@ -212,17 +213,19 @@ export class PortsService {
       client.on("error", end);
       connection.on("error", end);
       connection.on("close", end);
-      return;
+      client.on("close", end);
+      return { finished: new Promise((resolve) => client.once("close", () => resolve())), end };
     }
-    const { finished } = await provider
+    const spliced = await provider
       .spliceSocket(environment, port, client, answer)
       .catch(nothingListens(environment, port));
     const release = activity.hold(environment.id);
     this.auditOpen(environment, port, who, "forward");
-    finished.then(() => {
+    spliced.finished.then(() => {
       release();
       client.destroy();
     });
+    return spliced;
   }
 
   private auditOpen(environment: Environment, port: number, who: { actor?: Actor; address?: string }, via: PortVia) {

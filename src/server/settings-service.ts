@@ -3,19 +3,13 @@
  * guarded by the infrastructure checks when CVMs are turned on.
  */
 
-import type { CheckResult, CheckStatus, ChecksResponse, InfrastructureSettingsUpdate } from "../api/contract.js";
+import type { ChecksResponse, InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError, invalid } from "../core/errors.js";
 import { defaultSettings, type InfrastructureSettings, settingsProblems } from "../core/settings.js";
 import type { Store } from "../core/store.js";
-import { type CheckContext, runInfrastructureChecks } from "../infra/index.js";
+import { type CheckContext, type OnCheckProgress, runInfrastructureChecks, worstStatus } from "../infra/index.js";
 import type { Actor, AuditLog } from "./audit-log.js";
 import { KeyedMutex } from "./keyed-mutex.js";
-
-const severity: Record<CheckStatus, number> = { pass: 0, warn: 1, fail: 2 };
-
-export function worstOf(checks: readonly CheckResult[]): CheckStatus {
-  return checks.reduce<CheckStatus>((worst, c) => (severity[c.status] > severity[worst] ? c.status : worst), "pass");
-}
 
 /** Stored settings over the defaults, so settings added later have a value on old installs. */
 function withDefaults(stored: Partial<InfrastructureSettings> | undefined): InfrastructureSettings {
@@ -24,11 +18,14 @@ function withDefaults(stored: Partial<InfrastructureSettings> | undefined): Infr
     ...stored,
     limits: { ...defaultSettings.limits, ...stored?.limits },
     supervisorPrivileges: { ...defaultSettings.supervisorPrivileges, ...stored?.supervisorPrivileges },
+    quotas: { ...defaultSettings.quotas, ...stored?.quotas },
+    network: { ...defaultSettings.network, ...stored?.network },
   };
 }
 
 export class SettingsService {
   private readonly mutex = new KeyedMutex();
+  private readonly listeners: ((settings: InfrastructureSettings) => Promise<void>)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -40,20 +37,23 @@ export class SettingsService {
     return withDefaults(await this.store.settings.getInfrastructure());
   }
 
-  async checks(settings?: InfrastructureSettings): Promise<ChecksResponse> {
-    const checks = await runInfrastructureChecks({ ...this.checkContext, settings: settings ?? (await this.get()) });
-    return { checks, worst: worstOf(checks) };
+  async checks(settings?: InfrastructureSettings, onProgress?: OnCheckProgress): Promise<ChecksResponse> {
+    const context = { ...this.checkContext, settings: settings ?? (await this.get()) };
+    const checks = await runInfrastructureChecks(context, onProgress);
+    return { checks, worst: worstStatus(checks) };
   }
 
   async update(actor: Actor, update: InfrastructureSettingsUpdate): Promise<InfrastructureSettings> {
     return this.mutex.run("infrastructure", async () => {
-      const { force, limits, supervisorPrivileges, ...rest } = update;
+      const { force, limits, supervisorPrivileges, quotas, network, ...rest } = update;
       const before = await this.get();
       const after: InfrastructureSettings = {
         ...before,
         ...rest,
         limits: { ...before.limits, ...limits },
         supervisorPrivileges: { ...before.supervisorPrivileges, ...supervisorPrivileges },
+        quotas: { ...before.quotas, ...quotas },
+        network: { ...before.network, ...network },
       };
       const problems = settingsProblems(after);
       if (problems.length > 0) throw invalid(problems, "Invalid infrastructure settings");
@@ -83,7 +83,13 @@ export class SettingsService {
         before,
         forced ? { ...after, forced: true } : after,
       );
+      for (const listener of this.listeners) await listener(after);
       return after;
     });
+  }
+
+  /** Called with the settings after every change (the provider applies what it enforces outside builds). */
+  onChange(listener: (settings: InfrastructureSettings) => Promise<void>): void {
+    this.listeners.push(listener);
   }
 }

@@ -22,6 +22,8 @@ export interface Database extends SqlRunner {
   readonly kind: "sqlite" | "postgres";
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: SqlRunner) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /** SQLite only: a consistent copy of the database in `file`, taken while it is in use. */
+  backup?(file: string): Promise<void>;
   close(): Promise<void>;
 }
 

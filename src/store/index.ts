@@ -49,3 +49,4 @@ export function withoutPassword(url: string): string {
     return "(an unparsable URL)";
   }
 }
+export { restoreBackup } from "./backup.js";

@@ -133,6 +133,24 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 4,
+    name: "login throttle, shared by replicas",
+    statements: () => [
+      // One row per throttled key (`account:<email>`, `address:<ip>`): failures since the last quiet spell.
+      `CREATE TABLE login_throttle (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_failure_at TEXT NOT NULL,
+        locked_until TEXT
+      )`,
+    ],
+  },
+  {
+    version: 5,
+    name: "where each token was created: user agent and address",
+    statements: () => ["ALTER TABLE tokens ADD COLUMN user_agent TEXT", "ALTER TABLE tokens ADD COLUMN address TEXT"],
+  },
+  {
+    version: 6,
     name: "shared ports, idle stop and last use per environment",
     statements: () => [
       `CREATE TABLE environment_ports (

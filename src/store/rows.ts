@@ -48,6 +48,8 @@ export interface TokenRow {
   expires_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
+  user_agent: string | null;
+  address: string | null;
 }
 
 export function tokenFromRow(row: TokenRow): Token {
@@ -61,6 +63,8 @@ export function tokenFromRow(row: TokenRow): Token {
   };
   if (row.last_used_at !== null) token.lastUsedAt = row.last_used_at;
   if (row.revoked_at !== null) token.revokedAt = row.revoked_at;
+  if (row.user_agent !== null) token.userAgent = row.user_agent;
+  if (row.address !== null) token.address = row.address;
   return token;
 }
 

@@ -6,6 +6,7 @@
  * the build's row, bumped in the same transaction.
  */
 
+import { closeSync, openSync } from "node:fs";
 import type { AuditEntry, AuditFilter, Page } from "../core/audit.js";
 import type { Build, BuildLogLine } from "../core/build.js";
 import { type Environment, environmentStates, type RegistryCredentials } from "../core/environment.js";
@@ -17,10 +18,12 @@ import type {
   EnvironmentFilter,
   EnvironmentPatch,
   EnvironmentStore,
+  LoginThrottleStore,
   NewToken,
   NewUser,
   SettingsStore,
   Store,
+  ThrottleState,
   TokenStore,
   UserStore,
 } from "../core/store.js";
@@ -182,10 +185,22 @@ function tokenStore(db: Database): TokenStore {
         expires_at: token.expiresAt,
         last_used_at: null,
         revoked_at: null,
+        user_agent: token.userAgent ?? null,
+        address: token.address ?? null,
       };
       await db.query(
-        "INSERT INTO tokens (id, user_id, kind, name, secret_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [row.id, row.user_id, row.kind, row.name, token.secretHash, row.created_at, row.expires_at],
+        "INSERT INTO tokens (id, user_id, kind, name, secret_hash, created_at, expires_at, user_agent, address) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+          row.id,
+          row.user_id,
+          row.kind,
+          row.name,
+          token.secretHash,
+          row.created_at,
+          row.expires_at,
+          row.user_agent,
+          row.address,
+        ],
       );
       return tokenFromRow(row);
     },
@@ -203,10 +218,88 @@ function tokenStore(db: Database): TokenStore {
       // The first revocation's time stands.
       await db.query("UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", [id, at]);
     },
+    async revokeForUser(userId, at) {
+      const rows = await db.query<{ id: string }>(
+        "UPDATE tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+        [userId, at],
+      );
+      return rows.length;
+    },
     async touch(id, at) {
       await db.query("UPDATE tokens SET last_used_at = $2 WHERE id = $1", [id, at]);
     },
+    async sessions(ids) {
+      const found: { token: Token; user: User }[] = [];
+      // In chunks, so the statement stays well under either back end's parameter limit.
+      for (let i = 0; i < ids.length; i += 500) {
+        const chunk = ids.slice(i, i + 500);
+        const rows = await db.query<TokenRow & { [K in keyof UserRow as `user_${K}`]: UserRow[K] }>(
+          `SELECT t.*, u.email AS user_email, u.name AS user_name, u.role AS user_role,
+             u.active AS user_active, u.password_hash AS user_password_hash, u.created_at AS user_created_at
+           FROM tokens t JOIN users u ON u.id = t.user_id
+           WHERE t.id IN (${chunk.map((_, n) => `$${n + 1}`).join(", ")})`,
+          chunk,
+        );
+        for (const row of rows) {
+          found.push({
+            token: tokenFromRow(row),
+            user: userFromRow({
+              id: row.user_id,
+              email: row.user_email,
+              name: row.user_name,
+              role: row.user_role,
+              active: row.user_active,
+              password_hash: row.user_password_hash,
+              created_at: row.user_created_at,
+            }),
+          });
+        }
+      }
+      return found;
+    },
   };
+}
+
+function loginThrottleStore(db: Database): LoginThrottleStore {
+  return {
+    async get(keys) {
+      const states = new Map<string, ThrottleState>();
+      if (keys.length === 0) return states;
+      const rows = await db.query<{ key: string; failures: number; locked_until: string | null }>(
+        `SELECT key, failures, locked_until FROM login_throttle WHERE key IN (${keys.map((_, n) => `$${n + 1}`).join(", ")})`,
+        keys,
+      );
+      for (const row of rows) states.set(row.key, throttleState(row.failures, row.locked_until));
+      return states;
+    },
+    fail(key, at, forgetBefore, lockMs) {
+      return db.transaction(async (tx) => {
+        // One statement counts, so two replicas failing at once both count.
+        const [row] = await tx.query<{ failures: number }>(
+          `INSERT INTO login_throttle (key, failures, last_failure_at) VALUES ($1, 1, $2)
+           ON CONFLICT (key) DO UPDATE SET
+             failures = CASE WHEN login_throttle.last_failure_at < $3 THEN 1 ELSE login_throttle.failures + 1 END,
+             last_failure_at = $2
+           RETURNING failures`,
+          [key, at, forgetBefore],
+        );
+        const failures = Number(row.failures);
+        const ms = lockMs(failures);
+        const lockedUntil = ms > 0 ? new Date(Date.parse(at) + ms).toISOString() : null;
+        await tx.query("UPDATE login_throttle SET locked_until = $2 WHERE key = $1", [key, lockedUntil]);
+        return throttleState(failures, lockedUntil);
+      });
+    },
+    async clear(key) {
+      await db.query("DELETE FROM login_throttle WHERE key = $1", [key]);
+    },
+  };
+}
+
+function throttleState(failures: number, lockedUntil: string | null): ThrottleState {
+  const state: ThrottleState = { failures: Number(failures) };
+  if (lockedUntil !== null) state.lockedUntil = lockedUntil;
+  return state;
 }
 
 const infrastructureKey = "infrastructure";
@@ -222,6 +315,18 @@ function settingsStore(db: Database): SettingsStore {
         "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [infrastructureKey, JSON.stringify(settings)],
       );
+    },
+    async getValue(key) {
+      const [row] = await db.query<{ value: string }>("SELECT value FROM settings WHERE key = $1", [key]);
+      return row?.value;
+    },
+    async putValueIfAbsent(key, value) {
+      await db.query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [key, value]);
+      const [row] = await db.query<{ value: string }>("SELECT value FROM settings WHERE key = $1", [key]);
+      return row.value;
+    },
+    async removeValue(key) {
+      await db.query("DELETE FROM settings WHERE key = $1", [key]);
     },
   };
 }
@@ -371,6 +476,22 @@ function environmentStore(db: Database): EnvironmentStore {
       );
       return row ? { username: row.username, password: row.password } : undefined;
     },
+    async listRegistryCredentials() {
+      const rows = await db.query<RegistryCredentials & { environment_id: string }>(
+        "SELECT environment_id, username, password FROM environment_credentials ORDER BY environment_id",
+      );
+      return rows.map((row) => ({
+        environmentId: row.environment_id,
+        credentials: { username: row.username, password: row.password },
+      }));
+    },
+    async replaceRegistryCredentials(id, credentials) {
+      await db.query("UPDATE environment_credentials SET username = $2, password = $3 WHERE environment_id = $1", [
+        id,
+        credentials.username,
+        credentials.password,
+      ]);
+    },
     async remove(id) {
       await db.query("DELETE FROM environments WHERE id = $1", [id]);
     },
@@ -455,6 +576,18 @@ export function sqlStore(db: Database): Store {
     environments: environmentStore(db),
     builds: buildStore(db),
     workspace: workspaceStore(db),
+    loginThrottle: loginThrottleStore(db),
+    async backup(file) {
+      if (!db.backup) {
+        throw new CvmError(
+          "CONFLICT",
+          'This server keeps its state in PostgreSQL: back it up with pg_dump, such as `pg_dump --format=custom --file=cvm.dump "$CVM_POSTGRES_URL"`, and restore with pg_restore',
+        );
+      }
+      // Created empty and owner-only first: the copy holds password hashes and sealed secrets.
+      closeSync(openSync(file, "wx", 0o600));
+      await db.backup(file);
+    },
     // Idempotent: a server's shutdown path and a test's cleanup may both close it.
     close: () => {
       closing ??= db.close();

@@ -100,6 +100,11 @@ export function openSqliteDatabase(dataDir: string): Database {
           throw error;
         }
       }),
+    // SQLite's online backup API, taking its turn: no transaction is half done while it copies.
+    backup: (file: string) =>
+      queue.run(async () => {
+        await db.backup(file);
+      }),
     close: () =>
       queue.run(() => {
         db.close();

@@ -230,6 +230,35 @@ for (const backend of backends) {
         ]);
       }));
 
+    test("tokens: where each was created from is kept, and absent when unknown", () =>
+      withStore(async (store) => {
+        const user = await store.users.create(newUser("from@example.com"));
+        const login = await store.tokens.create({
+          userId: user.id,
+          kind: "session",
+          name: "session",
+          secretHash: "cli",
+          expiresAt: minutes(60),
+          userAgent: "cvm-cli/0.1.0",
+          address: "192.0.2.7",
+        });
+        assert.equal(login.userAgent, "cvm-cli/0.1.0");
+        assert.equal(login.address, "192.0.2.7");
+        const unknown = await store.tokens.create({
+          userId: user.id,
+          kind: "session",
+          name: "session",
+          secretHash: "old",
+          expiresAt: minutes(60),
+        });
+        assert.deepEqual(await store.tokens.findBySecretHash("cli"), login);
+        assert.equal("userAgent" in (await store.tokens.findBySecretHash("old"))!, false);
+        assert.deepEqual(
+          await store.tokens.listForUser(user.id),
+          [login, unknown].sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id)),
+        );
+      }));
+
     test("settings: absent until saved, then read back whole", () =>
       withStore(async (store) => {
         assert.equal(await store.settings.getInfrastructure(), undefined);

@@ -37,7 +37,22 @@ profile ${name} flags=(attach_disconnected,mediate_deleted) {
   deny @{PROC}/* w,
   deny @{PROC}/{[^1-9],[^1-9][^0-9],[^1-9s][^0-9y][^0-9s],[^1-9][^0-9][^0-9][^0-9/]*}/** w,
   # /proc/sys/net is per network namespace: a nested container's runtime sets its own net sysctls there.
-  deny @{PROC}/sys/[^kn]** w,
+  # /proc/sys/fs/binfmt_misc is the CVM's own where the kernel has one per user namespace (6.7 and newer).
+  deny @{PROC}/sys/[^fkn]** w,
+  deny @{PROC}/sys/f[^s]** w,
+  deny @{PROC}/sys/fs[^/]** w,
+  deny @{PROC}/sys/fs/[^b]** w,
+  deny @{PROC}/sys/fs/b[^i]** w,
+  deny @{PROC}/sys/fs/bi[^n]** w,
+  deny @{PROC}/sys/fs/bin[^f]** w,
+  deny @{PROC}/sys/fs/binf[^m]** w,
+  deny @{PROC}/sys/fs/binfm[^t]** w,
+  deny @{PROC}/sys/fs/binfmt[^_]** w,
+  deny @{PROC}/sys/fs/binfmt_[^m]** w,
+  deny @{PROC}/sys/fs/binfmt_m[^i]** w,
+  deny @{PROC}/sys/fs/binfmt_mi[^s]** w,
+  deny @{PROC}/sys/fs/binfmt_mis[^c]** w,
+  deny @{PROC}/sys/fs/binfmt_misc?** w,
   deny @{PROC}/sys/n[^e]** w,
   deny @{PROC}/sys/ne[^t]** w,
   deny @{PROC}/sys/net[^/]** w,
@@ -51,6 +66,9 @@ profile ${name} flags=(attach_disconnected,mediate_deleted) {
   deny /sys/fs/cg[^r]*/** wklx,
   deny /sys/firmware/** rwklx,
   deny /sys/kernel/security/** rwklx,
+  # The engine's reference sysfs (sysfs-reference.ts), as /sys.
+  deny /.cvm/sysfs/** wklx,
+  deny /.cvm/sysfs/firmware/** rwklx,
 }
 `;
 }

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { cvmContainerRequest } from "./cvm-container.js";
-import { cvmSeccompProfile, unconditionallyAllowed } from "./seccomp.js";
+import {
+  cvmSeccompProfile,
+  dockerDefaultProfile,
+  resolveCapabilities,
+  syscallCapabilities,
+  unconditionallyAllowed,
+} from "./seccomp.js";
 
 const environment = { id: "env1", name: "dev", cpu: 2, memoryGiB: 4 };
 const gateBinary = "/var/lib/cvm/engine/bin/cvm-gate-abc";
@@ -16,6 +22,9 @@ const common = {
   StopSignal: "SIGRTMIN+3",
 };
 
+const masks =
+  "--mask=sys-kernel-debug.mount,sys-kernel-tracing.mount,sys-kernel-config.mount,systemd-modules-load.service,modprobe@.service,kmod-static-nodes.service,e2scrub_reap.service";
+
 const commonHost = {
   Mounts: [
     { Type: "volume", Source: "cvm-docker-env1", Target: "/var/lib/docker" },
@@ -26,13 +35,19 @@ const commonHost = {
   Memory: 4 * 1024 ** 3,
   MemorySwap: 4 * 1024 ** 3,
   NanoCpus: 2e9,
-  PidsLimit: 16384,
+  PidsLimit: 4096,
   RestartPolicy: { Name: "no" },
   LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "2" } },
 };
 
 test("sysbox: the create request runs sysbox-runc as the seed does, unprivileged, without cvm's own userns pieces", () => {
-  const request = cvmContainerRequest({ environment, image: "registry.example/dev:1", runtime: "sysbox", gateBinary });
+  const request = cvmContainerRequest({
+    environment,
+    image: "registry.example/dev:1",
+    runtime: "sysbox",
+    gateBinary,
+    pidsLimit: 4096,
+  });
   assert.deepEqual(request, {
     ...common,
     Labels: { "dev.cvm.managed": "true", "dev.cvm.environment": "env1", "dev.cvm.runtime": "sysbox" },
@@ -40,31 +55,74 @@ test("sysbox: the create request runs sysbox-runc as the seed does, unprivileged
   });
 });
 
-test("userns: never privileged, two capabilities, private cgroup namespace, cvm's seccomp profile, no devices", () => {
+test("userns: never privileged, every capability in its user namespace, whole /proc and /sys, private cgroup namespace, cvm's seccomp profile, no host devices", () => {
   const seccomp = JSON.stringify(cvmSeccompProfile());
   const request = cvmContainerRequest({
     environment,
     image: "registry.example/dev:1",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     seccomp,
     apparmor: "cvm-default",
+    sysfsReference: "/var/lib/cvm/engine/sysfs",
   });
   assert.deepEqual(request, {
     ...common,
+    Cmd: ["hold", masks, "/sbin/init"],
     Labels: { "dev.cvm.managed": "true", "dev.cvm.environment": "env1", "dev.cvm.runtime": "userns" },
     HostConfig: {
       ...commonHost,
+      Mounts: [
+        ...commonHost.Mounts,
+        { Type: "bind", Source: "/var/lib/cvm/engine/sysfs", Target: "/.cvm/sysfs", ReadOnly: true },
+      ],
       SecurityOpt: [`seccomp=${seccomp}`, "apparmor=cvm-default"],
-      CapAdd: ["SYS_ADMIN", "NET_ADMIN"],
+      CapAdd: ["ALL"],
+      MaskedPaths: [],
+      ReadonlyPaths: [],
       CgroupnsMode: "private",
       Privileged: false,
     },
   });
   const host = request.HostConfig as unknown as Record<string, unknown>;
-  for (const forbidden of ["Devices", "Binds", "PidMode", "IpcMode", "UsernsMode", "CapDrop"]) {
+  for (const forbidden of ["Devices", "DeviceCgroupRules", "Binds", "PidMode", "IpcMode", "UsernsMode", "CapDrop"]) {
     assert.equal(host[forbidden], undefined, `${forbidden} must not be set`);
   }
+});
+
+test("userns: FUSE and TUN are cvm's own nodes, bound in, each with a device cgroup rule for exactly that device", () => {
+  const request = cvmContainerRequest({
+    environment,
+    image: "i",
+    runtime: "userns",
+    gateBinary,
+    pidsLimit: 4096,
+    devices: { fuse: "/e/devices/fuse", tun: "/e/devices/tun" },
+  });
+  assert.deepEqual(request.HostConfig?.Mounts?.slice(-2), [
+    { Type: "bind", Source: "/e/devices/fuse", Target: "/dev/fuse" },
+    { Type: "bind", Source: "/e/devices/tun", Target: "/dev/net/tun" },
+  ]);
+  assert.deepEqual(request.HostConfig?.DeviceCgroupRules, ["c 10:229 rwm", "c 10:200 rwm"]);
+  const onlyTun = cvmContainerRequest({
+    environment,
+    image: "i",
+    runtime: "userns",
+    gateBinary,
+    pidsLimit: 4096,
+    devices: { tun: "/t" },
+  });
+  assert.deepEqual(onlyTun.HostConfig?.DeviceCgroupRules, ["c 10:200 rwm"]);
+  const sysbox = cvmContainerRequest({
+    environment,
+    image: "i",
+    runtime: "sysbox",
+    gateBinary,
+    pidsLimit: 4096,
+    devices: { tun: "/t" },
+  });
+  assert.equal(sysbox.HostConfig?.DeviceCgroupRules, undefined, "sysbox-runc brings its own devices");
 });
 
 test("a disk limit the filesystem can enforce goes to the writable layer", () => {
@@ -73,24 +131,70 @@ test("a disk limit the filesystem can enforce goes to the writable layer", () =>
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     storageOpt: { size: "20G" },
   });
   assert.deepEqual(request.HostConfig?.StorageOpt, { size: "20G" });
 });
 
-test("seccomp: Docker's default plus keyctl and pivot_root, nothing else unconditional", () => {
+test("seccomp: Docker's default for its default capabilities + SYS_ADMIN, NET_ADMIN, plus keyctl and pivot_root, nothing else", () => {
   const profile = cvmSeccompProfile();
   assert.equal(profile.defaultAction, "SCMP_ACT_ERRNO");
   const allowed = unconditionallyAllowed(profile);
   assert.ok(allowed.has("keyctl"));
   assert.ok(allowed.has("pivot_root"));
-  for (const denied of ["add_key", "request_key", "kexec_load", "init_module", "open_by_handle_at", "swapon"]) {
+  // What SYS_ADMIN opened in Docker's profile is open: the mounts systemd and the inner dockerd make.
+  for (const open of ["mount", "umount2", "unshare", "setns", "fsopen", "chroot"]) assert.ok(allowed.has(open), open);
+  // What the capabilities a CVM holds beyond those would open in Docker's profile stays shut.
+  for (const denied of [
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+    "swapon",
+    "reboot",
+    "settimeofday",
+    "clock_settime",
+    "iopl",
+    "ioperm",
+    "acct",
+    "process_vm_readv",
+    "vhangup",
+  ]) {
     assert.ok(!allowed.has(denied), `${denied} stays denied`);
   }
-  // mount is only allowed under CAP_SYS_ADMIN, as in Docker's profile.
-  assert.ok(!allowed.has("mount"));
   const added = profile.syscalls.filter((rule) => rule.comment?.startsWith("cvm:")).flatMap((rule) => rule.names);
   assert.deepEqual(added.sort(), ["keyctl", "pivot_root"]);
+  for (const rule of profile.syscalls) {
+    assert.equal(
+      (rule.includes as { caps?: unknown })?.caps,
+      undefined,
+      "no capability condition is left to the engine",
+    );
+    assert.equal(
+      (rule.excludes as { caps?: unknown })?.caps,
+      undefined,
+      "no capability condition is left to the engine",
+    );
+  }
+});
+
+test("seccomp resolution reads capability conditions as Docker does: all included caps held, no excluded cap held", () => {
+  const base = dockerDefaultProfile();
+  const resolved = resolveCapabilities(base, syscallCapabilities);
+  const names = (p: typeof base) => new Set(p.syscalls.flatMap((r) => r.names));
+  // clone without namespace flags is the rule for containers lacking SYS_ADMIN: dropped, as SYS_ADMIN is held.
+  const restrictedClone = (p: typeof base) =>
+    p.syscalls.filter((r) => r.names.includes("clone") && (r.args?.length ?? 0) > 0).length;
+  assert.ok(restrictedClone(base) > 0);
+  assert.equal(restrictedClone(resolved), 0);
+  // Nothing appears that the profile did not name.
+  for (const name of names(resolved)) assert.ok(names(base).has(name), name);
+  // Arch conditions stay for the engine to apply.
+  assert.ok(resolved.syscalls.some((r) => Object.keys(r.includes ?? {}).includes("arches")));
 });
 
 test("in a Pod, the claim's directories are bound as /var/lib/docker and /home instead of volumes", () => {
@@ -99,6 +203,7 @@ test("in a Pod, the claim's directories are bound as /var/lib/docker and /home i
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     volumeSources: { home: "/claim/home", dockerData: "/claim/docker" },
   });
   assert.deepEqual(request.HostConfig?.Mounts, [
@@ -114,6 +219,7 @@ test("with a disk of its own, /var/lib/docker is bound from it; /home stays a vo
     image: "i",
     runtime: "userns",
     gateBinary,
+    pidsLimit: 4096,
     dockerDisk: "/var/lib/cvm/engine/disks/cvm-docker-env1",
   });
   assert.deepEqual(request.HostConfig?.Mounts?.slice(0, 2), [

@@ -2,11 +2,11 @@
  * Whether a CVM's root filesystem can be limited on this node. Docker
  * enforces a size on a container's writable layer only with overlay2 on xfs
  * mounted with project quotas (pquota/prjquota). (The inner Docker's data has
- * a disk of its own, docker-disk.ts; named volumes of the local driver have
+ * a disk of its own, environment-disks.ts; named volumes of the local driver have
  * no size at all.) Where a limit cannot be enforced the build log says why.
  */
 
-import { readFile, statfs } from "node:fs/promises";
+import { readFile, realpath, statfs } from "node:fs/promises";
 
 const xfsMagic = 0x58465342;
 
@@ -32,7 +32,9 @@ function mountOf(path: string, mountinfo: string): { point: string; fsType: stri
   return best;
 }
 
-export async function diskLimit(dataRoot: string, diskGiB: number): Promise<DiskLimit> {
+export async function diskLimit(engineDataRoot: string, diskGiB: number): Promise<DiskLimit> {
+  // The mount table names real paths; the engine's root may be a link to a relocated one.
+  const dataRoot = await realpath(engineDataRoot).catch(() => engineDataRoot);
   const [info, mountinfo] = await Promise.all([
     statfs(dataRoot).catch(() => undefined),
     readFile("/proc/self/mountinfo", "utf8"),

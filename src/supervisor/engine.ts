@@ -61,10 +61,12 @@ export interface EnginePaths {
   socket: string;
   log: string;
   bin: string;
-  /** Each CVM's disk for its inner Docker's data (docker-disk.ts). */
+  /** Each CVM's disks for its home and its inner Docker's data (environment-disks.ts). */
   disks: string;
   /** The engine's own daemon.json: never the host engine's /etc/docker/daemon.json. */
   config: string;
+  /** The pid of the process that owns the engine (started it, or took it over from one that died). */
+  owner: string;
 }
 
 export function enginePaths(dataDir: string): EnginePaths {
@@ -79,6 +81,7 @@ export function enginePaths(dataDir: string): EnginePaths {
     bin: join(root, "bin"),
     disks: join(root, "disks"),
     config: join(root, "daemon.json"),
+    owner: join(root, "owner.pid"),
   };
 }
 
@@ -230,7 +233,13 @@ export class CvmEngine {
       if (!this.network) {
         this.root = await remappedRoot();
         this.network = await ensureBridge(this.options.dataDir);
-        this.logger.info({ socket: this.paths.socket }, "adopted the cvm engine already answering");
+        // Its owner died (a server killed with SIGKILL): nobody else would ever stop it, so it is ours now.
+        const owner = await readPid(this.paths.owner);
+        if (!owner || !alive(owner)) await this.own();
+        this.logger.info(
+          { socket: this.paths.socket, owned: this.startedHere },
+          "adopted the cvm engine already answering",
+        );
       }
       return;
     }
@@ -268,7 +277,7 @@ export class CvmEngine {
     } finally {
       await log.close();
     }
-    this.startedHere = true;
+    await this.own();
     if (!(await this.waitForPing(this.options.startTimeoutMs ?? 60_000, () => exited !== undefined))) {
       const tail = (await readFile(this.paths.log, "utf8").catch(() => "")).trim().split("\n").slice(-5).join("\n");
       throw new CvmError("UNAVAILABLE", "cvm's container engine did not start", {
@@ -276,6 +285,12 @@ export class CvmEngine {
       });
     }
     this.logger.info({ socket: this.paths.socket, ms: Date.now() - begun }, "started the cvm engine");
+  }
+
+  /** This process owns the engine: it stops it on close. */
+  private async own(): Promise<void> {
+    this.startedHere = true;
+    await writeFile(this.paths.owner, `${process.pid}\n`, { mode: 0o600 });
   }
 
   private async prepareDirectories(root: RemappedRoot): Promise<void> {
@@ -340,10 +355,12 @@ export class CvmEngine {
    */
   private async unmountLeftovers(): Promise<void> {
     const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+    // The mount table names real paths; the engine's root may be a link to a relocated one.
+    const root = await realpath(this.paths.root).catch(() => this.paths.root);
     const points = mountinfo
       .split("\n")
       .map((line) => line.split(" ")[4])
-      .filter((point): point is string => !!point && point.startsWith(`${this.paths.root}/`))
+      .filter((point): point is string => !!point && point.startsWith(`${root}/`))
       .sort((a, b) => b.length - a.length);
     for (const point of points) {
       await run("umount", ["-l", point]).catch((error) => this.logger.warn({ err: error, point }, "could not unmount"));
@@ -358,8 +375,8 @@ export class CvmEngine {
   }
 
   /**
-   * Stops the engine if this process started it; an adopted one belongs to
-   * whoever started it. Running CVMs keep running (--live-restore) and keep
+   * Stops the engine if this process owns it (started it, or took it over
+   * from an owner that died); an adopted one belongs to whoever started it. Running CVMs keep running (--live-restore) and keep
    * their bridge; with none left, nothing of the engine stays mounted and its
    * network goes too.
    */

@@ -10,8 +10,9 @@
  * (systemd running or degraded, the inner dockerd answering).
  */
 
-import { chown, mkdir, stat } from "node:fs/promises";
+import { chown, mkdir, readFile, stat } from "node:fs/promises";
 import type { Socket } from "node:net";
+import { release } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
@@ -20,6 +21,7 @@ import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { type CvmRuntime, chooseRuntime } from "../core/isolation-runtime.js";
 import type { ListeningPort } from "../core/listening-ports.js";
+import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -27,6 +29,7 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  SplicedSocket,
   UnixListener,
   UnixSocketSpec,
 } from "../core/provider.js";
@@ -35,23 +38,41 @@ import {
   ensureImage,
   homeVolumeName,
   ignoreMissing,
+  ignoring,
+  installationLabels,
+  isInstallations,
   labels,
   listLabeledWorkloads,
+  listRunningAddresses,
+  type RunningAddress,
   startExec,
 } from "../docker/index.js";
 import { NamespaceBridge } from "../netns/index.js";
 import { ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
+import { type CvmDeviceNodes, ensureDeviceNodes } from "./cvm-devices.js";
 import { diskLimit } from "./disk-limit.js";
-import { dockerDiskPaths, ensureDockerDisk, releaseDockerDisk } from "./docker-disk.js";
 import { CvmEngine } from "./engine.js";
+import {
+  diskVolumeOptions,
+  ensureDisk,
+  ensureRootDisk,
+  layerDirOf,
+  releaseDisk,
+  releaseRootDisk,
+  remountDisks,
+} from "./environment-disks.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
 import { Lxcfs, withLxcfs } from "./lxcfs.js";
+import { binfmtNote } from "./multi-arch.js";
+import { readNodePidCapacity } from "./node-limits.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
 import { cvmSeccompProfile } from "./seccomp.js";
-import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
+import { ensureGateBinary, gateMounts, gateState, releaseGate } from "./start-gate.js";
+import { ensureSysfsReference } from "./sysfs-reference.js";
+import { maskedUnits } from "./systemd-masks.js";
 
 export interface CvmSupervisorOptions {
   /** cvm's own isolated engine keeps its data root, exec root and socket below this. */
@@ -68,9 +89,27 @@ export interface CvmSupervisorOptions {
    * and removed by whoever owns the claim.
    */
   volumeSources?: VolumeSources;
+  /**
+   * The installation whose CVMs these are: their objects carry it, and only
+   * its own are listed or removed. Absent in a Pod, whose engine is its own.
+   */
+  installationId?: string;
+  /**
+   * Called while a CVM's start gate still holds its init, once its network
+   * exists: the node's network policy takes it in before anything of the
+   * image runs. Answers a line for the build log.
+   */
+  beforeRelease?: () => Promise<string | undefined>;
 }
 
-export type CvmSupervisor = Omit<Provider, "name">;
+export type CvmSupervisor = Omit<Provider, "name"> & {
+  /** The running CVMs' addresses, for the node's network policy. */
+  addresses(): Promise<RunningAddress[]>;
+  /** The bridge CVMs sit on, once the engine runs. */
+  bridge(): Promise<string | undefined>;
+  /** cvm's own engine, once it runs. */
+  engineClient(): Dockerode;
+};
 
 export async function createCvmSupervisor(options: CvmSupervisorOptions): Promise<CvmSupervisor> {
   return new Supervisor(options);
@@ -106,7 +145,7 @@ class Supervisor implements CvmSupervisor {
   private readonly logger: Logger;
   private readonly hostDocker?: Dockerode;
   private readonly initPaths = new Map<string, InitPath>();
-  private readonly bridge: NamespaceBridge;
+  private readonly namespaces: NamespaceBridge;
   private readonly lxcfs: Lxcfs;
   /** Built once per process: concurrent builds share the one compile. */
   private gateBinary?: Promise<string>;
@@ -115,7 +154,7 @@ class Supervisor implements CvmSupervisor {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
     this.engine = new CvmEngine({ dataDir: options.dataDir, logger: options.logger });
     this.hostDocker = options.hostDockerHost ? dockerClient(options.hostDockerHost) : undefined;
-    this.bridge = new NamespaceBridge(join(options.dataDir, "bin"));
+    this.namespaces = new NamespaceBridge(join(options.dataDir, "bin"));
     this.lxcfs = new Lxcfs(join(options.dataDir, "lxcfs"), this.logger);
   }
 
@@ -136,6 +175,13 @@ class Supervisor implements CvmSupervisor {
     const runtime = chooseRuntime(context.settings.runtime, await this.engine.runtimes());
     await log(`isolation runtime: ${runtime} (setting: ${context.settings.runtime})`);
     context.signal.throwIfAborted();
+    const made = await this.inspect(environment);
+    if (made && environment.buildId && made.Config.Labels?.[labels.build] === environment.buildId) {
+      // A server stopped or killed in the middle of this build: the container it made goes on.
+      await log(`resuming the build with its container ${containerName(environment.id)}`);
+      await context.enter("starting");
+      return this.resume(environment, made, log, context.signal);
+    }
 
     await context.enter("pulling");
     await log(`pull: ${environment.image}`);
@@ -148,16 +194,17 @@ class Supervisor implements CvmSupervisor {
       ownCopy: "unreachable",
       nodeEngine: this.hostDocker,
     });
+    const took = `${((Date.now() - pulledAt) / 1000).toFixed(1)} s`;
     const sources = {
-      registry: "pulled from its registry",
-      "node-engine": "copied from the node's engine",
-      engine: "already in cvm's engine",
+      registry: `pulled from its registry in ${took}`,
+      "node-engine": `copied from the node's engine in ${took}`,
+      engine: `already in cvm's engine (checked in ${took})`,
     };
-    await log(`pull: ${environment.image} ${sources[source]} in ${((Date.now() - pulledAt) / 1000).toFixed(1)} s`);
+    await log(`pull: ${environment.image} ${sources[source]}`);
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const { container, createdAt } = await this.create(docker, environment, runtime, log);
+    const { container, createdAt } = await this.create(docker, environment, runtime, context, log);
     await context.enter("starting");
     const observation = await this.boot(container, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
@@ -169,11 +216,13 @@ class Supervisor implements CvmSupervisor {
     docker: Dockerode,
     environment: Environment,
     runtime: CvmRuntime,
+    context: BuildContext,
     log: (text: string) => Promise<void>,
   ): Promise<{ container: Dockerode.Container; createdAt: number }> {
     const name = containerName(environment.id);
-    // A rebuild starts from a fresh container; its volumes stay.
-    await ignoreMissing(docker.getContainer(name).remove({ force: true }));
+    // A rebuild starts from a fresh container (its cgroups go with the old one); its volumes stay.
+    const old = await ignoreMissing(docker.getContainer(name).inspect());
+    if (old) await this.removeContainer(docker, old.Id);
     const storage = await this.prepareStorage(docker, environment, runtime);
     this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
       this.gateBinary = undefined;
@@ -182,36 +231,81 @@ class Supervisor implements CvmSupervisor {
     const gateBinary = await this.gateBinary;
     const apparmor = await ensureApparmorProfile();
     await log(`security: ${apparmor.note}`);
+    let devices: CvmDeviceNodes = {};
+    let sysfsReference: string | undefined;
     if (runtime === "userns") {
-      await log("security: seccomp = Docker's default profile + keyctl, pivot_root (for nested containers)");
-      await log("security: not privileged; capabilities added: SYS_ADMIN, NET_ADMIN (inside its user namespace only)");
+      await log(
+        "security: seccomp = Docker's default profile for its default capabilities + SYS_ADMIN, NET_ADMIN, plus keyctl, pivot_root (for nested containers)",
+      );
+      await log(
+        "security: not privileged; every capability, inside its user namespace only; /proc and /sys unmasked (nested containers mount them again)",
+      );
+      devices = await this.devices(context, log);
+      sysfsReference = await ensureSysfsReference(this.engine.paths.root).catch(async (error: CvmError) => {
+        await log(`nesting unavailable: ${error.message}: ${error.detail ?? ""}`);
+        return undefined;
+      });
     }
     const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
-    await log(`${storage.enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${rootfs.note}`);
+    const node = await readNodePidCapacity();
+    await log(pidsLimitNote(context.settings.limits.pids, node));
     const request = cvmContainerRequest({
       environment,
       image: environment.image,
       runtime,
       gateBinary,
+      pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
       seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
       apparmor: apparmor.profile,
       storageOpt: rootfs.storageOpt,
+      installationId: this.options.installationId,
       volumeSources: this.options.volumeSources,
       dockerDisk: storage.dockerDisk,
+      devices,
+      sysfsReference,
     });
     const proc = await this.lxcfs.ensure();
     await log(`/proc: ${proc.note}`);
     const createdAt = Date.now();
     const container = await docker.createContainer(withLxcfs(request, proc.mountpoint));
+    const root = rootfs.storageOpt ? rootfs.note : await this.rootDisk(container, environment);
+    const enforced = storage.enforced && !/not limited/.test(root);
+    await log(`${enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${root}`);
     await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
     return { container, createdAt };
   }
 
+  /** The writable layer on a disk of its own (environment-disks.ts), where the engine cannot limit it itself. */
+  private async rootDisk(container: Dockerode.Container, environment: Environment): Promise<string> {
+    try {
+      const layer = layerDirOf((await container.inspect()).GraphDriver);
+      if (!layer) throw new Error("the engine's storage driver is not overlay2");
+      await ensureRootDisk(this.engine.paths.disks, environment.id, environment.diskGiB, layer);
+      return `the root filesystem is limited to ${environment.diskGiB} GiB (its writable layer on an ext4 disk of its own)`;
+    } catch (error) {
+      return `the root filesystem is not limited: no disk of its own (${(error as Error).message.split("\n")[0]})`;
+    }
+  }
+
+  /** cvm's own FUSE and TUN nodes, as the settings allow and the node can give them; each outcome a log line. */
+  private async devices(context: BuildContext, log: (text: string) => Promise<void>): Promise<CvmDeviceNodes> {
+    const root = this.engine.root;
+    if (!root) return {};
+    const { nodes, notes } = await ensureDeviceNodes(join(this.engine.paths.root, "devices"), root, {
+      fuse: context.settings.fuseDevice,
+      tun: context.settings.tunDevice,
+    });
+    for (const note of notes) await log(`devices: ${note}`);
+    return nodes;
+  }
+
   /**
-   * Where /home and /var/lib/docker live. /home: a named volume (the image's
-   * /home is copied in the first time). /var/lib/docker: a disk of its own,
-   * sized diskGiB, where loop devices work; otherwise a named volume, and the
-   * build log says the size is not enforced. In a Pod, the claim's directories.
+   * Where /home and /var/lib/docker live: each on a disk of its own, sized
+   * diskGiB, where loop devices work (/home as a named volume on its disk, so
+   * the image's /home is copied in the first time); otherwise named volumes,
+   * and the build log says the size is not enforced. A home volume made
+   * before home disks existed is kept as it is. In a Pod, the claim's
+   * directories, sized by the claim.
    */
   private async prepareStorage(
     docker: Dockerode,
@@ -221,20 +315,41 @@ class Supervisor implements CvmSupervisor {
     const sources = this.options.volumeSources;
     if (sources) {
       await this.ownBySourcesRoot(sources, runtime);
-      return { enforced: false, note: "/home and /var/lib/docker are on the Pod's claim (sized by the claim)" };
+      return {
+        enforced: true,
+        note: `/home and /var/lib/docker are on the Pod's claim, limited together to its ${environment.diskGiB} GiB`,
+      };
     }
     const labelled = (name: string) => ({
       Name: name,
-      Labels: { [labels.managed]: "true", [labels.environment]: environment.id },
+      Labels: { ...installationLabels(this.options.installationId), [labels.environment]: environment.id },
     });
-    await docker.createVolume(labelled(homeVolumeName(environment.id)));
-    const home = `/home is volume ${homeVolumeName(environment.id)} (Docker's local volumes have no size)`;
+    const homeName = homeVolumeName(environment.id);
+    const disks = this.engine.paths.disks;
     const root = this.engine.root;
-    try {
+    const ownDisk = async (kind: "docker" | "home") => {
       if (!root) throw new Error("the engine has no remapped root");
-      const { disk } = await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
+      return (await ensureDisk(disks, environment.id, kind, environment.diskGiB, root)).disk;
+    };
+    const failure = (error: unknown) => (error as Error).message.split("\n")[0];
+    let home: string;
+    const existing = await ignoreMissing(docker.getVolume(homeName).inspect());
+    if (existing && !existing.Options?.device) {
+      home = `/home is volume ${homeName}, made before home disks: not limited`;
+    } else {
+      try {
+        const disk = await ownDisk("home");
+        if (!existing) await docker.createVolume({ ...labelled(homeName), ...diskVolumeOptions(disk) });
+        home = `/home is limited to ${environment.diskGiB} GiB (volume ${homeName} on an ext4 disk of its own)`;
+      } catch (error) {
+        if (!existing) await docker.createVolume(labelled(homeName));
+        home = `/home is volume ${homeName}, not limited: no disk of its own (${failure(error)})`;
+      }
+    }
+    try {
+      const disk = await ownDisk("docker");
       return {
-        dockerDisk: disk.mountPoint,
+        dockerDisk: disk.source,
         enforced: true,
         note: `/var/lib/docker is limited to ${environment.diskGiB} GiB (an ext4 disk of its own); ${home}`,
       };
@@ -242,7 +357,7 @@ class Supervisor implements CvmSupervisor {
       await docker.createVolume(labelled(dockerVolumeName(environment.id)));
       return {
         enforced: false,
-        note: `/var/lib/docker is volume ${dockerVolumeName(environment.id)}, not limited: no disk of its own (${(error as Error).message.split("\n")[0]}); ${home}`,
+        note: `/var/lib/docker is volume ${dockerVolumeName(environment.id)}, not limited: no disk of its own (${failure(error)}); ${home}`,
       };
     }
   }
@@ -284,9 +399,12 @@ class Supervisor implements CvmSupervisor {
     );
     const info = await container.inspect();
     const pid = info.State.Pid;
+    const note = await this.options.beforeRelease?.();
+    if (note) await log(note);
     if (!init.found) {
       await releaseGate(pid, "reaper");
       await log("release: minimal init running; systemd unavailable");
+      if (runtime === "userns") await this.checkGateMounts(container, pid, log);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "absent" };
     }
     signal?.throwIfAborted();
@@ -295,9 +413,28 @@ class Supervisor implements CvmSupervisor {
       if (!root) throw new CvmError("INTERNAL", "cvm's engine has no remapped root");
       const { directories } = await delegateCgroups(pid, root.uid, root.gid);
       await log(`cgroups: ${directories.length} directories handed to the CVM's root (uid ${root.uid})`);
+      if (isSystemd(init)) {
+        await log(
+          `systemd: masked for the boot: ${maskedUnits.map((m) => `${m.unit} (${m.why})`).join(", ")}; systemd would try them because the CVM holds capabilities that count only inside it`,
+        );
+      }
     }
     await releaseGate(pid, "init");
     await log(`release: ${init.target} is PID 1`);
+    if (runtime === "userns") await this.checkGateMounts(container, pid, log);
+    return this.ready(container, pid, runtime, init, log, signal, startedAt);
+  }
+
+  /** After the release: waits for systemd to finish booting (and says how the inner Docker is). */
+  private async ready(
+    container: Dockerode.Container,
+    pid: number,
+    runtime: CvmRuntime,
+    init: Extract<InitPath, { found: true }>,
+    log: (text: string) => Promise<void>,
+    signal: AbortSignal | undefined,
+    startedAt: number,
+  ): Promise<Observation> {
     if (!isSystemd(init)) {
       await log(`${init.target} is not systemd: systemd unavailable`);
       return { exists: true, running: true, runtime, systemd: "unavailable", failedUnits: [], docker: "unknown" };
@@ -323,6 +460,22 @@ class Supervisor implements CvmSupervisor {
   }
 
   /**
+   * What the gate set up at release: whether nested privileged containers
+   * can mount sysfs, and whether the CVM has a binfmt_misc of its own. Only
+   * reported: the CVM works either way.
+   */
+  private async checkGateMounts(container: Dockerode.Container, pid: number, log: (text: string) => Promise<void>) {
+    const mounts = gateMounts(await readFile(`/proc/${pid}/mountinfo`, "utf8").catch(() => ""));
+    const gateNote = (await this.tail(container)).split("\n").find((line) => line.includes("cvm-gate: sysfs"));
+    await log(
+      mounts.nestable
+        ? "nesting: /sys is the CVM's own sysfs with a writable super block: nested privileged containers can mount sysfs"
+        : `nesting: /sys stays read-only, so nested privileged containers cannot mount sysfs (${gateNote ?? "no reference sysfs"})`,
+    );
+    await log(`multi-arch: ${binfmtNote(mounts.binfmtMisc, release())}`);
+  }
+
+  /**
    * The entrypoint rule's answer depends only on the image, so it is asked
    * once per image id (a few archive requests) and remembered.
    */
@@ -340,6 +493,28 @@ class Supervisor implements CvmSupervisor {
     return raw.toString("utf8").replace(/[\x00-\x08]/g, "");
   }
 
+  /** Goes on with the container an interrupted build made, from wherever it got to. */
+  private async resume(
+    environment: Environment,
+    info: Dockerode.ContainerInspectInfo,
+    log: (text: string) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<Observation> {
+    const runtime = (info.Config.Labels?.[labels.runtime] as CvmRuntime | undefined) ?? "userns";
+    const container = await this.container(environment);
+    if (!info.State.Running) {
+      await this.remountDisks(environment, info);
+      return this.boot(container, runtime, log, signal);
+    }
+    const state = await gateState(info.State.Pid);
+    if (state === "held" || state === "starting") return this.boot(container, runtime, log, signal, true);
+    if (state === "reaper") return this.observe(environment);
+    const init = await this.initPath(container);
+    if (!init.found) return this.observe(environment);
+    await log(`release: ${init.target} already runs as PID 1`);
+    return this.ready(container, info.State.Pid, runtime, init, log, signal, Date.now());
+  }
+
   async start(environment: Environment, context: BuildContext): Promise<Observation> {
     const info = await this.inspect(environment);
     if (!info) {
@@ -355,19 +530,22 @@ class Supervisor implements CvmSupervisor {
       return this.boot(await this.container(environment), runtime, log, context.signal, true);
     }
     await context.enter("starting");
-    await this.remountDockerDisk(environment);
+    await this.remountDisks(environment, info);
+    // The engine unmounts its reference sysfs when it stops with no CVM running; the bind needs it back.
+    if (runtime === "userns") {
+      await ensureSysfsReference(this.engine.paths.root).catch((error: Error) =>
+        log(`nesting unavailable: ${error.message}`),
+      );
+    }
     return this.boot(await this.container(environment), runtime, log, context.signal);
   }
 
-  /** A node reboot unmounts the inner Docker's disk; its container's bind needs it back before start. */
-  private async remountDockerDisk(environment: Environment): Promise<void> {
+  /** A node reboot (or the engine's stop) unmounts the environment's disks; its container needs them back before it starts. */
+  private async remountDisks(environment: Environment, info: Dockerode.ContainerInspectInfo): Promise<void> {
     const root = this.engine.root;
-    const { image } = dockerDiskPaths(this.engine.paths.disks, environment.id);
-    const present = await stat(image).then(
-      () => true,
-      () => false,
-    );
-    if (present && root) await ensureDockerDisk(this.engine.paths.disks, environment.id, environment.diskGiB, root);
+    if (!root) return;
+    const layer = layerDirOf(info.GraphDriver);
+    await remountDisks(this.engine.paths.disks, environment.id, environment.diskGiB, root, layer);
   }
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
@@ -385,11 +563,20 @@ class Supervisor implements CvmSupervisor {
       ...(options.keepHome ? [] : [homeVolumeName(environment.id)]),
     ];
     for (const volume of volumes) await ignoreMissing(docker.getVolume(volume).remove());
-    await releaseDockerDisk(this.engine.paths.disks, environment.id, options.keepDockerData ?? false);
+    await releaseDisk(this.engine.paths.disks, environment.id, "docker", options.keepDockerData ?? false);
+    await releaseDisk(this.engine.paths.disks, environment.id, "home", options.keepHome);
   }
 
   private async removeContainer(docker: Dockerode, id: string): Promise<void> {
-    await ignoreMissing(docker.getContainer(id).remove({ force: true }));
+    const container = docker.getContainer(id);
+    const info = await ignoreMissing(container.inspect());
+    const environmentId = info?.Config.Labels?.[labels.environment];
+    if (info && environmentId) {
+      // Its writable layer's disk comes off the layer directory first, or the engine cannot remove it.
+      await ignoring([304, 404], container.stop({ t: 0 }));
+      await releaseRootDisk(this.engine.paths.disks, environmentId, layerDirOf(info.GraphDriver));
+    }
+    await ignoreMissing(container.remove({ force: true }));
     const left = await removeContainerCgroups(id);
     if (left.length > 0) this.logger.warn({ container: id, left }, "cgroup directories left after removal");
   }
@@ -441,7 +628,7 @@ class Supervisor implements CvmSupervisor {
   }
 
   async dial(environment: Environment, port: number): Promise<Duplex> {
-    return this.bridge.dial(await this.pid(environment), port);
+    return this.namespaces.dial(await this.pid(environment), port);
   }
 
   async spliceSocket(
@@ -449,12 +636,12 @@ class Supervisor implements CvmSupervisor {
     port: number,
     client: Socket,
     connected: () => Promise<void> | void,
-  ): Promise<{ finished: Promise<void> }> {
-    return this.bridge.splice(await this.pid(environment), port, client, connected);
+  ): Promise<SplicedSocket> {
+    return this.namespaces.splice(await this.pid(environment), port, client, connected);
   }
 
   async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
-    return this.bridge.listeningPorts(await this.pid(environment));
+    return this.namespaces.listeningPorts(await this.pid(environment));
   }
 
   async listenUnix(
@@ -462,17 +649,29 @@ class Supervisor implements CvmSupervisor {
     spec: UnixSocketSpec,
     onConnection: (connection: Duplex) => void,
   ): Promise<UnixListener> {
-    return this.bridge.listen(await this.pid(environment), spec, onConnection);
+    return this.namespaces.listen(await this.pid(environment), spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    return listLabeledWorkloads(await this.engine.ensure());
+    return listLabeledWorkloads(await this.engine.ensure(), this.options.installationId);
+  }
+
+  async addresses(): Promise<RunningAddress[]> {
+    return listRunningAddresses(await this.engine.ensure(), this.options.installationId);
+  }
+
+  async bridge(): Promise<string | undefined> {
+    return this.engine.network?.bridge;
+  }
+
+  engineClient(): Dockerode {
+    return this.engine.docker;
   }
 
   async removeWorkload(ref: string): Promise<void> {
     const docker = await this.engine.ensure();
     const info = await ignoreMissing(docker.getContainer(ref).inspect());
-    if (!info) return;
+    if (!info || !isInstallations(info.Config.Labels, this.options.installationId)) return;
     await this.removeContainer(docker, info.Id);
     // The environment is gone from the store: nothing of it should stay.
     const environmentId = info.Config.Labels?.[labels.environment];
@@ -480,7 +679,8 @@ class Supervisor implements CvmSupervisor {
       for (const volume of [dockerVolumeName(environmentId), homeVolumeName(environmentId)]) {
         await ignoreMissing(docker.getVolume(volume).remove());
       }
-      await releaseDockerDisk(this.engine.paths.disks, environmentId, false);
+      for (const kind of ["docker", "home"] as const)
+        await releaseDisk(this.engine.paths.disks, environmentId, kind, false);
     }
   }
 

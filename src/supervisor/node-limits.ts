@@ -1,5 +1,6 @@
 /**
- * Per-user kernel limits, raised on the node when cvm's engine starts. Every
+ * The node's kernel limits cvm reads and raises. Per-user limits are raised
+ * when cvm's engine starts. Every
  * CVM's root is the same unprivileged uid on the node (userns-remap maps them
  * all to one range), so limits the kernel counts per user are shared by all
  * CVMs together. With the defaults, about eight CVMs exhaust the inotify
@@ -10,6 +11,7 @@
  */
 
 import { readFile, writeFile } from "node:fs/promises";
+import type { NodePidCapacity } from "../core/pids-limit.js";
 
 export interface NodeLimit {
   key: string;
@@ -50,4 +52,13 @@ export async function raiseNodeLimits(limits = nodeLimits): Promise<LimitChange[
     }
   }
   return changes;
+}
+
+/** kernel.pid_max and kernel.threads-max, as this machine (or this Pod) sees them. */
+export async function readNodePidCapacity(): Promise<NodePidCapacity> {
+  const read = async (key: string) => {
+    const value = Number((await readFile(procPath(key), "utf8").catch(() => "")).trim());
+    return Number.isFinite(value) && value > 0 ? value : undefined;
+  };
+  return { pidMax: await read("kernel.pid_max"), threadsMax: await read("kernel.threads-max") };
 }

@@ -39,7 +39,7 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
     cvm: true,
     cpu: pod.cpuLimitMillis / 1000,
     memoryGiB: pod.memoryLimitMiB / 1024,
-    diskGiB: 0,
+    diskGiB: pod.environment.diskGiB,
     ownerId: "",
     state: "queued",
     runtime: resolveRuntime(pod.runtime),
@@ -54,7 +54,14 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
   return {
     ...pod,
     environment,
-    settings: { ...defaultSettings, cvmEnabled: true, runtime: pod.runtime },
+    settings: {
+      ...defaultSettings,
+      cvmEnabled: true,
+      runtime: pod.runtime,
+      limits: { ...defaultSettings.limits, pids: pod.pidsLimit },
+      fuseDevice: pod.fuseDevice,
+      tunDevice: pod.tunDevice,
+    },
     credentials: decodeRegistryAuth(readIfPresent(pod.registryAuthFile)),
     reportToken: readIfPresent(pod.reportTokenFile),
   };

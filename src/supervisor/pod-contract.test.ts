@@ -69,7 +69,11 @@ function mountSecret(pod: V1Pod, container: V1Container, secret: V1Secret, root:
 }
 
 test("the agent sees the environment, limits, build, report URL and directories its Pod spec was made with", () => {
-  const settings = { ...defaultSettings, runtime: "sysbox" as const };
+  const settings = {
+    ...defaultSettings,
+    runtime: "sysbox" as const,
+    limits: { ...defaultSettings.limits, pids: 3000 },
+  };
   const pod = environmentPodSpec(environment, settings, { serverUrl, stopTimeoutSeconds: 45, discardDockerData: true });
   const secret = environmentSecretSpec(environment, credentials, "report-token-value");
   const container = pod.spec?.containers[0] as V1Container;
@@ -82,8 +86,10 @@ test("the agent sees the environment, limits, build, report URL and directories 
     image: environment.image,
     ownerEmail: environment.ownerEmail,
     buildId: environment.buildId,
+    diskGiB: environment.diskGiB,
   });
   assert.equal(decoded.runtime, "sysbox");
+  assert.equal(decoded.pidsLimit, 3000);
   assert.equal(decoded.cpuLimitMillis, 1500);
   assert.equal(decoded.memoryLimitMiB, 2560);
   assert.equal(decoded.stopTimeoutSeconds, 45);
@@ -135,6 +141,8 @@ test("the agent sees the environment, limits, build, report URL and directories 
     assert.equal(agent.environment.runtime, "sysbox");
     assert.equal(agent.environment.buildId, environment.buildId);
     assert.equal(agent.settings.runtime, "sysbox");
+    assert.equal(agent.settings.limits.pids, 3000, "the admin's process limit");
+    assert.equal(agent.environment.diskGiB, environment.diskGiB);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -147,6 +155,21 @@ test("a Pod spec without a server URL: the agent reports to nobody", () => {
   assert.equal(decoded.environment.buildId, undefined);
   assert.equal(decoded.runtime, "auto");
   assert.equal(decoded.stopTimeoutSeconds, 30);
+});
+
+test("the FUSE and TUN settings reach the agent's settings through the Pod; each on unless the Pod says otherwise", () => {
+  const agentSettings = (settings: typeof defaultSettings) =>
+    podEnvironment(kubeletEnvironment(environmentPodSpec(environment, settings).spec?.containers[0] as V1Container))
+      .settings;
+  assert.deepEqual([agentSettings(defaultSettings).fuseDevice, agentSettings(defaultSettings).tunDevice], [true, true]);
+  const off = agentSettings({ ...defaultSettings, fuseDevice: false, tunDevice: false });
+  assert.deepEqual([off.fuseDevice, off.tunDevice], [false, false]);
+  const onlyTun = agentSettings({ ...defaultSettings, fuseDevice: false });
+  assert.deepEqual([onlyTun.fuseDevice, onlyTun.tunDevice], [false, true]);
+  assert.equal(
+    decodePodVariables({ CVM_ENVIRONMENT_ID: "e", CVM_ENVIRONMENT_NAME: "n", CVM_IMAGE: "i" }).fuseDevice,
+    true,
+  );
 });
 
 test("the registry credentials file: keyed by the image's registry, and read back as written", () => {

@@ -38,6 +38,8 @@ export const podVariables = {
   environmentName: "CVM_ENVIRONMENT_NAME",
   image: "CVM_IMAGE",
   runtime: "CVM_RUNTIME",
+  fuseDevice: "CVM_FUSE_DEVICE",
+  tunDevice: "CVM_TUN_DEVICE",
   buildId: "CVM_BUILD_ID",
   ownerEmail: "CVM_OWNER_EMAIL",
   /** The server's base URL as Pods reach it; the agent reports to supervisorReportUrl of it. */
@@ -50,6 +52,10 @@ export const podVariables = {
   readyFile: "CVM_READY_FILE",
   discardDockerData: "CVM_DISCARD_DOCKER_DATA",
   stopTimeoutSeconds: "CVM_STOP_TIMEOUT_SECONDS",
+  /** The admin's process limit per environment (0: sized to the node the Pod runs on). */
+  pidsLimit: "CVM_PIDS_LIMIT",
+  /** The environment's disk size: its root filesystem's limit (its claim holds /home and /var/lib/docker). */
+  diskGiB: "CVM_DISK_GIB",
   /** The Pod's own resources, through the downward API rather than copied. */
   cpuRequestMillis: "CVM_CPU_REQUEST_MILLIS",
   cpuLimitMillis: "CVM_CPU_LIMIT_MILLIS",
@@ -75,8 +81,12 @@ export function supervisorReportUrl(serverUrl: string, environmentId: string): s
 
 /** What the Pod spec tells the agent. */
 export interface PodAssignment {
-  environment: { id: string; name: string; image: string; ownerEmail: string; buildId?: string };
+  environment: { id: string; name: string; image: string; ownerEmail: string; buildId?: string; diskGiB: number };
   runtime: RuntimeChoice;
+  pidsLimit: number;
+  /** The infrastructure settings' FUSE and TUN toggles: whether the CVM gets /dev/fuse and /dev/net/tun. */
+  fuseDevice: boolean;
+  tunDevice: boolean;
   /** The server's base URL; no reports are sent without one. */
   serverUrl?: string;
   discardDockerData: boolean;
@@ -97,6 +107,8 @@ export function encodePodVariables(assignment: PodAssignment, container: string)
     value(v.environmentName, environment.name),
     value(v.image, environment.image),
     value(v.runtime, assignment.runtime),
+    value(v.fuseDevice, String(assignment.fuseDevice)),
+    value(v.tunDevice, String(assignment.tunDevice)),
     value(v.buildId, environment.buildId ?? ""),
     value(v.ownerEmail, environment.ownerEmail),
     value(v.serverUrl, assignment.serverUrl ?? ""),
@@ -109,6 +121,8 @@ export function encodePodVariables(assignment: PodAssignment, container: string)
     value(v.readyFile, podPaths.ready),
     value(v.discardDockerData, assignment.discardDockerData ? "true" : "false"),
     value(v.stopTimeoutSeconds, String(assignment.stopTimeoutSeconds)),
+    value(v.pidsLimit, String(assignment.pidsLimit)),
+    value(v.diskGiB, String(environment.diskGiB)),
     resource(v.cpuRequestMillis, "requests.cpu", "1m"),
     resource(v.cpuLimitMillis, "limits.cpu", "1m"),
     resource(v.memoryRequestMiB, "requests.memory", "1Mi"),
@@ -156,8 +170,13 @@ export function decodePodVariables(env: NodeJS.ProcessEnv): PodVariables {
       image: required(env, v.image),
       ownerEmail: env[v.ownerEmail] ?? "",
       buildId: env[v.buildId] || undefined,
+      diskGiB: numberOr(env[v.diskGiB], 0),
     },
     runtime: runtimeOf(env[v.runtime]),
+    pidsLimit: numberOr(env[v.pidsLimit], 0),
+    // Devices are on unless the Pod says otherwise, as in the settings' defaults.
+    fuseDevice: env[v.fuseDevice] !== "false",
+    tunDevice: env[v.tunDevice] !== "false",
     serverUrl,
     reportUrl: serverUrl && supervisorReportUrl(serverUrl, id),
     discardDockerData: env[v.discardDockerData] === "true",

@@ -15,6 +15,14 @@
  *   dockerd answers, but a nested `docker run` fails;
  * - `add_key` and `request_key` are not needed: a nested `docker run`
  *   succeeds without them, so they stay denied.
+ *
+ * A CVM holds every capability (cvm-container.ts), which would open every
+ * capability-conditioned rule of Docker's profile (module loading, the clock,
+ * reboot, ioperm). cvm resolves those conditions itself, for the capabilities
+ * a CVM held before it held them all (`syscallCapabilities`), so the
+ * profile's system calls are the same as then, for the CVM and everything
+ * nested in it (seccomp filters stack: a nested --privileged container is
+ * still under the CVM's).
  */
 
 import { readFileSync } from "node:fs";
@@ -53,6 +61,29 @@ export const cvmSyscallAdditions: { names: string[]; why: string }[] = [
   },
 ];
 
+/**
+ * The capabilities whose system calls a CVM may make: Docker's default set
+ * plus SYS_ADMIN and NET_ADMIN (what a CVM held before it held every one).
+ */
+export const syscallCapabilities = [
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_FSETID",
+  "CAP_FOWNER",
+  "CAP_MKNOD",
+  "CAP_NET_RAW",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETFCAP",
+  "CAP_SETPCAP",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_SYS_CHROOT",
+  "CAP_KILL",
+  "CAP_AUDIT_WRITE",
+  "CAP_SYS_ADMIN",
+  "CAP_NET_ADMIN",
+] as const;
+
 let dockerDefault: SeccompProfile | undefined;
 
 export function dockerDefaultProfile(): SeccompProfile {
@@ -62,9 +93,27 @@ export function dockerDefaultProfile(): SeccompProfile {
   return dockerDefault;
 }
 
-/** Docker's default profile plus the CVM additions, as the engine takes it (`seccomp=<json>`). */
+/**
+ * The profile as Docker would apply it to a container holding `held`, with
+ * the capability conditions gone: a rule needing capabilities is kept only if
+ * all are held, a rule excluded by one is dropped if any is held (Docker's own
+ * reading, profiles/seccomp), and the arch and kernel conditions stay.
+ */
+export function resolveCapabilities(profile: SeccompProfile, held: readonly string[]): SeccompProfile {
+  const holds = new Set(held);
+  const syscalls = profile.syscalls.flatMap((rule) => {
+    const { caps: needed, ...includes } = (rule.includes ?? {}) as { caps?: string[] };
+    const { caps: excluded, ...excludes } = (rule.excludes ?? {}) as { caps?: string[] };
+    if (needed && !needed.every((cap) => holds.has(cap))) return [];
+    if (excluded?.some((cap) => holds.has(cap))) return [];
+    return [{ ...rule, includes, excludes }];
+  });
+  return { ...profile, syscalls };
+}
+
+/** Docker's default profile, resolved for `syscallCapabilities`, plus the CVM additions (`seccomp=<json>`). */
 export function cvmSeccompProfile(): SeccompProfile {
-  const base = dockerDefaultProfile();
+  const base = resolveCapabilities(dockerDefaultProfile(), syscallCapabilities);
   return {
     ...base,
     syscalls: [

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ensureGateBinary, gateState, releaseGate } from "./start-gate.js";
+import { ensureGateBinary, gateCommand, gateMounts, gateState, releaseGate } from "./start-gate.js";
 
 // The gate as an ordinary process: the same handlers and names it has as a CVM's PID 1.
 let dir: string;
@@ -66,4 +67,40 @@ test("a gate stopped before its release exits cleanly", async () => {
 
 test("a program that exited is reported gone, and its release fails", async () => {
   await assert.rejects(releaseGate(2 ** 22 + 12345, "init", 200), /exited before it was released/);
+});
+
+test("the command names the units to mask only when there are some", () => {
+  assert.deepEqual(gateCommand("/sbin/init"), ["hold", "/sbin/init"]);
+  assert.deepEqual(gateCommand("/sbin/init", ["a.mount", "b.service"]), [
+    "hold",
+    "--mask=a.mount,b.service",
+    "/sbin/init",
+  ]);
+});
+
+test("held with masks, released: the program runs as it would without them (not PID 1: no masks written)", async () => {
+  const child = spawn(gate, ["hold", "--mask=cvm-gate-test.mount", "/bin/sh", "-c", "echo released; sleep 0.5"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  await until(child.pid as number, "held");
+  await releaseGate(child.pid as number, "init");
+  assert.equal(await exited, 0);
+  assert.equal(output, "released\n");
+  assert.equal(existsSync("/run/systemd/system/cvm-gate-test.mount"), false, "a mask was written on the machine");
+});
+
+const engineSys = "80 76 0:45 / /sys ro,nosuid,nodev,noexec,relatime - sysfs sysfs ro";
+const ownSys = "201 76 0:70 / /sys ro,nosuid,nodev,noexec,relatime - sysfs sysfs rw";
+const binfmt = "300 54 0:80 / /proc/sys/fs/binfmt_misc rw,nosuid,nodev,noexec,relatime - binfmt_misc binfmt_misc rw";
+
+test("after release: a writable sysfs super block at /sys, binfmt_misc of its own", () => {
+  assert.deepEqual(gateMounts([engineSys].join("\n")), { nestable: false, binfmtMisc: false });
+  assert.deepEqual(gateMounts([ownSys, binfmt].join("\n")), { nestable: true, binfmtMisc: true });
+  // A sysfs over a writable one hides it: the last mount at /sys decides.
+  assert.equal(gateMounts([ownSys, engineSys].join("\n")).nestable, false);
 });

@@ -17,13 +17,21 @@ export const gateSource = fileURLToPath(new URL("./gate/cvm-gate.c", import.meta
 /** Where the gate is mounted in every CVM (read-only). */
 export const gateMountPath = "/.cvm/cvm-gate";
 
+/**
+ * Where a userns CVM finds the engine's reference sysfs (read-only;
+ * SYSFS_REFERENCE in gate/cvm-gate.c, sysfs-reference.ts). At release the
+ * gate gives the CVM a writable sysfs super block of its own from it; it
+ * stays for tools that unmount /sys to mount another (`ip netns exec`).
+ */
+export const sysfsReferencePath = "/.cvm/sysfs";
+
 /** /proc/PID/comm of the gate while it holds, and of the reaper it becomes. */
 export const gateComm = "cvm-gate";
 export const reaperComm = "cvm-reaper";
 
-/** The container's command: hold, then exec `init` (when the image has one). */
-export function gateCommand(init: string): string[] {
-  return ["hold", init];
+/** The container's command: hold, then mask `masks` for systemd and exec `init` (when the image has one). */
+export function gateCommand(init: string, masks: readonly string[] = []): string[] {
+  return masks.length > 0 ? ["hold", `--mask=${masks.join(",")}`, init] : ["hold", init];
 }
 
 /** Compiles the gate once per source version into `binDir`. */
@@ -84,4 +92,27 @@ export async function releaseGate(pid: number, how: Release, timeoutMs = 60_000)
     }
     await sleep(wait);
   }
+}
+
+/** What the gate set up in a userns CVM at release, read from its mount table. */
+export interface GateMounts {
+  /** /sys is a sysfs whose super block is writable: nested privileged containers can mount sysfs. */
+  nestable: boolean;
+  /** The CVM has a binfmt_misc of its own (Linux 6.7 and newer). */
+  binfmtMisc: boolean;
+}
+
+/** Reads a CVM's mount table (/proc/PID/mountinfo as the node sees it). */
+export function gateMounts(mountinfo: string): GateMounts {
+  const found: GateMounts = { nestable: false, binfmtMisc: false };
+  for (const line of mountinfo.split("\n")) {
+    const [mountFields, fsFields] = line.split(" - ");
+    if (!fsFields) continue;
+    const target = mountFields.split(" ")[4];
+    const [type, , superOptions = ""] = fsFields.split(" ");
+    // The last mount at /sys is the one seen; its super block options say whether it was made writable.
+    if (target === "/sys") found.nestable = type === "sysfs" && superOptions.split(",").includes("rw");
+    if (target === "/proc/sys/fs/binfmt_misc" && type === "binfmt_misc") found.binfmtMisc = true;
+  }
+  return found;
 }

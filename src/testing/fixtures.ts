@@ -81,17 +81,21 @@ export function build(overrides: Partial<Build> = {}): Build {
 
 /** The defaults with some settings changed; `limits` and `supervisorPrivileges` merge into the defaults'. */
 export function settings(
-  overrides: Partial<Omit<InfrastructureSettings, "limits" | "supervisorPrivileges">> & {
+  overrides: Partial<Omit<InfrastructureSettings, "limits" | "supervisorPrivileges" | "quotas" | "network">> & {
     limits?: Partial<InfrastructureSettings["limits"]>;
     supervisorPrivileges?: Partial<InfrastructureSettings["supervisorPrivileges"]>;
+    quotas?: Partial<InfrastructureSettings["quotas"]>;
+    network?: Partial<InfrastructureSettings["network"]>;
   } = {},
 ): InfrastructureSettings {
-  const { limits, supervisorPrivileges, ...rest } = overrides;
+  const { limits, supervisorPrivileges, quotas, network, ...rest } = overrides;
   return {
     ...defaultSettings,
     ...rest,
     limits: { ...defaultSettings.limits, ...limits },
     supervisorPrivileges: { ...defaultSettings.supervisorPrivileges, ...supervisorPrivileges },
+    quotas: { ...defaultSettings.quotas, ...quotas },
+    network: { ...defaultSettings.network, ...network },
   };
 }
 

@@ -47,6 +47,11 @@ export interface TestService {
   finished(buildId: string): Promise<Build>;
   /** Stops the service as a server stops, opens the store again and reconciles, as a server starts. */
   restart(): Promise<ReconcileReport>;
+  /**
+   * Drops the service as `kill -9` drops a server (nothing it runs is told or
+   * waited for: open builds stay open), opens the store again and reconciles.
+   */
+  restartAfterKill(): Promise<ReconcileReport>;
   close(): Promise<void>;
 }
 
@@ -109,6 +114,12 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       }),
     async restart() {
       await service.close();
+      await store.close();
+      ({ store, service } = await open());
+      Object.assign(test, { store, service });
+      return service.reconcile({ removeOrphans: false });
+    },
+    async restartAfterKill() {
       await store.close();
       ({ store, service } = await open());
       Object.assign(test, { store, service });

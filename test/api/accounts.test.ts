@@ -27,9 +27,11 @@ for (const kind of storeKinds) {
 
     test("a fresh install needs its first admin; two racing first-admin requests make exactly one", async () => {
       assert.deepEqual(await t.anonymous().setupStatus(), { needsFirstAdmin: true, cvmEnabled: false });
+      const setupCode = t.server.setupCode ?? "";
+      assert.match(setupCode, /^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$/);
       const attempts = await Promise.allSettled(
         ["a@example.com", "b@example.com", "c@example.com"].map((email) =>
-          t.anonymous().createFirstAdmin({ email, password }),
+          t.anonymous().createFirstAdmin({ email, password, setupCode }),
         ),
       );
       const won = attempts.filter((a) => a.status === "fulfilled");
@@ -41,8 +43,9 @@ for (const kind of storeKinds) {
       assert.equal(session.user.role, "site-admin");
       assert.match(session.token, /^cvm_[A-Za-z0-9_-]{43}$/);
       assert.equal((await t.anonymous().setupStatus()).needsFirstAdmin, false);
-      // Later accounts come only from an admin.
-      await refused(t.anonymous().createFirstAdmin({ email: "late@example.com", password }), 409);
+      // Later accounts come only from an admin; the code is spent.
+      assert.equal(t.server.setupCode, undefined);
+      await refused(t.anonymous().createFirstAdmin({ email: "late@example.com", password, setupCode }), 409);
       admin = t.anonymous();
       admin.token = session.token;
       assert.equal((await admin.whoami()).email, session.user.email);
@@ -71,7 +74,11 @@ for (const kind of storeKinds) {
       const pair = cookie.split(";")[0];
       const me = await fetch(`${t.url}/api/v1/users/me`, { headers: { cookie: pair } });
       assert.equal(me.status, 200);
-      const out = await fetch(`${t.url}/api/v1/auth/logout`, { method: "POST", headers: { cookie: pair } });
+      // A browser sends its page's Origin with every write; the cookie works only with this server's own.
+      const out = await fetch(`${t.url}/api/v1/auth/logout`, {
+        method: "POST",
+        headers: { cookie: pair, origin: t.url },
+      });
       assert.equal(out.status, 204);
       assert.match(out.headers.get("set-cookie") ?? "", /cvm_session=;/);
       assert.equal((await fetch(`${t.url}/api/v1/users/me`, { headers: { cookie: pair } })).status, 401);
@@ -81,7 +88,11 @@ for (const kind of storeKinds) {
         headers: { "content-type": "application/json", "x-forwarded-proto": "https" },
         body: JSON.stringify({ email, password }),
       });
-      assert.match(proxied.headers.get("set-cookie") ?? "", /;\s*Secure/i, "behind an HTTPS proxy");
+      assert.doesNotMatch(
+        proxied.headers.get("set-cookie") ?? "",
+        /;\s*Secure/i,
+        "X-Forwarded-* counts only with --proxy-trusted",
+      );
     });
 
     test("no credentials, a revoked token and an expired token are refused with 401", async () => {
@@ -145,15 +156,21 @@ for (const kind of storeKinds) {
       assert.ok((await manager.audit()).items.length > 0, "a manager reads the audit log");
     });
 
-    test("a deactivated user cannot sign in, and their tokens stop working", async () => {
+    test("a deactivated user cannot sign in; their tokens are revoked and stay so when reactivated", async () => {
       const user = await t.userWithRole(admin, "member");
+      const api = await user.createToken({ name: "script" });
       // Used just before, so a cached check of the token must not outlive the change.
       assert.equal((await user.whoami()).active, true);
       await admin.updateUser(user.user.id, { active: false });
       await refused(user.whoami(), 401);
       await refused(t.anonymous().login({ email: user.user.email, password }), 401);
       await admin.updateUser(user.user.id, { active: true });
-      assert.equal((await user.whoami()).id, user.user.id);
+      assert.match((await refused(user.whoami(), 401)).body.message, /revoked/, "the old session stays revoked");
+      const script = t.anonymous();
+      script.token = api.secret;
+      await refused(script.whoami(), 401);
+      user.token = (await t.anonymous().login({ email: user.user.email, password })).token;
+      assert.equal((await user.whoami()).id, user.user.id, "a fresh sign-in works");
       await refused(user.listUsers(), 403);
       await admin.updateUser(user.user.id, { role: "site-manager" });
       assert.equal((await user.listUsers()).items.length > 0, true, "a new role applies at once");

@@ -21,8 +21,10 @@ const expectedRoutes = [
   "get /api/v1/settings/infrastructure",
   "put /api/v1/settings/infrastructure",
   "get /api/v1/settings/infrastructure/checks",
+  "get /api/v1/settings/infrastructure/checks/progress",
   "get /api/v1/audit",
   "post /api/v1/admin/reconcile",
+  "get /api/v1/admin/backup",
   "get /api/v1/environments",
   "post /api/v1/environments",
   "get /api/v1/environments/{ref}",
@@ -36,6 +38,7 @@ const expectedRoutes = [
   "get /api/v1/events",
   "post /api/v1/environments/{id}/supervisor-report",
   "get /api/v1/openapi.json",
+  "get /api/v1/buildinfo",
 ];
 
 describe("http surface (sqlite)", () => {
@@ -84,10 +87,32 @@ describe("http surface (sqlite)", () => {
       paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
     };
     const statuses = (path: string, method: string) => Object.keys(document.paths[path][method].responses);
-    assert.deepEqual(statuses("/api/v1/environments", "post"), ["201", "400", "401", "409", "413", "default"]);
-    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "default"]);
-    assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "default"]);
-    assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "default"]);
+    // Every route may meet a foreign Host (421); a write, another site's page (403); a body, the wrong type (415).
+    assert.deepEqual(statuses("/api/v1/environments", "post"), [
+      "201",
+      "400",
+      "401",
+      "403",
+      "409",
+      "413",
+      "415",
+      "421",
+      "default",
+    ]);
+    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "421", "default"]);
+    assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "421", "default"]);
+    assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "421", "default"]);
+    assert.deepEqual(statuses("/api/v1/auth/login", "post"), [
+      "200",
+      "400",
+      "401",
+      "403",
+      "413",
+      "415",
+      "421",
+      "429",
+      "default",
+    ]);
     const forbidden = document.paths["/api/v1/users"].get.responses["403"].content?.["application/json"] as {
       schema: { properties: Record<string, unknown>; required: string[] };
     };

@@ -40,6 +40,21 @@ for (const kind of storeKinds) {
       assert.equal((entry.after as { runtime: string }).runtime, "userns");
     });
 
+    test("FUSE and TUN: on by default, each turned off on its own; anything but a boolean is a 400 on its field", async () => {
+      const initial = await admin.infrastructure();
+      assert.equal(initial.fuseDevice, true);
+      assert.equal(initial.tunDevice, true);
+      const off = await admin.updateInfrastructure({ tunDevice: false });
+      assert.equal(off.tunDevice, false);
+      assert.equal(off.fuseDevice, true, "the other device is untouched");
+      const error = await refused(admin.updateInfrastructure({ fuseDevice: "no" as never }), 400);
+      assert.deepEqual(
+        error.body.validations?.map((v) => v.field),
+        ["fuseDevice"],
+      );
+      assert.deepEqual(await admin.updateInfrastructure({ tunDevice: true }), initial);
+    });
+
     test("invalid settings are a 400 on the fields, and nothing changes", async () => {
       const before = await admin.infrastructure();
       const error = await refused(

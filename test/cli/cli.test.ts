@@ -53,8 +53,11 @@ after(async () => {
   rmSync(configDir, { recursive: true, force: true });
 });
 
-test("login on a fresh install creates the first site admin and configures the CLI", async () => {
-  const out = await ok(["login", server.url, "--email", "admin@example.com", "--password", "correct horse"]);
+test("login on a fresh install creates the first site admin with the setup code from the log, the password kept off the command line", async () => {
+  const setupCode = server.server.setupCode ?? "";
+  const out = await ok(["login", server.url, "--email", "admin@example.com", "--setup-code", setupCode], {
+    CVM_PASSWORD: "correct horse",
+  });
   assert.match(out, /Created the site admin admin@example\.com/);
   const me = JSON.parse(await ok(["whoami", "--json"]));
   assert.equal(me.email, "admin@example.com");
@@ -96,6 +99,17 @@ test("admin infra: CVMs are off by default; creating a CVM then is refused namin
   const refused = await cvm(["env", "create", "vm", "--image", "debian", "--cvm"]);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /cvmEnabled/);
+});
+
+test("admin infra: FUSE and TUN are turned off and on; a bad state is refused naming the flag", async () => {
+  const off = JSON.parse(await ok(["admin", "infra", "set", "--fuse", "disabled", "--json"]));
+  assert.equal(off.fuseDevice, false);
+  assert.equal(off.tunDevice, true);
+  assert.match(await ok(["admin", "infra", "show"]), /^FUSE:\s+disabled$/m);
+  const bad = await cvm(["admin", "infra", "set", "--tun", "maybe"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--tun takes enabled or disabled/);
+  assert.equal(JSON.parse(await ok(["admin", "infra", "set", "--fuse", "on", "--json"])).fuseDevice, true);
 });
 
 test("env create with a bad name, image and size prints each field's problem and creates nothing", async () => {

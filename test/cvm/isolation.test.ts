@@ -4,6 +4,11 @@
  * and also checks that the attempt itself worked (the tool ran, the
  * capability was held), so that it fails when the isolation breaks.
  *
+ * The same checks run again from inside a container nested in a CVM with
+ * `docker run --privileged` (what Docker-in-Docker, kind nodes and binfmt
+ * registration need): it holds every capability the CVM holds and mounts
+ * proc and sysfs afresh, and must reach no further than the CVM itself.
+ *
  * To show that they do fail, the same checks run against a control: a
  * container on the host's engine made as close to `--privileged` as this
  * machine allows (every capability but the dangerous few, no seccomp, no
@@ -25,7 +30,16 @@ import { homeVolumeName } from "../../src/docker/index.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
-import { buildCvm, cvmEnvironment, fixtureDataDir, type Ran, shIn, startSupervisor } from "../harness/cvm.js";
+import {
+  buildCvm,
+  cvmEnvironment,
+  execIn,
+  fixtureDataDir,
+  loadIntoCvm,
+  type Ran,
+  shIn,
+  startSupervisor,
+} from "../harness/cvm.js";
 
 const image = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
 const skip = image ? false : "CVM_TEST_IMAGE_SYSTEMD_DOCKER is not set: run through `npm test`, which builds it";
@@ -86,13 +100,41 @@ function cgroupParentOnNode(pid: number): string {
 }
 
 const sysrqCheck = "/proc/sysrq-trigger cannot be written, not even through a fresh proc";
+const moduleCheck = "no kernel module can be loaded";
+const secretsCheck = "the node's kernel memory and firmware tables cannot be read, though /proc and /sys are whole";
+
+/** Files only the node's root may read, which Docker's masked paths used to hide; those this node has. */
+const nodeSecrets = ["/proc/kcore", "/sys/firmware/acpi/tables/DSDT", "/sys/firmware/dmi/tables/DMI"].filter((file) =>
+  existsSync(file),
+);
 
 /** Checks that cannot mean anything on this node, and why. */
 const notApplicable: Record<string, string | false> = {
   [sysrqCheck]:
     !existsSync("/proc/sysrq-trigger") &&
     "this node's kernel has no /proc/sysrq-trigger (CONFIG_MAGIC_SYSRQ is off): there is nothing to write",
+  [secretsCheck]:
+    nodeSecrets.length === 0 && "this node has none of /proc/kcore and the firmware tables: there is nothing to read",
+  [moduleCheck]:
+    !existsSync("/proc/modules") &&
+    "this node's kernel has no loadable modules (CONFIG_MODULES is off): nothing can be loaded by anyone",
 };
+
+const errnoPermission = 1;
+
+/**
+ * Sets $f to the memory limit file at the root of its cgroup namespace, the
+ * limit its parent set: a fresh mount shows it even where /sys/fs/cgroup is a
+ * cgroup of its own below it (a privileged nested container's is). Unmounted
+ * with `umount ${limitMount}`.
+ */
+const limitMount = `/root/${marker}.limit`;
+const limitFile = [
+  `mkdir -p ${limitMount}`,
+  `if mount -t cgroup -o memory cgroup ${limitMount} 2>/dev/null; then f=${limitMount}/memory.limit_in_bytes`,
+  `elif mount -t cgroup2 cgroup2 ${limitMount} 2>/dev/null; then f=${limitMount}/memory.max`,
+  `else f=/sys/fs/cgroup/memory/memory.limit_in_bytes; [ -e "$f" ] || f=/sys/fs/cgroup/memory.max; fi`,
+].join("\n");
 
 const checks: Record<string, (target: IsolationTarget) => Promise<void>> = {
   async "uid 0 inside is an unprivileged uid on the node, and so are the files it creates"(target) {
@@ -186,6 +228,55 @@ const checks: Record<string, (target: IsolationTarget) => Promise<void>> = {
     assert.notEqual(ran.fresh, "0", "sysrq-trigger of a freshly mounted proc was written from inside");
   },
 
+  async "the node's /proc/sys cannot be written, not even through a fresh proc"(target) {
+    // Each write puts back the value just read: harmless if the isolation ever broke.
+    const ran = fields(
+      await target.sh(
+        [
+          `v=$(cat /proc/sys/vm/swappiness); (echo "$v" > /proc/sys/vm/swappiness) 2>/dev/null; echo node=$?`,
+          `k=$(cat /proc/sys/kernel/printk_ratelimit); (echo "$k" > /proc/sys/kernel/printk_ratelimit) 2>/dev/null; echo kernel=$?`,
+          `mkdir -p /root/${marker}.sysproc`,
+          `unshare --mount --pid --fork sh -c "mount -t proc proc /root/${marker}.sysproc && echo $v > /root/${marker}.sysproc/sys/vm/swappiness" 2>/dev/null; echo fresh=$?`,
+          // The writing works where the namespace is its own: its network namespace's settings.
+          `f=$(cat /proc/sys/net/ipv4/ip_forward); (echo "$f" > /proc/sys/net/ipv4/ip_forward) 2>/dev/null; echo own=$?`,
+        ].join("\n"),
+      ),
+    );
+    assert.equal(ran.own, "0", "its own network namespace's settings cannot be written: the probe is broken");
+    assert.notEqual(ran.node, "0", "the node's vm.swappiness was written from inside");
+    assert.notEqual(ran.kernel, "0", "the node's kernel.printk_ratelimit was written from inside");
+    assert.notEqual(ran.fresh, "0", "the node's vm.swappiness was written through a freshly mounted proc");
+  },
+
+  async [secretsCheck](target) {
+    const ran = await target.sh(
+      nodeSecrets
+        .map(
+          (file) =>
+            `[ -e ${file} ] && echo "exists ${file}"; head -c 1 ${file} > /dev/null 2>&1 && echo "read ${file}"`,
+        )
+        .join("\n") + "\ntrue",
+    );
+    // Unmasked: the files are there to try, as in a VM; only the node's root may read them.
+    for (const file of nodeSecrets)
+      assert.match(ran.stdout, new RegExp(`^exists ${file}$`, "m"), `${file} is not there to try`);
+    assert.doesNotMatch(ran.stdout, /^read /m, `read from inside: ${ran.stdout}`);
+  },
+
+  async [moduleCheck](target) {
+    // init_module with no image: refused for lack of privilege before the kernel reads anything.
+    const ran = fields(
+      await target.sh(
+        `python3 -c 'import ctypes; libc = ctypes.CDLL(None, use_errno=True); libc.init_module(None, 0, b""); print("errno=%d" % ctypes.get_errno())'`,
+      ),
+    );
+    assert.equal(
+      Number(ran.errno),
+      errnoPermission,
+      `init_module was not refused for lack of privilege (errno ${ran.errno})`,
+    );
+  },
+
   async "the node's own services cannot be reached over the network"(target) {
     // A service of the node listening on every address, as cvm's server or the supervisor might.
     const connections: Socket[] = [];
@@ -238,8 +329,8 @@ const checks: Record<string, (target: IsolationTarget) => Promise<void>> = {
       await target.sh(
         [
           `echo cgroups=$(cut -d: -f3 /proc/self/cgroup | sort -u | tr '\\n' ' ')`,
-          `f=/sys/fs/cgroup/memory/memory.limit_in_bytes; [ -e "$f" ] || f=/sys/fs/cgroup/memory.max`,
-          `v=$(cat "$f"); echo limit=$v; (echo "$v" > "$f") 2>/dev/null; echo rewrite-limit=$?`,
+          limitFile,
+          `v=$(cat "$f"); echo limit=$v; (echo "$v" > "$f") 2>/dev/null; echo rewrite-limit=$?; umount ${limitMount} 2>/dev/null`,
           `mkdir -p /root/${marker}.cg`,
           `if mount -t cgroup -o memory cgroup /root/${marker}.cg 2>/dev/null || mount -t cgroup2 cgroup2 /root/${marker}.cg 2>/dev/null; then`,
           `  echo fresh-root=$(ls /root/${marker}.cg | tr '\\n' ' ')`,
@@ -254,7 +345,7 @@ const checks: Record<string, (target: IsolationTarget) => Promise<void>> = {
       assert.ok(!path.startsWith(`/${parent}/`), `the node's cgroup path shows inside: ${path}`);
     }
     assert.notEqual(ran.limit, "", "no memory limit file found inside");
-    assert.notEqual(ran["rewrite-limit"], "0", "it could rewrite its own memory limit, which its parent sets");
+    assert.notEqual(ran["rewrite-limit"], "0", "it could rewrite its memory limit, which its parent sets");
     assert.ok(
       !ran["fresh-root"].split(" ").includes(parent),
       `a fresh cgroup mount inside reaches the node's cgroup root: ${ran["fresh-root"]}`,
@@ -279,8 +370,8 @@ const checks: Record<string, (target: IsolationTarget) => Promise<void>> = {
         [
           `echo capeff=$(awk '/^CapEff/ {print $2}' /proc/self/status)`,
           `mknod /root/${marker}.null c 1 3 2>/dev/null; echo mknod=$?; rm -f /root/${marker}.null`,
-          `f=/sys/fs/cgroup/memory/memory.limit_in_bytes; [ -e "$f" ] || f=/sys/fs/cgroup/memory.max`,
-          `echo limit-owner=$(stat -c %u "$f"); chown 0:0 "$f" 2>/dev/null; echo chown=$?`,
+          limitFile,
+          `echo limit-owner=$(stat -c %u "$f"); chown 0:0 "$f" 2>/dev/null; echo chown=$?; umount ${limitMount} 2>/dev/null`,
           `date -s "@$(date +%s)" > /dev/null 2>&1; echo settime=$?`,
           `[ "$(hostname)" != "${nodeName}" ] && hostname ${marker} && echo hostname=$(hostname)`,
         ].join("\n"),
@@ -326,6 +417,92 @@ describe("CVM isolation, from inside a real CVM", { skip }, () => {
   after(async () => {
     if (environment) await supervisor?.remove(environment, { keepHome: false }).catch(() => undefined);
     await supervisor?.close();
+  });
+
+  for (const [name, check] of Object.entries(checks)) {
+    test(name, { skip: notApplicable[name] ?? false }, () => check(target));
+  }
+});
+
+/** The node's PID of a nested container's PID 1: the process in its cgroup that is PID 1 of its own namespace. */
+function nodePidOfNested(containerId: string): number {
+  for (const entry of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (!readFileSync(`/proc/${entry}/cgroup`, "utf8").includes(`/docker/${containerId}`)) continue;
+      const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"));
+      if (nspid?.[1].trim().split(/\s+/).at(-1) === "1") return Number(entry);
+    } catch {
+      // Gone while the list was read.
+    }
+  }
+  throw new Error(`no process of nested container ${containerId} is PID 1 of its namespace`);
+}
+
+describe("CVM isolation, again from inside a privileged container nested in a CVM", { skip }, () => {
+  let supervisor: CvmSupervisor;
+  let environment: Environment;
+  let target: IsolationTarget;
+  const nested = `${marker}-nested`;
+
+  before(async () => {
+    supervisor = await startSupervisor(dataDir);
+    environment = cvmEnvironment(image!);
+    const { observation, log } = await buildCvm(supervisor, environment);
+    assert.ok(observation.running, `the CVM is not running:\n${log.join("\n")}`);
+    await loadIntoCvm(dataDir, environment, image!);
+    // Docker in Docker: the nested container runs its own dockerd, so an engine answers the probe from inside.
+    const started = await shIn(
+      supervisor,
+      environment,
+      [
+        `docker run -d --privileged --name ${nested} -v /home:/home -v /var/lib/docker ${image} dockerd`,
+        `for i in $(seq 100); do docker exec ${nested} docker info >/dev/null 2>&1 && break; sleep 0.2; done`,
+        `docker inspect --format '{{.Id}}' ${nested}`,
+        `docker info --format '{{.ID}}'`,
+      ].join("\n"),
+    );
+    assert.equal(started.code, 0, started.stderr);
+    const [nestedId, innerEngineId] = started.stdout.trim().split("\n").slice(-2);
+    const cvmEngine = new Dockerode({ socketPath: enginePaths(dataDir).socket });
+    const container = await cvmEngine.getContainer(containerName(environment.id)).inspect();
+    const volume = await cvmEngine.getVolume(homeVolumeName(environment.id)).inspect();
+    target = {
+      sh: (script) => execIn(supervisor, environment, ["docker", "exec", nested, "/bin/sh", "-c", script]),
+      pid1OnNode: nodePidOfNested(nestedId),
+      // What the node knows it by: the CVM's container (the nested one's cgroup sits under it).
+      containerId: container.Id,
+      homeOnNode: volume.Mountpoint,
+      engines: [
+        { id: (await hostDocker.info()).ID as string, socket: "/var/run/docker.sock", absentInside: false },
+        { id: (await cvmEngine.info()).ID as string, socket: enginePaths(dataDir).socket, absentInside: true },
+        // The CVM's own engine: the nested container's /var/run/docker.sock is its own dockerd's.
+        { id: innerEngineId, socket: "/var/run/docker.sock", absentInside: false },
+      ],
+    };
+  });
+
+  after(async () => {
+    if (environment) await supervisor?.remove(environment, { keepHome: false }).catch(() => undefined);
+    await supervisor?.close();
+  });
+
+  test("it is privileged: every capability the CVM holds, and its own proc and sysfs mounted read-write", async () => {
+    const ran = fields(
+      await target.sh(
+        [
+          `echo capeff=$(awk '/^CapEff/ {print $2}' /proc/self/status)`,
+          `echo sys=$(awk '$5 == "/sys" {print $6 " " $(NF-2) " " $NF}' /proc/self/mountinfo)`,
+          `echo proc=$(awk '$5 == "/proc" {print $(NF-2)}' /proc/self/mountinfo)`,
+        ].join("\n"),
+      ),
+    );
+    const cvm = fields(
+      await shIn(supervisor, environment, `echo capeff=$(awk '/^CapEff/ {print $2}' /proc/self/status)`),
+    );
+    assert.equal(ran.capeff, cvm.capeff, "the nested container holds other capabilities than the CVM");
+    assert.ok(capabilities(ran.capeff).has(capSysAdmin));
+    assert.match(ran.sys, /^rw,\S* sysfs rw$/, `its /sys is not a read-write sysfs: ${ran.sys}`);
+    assert.equal(ran.proc, "proc");
   });
 
   for (const [name, check] of Object.entries(checks)) {

@@ -62,7 +62,7 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
     /release: .*systemd is PID 1/,
     /systemd: running/,
     /docker: the inner dockerd answers/,
-    /disk limit: \/var\/lib\/docker is limited to 10 GiB \(an ext4 disk of its own\); \/home is volume .*; the root filesystem/,
+    /disk limit: \/var\/lib\/docker is limited to 10 GiB \(an ext4 disk of its own\); \/home is limited to 10 GiB \(volume .* on an ext4 disk of its own\); the root filesystem is limited to 10 GiB/,
     /AppArmor/,
   ]) {
     assert.match(log, expected);

@@ -148,6 +148,15 @@ test("a registry that asks for credentials: refused without them, pulled with th
     ctx.lines.join("\n"),
   );
   assert.ok(await docker.getImage(image).inspect(), "pulled into the engine");
+
+  // Built again, nothing is downloaded: the log says the engine already had it, not that it was pulled.
+  const again = environment("again", image);
+  const againCtx = context(user);
+  await provider.build(again, againCtx);
+  assert.ok(
+    againCtx.lines.some((l) => /image ready from the local engine/.test(l)),
+    againCtx.lines.join("\n"),
+  );
 });
 
 test("a registry that is not there: retried with backoff, then a clear error", { skip }, async () => {

@@ -102,7 +102,13 @@ test("a standard environment: build, exec, stop, start, discard, rebuild, remove
     ctx.lines.some((l) => l.startsWith(`pulling ${plainImage}`)),
     ctx.lines.join("\n"),
   );
-  assert.ok(ctx.lines.some((l) => /disk: 5 GiB is not enforced/.test(l)));
+  assert.ok(
+    ctx.lines.includes(`disk: /home is limited to 5 GiB (volume cvm-home-${env.id} on an ext4 disk of its own)`),
+  );
+  assert.ok(
+    ctx.lines.some((l) => /^disk: \/ is (not limited: the host engine's data root is|limited to 5 GiB)/.test(l)),
+    ctx.lines.join("\n"),
+  );
 
   await t.test("the container carries cvm's labels, limits and nothing of the host", async () => {
     const [found] = await containersOf(env);

@@ -39,6 +39,8 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     await page.goto("/");
     await heading(page, "Welcome to cvm").waitFor();
     await screenshots(page, "first-run");
+    // The code the server printed in its log, as the person installing it reads it there.
+    await page.getByLabel("Setup code").fill(server.server.setupCode ?? "");
     await page.getByLabel("Your name").fill("Ada Admin");
     await page.getByLabel("Email").fill("admin@example.com");
     await page.getByLabel("Password").fill(password);
@@ -63,12 +65,11 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     // Manage > Infrastructure: turn CVMs on (forced, with confirmation, if a check fails).
     await page.getByRole("link", { name: "Infrastructure" }).click();
     await heading(page, "Infrastructure").waitFor();
-    await page
-      .locator("table[aria-label='Infrastructure checks'], .feedback-error")
-      .first()
-      .waitFor({ timeout: 60_000 });
+    await page.locator("#checks-title .badge, .feedback-error").first().waitFor({ timeout: 60_000 });
     await screenshots(page, "infrastructure");
     await page.getByRole("switch", { name: "Enable Container-Based Virtual Machines" }).check({ force: true });
+    // An admin may keep a device out of CVMs: TUN off here, saved with the rest.
+    await page.getByRole("switch", { name: "TUN (/dev/net/tun)" }).uncheck({ force: true });
     await page.getByRole("button", { name: "Save settings" }).click();
     const saved = page.getByText("Settings saved.");
     const force = page.getByRole("button", { name: "Enable anyway" });
@@ -80,6 +81,8 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
       await saved.waitFor();
     }
     assert.equal((await admin.infrastructure()).cvmEnabled, true, "the toggle reached the server");
+    assert.equal((await admin.infrastructure()).tunDevice, false, "the TUN switch reached the server");
+    assert.equal((await admin.infrastructure()).fuseDevice, true, "the FUSE switch stayed on");
 
     // Create: the CVM option now shows, and the API's validations land on their fields.
     await page.getByRole("link", { name: "Environments" }).click();
@@ -115,6 +118,7 @@ test("a fresh install: first admin, infrastructure, validations, users, audit, l
     await createUser("manager@example.com");
     await createUser("leaver@example.com");
     await page.getByLabel("Role of manager@example.com").selectOption("site-manager");
+    await page.getByRole("dialog").getByRole("button", { name: "Change role" }).click();
     await page.waitForFunction(
       () =>
         document.querySelector<HTMLSelectElement>("select[aria-label='Role of manager@example.com']")?.disabled ===

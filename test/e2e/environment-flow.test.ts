@@ -36,7 +36,9 @@ before(async () => {
   browser = await launchChromium();
   proxy = await startDropProxy(server.url);
   admin = new CvmClient({ baseUrl: server.url });
-  admin.token = (await admin.createFirstAdmin({ email: "admin@example.com", password })).token;
+  admin.token = (
+    await admin.createFirstAdmin({ email: "admin@example.com", password, setupCode: server.server.setupCode ?? "" })
+  ).token;
 });
 
 after(async () => {
@@ -163,7 +165,7 @@ async function flow(
   await screenshots(page, `environments-${kind}`);
 
   // The terminal: a shell in the browser.
-  await row.getByRole("link", { name }).click();
+  await row.getByRole("link", { name, exact: true }).click();
   await page.getByRole("link", { name: "Open terminal" }).click();
   await page.getByTestId("terminal-status").getByText("Connected").waitFor({ timeout: 30_000 });
   await runInTerminal(page, command, "ok", kind === "cvm" ? 60_000 : 20_000);

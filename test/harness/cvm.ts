@@ -6,11 +6,16 @@
  * told, and commands run inside through the supervisor's own exec.
  */
 
+import { execFile, spawn } from "node:child_process";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { pino } from "pino";
 import type { Environment } from "../../src/core/environment.js";
 import type { ExecOptions, Observation } from "../../src/core/provider.js";
+import type { InfrastructureSettings } from "../../src/core/settings.js";
+import { containerName } from "../../src/supervisor/cvm-container.js";
+import { enginePaths } from "../../src/supervisor/engine.js";
 import { type CvmSupervisor, type CvmSupervisorOptions, createCvmSupervisor } from "../../src/supervisor/index.js";
 import * as fixtures from "../../src/testing/fixtures.js";
 import { hostDockerSocket, machineCache } from "./services.js";
@@ -87,8 +92,11 @@ export function cvmBuildContext(options: fixtures.RecordingOptions = {}): fixtur
 export async function buildCvm(
   supervisor: CvmSupervisor,
   environment: Environment,
+  settings: Partial<Omit<InfrastructureSettings, "limits" | "supervisorPrivileges">> = {},
 ): Promise<{ observation: Observation; log: string[] }> {
-  const context = cvmBuildContext({ settings: fixtures.settings({ cvmEnabled: true, runtime: "userns" }) });
+  const context = cvmBuildContext({
+    settings: fixtures.settings({ cvmEnabled: true, runtime: "userns", ...settings }),
+  });
   try {
     return { observation: await supervisor.build(environment, context), log: context.timeline };
   } catch (error) {
@@ -142,4 +150,27 @@ export async function traces(containerId: string): Promise<string[]> {
   const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
   for (const line of mountinfo.split("\n")) if (line.includes(containerId.slice(0, 12))) found.push(`mount: ${line}`);
   return found;
+}
+
+const run = promisify(execFile);
+
+/**
+ * Copies an image of the node's engine into a CVM's inner engine (`docker save
+ * | docker exec -i CVM docker load`): a CVM cannot reach the node's registry
+ * on loopback, by design.
+ */
+export async function loadIntoCvm(dataDir: string, environment: Environment, image: string): Promise<void> {
+  const host = ["-H", `unix://${process.env.CVM_TEST_HOST_DOCKER ?? hostDockerSocket}`];
+  // The test images are built in the node's engine; elsewhere they come from the registry.
+  await run("docker", [...host, "image", "inspect", image]).catch(() => run("docker", [...host, "pull", "-q", image]));
+  const save = spawn("docker", [...host, "save", image], { stdio: ["ignore", "pipe", "pipe"] });
+  const cvm = ["-H", `unix://${enginePaths(dataDir).socket}`, "exec", "-i", containerName(environment.id)];
+  const load = spawn("docker", [...cvm, "docker", "load", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
+  save.stdout.pipe(load.stdin);
+  const errors: string[] = [];
+  for (const child of [save, load]) child.stderr.on("data", (chunk: Buffer) => errors.push(chunk.toString()));
+  const exited = (child: ReturnType<typeof spawn>) =>
+    new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  const [saved, loaded] = await Promise.all([exited(save), exited(load)]);
+  if (saved !== 0 || loaded !== 0) throw new Error(`could not load ${image} into the CVM: ${errors.join("")}`);
 }

@@ -15,6 +15,7 @@ const variables: Record<string, string> = {
   "debian-plain": "CVM_TEST_IMAGE_PLAIN",
   "debian-dangling-init": "CVM_TEST_IMAGE_DANGLING_INIT",
   hello: "CVM_TEST_IMAGE_HELLO",
+  "hello-arm64": "CVM_TEST_IMAGE_HELLO_ARM64",
 };
 
 export async function ensureTestImages(): Promise<Record<string, string>> {

@@ -8,7 +8,8 @@
  * typed client the same way.
  */
 
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,7 +19,8 @@ import type { Provider } from "../../src/core/provider.js";
 import type { Role } from "../../src/core/roles.js";
 import type { User } from "../../src/core/user.js";
 import { createProvider } from "../../src/providers/index.js";
-import { type RunningServer, startServer } from "../../src/server/index.js";
+import { type RunningServer, type ServerOptions, startServer } from "../../src/server/index.js";
+import { installationId } from "../../src/server/installation.js";
 import { type FreshDatabase, freshPostgresUrl } from "../../src/store/testing.js";
 
 export const storeKinds = ["sqlite", "postgres"] as const;
@@ -48,14 +50,14 @@ export interface TestServerOptions {
   /** Default: CVM_TEST_LOG_LEVEL, else error; to stderr. */
   logLevel?: string;
   skipReconcile?: boolean;
+  /** Any other server option (--proxy-trusted, --access-url, TLS, /metrics...). */
+  serverOptions?: Partial<ServerOptions>;
 }
 
 export type SignedIn = CvmClient & { user: User };
 
-export interface TestServer {
-  server: RunningServer;
-  url: string;
-  dataDir: string;
+/** Clients of a server at a URL, signed in the way every test signs in. */
+export interface ServerClients {
   /** A client without credentials. */
   anonymous(): CvmClient;
   /** Creates the first site admin, or signs in as it when it exists; a client signed in as it. */
@@ -63,12 +65,71 @@ export interface TestServer {
   /** Creates a user (through the admin) and returns a client signed in as it. */
   userWithRole(admin: CvmClient, role: Role, email?: string): Promise<SignedIn>;
   signIn(email: string): Promise<SignedIn>;
+}
+
+let counter = 0;
+
+/**
+ * Clients of the server at `url()` (a function: a restarted server may answer
+ * elsewhere), through `fetch` when given one; the first admin is made with
+ * the setup code the server printed.
+ */
+export function serverClients(
+  url: () => string,
+  options: { fetch?: typeof globalThis.fetch; setupCode: () => string | undefined },
+): ServerClients {
+  const anonymous = () => new CvmClient({ baseUrl: url(), fetch: options.fetch });
+  const signIn = async (email: string) => {
+    const client = anonymous();
+    const session = await client.login({ email, password });
+    client.token = session.token;
+    return Object.assign(client, { user: session.user });
+  };
+  return {
+    anonymous,
+    signIn,
+    async firstAdmin() {
+      const client = anonymous();
+      if (!(await client.setupStatus()).needsFirstAdmin) return signIn("admin@example.com");
+      const session = await client.createFirstAdmin({
+        email: "admin@example.com",
+        password,
+        // The code the server printed in its log, as the person installing it would read it there.
+        setupCode: options.setupCode() ?? "",
+      });
+      client.token = session.token;
+      return Object.assign(client, { user: session.user });
+    },
+    async userWithRole(admin, role, email = `user${++counter}-${role}@example.com`) {
+      await admin.createUser({ email, password, role });
+      return signIn(email);
+    },
+  };
+}
+
+export interface TestServer extends ServerClients {
+  server: RunningServer;
+  url: string;
+  dataDir: string;
   /** Stops the server and starts it again on the same port, data dir and store, as a restart would. */
   restart(): Promise<void>;
   close(): Promise<void>;
 }
 
-let counter = 0;
+/**
+ * A delete the test did not wait for may still hold an environment's disk
+ * mounted under the data dir; those are let go first, or the removal fails
+ * with EBUSY and leaves the disk behind.
+ */
+function removeDataDir(dataDir: string): void {
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4])
+    .filter((path) => path?.startsWith(`${dataDir}/`))
+    .reverse();
+  for (const path of mounts) execFileSync("umount", ["-l", path]);
+  rmSync(dataDir, { recursive: true, force: true });
+}
 
 export async function startTestServer(options: TestServerOptions | StoreKind = {}): Promise<TestServer> {
   const opts = typeof options === "string" ? { store: options } : options;
@@ -78,7 +139,7 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
   let database: FreshDatabase | undefined;
   const cleanUp = async () => {
     await database?.drop();
-    if (ownDataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (ownDataDir) removeDataDir(dataDir);
   };
   const provider = opts.provider ?? "docker";
   const start = (listen: string) =>
@@ -94,6 +155,7 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
       logger: pino({ level: opts.logLevel ?? process.env.CVM_TEST_LOG_LEVEL ?? "error" }, pino.destination(2)),
       webRoot: opts.webRoot ?? join(dataDir, "no-dashboard"),
       skipReconcile: opts.skipReconcile,
+      ...opts.serverOptions,
     });
   let server: RunningServer;
   try {
@@ -103,30 +165,11 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
     await cleanUp();
     throw error;
   }
-  const anonymous = () => new CvmClient({ baseUrl: server.url });
-  const signIn = async (email: string) => {
-    const client = anonymous();
-    const session = await client.login({ email, password });
-    client.token = session.token;
-    return Object.assign(client, { user: session.user });
-  };
   const test: TestServer = {
     server,
     url: server.url,
     dataDir,
-    anonymous,
-    signIn,
-    async firstAdmin() {
-      const client = anonymous();
-      if (!(await client.setupStatus()).needsFirstAdmin) return signIn("admin@example.com");
-      const session = await client.createFirstAdmin({ email: "admin@example.com", password });
-      client.token = session.token;
-      return Object.assign(client, { user: session.user });
-    },
-    async userWithRole(admin, role, email = `user${++counter}-${role}@example.com`) {
-      await admin.createUser({ email, password, role });
-      return signIn(email);
-    },
+    ...serverClients(() => server.url, { setupCode: () => server.setupCode }),
     async restart() {
       await server.close();
       // This process's clients keep connections to the old server alive; a turn of the event
@@ -143,14 +186,19 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
   return test;
 }
 
-/** The real docker provider on the test engine, beside a server's own; the caller closes it (which removes its scratch directory). */
-export async function openProvider(): Promise<Provider> {
+/**
+ * The real docker provider on the test engine, beside a server's own and of
+ * its installation (so it sees that server's workloads); the caller closes it
+ * (which removes its scratch directory).
+ */
+export async function openProvider(server: TestServer): Promise<Provider> {
   const dataDir = mkdtempSync(join(tmpdir(), "cvm-test-provider-"));
   const provider = await createProvider({
     kind: "docker",
     dataDir,
     logger: pino({ level: "silent" }),
     dockerHost: testDockerHost,
+    installationId: await installationId(server.server.store),
   });
   const close = provider.close.bind(provider);
   provider.close = async () => {

@@ -25,7 +25,7 @@ async function doctor(...args: string[]): Promise<{ code: number; stdout: string
   return { code: typeof result.code === "number" ? result.code : 0, stdout: result.stdout, stderr: result.stderr };
 }
 
-const exitFor = { pass: 0, warn: 1, fail: 2 } as const;
+const exitFor = { pass: 0, warn: 1, fail: 2, "not-applicable": 0 } as const;
 
 test("cvm doctor --json --runtime sysbox: kernel passes, the OS warns (not Ubuntu), exit 2 for the missing sysbox", async () => {
   const { code, stdout, stderr } = await doctor("--json", "--runtime", "sysbox");

@@ -56,6 +56,10 @@ test("the built-in runtime on this machine: kernel, OS, namespaces, cgroups, ove
   assert.equal(checks.get("subordinate-ids")?.status, remap ? "pass" : "warn");
   if (remap) assert.ok(checks.get("subordinate-ids")!.evidence.includes(remap));
   assert.match(checks.get("disk")!.evidence, /^statfs \/\S+: \d+\.\d GiB free of/);
+  const binfmt = checks.get("binfmt-misc")!;
+  const [major, minor] = release().split(".").map(Number);
+  assert.equal(binfmt.status, major > 6 || (major === 6 && minor >= 7) ? "pass" : "warn", binfmt.evidence);
+  assert.ok(binfmt.evidence.includes(release()), binfmt.evidence);
 });
 
 test("sysbox on this machine: the OS warns (not Ubuntu) and the missing sysbox-runc fails", async () => {

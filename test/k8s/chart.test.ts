@@ -72,7 +72,7 @@ describe("the Helm chart on a real API server", {
 
   test("helm renders the chart and the API server accepts every object", async () => {
     const kinds = rendered.map((o) => o.kind).sort();
-    assert.deepEqual(kinds, ["Deployment", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]);
+    assert.deepEqual(kinds, ["Deployment", "Role", "RoleBinding", "Secret", "Secret", "Service", "ServiceAccount"]);
     const objects = KubernetesObjectApi.makeApiClient(kube.config());
     for (const object of rendered) await objects.create(object);
     const deployment = rendered.find((o) => o.kind === "Deployment") as unknown as {
@@ -83,6 +83,14 @@ describe("the Helm chart on a real API server", {
     assert.ok(server.args.includes(`--namespace=${namespace}`));
     const postgres = server.env.find((e) => e.name === "CVM_POSTGRES_URL");
     assert.ok(postgres?.valueFrom, "the PostgreSQL URL comes from a Secret, not a value");
+    // The key that seals stored secrets: a Secret the chart made, 32 random bytes, kept on uninstall.
+    const secretKey = server.env.find((e) => e.name === "CVM_SECRET_KEY");
+    const keySecret = rendered.find((o) => o.kind === "Secret" && o.metadata?.name?.endsWith("-secret-key")) as
+      | (KubernetesObject & { data: Record<string, string> })
+      | undefined;
+    assert.deepEqual(secretKey?.valueFrom, { secretKeyRef: { name: keySecret?.metadata?.name, key: "key" } });
+    assert.equal(Buffer.from(Buffer.from(keySecret?.data.key ?? "", "base64").toString(), "base64").length, 32);
+    assert.equal(keySecret?.metadata?.annotations?.["helm.sh/resource-policy"], "keep");
   });
 
   test("more than one replica without PostgreSQL is refused at render time", async () => {

@@ -6,7 +6,7 @@
  */
 
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
-import type { Credentials } from "../../src/api/contract.js";
+import type { FirstAdminRequest, LoginRequest } from "../../src/api/contract.js";
 import type { User } from "../../src/core/user.js";
 import { ApiError, client, onUnauthorized } from "./api.js";
 
@@ -19,8 +19,8 @@ export type SessionState =
 
 interface SessionApi {
   state: SessionState;
-  login(credentials: Credentials): Promise<void>;
-  createFirstAdmin(credentials: Credentials): Promise<void>;
+  login(credentials: LoginRequest): Promise<void>;
+  createFirstAdmin(request: FirstAdminRequest): Promise<void>;
   logout(): Promise<void>;
   retry(): void;
 }
@@ -89,14 +89,14 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     [],
   );
 
-  const login = useCallback(async (credentials: Credentials) => {
+  const login = useCallback(async (credentials: LoginRequest) => {
     const session = await client.login(credentials);
     setHint(true);
     setState({ phase: "signed-in", user: session.user });
   }, []);
 
-  const createFirstAdmin = useCallback(async (credentials: Credentials) => {
-    const session = await client.createFirstAdmin(credentials);
+  const createFirstAdmin = useCallback(async (request: FirstAdminRequest) => {
+    const session = await client.createFirstAdmin(request);
     setHint(true);
     setState({ phase: "signed-in", user: session.user });
   }, []);

@@ -19,13 +19,16 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  SplicedSocket,
   UnixListener,
   UnixSocketSpec,
 } from "../../core/provider.js";
+import type { InfrastructureSettings } from "../../core/settings.js";
 import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
 import { NamespaceBridge } from "../../netns/index.js";
 import type { CvmSupervisor } from "../../supervisor/index.js";
 import type { ProviderOptions } from "../index.js";
+import { EnvironmentFirewall, type FirewalledEngine } from "./environment-firewall.js";
 import { StandardEnvironments } from "./standard-environments.js";
 
 export async function createDockerProvider(options: ProviderOptions): Promise<Provider> {
@@ -57,20 +60,79 @@ type EnvironmentBackend = Pick<
 
 class DockerProvider implements Provider {
   readonly name = "docker" as const;
+  /** A build cut off by a server stopping or dying goes on with the container it made (StandardEnvironments.build, the supervisor's). */
+  readonly resumesBuilds = true;
   private readonly standard: StandardEnvironments;
   private supervisor?: Promise<CvmSupervisor>;
+
+  private readonly firewall: EnvironmentFirewall;
+  private readonly hostEngineIsLocal: boolean;
 
   constructor(
     private readonly options: ProviderOptions,
     private readonly dockerHost: string,
-    docker: Dockerode,
+    private readonly docker: Dockerode,
   ) {
+    this.hostEngineIsLocal = isLocalEngine(dockerHost);
+    this.firewall = new EnvironmentFirewall({
+      installationId: options.installationId,
+      dataDir: options.dataDir,
+      logger: options.logger,
+      engines: () => this.firewalledEngines(),
+    });
     this.standard = new StandardEnvironments(
       docker,
       options.logger,
-      isLocalEngine(dockerHost),
+      this.hostEngineIsLocal,
       new NamespaceBridge(join(options.dataDir, "bin")),
+      options.installationId,
+      () => this.applyPolicy(this.hostEngineIsLocal),
+      this.hostEngineIsLocal ? join(options.dataDir, "disks") : undefined,
     );
+  }
+
+  /**
+   * The engines whose containers the network policy covers: the host's when it
+   * runs on this machine (a remote engine's iptables are not this machine's),
+   * and cvm's own once it runs.
+   */
+  private async firewalledEngines(): Promise<FirewalledEngine[]> {
+    const engines: FirewalledEngine[] = [];
+    if (this.hostEngineIsLocal) {
+      engines.push({
+        docker: this.docker,
+        addresses: () => this.standard.addresses(),
+        bridge: () => this.standard.bridge(),
+      });
+    }
+    // CVMs keep running while no server does: after a restart the policy takes them in at once.
+    const supervisor = this.cvmsMayExist() ? await this.cvms().catch(() => undefined) : undefined;
+    if (supervisor) {
+      engines.push({
+        docker: supervisor.engineClient(),
+        addresses: () => supervisor.addresses(),
+        bridge: () => supervisor.bridge(),
+      });
+    }
+    return engines;
+  }
+
+  /** Brings the network policy up to date; answers what the build log should say of it. */
+  private async applyPolicy(covered: boolean): Promise<string | undefined> {
+    if (!covered) return "network: the engine is not on this machine, so cvm's network policy does not cover it";
+    try {
+      await this.firewall.sync();
+      return undefined;
+    } catch (error) {
+      this.options.logger.error({ err: error }, "could not apply the network policy");
+      return `network: cvm's network policy could not be applied: ${(error as Error).message}`;
+    }
+  }
+
+  async configure(settings: InfrastructureSettings): Promise<void> {
+    await this.firewall.configure(settings.network).catch((error) => {
+      this.options.logger.error({ err: error }, "could not apply the network policy");
+    });
   }
 
   /**
@@ -84,6 +146,8 @@ class DockerProvider implements Provider {
           dataDir: this.options.dataDir,
           logger: this.options.logger,
           hostDockerHost: this.dockerHost,
+          installationId: this.options.installationId,
+          beforeRelease: () => this.applyPolicy(true),
         }),
       )
       .catch((error) => {
@@ -115,15 +179,18 @@ class DockerProvider implements Provider {
   }
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
-    return (await this.for(environment)).stop(environment, timeoutSeconds);
+    await (await this.for(environment)).stop(environment, timeoutSeconds);
+    await this.applyPolicy(true);
   }
 
   async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
-    return (await this.for(environment)).remove(environment, options);
+    await (await this.for(environment)).remove(environment, options);
+    await this.applyPolicy(true);
   }
 
   async discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void> {
-    return (await this.for(environment)).discard(environment, options);
+    await (await this.for(environment)).discard(environment, options);
+    await this.applyPolicy(true);
   }
 
   async observe(environment: Environment): Promise<Observation> {
@@ -143,7 +210,7 @@ class DockerProvider implements Provider {
     port: number,
     client: Socket,
     connected: () => Promise<void> | void,
-  ): Promise<{ finished: Promise<void> }> {
+  ): Promise<SplicedSocket> {
     const backend = await this.for(environment);
     const splice = backend.spliceSocket?.bind(backend);
     if (!splice) throw new Error("both docker backends splice sockets");
@@ -181,6 +248,9 @@ class DockerProvider implements Provider {
   }
 
   async close(): Promise<void> {
+    await this.firewall
+      .close()
+      .catch((error) => this.options.logger.warn({ err: error }, "closing the network policy"));
     await this.standard.close();
     const supervisor = await this.supervisor?.catch(() => undefined);
     await supervisor?.close();

@@ -11,12 +11,14 @@ import type { Logger } from "pino";
 import type { Environment } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
 import type { ListeningPort } from "../../core/listening-ports.js";
+import { environmentPidsLimit, pidsLimitNote } from "../../core/pids-limit.js";
 import type {
   BuildContext,
   ExecOptions,
   ExecSession,
   LabeledWorkload,
   Observation,
+  SplicedSocket,
   UnixListener,
   UnixSocketSpec,
 } from "../../core/provider.js";
@@ -25,13 +27,18 @@ import {
   homeVolumeName,
   ignoreMissing,
   ignoring,
+  isInstallations,
   labels,
   listLabeledWorkloads,
+  listRunningAddresses,
   managedFilter,
+  type RunningAddress,
   startExec,
   statusOf,
 } from "../../docker/index.js";
 import type { NamespaceBridge } from "../../netns/index.js";
+import { diskVolumeOptions, ensureDisk, releaseDisk } from "../../supervisor/environment-disks.js";
+import { readNodePidCapacity } from "../../supervisor/node-limits.js";
 import { containerName, containerRequest, homeVolumeRequest, standardNetwork } from "./workload.js";
 
 /** What a standard environment reports of itself: a plain container promises neither systemd nor Docker. */
@@ -46,10 +53,19 @@ export class StandardEnvironments {
     private readonly docker: Dockerode,
     private readonly logger: Logger,
     private readonly engineIsLocal: boolean,
-    private readonly bridge: NamespaceBridge,
+    private readonly namespaces: NamespaceBridge,
+    private readonly installationId: string | undefined,
+    /** Called once a container has started, before its build returns: the network policy takes it in; answers a line for the build log. */
+    private readonly started: () => Promise<string | undefined> = async () => undefined,
+    /** Where the environments' home disks are kept, when the host engine runs on this machine. */
+    private readonly disksDir?: string,
   ) {}
 
-  /** Containers of one environment, found by label (its name may differ after a rename of the scheme). */
+  /**
+   * Containers of one environment, found by label (its name may differ after a
+   * rename of the scheme). Environment ids are unique to an installation, so
+   * this finds only its own, also those made before containers named it.
+   */
   private async containersOf(environmentId: string): Promise<Dockerode.ContainerInfo[]> {
     return this.docker.listContainers({
       all: true,
@@ -65,19 +81,20 @@ export class StandardEnvironments {
 
   private network?: Promise<string>;
 
-  /** The id of cvm's network for standard environments, made when first needed. */
+  /** The id of the installation's network for standard environments, made when first needed. */
   private standardNetworkId(): Promise<string> {
     this.network ??= (async () => {
+      const request = standardNetwork(this.installationId);
       const find = async () =>
-        (await this.docker.listNetworks({ filters: { name: [standardNetwork.Name] } }))
-          .filter((n) => n.Name === standardNetwork.Name)
+        (await this.docker.listNetworks({ filters: { name: [request.Name] } }))
+          .filter((n) => n.Name === request.Name)
           .sort((a, b) => a.Id.localeCompare(b.Id))[0]?.Id;
       const existing = await find();
       if (existing) return existing;
-      // Another server may create it at the same moment; either way, one is found after.
-      await ignoring([409], this.docker.createNetwork(standardNetwork));
+      // Another server of the installation may create it at the same moment; either way, one is found after.
+      await ignoring([409], this.docker.createNetwork(request));
       const made = await find();
-      if (!made) throw new CvmError("UNAVAILABLE", `Could not create the ${standardNetwork.Name} network`);
+      if (!made) throw new CvmError("UNAVAILABLE", `Could not create the ${request.Name} network`);
       return made;
     })().catch((error) => {
       this.network = undefined;
@@ -88,6 +105,14 @@ export class StandardEnvironments {
 
   async build(environment: Environment, context: BuildContext): Promise<Observation> {
     const { log, signal } = context;
+    const made = (await this.containersOf(environment.id)).find(
+      (c) => environment.buildId && c.Labels[labels.build] === environment.buildId,
+    );
+    if (made) {
+      // A server stopped or killed in the middle of this build: the container it made goes on.
+      await log(`resuming the build with its container ${made.Names[0]?.replace(/^\//, "") ?? made.Id.slice(0, 12)}`);
+      return this.boot(this.docker.getContainer(made.Id), context);
+    }
     await context.enter("pulling");
     const pulledAt = Date.now();
     await log(`pulling ${environment.image}${context.credentials ? " with registry credentials" : ""}`);
@@ -104,11 +129,26 @@ export class StandardEnvironments {
     signal.throwIfAborted();
     await context.enter("creating");
     await this.removeContainers(environment.id);
-    await this.docker.createVolume(homeVolumeRequest(environment));
-    await log(`home volume ${homeVolumeName(environment.id)} mounted at /home`);
-    const create = async () =>
-      this.docker.createContainer(containerRequest(environment, environment.image, await this.standardNetworkId()));
+    await log(await this.prepareHome(environment));
+    // The host engine's node, when it is this machine; a remote engine's is taken to have the kernel's defaults.
+    const node = this.engineIsLocal ? await readNodePidCapacity() : {};
+    const rootfs = await this.rootfsLimit(environment.diskGiB);
+    const create = async (storageOpt = rootfs.storageOpt) =>
+      this.docker.createContainer(
+        containerRequest({
+          environment,
+          image: environment.image,
+          networkId: await this.standardNetworkId(),
+          installationId: this.installationId,
+          pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
+          storageOpt,
+        }),
+      );
     const container = await create().catch(async (error) => {
+      if (rootfs.storageOpt && /storage-?opt|quota/i.test(String(error))) {
+        rootfs.note = `/ is not limited: the host engine refused a size (${String(error).split("\n")[0]})`;
+        return create(undefined);
+      }
       if (statusOf(error) !== 404 || !/network/i.test(String(error))) throw error;
       // The network was removed behind our back: make it again, once.
       this.network = undefined;
@@ -118,24 +158,60 @@ export class StandardEnvironments {
     await log(
       `created container ${request.name} (${container.id.slice(0, 12)}): ${environment.cpu} CPU, ${environment.memoryGiB} GiB memory, not privileged`,
     );
-    await log(await this.diskNote(environment.diskGiB));
+    await log(`disk: ${rootfs.note}`);
+    await log(pidsLimitNote(context.settings.limits.pids, node));
 
     signal.throwIfAborted();
     return this.boot(container, context);
   }
 
-  /** The engine can cap a container's writable layer only on overlay2 over xfs with project quotas. */
-  private async diskNote(diskGiB: number): Promise<string> {
+  /**
+   * The host engine can cap a container's writable layer only with overlay2
+   * on xfs mounted with project quotas; cvm cannot change the engine's data
+   * root, so elsewhere / is not limited and the build log says so.
+   */
+  private async rootfsLimit(diskGiB: number): Promise<{ storageOpt?: Record<string, string>; note: string }> {
     const info = await this.docker.info().catch(() => undefined);
     const backing = (info?.DriverStatus as [string, string][] | undefined)?.find(
       ([k]) => k === "Backing Filesystem",
     )?.[1];
-    return `disk: ${diskGiB} GiB is not enforced for standard environments (storage driver ${info?.Driver ?? "unknown"} on ${backing ?? "unknown"})`;
+    if (info?.Driver === "overlay2" && backing === "xfs") {
+      return { storageOpt: { size: `${diskGiB}G` }, note: `/ is limited to ${diskGiB} GiB (overlay2 on xfs)` };
+    }
+    return {
+      note: `/ is not limited: the host engine's data root is ${info?.Driver ?? "unknown"} on ${backing ?? "unknown"}, not overlay2 on xfs with project quotas`,
+    };
+  }
+
+  /**
+   * /home: a named volume on a disk of its own, sized diskGiB, where the
+   * engine runs on this machine and loop devices work; otherwise a plain
+   * volume, and the build log says the size is not enforced.
+   */
+  private async prepareHome(environment: Environment): Promise<string> {
+    const name = homeVolumeName(environment.id);
+    const existing = await ignoring([404], this.docker.getVolume(name).inspect());
+    if (existing) {
+      return existing.Options?.device
+        ? `disk: /home is limited to ${environment.diskGiB} GiB (volume ${name} on an ext4 disk of its own)`
+        : `disk: /home is volume ${name}, made before home disks: not limited`;
+    }
+    try {
+      if (!this.disksDir) throw new Error("the host engine is not on this machine");
+      const { disk } = await ensureDisk(this.disksDir, environment.id, "home", environment.diskGiB, { uid: 0, gid: 0 });
+      await this.docker.createVolume(homeVolumeRequest(environment, this.installationId, diskVolumeOptions(disk)));
+      return `disk: /home is limited to ${environment.diskGiB} GiB (volume ${name} on an ext4 disk of its own)`;
+    } catch (error) {
+      await this.docker.createVolume(homeVolumeRequest(environment, this.installationId));
+      return `disk: /home is volume ${name}, not limited: no disk of its own (${(error as Error).message.split("\n")[0]})`;
+    }
   }
 
   private async boot(container: Dockerode.Container, context: BuildContext): Promise<Observation> {
     await context.enter("starting");
     await ignoring([304], container.start());
+    const note = await this.started();
+    if (note) await context.log(note);
     const info = await container.inspect();
     if (!info.State.Running) {
       const logs = ((await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => "")) as Buffer)
@@ -188,6 +264,7 @@ export class StandardEnvironments {
     const names = new Set([...(Volumes ?? []).map((v) => v.Name), homeVolumeName(environmentId)]);
     if (keepHome) names.delete(homeVolumeName(environmentId));
     for (const name of names) await ignoring([404], this.docker.getVolume(name).remove());
+    if (this.disksDir) await releaseDisk(this.disksDir, environmentId, "home", keepHome);
   }
 
   async observe(environment: Environment): Promise<Observation> {
@@ -231,7 +308,7 @@ export class StandardEnvironments {
   }
 
   async dial(environment: Environment, port: number): Promise<Duplex> {
-    return this.bridge.dial(await this.pid(environment), port);
+    return this.namespaces.dial(await this.pid(environment), port);
   }
 
   async spliceSocket(
@@ -239,12 +316,12 @@ export class StandardEnvironments {
     port: number,
     client: Socket,
     connected: () => Promise<void> | void,
-  ): Promise<{ finished: Promise<void> }> {
-    return this.bridge.splice(await this.pid(environment), port, client, connected);
+  ): Promise<SplicedSocket> {
+    return this.namespaces.splice(await this.pid(environment), port, client, connected);
   }
 
   async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
-    return this.bridge.listeningPorts(await this.pid(environment));
+    return this.namespaces.listeningPorts(await this.pid(environment));
   }
 
   async listenUnix(
@@ -252,18 +329,29 @@ export class StandardEnvironments {
     spec: UnixSocketSpec,
     onConnection: (connection: Duplex) => void,
   ): Promise<UnixListener> {
-    return this.bridge.listen(await this.pid(environment), spec, onConnection);
+    return this.namespaces.listen(await this.pid(environment), spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    return listLabeledWorkloads(this.docker);
+    return listLabeledWorkloads(this.docker, this.installationId);
   }
 
-  /** True when `ref` was a cvm container of this engine and is now gone with its volumes. */
+  /** The running environments' addresses, for the network policy. */
+  addresses(): Promise<RunningAddress[]> {
+    return listRunningAddresses(this.docker, this.installationId);
+  }
+
+  /** The bridge of the installation's network (made now if it is not yet). */
+  async bridge(): Promise<string | undefined> {
+    const id = await this.standardNetworkId().catch(() => undefined);
+    return id ? `br-${id.slice(0, 12)}` : undefined;
+  }
+
+  /** True when `ref` was a container of this installation in this engine and is now gone with its volumes. */
   async removeWorkload(ref: string): Promise<boolean> {
     const info = await ignoring([404], this.docker.getContainer(ref).inspect());
     const environmentId = info?.Config.Labels?.[labels.environment];
-    if (info?.Config.Labels?.[labels.managed] !== "true" || !environmentId) return false;
+    if (!isInstallations(info?.Config.Labels, this.installationId) || !environmentId) return false;
     await ignoring([404], this.docker.getContainer(info.Id).remove({ force: true, v: true }));
     if ((await this.containersOf(environmentId)).length === 0) await this.removeVolumes(environmentId, false);
     this.logger.info({ container: info.Name, environmentId }, "removed an orphaned workload and its volumes");

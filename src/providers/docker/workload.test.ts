@@ -22,13 +22,20 @@ test("a container is named for its environment and told apart by its id", () => 
 });
 
 test("the create request applies the limits, labels and home volume, and nothing of the host", () => {
-  const request = containerRequest(environment, environment.image, "net-id");
+  const request = containerRequest({
+    environment,
+    image: environment.image,
+    networkId: "net-id",
+    installationId: "ins_1",
+    pidsLimit: 4096,
+  });
   const host = request.HostConfig ?? {};
   assert.equal(host.NanoCpus, 2_000_000_000);
   assert.equal(host.Memory, 1.5 * 2 ** 30);
   assert.equal(host.MemorySwap, host.Memory);
   assert.deepEqual(request.Labels, {
     "dev.cvm.managed": "true",
+    "dev.cvm.installation": "ins_1",
     "dev.cvm.environment": environment.id,
     "dev.cvm.build": "bld_9",
     "dev.cvm.owner": "usr_1",
@@ -36,6 +43,8 @@ test("the create request applies the limits, labels and home volume, and nothing
   assert.deepEqual(host.Mounts, [{ Type: "volume", Source: homeVolumeName(environment.id), Target: "/home" }]);
   assert.equal(host.Privileged, false);
   assert.deepEqual([host.Binds, host.Devices, host.CapAdd], [[], [], []]);
+  assert.deepEqual(host.CapDrop, ["NET_RAW"], "no forged packets on the shared bridge");
+  assert.equal(host.PidsLimit, 4096);
   assert.deepEqual(host.RestartPolicy, { Name: "no" });
   assert.equal(host.NetworkMode, "net-id");
   assert.equal(host.Init, true);

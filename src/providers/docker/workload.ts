@@ -7,7 +7,7 @@
 
 import type Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
-import { homeVolumeName, labels } from "../../docker/index.js";
+import { homeVolumeName, installationLabels, installationTag, labels } from "../../docker/index.js";
 
 /** The part of an environment's id that tells containers apart in `docker ps`. */
 export function shortId(environmentId: string): string {
@@ -21,20 +21,29 @@ export function containerName(environment: Pick<Environment, "id" | "name">): st
   return `cvm-${environment.name}-${shortId(environment.id)}`;
 }
 
-export function workloadLabels(environment: Pick<Environment, "id" | "ownerId" | "buildId">): Record<string, string> {
+export function workloadLabels(
+  environment: Pick<Environment, "id" | "ownerId" | "buildId">,
+  installationId: string | undefined,
+): Record<string, string> {
   return {
-    [labels.managed]: "true",
+    ...installationLabels(installationId),
     [labels.environment]: environment.id,
     [labels.build]: environment.buildId ?? "",
     [labels.owner]: environment.ownerId,
   };
 }
 
-export function homeVolumeRequest(environment: Pick<Environment, "id" | "ownerId">): Dockerode.VolumeCreateOptions {
+export function homeVolumeRequest(
+  environment: Pick<Environment, "id" | "ownerId">,
+  installationId: string | undefined,
+  /** The local driver's options of a volume on a disk of its own (environment-disks.ts). */
+  onDisk?: { Driver: string; DriverOpts: Record<string, string> },
+): Dockerode.VolumeCreateOptions {
   return {
+    ...onDisk,
     Name: homeVolumeName(environment.id),
     Labels: {
-      [labels.managed]: "true",
+      ...installationLabels(installationId),
       [labels.environment]: environment.id,
       [labels.owner]: environment.ownerId,
       [labels.volume]: "home",
@@ -51,32 +60,50 @@ export function homeVolumeRequest(environment: Pick<Environment, "id" | "ownerId
 export const keepAlive = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done"];
 
 /**
- * The one network standard environments join: a bridge of cvm's own, so they
- * do not share the engine's default bridge with unrelated containers, with
- * inter-container traffic off, so one user's environment cannot reach another's.
+ * The one network the installation's standard environments join: a bridge of
+ * its own, so they share neither the engine's default bridge with unrelated
+ * containers nor another installation's, with inter-container traffic off;
+ * which environments may reach which is cvm's own firewall's to say
+ * (environment-firewall.ts).
  */
-export const standardNetwork: Dockerode.NetworkCreateOptions = {
-  Name: "cvm-standard",
-  Driver: "bridge",
-  CheckDuplicate: true,
-  Labels: { [labels.managed]: "true" },
-  Options: { "com.docker.network.bridge.enable_icc": "false" },
-};
+export function standardNetwork(installationId: string | undefined): Dockerode.NetworkCreateOptions {
+  return {
+    Name: installationId ? `cvm-standard-${installationTag(installationId)}` : "cvm-standard",
+    Driver: "bridge",
+    CheckDuplicate: true,
+    Labels: installationLabels(installationId),
+    Options: { "com.docker.network.bridge.enable_icc": "false" },
+  };
+}
 
 const gib = 2 ** 30;
 
-export function containerRequest(
-  environment: Environment,
-  image: string,
-  networkId: string,
-): Dockerode.ContainerCreateOptions {
+export interface StandardContainerInput {
+  environment: Environment;
+  image: string;
+  networkId: string;
+  installationId?: string;
+  /** Processes and threads it may run (src/core/pids-limit.ts). */
+  pidsLimit: number;
+  /** The writable layer's size, where the engine can enforce one (overlay2 on xfs with project quotas). */
+  storageOpt?: Record<string, string>;
+}
+
+export function containerRequest({
+  environment,
+  image,
+  networkId,
+  installationId,
+  pidsLimit,
+  storageOpt,
+}: StandardContainerInput): Dockerode.ContainerCreateOptions {
   return {
     name: containerName(environment),
     Image: image,
     Hostname: environment.name,
     Entrypoint: keepAlive,
     Cmd: [],
-    Labels: workloadLabels(environment),
+    Labels: workloadLabels(environment, installationId),
     Tty: false,
     OpenStdin: false,
     HostConfig: {
@@ -85,6 +112,7 @@ export function containerRequest(
       Memory: Math.round(environment.memoryGiB * gib),
       // No swap beyond the memory limit: the limit is what the user asked for.
       MemorySwap: Math.round(environment.memoryGiB * gib),
+      PidsLimit: pidsLimit,
       Mounts: [{ Type: "volume", Source: homeVolumeName(environment.id), Target: "/home" }],
       NetworkMode: networkId,
       RestartPolicy: { Name: "no" },
@@ -92,6 +120,9 @@ export function containerRequest(
       Binds: [],
       Devices: [],
       CapAdd: [],
+      // Raw sockets would let it forge packets (ARP, addresses) on the bridge it shares with others' environments.
+      CapDrop: ["NET_RAW"],
+      ...(storageOpt ? { StorageOpt: storageOpt } : {}),
     },
   };
 }

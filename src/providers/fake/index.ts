@@ -68,6 +68,8 @@ interface FakeWorkload {
 export interface FakeCall {
   method: "build" | "start" | "stop" | "remove" | "discard" | "removeWorkload";
   environmentId: string;
+  /** remove: whether home was to be kept. */
+  keepHome?: boolean;
 }
 
 export class FakeProvider implements Provider {
@@ -147,8 +149,8 @@ export class FakeProvider implements Provider {
     if (workload) workload.running = false;
   }
 
-  async remove(environment: Environment): Promise<void> {
-    this.calls.push({ method: "remove", environmentId: environment.id });
+  async remove(environment: Environment, options: { keepHome: boolean }): Promise<void> {
+    this.calls.push({ method: "remove", environmentId: environment.id, keepHome: options.keepHome });
     const script = this.scriptOf(environment);
     if (script.removeFails) throw new CvmError("UNAVAILABLE", script.removeFails);
     this.workloads.delete(environment.id);
@@ -171,7 +173,6 @@ export class FakeProvider implements Provider {
     return workload.running ? workload.observation : { ...workload.observation, running: false };
   }
 
-  /** Echoes the command, then its input, as a line each; exits 0 when the input ends. */
   async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
     if (!this.workloads.get(environment.id)?.running) return [];
     return (this.scriptOf(environment).ports ?? []).map((port) => ({ port, addresses: ["127.0.0.1"] }));
@@ -201,6 +202,7 @@ export class FakeProvider implements Provider {
     throw new CvmError("UNAVAILABLE", "The fake provider has no sockets inside");
   }
 
+  /** Echoes the command, then its input; exits 0 when the input ends, or on a line `exit`, as a shell would. */
   async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
     if (!this.workloads.get(environment.id)?.running) {
       throw new CvmError("CONFLICT", "The environment is not running");
@@ -213,8 +215,14 @@ export class FakeProvider implements Provider {
     const exited = new Promise<number>((resolve) => {
       exit = resolve;
     });
+    let typed = "";
     return {
-      write: (data) => emit(typeof data === "string" ? data : Buffer.from(data).toString()),
+      write: (data) => {
+        const text = typeof data === "string" ? data : Buffer.from(data).toString();
+        emit(text);
+        typed = `${typed}${text}`.slice(-64);
+        if (/(^|[\r\n])exit[\r\n]$/.test(typed)) exit(0);
+      },
       end: () => exit(0),
       resize: async () => undefined,
       onOutput: (listener) => {

@@ -42,7 +42,14 @@ import { podDefaults, secretKeys } from "../../supervisor/pod-contract.js";
 import type { ProviderOptions } from "../index.js";
 import { readInside } from "../read-inside.js";
 import { startExec } from "./exec-session.js";
-import { annotations, environmentContainer, labels, objectNames, supervisorContainer } from "./names.js";
+import {
+  annotations,
+  environmentContainer,
+  installationSelector,
+  labels,
+  objectNames,
+  supervisorContainer,
+} from "./names.js";
 import { environmentPodSpec, environmentSecretSpec, homeClaimSpec, type PodOptions } from "./pod-spec.js";
 import { podView } from "./pod-state.js";
 import { PodWatch } from "./pod-watch.js";
@@ -106,7 +113,7 @@ export class KubernetesProvider implements Provider {
   ) {
     this.core = this.limited(apiClient(config, CoreV1Api));
     this.logger = options.logger.child({ provider: "kubernetes", namespace });
-    this.watch = new PodWatch(config, namespace, this.logger);
+    this.watch = new PodWatch(config, namespace, this.logger, installationSelector(options.installationId));
   }
 
   /** The API client, every call of which waits its turn in the limiter. */
@@ -275,7 +282,7 @@ export class KubernetesProvider implements Provider {
   }
 
   private async createPod(environment: Environment, settings: InfrastructureSettings, discard: boolean) {
-    const pod = environmentPodSpec(environment, settings, this.podOptions(discard));
+    const pod = environmentPodSpec(this.labeled(environment), settings, this.podOptions(discard));
     try {
       await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
     } catch (error) {
@@ -303,7 +310,7 @@ export class KubernetesProvider implements Provider {
     try {
       await this.core.createNamespacedSecret({
         namespace: this.namespace,
-        body: environmentSecretSpec(environment, credentials, token),
+        body: environmentSecretSpec(this.labeled(environment), credentials, token),
       });
     } catch (error) {
       if (!isConflict(error)) throw clusterRefusal(`the environment's Secret`, error);
@@ -314,7 +321,10 @@ export class KubernetesProvider implements Provider {
         await this.core.replaceNamespacedSecret({
           name,
           namespace: this.namespace,
-          body: { ...environmentSecretSpec(environment, credentials, token), metadata: { ...existing.metadata } },
+          body: {
+            ...environmentSecretSpec(this.labeled(environment), credentials, token),
+            metadata: { ...existing.metadata },
+          },
         });
       }
     }
@@ -327,7 +337,7 @@ export class KubernetesProvider implements Provider {
     try {
       await this.core.createNamespacedPersistentVolumeClaim({
         namespace: this.namespace,
-        body: homeClaimSpec(environment, storageClass || undefined),
+        body: homeClaimSpec(this.labeled(environment), storageClass || undefined),
       });
       return false;
     } catch (error) {
@@ -474,8 +484,17 @@ export class KubernetesProvider implements Provider {
     });
   }
 
-  /** Removes an orphan's Pod and Secret; its claim (someone's home) stays for an admin to judge. */
+  /** The environment as the object specs take it: with the installation every object is labeled with. */
+  private labeled(environment: Environment): Environment & { installationId?: string } {
+    return { ...environment, installationId: this.options.installationId };
+  }
+
+  /**
+   * Removes an orphan's Pod and Secret; its claim (someone's home) stays for
+   * an admin to judge. Only a Pod of this installation's (the watch holds no other).
+   */
   async removeWorkload(ref: string): Promise<void> {
+    if (!this.watch.all().some((pod) => pod.metadata?.name === ref)) return;
     await this.deleteIgnoringMissing(`Pod ${ref}`, () =>
       this.core.deleteNamespacedPod({ name: ref, namespace: this.namespace, gracePeriodSeconds: 0 }),
     );

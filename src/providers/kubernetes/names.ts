@@ -6,6 +6,8 @@
 
 export const labels = {
   managed: "dev.cvm/managed",
+  /** The installation (its store's id) that made the object: a second installation in the namespace leaves it be. */
+  installation: "dev.cvm/installation",
   environment: "dev.cvm/environment",
   build: "dev.cvm/build",
   kind: "dev.cvm/kind",
@@ -19,8 +21,13 @@ export const annotations = {
   discardDockerData: "dev.cvm/discard-docker-data",
 } as const;
 
-/** Selects every object cvm manages in its namespace. */
+/** Selects every object cvm manages in its namespace, whichever installation made it. */
 export const managedSelector = `${labels.managed}=true`;
+
+/** Selects the objects of one installation (without an id, a test's or tool's own provider: every cvm object). */
+export function installationSelector(installationId: string | undefined): string {
+  return installationId ? `${managedSelector},${labels.installation}=${installationId}` : managedSelector;
+}
 
 /** Environment ids (`env_<hex>`) are not DNS labels; names use a dash instead. */
 function base(environmentId: string): string {

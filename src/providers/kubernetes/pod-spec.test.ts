@@ -49,6 +49,18 @@ test("a CVM's Pod: privileged supervisor, claim subpaths, host paths read-only, 
   assert.ok((container?.env ?? []).every((e) => !e.valueFrom?.secretKeyRef));
 });
 
+test("the FUSE and TUN settings reach the supervisor, which makes the devices from the node's /dev it sees privileged", () => {
+  const env = (settings: typeof defaultSettings) =>
+    Object.fromEntries(
+      (supervisorPodSpec(environment, settings).spec?.containers[0].env ?? []).map((e) => [e.name, e.value]),
+    );
+  assert.equal(env(defaultSettings).CVM_FUSE_DEVICE, "true");
+  assert.equal(env(defaultSettings).CVM_TUN_DEVICE, "true");
+  const off = env({ ...defaultSettings, fuseDevice: false, tunDevice: false });
+  assert.equal(off.CVM_FUSE_DEVICE, "false");
+  assert.equal(off.CVM_TUN_DEVICE, "false");
+});
+
 test("capabilities instead of privileged when the settings say so", () => {
   const pod = supervisorPodSpec(environment, {
     ...defaultSettings,

@@ -45,6 +45,8 @@ type PodEnvironment = Pick<
   "id" | "name" | "image" | "cvm" | "cpu" | "memoryGiB" | "diskGiB" | "ownerEmail"
 > & {
   buildId?: string;
+  /** The installation that makes the objects; each carries it as a label. */
+  installationId?: string;
 };
 
 export function objectMeta(environment: PodEnvironment, name: string, kind: "cvm" | "standard"): V1ObjectMeta {
@@ -52,6 +54,7 @@ export function objectMeta(environment: PodEnvironment, name: string, kind: "cvm
     name,
     labels: {
       [labels.managed]: "true",
+      ...(environment.installationId ? { [labels.installation]: environment.installationId } : {}),
       [labels.environment]: environment.id,
       [labels.kind]: kind,
       ...(environment.buildId ? { [labels.build]: environment.buildId } : {}),
@@ -86,18 +89,24 @@ function homeVolume(claimName: string): V1Volume {
   return { name: "home", persistentVolumeClaim: { claimName } };
 }
 
+/** The settings a CVM's Pod carries to its supervisor. */
+export type PodSettings = Pick<
+  InfrastructureSettings,
+  "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice" | "limits"
+>;
+
 /** A CVM: the supervisor container, which runs the environment as its inner container. */
-export function supervisorPodSpec(
-  environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
-  options: PodOptions = {},
-): V1Pod {
+export function supervisorPodSpec(environment: PodEnvironment, settings: PodSettings, options: PodOptions = {}): V1Pod {
   const names = objectNames(environment.id);
   const stopTimeoutSeconds = options.stopTimeoutSeconds ?? podDefaults.stopTimeoutSeconds;
   const env = encodePodVariables(
     {
       environment,
       runtime: settings.runtime,
+      pidsLimit: settings.limits.pids,
+      // Privileged, the supervisor sees the node's /dev and makes the CVM's own device nodes from it (cvm-devices.ts).
+      fuseDevice: settings.fuseDevice,
+      tunDevice: settings.tunDevice,
       serverUrl: options.serverUrl,
       discardDockerData: options.discardDockerData ?? false,
       stopTimeoutSeconds,
@@ -186,7 +195,7 @@ export function standardPodSpec(environment: PodEnvironment, options: PodOptions
 
 export function environmentPodSpec(
   environment: PodEnvironment,
-  settings: Pick<InfrastructureSettings, "supervisorPrivileges" | "runtime">,
+  settings: PodSettings,
   options: PodOptions = {},
 ): V1Pod {
   return environment.cvm ? supervisorPodSpec(environment, settings, options) : standardPodSpec(environment, options);

@@ -9,7 +9,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { apiClient, statusOf } from "../../kubernetes/index.js";
-import { labels, managedSelector } from "./names.js";
+import { labels } from "./names.js";
 
 type Listener = (pod: V1Pod | undefined) => void;
 
@@ -66,6 +66,8 @@ export class PodWatch {
     config: KubeConfig,
     private readonly namespace: string,
     private readonly logger: Logger,
+    /** Which Pods are this installation's (names.ts installationSelector). */
+    private readonly selector: string,
   ) {
     this.core = apiClient(config, CoreV1Api);
     this.watcher = new Watch(config);
@@ -87,7 +89,7 @@ export class PodWatch {
 
   /** A fresh list replaces the cache: Pods that went while nobody watched count as deleted. */
   private async list(): Promise<void> {
-    const list = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: managedSelector });
+    const list = await this.core.listNamespacedPod({ namespace: this.namespace, labelSelector: this.selector });
     const seen = new Set<string>();
     for (const pod of list.items) {
       const id = this.environmentOf(pod);
@@ -103,7 +105,7 @@ export class PodWatch {
     if (this.stopped) return;
     this.request = await this.watcher.watch(
       this.path,
-      { resourceVersion: this.resourceVersion, labelSelector: managedSelector, allowWatchBookmarks: true },
+      { resourceVersion: this.resourceVersion, labelSelector: this.selector, allowWatchBookmarks: true },
       (type: string, object: V1Pod & { code?: number }) => {
         if (type === "ERROR") {
           // 410 Gone: the server no longer has our resource version; the next start lists anew.

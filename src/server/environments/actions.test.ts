@@ -181,6 +181,21 @@ describe("environment actions", () => {
     );
   });
 
+  test("rebuild with another image: a failed environment builds from it, keeping its record; a bad image is refused", async () => {
+    t.provider.script("broken:1", { failAt: "pulling", reason: "manifest unknown" });
+    const created = await t.service.create(t.member, { name: "dev", image: "broken:1" });
+    assert.equal((await t.finished(created.buildId as string)).outcome, "failed");
+    const refusal = await refused(t.service.rebuild(t.member, "dev", { image: "Not An Image" }), "BAD_REQUEST");
+    assert.deepEqual(
+      refusal.validations?.map((v) => v.field),
+      ["image"],
+    );
+    const rebuilding = await t.service.rebuild(t.member, "dev", { image: "debian:12" });
+    assert.equal(rebuilding.image, "debian:12");
+    assert.equal((await t.finished(rebuilding.buildId as string)).outcome, "running");
+    assert.equal((await t.service.find(t.member, "dev")).image, "debian:12");
+  });
+
   test("a stop the provider cannot do fails the environment and answers 503-class UNAVAILABLE", async () => {
     const created = await t.service.create(t.member, { name: "stuck", image: "debian:12" });
     await t.finished(created.buildId as string);

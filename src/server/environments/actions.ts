@@ -12,11 +12,20 @@
 
 import type { Logger } from "pino";
 import type { CreateEnvironmentRequest } from "../../api/contract.js";
-import { assertActionAllowed, type Environment, type EnvironmentAction, resolveSpec } from "../../core/environment.js";
-import { CvmError, notFound } from "../../core/errors.js";
+import {
+  assertActionAllowed,
+  type Environment,
+  type EnvironmentAction,
+  type EnvironmentSpec,
+  resolveSpec,
+} from "../../core/environment.js";
+import { CvmError, invalid, notFound } from "../../core/errors.js";
+import { isImageReference, parseImageReference } from "../../core/image-reference.js";
 import { resolveRuntime } from "../../core/isolation-runtime.js";
 import type { Provider } from "../../core/provider.js";
-import type { Store } from "../../core/store.js";
+import { checkQuotas, heldToQuotas, quotaUsage } from "../../core/quotas.js";
+import type { InfrastructureSettings } from "../../core/settings.js";
+import type { EnvironmentPatch, Store } from "../../core/store.js";
 import { newId } from "../../store/ids.js";
 import type { Actor, AuditLog } from "../audit-log.js";
 import type { EventBus } from "../event-bus.js";
@@ -43,6 +52,9 @@ export interface EnvironmentActionsOptions {
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
+/** The reason a delete that keeps the home volume moves with, so a server finishing it after a crash keeps it too. */
+export const keepingHome = "keeping its home";
+
 /** The environment as the audit log keeps it: without the timeline, which the log itself replaces. */
 function auditView(environment: Environment | undefined) {
   if (!environment) return null;
@@ -52,6 +64,25 @@ function auditView(environment: Environment | undefined) {
 
 export class EnvironmentActions {
   constructor(private readonly deps: EnvironmentActionsOptions) {}
+
+  /**
+   * Runs `work` after checking the actor's quotas against what `adding` would
+   * take, serialized per owner in this process so two requests cannot both
+   * take the last of a quota (across replicas a race may pass one over).
+   */
+  private async withinQuotas<T>(
+    actor: Actor,
+    adding: { environments: number; cpu: number; memoryGiB: number; except?: string },
+    work: () => Promise<T>,
+  ): Promise<T> {
+    if (!heldToQuotas(actor.role)) return work();
+    return this.deps.mutex.run(`owner:${actor.id}`, async () => {
+      const { quotas } = await this.deps.settings.get();
+      const own = await this.deps.store.environments.list({ ownerId: actor.id });
+      checkQuotas(quotas, quotaUsage(own, adding.except), adding);
+      return work();
+    });
+  }
 
   async create(actor: Actor, request: CreateEnvironmentRequest): Promise<Environment> {
     const settings = await this.deps.settings.get();
@@ -67,6 +98,17 @@ export class EnvironmentActions {
         },
       );
     }
+    return this.withinQuotas(actor, { environments: 1, cpu: spec.cpu, memoryGiB: spec.memoryGiB }, () =>
+      this.insert(actor, spec, settings, registryCredentials),
+    );
+  }
+
+  private async insert(
+    actor: Actor,
+    spec: EnvironmentSpec,
+    settings: InfrastructureSettings,
+    registryCredentials: CreateEnvironmentRequest["registryCredentials"],
+  ): Promise<Environment> {
     const at = new Date().toISOString();
     const inserted = await this.deps.store.environments.create(
       {
@@ -96,15 +138,20 @@ export class EnvironmentActions {
     return this.beginBuild(actor, ref, "start", {});
   }
 
-  rebuild(actor: Actor, ref: string, options: BuildOptions): Promise<Environment> {
-    return this.beginBuild(actor, ref, "rebuild", options);
+  /** Rebuild, from another image when one is given (a failed build's way out): the home is kept either way. */
+  async rebuild(actor: Actor, ref: string, options: BuildOptions & { image?: string }): Promise<Environment> {
+    const { image, ...build } = options;
+    if (image === undefined) return this.beginBuild(actor, ref, "rebuild", build);
+    const parsed = parseImageReference(image);
+    if (!isImageReference(parsed)) throw invalid([{ field: "image", detail: parsed.problem }], "Invalid rebuild");
+    return this.beginBuild(actor, ref, "rebuild", build, { image });
   }
 
   /** Stops; `reason` (idle stop) goes into the timeline and the build log, where a user's own stop says nothing. */
   async stop(actor: Actor, ref: string, reason?: string): Promise<Environment> {
     const { id } = await this.deps.access.find(actor, ref);
     return this.deps.mutex.run(id, async () => {
-      const { before, after: stopping } = await this.begin(actor, id, "stop", false, reason);
+      const { before, after: stopping } = await this.begin(actor, id, "stop", reason ? { reason } : {});
       await this.deps.runner.abort(id, reason ?? "stopped by the user");
       try {
         await this.deps.provider.stop(stopping, this.deps.stopTimeoutSeconds ?? 20);
@@ -128,7 +175,13 @@ export class EnvironmentActions {
   async remove(actor: Actor, ref: string, options: { keepHome: boolean }): Promise<void> {
     const { id } = await this.deps.access.find(actor, ref);
     await this.deps.mutex.run(id, async () => {
-      const { before, after: deleting } = await this.begin(actor, id, "delete");
+      const { before, after: deleting } = await this.begin(actor, id, "delete", {
+        reason: options.keepHome ? keepingHome : undefined,
+      });
+      // Recorded as it begins: a server that dies halfway leaves the next to finish it, with the request audited.
+      await this.deps.audit.record(actor, "environment.delete", `environment/${id}`, auditView(before), {
+        keepHome: options.keepHome,
+      });
       await this.deps.runner.abort(id, "deleted by the user");
       try {
         await this.deps.provider.remove(deleting, { keepHome: options.keepHome });
@@ -140,9 +193,6 @@ export class EnvironmentActions {
       }
       await this.deps.store.environments.remove(id);
       this.deps.bus.publish({ type: "deleted", id, ownerId: before.ownerId });
-      await this.deps.audit.record(actor, "environment.delete", `environment/${id}`, auditView(before), {
-        keepHome: options.keepHome,
-      });
     });
   }
 
@@ -152,18 +202,25 @@ export class EnvironmentActions {
     ref: string,
     action: "start" | "rebuild",
     options: BuildOptions,
+    patch?: EnvironmentPatch,
   ): Promise<Environment> {
     if (this.deps.runner.closing) throw new CvmError("UNAVAILABLE", "The server is shutting down");
-    const { id } = await this.deps.access.find(actor, ref);
-    return this.deps.mutex.run(id, async () => {
-      const { before, after } = await this.begin(actor, id, action, true);
-      await this.deps.audit.record(actor, `environment.${action}`, `environment/${id}`, auditView(before), {
-        ...auditView(after),
-        ...(action === "rebuild" ? { keepDockerData: options.keepDockerData ?? false } : {}),
-      });
-      this.deps.runner.launch(after, action, options);
-      return after;
-    });
+    const found = await this.deps.access.find(actor, ref);
+    const { id } = found;
+    const adding = { environments: 0, cpu: found.cpu, memoryGiB: found.memoryGiB, except: id };
+    // A member starts only their own environments; an admin starting a member's is not held to quotas.
+    // The environment's lock first, then the owner's (create takes only the owner's): no two wait on each other.
+    return this.deps.mutex.run(id, () =>
+      this.withinQuotas(actor, adding, async () => {
+        const { before, after } = await this.begin(actor, id, action, { newBuild: true, patch });
+        await this.deps.audit.record(actor, `environment.${action}`, `environment/${id}`, auditView(before), {
+          ...auditView(after),
+          ...(action === "rebuild" ? { keepDockerData: options.keepDockerData ?? false } : {}),
+        });
+        this.deps.runner.launch(after, action, options);
+        return after;
+      }),
+    );
   }
 
   /** Checks the action against the state it finds and moves to the action's first state. */
@@ -171,12 +228,11 @@ export class EnvironmentActions {
     actor: Actor,
     id: string,
     action: EnvironmentAction,
-    newBuild = false,
-    reason?: string,
+    options: { newBuild?: boolean; reason?: string; patch?: EnvironmentPatch } = {},
   ): Promise<Transitioned> {
     const begun = await this.deps.transitions.transition(id, (current) => {
       if (!canSee(actor, current)) throw notFound("Environment");
-      return { to: assertActionAllowed(action, current.state), newBuild, ...(reason ? { reason } : {}) };
+      return { to: assertActionAllowed(action, current.state), ...options };
     });
     if (!begun) throw notFound("Environment");
     return begun;

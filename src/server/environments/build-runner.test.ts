@@ -68,6 +68,51 @@ describe("build runner", () => {
     const environment = await t.store.environments.get(created.id);
     assert.equal(environment?.state, "failed");
     assert.equal(environment?.stateReason, "interrupted: the server is shutting down");
+    assert.equal(t.provider.hasWorkload(created.id), false, "what the build made is removed");
+  });
+
+  test("a failed build leaves nothing running: a new workload is removed, one being started is stopped", async () => {
+    t = await startTestService();
+    t.provider.script("made", { failAt: "starting", reason: "systemd did not start" });
+    const made = await t.service.create(t.member, { name: "made", image: "debian:12" });
+    assert.equal((await t.finished(made.buildId as string)).outcome, "failed");
+    assert.equal(t.provider.hasWorkload(made.id), false);
+    const log = (await t.store.builds.logs(made.buildId as string)).map((l) => l.text);
+    assert.equal(log.at(-1), "removed the workload this build made (home kept)");
+
+    const kept = await t.service.create(t.member, { name: "kept", image: "debian:12" });
+    await t.finished(kept.buildId as string);
+    await t.service.stop(t.member, "kept");
+    t.provider.script("kept", { failAt: "starting" });
+    const started = await t.service.start(t.member, "kept");
+    assert.equal((await t.finished(started.buildId as string)).outcome, "failed");
+    assert.equal(t.provider.hasWorkload(kept.id), true, "a start keeps the workload it did not make");
+    assert.equal((await t.provider.observe(await t.service.find(t.member, "kept"))).running, false);
+    assert.deepEqual(
+      t.provider.calls.filter((c) => c.environmentId === kept.id).map((c) => c.method),
+      ["build", "stop", "start", "stop"],
+    );
+  });
+
+  test("a start cut off by a server that died is resumed as a start, not built afresh", async () => {
+    t = await startTestService({ resumesBuilds: true });
+    const created = await t.service.create(t.member, { name: "dev", image: "debian:12" });
+    await t.finished(created.buildId as string);
+    await t.service.stop(t.member, "dev");
+    t.provider.script("dev", { hangAt: "starting" });
+    const started = await t.service.start(t.member, "dev");
+    const hanging = async () =>
+      (await t.store.builds.logs(started.buildId as string)).some((l) => l.text === "fake: starting debian:12");
+    while (!(await hanging())) await new Promise((resolve) => setTimeout(resolve, 5));
+    t.provider.script("dev", {});
+    t.provider.calls.length = 0;
+    const report = await t.restartAfterKill();
+    assert.deepEqual(report.resumed, [{ id: created.id, name: "dev" }]);
+    assert.equal((await t.finished(started.buildId as string)).outcome, "running");
+    assert.deepEqual(
+      t.provider.calls.map((c) => c.method),
+      ["start"],
+    );
   });
 
   test("a server stopping mid-build leaves it open where the provider resumes builds; the next server finishes it", async () => {
@@ -89,7 +134,7 @@ describe("build runner", () => {
     const log = (await t.store.builds.logs(created.buildId as string)).map((l) => l.text);
     for (const line of [
       "server stopping: the build goes on when a server starts again",
-      "build resumed after interrupted by a server restart: continuing with the workload found",
+      "build resumed after interrupted by a server restart: continuing with what it made",
       `fake: adopting the workload of build ${created.buildId}`,
     ]) {
       assert.ok(log.includes(line), `${line} in\n${log.join("\n")}`);

@@ -43,6 +43,8 @@ interface LiveBuild {
 
 /** How long stop, delete and close wait for an aborted build to wind down. */
 const abortWaitMs = 30_000;
+/** How long a workload a failed build was starting gets to stop. */
+const cleanUpStopSeconds = 5;
 const serverStopping = "the server is shutting down";
 
 /** Waits for `work`, or `ms` at the most; the timer ends with the wait, so it holds no process open after. */
@@ -128,6 +130,7 @@ export class BuildRunner {
     const log = (text: string) => transitions.appendLog(buildId, text);
     let outcome: Outcome = "failed";
     let suspended = false;
+    let environment: Environment | undefined;
     try {
       const context: BuildContext = {
         settings: await this.deps.settings.get(),
@@ -136,7 +139,7 @@ export class BuildRunner {
         enter: (state) => this.advance(id, state, signal),
         signal,
       };
-      const environment = await store.environments.get(id);
+      environment = await store.environments.get(id);
       if (!environment) throw new CvmError("NOT_FOUND", "the environment is gone");
       if (kind === "rebuild") {
         await log(`discarding the old workload${options.keepDockerData ? " (keeping the inner Docker data)" : ""}`);
@@ -158,15 +161,39 @@ export class BuildRunner {
         logger.warn({ err: error, environmentId: id, buildId }, "build failed");
         await log(`build failed: ${reason}`).catch(() => undefined);
         outcome = await this.settleFailure(id, signal.aborted ? `interrupted: ${reason}` : reason);
+        if (outcome === "failed" && environment) await this.removeWhatItMade(environment, kind, log);
       }
     } finally {
       if (!suspended) {
-        await store.builds.finish(buildId, outcome, new Date().toISOString()).catch((error) => {
+        await transitions.finishBuild(buildId, outcome).catch((error) => {
           logger.error({ err: error, buildId }, "could not record the build's end");
+          bus.buildActivity(buildId, outcome);
         });
+      } else {
+        bus.buildActivity(buildId);
       }
       metrics.buildDuration.observe({ outcome }, (performance.now() - started) / 1000);
-      bus.buildActivity(buildId, outcome);
+    }
+  }
+
+  /**
+   * After a build failed (or was cut off for good), nothing it made keeps
+   * running while the environment says failed: a new workload (create,
+   * rebuild) is removed, home kept; one that was only being started is stopped.
+   */
+  async removeWhatItMade(environment: Environment, kind: BuildKind, log: (text: string) => Promise<void>) {
+    const { provider, logger } = this.deps;
+    try {
+      if (kind === "start") {
+        await provider.stop(environment, cleanUpStopSeconds);
+        await log("stopped the workload this build was starting");
+      } else {
+        await provider.discard(environment, { keepDockerData: true });
+        await log("removed the workload this build made (home kept)");
+      }
+    } catch (error) {
+      logger.warn({ err: error, environmentId: environment.id }, "could not clear up after a failed build");
+      await log(`could not clear up after the build: ${messageOf(error)}`).catch(() => undefined);
     }
   }
 

@@ -87,7 +87,7 @@ export class EnvironmentService {
     return this.actions.start(actor, ref);
   }
 
-  rebuild(actor: Actor, ref: string, options: { keepDockerData?: boolean }): Promise<Environment> {
+  rebuild(actor: Actor, ref: string, options: { keepDockerData?: boolean; image?: string }): Promise<Environment> {
     return this.actions.rebuild(actor, ref, options);
   }
 

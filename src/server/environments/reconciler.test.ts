@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
 import * as fixtures from "../../testing/fixtures.js";
 import { startTestService, type TestService } from "../../testing/service.js";
+import { keepingHome } from "./actions.js";
 
 const minutesAgo = (n: number) => new Date(Date.now() - n * 60_000).toISOString();
 
@@ -38,11 +39,14 @@ describe("reconcile", () => {
     const left = await leftBehind();
     const report = await t.restart();
     const state = async (id: string) => t.store.environments.get(id);
-    for (const environment of [left.pulling, left.queued, left.stopping]) {
+    for (const environment of [left.pulling, left.queued]) {
       const after = await state(environment.id);
       assert.equal(after?.state, "failed", environment.name);
       assert.equal(after?.stateReason, "interrupted by a server restart");
     }
+    const stopped = await state(left.stopping.id);
+    assert.equal(stopped?.state, "stopped", "a stop left halfway is finished");
+    assert.equal(stopped?.stateReason, "finished after interrupted by a server restart");
     const running = await state(left.running.id);
     assert.equal(running?.state, "failed");
     assert.equal(running?.stateReason, "workload vanished: no fake workload for this environment");
@@ -52,12 +56,77 @@ describe("reconcile", () => {
     );
     assert.equal((await state(left.stopped.id))?.state, "stopped");
     assert.equal((await state(left.failed.id))?.state, "failed");
-    assert.deepEqual(report.vanished.map((v) => v.name).sort(), [
-      "just-queued",
-      "was-pulling",
-      "was-running",
-      "was-stopping",
-    ]);
+    assert.deepEqual(report.vanished.map((v) => v.name).sort(), ["just-queued", "was-pulling", "was-running"]);
+    assert.deepEqual(report.finished, [{ id: left.stopping.id, name: "was-stopping", action: "stop" }]);
+  });
+
+  test("a server killed in the middle of a stop or a delete: the next one finishes it, keeping home when asked", async () => {
+    t = await startTestService({ script: { stepMs: 1 } });
+    const names = ["halted", "erased", "erased-keeping-home"];
+    for (const name of names) {
+      const created = await t.service.create(t.member, { name, image: "debian:12" });
+      await t.finished(created.buildId as string);
+    }
+    const leave = async (name: string, state: "stopping" | "deleting", reason?: string) => {
+      const environment = await t.service.find(t.member, name);
+      await t.store.environments.update(environment.id, environment.version, { state, stateReason: reason });
+      return environment;
+    };
+    const halted = await leave("halted", "stopping");
+    const erased = await leave("erased", "deleting");
+    const keptHome = await leave("erased-keeping-home", "deleting", keepingHome);
+    t.provider.calls.length = 0;
+    const report = await t.restart();
+    assert.deepEqual(
+      report.finished.map((f) => `${f.name} ${f.action}`),
+      ["halted stop", "erased delete", "erased-keeping-home delete"],
+    );
+    assert.equal((await t.store.environments.get(halted.id))?.state, "stopped");
+    assert.equal(t.provider.hasWorkload(halted.id), true, "stopped, not removed");
+    for (const gone of [erased, keptHome]) {
+      assert.equal(await t.store.environments.get(gone.id), undefined);
+      assert.equal(t.provider.hasWorkload(gone.id), false);
+    }
+    assert.deepEqual(
+      t.provider.calls.map((c) => `${c.method} ${c.keepHome ?? ""}`.trim()),
+      ["stop", "remove false", "remove true"],
+    );
+  });
+
+  test("every build ends with an outcome: builds left open by a killed server end as their environment stands", async () => {
+    t = await startTestService();
+    const created = await t.service.create(t.member, { name: "dev", image: "debian:12" });
+    await t.finished(created.buildId as string);
+    // A killed server's leftovers: a build that brought its environment up and one cut off before, neither with an end.
+    const open = await t.store.builds.create(created.id, new Date().toISOString());
+    const running = await t.service.find(t.member, "dev");
+    const current = await t.store.builds.create(created.id, new Date().toISOString());
+    await t.store.environments.update(running.id, running.version, { buildId: current.id });
+    await t.restart();
+    assert.equal((await t.store.builds.get(open.id))?.outcome, "failed");
+    assert.equal((await t.store.builds.get(current.id))?.outcome, "running");
+    const log = (await t.store.builds.logs(open.id)).map((l) => l.text);
+    assert.deepEqual(log, ["build ended: no server was running it any more"]);
+    for (const build of await t.store.builds.listForEnvironment(created.id)) {
+      assert.ok(build.outcome && build.finishedAt, `${build.id} ended`);
+    }
+  });
+
+  test("a build cut off where the provider cannot resume: failed, and what it made is removed", async () => {
+    t = await startTestService({ script: { hangAt: "starting" } });
+    const created = await t.service.create(t.member, { name: "dev", image: "debian:12" });
+    await t.until(created.id, ["starting"]);
+    assert.ok(t.provider.hasWorkload(created.id));
+    // As a kill -9 leaves it: the build is open, its workload half made; the next server finds them.
+    const report = await t.restartAfterKill();
+    assert.deepEqual(
+      report.vanished.map((v) => v.reason),
+      ["interrupted by a server restart"],
+    );
+    assert.equal(t.provider.hasWorkload(created.id), false, "the workload it made is gone");
+    assert.equal((await t.store.builds.get(created.buildId as string))?.outcome, "failed");
+    const environment = await t.store.environments.get(created.id);
+    assert.equal(environment?.state, "failed");
   });
 
   test("on a shared store, only builds nobody advanced for ten minutes are failed", async () => {
@@ -105,7 +174,12 @@ describe("reconcile", () => {
     t = await startTestService({ script: { stepMs: 40 } });
     const created = await t.service.create(t.member, { name: "dev", image: "debian:12" });
     await t.until(created.id, ["pulling"]);
-    assert.deepEqual(await t.service.reconcile({ removeOrphans: false }), { vanished: [], orphans: [] });
+    assert.deepEqual(await t.service.reconcile({ removeOrphans: false }), {
+      vanished: [],
+      resumed: [],
+      finished: [],
+      orphans: [],
+    });
     assert.equal((await t.finished(created.buildId as string)).outcome, "running");
   });
 });

@@ -1,20 +1,29 @@
 /**
  * Brings the store in line with what the provider has. At start-up (and on
  * an admin's request) every environment no build of this process works on is
- * checked: a build left unfinished is failed as interrupted, or resumed where
- * the provider can pick up its workload; a running environment whose workload
- * vanished is failed; labeled workloads without an environment are reported
- * and, when asked, removed. Showing a running environment refreshes it from
- * the provider's fresh observation the same way.
+ * checked: a build left unfinished is resumed where the provider can pick it
+ * up, and otherwise failed as interrupted with what it made removed; a stop or
+ * delete left halfway is finished; a running environment whose workload
+ * vanished is failed; every build ends with an outcome; labeled workloads
+ * without an environment are reported and, when asked, removed. Showing a
+ * running environment refreshes it from the provider's fresh observation the
+ * same way.
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { ReconcileReport } from "../../api/contract.js";
-import { buildingStates, type Environment, type EnvironmentState } from "../../core/environment.js";
+import {
+  buildingStates,
+  type Environment,
+  type EnvironmentState,
+  unfinishedBuildKind,
+} from "../../core/environment.js";
 import type { Observation, Provider } from "../../core/provider.js";
 import type { Store } from "../../core/store.js";
+import type { EventBus } from "../event-bus.js";
 import type { KeyedMutex } from "../keyed-mutex.js";
+import { keepingHome } from "./actions.js";
 import type { BuildRunner } from "./build-runner.js";
 import type { EnvironmentTransitions } from "./transition.js";
 
@@ -24,7 +33,10 @@ export interface ReconcilerOptions {
   transitions: EnvironmentTransitions;
   runner: BuildRunner;
   mutex: KeyedMutex;
+  bus: EventBus;
   logger: Logger;
+  /** How long systemd gets to shut down when a stop left halfway is finished. */
+  stopTimeoutSeconds?: number;
 }
 
 /** How long showing an environment waits for the provider's fresh observation before answering with the stored one. */
@@ -39,34 +51,25 @@ const workloadNoun: Record<Provider["name"], string> = {
   kubernetes: "Pod",
   fake: "fake workload",
 };
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 export class Reconciler {
   constructor(private readonly deps: ReconcilerOptions) {}
 
   async reconcile(options: { removeOrphans: boolean }): Promise<ReconcileReport> {
-    const { store, provider, logger, runner, mutex, transitions } = this.deps;
+    const { store, provider, logger, runner, mutex } = this.deps;
     const workloads = await provider.listWorkloads();
     const withWorkload = new Set(workloads.map((w) => w.environmentId));
-    const report: ReconcileReport = { vanished: [], orphans: [] };
+    const report: ReconcileReport = { vanished: [], resumed: [], finished: [], orphans: [] };
     const environments = await store.environments.list({});
     for (const listed of environments) {
       if (runner.isRunning(listed.id)) continue;
       await mutex.run(listed.id, async () => {
         const environment = await store.environments.get(listed.id);
         if (!environment || runner.isRunning(environment.id)) return;
-        const hasWorkload = withWorkload.has(environment.id);
-        const reason = await this.reason(environment, hasWorkload);
-        if (!reason) return;
-        if (this.resumable(environment, hasWorkload) && environment.buildId) {
-          await transitions.appendLog(
-            environment.buildId,
-            `build resumed after ${reason}: continuing with the workload found`,
-          );
-          runner.launch(environment, "create", {});
-          return;
-        }
-        await transitions.fail(environment.id, reason, reconcilable);
-        report.vanished.push({ id: environment.id, name: environment.name, reason });
+        const reason = await this.reason(environment, withWorkload.has(environment.id));
+        if (reason) await this.settle(environment, reason, report);
+        await this.endBuilds(environment.id);
       });
     }
     const known = new Set(environments.map((e) => e.id));
@@ -78,8 +81,89 @@ export class Reconciler {
       }
       report.orphans.push({ ref: workload.ref, environmentId: workload.environmentId, removed });
     }
-    if (report.vanished.length || report.orphans.length) logger.info({ report }, "reconciled");
+    if (Object.values(report).some((found) => found.length > 0)) logger.info({ report }, "reconciled");
     return report;
+  }
+
+  /** Resumes, fails or finishes what an environment was left doing; says so in the report. */
+  private async settle(environment: Environment, reason: string, report: ReconcileReport): Promise<void> {
+    const { id, name, state, buildId } = environment;
+    const { provider, runner, transitions } = this.deps;
+    if (buildingStates.includes(state) && buildId) {
+      const kind = unfinishedBuildKind(environment.timeline);
+      if (provider.resumesBuilds) {
+        await transitions.appendLog(buildId, `build resumed after ${reason}: continuing with what it made`);
+        runner.launch(environment, kind === "start" ? "start" : "create", {});
+        report.resumed.push({ id, name });
+        return;
+      }
+      const failed = await transitions.fail(id, reason, buildingStates);
+      if (failed?.changed) {
+        await runner.removeWhatItMade(failed.after, kind === "start" ? "start" : "create", (text) =>
+          transitions.appendLog(buildId, text),
+        );
+      }
+      report.vanished.push({ id, name, reason });
+      return;
+    }
+    if (state === "stopping" || state === "deleting") {
+      const action = state === "stopping" ? "stop" : "delete";
+      try {
+        await (action === "stop" ? this.finishStop(environment, reason) : this.finishDelete(environment, reason));
+        report.finished.push({ id, name, action });
+      } catch (error) {
+        const why = `${action} failed after ${reason}: ${messageOf(error)}`;
+        await transitions.fail(id, why, [state]);
+        report.vanished.push({ id, name, reason: why });
+      }
+      return;
+    }
+    await transitions.fail(id, reason, reconcilable);
+    report.vanished.push({ id, name, reason });
+  }
+
+  /** A stop a server began and never finished: the workload is stopped now. */
+  private async finishStop(environment: Environment, reason: string): Promise<void> {
+    const { provider, transitions } = this.deps;
+    await provider.stop(environment, this.deps.stopTimeoutSeconds ?? 20);
+    await transitions.transition(environment.id, (current) =>
+      current.state === "stopping" ? { to: "stopped", reason: `finished after ${reason}` } : undefined,
+    );
+  }
+
+  /** A delete a server began and never finished: what is left of the workload goes, and the record with it. */
+  private async finishDelete(environment: Environment, reason: string): Promise<void> {
+    const { provider, store, bus, logger } = this.deps;
+    await provider.remove(environment, { keepHome: environment.stateReason === keepingHome });
+    await store.environments.remove(environment.id);
+    bus.publish({ type: "deleted", id: environment.id, ownerId: environment.ownerId });
+    logger.info({ environmentId: environment.id, reason }, "finished a delete left halfway");
+  }
+
+  /**
+   * Every build of the environment that no build of this process runs ends
+   * with an outcome: a build left open (its server died before it could say
+   * how it ended) takes the one its environment's state means, or failed.
+   * On a shared store only the abandoned ones (another replica may run the rest).
+   */
+  private async endBuilds(environmentId: string): Promise<void> {
+    const { store, runner, transitions } = this.deps;
+    if (runner.isRunning(environmentId)) return;
+    const environment = await store.environments.get(environmentId);
+    for (const build of await store.builds.listForEnvironment(environmentId)) {
+      if (build.outcome) continue;
+      const current = environment?.buildId === build.id;
+      if (current && environment && buildingStates.includes(environment.state)) continue;
+      if (!store.soleWriter && Date.now() - Date.parse(build.startedAt) < abandonedAfterMs) continue;
+      const outcome =
+        current && environment?.state === "running"
+          ? "running"
+          : current && environment?.state === "stopped"
+            ? "stopped"
+            : "failed";
+      await transitions.appendLog(build.id, "build ended: no server was running it any more");
+      await transitions.finishBuild(build.id, outcome);
+    }
   }
 
   /**
@@ -133,11 +217,6 @@ export class Reconciler {
       if (last) latest = Math.max(latest, Date.parse(last.at));
     }
     return latest;
-  }
-
-  /** An interrupted build whose workload is still there, on a provider that can pick it up again. */
-  private resumable(environment: Environment, hasWorkload: boolean): boolean {
-    return Boolean(this.deps.provider.resumesBuilds) && hasWorkload && buildingStates.includes(environment.state);
   }
 
   /** Writes what the observation shows, unless the environment changed since it was read (a build, a stop). */

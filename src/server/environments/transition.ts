@@ -87,6 +87,12 @@ export class EnvironmentTransitions {
     this.deps.bus.buildActivity(buildId);
   }
 
+  /** Records a build's end and wakes whoever follows its log, so every follow ends with the outcome. */
+  async finishBuild(buildId: string, outcome: NonNullable<Build["outcome"]>, at = now()): Promise<void> {
+    await this.deps.store.builds.finish(buildId, outcome, at);
+    this.deps.bus.buildActivity(buildId, outcome);
+  }
+
   /** One compare-and-set write of a planned change; undefined when another writer got there first. */
   private async write(current: Environment, change: Change): Promise<Environment | undefined> {
     const { to, reason, patch = {} } = change;

@@ -1,14 +1,17 @@
 /*
  * cvm-gate: PID 1 of a CVM until the supervisor releases it.
  *
- *   cvm-gate hold PATH [ARGS...]  wait to be released. SIGUSR1: exec PATH so
+ *   cvm-gate hold [--mask=UNIT,...] PATH [ARGS...]
+ *                                 wait to be released. SIGUSR1: exec PATH so
  *                                 the real init keeps PID 1 (the supervisor
  *                                 hands the container's cgroup directories to
  *                                 its remapped root in between; systemd
  *                                 started before that fails with "Failed to
  *                                 create /init.scope control group").
  *                                 SIGUSR2: become the reaper (the image has
- *                                 no usable /sbin/init).
+ *                                 no usable /sbin/init). --mask: systemd
+ *                                 units masked for this boot, before the exec
+ *                                 (systemd-masks.ts says which and why).
  *   cvm-gate reap                 the reaper: the minimal init that reaps
  *                                 orphans and exits on SIGTERM or SIGRTMIN+3
  *                                 (the stop signal of a CVM). It names itself
@@ -17,14 +20,20 @@
  * A signal from outside a PID namespace reaches its init only when init has a
  * handler, so a release sent before the handler exists is lost: the supervisor
  * repeats it until /proc/PID/comm no longer reads "cvm-gate".
- * Built with gcc -static at first use; no libc beyond what -static links.
+ *
+ * While it holds, the gate also gives the CVM a sysfs that nested privileged
+ * containers can mount again (see swap_sysfs). Built with gcc -static at first
+ * use; no libc beyond what -static links.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +52,96 @@ static void handle(int sig) {
 
 static int reap(void);
 
-static int hold(char **argv) {
+/*
+ * Since Linux 6.7 binfmt_misc is one instance per user namespace: mounted
+ * here, it is the CVM's own, so foreign-architecture handlers (qemu-user)
+ * registered in it reach only the CVM and what runs in it, and the node's
+ * stay as they are. systemd mounts it only through an automount, which a user
+ * namespace cannot make, so without this systemd-binfmt never runs. Older
+ * kernels refuse the mount (EPERM); the supervisor reports which it was.
+ */
+#define BINFMT_MISC "/proc/sys/fs/binfmt_misc"
+
+static void mount_binfmt_misc(void) {
+  if (getpid() != 1) return;
+  mount("binfmt_misc", BINFMT_MISC, "binfmt_misc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+/*
+ * The engine mounts a container's sysfs read-only, and sysfs is one super
+ * block per network namespace: created read-only, it stays read-only (it
+ * belongs to the node's user namespace, so no remount from inside can change
+ * it). The kernel lets a user namespace mount a fresh sysfs only as
+ * permissive as one it can already see whole (fs/namespace.c,
+ * mnt_already_visible), so under a read-only super block every nested
+ * `docker run --privileged` fails: 'error mounting "sysfs" ... operation not
+ * permitted'. The supervisor binds a writable sysfs of an empty network
+ * namespace at SYSFS_REFERENCE (sysfs-reference.ts) as one such view; here
+ * the CVM's /sys is replaced by a fresh sysfs of its own network namespace
+ * with a writable super block, mounted read-only (systemd reads a read-only
+ * /sys as "no udev here"). Writes through a writable sysfs still need the
+ * node's root for everything but the CVM's own network devices: its files
+ * belong to the node's uid 0, unmapped in the CVM.
+ *
+ * The reference stays: tools that unmount /sys to mount their own network
+ * namespace's (`ip netns exec`) need a view left once /sys is gone. It shows
+ * only what the CVM's /sys shows, less its network devices.
+ *
+ * It runs at release: the CVM's first view of its /sys is the one init gets.
+ */
+#define SYSFS_REFERENCE "/.cvm/sysfs"
+#define CGROUP_PARKED "/run/.cvm-cgroup"
+#define SYSFS_MAGIC 0x62656572
+
+static int is_sysfs(const char *path) {
+  struct statfs fs;
+  return statfs(path, &fs) == 0 && fs.f_type == SYSFS_MAGIC;
+}
+
+static void note(const char *step) { fprintf(stderr, "cvm-gate: sysfs: %s: %s\n", step, strerror(errno)); }
+
+/* On any failure the CVM keeps a read-only /sys, as it had; only nesting is lost, and the supervisor says so. */
+static void swap_sysfs(void) {
+  const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  if (getpid() != 1 || !is_sysfs(SYSFS_REFERENCE)) return;
+  mkdir(CGROUP_PARKED, 0700);
+  if (mount("/sys/fs/cgroup", CGROUP_PARKED, NULL, MS_MOVE, NULL) != 0) {
+    note("park /sys/fs/cgroup");
+  } else if (umount2("/sys", MNT_DETACH) != 0) {
+    note("unmount the engine's /sys");
+    if (mount(CGROUP_PARKED, "/sys/fs/cgroup", NULL, MS_MOVE, NULL) != 0) note("put /sys/fs/cgroup back");
+  } else {
+    if (mount("sysfs", "/sys", "sysfs", flags, NULL) != 0) {
+      note("mount a writable sysfs");
+      if (mount("sysfs", "/sys", "sysfs", flags | MS_RDONLY, NULL) != 0) note("mount a read-only sysfs");
+    }
+    if (mount(CGROUP_PARKED, "/sys/fs/cgroup", NULL, MS_MOVE, NULL) != 0) note("put /sys/fs/cgroup back");
+    if (mount(NULL, "/sys", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) != 0) note("make /sys read-only");
+  }
+  rmdir(CGROUP_PARKED);
+}
+
+/*
+ * Runtime masks, as `systemctl mask --runtime` makes them. Written here, as
+ * the CVM's root, because the node's root cannot create files in the CVM's
+ * /run: that tmpfs belongs to the CVM's user namespace (EOVERFLOW).
+ */
+static void mask_units(const char *units) {
+  char list[4096];
+  char path[512];
+  if (getpid() != 1 || units == NULL || snprintf(list, sizeof list, "%s", units) >= (int)sizeof list) return;
+  mkdir("/run/systemd", 0755);
+  mkdir("/run/systemd/system", 0755);
+  for (char *unit = strtok(list, ","); unit != NULL; unit = strtok(NULL, ",")) {
+    if (strchr(unit, '/') != NULL || snprintf(path, sizeof path, "/run/systemd/system/%s", unit) >= (int)sizeof path)
+      continue;
+    if (symlink("/dev/null", path) != 0 && errno != EEXIST) {
+      fprintf(stderr, "cvm-gate: mask %s: %s\n", unit, strerror(errno));
+    }
+  }
+}
+
+static int hold(const char *masks, char **argv) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGUSR1);
@@ -60,7 +158,14 @@ static int hold(char **argv) {
   struct timespec timeout = {HOLD_SECONDS, 0};
   for (;;) {
     int sig = sigtimedwait(&set, NULL, &timeout);
-    if (sig == SIGUSR1) break;
+    if (sig == SIGUSR1 || sig == SIGUSR2) {
+      swap_sysfs();
+      mount_binfmt_misc();
+    }
+    if (sig == SIGUSR1) {
+      mask_units(masks);
+      break;
+    }
     if (sig == SIGUSR2) {
       sigprocmask(SIG_UNBLOCK, &set, NULL);
       return reap();
@@ -111,8 +216,12 @@ static int reap(void) {
 
 int main(int argc, char **argv) {
   prctl(PR_SET_NAME, "cvm-gate", 0, 0, 0);
-  if (argc >= 3 && strcmp(argv[1], "hold") == 0) return hold(argv + 2);
+  if (argc >= 3 && strcmp(argv[1], "hold") == 0) {
+    const char *masks = strncmp(argv[2], "--mask=", 7) == 0 ? argv[2] + 7 : NULL;
+    if (masks != NULL && argc >= 4) return hold(masks, argv + 3);
+    if (masks == NULL) return hold(NULL, argv + 2);
+  }
   if (argc == 2 && strcmp(argv[1], "reap") == 0) return reap();
-  fprintf(stderr, "usage: cvm-gate hold PATH [ARGS...] | cvm-gate reap\n");
+  fprintf(stderr, "usage: cvm-gate hold [--mask=UNIT,...] PATH [ARGS...] | cvm-gate reap\n");
   return 2;
 }

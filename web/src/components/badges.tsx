@@ -36,10 +36,14 @@ export function KindBadge({ cvm }: { cvm: boolean }) {
   );
 }
 
-const checkTone: Record<CheckStatus, string> = { pass: "ok", warn: "warn", fail: "bad" };
+const checkTone: Record<CheckStatus, string> = { pass: "ok", warn: "warn", fail: "bad", "not-applicable": "rest" };
 
 export function CheckBadge({ status }: { status: CheckStatus }) {
-  return <span className={`badge badge-${checkTone[status]}`}>{status}</span>;
+  return (
+    <span className={`badge badge-${checkTone[status]}`} data-status={status}>
+      {status === "not-applicable" ? "not applicable" : status}
+    </span>
+  );
 }
 
 const systemdTone: Record<SystemdStatus, string> = {

@@ -1,6 +1,7 @@
 /**
  * The signed-in frame: a left navigation on wide screens, a top bar on
- * narrow ones. Manage appears only for roles that may see it.
+ * narrow ones. Manage appears only for roles that may see it; its pages sit
+ * under Admin, the path the docs and messages name (Manage > Admin > Infrastructure).
  */
 
 import type { ReactNode } from "react";
@@ -42,6 +43,7 @@ export function Shell({ children }: { children: ReactNode }) {
           {seesManage(user.role) && (
             <div className="nav-group" data-testid="manage-menu">
               <span className="nav-heading">Manage</span>
+              <span className="nav-subheading">Admin</span>
               <NavLink to="/manage/infrastructure">Infrastructure</NavLink>
               <NavLink to="/manage/users">Users</NavLink>
               <NavLink to="/manage/audit">Audit log</NavLink>

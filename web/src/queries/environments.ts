@@ -158,6 +158,7 @@ export const environmentActions = {
   create: (request: CreateEnvironmentRequest) => client.createEnvironment(request),
   start: (ref: string) => client.startEnvironment(ref),
   stop: (ref: string) => client.stopEnvironment(ref),
-  rebuild: (ref: string, keepDockerData: boolean) => client.rebuildEnvironment(ref, { keepDockerData }),
+  rebuild: (ref: string, keepDockerData: boolean, image?: string) =>
+    client.rebuildEnvironment(ref, { keepDockerData, ...(image ? { image } : {}) }),
   remove: (ref: string, keepHome: boolean) => client.deleteEnvironment(ref, { keepHome }),
 };

@@ -34,3 +34,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "cvm.postgresSecret" -}}
 {{- default (printf "%s-postgres" (include "cvm.fullname" .)) .Values.postgres.existingSecret -}}
 {{- end -}}
+
+{{- define "cvm.secretKeySecret" -}}
+{{- default (printf "%s-secret-key" (include "cvm.fullname" .)) .Values.secretKey.existingSecret -}}
+{{- end -}}

@@ -4,9 +4,10 @@
  */
 
 import { type FormEvent, useState } from "react";
-import { defaultResources } from "../../../../src/core/environment.js";
+import { defaultResources, type EnvironmentSpec, specProblems } from "../../../../src/core/environment.js";
 import { can } from "../../../../src/core/roles.js";
-import { client, fieldErrors } from "../../api.js";
+import type { EnvironmentLimits } from "../../../../src/core/settings.js";
+import { client, fieldErrors, invalidFields } from "../../api.js";
 import { InlineError } from "../../components/feedback.js";
 import { Field } from "../../components/field.js";
 import { PageHeader } from "../../components/shell.js";
@@ -15,16 +16,38 @@ import { useResource } from "../../queries/resource.js";
 import { Link, navigate } from "../../router.js";
 import { useUser } from "../../session.js";
 
-/** Whether CVMs may be created now: admins read the settings, others the public setup status. */
+/**
+ * Whether CVMs may be created now, and the size limits where this user may
+ * read them: admins and managers read the settings, others the public setup status.
+ */
 function useCvmEnabled() {
   const user = useUser();
   return useResource(
-    () =>
+    (): Promise<{ cvmEnabled: boolean; limits?: EnvironmentLimits }> =>
       can(user.role, "settings:read")
-        ? client.infrastructure().then((s) => s.cvmEnabled)
-        : client.setupStatus().then((s) => s.cvmEnabled ?? false),
+        ? client.infrastructure().then((s) => ({ cvmEnabled: s.cvmEnabled, limits: s.limits }))
+        : client.setupStatus().then((s) => ({ cvmEnabled: s.cvmEnabled ?? false })),
     [user.role],
   );
+}
+
+/** Limits that refuse only what no limit allows: a member's form checks that much, the server the rest. */
+const anyLimits: EnvironmentLimits = {
+  minCpu: Number.MIN_VALUE,
+  maxCpu: Number.POSITIVE_INFINITY,
+  minMemoryGiB: Number.MIN_VALUE,
+  maxMemoryGiB: Number.POSITIVE_INFINITY,
+  minDiskGiB: Number.MIN_VALUE,
+  maxDiskGiB: Number.POSITIVE_INFINITY,
+  pids: 0,
+};
+
+/** The spec's problems by field, as the server would find them; sizes against the limits when known. */
+function specFieldProblems(spec: EnvironmentSpec, limits: EnvironmentLimits | undefined): Record<string, string> {
+  const problems = specProblems(spec, limits ?? anyLimits).map((v) =>
+    !limits && /^must be at least/.test(v.detail) ? { ...v, detail: "must be more than 0" } : v,
+  );
+  return Object.fromEntries(problems.map((v) => [v.field, v.detail]));
 }
 
 const numberOrNaN = (text: string) => (text.trim() === "" ? Number.NaN : Number(text));
@@ -40,21 +63,24 @@ export function CreateEnvironmentPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
   const fields = fieldErrors(error);
-  const offerCvm = cvmEnabled.data === true;
+  const offerCvm = cvmEnabled.data?.cvmEnabled === true;
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
+    const spec: EnvironmentSpec = {
+      name: name.trim(),
+      image: image.trim(),
+      cpu: numberOrNaN(cpu),
+      memoryGiB: numberOrNaN(memory),
+      diskGiB: numberOrNaN(disk),
+      cvm: offerCvm && cvm,
+    };
+    const problems = invalidFields(specFieldProblems(spec, cvmEnabled.data?.limits));
+    setError(problems);
+    if (problems) return;
     setBusy(true);
-    setError(undefined);
     try {
-      const created = await environmentActions.create({
-        name: name.trim(),
-        image: image.trim(),
-        cpu: numberOrNaN(cpu),
-        memoryGiB: numberOrNaN(memory),
-        diskGiB: numberOrNaN(disk),
-        cvm: offerCvm && cvm,
-      });
+      const created = await environmentActions.create(spec);
       navigate(`/environments/${created.id}`);
     } catch (e) {
       setError(e);

@@ -1,26 +1,32 @@
 /**
  * The build log, streaming while it grows. If the stream drops it resumes
- * after the last line it saw; a new build (rebuild) starts a fresh log.
+ * after the last line it saw; a new build (rebuild) starts a fresh log. After
+ * the build, the environment's later changes (a stop) still add lines to its
+ * log: each change of the environment reads them, and the status says where
+ * the environment is now, not only how its build ended.
  */
 
 import { useEffect, useRef, useState } from "react";
 import type { BuildLogLine } from "../../../../src/core/build.js";
+import type { Environment } from "../../../../src/core/environment.js";
 import { ApiError, client, describeError } from "../../api.js";
 import { time } from "../../format.js";
 
 type Phase = "connecting" | "streaming" | "ended" | "reconnecting" | "error";
 
-export function BuildLog({ environmentRef, buildId }: { environmentRef: string; buildId?: string }) {
+export function BuildLog({ environment }: { environment: Pick<Environment, "id" | "buildId" | "state" | "version"> }) {
+  const { id: environmentRef, buildId, state, version } = environment;
   const [lines, setLines] = useState<BuildLogLine[]>([]);
   const [phase, setPhase] = useState<Phase>("connecting");
   const [outcome, setOutcome] = useState<string>();
   const [problem, setProblem] = useState<string>();
   const box = useRef<HTMLPreElement>(null);
   const pinned = useRef(true);
+  const lastSeq = useRef<number>(undefined);
 
   useEffect(() => {
     const controller = new AbortController();
-    let lastSeq: number | undefined;
+    lastSeq.current = undefined;
     setLines([]);
     setOutcome(undefined);
     setPhase("connecting");
@@ -29,7 +35,7 @@ export function BuildLog({ environmentRef, buildId }: { environmentRef: string; 
         try {
           const stream = client.logs(environmentRef, {
             build: buildId ?? "latest",
-            after: lastSeq,
+            after: lastSeq.current,
             follow: true,
             signal: controller.signal,
           });
@@ -50,7 +56,7 @@ export function BuildLog({ environmentRef, buildId }: { environmentRef: string; 
               setPhase("ended");
               break;
             }
-            lastSeq = item.seq;
+            lastSeq.current = item.seq;
             if (batch.length === 0) requestAnimationFrame(flush);
             batch.push(item);
           }
@@ -72,6 +78,29 @@ export function BuildLog({ environmentRef, buildId }: { environmentRef: string; 
     return () => controller.abort();
   }, [environmentRef, buildId]);
 
+  // Once the build has ended, each change of the environment may have logged more (stopping, stopped).
+  useEffect(() => {
+    void version;
+    if (phase !== "ended") return;
+    const controller = new AbortController();
+    (async () => {
+      const added: BuildLogLine[] = [];
+      const stream = client.logs(environmentRef, {
+        build: buildId ?? "latest",
+        after: lastSeq.current,
+        signal: controller.signal,
+      });
+      for await (const item of stream) if (!("end" in item)) added.push(item);
+      if (controller.signal.aborted || added.length === 0) return;
+      lastSeq.current = added[added.length - 1].seq;
+      setLines((current) => {
+        const last = current.at(-1)?.seq ?? 0;
+        return current.concat(added.filter((line) => line.seq > last));
+      });
+    })().catch(() => undefined);
+    return () => controller.abort();
+  }, [environmentRef, buildId, version, phase]);
+
   useEffect(() => {
     void lines;
     const element = box.current;
@@ -84,7 +113,10 @@ export function BuildLog({ environmentRef, buildId }: { environmentRef: string; 
         {phase === "connecting" && "Connecting to the log…"}
         {phase === "streaming" && "Streaming live"}
         {phase === "reconnecting" && "Connection lost, resuming…"}
-        {phase === "ended" && `Build finished: ${outcome}`}
+        {phase === "ended" &&
+          (outcome === state
+            ? `Build finished: ${outcome}`
+            : `Build finished: ${outcome}; the environment is ${state} now`)}
         {phase === "error" && `The log is not available: ${problem}`}
       </div>
       <pre

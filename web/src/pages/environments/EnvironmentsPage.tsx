@@ -1,18 +1,21 @@
 /**
  * Every environment the user may see, live: states change as builds move,
  * without a refresh. Filters live in the URL so a filtered view can be shared.
+ * Each row offers what its state allows: the terminal, start, stop.
  */
 
-import { memo, useEffect, useLayoutEffect, useMemo, useState } from "react";
-import type { Environment } from "../../../../src/core/environment.js";
-import { environmentStates } from "../../../../src/core/environment.js";
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useState } from "react";
+import type { Environment, EnvironmentAction } from "../../../../src/core/environment.js";
+import { actionAllowed, environmentStates } from "../../../../src/core/environment.js";
 import { can } from "../../../../src/core/roles.js";
 import { KindBadge, StateBadge } from "../../components/badges.js";
-import { EmptyState, ErrorState, Loading } from "../../components/feedback.js";
+import { ConfirmDialog } from "../../components/confirm-dialog.js";
+import { EmptyState, ErrorState, InlineError, Loading } from "../../components/feedback.js";
+import { ImageName } from "../../components/image-name.js";
 import { LiveIndicator } from "../../components/live-indicator.js";
 import { PageHeader } from "../../components/shell.js";
 import { age, resources } from "../../format.js";
-import { listMarks, useEnvironmentList } from "../../queries/environments.js";
+import { environmentActions, listMarks, useEnvironmentList } from "../../queries/environments.js";
 import { Link, navigate, useLocation } from "../../router.js";
 import { useUser } from "../../session.js";
 
@@ -31,43 +34,109 @@ function matches(environment: Environment, filters: Omit<Filters, "owner">): boo
   return true;
 }
 
+/** What a row offers for its environment's state: its terminal while running, start when stopped or failed, stop while up. */
+function RowActions({
+  environment,
+  busy,
+  onStart,
+  onStop,
+}: {
+  environment: Environment;
+  busy: boolean;
+  onStart: (environment: Environment) => void;
+  onStop: (environment: Environment) => void;
+}) {
+  const { name, state } = environment;
+  return (
+    <span className="row-actions">
+      {state === "running" && (
+        <Link
+          to={`/environments/${environment.id}/terminal`}
+          className="button button-small"
+          aria-label={`Open the terminal of ${name}`}
+        >
+          Terminal
+        </Link>
+      )}
+      {allowed("start", environment) && (
+        <button
+          type="button"
+          className="button button-small"
+          disabled={busy}
+          aria-label={`Start ${name}`}
+          onClick={() => onStart(environment)}
+        >
+          Start
+        </button>
+      )}
+      {allowed("stop", environment) && (
+        <button
+          type="button"
+          className="button button-small"
+          disabled={busy}
+          aria-label={`Stop ${name}`}
+          onClick={() => onStop(environment)}
+        >
+          Stop
+        </button>
+      )}
+    </span>
+  );
+}
+
+const allowed = (action: EnvironmentAction, environment: Environment) => actionAllowed(action, environment.state);
+
 const Row = memo(function Row({
   environment,
   showOwner,
   now,
+  busy,
+  onStart,
+  onStop,
 }: {
   environment: Environment;
   showOwner: boolean;
   now: number;
+  busy: boolean;
+  onStart: (environment: Environment) => void;
+  onStop: (environment: Environment) => void;
 }) {
   return (
     <tr data-environment={environment.name}>
       <td data-label="Name">
-        <Link to={`/environments/${environment.id}`} className="strong-link">
-          {environment.name}
-        </Link>
+        <span className="name-cell">
+          <Link to={`/environments/${environment.id}`} className="strong-link">
+            {environment.name}
+          </Link>
+          <KindBadge cvm={environment.cvm} />
+        </span>
       </td>
       <td data-label="State">
         <StateBadge state={environment.state} />
       </td>
-      <td data-label="Kind">
-        <KindBadge cvm={environment.cvm} />
+      <td data-label="Image" title={environment.image}>
+        <ImageName image={environment.image} />
       </td>
-      <td data-label="Image" className="mono truncate" title={environment.image}>
-        {environment.image}
-      </td>
-      <td data-label="Resources" className="nowrap">
-        {resources(environment)}
+      <td data-label="Resources">
+        {/* Wraps between the amounts, never inside one. */}
+        {resources(environment)
+          .split(" · ")
+          .map((amount) => amount.replaceAll(" ", "\u00a0"))
+          .join(" · ")}
       </td>
       {showOwner && (
-        <td data-label="Owner" className="truncate">
-          {environment.ownerEmail}
+        <td data-label="Owner" className="owner-cell">
+          {environment.ownerEmail.split("@")[0]}
+          <wbr />@{environment.ownerEmail.split("@").slice(1).join("@")}
         </td>
       )}
       <td data-label="Age" className="nowrap">
         <time dateTime={environment.createdAt} title={environment.createdAt}>
           {age(environment.createdAt, now)}
         </time>
+      </td>
+      <td data-label="Actions">
+        <RowActions environment={environment} busy={busy} onStart={onStart} onStop={onStop} />
       </td>
     </tr>
   );
@@ -85,6 +154,23 @@ export function EnvironmentsPage() {
   };
   const list = useEnvironmentList(filters.owner, user.id);
   const [now, setNow] = useState(() => Date.now());
+  // Row actions: the environment being acted on, the one whose stop awaits confirmation, and what went wrong.
+  const [acting, setActing] = useState<string>();
+  const [stopping, setStopping] = useState<Environment>();
+  const [actionError, setActionError] = useState<unknown>();
+  const act = useCallback(async (environment: Environment, action: (id: string) => Promise<Environment>) => {
+    setActing(environment.id);
+    setActionError(undefined);
+    try {
+      await action(environment.id);
+      setStopping(undefined);
+    } catch (error) {
+      setActionError(error);
+    } finally {
+      setActing(undefined);
+    }
+  }, []);
+  const start = useCallback((environment: Environment) => void act(environment, environmentActions.start), [act]);
 
   useEffect(() => {
     const timer = setInterval(() => setNow(Date.now()), 30_000);
@@ -130,6 +216,19 @@ export function EnvironmentsPage() {
         </Link>
       </PageHeader>
 
+      {!stopping && <InlineError error={actionError} />}
+      <ConfirmDialog
+        open={Boolean(stopping)}
+        title={`Stop ${stopping?.name}?`}
+        confirmLabel="Stop"
+        danger
+        busy={Boolean(acting)}
+        onCancel={() => setStopping(undefined)}
+        onConfirm={() => stopping && void act(stopping, environmentActions.stop)}
+      >
+        <p>Running processes end and open terminals close. The home volume is kept.</p>
+        <InlineError error={actionError} />
+      </ConfirmDialog>
       <form className="toolbar" aria-label="Filter environments" onSubmit={(e) => e.preventDefault()}>
         <label className="toolbar-field">
           <span>Name</span>
@@ -205,16 +304,24 @@ export function EnvironmentsPage() {
               <tr>
                 <th scope="col">Name</th>
                 <th scope="col">State</th>
-                <th scope="col">Kind</th>
                 <th scope="col">Image</th>
                 <th scope="col">Resources</th>
                 {showOwner && <th scope="col">Owner</th>}
                 <th scope="col">Age</th>
+                <th scope="col">Actions</th>
               </tr>
             </thead>
             <tbody>
               {shown.map((environment) => (
-                <Row key={environment.id} environment={environment} showOwner={showOwner} now={now} />
+                <Row
+                  key={environment.id}
+                  environment={environment}
+                  showOwner={showOwner}
+                  now={now}
+                  busy={acting === environment.id}
+                  onStart={start}
+                  onStop={setStopping}
+                />
               ))}
             </tbody>
           </table>

@@ -2,11 +2,13 @@
 
 import { useState } from "react";
 import type { AuditEntry, AuditFilter } from "../../../../src/core/audit.js";
+import { auditChanges, auditTargetName } from "../../../../src/core/audit.js";
 import { EmptyState, ErrorState, Loading } from "../../components/feedback.js";
 import { PageHeader } from "../../components/shell.js";
 import { dateTime } from "../../format.js";
 import { auditPageSize, useAuditPage } from "../../queries/audit.js";
 import { useUsers } from "../../queries/users.js";
+import "./audit.css";
 
 /** datetime-local has no zone; the filter is sent as UTC. */
 const toIso = (local: string) => (local ? new Date(local).toISOString() : undefined);
@@ -23,26 +25,76 @@ const knownActions = [
   "environment.delete",
 ];
 
-function Change({ entry }: { entry: AuditEntry }) {
+/** The fields a change touched, before and after, in a row of its own under the entry. */
+function Changes({ entry, columns }: { entry: AuditEntry; columns: number }) {
+  const changes = auditChanges(entry.before, entry.after);
+  return (
+    <tr className="audit-changes" data-changes-of={entry.id}>
+      <td colSpan={columns}>
+        {changes.length === 0 ? (
+          <p className="muted small">No field changed.</p>
+        ) : (
+          <table className="change-table" aria-label={`What ${entry.action} changed`}>
+            <thead>
+              <tr>
+                <th scope="col">Field</th>
+                <th scope="col">Before</th>
+                <th scope="col">After</th>
+              </tr>
+            </thead>
+            <tbody>
+              {changes.map((change) => (
+                <tr key={change.field} data-field={change.field}>
+                  <th scope="row" className="mono">
+                    {change.field}
+                  </th>
+                  <td className="mono change-before">{change.before ?? <span className="muted">—</span>}</td>
+                  <td className="mono change-after">{change.after ?? <span className="muted">—</span>}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </td>
+    </tr>
+  );
+}
+
+const columns = 5;
+
+function AuditRow({ entry }: { entry: AuditEntry }) {
   const [open, setOpen] = useState(false);
-  if (entry.before === undefined && entry.after === undefined) return <span className="muted">—</span>;
+  const name = auditTargetName(entry);
+  const recorded = entry.before !== null || entry.after !== null;
   return (
     <>
-      <button type="button" className="link-button" aria-expanded={open} onClick={() => setOpen(!open)}>
-        {open ? "Hide" : "Show"}
-      </button>
-      {open && (
-        <div className="diff">
-          <div>
-            <span className="muted small">before</span>
-            <pre>{JSON.stringify(entry.before ?? null, null, 2)}</pre>
-          </div>
-          <div>
-            <span className="muted small">after</span>
-            <pre>{JSON.stringify(entry.after ?? null, null, 2)}</pre>
-          </div>
-        </div>
-      )}
+      <tr data-action={entry.action} className={open ? "audit-open" : undefined}>
+        <td data-label="When" className="nowrap">
+          {dateTime(entry.at)}
+        </td>
+        <td data-label="Who">{entry.actorEmail}</td>
+        <td data-label="Action" className="mono">
+          {entry.action}
+        </td>
+        <td data-label="Target" className="audit-target">
+          <span>
+            {name && <span className="audit-target-name">{name}</span>}
+            <span className={name ? "mono muted small" : "mono"} title={entry.target}>
+              {entry.target}
+            </span>
+          </span>
+        </td>
+        <td data-label="Change">
+          {recorded ? (
+            <button type="button" className="link-button" aria-expanded={open} onClick={() => setOpen(!open)}>
+              {open ? "Hide" : "Show"}
+            </button>
+          ) : (
+            <span className="muted">—</span>
+          )}
+        </td>
+      </tr>
+      {open && <Changes entry={entry} columns={columns} />}
     </>
   );
 }
@@ -130,21 +182,7 @@ export default function AuditPage() {
               </thead>
               <tbody>
                 {page.data.items.map((entry) => (
-                  <tr key={entry.id} data-action={entry.action}>
-                    <td data-label="When" className="nowrap">
-                      {dateTime(entry.at)}
-                    </td>
-                    <td data-label="Who">{entry.actorEmail}</td>
-                    <td data-label="Action" className="mono">
-                      {entry.action}
-                    </td>
-                    <td data-label="Target" className="mono truncate" title={entry.target}>
-                      {entry.target}
-                    </td>
-                    <td data-label="Change">
-                      <Change entry={entry} />
-                    </td>
-                  </tr>
+                  <AuditRow key={entry.id} entry={entry} />
                 ))}
               </tbody>
             </table>

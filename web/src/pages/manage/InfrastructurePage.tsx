@@ -1,14 +1,21 @@
 /**
- * Manage > Admin > Infrastructure: the CVM toggle, the isolation runtime, how
- * the supervisor is privileged, the size limits, and the infrastructure
- * checks behind them. Turning CVMs on while a check fails takes a forced,
+ * Manage > Admin > Infrastructure: the CVM toggle, the isolation runtime, the
+ * devices CVMs get, how the supervisor is privileged, the size and process
+ * limits, each member's quotas, what environments may reach on the network,
+ * and the infrastructure checks behind them. Turning CVMs on while a check fails takes a forced,
  * confirmed (and audited) save.
  */
 
 import { type FormEvent, useEffect, useState } from "react";
 import type { CheckResult, InfrastructureSettingsUpdate } from "../../../../src/api/contract.js";
-import type { EnvironmentLimits, InfrastructureSettings, RuntimeChoice } from "../../../../src/core/settings.js";
-import { runtimeChoices } from "../../../../src/core/settings.js";
+import type {
+  EnvironmentLimits,
+  InfrastructureSettings,
+  NetworkReach,
+  RuntimeChoice,
+  UserQuotas,
+} from "../../../../src/core/settings.js";
+import { networkReaches, runtimeChoices } from "../../../../src/core/settings.js";
 import { ApiError, fieldErrors } from "../../api.js";
 import { CheckBadge } from "../../components/badges.js";
 import { ConfirmDialog } from "../../components/confirm-dialog.js";
@@ -16,6 +23,7 @@ import { ErrorState, InlineError, Loading } from "../../components/feedback.js";
 import { Field } from "../../components/field.js";
 import { PageHeader } from "../../components/shell.js";
 import { updateInfrastructure, useInfrastructure, useInfrastructureChecks } from "../../queries/settings.js";
+import "./infrastructure.css";
 
 const runtimeText: Record<RuntimeChoice, string> = {
   auto: "Sysbox where the engine has it, otherwise the built-in user-namespace runtime.",
@@ -23,7 +31,32 @@ const runtimeText: Record<RuntimeChoice, string> = {
   userns: "Built in: root in the environment is an unprivileged uid range on the node.",
 };
 
-const limitFields: { key: keyof EnvironmentLimits; label: string }[] = [
+const deviceToggles: { key: "fuseDevice" | "tunDevice"; label: string; hint: string }[] = [
+  {
+    key: "fuseDevice",
+    label: "FUSE (/dev/fuse)",
+    hint: "sshfs, rclone mounts, fuse-overlayfs and rootless Podman. Mounts stay inside the environment.",
+  },
+  {
+    key: "tunDevice",
+    label: "TUN (/dev/net/tun)",
+    hint: "VPN clients and userspace networking. Interfaces stay in the environment's own network.",
+  },
+];
+
+const reachText: Record<NetworkReach, string> = {
+  owner: "Its owner's other environments, and the internet.",
+  installation: "Every environment of this installation, and the internet.",
+};
+
+const quotaFields: { key: keyof UserQuotas; label: string; step: string }[] = [
+  { key: "environments", label: "Environments", step: "1" },
+  { key: "runningCpu", label: "CPUs running", step: "0.25" },
+  { key: "runningMemoryGiB", label: "Memory running (GiB)", step: "0.25" },
+  { key: "terminals", label: "Open terminals", step: "1" },
+];
+
+const limitFields: { key: Exclude<keyof EnvironmentLimits, "pids">; label: string }[] = [
   { key: "minCpu", label: "Min CPUs" },
   { key: "maxCpu", label: "Max CPUs" },
   { key: "minMemoryGiB", label: "Min memory (GiB)" },
@@ -32,8 +65,23 @@ const limitFields: { key: keyof EnvironmentLimits; label: string }[] = [
   { key: "maxDiskGiB", label: "Max disk (GiB)" },
 ];
 
-function ChecksTable({ checks }: { checks: CheckResult[] }) {
-  if (checks.length === 0) return <p className="muted">No checks apply to this installation.</p>;
+/** Evidence of more than a couple of lines (mount tables, one line per cgroup) folds to its first line. */
+function Evidence({ text }: { text: string }) {
+  const lines = text.split("\n");
+  if (lines.length <= 2) return <>{text}</>;
+  return (
+    <details className="evidence">
+      <summary>
+        <span className="evidence-first">{lines[0]}</span>
+        <span className="evidence-more">{lines.length - 1} more lines</span>
+      </summary>
+      {lines.slice(1).join("\n")}
+    </details>
+  );
+}
+
+function ChecksTable({ checks, done }: { checks: CheckResult[]; done: boolean }) {
+  if (checks.length === 0 && done) return <p className="muted">No checks apply to this installation.</p>;
   return (
     <table className="table responsive" aria-label="Infrastructure checks">
       <thead>
@@ -55,7 +103,7 @@ function ChecksTable({ checks }: { checks: CheckResult[] }) {
               <CheckBadge status={check.status} />
             </td>
             <td data-label="Evidence" className="mono small pre-wrap">
-              {check.evidence}
+              <Evidence text={check.evidence} />
             </td>
             <td data-label="Remedy" className="small">
               {check.remedy ?? "—"}
@@ -72,6 +120,7 @@ export default function InfrastructurePage() {
   const checks = useInfrastructureChecks();
   const [draft, setDraft] = useState<InfrastructureSettings>();
   const [capabilities, setCapabilities] = useState("");
+  const [allowedNetworks, setAllowedNetworks] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
   const [saved, setSaved] = useState(false);
@@ -81,6 +130,7 @@ export default function InfrastructurePage() {
     if (settings.data) {
       setDraft(settings.data);
       setCapabilities(settings.data.supervisorPrivileges.capabilities.join(" "));
+      setAllowedNetworks(settings.data.network.allowedNetworks.join(" "));
     }
   }, [settings.data]);
 
@@ -88,7 +138,8 @@ export default function InfrastructurePage() {
   if (!draft) return <ErrorState title="Could not load the settings" error={settings.error} retry={settings.reload} />;
 
   const fields = fieldErrors(error);
-  const failing = (checks.data?.checks ?? []).filter((c) => c.status === "fail");
+  const checksDone = checks.worst !== undefined;
+  const failing = checks.checks.filter((c) => c.status === "fail");
   const enabling = draft.cvmEnabled && !settings.data?.cvmEnabled;
 
   const save = async (force: boolean) => {
@@ -98,6 +149,8 @@ export default function InfrastructurePage() {
     const update: InfrastructureSettingsUpdate = {
       cvmEnabled: draft.cvmEnabled,
       runtime: draft.runtime,
+      fuseDevice: draft.fuseDevice,
+      tunDevice: draft.tunDevice,
       supervisorPrivileges: {
         mode: draft.supervisorPrivileges.mode,
         capabilities: capabilities.split(/[\s,]+/).filter(Boolean),
@@ -106,6 +159,8 @@ export default function InfrastructurePage() {
       publicPorts: draft.publicPorts,
       portsHost: draft.portsHost,
       idleStopMinutes: draft.idleStopMinutes,
+      quotas: draft.quotas,
+      network: { reach: draft.network.reach, allowedNetworks: allowedNetworks.split(/[\s,]+/).filter(Boolean) },
       ...(force ? { force: true } : {}),
     };
     try {
@@ -129,9 +184,10 @@ export default function InfrastructurePage() {
 
   return (
     <>
+      <p className="breadcrumb">Manage › Admin › Infrastructure</p>
       <PageHeader
         title="Infrastructure"
-        lead="Manage › Admin › Infrastructure. What environments may be, and the checks that say whether this installation can host them."
+        lead="What environments may be, and the checks that say whether this installation can host them."
       />
       <form className="card form form-wide" onSubmit={submit} aria-label="Infrastructure settings" noValidate>
         <h2>Container-based virtual machines</h2>
@@ -178,7 +234,38 @@ export default function InfrastructurePage() {
         </fieldset>
 
         <fieldset className="field">
+          <legend>Devices in CVMs</legend>
+          {deviceToggles.map(({ key, label, hint }) => (
+            <div key={key} className="field">
+              <label className="switch">
+                <input
+                  type="checkbox"
+                  role="switch"
+                  aria-checked={draft[key]}
+                  checked={draft[key]}
+                  onChange={(e) => {
+                    setSaved(false);
+                    setDraft({ ...draft, [key]: e.target.checked });
+                  }}
+                  aria-describedby={`${key}-hint`}
+                />
+                <span className="switch-track" aria-hidden="true" />
+                {label}
+              </label>
+              <p className="hint" id={`${key}-hint`}>
+                {hint} Applies to environments built or rebuilt after saving.
+              </p>
+              {fields[key] && <p className="field-error">{fields[key]}</p>}
+            </div>
+          ))}
+        </fieldset>
+
+        <fieldset className="field">
           <legend>Supervisor privileges</legend>
+          <p className="hint" id="privileges-hint">
+            Kubernetes only: how the supervisor container in each CVM's Pod runs. With the docker provider the
+            supervisor runs inside cvm server, and this setting has no effect.
+          </p>
           <label className="radio">
             <input
               type="radio"
@@ -242,6 +329,23 @@ export default function InfrastructurePage() {
                 )}
               </Field>
             ))}
+            <Field
+              id="limit-pids"
+              label="Processes per environment"
+              error={fields["limits.pids"]}
+              hint="0 sizes it to the node: an eighth of what the node allows."
+            >
+              {(props) => (
+                <input
+                  {...props}
+                  type="number"
+                  step="1"
+                  min="0"
+                  value={Number.isNaN(draft.limits.pids) ? "" : draft.limits.pids}
+                  onChange={(e) => setDraft({ ...draft, limits: { ...draft.limits, pids: e.target.valueAsNumber } })}
+                />
+              )}
+            </Field>
           </div>
         </fieldset>
 
@@ -282,6 +386,63 @@ export default function InfrastructurePage() {
           </div>
         </fieldset>
 
+        <fieldset className="field">
+          <legend>Quotas per member</legend>
+          <p className="hint">
+            What each member may hold at once; 0 is no quota. Admins and managers are not held to them.
+          </p>
+          <div className="form-row form-row-3">
+            {quotaFields.map(({ key, label, step }) => (
+              <Field key={key} id={`quota-${key}`} label={label} error={fields[`quotas.${key}`]}>
+                {(props) => (
+                  <input
+                    {...props}
+                    type="number"
+                    step={step}
+                    min="0"
+                    value={Number.isNaN(draft.quotas[key]) ? "" : draft.quotas[key]}
+                    onChange={(e) => setDraft({ ...draft, quotas: { ...draft.quotas, [key]: e.target.valueAsNumber } })}
+                  />
+                )}
+              </Field>
+            ))}
+          </div>
+        </fieldset>
+
+        <fieldset className="field">
+          <legend>Network: what an environment may connect to</legend>
+          {networkReaches.map((reach) => (
+            <label key={reach} className="radio">
+              <input
+                type="radio"
+                name="network-reach"
+                value={reach}
+                checked={draft.network.reach === reach}
+                onChange={() => setDraft({ ...draft, network: { ...draft.network, reach } })}
+              />
+              <span>
+                <strong>{reach}</strong> <span className="muted">{reachText[reach]}</span>
+              </span>
+            </label>
+          ))}
+          <Field
+            id="allowed-networks"
+            label="Also allowed"
+            error={fields["network.allowedNetworks"]}
+            hint="Addresses or networks on private ranges or of the node itself, such as 10.1.2.3 or 10.1.0.0/16, separated by spaces. Everything else private stays closed."
+          >
+            {(props) => (
+              <textarea
+                {...props}
+                className="mono"
+                rows={2}
+                value={allowedNetworks}
+                onChange={(e) => setAllowedNetworks(e.target.value)}
+              />
+            )}
+          </Field>
+        </fieldset>
+
         {!forcing && <InlineError error={error} />}
         {saved && (
           <p className="notice notice-ok" role="status">
@@ -297,22 +458,23 @@ export default function InfrastructurePage() {
 
       <section className="card card-flush" aria-labelledby="checks-title">
         <div className="card-head">
-          <h2 id="checks-title">Infrastructure checks {checks.data && <CheckBadge status={checks.data.worst} />}</h2>
-          <button
-            type="button"
-            className="button button-small"
-            onClick={checks.reload}
-            disabled={checks.status === "loading"}
-          >
+          <h2 id="checks-title">Infrastructure checks {checks.worst && <CheckBadge status={checks.worst} />}</h2>
+          <button type="button" className="button button-small" onClick={checks.reload} disabled={!checksDone}>
             Run again
           </button>
         </div>
-        {checks.data ? (
-          <ChecksTable checks={checks.data.checks} />
-        ) : checks.error ? (
+        {!checksDone && !checks.error && (
+          <div className="feedback checks-running" role="status" aria-live="polite" data-testid="check-running">
+            <span className="spinner" aria-hidden="true" />
+            {checks.running
+              ? `Checking ${checks.running.title}… (${checks.checks.length} done)`
+              : "Starting the checks…"}
+          </div>
+        )}
+        {checks.error ? (
           <ErrorState title="Could not run the checks" error={checks.error} retry={checks.reload} />
         ) : (
-          <Loading what="checks" />
+          (checks.checks.length > 0 || checksDone) && <ChecksTable checks={checks.checks} done={checksDone} />
         )}
       </section>
 

@@ -3,8 +3,8 @@
 import { type FormEvent, useState } from "react";
 import type { Role } from "../../../../src/core/roles.js";
 import { can, roles } from "../../../../src/core/roles.js";
-import type { User } from "../../../../src/core/user.js";
-import { fieldErrors } from "../../api.js";
+import { emailProblem, passwordProblem, type User } from "../../../../src/core/user.js";
+import { fieldErrors, invalidFields } from "../../api.js";
 import { ConfirmDialog } from "../../components/confirm-dialog.js";
 import { EmptyState, ErrorState, InlineError, Loading } from "../../components/feedback.js";
 import { Field } from "../../components/field.js";
@@ -19,6 +19,14 @@ const roleLabel: Record<Role, string> = {
   member: "Member",
 };
 
+/** What a role may do ("they may ..."), said before an admin gives it. */
+const roleReach: Record<Role, string> = {
+  "site-admin": "change everything: users and their roles, infrastructure settings and every environment",
+  "site-manager":
+    "change infrastructure settings and every environment, and read users and the audit log, but not change users",
+  member: "use their own environments only",
+};
+
 function CreateUserForm({ onCreated }: { onCreated: (user: User) => void }) {
   const [email, setEmail] = useState("");
   const [name, setName] = useState("");
@@ -30,8 +38,10 @@ function CreateUserForm({ onCreated }: { onCreated: (user: User) => void }) {
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
+    const problems = invalidFields({ email: emailProblem(email), password: passwordProblem(password) });
+    setError(problems);
+    if (problems) return;
     setBusy(true);
-    setError(undefined);
     try {
       onCreated(await createUser({ email, password, role, name: name || undefined }));
       setEmail("");
@@ -96,6 +106,8 @@ export default function UsersPage() {
   const users = useUsers();
   const [error, setError] = useState<unknown>();
   const [deactivating, setDeactivating] = useState<User>();
+  const [reroling, setReroling] = useState<{ user: User; role: Role }>();
+  const [notice, setNotice] = useState<string>();
   const [busy, setBusy] = useState(false);
 
   const replace = (user: User) => {
@@ -106,14 +118,30 @@ export default function UsersPage() {
   const change = async (user: User, request: { role?: Role; active?: boolean }) => {
     setBusy(true);
     setError(undefined);
+    setNotice(undefined);
     try {
-      replace(await updateUser(user.id, request));
+      const changed = await updateUser(user.id, request);
+      replace(changed);
       setDeactivating(undefined);
+      setReroling(undefined);
+      setNotice(
+        request.role
+          ? `${changed.email} is now a ${roleLabel[changed.role]}.`
+          : changed.active
+            ? `${changed.email} is active again and can sign in.`
+            : `${changed.email} is deactivated: signed out, and can no longer sign in.`,
+      );
     } catch (e) {
       setError(e);
     } finally {
       setBusy(false);
     }
+  };
+
+  const created = (user: User) => {
+    replace(user);
+    setError(undefined);
+    setNotice(`Created ${user.email} (${roleLabel[user.role]}). They sign in with the initial password you gave.`);
   };
 
   return (
@@ -122,8 +150,13 @@ export default function UsersPage() {
         title="Users"
         lead={writes ? "Accounts and their roles." : "Accounts and their roles. Only a site admin changes them."}
       />
-      {writes && <CreateUserForm onCreated={replace} />}
-      {!deactivating && <InlineError error={error} />}
+      {writes && <CreateUserForm onCreated={created} />}
+      {notice && (
+        <p className="notice notice-ok" role="status">
+          {notice}
+        </p>
+      )}
+      {!deactivating && !reroling && <InlineError error={error} />}
       {users.data ? (
         users.data.length === 0 ? (
           <EmptyState title="No users" />
@@ -151,7 +184,10 @@ export default function UsersPage() {
                           aria-label={`Role of ${user.email}`}
                           value={user.role}
                           disabled={busy}
-                          onChange={(e) => void change(user, { role: e.target.value as Role })}
+                          onChange={(e) => {
+                            setError(undefined);
+                            setReroling({ user, role: e.target.value as Role });
+                          }}
                         >
                           {roles.map((r) => (
                             <option key={r} value={r}>
@@ -217,6 +253,21 @@ export default function UsersPage() {
         onConfirm={() => deactivating && void change(deactivating, { active: false })}
       >
         <p>They are signed out and can no longer sign in. Their environments are kept.</p>
+        <InlineError error={error} />
+      </ConfirmDialog>
+      <ConfirmDialog
+        open={Boolean(reroling)}
+        title={reroling ? `Make ${reroling.user.email} a ${roleLabel[reroling.role]}?` : ""}
+        confirmLabel="Change role"
+        busy={busy}
+        onCancel={() => setReroling(undefined)}
+        onConfirm={() => reroling && void change(reroling.user, { role: reroling.role })}
+      >
+        {reroling && (
+          <p>
+            As a {roleLabel[reroling.role]} they may {roleReach[reroling.role]}. It applies from their next request.
+          </p>
+        )}
         <InlineError error={error} />
       </ConfirmDialog>
     </>

@@ -1,0 +1,226 @@
+/**
+ * The network policy of the installation's environments on this machine
+ * (src/core/network-policy.ts), kept in iptables chains cvm owns: FORWARD
+ * and INPUT jump to them first, ahead of the engines' own rules. The rules
+ * are made from what runs (every running container of the installation in
+ * the host's engine and in cvm's own, with its owner, address and bridge
+ * port), and replaced whole with one `iptables-restore --noflush` whenever an
+ * environment starts (before its own processes run), stops or goes, and when
+ * an admin changes the network settings. Rules left from a container that
+ * died behind cvm's back go with the next change.
+ *
+ * The chains belong to the installation and the data dir, so a second
+ * installation (or a second server of the same one, with CVMs of its own)
+ * on the node keeps its own and never rewrites these.
+ */
+
+import { execFile, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { promisify } from "node:util";
+import type Dockerode from "dockerode";
+import type { Logger } from "pino";
+import {
+  chainNames,
+  type FirewalledEnvironment,
+  networkPolicyRules,
+  ownerChain,
+  policyJumps,
+} from "../../core/network-policy.js";
+import { defaultSettings, type EnvironmentNetwork } from "../../core/settings.js";
+import { installationTag, type RunningAddress } from "../../docker/index.js";
+
+const run = promisify(execFile);
+
+/** The nameservers of a resolv.conf, IPv4 only (CVMs get the node's, and ask them on port 53). */
+export function nameserversOf(resolvConf: string): string[] {
+  return resolvConf
+    .split("\n")
+    .map((line) => /^\s*nameserver\s+(\d+\.\d+\.\d+\.\d+)\s*$/.exec(line)?.[1])
+    .filter((server): server is string => !!server && !server.startsWith("127."));
+}
+
+/** The host side of a container's veth: its peer's index, read in the container's network namespace. */
+async function bridgePort(pid: number, links: () => Promise<string>): Promise<string | undefined> {
+  const { stdout } = await run("nsenter", ["-t", String(pid), "-n", "ip", "-o", "link", "show", "eth0"]);
+  const peer = /eth0@if(\d+)/.exec(stdout)?.[1];
+  if (!peer) return undefined;
+  return new RegExp(`^${peer}: ([^@:]+)[@:]`, "m").exec(await links())?.[1];
+}
+
+export interface EnvironmentFirewallOptions {
+  installationId?: string;
+  dataDir: string;
+  logger: Logger;
+  /** The engines whose running containers are environments (the host's; cvm's own once it runs). */
+  engines: () => Promise<FirewalledEngine[]>;
+}
+
+/** An engine whose running containers are environments, and the bridge they sit on. */
+export interface FirewalledEngine {
+  docker: Dockerode;
+  addresses(): Promise<RunningAddress[]>;
+  bridge(): Promise<string | undefined>;
+}
+
+export class EnvironmentFirewall {
+  private network: EnvironmentNetwork = defaultSettings.network;
+  private readonly tag: string;
+  private readonly ports = new Map<string, string | undefined>();
+  private syncing?: Promise<void>;
+  private again = false;
+
+  constructor(private readonly options: EnvironmentFirewallOptions) {
+    this.tag = installationTag(`${options.installationId ?? ""}:${resolve(options.dataDir)}`);
+  }
+
+  /** The network settings changed (or the server started): the rules follow. */
+  configure(network: EnvironmentNetwork): Promise<void> {
+    this.network = network;
+    return this.sync();
+  }
+
+  /**
+   * Makes the rules match what runs now. Calls while one runs are folded into
+   * one more pass after it, so the last state always wins.
+   */
+  sync(): Promise<void> {
+    if (this.syncing) {
+      this.again = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.apply();
+        } while (this.again);
+      } finally {
+        this.syncing = undefined;
+      }
+    })();
+    return this.syncing;
+  }
+
+  private async environments(engines: FirewalledEngine[]): Promise<FirewalledEnvironment[]> {
+    let links: Promise<string> | undefined;
+    const hostLinks = () => {
+      links ??= run("ip", ["-o", "link"]).then((r) => r.stdout);
+      return links;
+    };
+    const found: FirewalledEnvironment[] = [];
+    const seen = new Set<string>();
+    for (const engine of engines) {
+      for (const running of await engine.addresses()) {
+        seen.add(running.containerId);
+        if (!this.ports.has(running.containerId)) {
+          const pid = (
+            await engine.docker
+              .getContainer(running.containerId)
+              .inspect()
+              .catch(() => undefined)
+          )?.State.Pid;
+          const port = pid ? await bridgePort(pid, hostLinks).catch(() => undefined) : undefined;
+          this.ports.set(running.containerId, port);
+        }
+        const { environmentId, ownerId, address } = running;
+        found.push({ environmentId, ownerId, address, port: this.ports.get(running.containerId) });
+      }
+    }
+    for (const id of [...this.ports.keys()]) if (!seen.has(id)) this.ports.delete(id);
+    return found;
+  }
+
+  private async apply(): Promise<void> {
+    const engines = await this.options.engines();
+    const environments = await this.environments(engines);
+    const bridges = (await Promise.all(engines.map((e) => e.bridge()))).filter((b): b is string => !!b);
+    const nameservers = nameserversOf(await readFile("/etc/resolv.conf", "utf8").catch(() => ""));
+    const rules = networkPolicyRules({
+      tag: this.tag,
+      environments,
+      reach: this.network.reach,
+      allowed: this.network.allowedNetworks,
+      nameservers,
+      bridges,
+    });
+    await restore(rules);
+    for (const { chain, target } of policyJumps(this.tag)) await ensureFirst(chain, target);
+    await this.removeStaleChains(new Set(environments.map((e) => ownerChain(this.tag, e.ownerId))));
+  }
+
+  /**
+   * When the server stops: with no environment of the installation running,
+   * nothing of the policy is left on the node; otherwise it stays, since the
+   * environments go on running without a server.
+   */
+  async close(): Promise<void> {
+    await this.syncing?.catch(() => undefined);
+    const engines = await this.options.engines();
+    if ((await this.environments(engines)).length > 0) return;
+    for (const { chain, target } of policyJumps(this.tag)) {
+      const { stdout } = await run("iptables", ["-w", "-S", chain]);
+      for (const rule of stdout.split("\n").filter((l) => l.startsWith("-A ") && l.endsWith(` -j ${target}`))) {
+        await run("iptables", ["-w", "-D", ...rule.split(" ").slice(1)]).catch(() => undefined);
+      }
+    }
+    await this.removeStaleChains(new Set(), true);
+  }
+
+  /** Owners' chains nothing jumps to any more (their last environment went); with `all`, every chain of these. */
+  private async removeStaleChains(current: Set<string>, all = false): Promise<void> {
+    const { stdout } = await run("iptables", ["-w", "-S"]);
+    const fixed = new Set(all ? [] : Object.values(chainNames(this.tag)));
+    const ownChain = (chain: string) =>
+      chain === chainNames(this.tag).forward || chain.startsWith(`${chainNames(this.tag).forward}-`);
+    const chains = stdout
+      .split("\n")
+      .filter((line) => line.startsWith("-N "))
+      .map((line) => line.slice(3).trim())
+      .filter((chain) => ownChain(chain) && !fixed.has(chain) && !current.has(chain));
+    // All emptied first: a chain cannot go while another still jumps to it.
+    for (const chain of chains) await run("iptables", ["-w", "-F", chain]).catch(() => undefined);
+    for (const chain of chains) {
+      await run("iptables", ["-w", "-X", chain]).catch((error) =>
+        this.options.logger.warn({ err: error, chain }, "could not remove an unused firewall chain"),
+      );
+    }
+  }
+}
+
+function restore(rules: string): Promise<void> {
+  return new Promise((resolveRestore, reject) => {
+    const child = spawn("iptables-restore", ["-w", "--noflush"], { stdio: ["pipe", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    child.on("error", reject);
+    child.on("exit", (code) =>
+      code === 0 ? resolveRestore() : reject(new Error(`iptables-restore failed (${code}): ${stderr.trim()}`)),
+    );
+    child.stdin.end(rules);
+  });
+}
+
+/**
+ * Puts the jump to `target` first in the chain: the engines insert their own
+ * rules at the top when they start or make a network, and an ACCEPT of theirs
+ * ahead of ours would let an environment past the policy. The new jump goes
+ * in before the old one comes out, so there is no moment without it; the two
+ * differ by a comment, so the old one is deleted by what it is, not by its
+ * position (another server may be changing the chain at the same time).
+ */
+async function ensureFirst(chain: string, target: string): Promise<void> {
+  const rules = (await run("iptables", ["-w", "-S", chain])).stdout.split("\n").filter((l) => l.startsWith("-A "));
+  const ours = (rule: string) => rule.endsWith(` -j ${target}`);
+  if (rules[0] && ours(rules[0]) && rules.filter(ours).length === 1) return;
+  const old = rules.filter(ours);
+  const marks = ["cvm-policy", "cvm-policy-first"];
+  const mark = marks.find((m) => !old.some((rule) => rule.includes(`--comment ${m} `))) ?? marks[0];
+  await run("iptables", ["-w", "-I", chain, "1", "-m", "comment", "--comment", mark, "-j", target]);
+  for (const rule of old) {
+    if (rule.includes(`--comment ${mark} `)) continue;
+    await run("iptables", ["-w", "-D", ...rule.split(" ").slice(1)]).catch(() => undefined);
+  }
+}

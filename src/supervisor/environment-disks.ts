@@ -1,0 +1,181 @@
+/**
+ * An environment's disks of its own: its / (a CVM's writable layer), its
+ * /home and its inner Docker's data (/var/lib/docker), each an ext4
+ * filesystem in a sparse file of the environment's diskGiB, loop-mounted on
+ * the node. Writing past the size fails with ENOSPC inside the environment
+ * instead of filling the node's disk; Docker's local volumes have no size at
+ * all, and overlay2 limits a writable layer only on a data root with project
+ * quotas, which many kernels (this project's machines among them) and
+ * filesystems lack. Used for CVMs (all three, cvm's engine) and for standard
+ * environments (home, when the host's engine runs on this machine).
+ *
+ * /var/lib/docker is bound into the CVM from the mount. /home is a named
+ * volume whose device is the disk's `home` directory, so the engine still
+ * copies the image's /home into it the first time, as into any volume. / is
+ * the container's overlay2 layer directory itself (its upper and work
+ * directories, which must share one mount): the disk is filled with what the
+ * engine put there and mounted over it before the container first starts,
+ * and unmounted before the engine removes the container.
+ * No nosuid/nodev: inside a user namespace those flags are locked onto every
+ * bind made from the mount, and BuildKit's read-only binds then fail with
+ * EPERM. Neither protects anything here: the mount is reachable on the node
+ * only through cvm's root-only directories, and a CVM cannot make device
+ * nodes nor setuid files for anyone but its own unprivileged range.
+ * The filesystem's root belongs to the environment's root (the CVM's remapped
+ * root) from mkfs on; ext4 has d_type, so an inner dockerd gets overlay2.
+ * Mounted with `discard`, so space freed inside is returned to the node.
+ */
+
+import { execFile } from "node:child_process";
+import { chown, mkdir, readFile, rm, rmdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export type DiskKind = "docker" | "home" | "root";
+
+export interface EnvironmentDisk {
+  image: string;
+  mountPoint: string;
+  /** What is bound or given as the volume's device: the mount itself, or its `home` directory. */
+  source: string;
+}
+
+export function diskPaths(disksDir: string, environmentId: string, kind: DiskKind): EnvironmentDisk {
+  const mountPoint = join(disksDir, `cvm-${kind}-${environmentId}`);
+  return {
+    image: join(disksDir, `cvm-${kind}-${environmentId}.ext4`),
+    mountPoint,
+    // A directory of its own, empty at first (ext4's root holds lost+found), so the image's /home is copied in.
+    source: kind === "home" ? join(mountPoint, "home") : mountPoint,
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function isMounted(path: string): Promise<boolean> {
+  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+  return mountinfo.split("\n").some((line) => line.split(" ")[4] === path);
+}
+
+/**
+ * Makes (first time) and mounts (every start: mounts do not survive a node
+ * reboot) the disk. Returns whether it was made now.
+ */
+export async function ensureDisk(
+  disksDir: string,
+  environmentId: string,
+  kind: DiskKind,
+  sizeGiB: number,
+  owner: { uid: number; gid: number },
+): Promise<{ disk: EnvironmentDisk; created: boolean }> {
+  const disk = diskPaths(disksDir, environmentId, kind);
+  await mkdir(disksDir, { recursive: true, mode: 0o710 });
+  // As the engine's own directory: the environment's root may traverse it to reach its mount, nobody else.
+  await chown(disksDir, 0, owner.gid);
+  let created = false;
+  if (!(await exists(disk.image))) {
+    const partial = `${disk.image}.partial`;
+    await run("truncate", ["--size", `${Math.ceil(sizeGiB * 1024)}M`, partial]);
+    await run("mkfs.ext4", [
+      "-q",
+      "-F",
+      "-m",
+      "0",
+      "-E",
+      `root_owner=${owner.uid}:${owner.gid},lazy_itable_init=1,lazy_journal_init=1`,
+      partial,
+    ]).catch(async (error) => {
+      await rm(partial, { force: true });
+      throw error;
+    });
+    await run("mv", [partial, disk.image]);
+    created = true;
+  }
+  await mkdir(disk.mountPoint, { recursive: true, mode: 0o700 });
+  if (!(await isMounted(disk.mountPoint))) {
+    await run("mount", ["-t", "ext4", "-o", "loop,discard", disk.image, disk.mountPoint]);
+  }
+  if (disk.source !== disk.mountPoint && !(await exists(disk.source))) {
+    await mkdir(disk.source, { mode: 0o755 });
+    await chown(disk.source, owner.uid, owner.gid);
+  }
+  return { disk, created };
+}
+
+/** Unmounts the disk (the loop device goes with it: mount -o loop sets autoclear) and, unless kept, deletes it. */
+export async function releaseDisk(disksDir: string, environmentId: string, kind: DiskKind, keep: boolean) {
+  const disk = diskPaths(disksDir, environmentId, kind);
+  if (await isMounted(disk.mountPoint)) {
+    await run("umount", [disk.mountPoint]).catch(() => run("umount", ["-l", disk.mountPoint]));
+  }
+  if (keep) return;
+  await rmdir(disk.mountPoint).catch(() => undefined);
+  await rm(disk.image, { force: true });
+}
+
+/** Mounts the environment's disks that exist again (after a node reboot), before its container starts. */
+export async function remountDisks(
+  disksDir: string,
+  environmentId: string,
+  sizeGiB: number,
+  owner: { uid: number; gid: number },
+  layerDir?: string,
+): Promise<void> {
+  for (const kind of ["docker", "home"] as const) {
+    if (await exists(diskPaths(disksDir, environmentId, kind).image)) {
+      await ensureDisk(disksDir, environmentId, kind, sizeGiB, owner);
+    }
+  }
+  if (layerDir && (await exists(diskPaths(disksDir, environmentId, "root").image))) {
+    await ensureRootDisk(disksDir, environmentId, sizeGiB, layerDir);
+  }
+}
+
+/** The overlay2 layer directory of a container's writable layer: where its upper directory sits. */
+export function layerDirOf(graphDriver: { Name?: string; Data?: Record<string, string> } | undefined) {
+  const upper = graphDriver?.Name === "overlay2" ? graphDriver.Data?.UpperDir : undefined;
+  return upper?.endsWith("/diff") ? upper.slice(0, -"/diff".length) : undefined;
+}
+
+/**
+ * Puts the container's writable layer on a disk of its own: made the first
+ * time with a copy of what the engine put in the layer directory, and mounted
+ * over that directory (again after a node reboot).
+ */
+export async function ensureRootDisk(
+  disksDir: string,
+  environmentId: string,
+  sizeGiB: number,
+  layerDir: string,
+): Promise<void> {
+  if (await isMounted(layerDir)) return;
+  const disk = diskPaths(disksDir, environmentId, "root");
+  if (!(await exists(disk.image))) {
+    // Filled through a mount of its own, then moved over the layer directory.
+    await ensureDisk(disksDir, environmentId, "root", sizeGiB, { uid: 0, gid: 0 });
+    await run("cp", ["-a", `${layerDir}/.`, `${disk.mountPoint}/`]);
+    await run("umount", [disk.mountPoint]);
+    await rmdir(disk.mountPoint).catch(() => undefined);
+  }
+  await run("mount", ["-t", "ext4", "-o", "loop,discard", disk.image, layerDir]);
+}
+
+/** Unmounts the writable layer's disk from the layer directory and deletes it, before the engine removes the container. */
+export async function releaseRootDisk(disksDir: string, environmentId: string, layerDir?: string): Promise<void> {
+  if (layerDir && (await isMounted(layerDir))) {
+    await run("umount", [layerDir]).catch(() => run("umount", ["-l", layerDir]));
+  }
+  await releaseDisk(disksDir, environmentId, "root", false);
+}
+
+/** The request for a named volume whose data is the disk's home directory. */
+export function diskVolumeOptions(disk: EnvironmentDisk): { Driver: string; DriverOpts: Record<string, string> } {
+  return { Driver: "local", DriverOpts: { type: "none", o: "bind", device: disk.source } };
+}

@@ -39,6 +39,7 @@ import {
   loadKubeConfig,
 } from "../../kubernetes/index.js";
 import { podDefaults, secretKeys } from "../../supervisor/pod-contract.js";
+import { dialByExec } from "../exec-dial.js";
 import type { ProviderOptions } from "../index.js";
 import { readInside } from "../read-inside.js";
 import { startExec } from "./exec-session.js";
@@ -468,8 +469,9 @@ export class KubernetesProvider implements Provider {
     );
   }
 
-  async dial(_environment: Environment, _port: number): Promise<Duplex> {
-    throw new CvmError("UNAVAILABLE", "Connecting to a port inside is not yet available on Kubernetes");
+  /** The Pod runs on another node, whose namespaces this one cannot enter: a relay inside, through exec. */
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return dialByExec((e, o) => this.exec(e, o), environment, port);
   }
 
   async listenUnix(): Promise<UnixListener> {

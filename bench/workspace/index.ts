@@ -12,6 +12,7 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import Dockerode from "dockerode";
@@ -25,6 +26,11 @@ const appPort = 9000;
 
 /** A server inside that sends the bytes asked for as fast as Perl writes 1 MiB blocks (fast enough to be no bottleneck). */
 const source = `nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>"0.0.0.0",LocalPort=>${appPort},Listen=>20,ReuseAddr=>1) or die; $SIG{CHLD}="IGNORE"; my $b="\\0" x 1048576; while($c=$s->accept){ next if fork; my $l=<$c>; my ($n)=$l=~m{/(\\d+)}; while(<$c>){last if /^\\r?$/} syswrite($c,"HTTP/1.1 200 OK\\r\\nContent-Length: $n\\r\\nConnection: close\\r\\n\\r\\n"); while($n>0){my $k=$n<1048576?$n:1048576; my $w=syswrite($c,$b,$k); last unless $w; $n-=$w} exit 0}' >/dev/null 2>&1 </dev/null &`;
+
+const load = () =>
+  `load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ")} on ${cpus().length} cores`;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -66,10 +72,13 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
     const sshConfig = join(alice.home, ".ssh", "config");
     await ok(cvmBin, ["ssh", "bench", "--", "sh", "-c", source], { env: alice.env });
 
-    context.log(`ssh NAME.cvm true against cvm ssh NAME -- true, ${samples} each, alternating`);
+    context.log(`ssh NAME.cvm true against cvm ssh NAME -- true, ${samples} each, alternating; ${load()}`);
     const viaSsh: number[] = [];
     const viaCvm: number[] = [];
+    const cliStart: number[] = [];
     for (let i = 0; i < samples; i++) {
+      // Where the time goes: both ways start the cvm CLI (Node) once; this is that start alone.
+      cliStart.push(await timed(() => ok(cvmBin, ["--help"], { env: alice.env })));
       viaSsh.push(
         await timed(() => ok("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "bench.cvm", "true"], { env: alice.env })),
       );
@@ -77,7 +86,10 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
     }
     const ssh = median(viaSsh) / 1000;
     const cvm = median(viaCvm) / 1000;
-    context.log(`ssh ${ssh.toFixed(2)} s, cvm ssh ${cvm.toFixed(2)} s (medians)`);
+    const cli = median(cliStart) / 1000;
+    context.log(
+      `ssh ${ssh.toFixed(2)} s, cvm ssh ${cvm.toFixed(2)} s, the CLI's start alone ${cli.toFixed(2)} s (medians)`,
+    );
 
     const docker = new Dockerode({ socketPath: process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock" });
     const [container] = await docker.listContainers({ filters: { label: [`dev.cvm.environment=${environment.id}`] } });
@@ -104,7 +116,7 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
     const mbps = (bytesPerSecond: number) => bytesPerSecond / 2 ** 20;
     const through = mbps(median(forwarded));
     const straight = mbps(median(direct));
-    context.log(`port-forward ${through.toFixed(0)} MiB/s, direct ${straight.toFixed(0)} MiB/s (medians)`);
+    context.log(`port-forward ${through.toFixed(0)} MiB/s, direct ${straight.toFixed(0)} MiB/s (medians); ${load()}`);
     return [
       {
         name: "ssh NAME.cvm true",
@@ -112,6 +124,13 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
         unit: "s",
         baseline: `cvm ssh NAME -- true: ${cvm.toFixed(2)} s`,
         ratio: ssh / cvm,
+      },
+      {
+        name: "the cvm CLI's own start (cvm --help), in both",
+        value: cli,
+        unit: "s",
+        baseline: `cvm ssh NAME -- true: ${cvm.toFixed(2)} s`,
+        ratio: cli / cvm,
       },
       {
         name: `${transferBytes / 2 ** 30} GiB through cvm port-forward`,

@@ -167,8 +167,8 @@ async function decide(request: IncomingMessage, target: Addressed, deps: ApiDeps
     decision.setCookie = ticketCookie(request, mint() as string, "/");
   }
   if (target.form === "host" && access === "sign-in") {
-    const { portsHost } = await deps.settings.get();
-    const dashboard = `${schemeOf(request)}://${portsHost.replace(/^\*\./, "")}`;
+    // The dashboard's own address, where the viewer's session cookie lives.
+    const dashboard = deps.site.accessUrl.origin;
     decision.redirect = `${dashboard}/api/v1/environments/${environment.id}/ports/${port}/open?to=${encodeURIComponent(target.appPath)}`;
   }
   return decision;

@@ -122,6 +122,9 @@ static int relay(int a_in, int a_out, int b) {
   pid_t child = fork();
   if (child < 0) return fail(4, "fork");
   if (child == 0) {
+    /* Killing the bridge (access ended, the server stopping) must end both directions. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() == 1) _exit(0);
     close(a_out);
     pump(a_in, b);
     finish(b);

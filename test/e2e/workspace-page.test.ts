@@ -35,11 +35,13 @@ async function execIn(command: string): Promise<void> {
 }
 
 async function follow(created: Environment): Promise<void> {
+  const lines: string[] = [];
   for await (const item of admin.logs(created.id, { build: created.buildId, follow: true })) {
     if ("end" in item) {
-      assert.equal(item.outcome, "running");
+      assert.equal(item.outcome, "running", `the build did not run:\n${lines.join("\n")}`);
       return;
     }
+    lines.push(item.text);
   }
 }
 

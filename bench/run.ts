@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { ensureDist } from "../scripts/build.js";
 import { ensureTestImages } from "../test/harness/images.js";
 import {
   ensureHostDocker,
@@ -83,6 +84,8 @@ async function main(): Promise<number> {
       const service = await ensure(artifacts);
       if (service) started.push(service);
     }
+    // bench/cli and bench/k8s run the compiled bin/cvm, as users do.
+    if (await ensureDist()) console.log("dist/: compiled from the sources");
     // Benchmarks read the same variables the tests do.
     Object.assign(process.env, {
       CVM_TEST_PG_URL: postgresUrl,

@@ -19,8 +19,8 @@ bash scripts/provision.sh
 bash scripts/npm-dependencies.sh
 ln -sf "$root/bin/cvm" /usr/local/bin/cvm
 
-step "Building the dashboard"
-npm run --silent build:web
+step "Building cvm (the compiled CLI and server in dist/, the dashboard in web/dist)"
+npm run --silent build
 
 step "Starting the host's Docker engine and building the CVM image from Debian's packages"
 node --import tsx scripts/dev-services.ts

@@ -24,9 +24,10 @@ import type { Started } from "../test/harness/services.js";
  * - images: the test images (built with the host's engine, pushed to the registry);
  * - nodevm: the node VM's image, for tests that boot it under emulation;
  * - kube: the Kubernetes binaries, for tests that start a control plane;
- * - schemathesis: the API fuzzer from PyPI, in a virtualenv in the machine cache.
+ * - schemathesis: the API fuzzer from PyPI, in a virtualenv in the machine cache;
+ * - dist: the compiled CLI and server (`npm run build`'s dist/), for tests that run bin/cvm as users do.
  */
-type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube" | "schemathesis";
+type Need = "docker" | "registry" | "postgres" | "images" | "nodevm" | "kube" | "schemathesis" | "dist";
 
 const services: Need[] = ["docker", "registry", "postgres", "images"];
 
@@ -40,13 +41,21 @@ const needsByPath: Record<string, Need[]> = {
   // The store's suite runs on PostgreSQL as well as SQLite.
   "src/store/store.test.ts": ["postgres"],
   "test/": services,
-  // The fake provider; PostgreSQL for the replicas' shared throttle and the pg_dump answer.
+  "test/cli/": [...services, "dist"],
+  "test/infra/doctor.test.ts": [...services, "dist"],
+  "test/infra/cluster-cli.test.ts": ["dist"],
+  // The fake provider; PostgreSQL for the replicas' shared throttle and the pg_dump answer
+  // (and the compiled cvm, whose `admin backup` is tested).
   "test/api/attacks.test.ts": ["postgres"],
-  "test/api/backup.test.ts": ["postgres"],
+  "test/api/backup.test.ts": ["postgres", "dist"],
   "test/api/transport.test.ts": [],
   "test/api/fuzz.test.ts": ["schemathesis"],
   "test/lint.test.ts": [],
-  "test/infra/cluster-checks.test.ts": ["kube"],
+  "test/infra/cluster-checks.test.ts": ["kube", "dist"],
+  "test/docker/standard-environment.test.ts": [...services, "dist"],
+  // A real `cvm server` process, killed and started again.
+  "test/docker/crash-cycles.test.ts": [...services, "dist"],
+  "test/docker/crash-restart.test.ts": [...services, "dist"],
   "test/k8s/": [...services, "kube"],
   "test/nodevm/": ["images", "nodevm"],
 };
@@ -141,6 +150,7 @@ async function prepare(needs: Set<Need>, started: Started[]): Promise<Record<str
     const { ensureTestImages } = await import("../test/harness/images.js");
     builds.push(ensureTestImages().then((images) => Object.assign(env, images)));
   }
+  if (needs.has("dist")) builds.push(prepareDist());
   if (needs.has("nodevm")) builds.push(prepareNodeVm());
   if (needs.has("kube")) builds.push(prepareKube());
   if (needs.has("schemathesis")) {
@@ -153,6 +163,12 @@ async function prepare(needs: Set<Need>, started: Started[]): Promise<Record<str
 }
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
+
+async function prepareDist(): Promise<void> {
+  const { ensureDist } = await import("./build.js");
+  const begun = Date.now();
+  if (await ensureDist()) console.log(`dist/: compiled from the sources in ${seconds(begun)}`);
+}
 
 async function prepareNodeVm(): Promise<void> {
   const { nodeVmUnavailable } = await import("../test/harness/nodevm.js");

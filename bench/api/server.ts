@@ -3,7 +3,8 @@
  * share its event loop: SQLite in a temporary directory, 1,000 environments
  * written straight into the store (100 owners with 10 each), and a session
  * for one member and for the admin. Prints one JSON line with what the
- * benchmark needs, then serves until killed.
+ * benchmark needs (tokens, an environment, the cursor of a deep page), then
+ * serves until killed.
  */
 
 import type { EnvironmentState } from "../../src/core/environment.js";
@@ -57,8 +58,13 @@ for (let o = 0; o < owners; o++) {
 const memberToken = (await accounts.issue(member.id, "session", "bench")).secret;
 const adminToken = (await accounts.issue(admin.id, "session", "bench")).secret;
 const memberEnvironment = (await store.environments.list({ ownerId: member.id }))[0].id;
+// The cursor that asks for the 10th page of 100 of everyone's: a deep page costs what the first does.
+let deepCursor: string | undefined;
+for (let page = 1; page < 10; page++) {
+  deepCursor = (await store.environments.page({}, { limit: 100, cursor: deepCursor })).nextCursor;
+}
 process.stdout.write(
-  `${JSON.stringify({ url: server.url, memberToken, adminToken, memberEnvironment, total: ids.length })}\n`,
+  `${JSON.stringify({ url: server.url, memberToken, adminToken, memberEnvironment, deepCursor, total: ids.length })}\n`,
 );
 process.on("SIGTERM", () => {
   void served.close().finally(() => process.exit(0));

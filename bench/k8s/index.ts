@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { CoreV1Api, makeInformer, type V1Pod } from "@kubernetes/client-node";
-import { CvmClient } from "../../src/client/index.js";
+import { CvmClient, collectPages } from "../../src/client/index.js";
 import { apiClient } from "../../src/kubernetes/index.js";
 import { createTestNamespace, startKube } from "../../test/harness/kube.js";
 import type { BenchContext, BenchResult } from "../types.js";
@@ -185,8 +185,11 @@ async function serverLoad(
     // The bench asks once a second how many run; the server itself watches, never polls.
     let running = 0;
     while (running < count && performance.now() - begun < 20 * 60_000) {
-      running = (await admin.listEnvironments({ state: "running", owner: "me" })).items.length;
-      const failed = (await admin.listEnvironments({ state: "failed", owner: "me" })).items;
+      // Lists come a page at a time; 500 is the largest page.
+      const every = (state: "running" | "failed") =>
+        collectPages((page) => admin.listEnvironments({ state, owner: "me", ...page }), { pageSize: 500 });
+      running = (await every("running")).length;
+      const failed = await every("failed");
       if (failed.length > 0) throw new Error(`${failed.length} environments failed; first: ${failed[0].stateReason}`);
       if (running < count) await sleep(1000);
     }

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Builds the supervisor image CVM Pods run: Debian bookworm from Debian's
 # packages (mmdebstrap), Docker's engine for the built-in runtime, Node.js 20,
-# and this checkout of cvm with its production dependencies, whose
-# `cvm supervisor` is the Pod's command.
+# and this checkout of cvm, compiled (`npm run build -- dist`), with its
+# production dependencies, whose `cvm supervisor` is the Pod's command.
 #
 #   images/supervisor/build.sh [TAG]           (default cvm-supervisor:0.1.0)
 #   SYSBOX_DEB=/path/sysbox-ce.deb images/supervisor/build.sh   adds sysbox
@@ -24,14 +24,16 @@ v2[0-9].*|v[3-9][0-9].*) ;;
 *) echo "build.sh: $node_bin is $("$node_bin" --version); cvm needs Node.js 20 or newer (set NODE)" >&2; exit 1 ;;
 esac
 
-# The application: sources and production dependencies, staged outside the clone.
+# The application: the compiled JavaScript (dist/, which bin/cvm runs) and the
+# production dependencies, staged outside the clone. The image holds no
+# TypeScript sources and no tsx: `cvm supervisor` starts as compiled code.
+(cd "$root" && npm run --silent build -- dist)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/opt/cvm"
-(cd "$root" && tar -cf - package.json package-lock.json bin src node_modules) | tar -xf - -C "$stage/opt/cvm"
+(cd "$root" && tar -cf - package.json package-lock.json bin dist node_modules) | tar -xf - -C "$stage/opt/cvm"
 # The checkout's installed modules (native ones built for this platform), less
-# the development ones: offline, no registry needed. tsx, which runs the
-# TypeScript sources, is a production dependency.
+# the development ones (esbuild, tsx, typescript): offline, no registry needed.
 (cd "$stage/opt/cvm" && npm prune --omit=dev --offline --no-audit --no-fund >/dev/null)
 
 mmdebstrap --variant=minbase --mode=root \

@@ -27,6 +27,7 @@ import { eventRoutes } from "./events.js";
 import { idleRoutes } from "./idle.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
+import { poolRoutes } from "./pools.js";
 import { portProxy } from "./port-proxy.js";
 import { portRoutes } from "./ports.js";
 import { crossSiteCheck, hostCheck } from "./request-guard.js";
@@ -158,6 +159,7 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
     userRoutes,
     tokenRoutes,
     settingsRoutes,
+    poolRoutes,
     auditRoutes,
     environmentRoutes,
     eventRoutes,

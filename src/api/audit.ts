@@ -5,8 +5,6 @@ import { readQuery } from "./input.js";
 import type { ApiRoutes } from "./routes.js";
 import { auditPageSchema, auditQuerySchema } from "./schemas.js";
 
-const defaultLimit = 50;
-
 export function auditRoutes(routes: ApiRoutes): void {
   const { store } = routes.deps;
   routes.add(
@@ -24,7 +22,7 @@ export function auditRoutes(routes: ApiRoutes): void {
       const q = readQuery(c, auditQuerySchema);
       const page = await store.audit.list(
         { actorId: q.actor, action: q.action, target: q.target, since: q.since, until: q.until },
-        { limit: q.limit ?? defaultLimit, cursor: q.cursor },
+        { limit: q.limit, cursor: q.cursor },
       );
       return c.json(page);
     },

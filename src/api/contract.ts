@@ -11,6 +11,7 @@
 import type { z } from "zod";
 import type {
   auditPageSchema,
+  auditQuerySchema,
   buildInfoSchema,
   buildListSchema,
   checkProgressSchema,
@@ -26,6 +27,8 @@ import type {
   firstAdminSchema,
   loginSchema,
   logStreamItemSchema,
+  poolsStatusSchema,
+  poolUpdateSchema,
   rebuildSchema,
   reconcileReportSchema,
   sessionSchema,
@@ -36,9 +39,21 @@ import type {
   tokenListSchema,
   updateUserSchema,
   userListSchema,
+  userQuerySchema,
 } from "./schemas.js";
 
 export const apiPrefix = "/api/v1";
+
+/** A query string as the client writes it: what the server coerces to a number (limits, sizes) is a number. */
+type QueryOf<S extends z.ZodType> = {
+  [K in keyof z.input<S>]: unknown extends z.input<S>[K] ? number | undefined : z.input<S>[K];
+};
+
+/** A page of a list, and how to ask for the next: its `nextCursor` as the next request's `cursor`. */
+export interface PageQuery {
+  limit?: number;
+  cursor?: string;
+}
 
 /** The cookie the dashboard's session rides in; the CLI sends `Authorization: Bearer`. */
 export const sessionCookie = "cvm_session";
@@ -64,7 +79,8 @@ export type TokenList = z.output<typeof tokenListSchema>;
 export type CreateUserRequest = z.input<typeof createUserSchema>;
 /** PATCH /users/:id (admin; a manager may not change roles) */
 export type UpdateUserRequest = z.input<typeof updateUserSchema>;
-/** GET /users */
+/** GET /users?email=&limit=&cursor= (oldest first) */
+export type UserQuery = QueryOf<typeof userQuerySchema>;
 export type UserList = z.output<typeof userListSchema>;
 
 /** PUT /settings/infrastructure: the whole document, or any part of it. */
@@ -79,11 +95,17 @@ export type ChecksResponse = z.output<typeof checksSchema>;
 /** GET /settings/infrastructure/checks/progress (application/x-ndjson): the same checks, told as they run. */
 export type CheckProgress = z.output<typeof checkProgressSchema>;
 
-/** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= */
+/** GET /pools: each warm pool set, its members now, and what they hold (admins and managers). */
+export type PoolsStatus = z.output<typeof poolsStatusSchema>;
+/** PUT /pools: one pool set; a count of 0 removes it. */
+export type PoolUpdateRequest = z.input<typeof poolUpdateSchema>;
+
+/** GET /audit?actor=&action=&target=&since=&until=&limit=&cursor= (newest first) */
+export type AuditQuery = QueryOf<typeof auditQuerySchema>;
 export type AuditPage = z.output<typeof auditPageSchema>;
 
-/** GET /environments?owner=me|all|<userId>&state=&kind=cvm|standard&name= */
-export type EnvironmentQuery = z.input<typeof environmentQuerySchema>;
+/** GET /environments?owner=me|all|<userId>&state=&kind=cvm|standard&name=&q=&limit=&cursor= (newest first) */
+export type EnvironmentQuery = QueryOf<typeof environmentQuerySchema>;
 export type EnvironmentList = z.output<typeof environmentListSchema>;
 /** POST /environments */
 export type CreateEnvironmentRequest = z.input<typeof createEnvironmentSchema>;

@@ -30,15 +30,14 @@ export function environmentRoutes(routes: ApiRoutes): void {
     {
       method: "get",
       path: "/environments",
-      summary: "Environments: yours, or (admins and managers) anyone's",
+      summary: "Environments, newest first, a page at a time: yours, or (admins and managers) anyone's",
       tag,
       query: environmentQuerySchema,
       response: environmentListSchema,
       errors: [403],
     },
     async (c) => {
-      const items = await environments.list(actorOf(c), readQuery(c, environmentQuerySchema));
-      return c.json<EnvironmentList>({ items });
+      return c.json<EnvironmentList>(await environments.list(actorOf(c), readQuery(c, environmentQuerySchema)));
     },
   );
   routes.add(

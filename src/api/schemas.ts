@@ -19,13 +19,16 @@ import {
   environmentNetworkSchema,
   environmentSchema,
   environmentSpecSchema,
+  environmentSummarySchema,
   infrastructureSettingsSchema,
   pageOf,
+  poolMemberSchema,
   registryCredentialsSchema,
   supervisorPrivilegesSchema,
   tokenSchema,
   userQuotasSchema,
   userSchema,
+  warmPoolSchema,
 } from "../core/schemas.js";
 import { emailProblem, emailRule, passwordProblem, passwordRule } from "../core/user.js";
 import { checkStatuses } from "./contract.js";
@@ -65,6 +68,24 @@ const { role } = userSchema.shape;
 
 /** `{ items: [...] }`: a whole list in one answer. */
 export const itemsOf = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item) });
+
+/** The most items one page may ask for. */
+export const maxPageLimit = 500;
+
+/**
+ * Which page of a paged list (`{ items, nextCursor? }`, see pageOf): at most
+ * `limit` items, after the `cursor` the page before answered as `nextCursor`.
+ */
+const pageQuery = (defaultLimit: number) => ({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(maxPageLimit)
+    .default(defaultLimit)
+    .describe(`Items per page, 1 to ${maxPageLimit}`),
+  cursor: z.string().max(500).optional().describe("The nextCursor of the page before; the first page without it"),
+});
 
 // Accounts and tokens
 
@@ -127,7 +148,13 @@ export const updateUserSchema = z.strictObject({
   name: displayName.optional(),
 });
 
-export const userListSchema = itemsOf(userSchema);
+export const userQuerySchema = z.object({
+  email: z.string().max(254).optional().describe("Only the account with this email, in any case"),
+  ...pageQuery(100),
+});
+
+/** Oldest first. */
+export const userListSchema = pageOf(userSchema);
 
 // Infrastructure settings and checks
 
@@ -153,6 +180,33 @@ export const settingsUpdateSchema = z.strictObject({
     .boolean()
     .optional()
     .describe("Turn CVMs on even though infrastructure checks fail; the audit log records it"),
+});
+
+// Warm pools
+
+/** PUT /pools: one pool set (a count of 0 removes it); sizes left out are those a create leaves out. */
+export const poolUpdateSchema = z.strictObject({
+  image: z.string().min(1).max(512),
+  cpu: z.number().optional(),
+  memoryGiB: z.number().optional(),
+  diskGiB: z.number().optional(),
+  count: z.number().int().describe("How many to keep ready; 0 removes the pool"),
+});
+
+export const poolStatusSchema = warmPoolSchema.extend({
+  key: z.string().describe("The pool's image and size, as its members name it"),
+  ready: z.number(),
+  filling: z.number(),
+  failed: z.number(),
+});
+
+export const poolsStatusSchema = z.object({
+  supported: z.boolean().describe("Whether this server's provider keeps warm pools (the docker provider does)"),
+  pools: z.array(poolStatusSchema),
+  members: z.array(poolMemberSchema),
+  held: z
+    .object({ cvms: z.number(), cpu: z.number(), memoryGiB: z.number(), diskGiB: z.number() })
+    .describe("What the members hold of the machine while they wait, counted against its capacity"),
 });
 
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */
@@ -181,8 +235,7 @@ export const auditQuerySchema = z.object({
   target: z.string().max(300).optional(),
   since: z.iso.datetime({ offset: true }).optional(),
   until: z.iso.datetime({ offset: true }).optional(),
-  limit: z.coerce.number().int().min(1).max(200).optional(),
-  cursor: z.string().max(500).optional(),
+  ...pageQuery(50),
 });
 
 // Environments
@@ -191,10 +244,13 @@ export const environmentQuerySchema = z.object({
   owner: z.string().max(100).optional().describe("me (default), all (admins and managers), or a user id"),
   state: z.enum(environmentStates).optional(),
   kind: z.enum(environmentKinds).optional(),
-  name: z.string().max(63).optional(),
+  name: z.string().max(63).optional().describe("Only the environment with this name"),
+  q: z.string().max(63).optional().describe("Only environments whose name contains this"),
+  ...pageQuery(100),
 });
 
-export const environmentListSchema = itemsOf(environmentSchema);
+/** Newest first, without timelines. */
+export const environmentListSchema = pageOf(environmentSummarySchema);
 
 /** Any size left out gets its default; the name, image and sizes are checked against the rules in src/core. */
 export const createEnvironmentSchema = z.strictObject({

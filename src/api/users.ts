@@ -3,9 +3,9 @@
 import { CvmError, notFound } from "../core/errors.js";
 import type { User } from "../core/user.js";
 import { actorOf, requirePermission } from "./auth.js";
-import { readJson } from "./input.js";
+import { readJson, readQuery } from "./input.js";
 import { type ApiRoutes, param } from "./routes.js";
-import { createUserSchema, updateUserSchema, userListSchema, userSchema } from "./schemas.js";
+import { createUserSchema, updateUserSchema, userListSchema, userQuerySchema, userSchema } from "./schemas.js";
 
 const isActiveAdmin = (u: User) => u.role === "site-admin" && u.active;
 
@@ -19,14 +19,16 @@ export function userRoutes(routes: ApiRoutes): void {
     {
       method: "get",
       path: "/users",
-      summary: "Every user (site admins and managers)",
+      summary: "Users, oldest first, a page at a time (site admins and managers)",
       tag: "users",
+      query: userQuerySchema,
       response: userListSchema,
       errors: [403],
     },
     async (c) => {
       requirePermission(c, "users:read", "list users");
-      return c.json({ items: await store.users.list() });
+      const { email, limit, cursor } = readQuery(c, userQuerySchema);
+      return c.json(await store.users.page({ email }, { limit, cursor }));
     },
   );
   routes.add(
@@ -66,7 +68,7 @@ export function userRoutes(routes: ApiRoutes): void {
       if (!before) throw notFound("User");
       const demoted =
         isActiveAdmin(before) && ((patch.role !== undefined && patch.role !== "site-admin") || patch.active === false);
-      if (demoted && (await store.users.list()).filter(isActiveAdmin).length <= 1) {
+      if (demoted && (await store.users.count({ role: "site-admin", active: true })) <= 1) {
         throw new CvmError("CONFLICT", "This is the last active site admin: make another user site admin first", {
           validations: [
             { field: patch.active === false ? "active" : "role", detail: "would leave no active site admin" },

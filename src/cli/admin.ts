@@ -1,4 +1,4 @@
-/** `cvm admin infra show|set`: Manage > Admin > Infrastructure, from a terminal. */
+/** `cvm admin infra show|set` (and `cvm admin pool`, pools.ts): Manage > Admin > Infrastructure, from a terminal. */
 
 import { createWriteStream } from "node:fs";
 import { Readable } from "node:stream";
@@ -7,10 +7,10 @@ import type { Command } from "commander";
 import type { InfrastructureSettingsUpdate } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { type RuntimeChoice, runtimeChoices, type SupervisorPrivilegeMode } from "../core/settings.js";
-import { rotateKeyFile } from "../server/secret-keys.js";
 import { type FieldNames, inFlagTerms, numberFlag } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { printFields, printJson } from "./output.js";
+import * as pools from "./pools.js";
 
 interface SetOptions {
   cvm?: string;
@@ -88,6 +88,7 @@ async function writeBackup(file: string): Promise<number> {
 
 export function register(program: Command): void {
   const admin = program.command("admin").description("site administration");
+  pools.register(admin);
   admin
     .command("backup")
     .description(
@@ -107,7 +108,9 @@ export function register(program: Command): void {
       "make a new key for sealing secrets in a data dir (the old one becomes secret.key.previous); the server seals every secret again at its next start",
     )
     .requiredOption("--data-dir <dir>", "the server's data dir")
-    .action((options: { dataDir: string }) => {
+    .action(async (options: { dataDir: string }) => {
+      // The server's key file module (and node:crypto) load only for this command.
+      const { rotateKeyFile } = await import("../server/secret-keys.js");
       const { previousId, currentId } = rotateKeyFile(options.dataDir);
       process.stdout.write(
         `Key ${previousId} is now secret.key.previous; the new key is ${currentId}. Restart the server: it seals every secret under ${currentId}; then delete secret.key.previous.\n`,

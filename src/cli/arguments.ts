@@ -25,6 +25,17 @@ export function numberFlag(flag: string, unit: string, options: { integer?: bool
   };
 }
 
+/** `--limit 5`: a whole number of at least 1, refused before any request. */
+export function positiveWholeNumber(flag: string, unit: string) {
+  const parse = numberFlag(flag, unit, { integer: true });
+  return (value: string): number => {
+    const number = parse(value);
+    if (number < 1)
+      throw new CvmError("BAD_REQUEST", `${flag}: "${value}" is not a whole number of ${unit} of at least 1`);
+    return number;
+  };
+}
+
 /** API field → what the user typed to set it (`memoryGiB` → `--memory`). */
 export type FieldNames = Record<string, string>;
 

@@ -7,7 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { CvmError } from "../core/errors.js";
 import { type RuntimeChoice, runtimeChoices } from "../core/settings.js";
-import { type ClusterPlan, planAks, planEks, planGke } from "../infra/cluster-setup/index.js";
+import type { ClusterPlan } from "../infra/cluster-setup/index.js";
 import { printJson } from "./output.js";
 
 interface CommonOptions {
@@ -19,6 +19,9 @@ interface CommonOptions {
   runtime: string;
   json?: boolean;
 }
+
+/** The planners (and the YAML library the EKS plan needs) load only when a plan is asked for. */
+const planners = () => import("../infra/cluster-setup/index.js");
 
 function runtimeOption(value: string): RuntimeChoice {
   if (!(runtimeChoices as readonly string[]).includes(value)) {
@@ -97,7 +100,7 @@ export function register(program: Command): void {
           nodePool?: string;
         },
       ) => {
-        const plan = planGke({
+        const plan = (await planners()).planGke({
           name: required(options.name, "--name"),
           zone: options.zone,
           region: options.region,
@@ -123,7 +126,7 @@ export function register(program: Command): void {
       async (options: CommonOptions & { amiFamily?: string; nodeGroup: string; config?: string; out?: string }) => {
         const existing = options.config === undefined ? undefined : await readFile(options.config, "utf8");
         const out = options.out ?? options.config ?? `${required(options.name, "--name (or --config)")}.eksctl.yaml`;
-        const plan = planEks({
+        const plan = (await planners()).planEks({
           name: options.name,
           region: options.region,
           version: options.version,
@@ -143,7 +146,7 @@ export function register(program: Command): void {
     .option("--resource-group <group>", "the Azure resource group")
     .option("--os-sku <sku>", "the nodes' OS SKU", "Ubuntu")
     .action(async (options: CommonOptions & { resourceGroup?: string; osSku: string }) => {
-      const plan = planAks({
+      const plan = (await planners()).planAks({
         name: required(options.name, "--name"),
         resourceGroup: required(options.resourceGroup, "--resource-group"),
         region: options.region,

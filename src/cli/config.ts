@@ -10,6 +10,7 @@ import { CvmClient } from "../client/index.js";
 import { CvmError } from "../core/errors.js";
 import { cliProduct } from "../core/token-description.js";
 import { cvmVersion } from "../core/version.js";
+import { httpTransport } from "./http-transport.js";
 
 export interface CliConfig {
   url: string;
@@ -43,9 +44,9 @@ export function forgetConfig(): void {
 /** How the CLI names itself to the server, so its sessions read "CLI login" in `cvm tokens list`. */
 export const userAgent = `${cliProduct}/${cvmVersion} node/${process.versions.node} ${process.platform}`;
 
-/** A client of the server at `url`, as the CLI. */
+/** A client of the server at `url`, as the CLI, over the CLI's own transport. */
 export function clientFor(url: string, token?: string): CvmClient {
-  return new CvmClient({ baseUrl: url, token, userAgent });
+  return new CvmClient({ baseUrl: url, token, userAgent, fetch: httpTransport });
 }
 
 /** The server and token the CLI is configured with: the environment's, else the config file's. */

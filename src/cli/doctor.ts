@@ -8,8 +8,8 @@ import type { Command } from "commander";
 import { type CheckResult, type CheckStatus, type ChecksResponse, checkStatuses } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { defaultSettings, type RuntimeChoice, runtimeChoices } from "../core/settings.js";
-import { defaultDockerHost } from "../docker/index.js";
-import { runInfrastructureChecks, worstStatus } from "../infra/index.js";
+import { defaultDockerHost } from "../docker/engine-address.js";
+import { worstStatus } from "../infra/check.js";
 import { printJson } from "./output.js";
 
 interface DoctorOptions {
@@ -72,6 +72,8 @@ export async function doctor(options: DoctorOptions): Promise<ChecksResponse> {
   }
   const capabilities =
     options.capabilities?.split(",").map((c) => c.trim()) ?? defaultSettings.supervisorPrivileges.capabilities;
+  // The checks bring the engine and Kubernetes clients: loaded only when the doctor runs.
+  const { runInfrastructureChecks } = await import("../infra/index.js");
   const checks = await runInfrastructureChecks({
     provider,
     settings: {

@@ -1,10 +1,10 @@
 /** `cvm env create|list|show|start|stop|rebuild|delete|logs`. */
 
 import { type Command, Option } from "commander";
-import type { CvmClient } from "../client/index.js";
-import type { Environment, EnvironmentKind, EnvironmentState } from "../core/environment.js";
+import { type CvmClient, collectPages } from "../client/index.js";
+import type { Environment, EnvironmentKind, EnvironmentState, EnvironmentSummary } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
-import { type FieldNames, inFlagTerms, numberFlag } from "./arguments.js";
+import { type FieldNames, inFlagTerms, numberFlag, positiveWholeNumber } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { printWorkspace, workspaceOf } from "./env-workspace.js";
 import { nextSteps, stateSentence } from "./next-steps.js";
@@ -58,7 +58,16 @@ async function followToEnd(client: CvmClient, environment: Environment, since = 
   report(final, "running", since);
 }
 
-function kind(environment: Environment): string {
+interface ListOptions {
+  all?: boolean;
+  state?: EnvironmentState;
+  kind?: EnvironmentKind;
+  name?: string;
+  limit?: number;
+  json?: boolean;
+}
+
+function kind(environment: EnvironmentSummary): string {
   return environment.cvm ? "cvm" : "standard";
 }
 
@@ -198,21 +207,32 @@ export function register(program: Command): void {
 
   env
     .command("list", { isDefault: true })
-    .description("your environments (every user's with --all); the default of `cvm env`")
+    .description("your environments, newest first (every user's with --all); the default of `cvm env`")
     .option("--all", "every user's environments (site admins and managers)")
     .option("--state <state>", "only those in this state, such as running or failed")
     .option("--kind <kind>", "cvm or standard")
+    .option("--name <part>", "only names containing this")
+    .option(
+      "--limit <n>",
+      "at most this many (default: all, read a page at a time)",
+      positiveWholeNumber("--limit", "items"),
+    )
     .option("--json")
     .addHelpText(
       "after",
       examples("cvm env list", "cvm env list --state failed", "cvm env list --all --kind cvm --json"),
     )
-    // The server checks the state and kind as given, and answers a 400 naming them.
-    .action(async (options: { all?: boolean; state?: EnvironmentState; kind?: EnvironmentKind; json?: boolean }) => {
-      const { items } = await configuredClient().listEnvironments({
+    // The server checks the state, kind and limit as given, and answers a 400 naming them.
+    .action(async (options: ListOptions) => {
+      const client = configuredClient();
+      const query = {
         owner: options.all ? "all" : "me",
         state: options.state,
         kind: options.kind,
+        q: options.name,
+      };
+      const items = await collectPages((page) => client.listEnvironments({ ...query, ...page }), {
+        max: options.limit,
       });
       if (options.json) return printJson(items);
       if (items.length === 0) {

@@ -1,8 +1,8 @@
 /** `cvm image check REF`: what an image will be as a CVM, before anyone waits for a build. */
 
 import type { Command } from "commander";
-import { dockerClient, dockerHostOf } from "../docker/index.js";
-import { checkImage, type ImageCheck } from "../supervisor/image-check.js";
+import { dockerHostOf } from "../docker/engine-address.js";
+import type { ImageCheck } from "../supervisor/image-check.js";
 import type { InitPath } from "../supervisor/init-path.js";
 import { printFields, printJson } from "./output.js";
 
@@ -33,6 +33,11 @@ export function register(program: Command): void {
     .option("--json", "print the check as JSON")
     .option("--docker-host <host>", "engine to read the image with (default: DOCKER_HOST or the local socket)")
     .action(async (ref: string, options: { json?: boolean; dockerHost?: string }) => {
+      // The engine client and the image reader load only for this command.
+      const [{ dockerClient }, { checkImage }] = await Promise.all([
+        import("../docker/engine-client.js"),
+        import("../supervisor/image-check.js"),
+      ]);
       const check = await checkImage(dockerClient(dockerHostOf(options.dockerHost)), ref);
       if (options.json) printJson(check);
       else print(check);

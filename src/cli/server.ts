@@ -3,8 +3,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { defaultDockerHost } from "../docker/index.js";
-import { startServer } from "../server/index.js";
+import { defaultDockerHost } from "../docker/engine-address.js";
 
 interface ServerFlags {
   listen: string;
@@ -64,6 +63,8 @@ export function register(program: Command): void {
         throw new Error("--provider takes docker or kubernetes");
       }
       const { restore, ...rest } = flags;
+      // The server, its store and providers load only for this command.
+      const { startServer } = await import("../server/index.js");
       const server = await startServer({
         ...rest,
         restoreFrom: restore,

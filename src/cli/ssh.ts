@@ -4,8 +4,9 @@
  * terminal WebSocket.
  */
 
+import { createRequire } from "node:module";
 import type { Command } from "commander";
-import WebSocket from "ws";
+import type WebSocket from "ws";
 import type { TerminalClientMessage, TerminalServerMessage } from "../api/contract.js";
 import { terminalStream } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
@@ -55,7 +56,9 @@ async function session(ref: string, command: string[], options: SshOptions): Pro
     cols: process.stdout.columns,
     rows: process.stdout.rows,
   });
-  const socket = new WebSocket(url, { headers: client.token ? { authorization: `Bearer ${client.token}` } : {} });
+  // ws is CommonJS: required, it loads in a third of the time its ES module wrapper takes.
+  const Socket = createRequire(import.meta.url)("ws") as typeof WebSocket;
+  const socket = new Socket(url, { headers: client.token ? { authorization: `Bearer ${client.token}` } : {} });
   const send = (message: TerminalClientMessage) => socket.send(JSON.stringify(message));
   const forwardStdin = tty || !process.stdin.isTTY;
 

@@ -1,19 +1,21 @@
 /** `cvm users create|list|set-role|deactivate` (site admins). */
 
 import type { Command } from "commander";
-import type { CvmClient } from "../client/index.js";
+import { type CvmClient, collectPages } from "../client/index.js";
 import { CvmError } from "../core/errors.js";
 import { isRole, roles } from "../core/roles.js";
 import type { User } from "../core/user.js";
+import { positiveWholeNumber } from "./arguments.js";
 import { configuredClient } from "./config.js";
 import { age, printJson, printTable } from "./output.js";
 import { secret } from "./prompt.js";
 
-async function findUser(client: CvmClient, emailOrId: string): Promise<User> {
-  const { items } = await client.listUsers();
-  const user = items.find((u) => u.id === emailOrId || u.email === emailOrId);
+/** An id as it is; an email (ids have no @) looked up by the server, without reading the whole list. */
+async function userId(client: CvmClient, emailOrId: string): Promise<string> {
+  if (!emailOrId.includes("@")) return emailOrId;
+  const [user] = (await client.listUsers({ email: emailOrId, limit: 1 })).items;
   if (!user) throw new CvmError("NOT_FOUND", `No user ${emailOrId}`);
-  return user;
+  return user.id;
 }
 
 function roleArgument(role: string): string {
@@ -33,9 +35,16 @@ export function register(program: Command): void {
   const users = program.command("users").description("accounts and roles (site admins)");
   users
     .command("list", { isDefault: true })
+    .description("accounts, oldest first")
+    .option(
+      "--limit <n>",
+      "at most this many (default: all, read a page at a time)",
+      positiveWholeNumber("--limit", "items"),
+    )
     .option("--json")
-    .action(async (options: { json?: boolean }) => {
-      const { items } = await configuredClient().listUsers();
+    .action(async (options: { limit?: number; json?: boolean }) => {
+      const client = configuredClient();
+      const items = await collectPages((page) => client.listUsers(page), { max: options.limit });
       if (options.json) return printJson(items);
       printTable(
         ["ID", "EMAIL", "NAME", "ROLE", "ACTIVE", "AGE"],
@@ -75,7 +84,7 @@ export function register(program: Command): void {
     .option("--json")
     .action(async (who: string, role: string, options: { json?: boolean }) => {
       const client = configuredClient();
-      const user = await client.updateUser((await findUser(client, who)).id, {
+      const user = await client.updateUser(await userId(client, who), {
         role: roleArgument(role) as User["role"],
       });
       if (options.json) return printJson(user);
@@ -86,7 +95,7 @@ export function register(program: Command): void {
     .argument("<user>", "email or id")
     .action(async (who: string) => {
       const client = configuredClient();
-      const user = await client.updateUser((await findUser(client, who)).id, { active: false });
+      const user = await client.updateUser(await userId(client, who), { active: false });
       process.stdout.write(`${user.email} is deactivated\n`);
     });
 }

@@ -20,6 +20,9 @@ import type {
   InfrastructureSettingsUpdate,
   LoginRequest,
   LogStreamItem,
+  PageQuery,
+  PoolsStatus,
+  PoolUpdateRequest,
   RebuildRequest,
   ReconcileReport,
   SessionResponse,
@@ -27,6 +30,7 @@ import type {
   TokenList,
   UpdateUserRequest,
   UserList,
+  UserQuery,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
 import type {
@@ -56,13 +60,36 @@ export class ApiError extends Error {
   }
 }
 
+/** What the client sends: fetch's RequestInit has these, and so does any other transport. */
+export interface TransportRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal;
+  credentials?: RequestCredentials;
+}
+
+/** What the client reads of an answer: fetch's Response has it. */
+export interface TransportResponse {
+  ok: boolean;
+  status: number;
+  statusText: string;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+  /** For streamed answers (NDJSON). */
+  body: ReadableStream<Uint8Array> | null;
+}
+
+/** How requests travel: fetch by default; the CLI brings one that lets its process exit at once. */
+export type Transport = (url: string, request: TransportRequest) => Promise<TransportResponse>;
+
 export interface ClientOptions {
   /** The server's base URL, such as http://127.0.0.1:7080; empty for same-origin (dashboard). */
   baseUrl: string;
   token?: string;
   /** Sent as User-Agent where the runtime allows (Node; browsers send their own). */
   userAgent?: string;
-  fetch?: typeof fetch;
+  fetch?: Transport;
   /** Called on every 401, so a dashboard can return to its login page. */
   onUnauthorized?: (body: ErrorBody) => void;
 }
@@ -96,22 +123,49 @@ async function* ndjson<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<T> {
   }
 }
 
+/**
+ * The items of a paged list, page after page, until the last page or `max`
+ * items: `read` asks for one page (`limit` items after `cursor`).
+ */
+export async function collectPages<T>(
+  read: (page: PageQuery) => Promise<{ items: T[]; nextCursor?: string }>,
+  options: { max?: number; pageSize?: number } = {},
+): Promise<T[]> {
+  const max = options.max ?? Number.POSITIVE_INFINITY;
+  const pageSize = options.pageSize ?? 100;
+  const items: T[] = [];
+  let cursor: string | undefined;
+  while (items.length < max) {
+    const page = await read({ limit: Math.min(pageSize, max - items.length), cursor });
+    items.push(...page.items.slice(0, max - items.length));
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  return items;
+}
+
 export class CvmClient {
   readonly baseUrl: string;
   token?: string;
   readonly userAgent?: string;
-  private readonly fetchImpl: typeof fetch;
+  private readonly fetchImpl: Transport;
   private readonly onUnauthorized?: (body: ErrorBody) => void;
 
   constructor(options: ClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/$/, "");
     this.token = options.token;
     this.userAgent = options.userAgent;
-    this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    // globalThis.fetch is read at the first request: in Node, reading it loads fetch's implementation.
+    this.fetchImpl = options.fetch ?? ((url, request) => globalThis.fetch(url, request));
     this.onUnauthorized = options.onUnauthorized;
   }
 
-  private async send(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<Response> {
+  private async send(
+    method: string,
+    path: string,
+    body?: unknown,
+    init: { signal?: AbortSignal } = {},
+  ): Promise<TransportResponse> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.token) headers.authorization = `Bearer ${this.token}`;
@@ -156,7 +210,7 @@ export class CvmClient {
   revokeToken = (id: string) => this.json<void>("DELETE", `/tokens/${encodeURIComponent(id)}`);
 
   // Users (admin)
-  listUsers = () => this.json<UserList>("GET", "/users");
+  listUsers = (q: UserQuery = {}) => this.json<UserList>("GET", `/users${query({ ...q })}`);
   createUser = (request: CreateUserRequest) => this.json<User>("POST", "/users", request);
   updateUser = (id: string, request: UpdateUserRequest) =>
     this.json<User>("PATCH", `/users/${encodeURIComponent(id)}`, request);
@@ -166,6 +220,8 @@ export class CvmClient {
   updateInfrastructure = (update: InfrastructureSettingsUpdate) =>
     this.json<InfrastructureSettings>("PUT", "/settings/infrastructure", update);
   infrastructureChecks = () => this.json<ChecksResponse>("GET", "/settings/infrastructure/checks");
+  pools = () => this.json<PoolsStatus>("GET", "/pools");
+  setPool = (pool: PoolUpdateRequest) => this.json<PoolsStatus>("PUT", "/pools", pool);
 
   /** The same checks, each told as it starts and as it ends, then the worst result. */
   async *infrastructureChecksProgress(signal?: AbortSignal): AsyncGenerator<CheckProgress> {

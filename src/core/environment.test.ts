@@ -20,7 +20,7 @@ import { defaultSettings, type EnvironmentLimits } from "./settings.js";
 
 /** The life of ARCHITECTURE.md, written out: every state and where it may go next. */
 const allowed: Record<EnvironmentState, EnvironmentState[]> = {
-  queued: ["pulling", "failed", "stopping", "deleting"],
+  queued: ["pulling", "starting", "failed", "stopping", "deleting"],
   pulling: ["creating", "failed", "stopping", "deleting"],
   creating: ["starting", "failed", "stopping", "deleting"],
   starting: ["running", "failed", "stopping", "deleting"],

@@ -9,7 +9,13 @@ import type { EnvironmentSpec, StateChange } from "./schemas.js";
 import type { EnvironmentLimits } from "./settings.js";
 
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
-export type { Environment, EnvironmentSpec, RegistryCredentials, StateChange } from "./schemas.js";
+export type {
+  Environment,
+  EnvironmentSpec,
+  EnvironmentSummary,
+  RegistryCredentials,
+  StateChange,
+} from "./schemas.js";
 
 export const environmentStates = [
   "queued",
@@ -31,8 +37,9 @@ export const buildingStates: readonly EnvironmentState[] = ["queued", "pulling",
 /** The states an environment stays in until someone acts: what a client waits for after start, stop or rebuild. */
 export const restingStates: readonly EnvironmentState[] = ["running", "stopped", "failed", "deleted"];
 
+/** queued -> starting: a CVM claimed from a warm pool is already pulled and made; it only starts. */
 const transitions: Record<EnvironmentState, readonly EnvironmentState[]> = {
-  queued: ["pulling", "failed", "stopping", "deleting"],
+  queued: ["pulling", "starting", "failed", "stopping", "deleting"],
   pulling: ["creating", "failed", "stopping", "deleting"],
   creating: ["starting", "failed", "stopping", "deleting"],
   starting: ["running", "failed", "stopping", "deleting"],
@@ -153,6 +160,15 @@ export function specProblems(input: Partial<EnvironmentSpec>, limits: Environmen
 
 const clamp = (value: number, min: number, max: number) => Math.min(Math.max(value, min), max);
 
+/** The size a request that names none gets: the defaults, bent to the admin's limits (a warm pool's too). */
+export function defaultSize(limits: EnvironmentLimits): Pick<EnvironmentSpec, "cpu" | "memoryGiB" | "diskGiB"> {
+  return {
+    cpu: clamp(defaultResources.cpu, limits.minCpu, limits.maxCpu),
+    memoryGiB: clamp(defaultResources.memoryGiB, limits.minMemoryGiB, limits.maxMemoryGiB),
+    diskGiB: clamp(defaultResources.diskGiB, limits.minDiskGiB, limits.maxDiskGiB),
+  };
+}
+
 /**
  * Fills defaults, then validates; throws one 400 with every problem. A default
  * size bends to the admin's limits (a user who asked for nothing should not be
@@ -160,13 +176,14 @@ const clamp = (value: number, min: number, max: number) => Math.min(Math.max(val
  * Only the spec's own fields come back, whatever else the input carried.
  */
 export function resolveSpec(input: Partial<EnvironmentSpec>, limits: EnvironmentLimits): EnvironmentSpec {
+  const defaults = defaultSize(limits);
   const spec: EnvironmentSpec = {
     name: input.name as string,
     image: input.image as string,
     cvm: input.cvm ?? false,
-    cpu: input.cpu ?? clamp(defaultResources.cpu, limits.minCpu, limits.maxCpu),
-    memoryGiB: input.memoryGiB ?? clamp(defaultResources.memoryGiB, limits.minMemoryGiB, limits.maxMemoryGiB),
-    diskGiB: input.diskGiB ?? clamp(defaultResources.diskGiB, limits.minDiskGiB, limits.maxDiskGiB),
+    cpu: input.cpu ?? defaults.cpu,
+    memoryGiB: input.memoryGiB ?? defaults.memoryGiB,
+    diskGiB: input.diskGiB ?? defaults.diskGiB,
   };
   const problems = specProblems(spec, limits);
   if (problems.length > 0) throw invalid(problems, "Invalid environment");

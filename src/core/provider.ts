@@ -15,7 +15,7 @@ import type {
   SystemdStatus,
 } from "./environment.js";
 import type { ListeningPort } from "./listening-ports.js";
-import type { SupervisorReport } from "./schemas.js";
+import type { PoolMember, SupervisorReport } from "./schemas.js";
 import type { InfrastructureSettings } from "./settings.js";
 
 // The report's shape is a zod schema in ./schemas.ts (the report route validates it); its type is re-exported here.
@@ -100,8 +100,40 @@ export interface SplicedSocket {
   end(): void;
 }
 
+/**
+ * Warm pools (core/warm-pool.ts): booted workloads held for a pool, each made
+ * as an environment of its own id, so that claiming one is renaming it to the
+ * environment that takes that id. A provider that can pool implements this;
+ * the pool service (src/server/pools.ts) decides what to fill, drain and claim.
+ */
+export interface WorkloadPool {
+  /** The members held, as recorded (after a server restart too); a member whose workload stopped or vanished is failed. */
+  members(): Promise<PoolMember[]>;
+  /** Records the member (so it is never taken for an orphan), builds it as the cold path does, and returns it ready. */
+  fill(member: PoolMember, context: BuildContext): Promise<PoolMember>;
+  /**
+   * Makes a ready member the environment, which has the member's id: its
+   * name (hostname), a fresh machine id, the requested limits, the owner;
+   * returns what the environment reports. Throws when the member cannot be
+   * claimed; the caller then builds cold.
+   */
+  claim(member: PoolMember, environment: Environment, context: BuildContext): Promise<Observation>;
+  /** Removes a member's workload, home and disk, and its record. */
+  drain(member: PoolMember): Promise<void>;
+  /**
+   * Drops a member's record and keeps its workload: a create took the
+   * member's id and a server stopped before the claim, so the workload is
+   * that environment's now (its resumed build makes it so).
+   */
+  forget(member: PoolMember): Promise<void>;
+  /** The image's digest in its registry now, to tell a stale member; undefined when no registry answers. */
+  imageVersion(image: string, credentials?: RegistryCredentials): Promise<string | undefined>;
+}
+
 export interface Provider {
   readonly name: "docker" | "kubernetes" | "fake";
+  /** Warm pools of CVMs, where the provider can keep them. */
+  readonly pool?: WorkloadPool;
   /**
    * Whether build() finds and continues a workload that an interrupted build
    * of the same build id left behind, so a restarted server can resume it.

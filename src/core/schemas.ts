@@ -19,6 +19,7 @@ import { supervisorReportStates } from "./provider.js";
 import { roles } from "./roles.js";
 import { networkReaches, runtimeChoices, supervisorPrivilegeModes } from "./settings.js";
 import { tokenKinds } from "./user.js";
+import { maxPoolCount, poolMemberStates } from "./warm-pool.js";
 
 /** `true` only when A and B are the same type: `true satisfies Same<A, B>` binds a hand-written type to a schema. */
 export type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -89,6 +90,16 @@ export const environmentLimitsSchema = z.object({
 });
 export type EnvironmentLimits = z.infer<typeof environmentLimitsSchema>;
 
+/** A warm pool an admin keeps: `count` booted CVMs of one image and size (core/warm-pool.ts). */
+export const warmPoolSchema = z.object({
+  image: z.string(),
+  cpu: z.number().describe("CPUs each CVM holds while it waits; a claim may ask for fewer"),
+  memoryGiB: z.number().describe("Memory each CVM holds while it waits; a claim may ask for less"),
+  diskGiB: z.number().describe("The inner Docker's disk; a claim must ask for this size"),
+  count: z.number().int().describe(`How many to keep ready, 0 to ${maxPoolCount}`),
+});
+export type WarmPool = z.infer<typeof warmPoolSchema>;
+
 /** What each member may hold at once; 0 is no quota. Site admins and managers set them and are not held to them. */
 export const userQuotasSchema = z.object({
   environments: count.describe("Environments a member may have, whatever their state"),
@@ -133,6 +144,7 @@ export const infrastructureSettingsSchema = z.object({
     ),
   fuseDevice: z.boolean().describe("CVMs get /dev/fuse (sshfs, rclone, fuse-overlayfs, rootless Podman)"),
   tunDevice: z.boolean().describe("CVMs get /dev/net/tun (VPN clients, userspace networking)"),
+  pools: z.array(warmPoolSchema).describe("Warm pools: booted CVMs kept ready per image and size"),
   quotas: userQuotasSchema,
   network: environmentNetworkSchema,
 });
@@ -183,6 +195,34 @@ export const environmentSchema = environmentSpecSchema.extend({
   version: z.number().describe("Increases with every change; writes compare it so no change is lost"),
 });
 export type Environment = z.infer<typeof environmentSchema>;
+
+// Warm pools
+
+/** A booted CVM a provider holds for a pool; claimed, it becomes an environment with its id. */
+export const poolMemberSchema = z.object({
+  id: z.string().describe("The id the environment that claims it will have"),
+  pool: z.string().describe("Its pool's image and size"),
+  image: z.string(),
+  cpu: z.number(),
+  memoryGiB: z.number(),
+  diskGiB: z.number(),
+  runtimeSetting: z.enum(runtimeChoices).describe("The isolation runtime setting it was built under"),
+  imageVersion: z.string().optional().describe("The image's digest in its registry when it was built"),
+  state: z.enum(poolMemberStates),
+  reason: z.string().optional().describe("Why it failed"),
+  createdAt: z.string(),
+  readyAt: z.string().optional(),
+});
+export type PoolMember = z.infer<typeof poolMemberSchema>;
+
+/**
+ * An environment as lists show it: all but its timeline, which grows with
+ * every start and stop and which only the environment's own page shows.
+ */
+export const environmentSummarySchema = environmentSchema
+  .omit({ timeline: true })
+  .describe("An environment without its timeline (GET /environments/:ref has it)");
+export type EnvironmentSummary = z.infer<typeof environmentSummarySchema>;
 
 // Builds
 

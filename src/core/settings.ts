@@ -6,6 +6,7 @@
 import type { Validation } from "./errors.js";
 import { cidrProblem, networkReaches } from "./network-policy.js";
 import type { EnvironmentLimits, InfrastructureSettings, UserQuotas } from "./schemas.js";
+import { poolProblems } from "./warm-pool.js";
 
 export { type NetworkReach, networkReaches } from "./network-policy.js";
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
@@ -69,6 +70,7 @@ export const defaultSettings: InfrastructureSettings = {
   publicPorts: true,
   portsHost: "",
   idleStopMinutes: 0,
+  pools: [],
 };
 
 const hostName = /^(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$/i;
@@ -153,6 +155,7 @@ export function settingsProblems(settings: InfrastructureSettings): Validation[]
   if (!isCount(limits.pids))
     problems.push({ field: "limits.pids", detail: "must be a whole number, 0 or more (0: sized to the node)" });
   problems.push(...quotaProblems(settings.quotas), ...networkProblems(settings.network));
+  problems.push(...poolProblems(settings.pools, limits as EnvironmentLimits));
   return problems;
 }
 

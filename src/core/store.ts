@@ -6,11 +6,17 @@
 
 import type { AuditEntry, AuditFilter, Page } from "./audit.js";
 import type { Build, BuildLogLine } from "./build.js";
-import type { Environment, RegistryCredentials } from "./environment.js";
+import type { Environment, EnvironmentSummary, RegistryCredentials } from "./environment.js";
 import type { PortShare, SharedPort } from "./ports.js";
 import type { Role } from "./roles.js";
 import type { InfrastructureSettings } from "./settings.js";
 import type { Token, TokenKind, User } from "./user.js";
+
+/** A page of a list: at most `limit` items, after the item `cursor` names (a previous page's `nextCursor`). */
+export interface PageRequest {
+  limit: number;
+  cursor?: string;
+}
 
 export interface NewUser {
   email: string;
@@ -29,9 +35,17 @@ export interface UserStore {
   createFirst(user: NewUser): Promise<User | undefined>;
   get(id: string): Promise<User | undefined>;
   getByEmail(email: string): Promise<(User & { passwordHash: string }) | undefined>;
-  list(): Promise<User[]>;
-  count(): Promise<number>;
+  /** Oldest first. */
+  page(filter: UserFilter, page: PageRequest): Promise<Page<User>>;
+  count(filter?: UserFilter): Promise<number>;
   update(id: string, patch: Partial<Pick<User, "role" | "active" | "name">>): Promise<User>;
+}
+
+export interface UserFilter {
+  role?: Role;
+  active?: boolean;
+  /** The whole address, in any case. */
+  email?: string;
 }
 
 export interface NewToken {
@@ -90,7 +104,7 @@ export interface SettingsStore {
 export interface AuditStore {
   append(entry: Omit<AuditEntry, "id">): Promise<AuditEntry>;
   /** Newest first. */
-  list(filter: AuditFilter, page: { limit: number; cursor?: string }): Promise<Page<AuditEntry>>;
+  list(filter: AuditFilter, page: PageRequest): Promise<Page<AuditEntry>>;
 }
 
 export interface EnvironmentFilter {
@@ -98,6 +112,8 @@ export interface EnvironmentFilter {
   state?: string;
   cvm?: boolean;
   name?: string;
+  /** Part of the name. */
+  nameContains?: string;
 }
 
 export type EnvironmentPatch = Partial<
@@ -123,7 +139,10 @@ export interface EnvironmentStore {
   create(environment: Environment, credentials?: RegistryCredentials): Promise<Environment>;
   get(id: string): Promise<Environment | undefined>;
   getByOwnerAndName(ownerId: string, name: string): Promise<Environment | undefined>;
+  /** Every one that matches, for the server's own sweeps (reconcile, replicas' change polls). */
   list(filter: EnvironmentFilter): Promise<Environment[]>;
+  /** Newest first, a page at a time, without timelines: what people and the API list. */
+  page(filter: EnvironmentFilter, page: PageRequest): Promise<Page<EnvironmentSummary>>;
   countByState(): Promise<Record<string, number>>;
   /**
    * Applies the patch only if the stored version is still `expectedVersion`,

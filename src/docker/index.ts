@@ -4,7 +4,8 @@
  * own, the doctor and `cvm image check`), so each job is done one way.
  */
 
-export { defaultDockerHost, dockerClient, dockerHostOf, engineOptions, isLocalEngine } from "./engine-client.js";
+export { defaultDockerHost, dockerHostOf, engineOptions, isLocalEngine } from "./engine-address.js";
+export { dockerClient } from "./engine-client.js";
 export { ignoreMissing, ignoring, isNotFound, statusOf } from "./engine-errors.js";
 export { type ExecEngine, startExec } from "./exec-session.js";
 export {

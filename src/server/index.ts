@@ -278,6 +278,8 @@ async function serve(
     }
   }
 
+  await environments.pools?.start();
+
   const metricsToken = options.metricsToken ?? process.env.CVM_METRICS_TOKEN;
   const { app } = createApp(deps, {
     webRoot: options.webRoot,

@@ -25,7 +25,7 @@ function withDefaults(stored: Partial<InfrastructureSettings> | undefined): Infr
 
 export class SettingsService {
   private readonly mutex = new KeyedMutex();
-  private readonly listeners: ((settings: InfrastructureSettings) => Promise<void>)[] = [];
+  private readonly listeners: ((settings: InfrastructureSettings) => Promise<void> | void)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -88,8 +88,11 @@ export class SettingsService {
     });
   }
 
-  /** Called with the settings after every change (the provider applies what it enforces outside builds). */
-  onChange(listener: (settings: InfrastructureSettings) => Promise<void>): void {
+  /**
+   * Called with the settings after every change this server makes (the
+   * provider applies what it enforces outside builds; the warm pools act on theirs).
+   */
+  onChange(listener: (settings: InfrastructureSettings) => Promise<void> | void): void {
     this.listeners.push(listener);
   }
 }

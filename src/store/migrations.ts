@@ -151,6 +151,16 @@ export const migrations: readonly Migration[] = [
   },
   {
     version: 6,
+    name: "lists paged in their keyset order, filtered by state and kind without a scan",
+    statements: () => [
+      "DROP INDEX environments_state",
+      "CREATE INDEX environments_state ON environments (state, created_at, id)",
+      "CREATE INDEX environments_kind ON environments (cvm, created_at, id)",
+      "CREATE INDEX users_created ON users (created_at, id)",
+    ],
+  },
+  {
+    version: 7,
     name: "shared ports, idle stop and last use per environment",
     statements: () => [
       `CREATE TABLE environment_ports (

@@ -6,7 +6,7 @@
 
 import type { AuditEntry } from "../core/audit.js";
 import type { Build, BuildLogLine } from "../core/build.js";
-import type { Environment } from "../core/environment.js";
+import type { Environment, EnvironmentSummary } from "../core/environment.js";
 import type { Role } from "../core/roles.js";
 import type { Token, TokenKind, User } from "../core/user.js";
 import type { SqlValue } from "./database.js";
@@ -115,8 +115,12 @@ export interface EnvironmentRow {
   version: number;
 }
 
-export function environmentFromRow(row: EnvironmentRow): Environment {
-  const environment: Environment = {
+/** The columns of a summary: every one but the timeline, which lists leave behind. */
+export const environmentSummaryColumns =
+  "id, owner_id, owner_email, name, image, cvm, cpu, memory_gib, disk_gib, state, state_reason, runtime, systemd, failed_units, docker, build_id, created_at, updated_at, version";
+
+export function environmentSummaryFromRow(row: Omit<EnvironmentRow, "timeline">): EnvironmentSummary {
+  const environment: EnvironmentSummary = {
     id: row.id,
     ownerId: row.owner_id,
     ownerEmail: row.owner_email,
@@ -131,7 +135,6 @@ export function environmentFromRow(row: EnvironmentRow): Environment {
     systemd: row.systemd as Environment["systemd"],
     failedUnits: JSON.parse(row.failed_units),
     docker: row.docker as Environment["docker"],
-    timeline: JSON.parse(row.timeline),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     version: Number(row.version),
@@ -141,6 +144,10 @@ export function environmentFromRow(row: EnvironmentRow): Environment {
   const buildId = optional(row.build_id);
   if (buildId !== undefined) environment.buildId = buildId;
   return environment;
+}
+
+export function environmentFromRow(row: EnvironmentRow): Environment {
+  return { ...environmentSummaryFromRow(row), timeline: JSON.parse(row.timeline) };
 }
 
 /** Which column holds each patchable field, and how its value is written. */

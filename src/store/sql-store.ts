@@ -9,7 +9,12 @@
 import { closeSync, openSync } from "node:fs";
 import type { AuditEntry, AuditFilter, Page } from "../core/audit.js";
 import type { Build, BuildLogLine } from "../core/build.js";
-import { type Environment, environmentStates, type RegistryCredentials } from "../core/environment.js";
+import {
+  type Environment,
+  type EnvironmentSummary,
+  environmentStates,
+  type RegistryCredentials,
+} from "../core/environment.js";
 import { CvmError, invalid, notFound } from "../core/errors.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import type {
@@ -21,10 +26,12 @@ import type {
   LoginThrottleStore,
   NewToken,
   NewUser,
+  PageRequest,
   SettingsStore,
   Store,
   ThrottleState,
   TokenStore,
+  UserFilter,
   UserStore,
 } from "../core/store.js";
 import type { Token, User } from "../core/user.js";
@@ -39,6 +46,8 @@ import {
   type EnvironmentRow,
   environmentColumns,
   environmentFromRow,
+  environmentSummaryColumns,
+  environmentSummaryFromRow,
   logLineFromRow,
   type TokenRow,
   toJson,
@@ -50,8 +59,8 @@ import { workspaceStore } from "./workspace-store.js";
 
 const now = () => new Date().toISOString();
 
-/** The most audit entries one page holds, whatever a caller asks for. */
-export const maxAuditPage = 1000;
+/** The most items one page holds, whatever a caller asks for. */
+export const maxPageSize = 1000;
 
 /** Collects `$n` parameters while a WHERE clause is assembled. */
 class Conditions {
@@ -78,8 +87,8 @@ function isoTime(field: string, value: string): string {
   return new Date(ms).toISOString();
 }
 
-function encodeCursor(entry: AuditEntry): string {
-  return Buffer.from(JSON.stringify([entry.at, entry.id])).toString("base64url");
+function encodeCursor(key: [string, string]): string {
+  return Buffer.from(JSON.stringify(key)).toString("base64url");
 }
 
 function decodeCursor(cursor: string): [string, string] {
@@ -92,6 +101,44 @@ function decodeCursor(cursor: string): [string, string] {
     // falls through to the one error below
   }
   throw invalid([{ field: "cursor", detail: "is not a cursor this server returned" }]);
+}
+
+/** How a list is ordered: by a time column, ties broken by id, which makes the order total and stable. */
+interface Keyset<Row, T> {
+  table: string;
+  /** What to select; every column when absent. */
+  columns?: string;
+  time: string;
+  newestFirst: boolean;
+  fromRow(row: Row): T;
+  keyOf(item: T): [string, string];
+}
+
+/**
+ * One page of a list in its keyset order. The cursor names the last item of
+ * the page before, so a deep page costs what the first does (an index range,
+ * never an OFFSET), and rows added or removed meanwhile neither repeat nor
+ * skip the others.
+ */
+async function keysetPage<Row, T>(
+  db: Database,
+  keyset: Keyset<Row, T>,
+  where: Conditions,
+  page: PageRequest,
+): Promise<Page<T>> {
+  const limit = Number.isFinite(page.limit) ? Math.min(Math.max(1, Math.floor(page.limit)), maxPageSize) : 50;
+  if (page.cursor) {
+    const [time, id] = decodeCursor(page.cursor);
+    const after = keyset.newestFirst ? "<" : ">";
+    where.add((t, i) => `(${keyset.time}, id) ${after} (${t}, ${i})`, time, id);
+  }
+  const direction = keyset.newestFirst ? "DESC" : "ASC";
+  const rows = await db.query<Row>(
+    `SELECT ${keyset.columns ?? "*"} FROM ${keyset.table} ${where.where} ORDER BY ${keyset.time} ${direction}, id ${direction} LIMIT ${limit + 1}`,
+    where.params,
+  );
+  const items = rows.slice(0, limit).map(keyset.fromRow);
+  return rows.length > limit ? { items, nextCursor: encodeCursor(keyset.keyOf(items[items.length - 1])) } : { items };
 }
 
 function conflictOn(field: "name" | "email", error: unknown): CvmError | undefined {
@@ -118,6 +165,22 @@ async function insertUser(db: SqlRunner, user: NewUser): Promise<User> {
     [row.id, row.email, row.name, row.role, true, row.password_hash, row.created_at],
   );
   return userFromRow(row);
+}
+
+const usersOldestFirst: Keyset<UserRow, User> = {
+  table: "users",
+  time: "created_at",
+  newestFirst: false,
+  fromRow: userFromRow,
+  keyOf: (user) => [user.createdAt, user.id],
+};
+
+function userConditions(filter: UserFilter): Conditions {
+  const where = new Conditions();
+  if (filter.role !== undefined) where.add((p) => `role = ${p}`, filter.role);
+  if (filter.active !== undefined) where.add((p) => `active = ${p}`, filter.active);
+  if (filter.email !== undefined) where.add((p) => `lower(email) = lower(${p})`, filter.email);
+  return where;
 }
 
 function userStore(db: Database): UserStore {
@@ -147,12 +210,12 @@ function userStore(db: Database): UserStore {
       const [row] = await db.query<UserRow>("SELECT * FROM users WHERE lower(email) = lower($1)", [email]);
       return row ? { ...userFromRow(row), passwordHash: row.password_hash } : undefined;
     },
-    async list() {
-      const rows = await db.query<UserRow>("SELECT * FROM users ORDER BY created_at, id");
-      return rows.map(userFromRow);
+    page(filter, page) {
+      return keysetPage(db, usersOldestFirst, userConditions(filter), page);
     },
-    async count() {
-      const [{ n }] = await db.query<{ n: number }>("SELECT COUNT(*) AS n FROM users");
+    async count(filter = {}) {
+      const where = userConditions(filter);
+      const [{ n }] = await db.query<{ n: number }>(`SELECT COUNT(*) AS n FROM users ${where.where}`, where.params);
       return Number(n);
     },
     async update(id, patch) {
@@ -331,6 +394,14 @@ function settingsStore(db: Database): SettingsStore {
   };
 }
 
+const auditNewestFirst: Keyset<AuditRow, AuditEntry> = {
+  table: "audit",
+  time: "at",
+  newestFirst: true,
+  fromRow: auditFromRow,
+  keyOf: (entry) => [entry.at, entry.id],
+};
+
 function auditStore(db: Database): AuditStore {
   return {
     async append(entry) {
@@ -351,25 +422,39 @@ function auditStore(db: Database): AuditStore {
       return stored;
     },
     async list(filter: AuditFilter, page): Promise<Page<AuditEntry>> {
-      const limit = Number.isFinite(page.limit) ? Math.min(Math.max(1, Math.floor(page.limit)), maxAuditPage) : 50;
       const where = new Conditions();
       if (filter.actorId) where.add((p) => `actor_id = ${p}`, filter.actorId);
       if (filter.action) where.add((p) => `action = ${p}`, filter.action);
       if (filter.target) where.add((p) => `target = ${p}`, filter.target);
       if (filter.since) where.add((p) => `at >= ${p}`, isoTime("since", filter.since));
       if (filter.until) where.add((p) => `at <= ${p}`, isoTime("until", filter.until));
-      if (page.cursor) {
-        const [at, id] = decodeCursor(page.cursor);
-        where.add((a, b) => `(at < ${a} OR (at = ${a} AND id < ${b}))`, at, id);
-      }
-      const rows = await db.query<AuditRow>(
-        `SELECT * FROM audit ${where.where} ORDER BY at DESC, id DESC LIMIT ${limit + 1}`,
-        where.params,
-      );
-      const items = rows.slice(0, limit).map(auditFromRow);
-      return rows.length > limit ? { items, nextCursor: encodeCursor(items[items.length - 1]) } : { items };
+      return keysetPage(db, auditNewestFirst, where, page);
     },
   };
+}
+
+const environmentsNewestFirst: Keyset<EnvironmentRow, EnvironmentSummary> = {
+  table: "environments",
+  columns: environmentSummaryColumns,
+  time: "created_at",
+  newestFirst: true,
+  fromRow: environmentSummaryFromRow,
+  keyOf: (environment) => [environment.createdAt, environment.id],
+};
+
+/** LIKE's own wildcards in a user's text match only themselves; names are lowercase DNS labels. */
+const likeEscaped = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+function environmentConditions(filter: EnvironmentFilter): Conditions {
+  const where = new Conditions();
+  if (filter.ownerId !== undefined) where.add((p) => `owner_id = ${p}`, filter.ownerId);
+  if (filter.state !== undefined) where.add((p) => `state = ${p}`, filter.state);
+  if (filter.cvm !== undefined) where.add((p) => `cvm = ${p}`, filter.cvm);
+  if (filter.name !== undefined) where.add((p) => `name = ${p}`, filter.name);
+  if (filter.nameContains) {
+    where.add((p) => `name LIKE ${p} ESCAPE '\\'`, `%${likeEscaped(filter.nameContains.toLowerCase())}%`);
+  }
+  return where;
 }
 
 function environmentStore(db: Database): EnvironmentStore {
@@ -432,16 +517,15 @@ function environmentStore(db: Database): EnvironmentStore {
       return row ? environmentFromRow(row) : undefined;
     },
     async list(filter: EnvironmentFilter) {
-      const where = new Conditions();
-      if (filter.ownerId !== undefined) where.add((p) => `owner_id = ${p}`, filter.ownerId);
-      if (filter.state !== undefined) where.add((p) => `state = ${p}`, filter.state);
-      if (filter.cvm !== undefined) where.add((p) => `cvm = ${p}`, filter.cvm);
-      if (filter.name !== undefined) where.add((p) => `name = ${p}`, filter.name);
+      const where = environmentConditions(filter);
       const rows = await db.query<EnvironmentRow>(
         `SELECT * FROM environments ${where.where} ORDER BY created_at, id`,
         where.params,
       );
       return rows.map(environmentFromRow);
+    },
+    page(filter, page) {
+      return keysetPage(db, environmentsNewestFirst, environmentConditions(filter), page);
     },
     async countByState() {
       const counts: Record<string, number> = Object.fromEntries(environmentStates.map((s) => [s, 0]));

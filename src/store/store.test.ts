@@ -14,6 +14,7 @@ import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { defaultSettings } from "../core/settings.js";
 import type { Store } from "../core/store.js";
+import type { User } from "../core/user.js";
 import * as fixtures from "../testing/fixtures.js";
 import type { Database } from "./database.js";
 import { openStore, type StoreOptions } from "./index.js";
@@ -191,9 +192,42 @@ for (const backend of backends) {
         await assert.rejects(store.users.update("usr_missing", { name: "x" }), { code: "NOT_FOUND" });
         assert.equal(await store.users.get("usr_missing"), undefined);
         assert.deepEqual(
-          (await store.users.list()).map((u) => u.id),
+          (await store.users.page({}, { limit: 10 })).items.map((u) => u.id),
           [ada.id],
         );
+      }));
+
+    test("users: paged oldest first, found by email in any case, counted by role and activity", () =>
+      withStore(async (store) => {
+        const users: User[] = [];
+        for (let i = 0; i < 7; i++) {
+          const role = i === 0 ? ("site-admin" as const) : ("member" as const);
+          users.push(await store.users.create({ ...newUser(`u${i}@example.com`), role }));
+        }
+        // Users made in the same millisecond are in the order of their ids.
+        const oldestFirst = [...users]
+          .sort((x, y) => (x.createdAt === y.createdAt ? (x.id < y.id ? -1 : 1) : x.createdAt < y.createdAt ? -1 : 1))
+          .map((u) => u.id);
+        const created = users.map((u) => u.id);
+        await store.users.update(created[6], { active: false });
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await store.users.page({}, { limit: 3, cursor });
+          assert.ok(page.items.length <= 3);
+          seen.push(...page.items.map((u) => u.id));
+          cursor = page.nextCursor;
+        } while (cursor);
+        assert.deepEqual(seen, oldestFirst, "every user once, oldest first");
+        assert.deepEqual(
+          (await store.users.page({ email: "U3@EXAMPLE.com" }, { limit: 5 })).items.map((u) => u.id),
+          [created[3]],
+        );
+        assert.equal(await store.users.count(), 7);
+        assert.equal(await store.users.count({ role: "site-admin", active: true }), 1);
+        assert.equal(await store.users.count({ role: "member", active: true }), 5);
+        assert.equal(await store.users.count({ active: false }), 1);
+        await rejectsWith(store.users.page({}, { limit: 3, cursor: "bm9wZQ" }), "BAD_REQUEST", "cursor");
       }));
 
     test("users: ten racing first-run requests create exactly one account", () =>
@@ -293,6 +327,91 @@ for (const backend of backends) {
         assert.equal((await store.environments.getByOwnerAndName(ada.id, "dev"))?.id, again.id);
         await store.environments.remove(deleted.id);
         assert.equal(await store.environments.get(deleted.id), undefined);
+      }));
+
+    test("environments: paged newest first by a cursor, filtered by owner, state, kind and name in the store", () =>
+      withStore(async (store) => {
+        const ada = await store.users.create(newUser("ada@example.com"));
+        const bob = await store.users.create(newUser("bob@example.com"));
+        // 30 environments, three to a minute, so pages must break ties in time by id.
+        const created: Environment[] = [];
+        for (let i = 0; i < 30; i++) {
+          const owner = i % 3 === 0 ? bob : ada;
+          created.push(
+            await store.environments.create(
+              newEnvironment(owner.id, `box-${i}`, {
+                createdAt: minutes(Math.floor(i / 3)),
+                cvm: i % 2 === 0,
+                state: i % 5 === 0 ? "running" : "stopped",
+              }),
+            ),
+          );
+        }
+        const newestFirst = [...created]
+          .sort((x, y) => (x.createdAt === y.createdAt ? (x.id < y.id ? 1 : -1) : x.createdAt < y.createdAt ? 1 : -1))
+          .map((e) => e.id);
+        type Filter = Parameters<Store["environments"]["page"]>[0];
+        const walk = async (filter: Filter, limit: number) => {
+          const ids: string[] = [];
+          const sizes: number[] = [];
+          let cursor: string | undefined;
+          do {
+            const page = await store.environments.page(filter, { limit, cursor });
+            sizes.push(page.items.length);
+            ids.push(...page.items.map((e) => e.id));
+            cursor = page.nextCursor;
+          } while (cursor);
+          return { ids, sizes };
+        };
+        const all = await walk({}, 7);
+        assert.deepEqual(all.sizes, [7, 7, 7, 7, 2]);
+        assert.deepEqual(all.ids, newestFirst);
+        const first = await store.environments.page({}, { limit: 30 });
+        assert.equal(first.nextCursor, undefined, "no cursor after the last page");
+        // A page's environments are whole but for their timelines.
+        const { timeline: _timeline, ...newest } = created.find((e) => e.id === newestFirst[0])!;
+        assert.deepEqual(first.items[0], newest);
+        assert.equal("timeline" in first.items[0], false);
+
+        const expect = (keep: (e: Environment) => boolean) =>
+          newestFirst.filter((id) => keep(created.find((e) => e.id === id)!));
+        assert.deepEqual(
+          (await walk({ ownerId: bob.id }, 4)).ids,
+          expect((e) => e.ownerId === bob.id),
+        );
+        assert.deepEqual(
+          (await walk({ state: "running" }, 4)).ids,
+          expect((e) => e.state === "running"),
+        );
+        assert.deepEqual(
+          (await walk({ cvm: true }, 4)).ids,
+          expect((e) => e.cvm),
+        );
+        assert.deepEqual(
+          (await walk({ ownerId: ada.id, cvm: false, state: "stopped" }, 4)).ids,
+          expect((e) => e.ownerId === ada.id && !e.cvm && e.state === "stopped"),
+        );
+        assert.deepEqual(
+          (await walk({ nameContains: "x-2" }, 4)).ids,
+          expect((e) => e.name.includes("x-2")),
+        );
+        assert.deepEqual(
+          (await walk({ nameContains: "BOX-1" }, 50)).ids,
+          expect((e) => e.name.startsWith("box-1")),
+        );
+        assert.deepEqual((await walk({ nameContains: "%" }, 50)).ids, [], "LIKE's wildcards match only themselves");
+        assert.deepEqual((await walk({ nameContains: "_" }, 50)).ids, []);
+
+        // A cursor holds while the list changes: the rows after it come once, whatever was added before it.
+        const page1 = await store.environments.page({}, { limit: 10 });
+        await store.environments.create(newEnvironment(ada.id, "newest", { createdAt: minutes(99) }));
+        await store.environments.remove(page1.items[0].id);
+        const page2 = await store.environments.page({}, { limit: 10, cursor: page1.nextCursor });
+        assert.deepEqual(
+          page2.items.map((e) => e.id),
+          newestFirst.slice(10, 20),
+        );
+        await rejectsWith(store.environments.page({}, { limit: 10, cursor: "nope" }), "BAD_REQUEST", "cursor");
       }));
 
     test("environments: update is compare-and-set on the version; of two writers one wins", () =>

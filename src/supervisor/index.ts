@@ -32,6 +32,7 @@ import type {
   SplicedSocket,
   UnixListener,
   UnixSocketSpec,
+  WorkloadPool,
 } from "../core/provider.js";
 import {
   dockerClient,
@@ -39,6 +40,7 @@ import {
   homeVolumeName,
   ignoreMissing,
   ignoring,
+  imageId,
   installationLabels,
   isInstallations,
   labels,
@@ -48,11 +50,11 @@ import {
   startExec,
 } from "../docker/index.js";
 import { NamespaceBridge } from "../netns/index.js";
-import { ensureApparmorProfile } from "./apparmor.js";
+import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import { containerName, cvmContainerRequest, dockerVolumeName, type VolumeSources } from "./cvm-container.js";
 import { type CvmDeviceNodes, ensureDeviceNodes } from "./cvm-devices.js";
-import { diskLimit } from "./disk-limit.js";
+import { type DiskLimit, diskLimit } from "./disk-limit.js";
 import { CvmEngine } from "./engine.js";
 import {
   diskVolumeOptions,
@@ -62,6 +64,7 @@ import {
   releaseDisk,
   releaseRootDisk,
   remountDisks,
+  sparesSettled,
 } from "./environment-disks.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
@@ -73,6 +76,7 @@ import { cvmSeccompProfile } from "./seccomp.js";
 import { ensureGateBinary, gateMounts, gateState, releaseGate } from "./start-gate.js";
 import { ensureSysfsReference } from "./sysfs-reference.js";
 import { maskedUnits } from "./systemd-masks.js";
+import { CvmWarmPool, hostnameBeforeBoot } from "./warm-pool.js";
 
 export interface CvmSupervisorOptions {
   /** cvm's own isolated engine keeps its data root, exec root and socket below this. */
@@ -102,7 +106,8 @@ export interface CvmSupervisorOptions {
   beforeRelease?: () => Promise<string | undefined>;
 }
 
-export type CvmSupervisor = Omit<Provider, "name"> & {
+export type CvmSupervisor = Omit<Provider, "name" | "pool"> & {
+  readonly pool: WorkloadPool;
   /** The running CVMs' addresses, for the node's network policy. */
   addresses(): Promise<RunningAddress[]>;
   /** The bridge CVMs sit on, once the engine runs. */
@@ -110,6 +115,19 @@ export type CvmSupervisor = Omit<Provider, "name"> & {
   /** cvm's own engine, once it runs. */
   engineClient(): Dockerode;
 };
+
+/** What a CVM's container needs besides its image (Supervisor.setUp). */
+interface Setup {
+  runtime: CvmRuntime;
+  storage: { dockerDisk?: string; enforced: boolean; note: string };
+  gateBinary: string;
+  apparmor: ApparmorChoice;
+  rootfs: DiskLimit;
+  devices: CvmDeviceNodes;
+  sysfsReference?: string;
+  pidsLimit: number;
+  notes: string[];
+}
 
 export async function createCvmSupervisor(options: CvmSupervisorOptions): Promise<CvmSupervisor> {
   return new Supervisor(options);
@@ -149,6 +167,10 @@ class Supervisor implements CvmSupervisor {
   private readonly lxcfs: Lxcfs;
   /** Built once per process: concurrent builds share the one compile. */
   private gateBinary?: Promise<string>;
+  /** The seccomp profile as the engine takes it: the same for every CVM. */
+  private readonly seccomp = JSON.stringify(cvmSeccompProfile());
+
+  readonly pool: CvmWarmPool;
 
   constructor(private readonly options: CvmSupervisorOptions) {
     this.logger = options.logger.child({ component: "cvm-supervisor" });
@@ -156,6 +178,15 @@ class Supervisor implements CvmSupervisor {
     this.hostDocker = options.hostDockerHost ? dockerClient(options.hostDockerHost) : undefined;
     this.namespaces = new NamespaceBridge(join(options.dataDir, "bin"));
     this.lxcfs = new Lxcfs(join(options.dataDir, "lxcfs"), this.logger);
+    this.pool = new CvmWarmPool(
+      {
+        engine: () => this.engine.ensure(),
+        build: (environment, context) => this.build(environment, context),
+        remove: (environment, options) => this.remove(environment, options),
+      },
+      // Per installation: two on one engine each keep their own pools.
+      join(this.engine.paths.root, "pool", options.installationId ?? "local"),
+    );
   }
 
   private async container(environment: Environment): Promise<Dockerode.Container> {
@@ -175,14 +206,22 @@ class Supervisor implements CvmSupervisor {
     const runtime = chooseRuntime(context.settings.runtime, await this.engine.runtimes());
     await log(`isolation runtime: ${runtime} (setting: ${context.settings.runtime})`);
     context.signal.throwIfAborted();
-    const made = await this.inspect(environment);
-    if (made && environment.buildId && made.Config.Labels?.[labels.build] === environment.buildId) {
+    const existing = await this.inspect(environment);
+    if (existing && environment.buildId && existing.Config.Labels?.[labels.build] === environment.buildId) {
       // A server stopped or killed in the middle of this build: the container it made goes on.
       await log(`resuming the build with its container ${containerName(environment.id)}`);
       await context.enter("starting");
-      return this.resume(environment, made, log, context.signal);
+      return this.resume(environment, existing, log, context.signal);
     }
 
+    // What needs no image (storage, the gate, the security profiles) is made while the image is pulled;
+    // and when the engine has the image already, the container too: the pull only asks the registry
+    // whether it changed, and a container of a replaced image is made again.
+    const setup = this.setUp(docker, environment, runtime, context, existing?.Id);
+    setup.catch(() => undefined);
+    const local = await imageId(docker, environment.image);
+    const early = local ? setup.then((ready) => this.create(docker, environment, ready)) : undefined;
+    early?.catch(() => undefined);
     await context.enter("pulling");
     await log(`pull: ${environment.image}`);
     const pulledAt = Date.now();
@@ -201,78 +240,135 @@ class Supervisor implements CvmSupervisor {
       engine: `already in cvm's engine (checked in ${took})`,
     };
     await log(`pull: ${environment.image} ${sources[source]}`);
+    const made = await setup;
+    for (const note of made.notes) await log(note);
     context.signal.throwIfAborted();
 
     await context.enter("creating");
-    const { container, createdAt } = await this.create(docker, environment, runtime, context, log);
+    let created = early ? await early : await this.create(docker, environment, made);
+    if (early && created.image !== (await imageId(docker, environment.image))) {
+      await log("create: the image changed in its registry while the container was made; making it again");
+      await this.removeContainer(docker, created.container.id);
+      created = await this.create(docker, environment, made);
+    }
+    const { container, createdAt } = created;
+    await log(created.diskNote);
+    await log(created.procNote);
+    await log(
+      `create: ${containerName(environment.id)} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`,
+    );
     await context.enter("starting");
-    const observation = await this.boot(container, runtime, log, context.signal);
+    const observation = await this.boot(container, environment, runtime, log, context.signal);
     await log(`ready ${((Date.now() - createdAt) / 1000).toFixed(2)} s after create`);
     await log(`build done in ${((Date.now() - begun) / 1000).toFixed(2)} s`);
     return observation;
   }
 
-  private async create(
+  /**
+   * Everything a CVM's container needs besides its image, each part on its
+   * own so they overlap: the old container gone (a rebuild starts from a
+   * fresh one, its cgroups and writable layer's disk go with the old one; its
+   * volumes stay), /home and /var/lib/docker, the start gate, the AppArmor
+   * profile, whether the engine can limit the root filesystem, the process
+   * limit. `notes` are the lines the build log gets once the image is in.
+   */
+  private async setUp(
     docker: Dockerode,
     environment: Environment,
     runtime: CvmRuntime,
     context: BuildContext,
-    log: (text: string) => Promise<void>,
-  ): Promise<{ container: Dockerode.Container; createdAt: number }> {
-    const name = containerName(environment.id);
-    // A rebuild starts from a fresh container (its cgroups go with the old one); its volumes stay.
-    const old = await ignoreMissing(docker.getContainer(name).inspect());
-    if (old) await this.removeContainer(docker, old.Id);
-    const storage = await this.prepareStorage(docker, environment, runtime);
+    old: string | undefined,
+  ): Promise<Setup> {
     this.gateBinary ??= ensureGateBinary(this.engine.paths.bin).catch((error) => {
       this.gateBinary = undefined;
       throw error;
     });
-    const gateBinary = await this.gateBinary;
-    const apparmor = await ensureApparmorProfile();
-    await log(`security: ${apparmor.note}`);
-    let devices: CvmDeviceNodes = {};
-    let sysfsReference: string | undefined;
-    if (runtime === "userns") {
-      await log(
+    const userns = runtime === "userns";
+    const [storage, gateBinary, apparmor, rootfs, devices, sysfs, node] = await Promise.all([
+      (old ? this.removeContainer(docker, old) : Promise.resolve()).then(() =>
+        this.prepareStorage(docker, environment, runtime),
+      ),
+      this.gateBinary,
+      ensureApparmorProfile(),
+      diskLimit(this.engine.paths.dataRoot, environment.diskGiB),
+      userns ? this.devices(context) : { nodes: {}, notes: [] },
+      userns
+        ? ensureSysfsReference(this.engine.paths.root).then(
+            (reference) => ({ reference, note: undefined }),
+            (error: CvmError) => ({ reference: undefined, note: `${error.message}: ${error.detail ?? ""}` }),
+          )
+        : { reference: undefined, note: undefined },
+      readNodePidCapacity(),
+    ]);
+    const notes = [`security: ${apparmor.note}`];
+    if (userns) {
+      notes.push(
         "security: seccomp = Docker's default profile for its default capabilities + SYS_ADMIN, NET_ADMIN, plus keyctl, pivot_root (for nested containers)",
-      );
-      await log(
         "security: not privileged; every capability, inside its user namespace only; /proc and /sys unmasked (nested containers mount them again)",
+        ...devices.notes.map((note) => `devices: ${note}`),
       );
-      devices = await this.devices(context, log);
-      sysfsReference = await ensureSysfsReference(this.engine.paths.root).catch(async (error: CvmError) => {
-        await log(`nesting unavailable: ${error.message}: ${error.detail ?? ""}`);
-        return undefined;
-      });
+      if (sysfs.note) notes.push(`nesting unavailable: ${sysfs.note}`);
     }
-    const rootfs = await diskLimit(this.engine.paths.dataRoot, environment.diskGiB);
-    const node = await readNodePidCapacity();
-    await log(pidsLimitNote(context.settings.limits.pids, node));
+    notes.push(pidsLimitNote(context.settings.limits.pids, node));
+    return {
+      runtime,
+      storage,
+      gateBinary,
+      apparmor,
+      rootfs,
+      devices: devices.nodes,
+      sysfsReference: sysfs.reference,
+      pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
+      notes,
+    };
+  }
+
+  /** cvm's own FUSE and TUN nodes, as the settings allow and the node can give them; each outcome a note. */
+  private async devices(context: BuildContext): Promise<{ nodes: CvmDeviceNodes; notes: string[] }> {
+    const root = this.engine.root;
+    if (!root) return { nodes: {}, notes: [] };
+    return ensureDeviceNodes(join(this.engine.paths.root, "devices"), root, {
+      fuse: context.settings.fuseDevice,
+      tun: context.settings.tunDevice,
+    });
+  }
+
+  /**
+   * Creates the container and, where the engine cannot limit its writable
+   * layer itself, puts that layer on a disk of its own; answers it with the
+   * image id it was made from, when, and the disk limit's line for the log.
+   */
+  private async create(
+    docker: Dockerode,
+    environment: Environment,
+    setup: Setup,
+  ): Promise<{ container: Dockerode.Container; image: string; createdAt: number; diskNote: string; procNote: string }> {
+    const { runtime, storage, rootfs } = setup;
     const request = cvmContainerRequest({
       environment,
       image: environment.image,
       runtime,
-      gateBinary,
-      pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
-      seccomp: runtime === "userns" ? JSON.stringify(cvmSeccompProfile()) : undefined,
-      apparmor: apparmor.profile,
+      gateBinary: setup.gateBinary,
+      pidsLimit: setup.pidsLimit,
+      seccomp: runtime === "userns" ? this.seccomp : undefined,
+      apparmor: setup.apparmor.profile,
       storageOpt: rootfs.storageOpt,
       installationId: this.options.installationId,
       volumeSources: this.options.volumeSources,
-      dockerDisk: storage.dockerDisk,
-      devices,
-      sysfsReference,
+      dockerDisk: setup.storage.dockerDisk,
+      devices: setup.devices,
+      sysfsReference: setup.sysfsReference,
     });
     const proc = await this.lxcfs.ensure();
-    await log(`/proc: ${proc.note}`);
     const createdAt = Date.now();
     const container = await docker.createContainer(withLxcfs(request, proc.mountpoint));
-    const root = rootfs.storageOpt ? rootfs.note : await this.rootDisk(container, environment);
+    const [root, info] = await Promise.all([
+      rootfs.storageOpt ? rootfs.note : this.rootDisk(container, environment),
+      container.inspect(),
+    ]);
     const enforced = storage.enforced && !/not limited/.test(root);
-    await log(`${enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${root}`);
-    await log(`create: ${name} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`);
-    return { container, createdAt };
+    const diskNote = `${enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${root}`;
+    return { container, image: info.Image, createdAt, diskNote, procNote: `/proc: ${proc.note}` };
   }
 
   /** The writable layer on a disk of its own (environment-disks.ts), where the engine cannot limit it itself. */
@@ -285,18 +381,6 @@ class Supervisor implements CvmSupervisor {
     } catch (error) {
       return `the root filesystem is not limited: no disk of its own (${(error as Error).message.split("\n")[0]})`;
     }
-  }
-
-  /** cvm's own FUSE and TUN nodes, as the settings allow and the node can give them; each outcome a log line. */
-  private async devices(context: BuildContext, log: (text: string) => Promise<void>): Promise<CvmDeviceNodes> {
-    const root = this.engine.root;
-    if (!root) return {};
-    const { nodes, notes } = await ensureDeviceNodes(join(this.engine.paths.root, "devices"), root, {
-      fuse: context.settings.fuseDevice,
-      tun: context.settings.tunDevice,
-    });
-    for (const note of notes) await log(`devices: ${note}`);
-    return nodes;
   }
 
   /**
@@ -385,6 +469,7 @@ class Supervisor implements CvmSupervisor {
    */
   private async boot(
     container: Dockerode.Container,
+    environment: Environment,
     runtime: CvmRuntime,
     log: (text: string) => Promise<void>,
     signal?: AbortSignal,
@@ -399,6 +484,8 @@ class Supervisor implements CvmSupervisor {
     );
     const info = await container.inspect();
     const pid = info.State.Pid;
+    // A CVM claimed from a warm pool was made under the pool's name, which the engine writes back at every start.
+    if (info.Config.Hostname !== environment.name) await hostnameBeforeBoot(info, environment.name);
     const note = await this.options.beforeRelease?.();
     if (note) await log(note);
     if (!init.found) {
@@ -504,10 +591,10 @@ class Supervisor implements CvmSupervisor {
     const container = await this.container(environment);
     if (!info.State.Running) {
       await this.remountDisks(environment, info);
-      return this.boot(container, runtime, log, signal);
+      return this.boot(container, environment, runtime, log, signal);
     }
     const state = await gateState(info.State.Pid);
-    if (state === "held" || state === "starting") return this.boot(container, runtime, log, signal, true);
+    if (state === "held" || state === "starting") return this.boot(container, environment, runtime, log, signal, true);
     if (state === "reaper") return this.observe(environment);
     const init = await this.initPath(container);
     if (!init.found) return this.observe(environment);
@@ -527,7 +614,7 @@ class Supervisor implements CvmSupervisor {
       // Still held at its gate: the supervisor that started it went away mid-build; finish the boot.
       if (!["held", "starting"].includes(await gateState(info.State.Pid))) return this.observe(environment);
       await context.enter("starting");
-      return this.boot(await this.container(environment), runtime, log, context.signal, true);
+      return this.boot(await this.container(environment), environment, runtime, log, context.signal, true);
     }
     await context.enter("starting");
     await this.remountDisks(environment, info);
@@ -537,7 +624,7 @@ class Supervisor implements CvmSupervisor {
         log(`nesting unavailable: ${error.message}`),
       );
     }
-    return this.boot(await this.container(environment), runtime, log, context.signal);
+    return this.boot(await this.container(environment), environment, runtime, log, context.signal);
   }
 
   /** A node reboot (or the engine's stop) unmounts the environment's disks; its container needs them back before it starts. */
@@ -652,8 +739,13 @@ class Supervisor implements CvmSupervisor {
     return this.namespaces.listen(await this.pid(environment), spec, onConnection);
   }
 
+  /** Every CVM with cvm's labels but a warm pool's members, which belong to no environment yet. */
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    return listLabeledWorkloads(await this.engine.ensure(), this.options.installationId);
+    const [workloads, members] = await Promise.all([
+      listLabeledWorkloads(await this.engine.ensure(), this.options.installationId),
+      this.pool.memberIds(),
+    ]);
+    return workloads.filter((workload) => !members.has(workload.environmentId));
   }
 
   async addresses(): Promise<RunningAddress[]> {
@@ -685,6 +777,7 @@ class Supervisor implements CvmSupervisor {
   }
 
   async close(): Promise<void> {
+    await sparesSettled();
     // CVMs outlive a stopping engine (live restore) and keep reading their /proc through lxcfs.
     const running = this.lxcfs.running()
       ? await this.engine

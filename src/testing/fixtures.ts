@@ -12,6 +12,7 @@ import type { BuildContext, Observation } from "../core/provider.js";
 import { defaultSettings, type InfrastructureSettings } from "../core/settings.js";
 import type { NewUser } from "../core/store.js";
 import type { User } from "../core/user.js";
+import { newMember, type PoolMember, type WarmPool } from "../core/warm-pool.js";
 import { newId } from "../store/ids.js";
 
 let counter = 0;
@@ -97,6 +98,19 @@ export function settings(
     quotas: { ...defaultSettings.quotas, ...quotas },
     network: { ...defaultSettings.network, ...network },
   };
+}
+
+/** A warm pool an admin set: two CVMs of 2 CPUs, 4 GiB and a 20 GiB disk of a registry image, unless told otherwise. */
+export function warmPool(overrides: Partial<WarmPool> = {}): WarmPool {
+  return { image: "registry.example.com/cvm/dev:1", cpu: 2, memoryGiB: 4, diskGiB: 20, count: 2, ...overrides };
+}
+
+/** A member of the pool, as a provider records it: ready, built under the automatic runtime, its own id. */
+export function poolMember(of: WarmPool = warmPool(), overrides: Partial<PoolMember> = {}): PoolMember {
+  counter += 1;
+  // Distinct and in the order made, so "newest first" is well defined.
+  const createdAt = new Date(Date.UTC(2026, 0, 1) + counter * 1000).toISOString();
+  return { ...newMember(of, newId("env"), "auto", createdAt), imageVersion: "sha256:1", state: "ready", ...overrides };
 }
 
 /** What a provider reports of a workload that runs (a standard environment's, unless told otherwise). */

@@ -34,6 +34,7 @@ export interface TestServiceOptions extends FakeProviderOptions {
 export interface TestService {
   service: EnvironmentService;
   store: Store;
+  settings: SettingsService;
   provider: FakeProvider;
   bus: EventBus;
   /** A site admin and a member, in the store. */
@@ -86,10 +87,12 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       metrics: createMetrics(store),
       logger,
       stopTimeoutSeconds: 1,
+      pools: { intervalMs: 50, versionCheckMs: 0 },
     });
-    return { store, service };
+    await service.pools?.start();
+    return { store, service, settings };
   };
-  let { store, service } = await open();
+  let { store, service, settings } = await open();
   if (options.cvmEnabled) await store.settings.putInfrastructure(fixtures.settings({ cvmEnabled: true }));
   const user = async (role: Role = "member") => store.users.create(fixtures.newUser({ role }));
   const admin = await user("site-admin");
@@ -97,6 +100,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
   const test: TestService = {
     service,
     store,
+    settings,
     provider,
     bus,
     admin,
@@ -115,8 +119,8 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     async restart() {
       await service.close();
       await store.close();
-      ({ store, service } = await open());
-      Object.assign(test, { store, service });
+      ({ store, service, settings } = await open());
+      Object.assign(test, { store, service, settings });
       return service.reconcile({ removeOrphans: false });
     },
     async restartAfterKill() {

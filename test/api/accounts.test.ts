@@ -2,19 +2,10 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ApiError, type CvmClient } from "../../src/client/index.js";
+import type { ApiError, CvmClient } from "../../src/client/index.js";
 import { secretHash } from "../../src/server/accounts.js";
+import { refused } from "../harness/refusals.js";
 import { password, startTestServer, storeKinds, type TestServer } from "../harness/server.js";
-
-async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${status}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof ApiError, `expected an ApiError, got ${error}`);
-  assert.equal(error.status, status, `${error.status} ${JSON.stringify(error.body)}`);
-  return error;
-}
 
 for (const kind of storeKinds) {
   describe(`accounts (${kind})`, () => {

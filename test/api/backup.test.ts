@@ -9,33 +9,30 @@
  */
 
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
-import type { CvmClient } from "../../src/client/index.js";
+import { type CvmClient, collectPages } from "../../src/client/index.js";
 import type { Store } from "../../src/core/store.js";
 import { createFakeProvider } from "../../src/providers/fake/index.js";
 import { startServer } from "../../src/server/index.js";
 import { secretKeyFile } from "../../src/server/secret-keys.js";
+import { type CliResult, compiledCvm, runCvm } from "../harness/cli.js";
 import { startTestServer, type TestServer } from "../harness/server.js";
 
-const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 const registryPassword = "s3cret-registry-password";
 
-function cvm(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cvmBin, args, { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
+/** The compiled cvm, with these variables on top of the test's own. */
+async function cvm(args: string[], env: Record<string, string>): Promise<CliResult> {
+  await compiledCvm();
+  return runCvm(args, { env: { ...process.env, ...env }, timeout: 60_000 });
 }
 
 /** Every row a backup must carry, read through the store. */
 async function rows(store: Store) {
-  const users = await store.users.list();
+  const users = await collectPages(({ cursor }) => store.users.page({}, { limit: 100, cursor }));
   const tokens = (await Promise.all(users.map((u) => store.tokens.listForUser(u.id)))).flat();
   const environments = await store.environments.list({});
   const audit = (await store.audit.list({}, { limit: 1000 })).items;
@@ -80,11 +77,12 @@ describe("backup and restore (sqlite)", () => {
   test("cvm admin backup writes a 0600 snapshot while the server keeps writing; no secret in it is readable", async () => {
     before_ = await rows(t.server.store);
     // Writes go on during the backup: the snapshot holds each of them whole or not at all.
+    // The admin writes them, whom no member quota holds to ten environments.
     let writing = true;
     let written = 0;
     const writer = (async () => {
       while (writing) {
-        await member.createEnvironment({ name: `busy-${written}`, image: "debian:12" });
+        await admin.createEnvironment({ name: `busy-${written}`, image: "debian:12" });
         written++;
       }
     })();

@@ -8,21 +8,12 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ApiError, type CvmClient } from "../../src/client/index.js";
+import type { ApiError, CvmClient } from "../../src/client/index.js";
 import type { EnvironmentState } from "../../src/core/environment.js";
 import { createFakeProvider } from "../../src/providers/fake/index.js";
 import * as fixtures from "../../src/testing/fixtures.js";
+import { refused } from "../harness/refusals.js";
 import { startTestServer, storeKinds, type TestServer } from "../harness/server.js";
-
-async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${status}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof ApiError, String(error));
-  assert.equal(error.status, status, JSON.stringify(error.body));
-  return error;
-}
 
 const fields = (error: ApiError) => (error.body.validations ?? []).map((v) => v.field).sort();
 

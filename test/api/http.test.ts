@@ -109,7 +109,7 @@ describe("http surface (sqlite)", () => {
       "421",
       "default",
     ]);
-    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "401", "403", "421", "default"]);
+    assert.deepEqual(statuses("/api/v1/users", "get"), ["200", "400", "401", "403", "421", "default"]);
     assert.deepEqual(statuses("/api/v1/environments/{ref}", "get"), ["200", "401", "404", "421", "default"]);
     assert.deepEqual(statuses("/api/v1/setup", "get"), ["200", "421", "default"]);
     assert.deepEqual(statuses("/api/v1/auth/login", "post"), [

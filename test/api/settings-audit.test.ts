@@ -2,18 +2,9 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ApiError, type CvmClient } from "../../src/client/index.js";
+import type { CvmClient } from "../../src/client/index.js";
+import { refused } from "../harness/refusals.js";
 import { startTestServer, storeKinds, type TestServer } from "../harness/server.js";
-
-async function refused(promise: Promise<unknown>, status: number): Promise<ApiError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${status}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof ApiError, String(error));
-  assert.equal(error.status, status, JSON.stringify(error.body));
-  return error;
-}
 
 for (const kind of storeKinds) {
   describe(`settings and audit (${kind})`, () => {
@@ -148,7 +139,7 @@ for (const kind of storeKinds) {
       const future = await admin.audit({ since: new Date(Date.now() + 60_000).toISOString() });
       assert.equal(future.items.length, 0);
 
-      const badLimit = await refused(admin.audit({ limit: 500 }), 400);
+      const badLimit = await refused(admin.audit({ limit: 501 }), 400);
       assert.deepEqual(
         badLimit.body.validations?.map((v) => v.field),
         ["limit"],

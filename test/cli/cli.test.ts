@@ -4,37 +4,22 @@
  */
 
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import type { Environment } from "../../src/core/environment.js";
+import * as fixtures from "../../src/testing/fixtures.js";
+import { type CliResult, compiledCvm, runCvm } from "../harness/cli.js";
 import { startTestServer, type TestServer } from "../harness/server.js";
 
-const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 const image = process.env.CVM_TEST_IMAGE_PLAIN;
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 let server: TestServer;
 let configDir: string;
 
-function cvm(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      cvmBin,
-      args,
-      { env: { ...process.env, CVM_CONFIG_DIR: configDir, ...env }, timeout: 240_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cvm(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCvm(args, { env: { ...process.env, CVM_CONFIG_DIR: configDir, ...env } });
 }
 
 async function ok(args: string[], env?: Record<string, string>): Promise<string> {
@@ -44,6 +29,7 @@ async function ok(args: string[], env?: Record<string, string>): Promise<string>
 }
 
 before(async () => {
+  await compiledCvm();
   configDir = mkdtempSync(join(tmpdir(), "cvm-cli-config-"));
   server = await startTestServer({ logLevel: "warn" });
 });
@@ -145,6 +131,42 @@ test("a standard environment: create --follow, ssh a command with its output and
   const gone = await cvm(["env", "show", "cli-box"]);
   assert.notEqual(gone.code, 0);
   assert.match(gone.stderr, /not found/i);
+});
+
+test("env list reads every page of a long list, newest first; --limit and --name narrow it", async () => {
+  const me = JSON.parse(await ok(["whoami", "--json"])) as { id: string; email: string };
+  const t0 = Date.parse("2026-02-01T00:00:00.000Z");
+  const ids: string[] = [];
+  for (let i = 0; i < 130; i++) {
+    const box = fixtures.environment({
+      owner: me,
+      name: `page-${i}`,
+      state: "stopped",
+      createdAt: new Date(t0 + i * 1000).toISOString(),
+    });
+    ids.push((await server.server.store.environments.create(box)).id);
+  }
+  try {
+    const all = JSON.parse(await ok(["env", "list", "--json"])) as Environment[];
+    assert.deepEqual(
+      all.map((e) => e.name),
+      Array.from({ length: 130 }, (_, i) => `page-${129 - i}`),
+    );
+    const table = await ok(["env", "list"]);
+    assert.equal(table.trimEnd().split("\n").length, 131, "a header and 130 rows");
+    const five = JSON.parse(await ok(["env", "list", "--json", "--limit", "5"])) as Environment[];
+    assert.deepEqual(
+      five.map((e) => e.name),
+      ["page-129", "page-128", "page-127", "page-126", "page-125"],
+    );
+    const named = JSON.parse(await ok(["env", "list", "--json", "--name", "e-12"])) as Environment[];
+    assert.equal(named.length, 11);
+    const bad = await cvm(["env", "list", "--limit", "0"]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /limit/);
+  } finally {
+    for (const id of ids) await server.server.store.environments.remove(id);
+  }
 });
 
 async function waitForState(name: string, state: string): Promise<void> {

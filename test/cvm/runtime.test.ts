@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import {
+  bakedImageLoaded,
   cvmBuildContext,
   cvmEnvironment,
   cvmImages,
@@ -70,6 +71,7 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
 
   assert.equal((await execIn(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "systemd");
   assert.equal((await execIn(supervisor, env, ["systemctl", "is-system-running"])).stdout.trim(), "running");
+  await bakedImageLoaded(supervisor, env);
   const nested = await execIn(supervisor, env, ["docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
   assert.equal(nested.stdout.trim(), "ok", nested.stderr);
   assert.equal((await execIn(supervisor, env, ["docker", "info", "-f", "{{.Driver}}"])).stdout.trim(), "overlay2");
@@ -165,6 +167,7 @@ test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps h
 }, async () => {
   const env = cvmEnvironment(image!.systemdDocker);
   await supervisor.build(env, cvmBuildContext());
+  await bakedImageLoaded(supervisor, env);
   await execIn(supervisor, env, ["sh", "-c", "echo kept > /home/marker && docker tag cvm/hello keepme:1"]);
   const failing =
     "[Unit]\nDescription=fails on purpose\n[Service]\nType=oneshot\nExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n";

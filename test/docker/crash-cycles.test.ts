@@ -16,8 +16,8 @@ import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
-import type { CvmClient } from "../../src/client/index.js";
-import type { Environment } from "../../src/core/environment.js";
+import { type CvmClient, collectPages } from "../../src/client/index.js";
+import type { EnvironmentSummary } from "../../src/core/environment.js";
 import { startServerProcess } from "../harness/server-process.js";
 
 const run = promisify(execFile);
@@ -32,12 +32,12 @@ const cvmRounds = new Set([4, 7]);
 const settled = new Set(["running", "failed", "stopped"]);
 
 /** Every environment the client's user can see. */
-async function all(client: CvmClient): Promise<Environment[]> {
-  return (await client.listEnvironments()).items;
+function all(client: CvmClient): Promise<EnvironmentSummary[]> {
+  return collectPages((page) => client.listEnvironments(page));
 }
 
 /** Waits until no environment is being built, stopped or deleted. */
-async function untilSettled(client: CvmClient, timeoutMs = 240_000): Promise<Environment[]> {
+async function untilSettled(client: CvmClient, timeoutMs = 240_000): Promise<EnvironmentSummary[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const environments = await all(client);

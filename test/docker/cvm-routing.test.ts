@@ -78,7 +78,15 @@ test("a CVM goes to the supervisor, a standard environment stays on the host eng
   const pid1 = await output(await provider.exec(cvm, { command: ["ps", "-p", "1", "-o", "comm="], tty: false }));
   assert.equal(pid1.stdout.trim(), "systemd");
   const nested = await output(
-    await provider.exec(cvm, { command: ["docker", "run", "--rm", "cvm/hello", "echo", "ok"], tty: false }),
+    await provider.exec(cvm, {
+      // cvm/hello is loaded right after boot, off the boot's path: a moment after ready at most.
+      command: [
+        "sh",
+        "-c",
+        "for i in $(seq 1 300); do docker image inspect cvm/hello >/dev/null 2>&1 && break; sleep 0.1; done; docker run --rm cvm/hello echo ok",
+      ],
+      tty: false,
+    }),
   );
   assert.deepEqual([nested.stdout.trim(), nested.code], ["ok", 0]);
   const plainPid1 = await output(await provider.exec(plain, { command: ["ps", "-p", "1", "-o", "comm="], tty: false }));

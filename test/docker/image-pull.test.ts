@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -20,6 +19,7 @@ import type { Environment } from "../../src/core/environment.js";
 import type { Provider } from "../../src/core/provider.js";
 import { createDockerProvider } from "../../src/providers/docker/index.js";
 import * as fixtures from "../../src/testing/fixtures.js";
+import { freePort } from "../harness/ports.js";
 
 const run = promisify(execFile);
 const helloImage = process.env.CVM_TEST_IMAGE_HELLO;
@@ -33,14 +33,6 @@ let provider: Provider;
 let registry: ChildProcess | undefined;
 let registryAddress = "";
 const environments: Environment[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Debian's docker-registry on a free loopback port, with htpasswd (bcrypt) credentials. */
 async function startPrivateRegistry(): Promise<void> {

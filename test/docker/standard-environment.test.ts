@@ -9,15 +9,14 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
 import type { CvmClient } from "../../src/client/index.js";
+import { compiledCvm, cvmBin } from "../harness/cli.js";
 import { startTestServer, type TestServer } from "../harness/server.js";
 
 const image = process.env.CVM_TEST_IMAGE_PLAIN;
 const socket = process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock";
-const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 const docker = new Dockerode({ socketPath: socket });
 
 let server: TestServer;
@@ -25,6 +24,7 @@ let client: CvmClient;
 const name = `std-${process.pid}`;
 
 before(async () => {
+  await compiledCvm();
   server = await startTestServer();
   client = await server.firstAdmin();
 });

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { CvmClient } from "../../src/client/index.js";
+import * as fixtures from "../../src/testing/fixtures.js";
 import { password, type TestServer } from "../harness/server.js";
 import { launchChromium, openPage, screenshots, startDashboardServer, type watchConsole } from "./harness.js";
 
@@ -256,5 +257,58 @@ test("a site manager sees Manage, changes infrastructure, and reads users withou
     assertNoConsoleErrors(console);
   } finally {
     await context.close();
+  }
+});
+
+test("an admin's long list: the newest 100 first, more on request, new ones live at the top, filters asked of the server", {
+  timeout: 120_000,
+}, async () => {
+  assert.ok(admin, "needs the first test's admin");
+  const owner = await server.server.store.users.getByEmail("admin@example.com");
+  assert.ok(owner);
+  const t0 = Date.parse("2026-04-01T00:00:00.000Z");
+  const seeded: string[] = [];
+  for (let i = 0; i < 130; i++) {
+    const environment = await server.server.store.environments.create(
+      fixtures.environment({
+        owner,
+        name: `box-${i}`,
+        state: i % 10 === 0 ? "failed" : "stopped",
+        createdAt: new Date(t0 + i * 1000).toISOString(),
+      }),
+    );
+    seeded.push(environment.id);
+  }
+  const { page, console, context } = await openPage(browser, server.url);
+  const rows = page.locator("tr[data-environment]");
+  try {
+    await page.goto("/");
+    await page.getByLabel("Email").fill("admin@example.com");
+    await page.getByLabel("Password").fill(password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator('tr[data-environment="box-129"]').waitFor();
+    assert.equal(await rows.count(), 100, "one page of the newest");
+    assert.equal(await page.locator('tr[data-environment="box-29"]').count(), 0);
+    await screenshots(page, "environments-first-page");
+    await page.getByRole("button", { name: "Show 100 more" }).click();
+    await page.locator('tr[data-environment="box-0"]').waitFor();
+    assert.equal(await rows.count(), 130);
+    assert.equal(await page.getByRole("button", { name: "Show 100 more" }).count(), 0, "nothing more to show");
+
+    // Created elsewhere (the API): it shows at the top without a reload.
+    const fresh = await admin.createEnvironment({ name: "fresh", image: "127.0.0.1:9/nothing/here:1" });
+    await page.locator('tr[data-environment="fresh"]').waitFor();
+    assert.equal(await rows.first().getAttribute("data-environment"), "fresh");
+    await admin.deleteEnvironment(fresh.id).catch(() => undefined);
+
+    // Filters are the server's: 13 failed among 130, and names containing "x-12".
+    await page.goto("/environments?state=failed");
+    await page.waitForFunction(() => document.querySelectorAll("tr[data-environment]").length === 13);
+    await page.goto("/environments?name=x-12");
+    await page.waitForFunction(() => document.querySelectorAll("tr[data-environment]").length === 11);
+    assertNoConsoleErrors(console);
+  } finally {
+    await context.close();
+    for (const id of seeded) await server.server.store.environments.remove(id);
   }
 });

@@ -1,10 +1,12 @@
 /**
- * The cvm command as users run it: bin/cvm in a child process, its output
- * and exit code captured. Tests of the CLI run this.
+ * The cvm command as users run it: bin/cvm over the compiled dist/, rebuilt
+ * first when the sources changed (`npm test` builds it once up front, so this
+ * is a check of a hash there). Tests of the CLI run this, not the sources.
  */
 
 import { execFile } from "node:child_process";
 import { join } from "node:path";
+import { ensureDist } from "../../scripts/build.js";
 
 export const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
 
@@ -14,15 +16,24 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Makes sure dist/ holds these sources; returns bin/cvm's path. */
+export async function compiledCvm(): Promise<string> {
+  await ensureDist();
+  return cvmBin;
+}
+
 /** Runs bin/cvm; a non-zero exit is a result, not an error. */
 export function runCvm(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number; nodeOptions?: string[] } = {},
 ): Promise<CliResult> {
+  const [file, argv] = options.nodeOptions
+    ? [process.execPath, [...options.nodeOptions, cvmBin, ...args]]
+    : [cvmBin, args];
   return new Promise((resolve) => {
     execFile(
-      cvmBin,
-      args,
+      file,
+      argv,
       { env: options.env ?? process.env, cwd: options.cwd, timeout: options.timeout ?? 240_000 },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;

@@ -13,7 +13,6 @@ import { promisify } from "node:util";
 import { pino } from "pino";
 import type { Environment } from "../../src/core/environment.js";
 import type { ExecOptions, Observation } from "../../src/core/provider.js";
-import type { InfrastructureSettings } from "../../src/core/settings.js";
 import { containerName } from "../../src/supervisor/cvm-container.js";
 import { enginePaths } from "../../src/supervisor/engine.js";
 import { type CvmSupervisor, type CvmSupervisorOptions, createCvmSupervisor } from "../../src/supervisor/index.js";
@@ -92,7 +91,7 @@ export function cvmBuildContext(options: fixtures.RecordingOptions = {}): fixtur
 export async function buildCvm(
   supervisor: CvmSupervisor,
   environment: Environment,
-  settings: Partial<Omit<InfrastructureSettings, "limits" | "supervisorPrivileges">> = {},
+  settings: Parameters<typeof fixtures.settings>[0] = {},
 ): Promise<{ observation: Observation; log: string[] }> {
   const context = cvmBuildContext({
     settings: fixtures.settings({ cvmEnabled: true, runtime: "userns", ...settings }),
@@ -132,6 +131,24 @@ export async function execIn(
 /** Runs a shell script inside the environment as root. */
 export function shIn(supervisor: CvmSupervisor, environment: Environment, script: string): Promise<Ran> {
   return execIn(supervisor, environment, ["/bin/sh", "-c", script]);
+}
+
+/**
+ * Waits until an image baked into the CVM's image (the test image bakes
+ * cvm/hello) is loaded: cvm-preload.service loads it right after boot, off
+ * the boot's path, so a nested `docker run` just after ready may come first.
+ */
+export async function bakedImageLoaded(
+  supervisor: CvmSupervisor,
+  environment: Environment,
+  image = "cvm/hello",
+): Promise<void> {
+  const waited = await shIn(
+    supervisor,
+    environment,
+    `for i in $(seq 1 300); do docker image inspect ${image} >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1`,
+  );
+  if (waited.code !== 0) throw new Error(`${image} was not loaded inside the CVM within 30 s: ${waited.stderr}`);
 }
 
 /** Every trace of a container on the node: cgroup directories, mounts, processes of its cgroup. */

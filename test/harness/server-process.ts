@@ -1,5 +1,5 @@
 /**
- * A real `cvm server` process (bin/cvm server), for what only a process
+ * A real `cvm server` process (bin/cvm server, the compiled dist/), for what only a process
  * shows: killed with SIGKILL in the middle of its work and started again on
  * the same data dir and port, as an operator's machine would after a crash.
  * The in-process harness (server.ts) cannot do that: its builds live in the
@@ -9,14 +9,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
-import { type ServerClients, serverClients, testDockerHost } from "./server.js";
-
-const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
+import { compiledCvm } from "./cli.js";
+import { freePort } from "./ports.js";
+import { removeInstallationNetwork, type ServerClients, serverClients, testDockerHost } from "./server.js";
 
 export interface ServerProcess extends ServerClients {
   url: string;
@@ -48,14 +47,6 @@ const fetchAcrossKills: typeof fetch = async (input, init) => {
   }
 };
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 async function untilHealthy(url: string, child: ChildProcess, logFile: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
@@ -77,6 +68,7 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
   const url = `http://127.0.0.1:${await freePort()}`;
   // The first admin's one-time code, given rather than read from the log.
   const setupCode = randomBytes(12).toString("hex");
+  const cvmBin = await compiledCvm();
   let child: ChildProcess | undefined;
   const start = async () => {
     const log = openSync(logFile, "a");
@@ -104,20 +96,21 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
     process.exitCode !== null || process.signalCode !== null
       ? Promise.resolve()
       : new Promise<void>((resolve) => process.once("exit", () => resolve()));
+  const storedInstallationId = () => {
+    const db = new Database(join(dataDir, "cvm.db"), { readonly: true, fileMustExist: true });
+    try {
+      return (db.prepare("SELECT value FROM settings WHERE key = 'installation'").get() as { value: string }).value;
+    } finally {
+      db.close();
+    }
+  };
   await start();
   return {
     url,
     dataDir,
     ...serverClients(() => url, { fetch: fetchAcrossKills, setupCode: () => setupCode }),
     log: () => readFileSync(logFile, "utf8"),
-    installationId() {
-      const db = new Database(join(dataDir, "cvm.db"), { readonly: true, fileMustExist: true });
-      try {
-        return (db.prepare("SELECT value FROM settings WHERE key = 'installation'").get() as { value: string }).value;
-      } finally {
-        db.close();
-      }
-    },
+    installationId: storedInstallationId,
     async kill() {
       if (!child) return;
       const running = child;
@@ -133,6 +126,13 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
         await Promise.race([exited(running), sleep(60_000)]);
         if (running.exitCode === null && running.signalCode === null) running.kill("SIGKILL");
       }
+      let installation: string | undefined;
+      try {
+        installation = storedInstallationId();
+      } catch {
+        // The server never got as far as storing one.
+      }
+      if (installation) await removeInstallationNetwork(installation);
       rmSync(dataDir, { recursive: true, force: true });
       rmSync(logFile, { force: true });
     },

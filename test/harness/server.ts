@@ -18,6 +18,9 @@ import { CvmClient } from "../../src/client/index.js";
 import type { Provider } from "../../src/core/provider.js";
 import type { Role } from "../../src/core/roles.js";
 import type { User } from "../../src/core/user.js";
+import { dockerHostOf } from "../../src/docker/engine-address.js";
+import { dockerClient } from "../../src/docker/engine-client.js";
+import { installationTag } from "../../src/docker/labels.js";
 import { createProvider } from "../../src/providers/index.js";
 import { type RunningServer, type ServerOptions, startServer } from "../../src/server/index.js";
 import { installationId } from "../../src/server/installation.js";
@@ -131,6 +134,19 @@ function removeDataDir(dataDir: string): void {
   rmSync(dataDir, { recursive: true, force: true });
 }
 
+/**
+ * Each fresh data dir is an installation with a bridge network of its own on
+ * the test engine; left behind, a few dozen of them use up the engine's
+ * address pools and every later network (and build) fails.
+ */
+export async function removeInstallationNetwork(installationId: string): Promise<void> {
+  const engine = dockerClient(dockerHostOf(testDockerHost));
+  await engine
+    .getNetwork(`cvm-standard-${installationTag(installationId)}`)
+    .remove()
+    .catch(() => undefined);
+}
+
 export async function startTestServer(options: TestServerOptions | StoreKind = {}): Promise<TestServer> {
   const opts = typeof options === "string" ? { store: options } : options;
   const ownDataDir = !opts.dataDir;
@@ -179,8 +195,10 @@ export async function startTestServer(options: TestServerOptions | StoreKind = {
       test.server = server;
     },
     async close() {
+      const installation = ownDataDir ? await installationId(server.store).catch(() => undefined) : undefined;
       await server.close();
       await cleanUp();
+      if (installation) await removeInstallationNetwork(installation);
     },
   };
   return test;

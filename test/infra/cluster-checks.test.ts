@@ -7,17 +7,16 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { AdmissionregistrationV1Api, CoreV1Api, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import type { CheckResult, ChecksResponse } from "../../src/api/contract.js";
 import { defaultSettings, type InfrastructureSettings } from "../../src/core/settings.js";
 import { runClusterChecks } from "../../src/infra/cluster-checks.js";
+import { compiledCvm, cvmBin as cvm } from "../harness/cli.js";
 import { createTestNamespace, type Kube, kubeUnavailable, startKube } from "../harness/kube.js";
 
 const run = promisify(execFile);
-const cvm = join(import.meta.dirname, "..", "..", "bin", "cvm");
 const prefix = `cvm-doctor-${process.pid}`;
 const ns = {
   privileged: `${prefix}-priv`,
@@ -42,6 +41,7 @@ describe("cluster checks on a real API server", { skip: kubeUnavailable(), timeo
   ) => runClusterChecks({ settings, kubeconfig, namespace }).then(byId);
 
   before(async () => {
+    await compiledCvm();
     kube = await startKube({ nodes });
     await createTestNamespace(kube, ns.privileged, { "pod-security.kubernetes.io/enforce": "privileged" });
     await createTestNamespace(kube, ns.baseline, { "pod-security.kubernetes.io/enforce": "baseline" });

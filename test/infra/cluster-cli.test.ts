@@ -8,12 +8,13 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { parse } from "yaml";
+import { compiledCvm, cvmBin as cvm } from "../harness/cli.js";
 
 const run = promisify(execFile);
-const cvm = join(import.meta.dirname, "..", "..", "bin", "cvm");
+before(() => compiledCvm());
 const dir = mkdtempSync(join(tmpdir(), "cvm-cluster-cli-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 

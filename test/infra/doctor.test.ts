@@ -7,14 +7,14 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { test } from "node:test";
+import { before, test } from "node:test";
 import { promisify } from "node:util";
 import type { ChecksResponse } from "../../src/api/contract.js";
 import { formatChecks } from "../../src/cli/doctor.js";
+import { compiledCvm, cvmBin as cvm } from "../harness/cli.js";
 
 const run = promisify(execFile);
-const cvm = join(import.meta.dirname, "..", "..", "bin", "cvm");
+before(() => compiledCvm());
 const dockerHost = `unix://${process.env.CVM_TEST_HOST_DOCKER ?? "/var/run/docker.sock"}`;
 const isUbuntu = /^ID=ubuntu$/m.test(readFileSync("/etc/os-release", "utf8"));
 

@@ -185,6 +185,11 @@ test("a CVM on the node, built by cvm's supervisor", { skip, timeout: 20 * 60_00
   await t.test("inside: a nested docker run works", async (st) => {
     const unbuilt = needsBuild();
     if (unbuilt) return st.skip(unbuilt);
+    // cvm/hello is loaded right after boot, off the boot's path: a moment after ready at most.
+    await sh(
+      `${engine} exec ${built.container} sh -c 'for i in $(seq 1 300); do docker image inspect cvm/hello >/dev/null 2>&1 && break; sleep 0.1; done'`,
+      120_000,
+    );
     const nested = await node.exec(`${engine} exec ${built.container} docker run --rm cvm/hello echo ok`, {
       timeoutMs: 180_000,
     });

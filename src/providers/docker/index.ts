@@ -22,6 +22,7 @@ import type {
   SplicedSocket,
   UnixListener,
   UnixSocketSpec,
+  WorkloadPool,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
@@ -156,6 +157,16 @@ class DockerProvider implements Provider {
       });
     return this.supervisor;
   }
+
+  /** Warm pools of CVMs: the supervisor's (src/supervisor/warm-pool.ts). */
+  readonly pool: WorkloadPool = {
+    members: async () => (this.cvmsMayExist() ? (await this.cvms()).pool.members() : []),
+    fill: async (member, context) => (await this.cvms()).pool.fill(member, context),
+    claim: async (member, environment, context) => (await this.cvms()).pool.claim(member, environment, context),
+    drain: async (member) => (await this.cvms()).pool.drain(member),
+    forget: async (member) => (await this.cvms()).pool.forget(member),
+    imageVersion: async (image, credentials) => (await this.cvms()).pool.imageVersion(image, credentials),
+  };
 
   /**
    * Whether CVMs may exist: the supervisor is up, or its engine left state in

@@ -7,7 +7,8 @@
  * real engine shows is tested against the real providers under test/.
  *
  * Its workloads live in this object's memory, so a second server given the
- * same fake finds them, as a restarted server finds containers or Pods.
+ * same fake finds them, as a restarted server finds containers or Pods. So do
+ * its warm pool's members; each image's registry digest is a map a test sets.
  */
 
 import { Duplex } from "node:stream";
@@ -23,7 +24,9 @@ import type {
   Observation,
   Provider,
   UnixListener,
+  WorkloadPool,
 } from "../../core/provider.js";
+import { memberEnvironment, type PoolMember } from "../../core/warm-pool.js";
 import { observation } from "../../testing/fixtures.js";
 
 export type BuildStep = Parameters<BuildContext["enter"]>[0];
@@ -47,6 +50,8 @@ export interface FakeScript {
   /** Stop and remove fail with these messages. */
   stopFails?: string;
   removeFails?: string;
+  /** Claiming a warm pool's member of this script fails with this message. */
+  claimFails?: string;
 }
 
 export interface FakeProviderOptions {
@@ -66,7 +71,7 @@ interface FakeWorkload {
 
 /** A provider call, as the fake recorded it. */
 export interface FakeCall {
-  method: "build" | "start" | "stop" | "remove" | "discard" | "removeWorkload";
+  method: "build" | "start" | "stop" | "remove" | "discard" | "removeWorkload" | "fill" | "claim" | "drain";
   environmentId: string;
   /** remove: whether home was to be kept. */
   keepHome?: boolean;
@@ -79,6 +84,50 @@ export class FakeProvider implements Provider {
   readonly calls: FakeCall[] = [];
   private readonly workloads = new Map<string, FakeWorkload>();
   private readonly scripts = new Map<string, FakeScript>();
+  private readonly poolMembers = new Map<string, PoolMember>();
+  /** Each image's digest in its "registry"; `sha256:1` unless set. Changing it makes pooled members stale. */
+  readonly imageVersions = new Map<string, string>();
+
+  /** Warm pools, held in memory: members are workloads under their own ids, claimed by renaming. */
+  readonly pool: WorkloadPool = {
+    members: async () =>
+      [...this.poolMembers.values()].map((member) =>
+        member.state === "ready" && !this.workloads.get(member.id)?.running
+          ? { ...member, state: "failed" as const, reason: "its workload vanished" }
+          : member,
+      ),
+    fill: async (member, context) => {
+      this.calls.push({ method: "fill", environmentId: member.id });
+      this.poolMembers.set(member.id, { ...member, state: "filling" });
+      await this.build(memberEnvironment(member, "userns"), context);
+      const ready: PoolMember = {
+        ...member,
+        state: "ready",
+        imageVersion: this.versionOf(member.image),
+        readyAt: new Date().toISOString(),
+      };
+      if (this.poolMembers.has(member.id)) this.poolMembers.set(member.id, ready);
+      return ready;
+    },
+    claim: async (member, environment, context) => {
+      this.calls.push({ method: "claim", environmentId: member.id });
+      if (!this.poolMembers.delete(member.id)) throw new CvmError("CONFLICT", "no such pool member");
+      const script = this.scriptOf(environment);
+      if (script.claimFails) throw new CvmError("INTERNAL", script.claimFails);
+      await context.enter("starting");
+      await context.log(`fake: claimed ${member.id} as ${environment.name}`);
+      return this.run(environment, script);
+    },
+    drain: async (member) => {
+      this.calls.push({ method: "drain", environmentId: member.id });
+      this.poolMembers.delete(member.id);
+      this.workloads.delete(member.id);
+    },
+    forget: async (member) => {
+      this.poolMembers.delete(member.id);
+    },
+    imageVersion: async (image) => this.versionOf(image),
+  };
 
   constructor(private readonly options: FakeProviderOptions = {}) {
     this.resumesBuilds = options.resumesBuilds ?? false;
@@ -234,8 +283,15 @@ export class FakeProvider implements Provider {
     };
   }
 
+  /** Every workload but a warm pool's members, which belong to no environment yet. */
   async listWorkloads(): Promise<LabeledWorkload[]> {
-    return [...this.workloads.values()].map(({ environmentId, ref, running }) => ({ environmentId, ref, running }));
+    return [...this.workloads.values()]
+      .filter((w) => !this.poolMembers.has(w.environmentId))
+      .map(({ environmentId, ref, running }) => ({ environmentId, ref, running }));
+  }
+
+  private versionOf(image: string): string {
+    return this.imageVersions.get(image) ?? "sha256:1";
   }
 
   async removeWorkload(ref: string): Promise<void> {

@@ -4,8 +4,9 @@
  * and names reveal nothing); site admins and site managers see every one.
  */
 
+import type { Page } from "../../core/audit.js";
 import type { Build } from "../../core/build.js";
-import type { Environment, EnvironmentState } from "../../core/environment.js";
+import type { Environment, EnvironmentState, EnvironmentSummary } from "../../core/environment.js";
 import { CvmError, notFound } from "../../core/errors.js";
 import { can } from "../../core/roles.js";
 import type { Store } from "../../core/store.js";
@@ -16,6 +17,10 @@ export interface EnvironmentQuery {
   state?: EnvironmentState;
   kind?: "cvm" | "standard";
   name?: string;
+  /** Part of the name. */
+  q?: string;
+  limit: number;
+  cursor?: string;
 }
 
 export function canSee(actor: Actor, environment: Environment): boolean {
@@ -35,18 +40,21 @@ export class EnvironmentAccess {
     throw notFound(`Environment "${ref}"`);
   }
 
-  async list(actor: Actor, query: EnvironmentQuery): Promise<Environment[]> {
+  /** A page of the environments the actor may see, newest first, filtered in the store. */
+  async list(actor: Actor, query: EnvironmentQuery): Promise<Page<EnvironmentSummary>> {
     const owner = query.owner ?? "me";
     const ownerId = owner === "me" ? actor.id : owner === "all" ? undefined : owner;
     if (ownerId !== actor.id && !can(actor.role, "environments:all")) {
       throw new CvmError("FORBIDDEN", "Only site admins and site managers may list others' environments");
     }
-    return this.store.environments.list({
+    const filter = {
       ownerId,
       state: query.state,
       cvm: query.kind === undefined ? undefined : query.kind === "cvm",
       name: query.name,
-    });
+      nameContains: query.q,
+    };
+    return this.store.environments.page(filter, { limit: query.limit, cursor: query.cursor });
   }
 
   async builds(actor: Actor, ref: string): Promise<Build[]> {

@@ -267,10 +267,10 @@ describe("who may see and act on an environment", async () => {
       fixtures.environment({ owner, name: "box", cvm: true, state: "stopped" }),
     );
     const plain = await t.store.environments.create(fixtures.environment({ owner, name: "plain", state: "failed" }));
-    await refused(t.service.list(t.member, { owner: "all" }), "FORBIDDEN");
-    await refused(t.service.list(t.member, { owner: owner.id }), "FORBIDDEN");
-    const ids = async (query: Parameters<typeof t.service.list>[1]) =>
-      (await t.service.list(t.admin, query)).map((e) => e.id).sort();
+    await refused(t.service.list(t.member, { owner: "all", limit: 10 }), "FORBIDDEN");
+    await refused(t.service.list(t.member, { owner: owner.id, limit: 10 }), "FORBIDDEN");
+    const ids = async (query: Omit<Parameters<typeof t.service.list>[1], "limit">) =>
+      (await t.service.list(t.admin, { ...query, limit: 10 })).items.map((e) => e.id).sort();
     assert.deepEqual(await ids({ owner: owner.id }), [cvm.id, plain.id].sort());
     assert.deepEqual(await ids({ owner: owner.id, kind: "cvm" }), [cvm.id]);
     assert.deepEqual(await ids({ owner: owner.id, state: "failed" }), [plain.id]);

@@ -30,6 +30,7 @@ import { newId } from "../../store/ids.js";
 import type { Actor, AuditLog } from "../audit-log.js";
 import type { EventBus } from "../event-bus.js";
 import type { KeyedMutex } from "../keyed-mutex.js";
+import type { WarmPools } from "../pools.js";
 import type { SettingsService } from "../settings-service.js";
 import { canSee, type EnvironmentAccess } from "./access.js";
 import type { BuildOptions, BuildRunner } from "./build-runner.js";
@@ -46,6 +47,7 @@ export interface EnvironmentActionsOptions {
   transitions: EnvironmentTransitions;
   runner: BuildRunner;
   mutex: KeyedMutex;
+  pools?: WarmPools;
   /** How long systemd gets to shut down on stop. */
   stopTimeoutSeconds?: number;
 }
@@ -109,28 +111,35 @@ export class EnvironmentActions {
     settings: InfrastructureSettings,
     registryCredentials: CreateEnvironmentRequest["registryCredentials"],
   ): Promise<Environment> {
+    // A warm CVM of the image and size, set aside now: the environment takes its id, and its build claims it.
+    const pool = spec.cvm ? this.deps.pools?.reserve(spec, settings) : undefined;
     const at = new Date().toISOString();
-    const inserted = await this.deps.store.environments.create(
-      {
-        ...spec,
-        id: newId("env"),
-        ownerId: actor.id,
-        ownerEmail: actor.email,
-        state: "queued",
-        runtime: spec.cvm ? resolveRuntime(settings.runtime) : "none",
-        systemd: "unknown",
-        failedUnits: [],
-        docker: "unknown",
-        timeline: [{ state: "queued", at }],
-        createdAt: at,
-        updatedAt: at,
-        version: 1,
-      },
-      registryCredentials,
-    );
+    const inserted = await this.deps.store.environments
+      .create(
+        {
+          ...spec,
+          id: pool && "member" in pool ? pool.member.id : newId("env"),
+          ownerId: actor.id,
+          ownerEmail: actor.email,
+          state: "queued",
+          runtime: spec.cvm ? resolveRuntime(settings.runtime) : "none",
+          systemd: "unknown",
+          failedUnits: [],
+          docker: "unknown",
+          timeline: [{ state: "queued", at }],
+          createdAt: at,
+          updatedAt: at,
+          version: 1,
+        },
+        registryCredentials,
+      )
+      .catch((error) => {
+        this.deps.pools?.cancel(pool);
+        throw error;
+      });
     const created = await this.deps.transitions.firstBuild(inserted, `state: queued (created by ${actor.email})`);
     await this.deps.audit.record(actor, "environment.create", `environment/${created.id}`, null, auditView(created));
-    this.deps.runner.launch(created, "create", {});
+    this.deps.runner.launch(created, "create", { pool });
     return created;
   }
 

@@ -16,6 +16,7 @@ import type { BuildContext, Observation, Provider } from "../../core/provider.js
 import type { Store } from "../../core/store.js";
 import type { EventBus } from "../event-bus.js";
 import type { ServerMetrics } from "../metrics.js";
+import type { PoolReservation, WarmPools } from "../pools.js";
 import type { SettingsService } from "../settings-service.js";
 import type { EnvironmentTransitions, Transitioned } from "./transition.js";
 
@@ -23,6 +24,8 @@ export type Outcome = NonNullable<Build["outcome"]>;
 export type BuildKind = "create" | "start" | "rebuild";
 export interface BuildOptions {
   keepDockerData?: boolean;
+  /** A create's warm pool reservation: its member is claimed instead of a cold build, or the miss is logged. */
+  pool?: PoolReservation;
 }
 
 export interface BuildRunnerOptions {
@@ -33,6 +36,7 @@ export interface BuildRunnerOptions {
   bus: EventBus;
   metrics: ServerMetrics;
   logger: Logger;
+  pools?: WarmPools;
 }
 
 interface LiveBuild {
@@ -145,8 +149,10 @@ export class BuildRunner {
         await log(`discarding the old workload${options.keepDockerData ? " (keeping the inner Docker data)" : ""}`);
         await provider.discard(environment, { keepDockerData: options.keepDockerData ?? false });
       }
+      const claimed = options.pool && (await this.deps.pools?.claim(environment, options.pool, context));
       const observation =
-        kind === "start" ? await provider.start(environment, context) : await provider.build(environment, context);
+        claimed ||
+        (kind === "start" ? await provider.start(environment, context) : await provider.build(environment, context));
       signal.throwIfAborted();
       outcome = await this.settleSuccess(id, observation);
     } catch (error) {

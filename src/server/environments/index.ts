@@ -8,14 +8,16 @@
 
 import type { Logger } from "pino";
 import type { CreateEnvironmentRequest, ReconcileReport } from "../../api/contract.js";
+import type { Page } from "../../core/audit.js";
 import type { Build } from "../../core/build.js";
-import type { Environment } from "../../core/environment.js";
+import type { Environment, EnvironmentSummary } from "../../core/environment.js";
 import type { Provider } from "../../core/provider.js";
 import type { Store } from "../../core/store.js";
 import type { Actor, AuditLog } from "../audit-log.js";
 import type { EventBus } from "../event-bus.js";
 import { KeyedMutex } from "../keyed-mutex.js";
 import type { ServerMetrics } from "../metrics.js";
+import { WarmPools, type WarmPoolsOptions } from "../pools.js";
 import type { SettingsService } from "../settings-service.js";
 import { canSee, EnvironmentAccess, type EnvironmentQuery } from "./access.js";
 import { EnvironmentActions } from "./actions.js";
@@ -35,6 +37,8 @@ export interface EnvironmentServiceOptions {
   logger: Logger;
   /** How long systemd gets to shut down on stop. */
   stopTimeoutSeconds?: number;
+  /** How the warm pools fill (tests make them quicker). */
+  pools?: Pick<WarmPoolsOptions, "fillConcurrency" | "intervalMs" | "versionCheckMs">;
 }
 
 export class EnvironmentService {
@@ -43,13 +47,25 @@ export class EnvironmentService {
   private readonly runner: BuildRunner;
   private readonly reconciler: Reconciler;
 
+  /** The warm pools, where the provider keeps them. */
+  readonly pools?: WarmPools;
+
   constructor(deps: EnvironmentServiceOptions) {
     const mutex = new KeyedMutex();
     const transitions = new EnvironmentTransitions(deps);
+    const pools = deps.provider.pool ? new WarmPools({ ...deps, ...deps.pools }) : undefined;
+    this.pools = pools;
     this.access = new EnvironmentAccess(deps.store);
-    this.runner = new BuildRunner({ ...deps, transitions });
+    this.runner = new BuildRunner({ ...deps, transitions, pools });
     this.reconciler = new Reconciler({ ...deps, transitions, runner: this.runner, mutex });
-    this.actions = new EnvironmentActions({ ...deps, access: this.access, transitions, runner: this.runner, mutex });
+    this.actions = new EnvironmentActions({
+      ...deps,
+      access: this.access,
+      transitions,
+      runner: this.runner,
+      mutex,
+      pools,
+    });
   }
 
   canSee(actor: Actor, environment: Environment): boolean {
@@ -61,7 +77,8 @@ export class EnvironmentService {
     return this.access.find(actor, ref);
   }
 
-  list(actor: Actor, query: EnvironmentQuery): Promise<Environment[]> {
+  /** A page of the environments the actor may see, newest first. */
+  list(actor: Actor, query: EnvironmentQuery): Promise<Page<EnvironmentSummary>> {
     return this.access.list(actor, query);
   }
 
@@ -109,8 +126,9 @@ export class EnvironmentService {
     return this.reconciler.reconcile(options);
   }
 
-  /** Aborts every build this process runs and waits for them to record their end. */
-  close(): Promise<void> {
-    return this.runner.close();
+  /** Aborts every build this process runs and waits for them to record their end; the pools stop filling. */
+  async close(): Promise<void> {
+    await this.runner.close();
+    await this.pools?.close();
   }
 }

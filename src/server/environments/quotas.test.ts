@@ -69,12 +69,12 @@ describe("quotas", () => {
     for (const name of ["p", "q", "r"]) {
       await t.service.create(t.admin, { name, image: "debian:12", cpu: 2, memoryGiB: 1 });
     }
-    assert.equal((await t.service.list(t.admin, {})).length, 3);
+    assert.equal((await t.service.list(t.admin, { limit: 100 })).items.length, 3);
   });
 
   test("0 is no quota", async () => {
     await withQuotas({ environments: 0, runningCpu: 0, runningMemoryGiB: 0 });
     for (let i = 0; i < 12; i++) await create(`e${i}`, { cpu: 4, memoryGiB: 8 });
-    assert.equal((await t.service.list(t.member, {})).length, 12);
+    assert.equal((await t.service.list(t.member, { limit: 100 })).items.length, 12);
   });
 });

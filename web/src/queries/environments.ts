@@ -1,16 +1,22 @@
 /**
- * Environments, kept live: the list and single environments are read once,
- * then kept current from the shared events stream. Changes are merged by
- * `version`, so a late list answer never rolls an environment back.
+ * Environments, kept live: the list (a page at a time) and single
+ * environments are read once, then kept current from the shared events
+ * stream. Changes are merged by `version`, so a late list answer never rolls
+ * an environment back.
  */
 
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { CreateEnvironmentRequest } from "../../../src/api/contract.js";
-import type { Environment } from "../../../src/core/environment.js";
+import type {
+  Environment,
+  EnvironmentKind,
+  EnvironmentState,
+  EnvironmentSummary,
+} from "../../../src/core/environment.js";
 import { client } from "../api.js";
 import { type LiveStatus, subscribeEnvironmentEvents } from "./events.js";
 
-const newer = (a: Environment | undefined, b: Environment) => !a || b.version >= a.version;
+const newer = (a: EnvironmentSummary | undefined, b: EnvironmentSummary) => !a || b.version >= a.version;
 
 /** Marks for the render benchmark (bench/web): when the list's data arrived. */
 export const listMarks = {
@@ -21,45 +27,91 @@ export const listMarks = {
 } as const;
 
 export interface LiveEnvironments {
-  items?: Environment[];
+  /** Without timelines, as lists have them (an event's whole environment is one too). */
+  items?: EnvironmentSummary[];
   error?: unknown;
   live: LiveStatus;
   reload(): void;
+  /** Whether the server has more than is loaded, and how to load the next page. */
+  hasMore: boolean;
+  loadingMore: boolean;
+  loadMore(): void;
 }
 
-/** `owner` "me" lists `userId`'s own; the events stream of an admin carries everyone's, so it is filtered too. */
-export function useEnvironmentList(owner: "me" | "all", userId: string): LiveEnvironments {
-  const [byId, setById] = useState<Map<string, Environment>>();
+/** What the server filters on; the name is a part of it. */
+export interface EnvironmentListFilter {
+  owner: "me" | "all";
+  state?: EnvironmentState;
+  kind?: EnvironmentKind;
+  name?: string;
+}
+
+export const environmentPageSize = 100;
+/** The largest page the API answers: a reconnect re-reads what was loaded in one request, up to this. */
+const largestPage = 500;
+
+/**
+ * The environments the user may see, newest first, a page at a time, kept
+ * live: `owner` "me" lists `userId`'s own (the events stream of an admin
+ * carries everyone's, so it is filtered too). A change to a loaded one
+ * replaces it; a new one is added when it falls within what is loaded (all of
+ * it, or newer than the oldest row shown); the rest arrive with their page.
+ */
+export function useEnvironmentList(filter: EnvironmentListFilter, userId: string): LiveEnvironments {
+  const [byId, setById] = useState<Map<string, EnvironmentSummary>>();
+  const [cursor, setCursor] = useState<string>();
   const [error, setError] = useState<unknown>();
   const [live, setLive] = useState<LiveStatus>("connecting");
+  const [loadingMore, setLoadingMore] = useState(false);
   const deleted = useRef(new Set<string>());
+  const loaded = useRef({ count: 0, cursor: undefined as string | undefined, oldest: undefined as string | undefined });
   const [generation, setGeneration] = useState(0);
+  const { owner, state, kind, name } = filter;
+  const query = useMemo(() => ({ owner, state, kind, q: name || undefined }), [owner, state, kind, name]);
 
-  const merge = useCallback((incoming: Environment[], replace: boolean) => {
+  const merge = useCallback((incoming: EnvironmentSummary[], replace: boolean, next: string | undefined) => {
     setById((current) => {
-      const next = new Map(replace ? [] : current);
+      const merged = new Map(replace ? [] : current);
       for (const environment of incoming) {
         if (deleted.current.has(environment.id)) continue;
         const known = current?.get(environment.id);
-        next.set(environment.id, known && !newer(known, environment) ? known : environment);
+        merged.set(environment.id, known && !newer(known, environment) ? known : environment);
       }
-      return next;
+      const oldest = incoming.at(-1)?.createdAt;
+      loaded.current = {
+        count: merged.size,
+        cursor: next,
+        oldest:
+          replace || !loaded.current.oldest || (oldest && oldest < loaded.current.oldest)
+            ? oldest
+            : loaded.current.oldest,
+      };
+      return merged;
     });
+    setCursor(next);
   }, []);
 
   useEffect(() => {
     void generation;
     let cancelled = false;
+    // A new filter starts over from its first page; the rows shown stay until it arrives.
+    loaded.current = { count: 0, cursor: undefined, oldest: undefined };
+    // After a reconnect, what was loaded is read again in one request, so a long list does not shrink back.
     const read = () =>
-      client.listEnvironments({ owner }).then(
-        (list) => {
-          if (cancelled) return;
-          if (!performance.getEntriesByName(listMarks.data).length) performance.mark(listMarks.data);
-          setError(undefined);
-          merge(list.items, true);
-        },
-        (e: unknown) => !cancelled && setError(e),
-      );
+      client
+        .listEnvironments({
+          ...query,
+          limit: Math.min(largestPage, Math.max(environmentPageSize, loaded.current.count)),
+        })
+        .then(
+          (page) => {
+            if (cancelled) return;
+            if (!performance.getEntriesByName(listMarks.data).length) performance.mark(listMarks.data);
+            setError(undefined);
+            merge(page.items, true, page.nextCursor);
+          },
+          (e: unknown) => !cancelled && setError(e),
+        );
     void read();
     const unsubscribe = subscribeEnvironmentEvents({
       onStatus: setLive,
@@ -74,14 +126,18 @@ export function useEnvironmentList(owner: "me" | "all", userId: string): LiveEnv
             return next;
           });
         } else if (event.type === "environment") {
-          if (owner === "me" && event.environment.ownerId !== userId) return;
-          if (event.environment.state === "deleted") deleted.current.add(event.environment.id);
+          const environment = event.environment;
+          if (owner === "me" && environment.ownerId !== userId) return;
+          if (environment.state === "deleted") deleted.current.add(environment.id);
           setById((current) => {
-            const known = current?.get(event.environment.id);
-            if (!newer(known, event.environment)) return current;
+            if (!current) return current;
+            const known = current.get(environment.id);
+            if (!newer(known, environment)) return current;
+            const { cursor: more, oldest } = loaded.current;
+            if (!known && more && oldest && environment.createdAt < oldest) return current;
             const next = new Map(current);
-            if (event.environment.state === "deleted") next.delete(event.environment.id);
-            else next.set(event.environment.id, event.environment);
+            if (environment.state === "deleted") next.delete(environment.id);
+            else next.set(environment.id, environment);
             return next;
           });
         }
@@ -91,10 +147,31 @@ export function useEnvironmentList(owner: "me" | "all", userId: string): LiveEnv
       cancelled = true;
       unsubscribe();
     };
-  }, [owner, userId, merge, generation]);
+  }, [query, owner, userId, merge, generation]);
+
+  const loadMore = useCallback(() => {
+    const after = loaded.current.cursor;
+    if (!after || loadingMore) return;
+    setLoadingMore(true);
+    client
+      .listEnvironments({ ...query, limit: environmentPageSize, cursor: after })
+      .then(
+        (page) => merge(page.items, false, page.nextCursor),
+        (e: unknown) => setError(e),
+      )
+      .finally(() => setLoadingMore(false));
+  }, [query, merge, loadingMore]);
 
   const items = byId ? [...byId.values()] : undefined;
-  return { items, error, live, reload: () => setGeneration((n) => n + 1) };
+  return {
+    items,
+    error,
+    live,
+    reload: () => setGeneration((n) => n + 1),
+    hasMore: Boolean(cursor),
+    loadingMore,
+    loadMore,
+  };
 }
 
 export interface LiveEnvironment {

@@ -1,12 +1,19 @@
 /**
- * Every environment the user may see, live: states change as builds move,
- * without a refresh. Filters live in the URL so a filtered view can be shared.
- * Each row offers what its state allows: the terminal, start, stop.
+ * Every environment the user may see, newest first, live: states change as
+ * builds move, without a refresh. The server filters and pages the list (100
+ * at a time, more on request); filters live in the URL so a filtered view can
+ * be shared. Each row offers what its state allows: the terminal, start, stop.
  */
 
 import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useState } from "react";
-import type { Environment, EnvironmentAction } from "../../../../src/core/environment.js";
-import { actionAllowed, environmentStates } from "../../../../src/core/environment.js";
+import type {
+  Environment,
+  EnvironmentAction,
+  EnvironmentKind,
+  EnvironmentState,
+  EnvironmentSummary,
+} from "../../../../src/core/environment.js";
+import { actionAllowed, environmentKinds, environmentStates } from "../../../../src/core/environment.js";
 import { can } from "../../../../src/core/roles.js";
 import { KindBadge, StateBadge } from "../../components/badges.js";
 import { ConfirmDialog } from "../../components/confirm-dialog.js";
@@ -15,7 +22,7 @@ import { ImageName } from "../../components/image-name.js";
 import { LiveIndicator } from "../../components/live-indicator.js";
 import { PageHeader } from "../../components/shell.js";
 import { age, resources } from "../../format.js";
-import { environmentActions, listMarks, useEnvironmentList } from "../../queries/environments.js";
+import { environmentActions, environmentPageSize, listMarks, useEnvironmentList } from "../../queries/environments.js";
 import { Link, navigate, useLocation } from "../../router.js";
 import { useUser } from "../../session.js";
 
@@ -26,7 +33,7 @@ interface Filters {
   owner: "me" | "all";
 }
 
-function matches(environment: Environment, filters: Omit<Filters, "owner">): boolean {
+function matches(environment: EnvironmentSummary, filters: Omit<Filters, "owner">): boolean {
   if (filters.state && environment.state !== filters.state) return false;
   if (filters.kind === "cvm" && !environment.cvm) return false;
   if (filters.kind === "standard" && environment.cvm) return false;
@@ -41,10 +48,10 @@ function RowActions({
   onStart,
   onStop,
 }: {
-  environment: Environment;
+  environment: EnvironmentSummary;
   busy: boolean;
-  onStart: (environment: Environment) => void;
-  onStop: (environment: Environment) => void;
+  onStart: (environment: EnvironmentSummary) => void;
+  onStop: (environment: EnvironmentSummary) => void;
 }) {
   const { name, state } = environment;
   return (
@@ -84,7 +91,8 @@ function RowActions({
   );
 }
 
-const allowed = (action: EnvironmentAction, environment: Environment) => actionAllowed(action, environment.state);
+const allowed = (action: EnvironmentAction, environment: EnvironmentSummary) =>
+  actionAllowed(action, environment.state);
 
 const Row = memo(function Row({
   environment,
@@ -94,12 +102,12 @@ const Row = memo(function Row({
   onStart,
   onStop,
 }: {
-  environment: Environment;
+  environment: EnvironmentSummary;
   showOwner: boolean;
   now: number;
   busy: boolean;
-  onStart: (environment: Environment) => void;
-  onStop: (environment: Environment) => void;
+  onStart: (environment: EnvironmentSummary) => void;
+  onStop: (environment: EnvironmentSummary) => void;
 }) {
   return (
     <tr data-environment={environment.name}>
@@ -152,13 +160,31 @@ export function EnvironmentsPage() {
     name: search.get("name") ?? "",
     owner: seesAll && search.get("owner") === "all" ? "all" : "me",
   };
-  const list = useEnvironmentList(filters.owner, user.id);
+  // Typing a name asks the server once the typing pauses; the rows shown are narrowed at once.
+  const [typedName, setTypedName] = useState(filters.name);
+  useEffect(() => {
+    const timer = setTimeout(() => setTypedName(filters.name), 250);
+    return () => clearTimeout(timer);
+  }, [filters.name]);
+  const list = useEnvironmentList(
+    {
+      owner: filters.owner,
+      state: (environmentStates as readonly string[]).includes(filters.state)
+        ? (filters.state as EnvironmentState)
+        : undefined,
+      kind: (environmentKinds as readonly string[]).includes(filters.kind)
+        ? (filters.kind as EnvironmentKind)
+        : undefined,
+      name: typedName.toLowerCase() || undefined,
+    },
+    user.id,
+  );
   const [now, setNow] = useState(() => Date.now());
   // Row actions: the environment being acted on, the one whose stop awaits confirmation, and what went wrong.
   const [acting, setActing] = useState<string>();
-  const [stopping, setStopping] = useState<Environment>();
+  const [stopping, setStopping] = useState<EnvironmentSummary>();
   const [actionError, setActionError] = useState<unknown>();
-  const act = useCallback(async (environment: Environment, action: (id: string) => Promise<Environment>) => {
+  const act = useCallback(async (environment: EnvironmentSummary, action: (id: string) => Promise<Environment>) => {
     setActing(environment.id);
     setActionError(undefined);
     try {
@@ -170,7 +196,10 @@ export function EnvironmentsPage() {
       setActing(undefined);
     }
   }, []);
-  const start = useCallback((environment: Environment) => void act(environment, environmentActions.start), [act]);
+  const start = useCallback(
+    (environment: EnvironmentSummary) => void act(environment, environmentActions.start),
+    [act],
+  );
 
   useEffect(() => {
     const timer = setInterval(() => setNow(Date.now()), 30_000);
@@ -325,9 +354,17 @@ export function EnvironmentsPage() {
               ))}
             </tbody>
           </table>
-          <p className="table-foot">
-            {shown.length} of {list.items.length} environment{list.items.length === 1 ? "" : "s"}
-          </p>
+          <div className="table-foot">
+            <span>
+              {shown.length} environment{shown.length === 1 ? "" : "s"}
+              {list.hasMore ? ", newest first; older ones on request" : ""}
+            </span>
+            {list.hasMore && (
+              <button type="button" className="button button-small" disabled={list.loadingMore} onClick={list.loadMore}>
+                {list.loadingMore ? "Loading…" : `Show ${environmentPageSize} more`}
+              </button>
+            )}
+          </div>
         </div>
       )}
     </>

@@ -7,7 +7,7 @@ import { EmptyState, ErrorState, Loading } from "../../components/feedback.js";
 import { PageHeader } from "../../components/shell.js";
 import { dateTime } from "../../format.js";
 import { auditPageSize, useAuditPage } from "../../queries/audit.js";
-import { useUsers } from "../../queries/users.js";
+import { useAllUsers } from "../../queries/users.js";
 import "./audit.css";
 
 /** datetime-local has no zone; the filter is sent as UTC. */
@@ -100,7 +100,7 @@ function AuditRow({ entry }: { entry: AuditEntry }) {
 }
 
 export default function AuditPage() {
-  const users = useUsers();
+  const users = useAllUsers();
   const [actor, setActor] = useState("");
   const [action, setAction] = useState("");
   const [since, setSince] = useState("");

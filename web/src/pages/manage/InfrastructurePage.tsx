@@ -2,7 +2,8 @@
  * Manage > Admin > Infrastructure: the CVM toggle, the isolation runtime, the
  * devices CVMs get, how the supervisor is privileged, the size and process
  * limits, each member's quotas, what environments may reach on the network,
- * and the infrastructure checks behind them. Turning CVMs on while a check fails takes a forced,
+ * the warm pools (WarmPools.tsx), and the infrastructure checks behind them.
+ * Turning CVMs on while a check fails takes a forced,
  * confirmed (and audited) save.
  */
 
@@ -24,6 +25,7 @@ import { Field } from "../../components/field.js";
 import { PageHeader } from "../../components/shell.js";
 import { updateInfrastructure, useInfrastructure, useInfrastructureChecks } from "../../queries/settings.js";
 import "./infrastructure.css";
+import { WarmPools } from "./WarmPools.js";
 
 const runtimeText: Record<RuntimeChoice, string> = {
   auto: "Sysbox where the engine has it, otherwise the built-in user-namespace runtime.",
@@ -455,6 +457,8 @@ export default function InfrastructurePage() {
           </button>
         </div>
       </form>
+
+      <WarmPools />
 
       <section className="card card-flush" aria-labelledby="checks-title">
         <div className="card-head">

@@ -1,4 +1,4 @@
-/** Manage > Users: who has an account, with which role; admins create, re-role and deactivate. */
+/** Manage > Users: who has an account, with which role, a page at a time; admins create, re-role and deactivate. */
 
 import { type FormEvent, useState } from "react";
 import type { Role } from "../../../../src/core/roles.js";
@@ -10,7 +10,7 @@ import { EmptyState, ErrorState, InlineError, Loading } from "../../components/f
 import { Field } from "../../components/field.js";
 import { PageHeader } from "../../components/shell.js";
 import { dateTime } from "../../format.js";
-import { createUser, updateUser, useUsers } from "../../queries/users.js";
+import { createUser, updateUser, userPageSize, useUserList } from "../../queries/users.js";
 import { useUser } from "../../session.js";
 
 const roleLabel: Record<Role, string> = {
@@ -103,7 +103,7 @@ function CreateUserForm({ onCreated }: { onCreated: (user: User) => void }) {
 export default function UsersPage() {
   const me = useUser();
   const writes = can(me.role, "users:write");
-  const users = useUsers();
+  const users = useUserList();
   const [error, setError] = useState<unknown>();
   const [deactivating, setDeactivating] = useState<User>();
   const [reroling, setReroling] = useState<{ user: User; role: Role }>();
@@ -111,8 +111,11 @@ export default function UsersPage() {
   const [busy, setBusy] = useState(false);
 
   const replace = (user: User) => {
-    const list = users.data ?? [];
-    users.set(list.some((u) => u.id === user.id) ? list.map((u) => (u.id === user.id ? user : u)) : [...list, user]);
+    const list = users.data?.items ?? [];
+    users.set({
+      ...users.data,
+      items: list.some((u) => u.id === user.id) ? list.map((u) => (u.id === user.id ? user : u)) : [...list, user],
+    });
   };
 
   const change = async (user: User, request: { role?: Role; active?: boolean }) => {
@@ -158,7 +161,7 @@ export default function UsersPage() {
       )}
       {!deactivating && !reroling && <InlineError error={error} />}
       {users.data ? (
-        users.data.length === 0 ? (
+        users.data.items.length === 0 ? (
           <EmptyState title="No users" />
         ) : (
           <div className="card card-flush">
@@ -174,7 +177,7 @@ export default function UsersPage() {
                 </tr>
               </thead>
               <tbody>
-                {users.data.map((user) => (
+                {users.data.items.map((user) => (
                   <tr key={user.id} data-user={user.email}>
                     <td data-label="Email">{user.email}</td>
                     <td data-label="Name">{user.name || "—"}</td>
@@ -236,6 +239,19 @@ export default function UsersPage() {
                 ))}
               </tbody>
             </table>
+            {users.data.nextCursor && (
+              <div className="table-foot">
+                <span>{users.data.items.length} users, oldest first</span>
+                <button
+                  type="button"
+                  className="button button-small"
+                  disabled={users.loadingMore}
+                  onClick={() => users.loadMore().catch(setError)}
+                >
+                  {users.loadingMore ? "Loading…" : `Show ${userPageSize} more`}
+                </button>
+              </div>
+            )}
           </div>
         )
       ) : users.error ? (

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { CvmError } from "../core/errors.js";
-import { engineOptions, isLocalEngine } from "./engine-client.js";
+import { engineOptions, isLocalEngine } from "./engine-address.js";
 
 test("every way DOCKER_HOST is written reaches the same engine options", () => {
   const cases: [string, object][] = [

@@ -7,15 +7,15 @@
 import { z } from "zod";
 import { portShares } from "../core/ports.js";
 
+// The constants the CLI reads without loading zod live in contract.ts.
+export { rawUpgrade, sshHostSuffix } from "./contract.js";
+
 /** GET /ssh/host-key */
 export const sshHostKeySchema = z.object({
   publicKey: z.string().describe("The server's SSH host key as known_hosts holds it: `ssh-ed25519 AAAA...`"),
   hostSuffix: z.string().describe("What `cvm config-ssh` appends to an environment's name to make its SSH host name"),
 });
 export type SshHostKey = z.infer<typeof sshHostKeySchema>;
-
-/** The host name suffix of environments in ~/.ssh/config: `ssh NAME.cvm`. */
-export const sshHostSuffix = ".cvm";
 
 /** One port of an environment: listening inside now, shared, or both. */
 export const portInfoSchema = z.object({
@@ -94,11 +94,3 @@ export const accountSchema = z.object({
   source: z.enum(["image user", "asked for root", "no user in the image: root"]),
 });
 export type AccountInfo = z.infer<typeof accountSchema>;
-
-/**
- * The upgrade `cvm port-forward` asks for on /environments/:ref/ports/:port/connect:
- * after the 101 the connection carries the TCP stream's bytes as they are,
- * no framing, so the server can hand the socket itself to the provider
- * (spliced in the kernel). A WebSocket upgrade there carries them in binary frames.
- */
-export const rawUpgrade = "cvm-tcp";

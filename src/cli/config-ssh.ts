@@ -12,7 +12,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
-import { sshHostSuffix } from "../api/workspace-schemas.js";
+import { sshHostSuffix } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { configuredClient } from "./config.js";
 

@@ -7,8 +7,8 @@
  */
 
 import type { Command } from "commander";
+import { sshHostSuffix } from "../api/contract.js";
 import type { IdleStatus, UsageReport } from "../api/workspace-schemas.js";
-import { sshHostSuffix } from "../api/workspace-schemas.js";
 import type { CvmClient } from "../client/index.js";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";

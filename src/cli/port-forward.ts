@@ -7,7 +7,7 @@
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { Command } from "commander";
-import { rawUpgrade } from "../api/workspace-schemas.js";
+import { rawUpgrade } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { portProblem } from "../core/ports.js";
 import { startedIfStopped } from "./auto-start.js";

@@ -5,7 +5,7 @@
  * What goes wrong is said on stderr, which ssh shows.
  */
 
-import { sshHostSuffix } from "../api/workspace-schemas.js";
+import { sshHostSuffix } from "../api/contract.js";
 import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
 import { openByteStream } from "./websocket.js";

@@ -6,9 +6,10 @@
 
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import WebSocket, { createWebSocketStream } from "ws";
+import type WebSocket from "ws";
 import type { CvmClient } from "../client/index.js";
 
 /** The server refused to open the WebSocket; `status` says why (409: the environment is not running). */
@@ -50,12 +51,16 @@ export function refusalMessage(response: IncomingMessage): Promise<string> {
  * opens, so bytes the server sends with its answer are never lost.
  */
 export function openByteStream(client: CvmClient, url: string): Promise<{ socket: WebSocket; stream: Duplex }> {
-  const socket = new WebSocket(url, {
+  // Required, not imported: only the commands that open a stream load ws, and its CommonJS entry loads fastest.
+  const ws = createRequire(import.meta.url)("ws") as typeof WebSocket & {
+    createWebSocketStream: typeof import("ws").createWebSocketStream;
+  };
+  const socket = new ws(url, {
     headers: client.token ? { authorization: `Bearer ${client.token}` } : {},
     perMessageDeflate: false,
     maxPayload: 16 * 1024 * 1024,
   });
-  const stream = createWebSocketStream(socket);
+  const stream = ws.createWebSocketStream(socket);
   return new Promise((resolve, reject) => {
     let refused = false;
     socket.once("open", () => resolve({ socket, stream }));

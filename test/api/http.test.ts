@@ -24,6 +24,8 @@ const expectedRoutes = [
   "get /api/v1/settings/infrastructure/checks/progress",
   "get /api/v1/audit",
   "post /api/v1/admin/reconcile",
+  "get /api/v1/pools",
+  "put /api/v1/pools",
   "get /api/v1/admin/backup",
   "get /api/v1/environments",
   "post /api/v1/environments",

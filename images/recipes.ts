@@ -8,6 +8,8 @@
  * its hash, and only then is it rebuilt.
  */
 
+import { prebuiltBinaryDir } from "../src/native/static-binary.js";
+
 /** Debian releases images are made from: trixie where Node.js 20 is needed (bookworm's nodejs is 18). */
 export type DebianSuite = "bookworm" | "trixie";
 
@@ -35,16 +37,13 @@ export interface ImageRecipe {
 /** Where the images that carry cvm have it; `cvm` on PATH runs it. */
 export const appDir = "/opt/cvm";
 
-/** Where the supervisor image keeps the start gate, built from this checkout (a Pod has no compiler); start-gate.ts looks there. */
-export const prebuiltGateDir = "/usr/libexec/cvm";
-
 /** Where baked image tarballs sit inside an image, and the unit that loads them. */
 export const bakedImagesDir = "/usr/share/cvm/images";
 
 const path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const systemdPackages = ["systemd", "systemd-sysv", "dbus", "kmod", "procps", "iproute2", "ca-certificates"];
-const userPackages = ["sudo", "bash", "less"];
+const userPackages = ["sudo", "bash", "less", "openssh-sftp-server", "rsync"];
 const dockerPackages = ["docker.io", "containerd", "runc", "iptables", "docker-compose"];
 
 /**
@@ -177,8 +176,21 @@ const appCustomize = [
   `rm -rf "$1/var/cache/apt/archives"/*.deb "$1/var/lib/apt/lists"/* "$1/usr/share/doc" "$1/usr/share/man"`,
 ];
 
-/** The start gate compiled statically from the staged sources, named by its source's hash as start-gate.ts looks for it. */
-const prebuiltGate = `mkdir -p "$1${prebuiltGateDir}" && src="$1${appDir}/dist/supervisor/gate/cvm-gate.c" && gcc -static -O2 -s -o "$1${prebuiltGateDir}/cvm-gate-$(sha256sum "$src" | cut -c1-12)" "$src"`;
+/**
+ * cvm's C helpers (the start gate, the namespace bridge) compiled statically
+ * from the staged sources, named by their source's hash as
+ * src/native/static-binary.ts looks for them: a Pod has no compiler.
+ */
+const prebuiltHelpers = [
+  ["supervisor/gate/cvm-gate.c", "cvm-gate"],
+  ["netns/cvm-nsbridge.c", "cvm-nsbridge"],
+]
+  .map(
+    ([source, name]) =>
+      `src="$1${appDir}/dist/${source}" && gcc -static -O2 -s -o "$1${prebuiltBinaryDir}/${name}-$(sha256sum "$src" | cut -c1-12)" "$src"`,
+  )
+  .join(" && ");
+const prebuiltHelpersHook = `mkdir -p "$1${prebuiltBinaryDir}" && ${prebuiltHelpers}`;
 
 /** A Pod's sandbox process (what registry.k8s.io/pause is): holds the namespaces, reaps orphans, ends on TERM or INT. */
 const pauseSource = `#include <signal.h>
@@ -241,9 +253,12 @@ export const recipes: ImageRecipe[] = [
       "uidmap",
       "e2fsprogs",
       "apparmor",
+      // CVMs' own /proc (src/supervisor/lxcfs.ts) where the node runs no LXCFS.
+      "lxcfs",
+      "fuse3",
     ],
     customize: [
-      prebuiltGate,
+      prebuiltHelpersHook,
       ...appCustomize,
       `chroot "$1" useradd --system --no-create-home --shell /usr/sbin/nologin dockremap`,
       `echo "dockremap:100000:65536" > "$1/etc/subuid" && echo "dockremap:100000:65536" > "$1/etc/subgid"`,

@@ -5,10 +5,12 @@ set -euo pipefail
 
 # containerd, runc, containernetworking-plugins, jq: the tests' real Kubernetes node.
 # qemu: the cgroup v2 node VM tests (they skip, saying why, where it is absent).
+# openssh-client, rsync: the SSH tests drive the real ssh, scp, sftp and rsync through `ssh NAME.cvm`.
+# lxcfs: CVMs see their own memory, CPUs and uptime in /proc (src/supervisor/lxcfs.ts).
 # python3-venv: the API fuzz test installs schemathesis from PyPI into a virtualenv in the machine cache.
-packages=(docker.io docker-registry runc containerd containernetworking-plugins jq mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils python3-venv)
+packages=(docker.io docker-registry runc containerd containernetworking-plugins jq mmdebstrap uidmap iptables postgresql chromium gcc libc6-dev etcd-server qemu-system-x86 qemu-utils python3-venv openssh-client rsync lxcfs)
 if [ "${1:-}" = "--runtime-only" ]; then
-  packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev)
+  packages=(docker.io runc containerd mmdebstrap uidmap iptables gcc libc6-dev lxcfs)
 fi
 
 missing=()

@@ -24,17 +24,22 @@ import { dashboard } from "./dashboard.js";
 import { environmentRoutes } from "./environments.js";
 import { errorHandler, notFoundHandler } from "./errors.js";
 import { eventRoutes } from "./events.js";
+import { idleRoutes } from "./idle.js";
 import { metricsEndpoint } from "./metrics-endpoint.js";
 import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import { poolRoutes } from "./pools.js";
+import { portProxy } from "./port-proxy.js";
+import { portRoutes } from "./ports.js";
 import { crossSiteCheck, hostCheck } from "./request-guard.js";
 import { type ApiDeps, ApiRoutes, type AppEnv } from "./routes.js";
 import { buildInfoSchema } from "./schemas.js";
 import { settingsRoutes } from "./settings.js";
 import { setupRoutes } from "./setup.js";
+import { sshRoutes } from "./ssh.js";
 import { supervisorReportRoutes } from "./supervisor-reports.js";
 import { documentTerminal } from "./terminal.js";
 import { tokenRoutes } from "./tokens.js";
+import { usageRoutes } from "./usage.js";
 import { userRoutes } from "./users.js";
 
 const maxBodyBytes = 1024 * 1024;
@@ -120,6 +125,8 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
     );
   });
 
+  // A port's own host (under the wildcard host) and /@owner/NAME/ports/PORT/ belong to the environment's app.
+  app.use("*", portProxy(deps));
   app.use("*", hostCheck(deps.site));
   app.use("*", securityHeaders);
 
@@ -159,6 +166,10 @@ export function createApp(deps: ApiDeps, options: AppOptions = {}): ApiApp {
     adminRoutes,
     supervisorReportRoutes,
     documentTerminal,
+    sshRoutes,
+    portRoutes,
+    idleRoutes,
+    usageRoutes,
   ]) {
     register(routes);
   }

@@ -132,6 +132,17 @@ export type EnvironmentEvent = z.output<typeof environmentEventSchema>;
  */
 export const terminalStream = { stdin: 0, stdout: 1, stderr: 2 } as const;
 
+/** The host name suffix of environments in ~/.ssh/config: `ssh NAME.cvm`. */
+export const sshHostSuffix = ".cvm";
+
+/**
+ * The upgrade `cvm port-forward` asks for on /environments/:ref/ports/:port/connect:
+ * after the 101 the connection carries the TCP stream's bytes as they are,
+ * no framing, so the server can hand the socket itself to the provider
+ * (spliced in the kernel). A WebSocket upgrade there carries them in binary frames.
+ */
+export const rawUpgrade = "cvm-tcp";
+
 export type TerminalClientMessage = z.input<typeof terminalClientMessageSchema>;
 export type TerminalServerMessage = z.output<typeof terminalServerMessageSchema>;
 

@@ -18,6 +18,7 @@ import type { ServerMetrics } from "../server/metrics.js";
 import type { OpenConnections } from "../server/open-connections.js";
 import type { SettingsService } from "../server/settings-service.js";
 import type { SetupCode } from "../server/setup-code.js";
+import type { Workspace } from "../server/workspace.js";
 import { sessionCookie } from "./contract.js";
 import type { SiteAddress } from "./request-origin.js";
 
@@ -30,6 +31,8 @@ export interface ApiDeps {
   environments: EnvironmentService;
   bus: EventBus;
   metrics: ServerMetrics;
+  /** SSH, ports, and the account shells run as. */
+  workspace: Workspace;
   logger: Logger;
   /** Every long-lived connection is held here, so that access ending ends it. */
   connections: OpenConnections;

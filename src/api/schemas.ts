@@ -299,6 +299,10 @@ export const terminalQuerySchema = z.object({
   cols: z.coerce.number().int().min(1).max(1000).optional(),
   rows: z.coerce.number().int().min(1).max(1000).optional(),
   command: z.string().max(16_384).optional().describe("a JSON array of strings; a login shell when absent"),
+  user: z
+    .enum(["root"])
+    .optional()
+    .describe("root; by default the image's own user (uid 1000, else its first ordinary account), in its home"),
 });
 
 /** The command a terminal runs, once `command` is parsed from JSON. */

@@ -1,67 +1,29 @@
 /**
  * The terminal: a WebSocket on /api/v1/environments/:ref/terminal, served on
- * the HTTP server's 'upgrade' event, bridged to provider.exec. Binary frames
+ * the server's shared upgrade router (./upgrade.ts), bridged to provider.exec. Binary frames
  * carry bytes with a leading stream byte (0 stdin, 1 stdout, 2 stderr); text
  * frames carry JSON control messages (resize, eof; exit, error). The upgrade
  * passes the same Host and origin checks as every request, and the session
  * is held open in OpenConnections, so it ends when its access does.
  */
 
-import type { IncomingMessage, Server } from "node:http";
-import { STATUS_CODES } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import type { TLSSocket } from "node:tls";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
-import { loginShell } from "../core/login-shell.js";
 import type { ExecSession } from "../core/provider.js";
 import type { User } from "../core/user.js";
+import { execAs } from "../server/login-accounts.js";
 import type { HeldSession } from "../server/open-connections.js";
-import {
-  apiPrefix,
-  sessionCookie,
-  type TerminalClientMessage,
-  type TerminalServerMessage,
-  terminalStream,
-} from "./contract.js";
-import { errorAnswer, errorHeaders } from "./errors.js";
+import { apiPrefix, type TerminalClientMessage, type TerminalServerMessage, terminalStream } from "./contract.js";
 import { parse } from "./input.js";
-import { crossSite, misdirected } from "./request-guard.js";
-import { hostAllowed, originAllowed, type RequestFacts, requestHost } from "./request-origin.js";
-import { type ApiDeps, type ApiRoutes, requestSecret } from "./routes.js";
+import type { ApiDeps, ApiRoutes } from "./routes.js";
 import { isSet, terminalClientMessageSchema, terminalCommandSchema, terminalQuerySchema } from "./schemas.js";
 import { TerminalCounts } from "./terminal-quota.js";
+import { authenticateUpgrade, decodeRef, type Upgrades } from "./upgrade.js";
 
 const terminalPath = new RegExp(`^${apiPrefix}/environments/([^/]+)/terminal$`);
-
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  for (const part of header?.split(";") ?? []) {
-    const [key, ...value] = part.trim().split("=");
-    if (key === name) return decodeURIComponent(value.join("="));
-  }
-  return undefined;
-}
-
-/** Refuses an upgrade with the API's usual error body, before any WebSocket exists. */
-function refuse(socket: Duplex, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n${extra.join("")}connection: close\r\n\r\n${text}`,
-  );
-}
-
-function upgradeFacts(request: IncomingMessage): RequestFacts {
-  return {
-    header: (name) => {
-      const value = request.headers[name];
-      return Array.isArray(value) ? value.join(", ") : value;
-    },
-    remoteAddress: request.socket.remoteAddress,
-    encrypted: Boolean((request.socket as TLSSocket).encrypted),
-  };
-}
 
 /** WebSocket close code for "policy violation": the client should not simply reconnect. */
 const accessEndedCode = 1008;
@@ -93,49 +55,41 @@ export function documentTerminal(routes: ApiRoutes): void {
   });
 }
 
-export function attachTerminal(server: Server, deps: ApiDeps): { close(): void } {
+export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): void } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const sessions = new Set<{ ws: WebSocket; exec: ExecSession }>();
   const terminals = new TerminalCounts();
 
-  async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const url = new URL(request.url ?? "/", "http://localhost");
-    const match = terminalPath.exec(url.pathname);
-    if (!match) throw new CvmError("NOT_FOUND", `No WebSocket at ${url.pathname}`);
-    const facts = upgradeFacts(request);
-    const host = requestHost(facts, deps.site);
-    if (!hostAllowed(host, deps.site)) throw misdirected(host, deps.site);
-    const cookie = cookieValue(request.headers.cookie, sessionCookie);
-    const secret = requestSecret(request.headers.authorization, cookie);
-    // A cookie rides along on any page's WebSocket; only this server's own pages may use it.
-    // Browsers always send Origin on a WebSocket upgrade; `null` (a sandboxed frame, a file) is not ours.
-    const origin = facts.header("origin");
-    if (secret === cookie && origin !== undefined && !originAllowed(origin, facts, deps.site)) throw crossSite();
-    const session = await deps.accounts.authenticate(secret);
+  async function upgrade(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    match: RegExpExecArray,
+    url: URL,
+  ): Promise<void> {
+    const session = await authenticateUpgrade(request, deps);
     const { user } = session;
     const query = parse(terminalQuerySchema, Object.fromEntries(url.searchParams), "query");
     const command = parseCommand(query.command);
-    let ref: string;
-    try {
-      ref = decodeURIComponent(match[1]);
-    } catch {
-      throw new CvmError("BAD_REQUEST", "The environment reference in the path is not valid percent-encoding");
-    }
-    const environment = await deps.environments.find(user, ref);
+    const environment = await deps.environments.find(user, decodeRef(match[1]));
     if (environment.state !== "running") {
       throw new CvmError("CONFLICT", `The environment is ${environment.state}: start it first`);
     }
     const tty = query.tty === undefined ? true : isSet(query.tty);
+    // The image's own user in its home with its login shell, or root when asked.
+    const account = await deps.workspace.loginAccounts.resolve(environment, query.user === "root" ? "root" : "default");
     const release = terminals.take(user, (await deps.settings.get()).quotas.terminals);
     let exec: ExecSession;
     try {
-      exec = await deps.provider.exec(environment, {
-        command: command ?? loginShell,
-        tty,
-        cols: query.cols ?? 80,
-        rows: query.rows ?? 24,
-        env: tty ? { TERM: "xterm-256color" } : undefined,
-      });
+      exec = await deps.provider.exec(
+        environment,
+        execAs(account, command, {
+          tty,
+          cols: query.cols ?? 80,
+          rows: query.rows ?? 24,
+          env: tty ? { TERM: "xterm-256color" } : undefined,
+        }),
+      );
     } catch (error) {
       release();
       throw error;
@@ -155,6 +109,8 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
     const environmentId = environment.id;
     const entry = { ws, exec };
     sessions.add(entry);
+    // An open terminal is use of the environment (idle stop).
+    const inUse = deps.workspace.activity.hold(environmentId);
     deps.logger.info({ environmentId, email: session.user.email }, "terminal opened");
     let exited = false;
     const control = (message: TerminalServerMessage) => {
@@ -210,6 +166,7 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
     });
     ws.on("close", () => {
       release();
+      inUse();
       unsubscribe();
       sessions.delete(entry);
       if (!exited) exec.kill();
@@ -231,18 +188,10 @@ export function attachTerminal(server: Server, deps: ApiDeps): { close(): void }
     );
   }
 
-  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => socket.destroy());
-    upgrade(request, socket, head).catch((error) => {
-      const [status, body] = errorAnswer(error, deps.logger, { path: request.url, ws: true });
-      refuse(socket, status, body, errorHeaders(error));
-    });
-  };
-  server.on("upgrade", onUpgrade);
+  upgrades.route(terminalPath, upgrade);
 
   return {
     close() {
-      server.off("upgrade", onUpgrade);
       for (const { ws, exec } of sessions) {
         exec.kill();
         ws.close(1001, "server stopping");

@@ -6,6 +6,7 @@ import type { Environment, EnvironmentKind, EnvironmentState, EnvironmentSummary
 import { CvmError } from "../core/errors.js";
 import { type FieldNames, inFlagTerms, numberFlag, positiveWholeNumber } from "./arguments.js";
 import { configuredClient } from "./config.js";
+import { printWorkspace, workspaceOf } from "./env-workspace.js";
 import { nextSteps, stateSentence } from "./next-steps.js";
 import { age, examples, printFields, printJson, printTable } from "./output.js";
 import { waitUntilResting } from "./progress.js";
@@ -261,9 +262,11 @@ export function register(program: Command): void {
     .option("--json")
     .addHelpText("after", examples("cvm env show dev", "cvm env show dev --json"))
     .action(async (ref: string, options: { json?: boolean }) => {
-      const environment = await configuredClient().environment(ref);
-      if (options.json) return printJson(environment);
+      const client = configuredClient();
+      const environment = await client.environment(ref);
+      if (options.json) return printJson({ ...environment, ...(await workspaceOf(client, environment)) });
       show(environment);
+      printWorkspace(await workspaceOf(client, environment));
     });
 
   const detach = "return once asked, without waiting for the outcome";

@@ -9,9 +9,12 @@ import * as admin from "./admin.js";
 import * as auth from "./auth.js";
 import * as cluster from "./cluster.js";
 import { CvmCommand } from "./command.js";
+import * as configSsh from "./config-ssh.js";
 import * as doctor from "./doctor.js";
 import * as env from "./env.js";
+import * as envWorkspace from "./env-workspace.js";
 import * as image from "./image.js";
+import * as portForward from "./port-forward.js";
 import * as server from "./server.js";
 import * as ssh from "./ssh.js";
 import * as supervisor from "./supervisor.js";
@@ -24,7 +27,22 @@ const program = new CvmCommand("cvm")
   .enablePositionalOptions()
   .action((options: { version?: boolean }) => (options.version ? version.printVersions() : program.help()));
 
-for (const group of [auth, users, admin, env, ssh, server, image, doctor, cluster, supervisor, version]) {
+for (const group of [
+  auth,
+  users,
+  admin,
+  env,
+  envWorkspace,
+  ssh,
+  configSsh,
+  portForward,
+  server,
+  image,
+  doctor,
+  cluster,
+  supervisor,
+  version,
+]) {
   group.register(program);
 }
 

@@ -10,8 +10,11 @@ import type WebSocket from "ws";
 import type { TerminalClientMessage, TerminalServerMessage } from "../api/contract.js";
 import { terminalStream } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
+import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
 import { nextSteps, stateSentence } from "./next-steps.js";
+import { sshStdio } from "./ssh-stdio.js";
+import { refusal } from "./websocket.js";
 
 function frame(stream: number, data: Buffer): Buffer {
   return Buffer.concat([Buffer.from([stream]), data]);
@@ -26,11 +29,28 @@ async function explainRefusal(ref: string, error: unknown): Promise<unknown> {
   return new CvmError("CONFLICT", stateSentence(environment), { detail: nextSteps(environment).join("\n  ") });
 }
 
-async function ssh(ref: string, command: string[], options: { tty?: boolean }): Promise<number> {
+interface SshOptions {
+  tty?: boolean;
+  stdio?: boolean;
+  user?: string;
+}
+
+/** The session; a stopped environment is started first, saying so on stderr. */
+async function ssh(ref: string, command: string[], options: SshOptions): Promise<number> {
+  return startedIfStopped(configuredClient(), ref, () => session(ref, command, options));
+}
+
+async function session(ref: string, command: string[], options: SshOptions): Promise<number> {
+  if (options.user !== undefined && options.user !== "root") {
+    throw new CvmError("BAD_REQUEST", `--user must be root (got "${options.user}"); without it, the image's own user`, {
+      validations: [{ field: "user", detail: "must be root" }],
+    });
+  }
   const client = configuredClient();
   const interactiveShell = command.length === 0;
   const tty = options.tty ?? (interactiveShell && Boolean(process.stdin.isTTY));
   const url = client.terminalUrl(ref, {
+    user: options.user === "root" ? "root" : undefined,
     command: interactiveShell ? undefined : command,
     tty,
     // A terminal that reports no size (0x0, as under script(1)) gets the server's default.
@@ -46,17 +66,7 @@ async function ssh(ref: string, command: string[], options: { tty?: boolean }): 
   return await new Promise<number>((resolve, reject) => {
     let exitCode: number | undefined;
     socket.on("unexpected-response", (_request, response) => {
-      let body = "";
-      response.on("data", (chunk: Buffer) => {
-        body += chunk.toString();
-      });
-      response.on("end", () => {
-        let message = body;
-        try {
-          message = (JSON.parse(body) as { message: string }).message;
-        } catch {}
-        reject(new Error(message || `terminal refused: HTTP ${response.statusCode}`));
-      });
+      refusal(response).then(reject);
     });
     socket.on("open", () => {
       if (tty && process.stdin.isTTY) process.stdin.setRawMode(true);
@@ -98,8 +108,14 @@ export function register(program: Command): void {
     .argument("[command...]", "a command to run instead of a shell, after --")
     .option("-t, --tty", "allocate a terminal even for a command")
     .option("-T, --no-tty", "never allocate a terminal")
+    .option("--user <user>", "root; by default the image's own user, in its home")
+    .option("--stdio", "carry an SSH connection on stdin and stdout (the ProxyCommand `cvm config-ssh` writes)")
     .passThroughOptions()
-    .action(async (ref: string, command: string[], options: { tty?: boolean }) => {
+    .action(async (ref: string, command: string[], options: SshOptions) => {
+      if (options.stdio) {
+        process.exitCode = await sshStdio(ref);
+        return;
+      }
       // Passing options through keeps the `--` that separates cvm's flags from the command.
       process.exitCode = await ssh(ref, command[0] === "--" ? command.slice(1) : command, options).catch(
         async (error) => {

@@ -33,6 +33,14 @@ import type {
   UserQuery,
 } from "../api/contract.js";
 import { apiPrefix } from "../api/contract.js";
+import type {
+  AccountInfo,
+  IdleStatus,
+  PortList,
+  SetPortShareRequest,
+  SshHostKey,
+  UsageReport,
+} from "../api/workspace-schemas.js";
 import type { AuditFilter } from "../core/audit.js";
 import type { Environment } from "../core/environment.js";
 import type { ErrorBody } from "../core/errors.js";
@@ -285,7 +293,41 @@ export class CvmClient {
   }
 
   /** The WebSocket URL of an environment's terminal or of one command run in it. */
-  terminalUrl(ref: string, options: { command?: string[]; tty?: boolean; cols?: number; rows?: number } = {}): string {
+  sshHostKey = () => this.json<SshHostKey>("GET", "/ssh/host-key");
+  account = (ref: string) => this.json<AccountInfo>("GET", `/environments/${encodeURIComponent(ref)}/account`);
+  usage = (ref: string) => this.json<UsageReport>("GET", `/environments/${encodeURIComponent(ref)}/usage`);
+  idle = (ref: string) => this.json<IdleStatus>("GET", `/environments/${encodeURIComponent(ref)}/idle`);
+  /** The environment's own idle time in minutes (0: never), or null for the site's. */
+  setIdle = (ref: string, minutes: number | null) =>
+    this.json<IdleStatus>("PUT", `/environments/${encodeURIComponent(ref)}/idle`, { minutes });
+  ports = (ref: string) => this.json<PortList>("GET", `/environments/${encodeURIComponent(ref)}/ports`);
+  setPortShare = (ref: string, port: number, request: SetPortShareRequest) =>
+    this.json<{ port: number; share: SetPortShareRequest["share"] }>(
+      "PUT",
+      `/environments/${encodeURIComponent(ref)}/ports/${port}`,
+      request,
+    );
+
+  /** The WebSocket that carries one TCP connection to a port inside (what `cvm port-forward` opens). */
+  portConnectUrl(ref: string, port: number): string {
+    return this.webSocketUrl(`/environments/${encodeURIComponent(ref)}/ports/${port}/connect`);
+  }
+
+  /** The WebSocket URL of an API path (ws: for http:, wss: for https:). */
+  webSocketUrl(path: string): string {
+    const base = this.baseUrl || globalThis.location?.origin || "";
+    return `${base.replace(/^http/, "ws")}${apiPrefix}${path}`;
+  }
+
+  /** The WebSocket that carries one SSH connection's bytes (what `cvm ssh --stdio` opens). */
+  sshUrl(ref: string): string {
+    return this.webSocketUrl(`/environments/${encodeURIComponent(ref)}/ssh`);
+  }
+
+  terminalUrl(
+    ref: string,
+    options: { command?: string[]; tty?: boolean; cols?: number; rows?: number; user?: "root" } = {},
+  ): string {
     const base = this.baseUrl || globalThis.location?.origin || "";
     const wsBase = base.replace(/^http/, "ws");
     return `${wsBase}${apiPrefix}/environments/${encodeURIComponent(ref)}/terminal${query({
@@ -293,6 +335,7 @@ export class CvmClient {
       cols: options.cols,
       rows: options.rows,
       command: options.command ? JSON.stringify(options.command) : undefined,
+      user: options.user,
     })}`;
   }
 }

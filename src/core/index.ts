@@ -3,6 +3,7 @@ export * from "./build.js";
 export * from "./environment.js";
 export * from "./errors.js";
 export * from "./image-reference.js";
+export * from "./listening-ports.js";
 export * from "./provider.js";
 export * from "./roles.js";
 export * from "./schemas.js";

@@ -4,6 +4,8 @@
  * server never knows which.
  */
 
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type {
   DockerStatus,
   Environment,
@@ -12,6 +14,7 @@ import type {
   RegistryCredentials,
   SystemdStatus,
 } from "./environment.js";
+import type { ListeningPort } from "./listening-ports.js";
 import type { PoolMember, SupervisorReport } from "./schemas.js";
 import type { InfrastructureSettings } from "./settings.js";
 
@@ -48,6 +51,10 @@ export interface ExecOptions {
   cols?: number;
   rows?: number;
   env?: Record<string, string>;
+  /** Whom it runs as: a uid (the engine adds the account's groups) or a name; default the provider's (root in a CVM). */
+  user?: string;
+  /** The working directory; default the image's. */
+  cwd?: string;
 }
 
 /** A process running inside an environment, attached to its caller. */
@@ -62,6 +69,18 @@ export interface ExecSession {
   kill(): void;
 }
 
+/** A unix socket inside an environment, owned by an account there (ids as the environment counts them). */
+export interface UnixSocketSpec {
+  path: string;
+  uid: number;
+  gid: number;
+}
+
+export interface UnixListener {
+  /** Stops listening and removes the socket inside. */
+  close(): Promise<void>;
+}
+
 /** A workload carrying cvm's labels, as found in the engine or cluster. */
 export interface LabeledWorkload {
   environmentId: string;
@@ -72,6 +91,14 @@ export interface LabeledWorkload {
 
 /** The build states a supervisor running away from the server (a Kubernetes Pod) reports reaching. */
 export const supervisorReportStates = ["pulling", "creating", "starting", "running", "failed"] as const;
+
+/** A client's socket joined with a port inside by the provider (Provider.spliceSocket). */
+export interface SplicedSocket {
+  /** Resolves when either side has ended and the relay is over. */
+  finished: Promise<void>;
+  /** Ends the relay and the client's connection at once. */
+  end(): void;
+}
 
 /**
  * Warm pools (core/warm-pool.ts): booted workloads held for a pool, each made
@@ -124,6 +151,36 @@ export interface Provider {
   discard(environment: Environment, options: { keepDockerData: boolean }): Promise<void>;
   observe(environment: Environment): Promise<Observation>;
   exec(environment: Environment, options: ExecOptions): Promise<ExecSession>;
+  /**
+   * A TCP connection to `port` on the environment's own loopback, as a
+   * process inside would make it (ssh -L, `cvm port-forward`, port URLs), so
+   * a server bound to 127.0.0.1 inside is reached too. Nothing listening is
+   * a CvmError saying so, at once. Ending the writable side half-closes.
+   */
+  dial(environment: Environment, port: number): Promise<Duplex>;
+  /**
+   * Joins a client's TCP socket with a connection to `port` inside without
+   * the server copying the bytes (the docker provider has the kernel splice
+   * them); `connected` answers the client before any byte flows. Optional:
+   * a provider without it is dialed and piped.
+   */
+  spliceSocket?(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<SplicedSocket>;
+  /** The TCP ports something listens on inside the environment. */
+  listeningPorts(environment: Environment): Promise<ListeningPort[]>;
+  /**
+   * A unix socket inside the environment whose connections are handed to
+   * `onConnection` (SSH agent forwarding); removed when closed.
+   */
+  listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener>;
   /** Every workload with cvm's labels, for reconciling with the store. */
   listWorkloads(): Promise<LabeledWorkload[]>;
   removeWorkload(ref: string): Promise<void>;

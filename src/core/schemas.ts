@@ -130,6 +130,18 @@ export const infrastructureSettingsSchema = z.object({
   runtime: z.enum(runtimeChoices),
   supervisorPrivileges: supervisorPrivilegesSchema,
   limits: environmentLimitsSchema,
+  publicPorts: z.boolean().describe("Whether owners may share a port with everyone, signed in or not"),
+  portsHost: z
+    .string()
+    .max(253)
+    .describe(
+      "A host whose subdomains reach this server (DNS *.HOST): port PORT of environment NAME of owner also opens at PORT--NAME--owner.HOST, an origin of its own; empty: none",
+    ),
+  idleStopMinutes: z
+    .number()
+    .describe(
+      "Minutes without a terminal, SSH session or forwarded connection after which a running environment stops; 0: never",
+    ),
   fuseDevice: z.boolean().describe("CVMs get /dev/fuse (sshfs, rclone, fuse-overlayfs, rootless Podman)"),
   tunDevice: z.boolean().describe("CVMs get /dev/net/tun (VPN clients, userspace networking)"),
   pools: z.array(warmPoolSchema).describe("Warm pools: booted CVMs kept ready per image and size"),

@@ -67,8 +67,21 @@ export const defaultSettings: InfrastructureSettings = {
   network: { reach: "owner", allowedNetworks: [] },
   fuseDevice: true,
   tunDevice: true,
+  publicPorts: true,
+  portsHost: "",
+  idleStopMinutes: 0,
   pools: [],
 };
+
+const hostName = /^(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$/i;
+
+/** Idle stop: whole minutes, up to 30 days; 0 turns it off. */
+export function idleMinutesProblem(value: unknown): string | undefined {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 43_200) {
+    return "must be whole minutes from 0 (never) to 43200 (30 days)";
+  }
+  return undefined;
+}
 
 const capabilityName = /^[A-Z][A-Z_]*$/;
 
@@ -88,6 +101,13 @@ export function settingsProblems(settings: InfrastructureSettings): Validation[]
   if (!(runtimeChoices as readonly unknown[]).includes(settings.runtime)) {
     problems.push({ field: "runtime", detail: `must be one of ${runtimeChoices.join(", ")}` });
   }
+  if (typeof settings.publicPorts !== "boolean")
+    problems.push({ field: "publicPorts", detail: "must be true or false" });
+  if (typeof settings.portsHost !== "string" || (settings.portsHost !== "" && !hostName.test(settings.portsHost))) {
+    problems.push({ field: "portsHost", detail: "must be empty or a host name such as cvm.example.com" });
+  }
+  const idle = idleMinutesProblem(settings.idleStopMinutes);
+  if (idle) problems.push({ field: "idleStopMinutes", detail: idle });
   const privileges: unknown = settings.supervisorPrivileges;
   if (!isObject(privileges)) {
     problems.push({ field: "supervisorPrivileges", detail: "must be an object with mode and capabilities" });

@@ -7,6 +7,7 @@
 import type { AuditEntry, AuditFilter, Page } from "./audit.js";
 import type { Build, BuildLogLine } from "./build.js";
 import type { Environment, EnvironmentSummary, RegistryCredentials } from "./environment.js";
+import type { PortShare, SharedPort } from "./ports.js";
 import type { Role } from "./roles.js";
 import type { InfrastructureSettings } from "./settings.js";
 import type { Token, TokenKind, User } from "./user.js";
@@ -168,6 +169,21 @@ export interface BuildStore {
   durations(): Promise<{ outcome: string; seconds: number }[]>;
 }
 
+/** What makes an environment a workspace, per environment: its shared ports and its own idle stop. */
+export interface WorkspaceStore {
+  /** The ports shared beyond their owner; a port not listed is private. */
+  portShares(environmentId: string): Promise<SharedPort[]>;
+  /** Sets a port's share; `private` removes it from the list. */
+  setPortShare(environmentId: string, port: number, share: PortShare, at: string): Promise<void>;
+  /** The environment's own idle stop in minutes (0: never), or undefined for the site's default. */
+  idleStopMinutes(environmentId: string): Promise<number | undefined>;
+  setIdleStopMinutes(environmentId: string, minutes: number | undefined, at: string): Promise<void>;
+  /** When any server last saw the environment used (a terminal, SSH, a forwarded connection). */
+  lastActiveAt(environmentId: string): Promise<string | undefined>;
+  /** Records use; an earlier time than the one stored changes nothing. */
+  recordActivity(environmentId: string, at: string): Promise<void>;
+}
+
 export interface Store {
   /**
    * Whether this server is the only one writing to the store (SQLite in its
@@ -182,6 +198,7 @@ export interface Store {
   audit: AuditStore;
   environments: EnvironmentStore;
   builds: BuildStore;
+  workspace: WorkspaceStore;
   loginThrottle: LoginThrottleStore;
   /**
    * Writes a consistent copy of the whole store to `file` while it is in use

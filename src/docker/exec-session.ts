@@ -77,7 +77,9 @@ export async function startExec(
     AttachStderr: true,
     Tty: options.tty,
     Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
-    ...(engine.user ? { User: engine.user } : {}),
+    // Whom it runs as: asked for (the login account), else the engine's default for the container.
+    ...(options.user || engine.user ? { User: options.user ?? engine.user } : {}),
+    ...(options.cwd ? { WorkingDir: options.cwd } : {}),
   });
   const stream = (await exec.start({ hijack: true, stdin: true, Tty: options.tty })) as Duplex;
   const output = new OutputFanout();

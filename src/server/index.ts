@@ -13,8 +13,12 @@ import { Hono } from "hono";
 import { type Logger, pino } from "pino";
 import { createApp } from "../api/app.js";
 import { metricsEndpoint } from "../api/metrics-endpoint.js";
+import { attachPortProxyUpgrades } from "../api/port-proxy.js";
+import { attachPortConnect } from "../api/ports.js";
 import type { SiteAddress } from "../api/request-origin.js";
+import { attachSsh } from "../api/ssh.js";
 import { attachTerminal } from "../api/terminal.js";
+import { Upgrades } from "../api/upgrade.js";
 import { CvmError } from "../core/errors.js";
 import type { Provider } from "../core/provider.js";
 import type { Store } from "../core/store.js";
@@ -33,6 +37,7 @@ import { SecretBox } from "./secret-box.js";
 import { loadSecretKeys } from "./secret-keys.js";
 import { SettingsService } from "./settings-service.js";
 import { SetupCode } from "./setup-code.js";
+import { createWorkspace } from "./workspace.js";
 
 export interface ServerOptions {
   /** host:port; port 0 picks a free one. Default 127.0.0.1:7080. */
@@ -247,6 +252,15 @@ async function serve(
     environments,
     bus,
     metrics,
+    workspace: await createWorkspace({
+      dataDir: options.dataDir,
+      store,
+      provider,
+      environments,
+      settings,
+      audit,
+      logger,
+    }),
     logger,
     shutdown: shutdown.signal,
     // Over HTTPS, whether served here or behind a proxy whose access URL says so.
@@ -275,7 +289,13 @@ async function serve(
   const metricsServer = options.metricsListen
     ? await serveMetrics(options.metricsListen, metrics, metricsToken)
     : undefined;
-  const terminal = attachTerminal(server, deps);
+  deps.workspace.start();
+  const upgrades = new Upgrades(server, deps);
+  // A port's own host claims every path on it, so its WebSockets are matched first.
+  attachPortProxyUpgrades(upgrades, deps);
+  const terminal = attachTerminal(upgrades, deps);
+  const ssh = attachSsh(upgrades, deps);
+  const portConnections = attachPortConnect(upgrades, deps);
   logger.info(
     {
       url,
@@ -292,7 +312,11 @@ async function serve(
     closing ??= (async () => {
       shutdown.abort();
       connections.close();
+      upgrades.close();
+      await deps.workspace.close();
       terminal.close();
+      ssh.close();
+      portConnections.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await environments.close();

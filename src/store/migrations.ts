@@ -159,6 +159,28 @@ export const migrations: readonly Migration[] = [
       "CREATE INDEX users_created ON users (created_at, id)",
     ],
   },
+  {
+    version: 7,
+    name: "shared ports, idle stop and last use per environment",
+    statements: () => [
+      `CREATE TABLE environment_ports (
+        environment_id TEXT NOT NULL REFERENCES environments (id) ON DELETE CASCADE,
+        port INTEGER NOT NULL,
+        share TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (environment_id, port)
+      )`,
+      `CREATE TABLE environment_idle (
+        environment_id TEXT PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
+        minutes INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+      `CREATE TABLE environment_activity (
+        environment_id TEXT PRIMARY KEY REFERENCES environments (id) ON DELETE CASCADE,
+        last_active_at TEXT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** Any constant shared by every cvm server; replicas serialize their migrations on it. */

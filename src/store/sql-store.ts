@@ -55,6 +55,7 @@ import {
   type UserRow,
   userFromRow,
 } from "./rows.js";
+import { workspaceStore } from "./workspace-store.js";
 
 const now = () => new Date().toISOString();
 
@@ -658,6 +659,7 @@ export function sqlStore(db: Database): Store {
     audit: auditStore(db),
     environments: environmentStore(db),
     builds: buildStore(db),
+    workspace: workspaceStore(db),
     loginThrottle: loginThrottleStore(db),
     async backup(file) {
       if (!db.backup) {

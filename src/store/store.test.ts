@@ -705,6 +705,43 @@ for (const backend of backends) {
         }
       }));
 
+    test("workspace: shared ports, idle stop and last use per environment; private and default remove; gone with the environment", () =>
+      withStore(async (store) => {
+        const ada = await store.users.create(newUser("ada@example.com"));
+        const env = await store.environments.create(newEnvironment(ada.id, "dev"));
+        assert.deepEqual(await store.workspace.portShares(env.id), []);
+        await store.workspace.setPortShare(env.id, 8080, "public", minutes(1));
+        await store.workspace.setPortShare(env.id, 3000, "authenticated", minutes(1));
+        await store.workspace.setPortShare(env.id, 8080, "authenticated", minutes(2));
+        assert.deepEqual(await store.workspace.portShares(env.id), [
+          { port: 3000, share: "authenticated" },
+          { port: 8080, share: "authenticated" },
+        ]);
+        await store.workspace.setPortShare(env.id, 3000, "private", minutes(3));
+        assert.deepEqual(await store.workspace.portShares(env.id), [{ port: 8080, share: "authenticated" }]);
+
+        assert.equal(await store.workspace.idleStopMinutes(env.id), undefined);
+        await store.workspace.setIdleStopMinutes(env.id, 0, minutes(1));
+        assert.equal(await store.workspace.idleStopMinutes(env.id), 0);
+        await store.workspace.setIdleStopMinutes(env.id, 90, minutes(2));
+        assert.equal(await store.workspace.idleStopMinutes(env.id), 90);
+        await store.workspace.setIdleStopMinutes(env.id, undefined, minutes(3));
+        assert.equal(await store.workspace.idleStopMinutes(env.id), undefined);
+
+        assert.equal(await store.workspace.lastActiveAt(env.id), undefined);
+        await store.workspace.recordActivity(env.id, minutes(10));
+        await store.workspace.recordActivity(env.id, minutes(5));
+        assert.equal(await store.workspace.lastActiveAt(env.id), minutes(10), "an earlier report changes nothing");
+        await store.workspace.recordActivity(env.id, minutes(11));
+        assert.equal(await store.workspace.lastActiveAt(env.id), minutes(11));
+
+        await store.workspace.setIdleStopMinutes(env.id, 5, minutes(4));
+        await store.environments.remove(env.id);
+        assert.deepEqual(await store.workspace.portShares(env.id), []);
+        assert.equal(await store.workspace.idleStopMinutes(env.id), undefined);
+        assert.equal(await store.workspace.lastActiveAt(env.id), undefined);
+      }));
+
     if (backend.name === "sqlite") {
       test("sqlite: the database file is private to its owner", () =>
         withStore(async (_store, fresh) => {

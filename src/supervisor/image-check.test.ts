@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { defaultUser, parsePasswd, presetDecision, verdictOf } from "./image-check.js";
+import { parsePasswd } from "../core/login-account.js";
+import { defaultUser, presetDecision, verdictOf } from "./image-check.js";
 
 const passwd = parsePasswd(
   [

@@ -6,6 +6,7 @@
  */
 
 import type Dockerode from "dockerode";
+import { ordinaryAccount, type PasswdEntry, parsePasswd } from "../core/login-account.js";
 import { ignoring, pullError, pullWithRetry } from "../docker/index.js";
 import { type ContainerFilesystem, type ImageFilesystem, withImageFilesystem } from "./image-filesystem.js";
 import { findExecutable, findInitPath, type InitPath, resolveImagePath } from "./init-path.js";
@@ -48,7 +49,6 @@ const presetDirectories = [
   "/lib/systemd/system-preset",
   "/usr/lib/systemd/system-preset",
 ];
-const nobodyUid = 65534;
 
 /** The first of `paths` that is an executable; otherwise the last one's answer. */
 async function firstExecutable(fs: ImageFilesystem, paths: string[]): Promise<InitPath> {
@@ -142,19 +142,6 @@ async function dockerServiceState(fs: ImageFiles): Promise<ImageCheck["dockerSer
   return { state: "not-enabled", evidence: `${unitFile} exists, no multi-user.target.wants link${why}` };
 }
 
-interface PasswdEntry {
-  name: string;
-  uid: number;
-}
-
-export function parsePasswd(text: string): PasswdEntry[] {
-  return text
-    .split("\n")
-    .map((line) => line.split(":"))
-    .filter((fields) => fields.length >= 7 && /^\d+$/.test(fields[2]))
-    .map((fields) => ({ name: fields[0], uid: Number(fields[2]) }));
-}
-
 /** The image's configured user; else the first ordinary account (uid 1000 and up, not nobody); else root. */
 export function defaultUser(configUser: string | undefined, passwd: PasswdEntry[]): DefaultUser {
   const configured = configUser?.split(":")[0];
@@ -165,8 +152,8 @@ export function defaultUser(configUser: string | undefined, passwd: PasswdEntry[
       ? { name: configured, uid: Number(configured), source: "image config" }
       : { name: configured, source: "image config" };
   }
-  const ordinary = passwd.find((e) => e.uid >= 1000 && e.uid !== nobodyUid);
-  if (ordinary) return { ...ordinary, source: "/etc/passwd" };
+  const ordinary = ordinaryAccount(passwd);
+  if (ordinary) return { name: ordinary.name, uid: ordinary.uid, source: "/etc/passwd" };
   return { name: "root", uid: 0, source: "none found: root" };
 }
 

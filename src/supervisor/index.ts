@@ -11,13 +11,16 @@
  */
 
 import { chown, mkdir, readFile, stat } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { release } from "node:os";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { type CvmRuntime, chooseRuntime } from "../core/isolation-runtime.js";
+import type { ListeningPort } from "../core/listening-ports.js";
 import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
 import type {
   BuildContext,
@@ -26,6 +29,9 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  SplicedSocket,
+  UnixListener,
+  UnixSocketSpec,
   WorkloadPool,
 } from "../core/provider.js";
 import {
@@ -43,6 +49,7 @@ import {
   type RunningAddress,
   startExec,
 } from "../docker/index.js";
+import { NamespaceBridge } from "../netns/index.js";
 import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import {
@@ -67,6 +74,7 @@ import {
 } from "./environment-disks.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
 import { findInitPath, type InitPath } from "./init-path.js";
+import { Lxcfs, withLxcfs } from "./lxcfs.js";
 import { binfmtNote } from "./multi-arch.js";
 import { readNodePidCapacity } from "./node-limits.js";
 import { systemdReport, waitForSystemdBus } from "./readiness.js";
@@ -163,6 +171,8 @@ class Supervisor implements CvmSupervisor {
   private readonly logger: Logger;
   private readonly hostDocker?: Dockerode;
   private readonly initPaths = new Map<string, InitPath>();
+  private readonly namespaces: NamespaceBridge;
+  private readonly lxcfs: Lxcfs;
   /** Built once per process: concurrent builds share the one compile. */
   private gateBinary?: Promise<string>;
   /** The seccomp profile as the engine takes it: the same for every CVM. */
@@ -178,6 +188,8 @@ class Supervisor implements CvmSupervisor {
       insecureRegistries: options.insecureRegistries,
     });
     this.hostDocker = options.hostDockerHost ? dockerClient(options.hostDockerHost) : undefined;
+    this.namespaces = new NamespaceBridge(join(options.dataDir, "bin"));
+    this.lxcfs = new Lxcfs(join(options.dataDir, "lxcfs"), this.logger);
     this.pool = new CvmWarmPool(
       {
         engine: () => this.engine.ensure(),
@@ -253,6 +265,7 @@ class Supervisor implements CvmSupervisor {
     }
     const { container, createdAt } = created;
     await log(created.diskNote);
+    await log(created.procNote);
     await log(
       `create: ${containerName(environment.id)} with ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory`,
     );
@@ -341,7 +354,7 @@ class Supervisor implements CvmSupervisor {
     docker: Dockerode,
     environment: Environment,
     setup: Setup,
-  ): Promise<{ container: Dockerode.Container; image: string; createdAt: number; diskNote: string }> {
+  ): Promise<{ container: Dockerode.Container; image: string; createdAt: number; diskNote: string; procNote: string }> {
     const { runtime, storage, rootfs } = setup;
     const request = cvmContainerRequest({
       environment,
@@ -357,15 +370,16 @@ class Supervisor implements CvmSupervisor {
       devices: setup.devices,
       sysfsReference: setup.sysfsReference,
     });
+    const proc = await this.lxcfs.ensure();
     const createdAt = Date.now();
-    const container = await docker.createContainer(request);
+    const container = await docker.createContainer(withLxcfs(request, proc.mountpoint));
     const [root, info] = await Promise.all([
       rootfs.storageOpt ? rootfs.note : this.rootDisk(container, environment),
       container.inspect(),
     ]);
     const enforced = storage.enforced && !/not limited/.test(root);
     const diskNote = `${enforced ? "disk limit" : "disk limit not enforced"}: ${storage.note}; ${root}`;
-    return { container, image: info.Image, createdAt, diskNote };
+    return { container, image: info.Image, createdAt, diskNote, procNote: `/proc: ${proc.note}` };
   }
 
   /** The writable layer on a disk of its own (environment-disks.ts), where the engine cannot limit it itself. */
@@ -705,6 +719,40 @@ class Supervisor implements CvmSupervisor {
     return startExec(docker, docker.getContainer(info.Id), options, { user: "0", engineIsLocal: true });
   }
 
+  /** The node's pid of the CVM's init, whose namespaces are entered to reach inside. */
+  private async pid(environment: Environment): Promise<number> {
+    const info = await this.inspect(environment);
+    if (!info?.State.Running || !info.State.Pid) {
+      throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`);
+    }
+    return info.State.Pid;
+  }
+
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return this.namespaces.dial(await this.pid(environment), port);
+  }
+
+  async spliceSocket(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<SplicedSocket> {
+    return this.namespaces.splice(await this.pid(environment), port, client, connected);
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return this.namespaces.listeningPorts(await this.pid(environment));
+  }
+
+  async listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener> {
+    return this.namespaces.listen(await this.pid(environment), spec, onConnection);
+  }
+
   /** Every CVM with cvm's labels but a warm pool's members, which belong to no environment yet. */
   async listWorkloads(): Promise<LabeledWorkload[]> {
     const [workloads, members] = await Promise.all([
@@ -744,6 +792,14 @@ class Supervisor implements CvmSupervisor {
 
   async close(): Promise<void> {
     await sparesSettled();
+    // CVMs outlive a stopping engine (live restore) and keep reading their /proc through lxcfs.
+    const running = this.lxcfs.running()
+      ? await this.engine
+          .ensure()
+          .then((docker) => docker.listContainers())
+          .catch(() => [])
+      : [];
     await this.engine.close();
+    if (running.length === 0) await this.lxcfs.close();
   }
 }

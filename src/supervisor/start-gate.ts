@@ -6,16 +6,11 @@
  * minimal init that reaps children, for images without /sbin/init.
  */
 
-import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { access, chmod, readFile, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { CvmError } from "../core/errors.js";
-
-const run = promisify(execFile);
+import { ensureStaticBinary } from "../native/static-binary.js";
 
 export const gateSource = fileURLToPath(new URL("./gate/cvm-gate.c", import.meta.url));
 
@@ -39,43 +34,9 @@ export function gateCommand(init: string, masks: readonly string[] = []): string
   return masks.length > 0 ? ["hold", `--mask=${masks.join(",")}`, init] : ["hold", init];
 }
 
-/**
- * Where the supervisor image carries the gate, compiled from the same source
- * when the image was built (images/recipes.ts): a Pod has no compiler.
- */
-export const prebuiltGateDir = "/usr/libexec/cvm";
-
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  );
-
-/**
- * The gate for this source version: the image's prebuilt one, or compiled
- * once into `binDir` (gcc -static, so it runs in any image, with or without a
- * libc).
- */
-export async function ensureGateBinary(binDir: string, prebuiltDir = prebuiltGateDir): Promise<string> {
-  const source = await readFile(gateSource);
-  const name = `cvm-gate-${createHash("sha256").update(source).digest("hex").slice(0, 12)}`;
-  const prebuilt = join(prebuiltDir, name);
-  if (await exists(prebuilt)) return prebuilt;
-  const binary = join(binDir, name);
-  if (await exists(binary)) return binary;
-  const partial = `${binary}.${process.pid}.partial`;
-  try {
-    await run("gcc", ["-static", "-O2", "-s", "-o", partial, gateSource]);
-  } catch (error) {
-    await rm(partial, { force: true });
-    throw new CvmError("UNAVAILABLE", "Could not build cvm's start gate", {
-      detail: `gcc -static failed (install gcc and libc6-dev: scripts/provision.sh): ${(error as Error).message}`,
-      cause: error,
-    });
-  }
-  await chmod(partial, 0o755);
-  await rename(partial, binary);
-  return binary;
+/** Compiles the gate once per source version into `binDir`. */
+export async function ensureGateBinary(binDir: string): Promise<string> {
+  return ensureStaticBinary(gateSource, binDir, "cvm-gate");
 }
 
 export type Release = "init" | "reaper";

@@ -140,22 +140,28 @@ test("a start that fails again says so, exits 1 and names what to run next", asy
   assert.match(result.stderr, /^Try again: cvm env rebuild broken$/m);
 });
 
-test("cvm ssh to a stopped or a failed environment names the command to run", async () => {
+test("cvm ssh to a failed environment names the command to run; to a stopped one, starts it and says so", async () => {
   const failed = await refused(["ssh", "broken", "--", "true"]);
   assert.match(failed, /^cvm: broken failed: the image has no \/sbin\/init$/m);
   assert.match(failed, /cvm env rebuild broken/);
 
   await admin.stopEnvironment("box");
   await waitForState("box", "stopped");
-  const stopped = await refused(["ssh", "box", "--", "true"]);
-  assert.match(stopped, /^cvm: box is stopped$/m);
-  assert.match(stopped, /^ {2}Start it: cvm env start box$/m);
+  // The fake provider's command echoes its command line and ends with its input.
+  const started = await runCvm(["ssh", "box", "--", "echo", "in"], {
+    env: { ...process.env, CVM_CONFIG_DIR: configDir },
+    stdin: "",
+  });
+  assert.equal(started.code, 0, started.stderr);
+  assert.match(started.stderr, /^cvm: box is stopped: starting it$/m);
+  assert.match(started.stdout, /^echo in$/m);
+  assert.equal((await admin.environment("box")).state, "running");
 });
 
 test("delete without a terminal to ask on requires --yes, and deletes nothing without it", async () => {
   const stderr = await refused(["env", "delete", "box"]);
   assert.match(stderr, /no terminal to confirm on; to delete box, pass --yes/);
-  assert.equal((await admin.environment("box")).state, "stopped", "still there");
+  assert.equal((await admin.environment("box")).state, "running", "still there");
 });
 
 test("tokens list tells a CLI login, a browser's session and an API token apart, with where from and when used", async () => {

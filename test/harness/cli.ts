@@ -25,13 +25,20 @@ export async function compiledCvm(): Promise<string> {
 /** Runs bin/cvm; a non-zero exit is a result, not an error. */
 export function runCvm(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeout?: number; nodeOptions?: string[] } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeout?: number;
+    nodeOptions?: string[];
+    /** What the command reads on stdin, which then ends; left open (as a terminal's) when not given. */
+    stdin?: string;
+  } = {},
 ): Promise<CliResult> {
   const [file, argv] = options.nodeOptions
     ? [process.execPath, [...options.nodeOptions, cvmBin, ...args]]
     : [cvmBin, args];
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       file,
       argv,
       { env: options.env ?? process.env, cwd: options.cwd, timeout: options.timeout ?? 240_000 },
@@ -40,5 +47,6 @@ export function runCvm(
         resolve({ code, stdout, stderr });
       },
     );
+    if (options.stdin !== undefined) child.stdin?.end(options.stdin);
   });
 }

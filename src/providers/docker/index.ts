@@ -6,9 +6,12 @@
  */
 
 import { existsSync } from "node:fs";
+import type { Socket } from "node:net";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
+import type { ListeningPort } from "../../core/listening-ports.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -16,10 +19,14 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  SplicedSocket,
+  UnixListener,
+  UnixSocketSpec,
   WorkloadPool,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
+import { NamespaceBridge } from "../../netns/index.js";
 import type { CvmSupervisor } from "../../supervisor/index.js";
 import type { ProviderOptions } from "../index.js";
 import { EnvironmentFirewall, type FirewalledEngine } from "./environment-firewall.js";
@@ -37,7 +44,20 @@ export async function createDockerProvider(options: ProviderOptions): Promise<Pr
 }
 
 /** What both standard environments and the CVM supervisor do for one environment. */
-type EnvironmentBackend = Pick<CvmSupervisor, "build" | "start" | "stop" | "remove" | "discard" | "observe" | "exec">;
+type EnvironmentBackend = Pick<
+  CvmSupervisor,
+  | "build"
+  | "start"
+  | "stop"
+  | "remove"
+  | "discard"
+  | "observe"
+  | "exec"
+  | "dial"
+  | "spliceSocket"
+  | "listeningPorts"
+  | "listenUnix"
+>;
 
 class DockerProvider implements Provider {
   readonly name = "docker" as const;
@@ -65,6 +85,7 @@ class DockerProvider implements Provider {
       docker,
       options.logger,
       this.hostEngineIsLocal,
+      new NamespaceBridge(join(options.dataDir, "bin")),
       options.installationId,
       () => this.applyPolicy(this.hostEngineIsLocal),
       this.hostEngineIsLocal ? join(options.dataDir, "disks") : undefined,
@@ -189,6 +210,34 @@ class DockerProvider implements Provider {
 
   async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {
     return (await this.for(environment)).exec(environment, options);
+  }
+
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return (await this.for(environment)).dial(environment, port);
+  }
+
+  async spliceSocket(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<SplicedSocket> {
+    const backend = await this.for(environment);
+    const splice = backend.spliceSocket?.bind(backend);
+    if (!splice) throw new Error("both docker backends splice sockets");
+    return splice(environment, port, client, connected);
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return (await this.for(environment)).listeningPorts(environment);
+  }
+
+  async listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener> {
+    return (await this.for(environment)).listenUnix(environment, spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

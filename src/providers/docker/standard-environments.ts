@@ -4,12 +4,24 @@
  * outlives rebuilds. Never privileged, no engine socket, no host path.
  */
 
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
+import type { ListeningPort } from "../../core/listening-ports.js";
 import { environmentPidsLimit, pidsLimitNote } from "../../core/pids-limit.js";
-import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observation } from "../../core/provider.js";
+import type {
+  BuildContext,
+  ExecOptions,
+  ExecSession,
+  LabeledWorkload,
+  Observation,
+  SplicedSocket,
+  UnixListener,
+  UnixSocketSpec,
+} from "../../core/provider.js";
 import {
   ensureImage,
   homeVolumeName,
@@ -24,6 +36,7 @@ import {
   startExec,
   statusOf,
 } from "../../docker/index.js";
+import type { NamespaceBridge } from "../../netns/index.js";
 import { diskVolumeOptions, ensureDisk, releaseDisk } from "../../supervisor/environment-disks.js";
 import { readNodePidCapacity } from "../../supervisor/node-limits.js";
 import { containerName, containerRequest, homeVolumeRequest, standardNetwork } from "./workload.js";
@@ -40,6 +53,7 @@ export class StandardEnvironments {
     private readonly docker: Dockerode,
     private readonly logger: Logger,
     private readonly engineIsLocal: boolean,
+    private readonly namespaces: NamespaceBridge,
     private readonly installationId: string | undefined,
     /** Called once a container has started, before its build returns: the network policy takes it in; answers a line for the build log. */
     private readonly started: () => Promise<string | undefined> = async () => undefined,
@@ -275,6 +289,47 @@ export class StandardEnvironments {
       });
     }
     return startExec(this.docker, this.docker.getContainer(info.Id), options, { engineIsLocal: this.engineIsLocal });
+  }
+
+  /** The node's pid of the environment's running container, whose namespaces are entered to reach inside. */
+  private async pid(environment: Environment): Promise<number> {
+    if (!this.engineIsLocal) {
+      throw new CvmError("UNAVAILABLE", "Reaching a port or socket inside needs the engine on this machine", {
+        detail: "The docker provider's engine is remote (DOCKER_HOST is not a local socket)",
+      });
+    }
+    const info = await this.inspect(environment);
+    if (!info?.State.Running || !info.State.Pid) {
+      throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`, {
+        detail: info ? exitReason(info) : "it has no container",
+      });
+    }
+    return info.State.Pid;
+  }
+
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return this.namespaces.dial(await this.pid(environment), port);
+  }
+
+  async spliceSocket(
+    environment: Environment,
+    port: number,
+    client: Socket,
+    connected: () => Promise<void> | void,
+  ): Promise<SplicedSocket> {
+    return this.namespaces.splice(await this.pid(environment), port, client, connected);
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return this.namespaces.listeningPorts(await this.pid(environment));
+  }
+
+  async listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener> {
+    return this.namespaces.listen(await this.pid(environment), spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

@@ -11,9 +11,11 @@
  * its warm pool's members; each image's registry digest is a map a test sets.
  */
 
+import { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Environment } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
+import type { ListeningPort } from "../../core/listening-ports.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -21,6 +23,7 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
+  UnixListener,
   WorkloadPool,
 } from "../../core/provider.js";
 import { memberEnvironment, type PoolMember } from "../../core/warm-pool.js";
@@ -42,6 +45,8 @@ export interface FakeScript {
   observation?: Partial<Observation>;
   /** The workload is gone as soon as its build ends, as if removed behind cvm's back. */
   vanish?: boolean;
+  /** Ports that listen inside once it runs; each echoes what it is sent. */
+  ports?: number[];
   /** Stop and remove fail with these messages. */
   stopFails?: string;
   removeFails?: string;
@@ -215,6 +220,35 @@ export class FakeProvider implements Provider {
         reason: "no fake workload for this environment",
       });
     return workload.running ? workload.observation : { ...workload.observation, running: false };
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    if (!this.workloads.get(environment.id)?.running) return [];
+    return (this.scriptOf(environment).ports ?? []).map((port) => ({ port, addresses: ["127.0.0.1"] }));
+  }
+
+  /** A connection to a scripted port echoes what it is sent; any other port has nothing listening. */
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    if (!this.workloads.get(environment.id)?.running) throw new CvmError("CONFLICT", "The environment is not running");
+    if (!(this.scriptOf(environment).ports ?? []).includes(port)) {
+      throw new CvmError("UNAVAILABLE", `nothing listens on port ${port} inside the environment`);
+    }
+    const echo: Duplex = new Duplex({
+      read() {},
+      write(chunk, _encoding, done) {
+        echo.push(chunk);
+        done();
+      },
+      final(done) {
+        echo.push(null);
+        done();
+      },
+    });
+    return echo;
+  }
+
+  async listenUnix(): Promise<UnixListener> {
+    throw new CvmError("UNAVAILABLE", "The fake provider has no sockets inside");
   }
 
   /** Echoes the command, then its input; exits 0 when the input ends, or on a line `exit`, as a shell would. */

@@ -13,6 +13,7 @@
  */
 
 import type { KeyObject } from "node:crypto";
+import type { Duplex } from "node:stream";
 import {
   CoreV1Api,
   type KubeConfig,
@@ -24,6 +25,7 @@ import {
 import type { Logger } from "pino";
 import type { Environment, EnvironmentState, RegistryCredentials } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
+import { type ListeningPort, parseListeningPorts } from "../../core/listening-ports.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -32,6 +34,7 @@ import type {
   Observation,
   Provider,
   SupervisorReport,
+  UnixListener,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import {
@@ -45,7 +48,9 @@ import {
   loadKubeConfig,
 } from "../../kubernetes/index.js";
 import { podDefaults } from "../../supervisor/pod-contract.js";
+import { dialByExec } from "../exec-dial.js";
 import type { ProviderOptions } from "../index.js";
+import { readInside } from "../read-inside.js";
 import { startExec } from "./exec-session.js";
 import {
   annotations,
@@ -487,6 +492,21 @@ export class KubernetesProvider implements Provider {
       rows: options.rows,
       framed: environment.cvm,
     });
+  }
+
+  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
+    return parseListeningPorts(
+      await readInside((e, o) => this.exec(e, o), environment, ["/proc/net/tcp", "/proc/net/tcp6"]),
+    );
+  }
+
+  /** The Pod runs on another node, whose namespaces this one cannot enter: a relay inside, through exec. */
+  async dial(environment: Environment, port: number): Promise<Duplex> {
+    return dialByExec((e, o) => this.exec(e, o), environment, port);
+  }
+
+  async listenUnix(): Promise<UnixListener> {
+    throw new CvmError("UNAVAILABLE", "A socket inside the environment is not yet available on Kubernetes");
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

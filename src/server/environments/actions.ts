@@ -156,11 +156,12 @@ export class EnvironmentActions {
     return this.beginBuild(actor, ref, "rebuild", build, { image });
   }
 
-  async stop(actor: Actor, ref: string): Promise<Environment> {
+  /** Stops; `reason` (idle stop) goes into the timeline and the build log, where a user's own stop says nothing. */
+  async stop(actor: Actor, ref: string, reason?: string): Promise<Environment> {
     const { id } = await this.deps.access.find(actor, ref);
     return this.deps.mutex.run(id, async () => {
-      const { before, after: stopping } = await this.begin(actor, id, "stop");
-      await this.deps.runner.abort(id, "stopped by the user");
+      const { before, after: stopping } = await this.begin(actor, id, "stop", reason ? { reason } : {});
+      await this.deps.runner.abort(id, reason ?? "stopped by the user");
       try {
         await this.deps.provider.stop(stopping, this.deps.stopTimeoutSeconds ?? 20);
       } catch (error) {

@@ -108,8 +108,9 @@ export class EnvironmentService {
     return this.actions.rebuild(actor, ref, options);
   }
 
-  stop(actor: Actor, ref: string): Promise<Environment> {
-    return this.actions.stop(actor, ref);
+  /** Stops; a `reason` (idle stop) is written to the timeline and the build log. */
+  stop(actor: Actor, ref: string, reason?: string): Promise<Environment> {
+    return this.actions.stop(actor, ref, reason);
   }
 
   remove(actor: Actor, ref: string, options: { keepHome: boolean }): Promise<void> {

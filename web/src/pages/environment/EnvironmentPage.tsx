@@ -1,15 +1,16 @@
 /**
  * One environment: what it is, where it is in its life, whether systemd and
- * Docker are up inside, its build log as it grows, and what can be done to it.
- * While it builds, its steps and their times; when it failed, why (once), what
- * starting it again will do, and what to change instead.
+ * Docker are up inside, how to connect, what it uses, its ports and idle
+ * timer (Workspace.tsx), every build's log as it grows, and what can be done
+ * to it. While it builds, its steps and their times; when it failed, why
+ * (once), what starting it again will do, and what to change instead.
  */
 
 import { useEffect, useState } from "react";
 import type { Environment, EnvironmentAction } from "../../../../src/core/environment.js";
 import { actionAllowed, buildingStates } from "../../../../src/core/environment.js";
 import { isImageReference, parseImageReference } from "../../../../src/core/image-reference.js";
-import { ApiError, fieldErrors, invalidFields } from "../../api.js";
+import { ApiError, client, fieldErrors, invalidFields } from "../../api.js";
 import { DockerBadge, KindBadge, StateBadge, SystemdBadge } from "../../components/badges.js";
 import { ConfirmDialog } from "../../components/confirm-dialog.js";
 import { EmptyState, ErrorState, InlineError, Loading } from "../../components/feedback.js";
@@ -19,11 +20,48 @@ import { LiveIndicator } from "../../components/live-indicator.js";
 import { PageHeader } from "../../components/shell.js";
 import { dateTime, duration, resources, time } from "../../format.js";
 import { environmentActions, useEnvironment } from "../../queries/environments.js";
+import { useResource } from "../../queries/resource.js";
 import { Link, navigate } from "../../router.js";
+import { useUser } from "../../session.js";
 import { BuildLog } from "./BuildLog.js";
 import { BuildProgress } from "./BuildProgress.js";
 import { buildSteps, currentBuild, timeInStates } from "./build-steps.js";
 import "./environment.css";
+import { ConnectPanel, IdlePanel, PortsPanel, UsagePanel } from "./Workspace.js";
+
+/** Every build of the environment, newest first, to pick a log from. */
+function BuildPicker({
+  environment,
+  value,
+  onChange,
+}: {
+  environment: Environment;
+  value?: string;
+  onChange: (buildId?: string) => void;
+}) {
+  const builds = useResource(() => client.builds(environment.id), [environment.id, environment.buildId]);
+  const items = [...(builds.data?.items ?? [])].sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+  if (items.length < 2) return null;
+  return (
+    <label className="build-picker">
+      Build{" "}
+      <select
+        value={value ?? ""}
+        onChange={(event) => onChange(event.target.value || undefined)}
+        aria-label="Which build's log"
+        data-testid="build-picker"
+      >
+        <option value="">The latest</option>
+        {items.map((build) => (
+          <option key={build.id} value={build.id}>
+            {dateTime(build.startedAt)}
+            {build.outcome ? ` (${build.outcome})` : " (in progress)"}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
 
 const allowed = (action: EnvironmentAction, environment: Environment) => actionAllowed(action, environment.state);
 
@@ -125,6 +163,8 @@ export function EnvironmentPage({ params }: { params: Record<string, string> }) 
   const [image, setImage] = useState("");
   const [busy, setBusy] = useState(false);
   const [actionError, setActionError] = useState<unknown>();
+  const [shownBuild, setShownBuild] = useState<string>();
+  const user = useUser();
   const now = useNow(Boolean(live.environment && buildingStates.includes(live.environment.state)));
 
   if (live.gone) {
@@ -306,9 +346,17 @@ export function EnvironmentPage({ params }: { params: Record<string, string> }) 
         </section>
       </div>
 
+      <div className="grid">
+        <ConnectPanel environment={e} />
+        <UsagePanel environment={e} />
+        <IdlePanel environment={e} />
+      </div>
+      <PortsPanel environment={e} userId={user.id} />
+
       <section className="card" aria-labelledby="log-title">
         <h2 id="log-title">Build log</h2>
-        <BuildLog environment={e} />
+        <BuildPicker environment={e} value={shownBuild} onChange={setShownBuild} />
+        <BuildLog environment={shownBuild ? { ...e, buildId: shownBuild } : e} />
       </section>
 
       {confirming && (

@@ -158,6 +158,9 @@ export default function InfrastructurePage() {
         capabilities: capabilities.split(/[\s,]+/).filter(Boolean),
       },
       limits: draft.limits,
+      publicPorts: draft.publicPorts,
+      portsHost: draft.portsHost,
+      idleStopMinutes: draft.idleStopMinutes,
       quotas: draft.quotas,
       network: { reach: draft.network.reach, allowedNetworks: allowedNetworks.split(/[\s,]+/).filter(Boolean) },
       ...(force ? { force: true } : {}),
@@ -342,6 +345,43 @@ export default function InfrastructurePage() {
                   min="0"
                   value={Number.isNaN(draft.limits.pids) ? "" : draft.limits.pids}
                   onChange={(e) => setDraft({ ...draft, limits: { ...draft.limits, pids: e.target.valueAsNumber } })}
+                />
+              )}
+            </Field>
+          </div>
+        </fieldset>
+
+        <fieldset className="field">
+          <legend>Workspaces</legend>
+          <label className="checkbox">
+            <input
+              type="checkbox"
+              checked={draft.publicPorts}
+              onChange={(e) => setDraft({ ...draft, publicPorts: e.target.checked })}
+            />
+            Owners may share a port publicly (with anyone, signed in or not)
+          </label>
+          {fields.publicPorts && <p className="field-error">{fields.publicPorts}</p>}
+          <div className="form-row">
+            <Field id="ports-host" label="Wildcard host for ports" error={fields.portsHost}>
+              {(props) => (
+                <input
+                  {...props}
+                  placeholder="cvm.example.com (DNS *.cvm.example.com reaches this server)"
+                  value={draft.portsHost}
+                  onChange={(e) => setDraft({ ...draft, portsHost: e.target.value.trim() })}
+                />
+              )}
+            </Field>
+            <Field id="idle-stop" label="Idle stop (minutes without use; 0: never)" error={fields.idleStopMinutes}>
+              {(props) => (
+                <input
+                  {...props}
+                  type="number"
+                  min={0}
+                  step={1}
+                  value={Number.isNaN(draft.idleStopMinutes) ? "" : draft.idleStopMinutes}
+                  onChange={(e) => setDraft({ ...draft, idleStopMinutes: e.target.valueAsNumber })}
                 />
               )}
             </Field>

@@ -278,6 +278,19 @@ export default function TerminalPage({ params }: { params: Record<string, string
   useEffect(() => {
     if (running) setOpened(true);
   }, [running]);
+  // Opening the terminal of a stopped environment starts it, and says so.
+  const [autoStarted, setAutoStarted] = useState<string>();
+  const state = e?.state;
+  const id = e?.id;
+  useEffect(() => {
+    if (!id || autoStarted || opened || state !== "stopped") return;
+    setAutoStarted(state);
+    setStarting(true);
+    environmentActions
+      .start(id)
+      .then((started) => live.accept(started), setStartError)
+      .finally(() => setStarting(false));
+  }, [id, state, autoStarted, opened, live]);
   if (!e) return live.error ? <ErrorState error={live.error} /> : <Loading what="environment" />;
   const start = async () => {
     setStarting(true);
@@ -303,8 +316,10 @@ export default function TerminalPage({ params }: { params: Record<string, string
       ) : (
         <div className="feedback terminal-closed">
           {building ? (
-            <p role="status">
-              <span className="spinner" aria-hidden="true" /> {e.name} is {e.state}; the terminal opens once it runs.
+            <p role="status" data-testid={autoStarted ? "terminal-starting" : undefined}>
+              <span className="spinner" aria-hidden="true" />{" "}
+              {autoStarted ? `${e.name} was ${autoStarted}: starting it. ` : ""}
+              {e.name} is {e.state}; the terminal opens once it runs.
             </p>
           ) : (
             <p>

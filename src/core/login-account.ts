@@ -1,0 +1,71 @@
+/**
+ * Who a shell, a command or an SSH session runs as inside an environment:
+ * the image's own user (uid 1000, else the first ordinary account, as `cvm
+ * image check` reports it), in its home with its login shell; root where the
+ * image has no such user, or when root is asked for. Pure: the passwd text
+ * is read by an adapter.
+ */
+
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+/** The account a process runs as, with what a login gives it. */
+export interface LoginAccount extends PasswdEntry {
+  /** Why this account: the image's user, root asked for, or root for want of another. */
+  source: "image user" | "asked for root" | "no user in the image: root";
+}
+
+/** Who was asked for: the image's own user, or root. */
+export type AccountRequest = "default" | "root";
+
+const nobodyUid = 65534;
+const defaultUid = 1000;
+
+export function parsePasswd(text: string): PasswdEntry[] {
+  return text
+    .split("\n")
+    .map((line) => line.split(":"))
+    .filter((fields) => fields.length >= 7 && /^\d+$/.test(fields[2]) && /^\d+$/.test(fields[3]))
+    .map((fields) => ({
+      name: fields[0],
+      uid: Number(fields[2]),
+      gid: Number(fields[3]),
+      home: fields[5] || "/",
+      shell: fields[6].trim(),
+    }));
+}
+
+/** The image's ordinary user: uid 1000, else the first account from 1000 up that is not nobody. */
+export function ordinaryAccount(entries: PasswdEntry[]): PasswdEntry | undefined {
+  return entries.find((e) => e.uid === defaultUid) ?? entries.find((e) => e.uid >= defaultUid && e.uid !== nobodyUid);
+}
+
+const rootEntry: PasswdEntry = { name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/sh" };
+
+/** The account for a request, from the environment's /etc/passwd. */
+export function loginAccount(entries: PasswdEntry[], request: AccountRequest): LoginAccount {
+  const root = entries.find((e) => e.uid === 0) ?? rootEntry;
+  if (request === "root") return { ...root, source: "asked for root" };
+  const ordinary = ordinaryAccount(entries);
+  return ordinary ? { ...ordinary, source: "image user" } : { ...root, source: "no user in the image: root" };
+}
+
+/** The login shell to start: the account's, unless it is missing or refuses logins. */
+export function loginShellOf(account: PasswdEntry): string {
+  return !account.shell || /(nologin|false)$/.test(account.shell) ? "/bin/sh" : account.shell;
+}
+
+/** What a login sets: the variables sshd and login(1) give every session. */
+export function loginEnvironment(account: PasswdEntry): Record<string, string> {
+  return {
+    HOME: account.home,
+    USER: account.name,
+    LOGNAME: account.name,
+    SHELL: loginShellOf(account),
+  };
+}

@@ -17,6 +17,7 @@ interface SetOptions {
   runtime?: string;
   fuse?: string;
   tun?: string;
+  lxcfs?: string;
   privileges?: string;
   capabilities?: string;
   maxCpu?: number;
@@ -48,6 +49,7 @@ function update(options: SetOptions): InfrastructureSettingsUpdate {
   for (const [flag, key] of [
     ["fuse", "fuseDevice"],
     ["tun", "tunDevice"],
+    ["lxcfs", "lxcfs"],
   ] as const) {
     const value = options[flag];
     if (value === undefined) continue;
@@ -128,6 +130,7 @@ export function register(program: Command): void {
         ["runtime", settings.runtime],
         ["FUSE", settings.fuseDevice ? "enabled" : "disabled"],
         ["TUN", settings.tunDevice ? "enabled" : "disabled"],
+        ["LXCFS", settings.lxcfs ? "enabled" : "disabled"],
         [
           "supervisor",
           settings.supervisorPrivileges.mode === "privileged"
@@ -145,6 +148,10 @@ export function register(program: Command): void {
     .option("--runtime <runtime>", runtimeChoices.join("|"))
     .option("--fuse <state>", "enabled or disabled: CVMs get /dev/fuse")
     .option("--tun <state>", "enabled or disabled: CVMs get /dev/net/tun")
+    .option(
+      "--lxcfs <state>",
+      "enabled or disabled: CVMs see their own limits in /proc (off: rootless tools may mount proc)",
+    )
     .option("--privileges <mode>", "how the supervisor is privileged: privileged or capabilities")
     .option("--capabilities <list>", "comma-separated capabilities for --privileges capabilities")
     .option("--max-cpu <n>", "largest CPU count an environment may ask for", numberFlag("--max-cpu", "CPUs"))

@@ -144,6 +144,11 @@ export const infrastructureSettingsSchema = z.object({
     ),
   fuseDevice: z.boolean().describe("CVMs get /dev/fuse (sshfs, rclone, fuse-overlayfs, rootless Podman)"),
   tunDevice: z.boolean().describe("CVMs get /dev/net/tun (VPN clients, userspace networking)"),
+  lxcfs: z
+    .boolean()
+    .describe(
+      "CVMs see their own memory, CPUs and uptime in /proc (LXCFS); off, /proc is the kernel's whole, which rootless tools need to mount a proc of their own",
+    ),
   pools: z.array(warmPoolSchema).describe("Warm pools: booted CVMs kept ready per image and size"),
   quotas: userQuotasSchema,
   network: environmentNetworkSchema,

@@ -67,6 +67,7 @@ export const defaultSettings: InfrastructureSettings = {
   network: { reach: "owner", allowedNetworks: [] },
   fuseDevice: true,
   tunDevice: true,
+  lxcfs: true,
   publicPorts: true,
   portsHost: "",
   idleStopMinutes: 0,
@@ -95,7 +96,7 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  */
 export function settingsProblems(settings: InfrastructureSettings): Validation[] {
   const problems: Validation[] = [];
-  for (const field of ["cvmEnabled", "fuseDevice", "tunDevice"] as const) {
+  for (const field of ["cvmEnabled", "fuseDevice", "tunDevice", "lxcfs"] as const) {
     if (typeof settings[field] !== "boolean") problems.push({ field, detail: "must be true or false" });
   }
   if (!(runtimeChoices as readonly unknown[]).includes(settings.runtime)) {

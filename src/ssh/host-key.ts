@@ -28,6 +28,18 @@ function publicOf(privateKey: string): string {
   return `${key.type} ${key.getPublicSSH().toString("base64")}`;
 }
 
+/**
+ * ssh2 writes an ed25519 key whose public half begins with a zero byte one
+ * byte short (about 1 key in 256), and then cannot read it back: such a key
+ * is made again rather than stored.
+ */
+export function newPrivateKey(): string {
+  for (;;) {
+    const { private: privateKey } = utils.generateKeyPairSync("ed25519");
+    if (!(utils.parseKey(privateKey) instanceof Error)) return privateKey;
+  }
+}
+
 /** The host key from the data dir, made there (0600) on first use; never replaced once made. */
 export async function loadHostKey(dataDir: string): Promise<HostKey> {
   const path = join(dataDir, hostKeyFile);
@@ -37,7 +49,7 @@ export async function loadHostKey(dataDir: string): Promise<HostKey> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
-  const { private: privateKey } = utils.generateKeyPairSync("ed25519");
+  const privateKey = newPrivateKey();
   try {
     // Exclusive: of two servers starting on one data dir, the first key stays.
     const file = await open(path, "wx", 0o600);

@@ -33,6 +33,7 @@ import { execFile } from "node:child_process";
 import { chown, mkdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type Dockerode from "dockerode";
 
 const run = promisify(execFile);
 
@@ -243,4 +244,23 @@ export async function releaseRootDisk(disksDir: string, environmentId: string, l
 /** The request for a named volume whose data is the disk's home directory. */
 export function diskVolumeOptions(disk: EnvironmentDisk): { Driver: string; DriverOpts: Record<string, string> } {
   return { Driver: "local", DriverOpts: { type: "none", o: "bind", device: disk.source } };
+}
+
+/**
+ * Removes a volume of a disk of its own; answers false when the engine keeps
+ * it. An engine restarted under live restore counts the local driver's mount
+ * of a then running container's volume once more than it is held, and refuses
+ * the volume's removal ("volume has active mounts") after the container is
+ * gone, with force too, until it restarts. The disk under it is released all
+ * the same; the record, which then holds no data, stays in that engine.
+ */
+export async function removeDiskVolume(docker: Dockerode, name: string): Promise<boolean> {
+  try {
+    await docker.getVolume(name).remove();
+    return true;
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 404) return true;
+    if (!/active mounts/.test((error as Error).message)) throw error;
+    return false;
+  }
 }

@@ -70,6 +70,7 @@ import {
   releaseDisk,
   releaseRootDisk,
   remountDisks,
+  removeDiskVolume,
   sparesSettled,
 } from "./environment-disks.js";
 import { ContainerFilesystem } from "./image-filesystem.js";
@@ -134,6 +135,8 @@ interface Setup {
   devices: CvmDeviceNodes;
   sysfsReference?: string;
   pidsLimit: number;
+  /** LXCFS's files over the CVM's /proc, as the settings ask. */
+  lxcfs: boolean;
   notes: string[];
 }
 
@@ -331,6 +334,7 @@ class Supervisor implements CvmSupervisor {
       devices: devices.nodes,
       sysfsReference: sysfs.reference,
       pidsLimit: environmentPidsLimit(context.settings.limits.pids, node),
+      lxcfs: context.settings.lxcfs,
       notes,
     };
   }
@@ -370,7 +374,9 @@ class Supervisor implements CvmSupervisor {
       devices: setup.devices,
       sysfsReference: setup.sysfsReference,
     });
-    const proc = await this.lxcfs.ensure();
+    const proc = setup.lxcfs
+      ? await this.lxcfs.ensure()
+      : { mountpoint: undefined, note: "the kernel's own (an admin turned LXCFS off in the Infrastructure settings)" };
     const createdAt = Date.now();
     const container = await docker.createContainer(withLxcfs(request, proc.mountpoint));
     const [root, info] = await Promise.all([
@@ -638,6 +644,8 @@ class Supervisor implements CvmSupervisor {
         log(`nesting unavailable: ${error.message}`),
       );
     }
+    // Its /proc files are binds of LXCFS's, which stopped with the engine when no CVM ran.
+    if (info.HostConfig.Mounts?.some((mount) => mount.Target === "/proc/meminfo")) await this.lxcfs.ensure();
     return this.boot(await this.container(environment), environment, runtime, log, context.signal);
   }
 
@@ -663,7 +671,11 @@ class Supervisor implements CvmSupervisor {
       ...(options.keepDockerData ? [] : [dockerVolumeName(environment.id)]),
       ...(options.keepHome ? [] : [homeVolumeName(environment.id)]),
     ];
-    for (const volume of volumes) await ignoreMissing(docker.getVolume(volume).remove());
+    for (const volume of volumes) {
+      if (!(await removeDiskVolume(docker, volume))) {
+        this.logger.warn({ volume }, "the engine counts a mount of this volume it lost at a restart; its record stays");
+      }
+    }
     await releaseDisk(this.engine.paths.disks, environment.id, "docker", options.keepDockerData ?? false);
     await releaseDisk(this.engine.paths.disks, environment.id, "home", options.keepHome);
   }

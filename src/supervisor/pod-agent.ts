@@ -61,6 +61,7 @@ export function podEnvironment(env: NodeJS.ProcessEnv = process.env): PodEnviron
       limits: { ...defaultSettings.limits, pids: pod.pidsLimit },
       fuseDevice: pod.fuseDevice,
       tunDevice: pod.tunDevice,
+      lxcfs: pod.lxcfs,
     },
     credentials: decodeRegistryAuth(readIfPresent(pod.registryAuthFile)),
   };

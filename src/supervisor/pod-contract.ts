@@ -44,6 +44,7 @@ export const podVariables = {
   runtime: "CVM_RUNTIME",
   fuseDevice: "CVM_FUSE_DEVICE",
   tunDevice: "CVM_TUN_DEVICE",
+  lxcfs: "CVM_LXCFS",
   buildId: "CVM_BUILD_ID",
   ownerEmail: "CVM_OWNER_EMAIL",
   /** The server's base URL as Pods reach it; the agent reports to supervisorReportUrl of it. */
@@ -93,6 +94,8 @@ export interface PodAssignment {
   /** The infrastructure settings' FUSE and TUN toggles: whether the CVM gets /dev/fuse and /dev/net/tun. */
   fuseDevice: boolean;
   tunDevice: boolean;
+  /** The infrastructure settings' LXCFS toggle: whether the CVM's /proc shows its own limits. */
+  lxcfs: boolean;
   /** The server's base URL; no reports are sent without one. */
   serverUrl?: string;
   discardDockerData: boolean;
@@ -117,6 +120,7 @@ export function encodePodVariables(assignment: PodAssignment, container: string)
     value(v.runtime, assignment.runtime),
     value(v.fuseDevice, String(assignment.fuseDevice)),
     value(v.tunDevice, String(assignment.tunDevice)),
+    value(v.lxcfs, String(assignment.lxcfs)),
     value(v.buildId, environment.buildId ?? ""),
     value(v.ownerEmail, environment.ownerEmail),
     value(v.serverUrl, assignment.serverUrl ?? ""),
@@ -186,6 +190,7 @@ export function decodePodVariables(env: NodeJS.ProcessEnv): PodVariables {
     // Devices are on unless the Pod says otherwise, as in the settings' defaults.
     fuseDevice: env[v.fuseDevice] !== "false",
     tunDevice: env[v.tunDevice] !== "false",
+    lxcfs: env[v.lxcfs] !== "false",
     serverUrl,
     reportUrl: serverUrl && supervisorReportUrl(serverUrl, id),
     discardDockerData: env[v.discardDockerData] === "true",

@@ -18,7 +18,7 @@ import { createDockerProvider } from "../../src/providers/docker/index.js";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
 import * as fixtures from "../../src/testing/fixtures.js";
 import { buildCvm, cvmEnvironment, runId, scratchDataDir, shIn, startSupervisor } from "../harness/cvm.js";
-import { testDockerHost } from "../harness/server.js";
+import { removeDataDir, testDockerHost } from "../harness/server.js";
 
 const run = promisify(execFile);
 const cvmImage = process.env.CVM_TEST_IMAGE_SYSTEMD;
@@ -50,7 +50,7 @@ after(async () => {
     await supervisor.close();
   }
   await provider?.close();
-  await rm(dataDir, { recursive: true, force: true });
+  removeDataDir(dataDir);
   await rm(`${dataDir}-provider`, { recursive: true, force: true });
 });
 

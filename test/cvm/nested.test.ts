@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync, realpathSync } from "node:fs";
-import { networkInterfaces, release } from "node:os";
+import { networkInterfaces, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -185,14 +185,11 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
     assert.match(out, /^state=running$/m, `the nested systemd did not reach running:\n${out}`);
   });
 
-  test("a user namespace of the default user's own mounts proc (what rootless tools do), now that /proc is whole", async () => {
-    const out = ok(
-      await sh(
-        `su dev -c 'unshare --user --map-root-user --pid --fork --mount-proc sh -c "echo pid=\\$\\$; ps -e -o pid= | wc -l"'`,
-      ),
-      "unshare --mount-proc",
-    );
-    assert.match(out, /^pid=1$/m);
+  test("with LXCFS (the default) /proc shows the CVM's own memory, so a fresh proc in a user namespace of the default user's own is refused", async () => {
+    const out = ok(await sh("head -1 /proc/meminfo"), "reading meminfo");
+    assert.doesNotMatch(out, new RegExp(`\\b${Math.round(totalmem() / 1024)} kB`), "the node's memory");
+    const refused = await sh(`su dev -c 'unshare --user --map-root-user --pid --fork --mount-proc true'`);
+    assert.notEqual(refused.code, 0, "LXCFS's files over /proc lock it for nested user namespaces");
   });
 
   test("FUSE: a bindfs mount reads and writes, for root and for the default user", async () => {
@@ -284,6 +281,28 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
       context.lines.join("\n"),
     );
     ok(await sh("docker run --rm --privileged cvm/hello true"), "a privileged nested container after the restart");
+  });
+
+  test("LXCFS turned off: /proc is whole, and a user namespace of the default user's own mounts proc (what rootless tools do)", async () => {
+    const whole = cvmEnvironment(image!);
+    try {
+      const { log } = await buildCvm(supervisor, whole, { lxcfs: false });
+      assert.ok(
+        log.some((line) => line.includes("/proc: the kernel's own")),
+        log.join("\n"),
+      );
+      const out = ok(
+        await shIn(
+          supervisor,
+          whole,
+          `su dev -c 'unshare --user --map-root-user --pid --fork --mount-proc sh -c "echo pid=\\$\\$; ps -e -o pid= | wc -l"'`,
+        ),
+        "unshare --mount-proc",
+      );
+      assert.match(out, /^pid=1$/m);
+    } finally {
+      await supervisor.remove(whole, { keepHome: false }).catch(() => undefined);
+    }
   });
 
   test("FUSE and TUN turned off in the settings: neither device is there", async () => {

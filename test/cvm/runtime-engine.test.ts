@@ -28,6 +28,7 @@ import {
   runId,
   startSupervisor,
 } from "../harness/cvm.js";
+import { removeDataDir } from "../harness/server.js";
 
 const exec = promisify(execFile);
 const engineSocket = `${dataDir}/engine/docker.sock`;
@@ -53,7 +54,7 @@ after(async () => {
     .getImage(localOnly)
     .remove()
     .catch(() => undefined);
-  await rm(dataDir, { recursive: true, force: true });
+  removeDataDir(dataDir);
 });
 
 test("the engine starts on first use, root-only, and a second supervisor adopts it without stopping it", {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
 import type { CvmSupervisor } from "../../src/supervisor/index.js";
@@ -20,6 +20,7 @@ import {
   startSupervisor,
   traces,
 } from "../harness/cvm.js";
+import { removeDataDir } from "../harness/server.js";
 
 const engine = new Dockerode({ socketPath: `${dataDir}/engine/docker.sock` });
 let supervisor: CvmSupervisor;
@@ -33,7 +34,7 @@ after(async () => {
   if (!supervisor) return;
   for (const workload of await supervisor.listWorkloads()) await supervisor.removeWorkload(workload.ref);
   await supervisor.close();
-  await rm(dataDir, { recursive: true, force: true });
+  removeDataDir(dataDir);
 });
 
 const image = cvmImages();

@@ -13,7 +13,6 @@
  */
 
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
 import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
 import type { Environment } from "../../src/core/environment.js";
@@ -34,6 +33,7 @@ import {
   startSupervisor,
   traces,
 } from "../harness/cvm.js";
+import { removeDataDir } from "../harness/server.js";
 
 const dataDir = `${scratchDataDir}-pool`;
 let supervisor: CvmSupervisor;
@@ -47,7 +47,7 @@ after(async () => {
   for (const member of await supervisor.pool.members()) await supervisor.pool.drain(member);
   for (const workload of await supervisor.listWorkloads()) await supervisor.removeWorkload(workload.ref);
   await supervisor.close();
-  await rm(dataDir, { recursive: true, force: true });
+  removeDataDir(dataDir);
 });
 
 const context = () => cvmBuildContext({ settings: fixtures.settings({ cvmEnabled: true, runtime: "userns" }) });

@@ -15,7 +15,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { compiledCvm } from "./cli.js";
 import { freePort } from "./ports.js";
-import { removeInstallationNetwork, type ServerClients, serverClients, testDockerHost } from "./server.js";
+import {
+  removeDataDir,
+  removeInstallationNetwork,
+  type ServerClients,
+  serverClients,
+  testDockerHost,
+} from "./server.js";
 
 export interface ServerProcess extends ServerClients {
   url: string;
@@ -133,7 +139,7 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
         // The server never got as far as storing one.
       }
       if (installation) await removeInstallationNetwork(installation);
-      rmSync(dataDir, { recursive: true, force: true });
+      removeDataDir(dataDir);
       rmSync(logFile, { force: true });
     },
   };

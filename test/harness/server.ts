@@ -120,11 +120,12 @@ export interface TestServer extends ServerClients {
 }
 
 /**
- * A delete the test did not wait for may still hold an environment's disk
- * mounted under the data dir; those are let go first, or the removal fails
- * with EBUSY and leaves the disk behind.
+ * What a server leaves mounted under its data dir on purpose (LXCFS, which
+ * CVMs keep across a restart) or for a while (a disk held by a delete the
+ * test did not wait for) is let go first, or the removal fails with EBUSY
+ * and leaves it behind.
  */
-function removeDataDir(dataDir: string): void {
+export function removeDataDir(dataDir: string): void {
   const mounts = readFileSync("/proc/self/mountinfo", "utf8")
     .split("\n")
     .map((line) => line.split(" ")[4])

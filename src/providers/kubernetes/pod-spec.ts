@@ -98,7 +98,7 @@ function homeVolume(claimName: string): V1Volume {
 /** The settings a CVM's Pod carries to its supervisor. */
 export type PodSettings = Pick<
   InfrastructureSettings,
-  "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice" | "limits"
+  "supervisorPrivileges" | "runtime" | "fuseDevice" | "tunDevice" | "lxcfs" | "limits"
 >;
 
 /** A CVM: the supervisor container, which runs the environment as its inner container. */
@@ -113,6 +113,7 @@ export function supervisorPodSpec(environment: PodEnvironment, settings: PodSett
       // Privileged, the supervisor sees the node's /dev and makes the CVM's own device nodes from it (cvm-devices.ts).
       fuseDevice: settings.fuseDevice,
       tunDevice: settings.tunDevice,
+      lxcfs: settings.lxcfs,
       serverUrl: options.serverUrl,
       discardDockerData: options.discardDockerData ?? false,
       stopTimeoutSeconds,

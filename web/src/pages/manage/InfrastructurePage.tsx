@@ -33,7 +33,7 @@ const runtimeText: Record<RuntimeChoice, string> = {
   userns: "Built in: root in the environment is an unprivileged uid range on the node.",
 };
 
-const deviceToggles: { key: "fuseDevice" | "tunDevice"; label: string; hint: string }[] = [
+const deviceToggles: { key: "fuseDevice" | "tunDevice" | "lxcfs"; label: string; hint: string }[] = [
   {
     key: "fuseDevice",
     label: "FUSE (/dev/fuse)",
@@ -43,6 +43,11 @@ const deviceToggles: { key: "fuseDevice" | "tunDevice"; label: string; hint: str
     key: "tunDevice",
     label: "TUN (/dev/net/tun)",
     hint: "VPN clients and userspace networking. Interfaces stay in the environment's own network.",
+  },
+  {
+    key: "lxcfs",
+    label: "Own /proc (LXCFS)",
+    hint: "free, top, nproc and uptime show the CVM's own limits. Off: /proc is the kernel's whole, which rootless Podman and unshare --mount-proc need.",
   },
 ];
 
@@ -153,6 +158,7 @@ export default function InfrastructurePage() {
       runtime: draft.runtime,
       fuseDevice: draft.fuseDevice,
       tunDevice: draft.tunDevice,
+      lxcfs: draft.lxcfs,
       supervisorPrivileges: {
         mode: draft.supervisorPrivileges.mode,
         capabilities: capabilities.split(/[\s,]+/).filter(Boolean),

@@ -540,6 +540,8 @@ export interface LocalCheckOptions {
 }
 
 export async function runLocalChecks(options: LocalCheckOptions, onProgress?: OnCheckProgress): Promise<CheckResult[]> {
+  // Reading the engine is what takes longest on a busy machine; the page says so rather than only "starting".
+  onProgress?.({ type: "running", id: "engine-facts", title: "what the container engine has" });
   const engine = await readEngine(dockerHostOf(options.dockerHost));
   const context: LocalContext = {
     choice: options.choice,

@@ -115,6 +115,9 @@ test("the environment page: connect, usage, ports, idle stop, every build's log;
 
   // Stopped, the terminal starts it and says so; then the shell is the user's.
   await admin.stopEnvironment(environment.id);
+  for (let i = 0; i < 300 && (await admin.environment(environment.id)).state !== "stopped"; i++) {
+    await page.waitForTimeout(100);
+  }
   await page.goto(`/environments/${environment.id}/terminal`);
   await page.getByTestId("terminal-starting").getByText("home was stopped: starting it").waitFor();
   await page.getByTestId("terminal").waitFor({ timeout: 120_000 });

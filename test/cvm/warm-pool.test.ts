@@ -137,6 +137,11 @@ test("a CVM claimed from a warm pool is indistinguishable from one built cold", 
     "now the environment's",
   );
 
+  // journald starts again under the new name in the background of the claim; its first entry is waited for.
+  for (let i = 0; i < 150; i++) {
+    if ((await shIn(supervisor, claimed, probes.journalHostnames)).stdout.trim()) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   const [a, b] = [await facts(cold), await facts(claimed)];
   // Named as the environment everywhere a name is seen.
   for (const [environment, seen] of [

@@ -17,9 +17,10 @@ import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
+import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { type ListeningPort, parseListeningPorts } from "../core/listening-ports.js";
-import type { SplicedSocket, UnixListener, UnixSocketSpec } from "../core/provider.js";
+import type { Provider, SplicedSocket, UnixListener, UnixSocketSpec } from "../core/provider.js";
 import { ensureStaticBinary } from "../native/static-binary.js";
 
 const source = fileURLToPath(new URL("./cvm-nsbridge.c", import.meta.url));
@@ -65,8 +66,25 @@ function bridgeError(what: string, line: string, code: number | null): CvmError 
   return new CvmError("UNAVAILABLE", `${what}: ${line}`);
 }
 
+/** What a provider reaches inside an environment through its namespaces. */
+export type InsideAccess = Required<Pick<Provider, "dial" | "spliceSocket" | "listeningPorts" | "listenUnix">>;
+
 export class NamespaceBridge {
   private binary?: Promise<string>;
+
+  /**
+   * A provider's ways inside, given how it finds the node's pid of an
+   * environment's process (the docker provider's container, a CVM's init).
+   */
+  inside(pidOf: (environment: Environment) => Promise<number>): InsideAccess {
+    return {
+      dial: async (environment, port) => this.dial(await pidOf(environment), port),
+      spliceSocket: async (environment, port, client, connected) =>
+        this.splice(await pidOf(environment), port, client, connected),
+      listeningPorts: async (environment) => this.listeningPorts(await pidOf(environment)),
+      listenUnix: async (environment, spec, onConnection) => this.listen(await pidOf(environment), spec, onConnection),
+    };
+  }
 
   /** `binDir`: where the bridge is compiled to (root's, on the node). */
   constructor(private readonly binDir: string) {}

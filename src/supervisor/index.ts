@@ -11,16 +11,13 @@
  */
 
 import { chown, mkdir, readFile, stat } from "node:fs/promises";
-import type { Socket } from "node:net";
 import { release } from "node:os";
 import { join } from "node:path";
-import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { type CvmRuntime, chooseRuntime } from "../core/isolation-runtime.js";
-import type { ListeningPort } from "../core/listening-ports.js";
 import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
 import type {
   BuildContext,
@@ -29,9 +26,6 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
-  SplicedSocket,
-  UnixListener,
-  UnixSocketSpec,
   WorkloadPool,
 } from "../core/provider.js";
 import {
@@ -49,7 +43,7 @@ import {
   type RunningAddress,
   startExec,
 } from "../docker/index.js";
-import { NamespaceBridge } from "../netns/index.js";
+import { type InsideAccess, NamespaceBridge } from "../netns/index.js";
 import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import {
@@ -740,30 +734,16 @@ class Supervisor implements CvmSupervisor {
     return info.State.Pid;
   }
 
-  async dial(environment: Environment, port: number): Promise<Duplex> {
-    return this.namespaces.dial(await this.pid(environment), port);
+  /** Reached through cvm-nsbridge in the namespaces of its process (src/netns); made on first use, after the constructor. */
+  private insideAccess?: InsideAccess;
+  private get inside(): InsideAccess {
+    this.insideAccess ??= this.namespaces.inside((environment) => this.pid(environment));
+    return this.insideAccess;
   }
-
-  async spliceSocket(
-    environment: Environment,
-    port: number,
-    client: Socket,
-    connected: () => Promise<void> | void,
-  ): Promise<SplicedSocket> {
-    return this.namespaces.splice(await this.pid(environment), port, client, connected);
-  }
-
-  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
-    return this.namespaces.listeningPorts(await this.pid(environment));
-  }
-
-  async listenUnix(
-    environment: Environment,
-    spec: UnixSocketSpec,
-    onConnection: (connection: Duplex) => void,
-  ): Promise<UnixListener> {
-    return this.namespaces.listen(await this.pid(environment), spec, onConnection);
-  }
+  readonly dial: InsideAccess["dial"] = (...args) => this.inside.dial(...args);
+  readonly spliceSocket: InsideAccess["spliceSocket"] = (...args) => this.inside.spliceSocket(...args);
+  readonly listeningPorts: InsideAccess["listeningPorts"] = (...args) => this.inside.listeningPorts(...args);
+  readonly listenUnix: InsideAccess["listenUnix"] = (...args) => this.inside.listenUnix(...args);
 
   /** Every CVM with cvm's labels but a warm pool's members, which belong to no environment yet. */
   async listWorkloads(): Promise<LabeledWorkload[]> {

@@ -190,6 +190,8 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
     assert.doesNotMatch(out, new RegExp(`\\b${Math.round(totalmem() / 1024)} kB`), "the node's memory");
     const refused = await sh(`su dev -c 'unshare --user --map-root-user --pid --fork --mount-proc true'`);
     assert.notEqual(refused.code, 0, "LXCFS's files over /proc lock it for nested user namespaces");
+    // The kernel's refusal of the proc mount, not a missing tool.
+    assert.match(`${refused.stdout}${refused.stderr}`, /mount \/proc failed: Operation not permitted/);
   });
 
   test("FUSE: a bindfs mount reads and writes, for root and for the default user", async () => {

@@ -4,24 +4,12 @@
  * outlives rebuilds. Never privileged, no engine socket, no host path.
  */
 
-import type { Socket } from "node:net";
-import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { Environment } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
-import type { ListeningPort } from "../../core/listening-ports.js";
 import { environmentPidsLimit, pidsLimitNote } from "../../core/pids-limit.js";
-import type {
-  BuildContext,
-  ExecOptions,
-  ExecSession,
-  LabeledWorkload,
-  Observation,
-  SplicedSocket,
-  UnixListener,
-  UnixSocketSpec,
-} from "../../core/provider.js";
+import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observation } from "../../core/provider.js";
 import {
   ensureImage,
   homeVolumeName,
@@ -36,7 +24,7 @@ import {
   startExec,
   statusOf,
 } from "../../docker/index.js";
-import type { NamespaceBridge } from "../../netns/index.js";
+import type { InsideAccess, NamespaceBridge } from "../../netns/index.js";
 import { diskVolumeOptions, ensureDisk, releaseDisk } from "../../supervisor/environment-disks.js";
 import { readNodePidCapacity } from "../../supervisor/node-limits.js";
 import { containerName, containerRequest, homeVolumeRequest, standardNetwork } from "./workload.js";
@@ -307,30 +295,16 @@ export class StandardEnvironments {
     return info.State.Pid;
   }
 
-  async dial(environment: Environment, port: number): Promise<Duplex> {
-    return this.namespaces.dial(await this.pid(environment), port);
+  /** Reached through cvm-nsbridge in the namespaces of its process (src/netns); made on first use, after the constructor. */
+  private insideAccess?: InsideAccess;
+  private get inside(): InsideAccess {
+    this.insideAccess ??= this.namespaces.inside((environment) => this.pid(environment));
+    return this.insideAccess;
   }
-
-  async spliceSocket(
-    environment: Environment,
-    port: number,
-    client: Socket,
-    connected: () => Promise<void> | void,
-  ): Promise<SplicedSocket> {
-    return this.namespaces.splice(await this.pid(environment), port, client, connected);
-  }
-
-  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
-    return this.namespaces.listeningPorts(await this.pid(environment));
-  }
-
-  async listenUnix(
-    environment: Environment,
-    spec: UnixSocketSpec,
-    onConnection: (connection: Duplex) => void,
-  ): Promise<UnixListener> {
-    return this.namespaces.listen(await this.pid(environment), spec, onConnection);
-  }
+  readonly dial: InsideAccess["dial"] = (...args) => this.inside.dial(...args);
+  readonly spliceSocket: InsideAccess["spliceSocket"] = (...args) => this.inside.spliceSocket(...args);
+  readonly listeningPorts: InsideAccess["listeningPorts"] = (...args) => this.inside.listeningPorts(...args);
+  readonly listenUnix: InsideAccess["listenUnix"] = (...args) => this.inside.listenUnix(...args);
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
     return listLabeledWorkloads(this.docker, this.installationId);

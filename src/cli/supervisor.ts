@@ -22,6 +22,14 @@ export function register(program: Command): void {
     .option("--framed", "stdin carries the server's frames (input, resize, end), not bytes")
     .option("--cols <n>", "the terminal's width", Number)
     .option("--rows <n>", "the terminal's height", Number)
+    .option("--user <uid>", "run as this account of the environment's (a uid or a name; default root)")
+    .option("--cwd <dir>", "start in this directory")
+    .option(
+      "--env <name=value>",
+      "a variable for the command (repeatable)",
+      (v: string, all: string[]) => [...all, v],
+      [],
+    )
     .argument("[command...]", "the command (default: a login shell)")
     .action(async (command: string[], flags: ExecFlags) =>
       (await import("../supervisor/pod-agent.js")).execInPod(command, flags),

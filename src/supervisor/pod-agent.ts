@@ -157,6 +157,10 @@ export interface ExecFlags {
   framed?: boolean;
   cols?: number;
   rows?: number;
+  user?: string;
+  cwd?: string;
+  /** NAME=VALUE, each. */
+  env?: string[];
 }
 
 /** Runs `command` (the login shell when empty) in the environment this Pod supervises, attached to this process. */
@@ -169,6 +173,11 @@ export async function execInPod(command: string[], flags: ExecFlags): Promise<vo
     tty: flags.tty ?? false,
     cols: flags.cols ?? process.stdout.columns,
     rows: flags.rows ?? process.stdout.rows,
+    ...(flags.user ? { user: flags.user } : {}),
+    ...(flags.cwd ? { cwd: flags.cwd } : {}),
+    env: Object.fromEntries(
+      (flags.env ?? []).map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]),
+    ),
   });
   session.onOutput((stream, data) => (stream === "stdout" ? process.stdout : process.stderr).write(data));
   if (flags.framed) {
@@ -181,6 +190,8 @@ export async function execInPod(command: string[], flags: ExecFlags): Promise<vo
         else session.end();
       }
     });
+    // The server's exec stream closed without an end frame (it went away): the command's input ends too.
+    process.stdin.on("end", () => session.end());
   } else {
     if (flags.tty && process.stdin.isTTY) {
       // An operator's `kubectl exec -it`: the CVM's terminal does the line editing and echo.

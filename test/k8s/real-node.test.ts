@@ -15,7 +15,18 @@
 
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -33,6 +44,8 @@ import {
   realKubeUnavailable,
   startKube,
 } from "../harness/kube.js";
+import { freePort } from "../harness/ports.js";
+import { agentProbe, echoServer, ok, run as runToEnd } from "../workspace/harness.js";
 
 const run = promisify(execFile);
 const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
@@ -50,6 +63,24 @@ interface Result {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** A small HTTP server inside (Perl is in every Debian image): every path answers where it was asked. */
+const httpServer = (port: number) =>
+  `nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>${port},Listen=>5,ReuseAddr=>1) or die "$!"; while($c=$s->accept){($p)=<$c>=~m{^\\S+ (\\S+)}; 1 while <$c> !~ /^\\r?$/; $b="hello from inside at $p\\n"; print $c "HTTP/1.1 200 OK\\r\\nContent-Length: ".length($b)."\\r\\nConnection: close\\r\\n\\r\\n$b"; close $c}' >/dev/null 2>&1 </dev/null &`;
+
+/** One line to a TCP port on this machine, and all it answers until it closes. */
+function lineThrough(port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let answer = "";
+    socket.on("connect", () => socket.write(line));
+    socket.on("data", (chunk) => {
+      answer += chunk;
+    });
+    socket.on("close", () => resolve(answer));
+    socket.on("error", reject);
+  });
 }
 
 describe("cvm on a real Kubernetes node, installed with the chart", { skip, timeout: 40 * 60_000 }, () => {
@@ -85,7 +116,7 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
   }
 
   async function inside(command: string): Promise<string> {
-    const result = await cvm(["ssh", "dev", "--", "sh", "-c", command]);
+    const result = await cvm(["ssh", "--user", "root", "dev", "--", "sh", "-c", command]);
     assert.equal(result.code, 0, `\`${command}\` in the CVM exited ${result.code}: ${result.stderr}${result.stdout}`);
     return result.stdout;
   }
@@ -255,6 +286,232 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     assert.equal(running.state, "running", running.stateReason);
     assert.equal((await inside("cat /home/dev/kept")).trim(), "kept");
     assert.match(await inside("docker image ls --format '{{.Repository}}:{{.Tag}}'"), /^cvm\/kept:1$/m);
+  });
+
+  /**
+   * Issue 12 on the Pod: what a person living in the CVM uses, through the
+   * server in the cluster and the Kubernetes exec API, with the real clients
+   * (`cvm config-ssh`, OpenSSH's ssh, scp, sftp, ssh-agent, `cvm
+   * port-forward`). The CVM was made with 1 CPU and 2 GiB.
+   */
+  describe("a workspace people live in, on a Pod: ssh NAME.cvm, agent forwarding, ports, its own /proc, usage", () => {
+    let home: string;
+    let env: Record<string, string>;
+    let sshConfig: string;
+    const ssh = (args: string[], input?: string) =>
+      runToEnd("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", ...args], { env, input });
+
+    before(async () => {
+      home = mkdtempSync(join(tmpdir(), "cvm-real-node-home-"));
+      mkdirSync(join(home, ".ssh"), { mode: 0o700 });
+      env = { HOME: home, CVM_URL: url, CVM_TOKEN: admin.token ?? "", CVM_CONFIG_DIR: join(home, ".config", "cvm") };
+      assert.match(await ok(cvmBin, ["config-ssh"], { env }), /ssh dev\.cvm/);
+      sshConfig = join(home, ".ssh", "config");
+    });
+
+    after(() => {
+      if (home) rmSync(home, { recursive: true, force: true });
+    });
+
+    test("ssh dev.cvm: the image's user in its home, exit codes, stderr apart, stdin, a pty; root when asked", async () => {
+      const result = await ssh(["dev.cvm", "id -un; pwd; echo oops >&2; exit 7"]);
+      assert.equal(result.code, 7, result.stderr);
+      assert.equal(result.stdout, "dev\n/home/dev\n");
+      assert.equal(result.stderr.trim(), "oops");
+      assert.equal((await ssh(["root@dev.cvm", "id -un; pwd"])).stdout, "root\n/root\n");
+      assert.equal((await ssh(["dev.cvm", "wc -c"], "twelve bytes")).stdout.trim(), "12");
+      const sent = await ssh(["-o", "SetEnv=GREETING=from-laptop", "dev.cvm", 'echo "$GREETING"']);
+      assert.equal(sent.stdout, "from-laptop\n", sent.stderr);
+      const terminal = await ssh(["-tt", "dev.cvm", "tty"]);
+      assert.equal(terminal.code, 0, terminal.stderr);
+      assert.match(terminal.stdout, /^\/dev\/pts\/\d+\r\n/);
+
+      // The benchmark's round trip: `ssh NAME.cvm true` against `cvm ssh NAME -- true`, same run.
+      const median = async (command: () => Promise<unknown>) => {
+        const times: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const started = performance.now();
+          await command();
+          times.push(performance.now() - started);
+        }
+        return times.sort((a, b) => a - b)[2];
+      };
+      const viaSsh = await median(() =>
+        ok("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "dev.cvm", "true"], { env }),
+      );
+      const viaCvm = await median(() => ok(cvmBin, ["ssh", "dev", "--", "true"], { env }));
+      console.log(
+        `  ssh dev.cvm true: ${viaSsh.toFixed(0)} ms median of 5; cvm ssh dev -- true: ${viaCvm.toFixed(0)} ms`,
+      );
+    });
+
+    test("scp and sftp copy both ways as the user; ssh -L reaches a server on the CVM's loopback", async () => {
+      const local = join(home, "files");
+      mkdirSync(local);
+      writeFileSync(join(local, "hello.txt"), "hello through scp\n");
+      const scp = (from: string, to: string) => ok("scp", ["-F", sshConfig, "-o", "BatchMode=yes", from, to], { env });
+      await scp(join(local, "hello.txt"), "dev.cvm:hello.txt");
+      assert.equal(
+        (await ssh(["dev.cvm", "stat -c '%U %n' ~/hello.txt; cat ~/hello.txt"])).stdout,
+        "dev /home/dev/hello.txt\nhello through scp\n",
+      );
+      await scp("dev.cvm:hello.txt", join(local, "back.txt"));
+      assert.equal(readFileSync(join(local, "back.txt"), "utf8"), "hello through scp\n");
+      const batch = await runToEnd("sftp", ["-F", sshConfig, "-o", "BatchMode=yes", "-b", "-", "dev.cvm"], {
+        env,
+        input: "mkdir sftp-dir\nput " + join(local, "hello.txt") + " sftp-dir/a.txt\nls sftp-dir\n",
+      });
+      assert.equal(batch.code, 0, batch.stderr);
+      assert.match(batch.stdout, /sftp-dir\/a\.txt/);
+
+      await ok("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "dev.cvm", echoServer(18081)], { env });
+      const localPort = await freePort();
+      const tunnel = spawn(
+        "ssh",
+        [
+          "-F",
+          sshConfig,
+          "-o",
+          "BatchMode=yes",
+          "-o",
+          "ExitOnForwardFailure=yes",
+          "-N",
+          "-L",
+          `${localPort}:localhost:18081`,
+          "dev.cvm",
+        ],
+        { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] },
+      );
+      let tunnelErr = "";
+      tunnel.stderr.on("data", (chunk) => {
+        tunnelErr += chunk;
+      });
+      try {
+        let answer = "";
+        for (let attempt = 0; attempt < 100 && !answer; attempt++) {
+          answer = await lineThrough(localPort, "hi there\n").catch(() => "");
+          if (!answer) await sleep(200);
+        }
+        assert.equal(answer, "echo from inside: hi there\n", tunnelErr);
+      } finally {
+        tunnel.kill();
+      }
+    });
+
+    test("agent forwarding: ssh -A gives a socket of the user's inside that reaches this machine's agent, gone after", async () => {
+      const agentDir = join(home, "agent");
+      mkdirSync(agentDir);
+      const agentSocket = join(agentDir, "agent.sock");
+      const agent = spawn("ssh-agent", ["-D", "-a", agentSocket], { stdio: "ignore" });
+      try {
+        for (let i = 0; i < 50 && !existsSync(agentSocket); i++) await sleep(100);
+        await ok("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(agentDir, "id")]);
+        await ok("ssh-add", [join(agentDir, "id")], { env: { SSH_AUTH_SOCK: agentSocket } });
+        const result = await runToEnd(
+          "ssh",
+          [
+            "-F",
+            sshConfig,
+            "-o",
+            "BatchMode=yes",
+            "-A",
+            "dev.cvm",
+            `stat -c '%U %a' "$SSH_AUTH_SOCK" "$(dirname "$SSH_AUTH_SOCK")"; ${agentProbe}; ${agentProbe}`,
+          ],
+          { env: { ...env, SSH_AUTH_SOCK: agentSocket } },
+        );
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(result.stdout, "dev 600\ndev 700\nanswer=12 keys=1\nanswer=12 keys=1\n");
+        // The socket, its directory and the relay inside end with the SSH connection.
+        const leftovers =
+          "ls -d /tmp/cvm-ssh-* 2>/dev/null; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'IO::Socket::UNI[X]' && echo relay $p; done; true";
+        let left = "";
+        for (let i = 0; i < 50; i++) {
+          left = await inside(leftovers);
+          if (left.trim() === "") break;
+          await sleep(200);
+        }
+        assert.equal(left.trim(), "", "nothing of the agent's socket is left inside");
+        assert.equal((await ssh(["dev.cvm", 'echo "[$SSH_AUTH_SOCK]"'])).stdout, "[]\n", "no agent unless asked");
+      } finally {
+        agent.kill();
+      }
+    });
+
+    test("ports: listed live from inside, cvm port-forward from this machine, and the owner's path through the server", async () => {
+      await ok("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "dev.cvm", httpServer(18080)], { env });
+      let listed: Awaited<ReturnType<CvmClient["ports"]>>["items"] = [];
+      for (let i = 0; i < 50 && !listed.some((p) => p.port === 18080); i++) {
+        listed = (await admin.ports("dev")).items;
+        if (!listed.some((p) => p.port === 18080)) await sleep(200);
+      }
+      const port = listed.find((p) => p.port === 18080);
+      assert.deepEqual(port?.addresses, ["127.0.0.1"], JSON.stringify(listed));
+      assert.equal(port?.listening, true);
+
+      const local = await freePort();
+      const forward = spawn(cvmBin, ["port-forward", "dev", `${local}:18080`], { env: { ...process.env, ...env } });
+      let said = "";
+      forward.stdout.on("data", (chunk) => {
+        said += chunk;
+      });
+      forward.stderr.on("data", (chunk) => {
+        said += chunk;
+      });
+      try {
+        for (let i = 0; i < 300 && !said.includes("Forwarding"); i++) await sleep(100);
+        assert.match(said, new RegExp(`Forwarding 127\\.0\\.0\\.1:${local} -> dev:18080`));
+        const answer = await fetch(`http://127.0.0.1:${local}/through/forward`);
+        assert.equal(await answer.text(), "hello from inside at /through/forward\n");
+      } finally {
+        forward.kill();
+      }
+
+      const owner = await fetch(`${url}${port?.path}some/page`, {
+        headers: { authorization: `Bearer ${admin.token}` },
+      });
+      assert.equal(owner.status, 200);
+      assert.equal(await owner.text(), "hello from inside at /some/page\n");
+      const anonymous = await fetch(`${url}${port?.path}`, { redirect: "manual" });
+      assert.notEqual(anonymous.status, 200, "private to the owner");
+      const nothing = await fetch(`${url}${port?.path.replace("18080", "9")}`, {
+        headers: { authorization: `Bearer ${admin.token}` },
+      });
+      assert.equal(nothing.status, 503);
+      assert.match(await nothing.text(), /Nothing listens on port 9 in dev/);
+    });
+
+    test("its own /proc (LXCFS in the supervisor): nproc and free -m are the CVM's 1 CPU and 2 GiB", async () => {
+      const [nproc, freeMiB, online, uptime] = (
+        await inside(
+          "nproc; free -m | awk '/^Mem:/ {print $2}'; cat /sys/devices/system/cpu/online; cut -d. -f1 /proc/uptime",
+        )
+      ).split("\n");
+      assert.equal(nproc, "1");
+      assert.equal(freeMiB, "2048");
+      assert.equal(online, "0");
+      const nodeUptime = Number(readFileSync("/proc/uptime", "utf8").split(".")[0]);
+      assert.ok(Number(uptime) < nodeUptime, `the CVM's uptime ${uptime} s is its own, not the node's ${nodeUptime} s`);
+      const log = await buildLog();
+      assert.ok(
+        log.some((line) => /^\/proc: lxcfs serves /.test(line)),
+        log.join("\n"),
+      );
+    });
+
+    test("usage: CPU, memory and disks against the limits, in the API and cvm env show", async () => {
+      const usage = await admin.usage("dev");
+      assert.equal(usage.cpu.limitCores, 1);
+      assert.equal(usage.memory.limitBytes, 2 * 2 ** 30);
+      assert.ok(usage.memory.usedBytes > 0 && usage.memory.usedBytes < 2 * 2 ** 30, String(usage.memory.usedBytes));
+      assert.ok(
+        usage.disks.some((d) => d.path === "/" && d.sizeBytes > 0),
+        JSON.stringify(usage.disks),
+      );
+      const shown = await ok(cvmBin, ["env", "show", "dev"], { env });
+      assert.match(shown, /^cpu: +[\d.]+ cores? of 1(\.0)? cores?$/m);
+      assert.match(shown, /^memory: +\d+ MiB of 2\.0 GiB$/m);
+    });
   });
 
   test("bad input: an image the node cannot pull, a runtime the node lacks: failed, the reason in the log, no Pod left", async () => {

@@ -48,6 +48,13 @@ export interface WorkspaceServer {
   close(): Promise<void>;
 }
 
+/** A tiny server inside the environment (Perl is in every Debian image): one line in, one line back. */
+export const echoServer = (port: number) =>
+  `nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>${port},Listen=>5,ReuseAddr=>1) or die "$!"; while($c=$s->accept){$l=<$c>; print $c "echo from inside: $l"; close $c}' >/dev/null 2>&1 </dev/null &`;
+
+/** Asks the agent at SSH_AUTH_SOCK how many keys it holds (the protocol's REQUEST_IDENTITIES). */
+export const agentProbe = `perl -MIO::Socket::UNIX -e '$s=IO::Socket::UNIX->new(Peer=>$ENV{SSH_AUTH_SOCK}) or die "no agent: $!\\n"; print $s pack("NC",1,11); read($s,$l,4); read($s,$b,unpack("N",$l)); ($t,$n)=unpack("CN",$b); print "answer=$t keys=$n\\n"'`;
+
 /** Runs a program to its end, with stdin from `input` (else closed); never longer than `timeoutMs`. */
 export function run(
   program: string,

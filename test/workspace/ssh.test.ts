@@ -20,7 +20,16 @@ import WebSocket from "ws";
 import { blockEnd, blockStart } from "../../src/cli/config-ssh.js";
 import type { Environment } from "../../src/core/environment.js";
 import { hostKeyFile } from "../../src/ssh/host-key.js";
-import { cvmBin, ok, type Person, run, startWorkspaceServer, type WorkspaceServer } from "./harness.js";
+import {
+  agentProbe,
+  cvmBin,
+  echoServer,
+  ok,
+  type Person,
+  run,
+  startWorkspaceServer,
+  type WorkspaceServer,
+} from "./harness.js";
 
 const systemdImage = process.env.CVM_TEST_IMAGE_SYSTEMD;
 const cvmImage = process.env.CVM_TEST_IMAGE_SYSTEMD_DOCKER;
@@ -79,10 +88,6 @@ function exec(client: ssh2.Client, command: string, options: ssh2.ExecOptions = 
   });
 }
 
-/** A tiny server inside the environment (Perl is in every Debian image): one line in, one line back. */
-const echoServer = (port: number) =>
-  `nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>${port},Listen=>5,ReuseAddr=>1) or die "$!"; while($c=$s->accept){$l=<$c>; print $c "echo from inside: $l"; close $c}' >/dev/null 2>&1 </dev/null &`;
-
 /** The node's cvm-nsbridge processes serving an agent socket inside an environment, by their command lines. */
 function agentBridges(): string[] {
   return readdirSync("/proc")
@@ -98,9 +103,6 @@ function agentBridges(): string[] {
       (command) => command.includes("cvm-nsbridge") && command.includes("/cvm-ssh-") && command.includes(" listen "),
     );
 }
-
-/** Asks the agent at SSH_AUTH_SOCK how many keys it holds (the protocol's REQUEST_IDENTITIES). */
-const agentProbe = `perl -MIO::Socket::UNIX -e '$s=IO::Socket::UNIX->new(Peer=>$ENV{SSH_AUTH_SOCK}) or die "no agent: $!\\n"; print $s pack("NC",1,11); read($s,$l,4); read($s,$b,unpack("N",$l)); ($t,$n)=unpack("CN",$b); print "answer=$t keys=$n\\n"'`;
 
 before(async () => {
   if (skip) return;

@@ -35,6 +35,7 @@ import type {
   Provider,
   SupervisorReport,
   UnixListener,
+  UnixSocketSpec,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import {
@@ -49,8 +50,10 @@ import {
 } from "../../kubernetes/index.js";
 import { podDefaults } from "../../supervisor/pod-contract.js";
 import { dialByExec } from "../exec-dial.js";
+import { listenByExec } from "../exec-listen.js";
 import type { ProviderOptions } from "../index.js";
 import { readInside } from "../read-inside.js";
+import { containerExecCommand, supervisorExecCommand } from "./exec-command.js";
 import { startExec } from "./exec-session.js";
 import {
   annotations,
@@ -478,10 +481,7 @@ export class KubernetesProvider implements Provider {
       throw new CvmError("CONFLICT", `The environment's Pod is not running`);
     }
     // A CVM's shell runs in the inner container, through the supervisor that owns it.
-    const size = options.cols && options.rows ? ["--cols", String(options.cols), "--rows", String(options.rows)] : [];
-    const command = environment.cvm
-      ? ["cvm", "supervisor", "exec", "--framed", ...(options.tty ? ["--tty", ...size] : []), "--", ...options.command]
-      : options.command;
+    const command = environment.cvm ? supervisorExecCommand(options) : containerExecCommand(options);
     return startExec(this.config, {
       namespace: this.namespace,
       pod: pod.metadata.name,
@@ -505,8 +505,13 @@ export class KubernetesProvider implements Provider {
     return dialByExec((e, o) => this.exec(e, o), environment, port);
   }
 
-  async listenUnix(): Promise<UnixListener> {
-    throw new CvmError("UNAVAILABLE", "A socket inside the environment is not yet available on Kubernetes");
+  /** A relay inside holds the socket and carries its connections over one exec (exec-listen.ts). */
+  async listenUnix(
+    environment: Environment,
+    spec: UnixSocketSpec,
+    onConnection: (connection: Duplex) => void,
+  ): Promise<UnixListener> {
+    return listenByExec((e, o) => this.exec(e, o), environment, spec, onConnection);
   }
 
   async listWorkloads(): Promise<LabeledWorkload[]> {

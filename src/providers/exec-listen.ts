@@ -242,7 +242,8 @@ export async function relayListener(
       }
       if (ready) return;
       said += Buffer.from(data).toString("utf8");
-      if (!said.startsWith("ok\n")) return;
+      // Anything the way in says first (a warning of the supervisor's) comes before the relay's own line.
+      if (!/(^|\n)ok\n/.test(said)) return;
       ready = true;
       clearTimeout(timer);
       resolve();

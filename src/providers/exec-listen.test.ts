@@ -203,8 +203,8 @@ test("a fake exec whose output is not the relay's frames ends its connections an
   const listener = await listening;
   for (const output of outputs) output("stdout", encodeSocketFrame("o", 1));
   assert.equal(accepted.length, 1);
+  // No error listener: a connection not yet bridged must not throw when its relay goes wrong.
   const closed = new Promise((resolve) => accepted[0].once("close", resolve));
-  accepted[0].on("error", () => undefined);
   for (const output of outputs) output("stdout", Buffer.from("not a frame at all"));
   await closed;
   assert.ok(killed);

@@ -178,9 +178,10 @@ export async function relayListener(
   let said = "";
   let ended = false;
 
-  const endAll = (error?: Error) => {
+  // Closed, not errored: a connection not yet bridged has no error listener, and an emitted error would be uncaught.
+  const endAll = () => {
     ended = true;
-    for (const connection of connections.values()) connection.destroy(error);
+    for (const connection of connections.values()) connection.destroy();
     connections.clear();
   };
 
@@ -233,9 +234,9 @@ export async function relayListener(
         if (ended) return;
         try {
           for (const frame of decoder.push(data)) onFrame(frame);
-        } catch (error) {
+        } catch {
           // Not the relay's frames: nothing more from this stream can be trusted.
-          endAll(error as Error);
+          endAll();
           session.kill();
         }
         return;
@@ -256,7 +257,7 @@ export async function relayListener(
       },
       (error: Error) => {
         clearTimeout(timer);
-        endAll(error);
+        endAll();
         if (!ready) reject(error);
       },
     );

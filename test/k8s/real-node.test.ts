@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -298,6 +298,8 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     let home: string;
     let env: Record<string, string>;
     let sshConfig: string;
+    let agentSocket: string;
+    let agent: ChildProcess | undefined;
     const ssh = (args: string[], input?: string) =>
       runToEnd("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", ...args], { env, input });
 
@@ -307,9 +309,16 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
       env = { HOME: home, CVM_URL: url, CVM_TOKEN: admin.token ?? "", CVM_CONFIG_DIR: join(home, ".config", "cvm") };
       assert.match(await ok(cvmBin, ["config-ssh"], { env }), /ssh dev\.cvm/);
       sshConfig = join(home, ".ssh", "config");
+      // This machine's agent, holding one key, for ssh -A.
+      agentSocket = join(home, "agent.sock");
+      agent = spawn("ssh-agent", ["-D", "-a", agentSocket], { stdio: "ignore" });
+      for (let i = 0; i < 50 && !existsSync(agentSocket); i++) await sleep(100);
+      await ok("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(home, "id")]);
+      await ok("ssh-add", [join(home, "id")], { env: { SSH_AUTH_SOCK: agentSocket } });
     });
 
     after(() => {
+      agent?.kill();
       if (home) rmSync(home, { recursive: true, force: true });
     });
 
@@ -399,15 +408,58 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     });
 
     test("agent forwarding: ssh -A gives a socket of the user's inside that reaches this machine's agent, gone after", async () => {
-      const agentDir = join(home, "agent");
-      mkdirSync(agentDir);
-      const agentSocket = join(agentDir, "agent.sock");
-      const agent = spawn("ssh-agent", ["-D", "-a", agentSocket], { stdio: "ignore" });
+      const result = await runToEnd(
+        "ssh",
+        [
+          "-F",
+          sshConfig,
+          "-o",
+          "BatchMode=yes",
+          "-A",
+          "dev.cvm",
+          `stat -c '%U %a' "$SSH_AUTH_SOCK" "$(dirname "$SSH_AUTH_SOCK")"; ${agentProbe}; ${agentProbe}`,
+        ],
+        { env: { ...env, SSH_AUTH_SOCK: agentSocket } },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, "dev 600\ndev 700\nanswer=12 keys=1\nanswer=12 keys=1\n");
+      // The socket, its directory and the relay inside end with the SSH connection.
+      const leftovers =
+        "ls -d /tmp/cvm-ssh-* 2>/dev/null; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'IO::Socket::UNI[X]' && echo relay $p; done; true";
+      let left = "";
+      for (let i = 0; i < 50; i++) {
+        left = await inside(leftovers);
+        if (left.trim() === "") break;
+        await sleep(200);
+      }
+      assert.equal(left.trim(), "", "nothing of the agent's socket is left inside");
+      assert.equal((await ssh(["dev.cvm", 'echo "[$SSH_AUTH_SOCK]"'])).stdout, "[]\n", "no agent unless asked");
+    });
+
+    test("a standard environment's Pod: ssh as the image's user with its groups, root when asked, agent forwarding", async () => {
+      const plain = await admin.createEnvironment({
+        name: "plain",
+        image: cvmImage,
+        cvm: false,
+        cpu: 0.5,
+        memoryGiB: 1,
+      });
       try {
-        for (let i = 0; i < 50 && !existsSync(agentSocket); i++) await sleep(100);
-        await ok("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(agentDir, "id")]);
-        await ok("ssh-add", [join(agentDir, "id")], { env: { SSH_AUTH_SOCK: agentSocket } });
-        const result = await runToEnd(
+        let state = plain.state;
+        for (let i = 0; i < 600 && state !== "running" && state !== "failed"; i++) {
+          await sleep(500);
+          state = (await admin.environment(plain.id)).state;
+        }
+        assert.equal(state, "running");
+        await ok(cvmBin, ["config-ssh"], { env });
+        const who = await ssh(["plain.cvm", "id -un; id -Gn; echo $HOME"]);
+        assert.equal(who.code, 0, who.stderr);
+        const [name, groups, userHome] = who.stdout.split("\n");
+        assert.equal(name, "dev");
+        assert.match(groups, /\bsudo\b/);
+        assert.equal(userHome, "/home/dev");
+        assert.equal((await ssh(["root@plain.cvm", "id -un"])).stdout, "root\n");
+        const agent = await runToEnd(
           "ssh",
           [
             "-F",
@@ -415,26 +467,15 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
             "-o",
             "BatchMode=yes",
             "-A",
-            "dev.cvm",
-            `stat -c '%U %a' "$SSH_AUTH_SOCK" "$(dirname "$SSH_AUTH_SOCK")"; ${agentProbe}; ${agentProbe}`,
+            "plain.cvm",
+            `stat -c '%U %a' "$SSH_AUTH_SOCK"; ${agentProbe}`,
           ],
           { env: { ...env, SSH_AUTH_SOCK: agentSocket } },
         );
-        assert.equal(result.code, 0, result.stderr);
-        assert.equal(result.stdout, "dev 600\ndev 700\nanswer=12 keys=1\nanswer=12 keys=1\n");
-        // The socket, its directory and the relay inside end with the SSH connection.
-        const leftovers =
-          "ls -d /tmp/cvm-ssh-* 2>/dev/null; for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'IO::Socket::UNI[X]' && echo relay $p; done; true";
-        let left = "";
-        for (let i = 0; i < 50; i++) {
-          left = await inside(leftovers);
-          if (left.trim() === "") break;
-          await sleep(200);
-        }
-        assert.equal(left.trim(), "", "nothing of the agent's socket is left inside");
-        assert.equal((await ssh(["dev.cvm", 'echo "[$SSH_AUTH_SOCK]"'])).stdout, "[]\n", "no agent unless asked");
+        assert.equal(agent.code, 0, agent.stderr);
+        assert.equal(agent.stdout, "dev 600\nanswer=12 keys=1\n");
       } finally {
-        agent.kill();
+        await admin.deleteEnvironment(plain.id);
       }
     });
 

@@ -263,6 +263,8 @@ test("no answer in time: running, or still pending with its warnings", () => {
     timedOut: true,
   });
   expect(judgeTrial(pending), "fail", /still Pending on node node-a after 12\.5 s: FailedMount: timed out/);
+  const interrupted = evidence(pod({ phase: "Running" }, "node-a"), [], { interrupted: true });
+  expect(judgeTrial(interrupted), "fail", /deleted after 12\.5 s: the checks were interrupted/);
   const gone = evidence(undefined, [], { vanished: true });
   expect(judgeTrial(gone), "fail", /was deleted by someone else/);
 });

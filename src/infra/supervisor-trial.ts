@@ -140,6 +140,8 @@ export interface TrialEvidence {
   timedOut: boolean;
   /** The Pod vanished under the trial (someone deleted it). */
   vanished?: boolean;
+  /** The run was interrupted (the doctor stopped) before the Pod answered. */
+  interrupted?: boolean;
 }
 
 const imagePullReasons = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"]);
@@ -280,6 +282,14 @@ const trialCases: TrialCase[] = [
       fail(
         `${where(e)}${onNode(e)}: the supervisor container ended with exit code ${e.terminated?.exitCode} (${e.terminated?.reason ?? "no reason"}) without the probe's answer: ${e.terminated?.message?.trim() || "no message"}`,
         "The supervisor image must be the one of this cvm version (it has `cvm supervisor probe`): build and push it with npm run images -- supervisor.",
+      ),
+  },
+  {
+    matches: (e) => e.interrupted === true,
+    verdict: (e) =>
+      fail(
+        `${where(e)} was deleted after ${e.seconds} s: the checks were interrupted before it answered`,
+        "Run the checks again and let the trial finish.",
       ),
   },
   {
@@ -447,6 +457,7 @@ export async function runTrial(context: TrialContext): Promise<TrialEvidence> {
       }
       await sleep(trialDefaults.pollMs, undefined, { signal: context.signal }).catch(() => undefined);
     }
+    if (context.signal?.aborted) return { ...evidence, seconds: seconds(), interrupted: true };
     return { ...evidence, seconds: seconds(), timedOut: true };
   } finally {
     await removeTrial(core, namespace, name).catch((error) =>

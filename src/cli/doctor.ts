@@ -12,6 +12,7 @@ import { defaultSettings, type RuntimeChoice, runtimeChoices } from "../core/set
 import { defaultDockerHost } from "../docker/engine-address.js";
 import { type OnCheckProgress, worstStatus } from "../infra/check.js";
 import { printJson } from "./output.js";
+import { secret } from "./prompt.js";
 
 interface DoctorOptions {
   json?: boolean;
@@ -23,6 +24,8 @@ interface DoctorOptions {
   privileges?: string;
   capabilities?: string;
   image: string[];
+  registryUser?: string;
+  registryPasswordStdin?: boolean;
   supervisorImage?: string;
   trialTimeout?: number;
 }
@@ -89,6 +92,18 @@ export async function doctor(options: DoctorOptions): Promise<ChecksResponse> {
     const parsed = parseImageReference(image);
     if (!isImageReference(parsed)) throw new CvmError("BAD_REQUEST", `--image ${image} ${parsed.problem}`);
   }
+  // The credentials a CVM of those images would be created with, in the trial's Secret as in a CVM's.
+  const credentials =
+    options.registryUser !== undefined
+      ? {
+          username: options.registryUser,
+          password: await secret("Registry password: ", {
+            stdin: options.registryPasswordStdin,
+            env: "CVM_REGISTRY_PASSWORD",
+            flag: "--registry-password-stdin",
+          }),
+        }
+      : undefined;
   // Interrupted, the trial Pod is deleted before the doctor exits.
   const interrupted = new AbortController();
   const onSignal = () => interrupted.abort();
@@ -110,6 +125,7 @@ export async function doctor(options: DoctorOptions): Promise<ChecksResponse> {
         namespace: options.namespace,
         trial: {
           images: options.image,
+          credentials,
           podOptions: options.supervisorImage ? { supervisorImage: options.supervisorImage } : undefined,
           timeoutSeconds: options.trialTimeout,
           signal: interrupted.signal,
@@ -147,6 +163,14 @@ export function register(program: Command): void {
       "kubernetes: a CVM image the trial Pod asks the registry for from inside the cluster (repeatable)",
       (value: string, previous: string[]) => [...previous, value],
       [] as string[],
+    )
+    .option(
+      "--registry-user <user>",
+      "kubernetes: registry credentials for the first --image's registry, as a CVM of it gets them",
+    )
+    .option(
+      "--registry-password-stdin",
+      "read the registry password from standard input (or set CVM_REGISTRY_PASSWORD; else it is asked for)",
     )
     .option(
       "--supervisor-image <ref>",

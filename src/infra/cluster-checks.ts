@@ -340,9 +340,12 @@ async function askAccess(context: ClusterContext): Promise<AccessAnswer[]> {
 
 // ---------------------------------------------------------------- the trial Pod
 
-/** The images a CVM here will be made from, as far as the checks know them: the warm pools' and those given. */
+/**
+ * The images a CVM here will be made from, as far as the checks know them:
+ * those given first (the credentials given are the first one's registry's), then the warm pools'.
+ */
 export function trialImages(settings: InfrastructureSettings, given: string[] = []): string[] {
-  return [...new Set([...settings.pools.map((pool) => pool.image), ...given])];
+  return [...new Set([...given, ...settings.pools.map((pool) => pool.image)])];
 }
 
 async function readTrial(context: ClusterContext): Promise<TrialEvidence> {

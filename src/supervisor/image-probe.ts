@@ -4,18 +4,18 @@
  * it starts the supervisor's own engine, asks it whether the isolation
  * runtime the settings want is registered, and asks each image's registry
  * for its manifest through that engine, with the credentials the Pod was
- * given: what a CVM's build would meet first, without building one. The
+ * given where they are that registry's: what a CVM's build would meet first, without building one. The
  * answer is the container's termination message (pod-contract.ts).
  */
 
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { pino } from "pino";
 import { CvmError } from "../core/errors.js";
 import { chooseRuntime } from "../core/isolation-runtime.js";
 import { registryDigest } from "../docker/image-pull.js";
 import { CvmEngine } from "./engine.js";
 import { podEnvironment } from "./pod-agent.js";
-import { encodeProbeVerdict, type ProbeVerdict } from "./pod-contract.js";
+import { decodeRegistryAuthFor, encodeProbeVerdict, type ProbeVerdict } from "./pod-contract.js";
 
 /** Where the kubelet reads a container's termination message (the default terminationMessagePath). */
 export const terminationLog = "/dev/termination-log";
@@ -34,6 +34,7 @@ export async function runImageProbe(images: string[], out = terminationLog): Pro
     insecureRegistries: pod.insecureRegistries,
     startTimeoutMs: 60_000,
   });
+  const authFile = existsSync(pod.registryAuthFile) ? readFileSync(pod.registryAuthFile, "utf8") : undefined;
   const verdict: ProbeVerdict = { images: [] };
   try {
     const begun = Date.now();
@@ -46,7 +47,7 @@ export async function runImageProbe(images: string[], out = terminationLog): Pro
       verdict.runtime = words(error);
     }
     for (const image of images) {
-      const answer = await registryDigest(docker, image, pod.credentials);
+      const answer = await registryDigest(docker, image, decodeRegistryAuthFor(authFile, image));
       verdict.images.push(
         "digest" in answer ? { image, digest: answer.digest } : { image, failure: answer.message, kind: answer.kind },
       );

@@ -18,6 +18,7 @@ import {
   decodePodVariables,
   decodeProbeVerdict,
   decodeRegistryAuth,
+  decodeRegistryAuthFor,
   encodeProbeVerdict,
   encodeRegistryAuth,
   probeVerdictBytes,
@@ -211,4 +212,15 @@ test("the probe's verdict fits the kubelet's 4096 bytes, long answers cut first,
   assert.match(back?.images[0].failure ?? "", /^x+…$/);
   assert.equal(decodeProbeVerdict("error: unknown command 'probe'"), undefined);
   assert.equal(decodeProbeVerdict('{"not":"a verdict"}'), undefined);
+});
+
+test("the probe hands credentials only to the registry they are for", () => {
+  const file = encodeRegistryAuth("registry.example:5000/team/app:1", { username: "ada", password: "pw" });
+  assert.deepEqual(decodeRegistryAuthFor(file, "registry.example:5000/team/other:2"), {
+    username: "ada",
+    password: "pw",
+  });
+  assert.equal(decodeRegistryAuthFor(file, "elsewhere.example/team/app:1"), undefined);
+  assert.equal(decodeRegistryAuthFor(file, "debian:bookworm"), undefined, "not Docker Hub's either");
+  assert.equal(decodeRegistryAuthFor(undefined, "registry.example:5000/team/app:1"), undefined);
 });

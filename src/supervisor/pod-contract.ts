@@ -221,6 +221,17 @@ export function encodeRegistryAuth(image: string, credentials: RegistryCredentia
   return JSON.stringify({ auths });
 }
 
+/** The credentials of a docker config file for `image`'s registry alone: never handed to another registry. */
+export function decodeRegistryAuthFor(
+  dockerConfig: string | undefined,
+  image: string,
+): RegistryCredentials | undefined {
+  if (!dockerConfig) return undefined;
+  const auths = (JSON.parse(dockerConfig) as { auths?: Record<string, unknown> }).auths ?? {};
+  const server = credentialServer(image);
+  return server in auths ? decodeRegistryAuth(JSON.stringify({ auths: { [server]: auths[server] } })) : undefined;
+}
+
 /** The first credentials of a docker config file (the environment's Secret holds at most one registry's). */
 export function decodeRegistryAuth(dockerConfig: string | undefined): RegistryCredentials | undefined {
   if (!dockerConfig) return undefined;

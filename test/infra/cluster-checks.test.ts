@@ -184,8 +184,8 @@ describe("cluster checks on a real API server", { skip: kubeUnavailable(), timeo
       "supervisor",
       "probe",
       "--",
-      "registry.example/team/pooled:1",
       "registry.example/team/dev:1",
+      "registry.example/team/pooled:1",
     ]);
     assert.equal(container.securityContext?.privileged, true);
     const env = new Map(container.env?.map((v) => [v.name, v.value]));

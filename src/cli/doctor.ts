@@ -12,7 +12,7 @@ import { defaultSettings, type RuntimeChoice, runtimeChoices } from "../core/set
 import { defaultDockerHost } from "../docker/engine-address.js";
 import { type OnCheckProgress, worstStatus } from "../infra/check.js";
 import { printJson } from "./output.js";
-import { secret } from "./prompt.js";
+import { registryCredentials } from "./prompt.js";
 
 interface DoctorOptions {
   json?: boolean;
@@ -93,17 +93,7 @@ export async function doctor(options: DoctorOptions): Promise<ChecksResponse> {
     if (!isImageReference(parsed)) throw new CvmError("BAD_REQUEST", `--image ${image} ${parsed.problem}`);
   }
   // The credentials a CVM of those images would be created with, in the trial's Secret as in a CVM's.
-  const credentials =
-    options.registryUser !== undefined
-      ? {
-          username: options.registryUser,
-          password: await secret("Registry password: ", {
-            stdin: options.registryPasswordStdin,
-            env: "CVM_REGISTRY_PASSWORD",
-            flag: "--registry-password-stdin",
-          }),
-        }
-      : undefined;
+  const credentials = await registryCredentials(options);
   // Interrupted, the trial Pod is deleted before the doctor exits.
   const interrupted = new AbortController();
   const onSignal = () => interrupted.abort();

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { CoreV1Event, V1Pod } from "@kubernetes/client-node";
+import type { CoreV1Event, V1ContainerState, V1ContainerStatus, V1Pod } from "@kubernetes/client-node";
 import type { CheckStatus } from "../api/contract.js";
 import { defaultSettings } from "../core/settings.js";
 import { supervisorPodSpec } from "../providers/kubernetes/pod-spec.js";
@@ -64,44 +64,19 @@ const evidence = (p: V1Pod | undefined, events: CoreV1Event[] = [], extra: Parti
   ...extra,
 });
 
+/** The supervisor container's status in `state`. */
+function supervisor(state: V1ContainerState): V1ContainerStatus {
+  return { name: "supervisor", image: base.supervisorImage, imageID: "", ready: false, restartCount: 0, state };
+}
+
 function finished(verdict: ProbeVerdict, node = "node-a"): TrialEvidence {
-  return evidence(
-    pod(
-      {
-        phase: "Succeeded",
-        containerStatuses: [
-          {
-            name: "supervisor",
-            image: base.supervisorImage,
-            imageID: "",
-            ready: false,
-            restartCount: 0,
-            state: { terminated: { exitCode: 0, reason: "Completed", message: encodeProbeVerdict(verdict) } },
-          },
-        ],
-      },
-      node,
-    ),
-  );
+  const message = encodeProbeVerdict(verdict);
+  const terminated = { exitCode: 0, reason: "Completed", message };
+  return evidence(pod({ phase: "Succeeded", containerStatuses: [supervisor({ terminated })] }, node));
 }
 
 function waiting(reason: string, message: string, node = "node-a"): V1Pod {
-  return pod(
-    {
-      phase: "Pending",
-      containerStatuses: [
-        {
-          name: "supervisor",
-          image: base.supervisorImage,
-          imageID: "",
-          ready: false,
-          restartCount: 0,
-          state: { waiting: { reason, message } },
-        },
-      ],
-    },
-    node,
-  );
+  return pod({ phase: "Pending", containerStatuses: [supervisor({ waiting: { reason, message } })] }, node);
 }
 
 const digest = `sha256:${"ab".repeat(32)}`;
@@ -227,24 +202,8 @@ test("the engine does not start in the Pod: fail with the engine's words", () =>
 });
 
 test("an image without the probe, or a container that cannot start: fail, saying which", () => {
-  const old = evidence(
-    pod(
-      {
-        phase: "Failed",
-        containerStatuses: [
-          {
-            name: "supervisor",
-            image: base.supervisorImage,
-            imageID: "",
-            ready: false,
-            restartCount: 0,
-            state: { terminated: { exitCode: 1, reason: "Error", message: "error: unknown command 'probe'" } },
-          },
-        ],
-      },
-      "node-a",
-    ),
-  );
+  const terminated = { exitCode: 1, reason: "Error", message: "error: unknown command 'probe'" };
+  const old = evidence(pod({ phase: "Failed", containerStatuses: [supervisor({ terminated })] }, "node-a"));
   expect(
     judgeTrial(old),
     "fail",

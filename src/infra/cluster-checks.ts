@@ -372,6 +372,7 @@ async function readTrial(context: ClusterContext): Promise<TrialEvidence> {
     return skipped(`the namespace refuses the supervisor Pod (see supervisor-admission): ${dryRun.message}`);
   }
   if (trial.skip) return skipped(trial.skip);
+  if (trial.signal?.aborted) return skipped("the checks were interrupted before it");
   return runTrial({
     core: context.apis.core,
     namespace,

@@ -102,6 +102,7 @@ test("the supervisor image cannot be pulled: fail naming the image and the kubel
     'rpc error: code = NotFound desc = failed to pull and unpack image "registry.example/cvm/supervisor:1.2.3": not found';
   const e = evidence(waiting("ErrImagePull", message), [
     event("Normal", "Scheduled", "Successfully assigned cvm/cvm-trial-1a2b3c4d to node-a"),
+    event("Warning", "Failed", "Error: ErrImagePull"),
     event("Warning", "Failed", `Failed to pull image "registry.example/cvm/supervisor:1.2.3": ${message}`),
   ]);
   assert.ok(trialSettled(e), "an image pull error ends the wait");

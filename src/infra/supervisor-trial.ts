@@ -148,8 +148,14 @@ const imagePullReasons = new Set(["ErrImagePull", "ImagePullBackOff", "InvalidIm
 const containerReasons = new Set(["CreateContainerConfigError", "CreateContainerError", "RunContainerError"]);
 
 const sandboxEvent = (e: TrialEvidence) => e.events.find((event) => event.reason === "FailedCreatePodSandBox");
-const pullEvent = (e: TrialEvidence) =>
-  e.events.find((event) => event.reason === "Failed" && /pull|image/i.test(event.message ?? ""));
+/** The kubelet's own words on a failed pull: "Failed to pull image ...", before its "Error: ErrImagePull". */
+const pullEvent = (e: TrialEvidence) => {
+  const failed = e.events.filter((event) => event.reason === "Failed");
+  return (
+    failed.find((event) => /^Failed to pull/i.test(event.message ?? "")) ??
+    failed.find((event) => /pull/i.test(event.message ?? ""))
+  );
+};
 const schedulingEvent = (e: TrialEvidence) => e.events.find((event) => event.reason === "FailedScheduling");
 
 /** Whether the trial has its answer: the wait stops at the first of these. */

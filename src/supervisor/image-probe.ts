@@ -25,9 +25,17 @@ function words(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export async function runImageProbe(images: string[], out = terminationLog): Promise<ProbeVerdict> {
-  const pod = podEnvironment();
-  const logger = pino({ base: { service: "cvm-supervisor-probe" } });
+export interface ProbeOptions {
+  /** Where the verdict goes; the kubelet's termination log in a Pod. */
+  out?: string;
+  /** The Pod's variables (pod-contract.ts); the process's own in a Pod. */
+  env?: NodeJS.ProcessEnv;
+  logLevel?: string;
+}
+
+export async function runImageProbe(images: string[], options: ProbeOptions = {}): Promise<ProbeVerdict> {
+  const pod = podEnvironment(options.env);
+  const logger = pino({ base: { service: "cvm-supervisor-probe" }, level: options.logLevel ?? "info" });
   const engine = new CvmEngine({
     dataDir: pod.runtimeDir,
     logger,
@@ -58,7 +66,7 @@ export async function runImageProbe(images: string[], out = terminationLog): Pro
     await engine.close().catch((error) => logger.warn({ err: error }, "could not stop the probe's engine"));
   }
   const text = encodeProbeVerdict(verdict);
-  writeFileSync(out, text);
+  writeFileSync(options.out ?? terminationLog, text);
   process.stdout.write(`${text}\n`);
   return verdict;
 }

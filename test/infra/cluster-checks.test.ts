@@ -217,6 +217,22 @@ describe("cluster checks on a real API server", { skip: kubeUnavailable(), timeo
     await assert.rejects(core.readNamespacedSecret({ name, namespace: ns.privileged }), { code: 404 });
   });
 
+  test("a trial Pod no node can take: the scheduler's message, once its no has held a while", async () => {
+    // The smallest CVM these settings allow is bigger than any node.
+    const settings: InfrastructureSettings = {
+      ...defaultSettings,
+      limits: { ...defaultSettings.limits, minCpu: 500, maxCpu: 1000 },
+    };
+    const trial = (await checks(ns.privileged, settings, kube.kubeconfig, { timeoutSeconds: 60 })).get(
+      "supervisor-trial",
+    )!;
+    assert.equal(trial.status, "fail", trial.evidence);
+    assert.match(trial.evidence, /no node can take it: 0\/\d+ nodes are available: .*Insufficient cpu/);
+    assert.match(trial.remedy ?? "", /Add nodes with room for the smallest CVM/);
+    const pods = await kube.config().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: ns.privileged });
+    assert.deepEqual(pods.items, [], "the unscheduled trial Pod is gone too");
+  });
+
   test("the trial ends when the doctor is interrupted, and a Pod a crashed doctor left is removed by the next run", async () => {
     const core = kube.config().makeApiClient(CoreV1Api);
     const interrupt = new AbortController();

@@ -44,6 +44,7 @@ import {
   clusterRefusal,
   defaultNamespace,
   dropIdleConnections,
+  isBrokenConnection,
   isConflict,
   isNotFound,
   loadKubeConfig,
@@ -330,10 +331,18 @@ export class KubernetesProvider implements Provider {
     { discard, registrySecret }: { discard: boolean; registrySecret: boolean },
   ) {
     const pod = environmentPodSpec(this.labeled(environment), settings, this.podOptions(discard, registrySecret));
+    const create = () => this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
     try {
-      await this.core.createNamespacedPod({ namespace: this.namespace, body: pod });
+      await create();
     } catch (error) {
-      throw clusterRefusal(`the environment's Pod`, error);
+      if (!isBrokenConnection(error)) throw clusterRefusal(`the environment's Pod`, error);
+      // The connection broke under the create (seen on the real node: "Premature close"), so the Pod may
+      // exist or not: this build's own is made; otherwise it is created once more.
+      try {
+        if (!(await this.podOfBuild(environment))) await create();
+      } catch (again) {
+        throw clusterRefusal(`the environment's Pod`, again);
+      }
     }
     if (discard) {
       const claim = objectNames(environment.id).claim;
@@ -347,6 +356,21 @@ export class KubernetesProvider implements Provider {
           jsonPatch,
         )
         .catch((error) => this.logger.warn({ err: error, claim }, "could not clear the discard mark"));
+    }
+  }
+
+  /** Whether the environment's Pod exists and was made for its current build. */
+  private async podOfBuild(environment: Environment): Promise<boolean> {
+    if (!environment.buildId) return false;
+    try {
+      const pod = await this.core.readNamespacedPod({
+        name: objectNames(environment.id).pod,
+        namespace: this.namespace,
+      });
+      return pod.metadata?.labels?.[labels.build] === environment.buildId;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw error;
     }
   }
 

@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -91,6 +92,13 @@ static void mount_binfmt_misc(void) {
  */
 #define SYSFS_REFERENCE "/.cvm/sysfs"
 #define CGROUP_PARKED "/run/.cvm-cgroup"
+/*
+ * LXCFS's file (lxcfs.ts) bound over the engine's sysfs: a detached /sys
+ * takes it along, so it is parked beside the cgroups and put back over the
+ * new sysfs, or the CVM would see the node's CPUs there.
+ */
+#define CPU_ONLINE "/sys/devices/system/cpu/online"
+#define CPU_ONLINE_PARKED "/run/.cvm-cpu-online"
 #define SYSFS_MAGIC 0x62656572
 
 static int is_sysfs(const char *path) {
@@ -105,6 +113,10 @@ static void swap_sysfs(void) {
   const unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (getpid() != 1 || !is_sysfs(SYSFS_REFERENCE)) return;
   mkdir(CGROUP_PARKED, 0700);
+  // Only where LXCFS's file is bound there: a plain sysfs file is no mount point, and the move fails.
+  int online = open(CPU_ONLINE_PARKED, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (online >= 0) close(online);
+  int online_parked = mount(CPU_ONLINE, CPU_ONLINE_PARKED, NULL, MS_MOVE, NULL) == 0;
   if (mount("/sys/fs/cgroup", CGROUP_PARKED, NULL, MS_MOVE, NULL) != 0) {
     note("park /sys/fs/cgroup");
   } else if (umount2("/sys", MNT_DETACH) != 0) {
@@ -118,6 +130,8 @@ static void swap_sysfs(void) {
     if (mount(CGROUP_PARKED, "/sys/fs/cgroup", NULL, MS_MOVE, NULL) != 0) note("put /sys/fs/cgroup back");
     if (mount(NULL, "/sys", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) != 0) note("make /sys read-only");
   }
+  if (online_parked && mount(CPU_ONLINE_PARKED, CPU_ONLINE, NULL, MS_MOVE, NULL) != 0) note("put LXCFS's cpu/online back");
+  unlink(CPU_ONLINE_PARKED);
   rmdir(CGROUP_PARKED);
 }
 

@@ -459,6 +459,11 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     let agent: ChildProcess | undefined;
     const ssh = (args: string[], input?: string) =>
       runToEnd("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", ...args], { env, input });
+    /** ssh -A with this machine's agent. */
+    const sshWithAgent = (host: string, command: string) =>
+      runToEnd("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "-A", host, command], {
+        env: { ...env, SSH_AUTH_SOCK: agentSocket },
+      });
 
     before(async () => {
       home = mkdtempSync(join(tmpdir(), "cvm-real-node-home-"));
@@ -565,18 +570,9 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     });
 
     test("agent forwarding: ssh -A gives a socket of the user's inside that reaches this machine's agent, gone after", async () => {
-      const result = await runToEnd(
-        "ssh",
-        [
-          "-F",
-          sshConfig,
-          "-o",
-          "BatchMode=yes",
-          "-A",
-          "dev.cvm",
-          `stat -c '%U %a' "$SSH_AUTH_SOCK" "$(dirname "$SSH_AUTH_SOCK")"; ${agentProbe}; ${agentProbe}`,
-        ],
-        { env: { ...env, SSH_AUTH_SOCK: agentSocket } },
+      const result = await sshWithAgent(
+        "dev.cvm",
+        `stat -c '%U %a' "$SSH_AUTH_SOCK" "$(dirname "$SSH_AUTH_SOCK")"; ${agentProbe}; ${agentProbe}`,
       );
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, "dev 600\ndev 700\nanswer=12 keys=1\nanswer=12 keys=1\n");
@@ -616,19 +612,7 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
         assert.match(groups, /\bsudo\b/);
         assert.equal(userHome, "/home/dev");
         assert.equal((await ssh(["root@plain.cvm", "id -un"])).stdout, "root\n");
-        const agent = await runToEnd(
-          "ssh",
-          [
-            "-F",
-            sshConfig,
-            "-o",
-            "BatchMode=yes",
-            "-A",
-            "plain.cvm",
-            `stat -c '%U %a' "$SSH_AUTH_SOCK"; ${agentProbe}`,
-          ],
-          { env: { ...env, SSH_AUTH_SOCK: agentSocket } },
-        );
+        const agent = await sshWithAgent("plain.cvm", `stat -c '%U %a' "$SSH_AUTH_SOCK"; ${agentProbe}`);
         assert.equal(agent.code, 0, agent.stderr);
         assert.equal(agent.stdout, "dev 600\nanswer=12 keys=1\n");
       } finally {

@@ -8,6 +8,7 @@ import { defaultSettings } from "./settings.js";
 import {
   memberEnvironment,
   type PoolMember,
+  type MemberSettings,
   type PoolStep,
   planPools,
   poolKey,
@@ -83,12 +84,12 @@ test("a pool set again replaces the one of its image and size; a count of 0 take
 const plan = (
   pools: WarmPool[],
   members: PoolMember[],
-  extra: { runtime?: "auto" | "userns"; versions?: [string, string][] } = {},
+  extra: { settings?: Partial<MemberSettings>; versions?: [string, string][] } = {},
 ): PoolStep[] =>
   planPools({
     pools,
     members,
-    runtime: extra.runtime ?? "auto",
+    settings: { runtime: "auto", lxcfs: true, fuseDevice: true, tunDevice: true, ...extra.settings },
     imageVersions: new Map(extra.versions ?? []),
   });
 
@@ -117,6 +118,23 @@ test("a plan drains what no pool wants: failed, of a removed pool, another runti
   // A version unknown (no registry answered) or the same keeps the member.
   assert.deepEqual(plan([p], [stale]), []);
   assert.deepEqual(plan([p], [stale], { versions: [[image, "sha256:old"]] }), []);
+});
+
+test("a plan drains a member built under other LXCFS or device settings, or before they were recorded", () => {
+  const p = pool({ count: 1 });
+  const kept = member(p);
+  const unrecorded = member(p, { devices: undefined });
+  assert.deepEqual(plan([p], [kept, unrecorded]), [
+    { drain: unrecorded, why: "it was built before its LXCFS and device settings were recorded" },
+  ]);
+  assert.deepEqual(plan([p], [kept], { settings: { lxcfs: false, tunDevice: false } }), [
+    { drain: kept, why: "the Infrastructure settings changed since it was built: LXCFS is now off, /dev/net/tun is now off" },
+    { fill: p },
+  ]);
+  assert.deepEqual(plan([p], [kept], { settings: { fuseDevice: false } }), [
+    { drain: kept, why: "the Infrastructure settings changed since it was built: /dev/fuse is now off" },
+    { fill: p },
+  ]);
 });
 
 test("a shrunk pool drains its newest members, those still filling first", () => {

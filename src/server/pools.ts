@@ -17,7 +17,15 @@ import type { Environment, EnvironmentSpec } from "../core/environment.js";
 import type { BuildContext, Observation, Provider, WorkloadPool } from "../core/provider.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import type { Store } from "../core/store.js";
-import { newMember, type PoolMember, planPools, poolKey, poolsFor, type WarmPool } from "../core/warm-pool.js";
+import {
+  newMember,
+  type PoolMember,
+  planPools,
+  poolKey,
+  poolsFor,
+  settingsChange,
+  type WarmPool,
+} from "../core/warm-pool.js";
 import { newId } from "../store/ids.js";
 import type { SettingsService } from "./settings-service.js";
 
@@ -100,18 +108,26 @@ export class WarmPools {
     if (!this.pool) return { miss: `the ${this.deps.provider.name} provider keeps no warm pools` };
     const fit = poolsFor(spec, settings.cvmEnabled ? settings.pools : []);
     if ("miss" in fit) return fit;
+    let changed: string | undefined;
     for (const pool of fit.pools) {
       const key = poolKey(pool);
       const ready = [...this.members.values()]
-        .filter(
-          (m) =>
-            m.pool === key && m.state === "ready" && m.runtimeSetting === settings.runtime && !this.reserved.has(m.id),
-        )
+        .filter((m) => m.pool === key && m.state === "ready" && !this.reserved.has(m.id))
+        .filter((m) => {
+          const change = settingsChange(m, settings);
+          changed ??= change;
+          return !change;
+        })
         .sort((a, b) => (a.readyAt ?? "").localeCompare(b.readyAt ?? ""));
       if (ready[0]) {
         this.reserved.add(ready[0].id);
         return { member: ready[0] };
       }
+    }
+    if (changed) {
+      // The next pass drains them and builds members under the settings of now.
+      this.kick();
+      return { miss: `the warm pool ${poolKey(fit.pools[0])} holds only CVMs built under other settings (${changed})` };
     }
     const filling = [...this.members.values()].filter(
       (m) => m.state === "filling" && fit.pools.some((p) => poolKey(p) === m.pool),
@@ -240,7 +256,7 @@ export class WarmPools {
     const steps = planPools({
       pools: wanted,
       members: [...this.members.values()].filter((m) => !this.reserved.has(m.id)),
-      runtime: settings.runtime,
+      settings,
       imageVersions: versions,
     });
     for (const step of steps) {
@@ -275,7 +291,7 @@ export class WarmPools {
 
   /** Builds a member in the background; when it ends (ready or failed), another pass follows. */
   private fill(pool: WorkloadPool, of: WarmPool, settings: InfrastructureSettings): void {
-    const member = newMember(of, newId("env"), settings.runtime, new Date().toISOString());
+    const member = newMember(of, newId("env"), settings, new Date().toISOString());
     const controller = new AbortController();
     const logger = this.deps.logger.child({ component: "warm-pools", member: member.id, pool: member.pool });
     const begun = Date.now();

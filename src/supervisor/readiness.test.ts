@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { demux, parseReport, reportScript, systemdStatusOf } from "./readiness.js";
+import { demux, dockerOnDemand, parseReport, reportScript, systemdStatusOf } from "./readiness.js";
 
 test("systemd's own words map onto the API's systemd status", () => {
   const cases: [string, string][] = [
@@ -15,10 +15,35 @@ test("systemd's own words map onto the API's systemd status", () => {
   for (const [word, status] of cases) assert.equal(systemdStatusOf(word), status);
 });
 
-test("the report script's output: state, failed units, docker.service enabled", () => {
-  const report = parseReport("state=degraded\nfailed=foo.service\nfailed=bar.mount\ndocker=enabled\n");
-  assert.deepEqual(report, { state: "degraded", failedUnits: ["foo.service", "bar.mount"], dockerEnabled: true });
-  assert.deepEqual(parseReport("state=\n"), { state: "unknown", failedUnits: [], dockerEnabled: false });
+test("the report script's output: state, failed units, Docker enabled, dockerd's unit and socket", () => {
+  const report = parseReport(
+    "state=degraded\nfailed=foo.service\nfailed=bar.mount\ndocker=enabled\ndockerd=active\ndockersocket=active\n",
+  );
+  assert.deepEqual(report, {
+    state: "degraded",
+    failedUnits: ["foo.service", "bar.mount"],
+    dockerEnabled: true,
+    dockerd: "active",
+    dockerSocketActive: true,
+  });
+  assert.deepEqual(parseReport("state=\n"), {
+    state: "unknown",
+    failedUnits: [],
+    dockerEnabled: false,
+    dockerd: "unknown",
+    dockerSocketActive: false,
+  });
+});
+
+test("Docker on demand: systemd listens on docker.socket and dockerd has not started (nor failed)", () => {
+  const on = (dockerd: string, socket: string) =>
+    dockerOnDemand(parseReport(`state=running\ndocker=enabled\ndockerd=${dockerd}\ndockersocket=${socket}\n`));
+  assert.equal(on("inactive", "active"), true);
+  assert.equal(on("active", "active"), false, "a running dockerd is pinged, not assumed");
+  assert.equal(on("activating", "active"), false);
+  assert.equal(on("failed", "active"), false);
+  assert.equal(on("inactive", "inactive"), false, "no socket listens: nothing would start dockerd");
+  assert.equal(dockerOnDemand(parseReport("state=running\ndockerd=inactive\ndockersocket=active\n")), false);
 });
 
 test("the report waits for boot only when asked, and bounds the wait", () => {

@@ -6,9 +6,9 @@ import * as fixtures from "../testing/fixtures.js";
 import type { EnvironmentSpec } from "./environment.js";
 import { defaultSettings } from "./settings.js";
 import {
+  type MemberSettings,
   memberEnvironment,
   type PoolMember,
-  type MemberSettings,
   type PoolStep,
   planPools,
   poolKey,
@@ -128,7 +128,10 @@ test("a plan drains a member built under other LXCFS or device settings, or befo
     { drain: unrecorded, why: "it was built before its LXCFS and device settings were recorded" },
   ]);
   assert.deepEqual(plan([p], [kept], { settings: { lxcfs: false, tunDevice: false } }), [
-    { drain: kept, why: "the Infrastructure settings changed since it was built: LXCFS is now off, /dev/net/tun is now off" },
+    {
+      drain: kept,
+      why: "the Infrastructure settings changed since it was built: LXCFS is now off, /dev/net/tun is now off",
+    },
     { fill: p },
   ]);
   assert.deepEqual(plan([p], [kept], { settings: { fuseDevice: false } }), [

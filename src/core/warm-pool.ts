@@ -114,7 +114,9 @@ export function settingsChange(member: PoolMember, settings: MemberSettings): st
     devices.fuseDevice !== settings.fuseDevice && `/dev/fuse is now ${onOff(settings.fuseDevice)}`,
     devices.tunDevice !== settings.tunDevice && `/dev/net/tun is now ${onOff(settings.tunDevice)}`,
   ].filter(Boolean);
-  return changed.length > 0 ? `the Infrastructure settings changed since it was built: ${changed.join(", ")}` : undefined;
+  return changed.length > 0
+    ? `the Infrastructure settings changed since it was built: ${changed.join(", ")}`
+    : undefined;
 }
 
 export type PoolStep = { fill: WarmPool } | { drain: PoolMember; why: string };
@@ -211,4 +213,31 @@ export function memberEnvironment(member: PoolMember, runtime: Environment["runt
     updatedAt: member.createdAt,
     version: 1,
   };
+}
+
+/**
+ * Pooled CVMs count against capacity: the pools' CPUs and memory in all
+ * (each pool's size times its count) may not exceed the machine's.
+ */
+export function capacityProblems(
+  pools: readonly WarmPool[],
+  capacity: { cpu: number; memoryGiB: number },
+): Validation[] {
+  const cpu = pools.reduce((sum, pool) => sum + pool.cpu * pool.count, 0);
+  const memoryGiB = pools.reduce((sum, pool) => sum + pool.memoryGiB * pool.count, 0);
+  const problems: Validation[] = [];
+  const round = (value: number) => Math.round(value * 100) / 100;
+  if (cpu > capacity.cpu) {
+    problems.push({
+      field: "pools",
+      detail: `the warm pools would hold ${round(cpu)} CPUs in all, more than the engine's machine has (${capacity.cpu})`,
+    });
+  }
+  if (memoryGiB > capacity.memoryGiB) {
+    problems.push({
+      field: "pools",
+      detail: `the warm pools would hold ${round(memoryGiB)} GiB of memory in all, more than the engine's machine has (${round(capacity.memoryGiB)} GiB)`,
+    });
+  }
+  return problems;
 }

@@ -135,7 +135,9 @@ describe("warm pools", () => {
     await t.settings.update(t.admin, { tunDevice: false });
     const after = await until("the member rebuilt under the new settings", async () => {
       const seen = await status();
-      return seen.members.length === 1 && seen.members[0].state === "ready" && seen.members[0].devices?.tunDevice === false
+      return seen.members.length === 1 &&
+        seen.members[0].state === "ready" &&
+        seen.members[0].devices?.tunDevice === false
         ? seen
         : undefined;
     });

@@ -14,10 +14,12 @@
 import type { Logger } from "pino";
 import type { PoolsStatus } from "../api/contract.js";
 import type { Environment, EnvironmentSpec } from "../core/environment.js";
-import type { BuildContext, Observation, Provider, WorkloadPool } from "../core/provider.js";
+import type { Validation } from "../core/errors.js";
+import type { BuildContext, Observation, PoolCapacity, Provider, WorkloadPool } from "../core/provider.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import type { Store } from "../core/store.js";
 import {
+  capacityProblems,
   newMember,
   type PoolMember,
   planPools,
@@ -72,6 +74,25 @@ export class WarmPools {
   constructor(private readonly deps: WarmPoolsOptions) {
     this.pool = deps.provider.pool;
     deps.settings.onChange(() => this.kick());
+    deps.settings.addValidator((after, before) => this.capacityProblems(after, before));
+  }
+
+  private capacityKnown?: { capacity?: PoolCapacity; at: number };
+
+  /** The machine the members run on, asked at most once a minute; undefined when the provider cannot say. */
+  async capacity(): Promise<PoolCapacity | undefined> {
+    if (!this.pool?.capacity) return undefined;
+    if (this.capacityKnown && Date.now() - this.capacityKnown.at < 60_000) return this.capacityKnown.capacity;
+    const capacity = await within(this.pool.capacity(), 5000);
+    this.capacityKnown = { capacity, at: Date.now() };
+    return capacity;
+  }
+
+  /** Pooled CVMs count against capacity: pools changed to hold more than the machine has are refused. */
+  private async capacityProblems(after: InfrastructureSettings, before: InfrastructureSettings): Promise<Validation[]> {
+    if (JSON.stringify(after.pools) === JSON.stringify(before.pools)) return [];
+    const capacity = await this.capacity();
+    return capacity ? capacityProblems(after.pools, capacity) : [];
   }
 
   /**
@@ -195,8 +216,10 @@ export class WarmPools {
     const count = (key: string, state: PoolMember["state"]) =>
       members.filter((m) => m.pool === key && m.state === state).length;
     const live = members.filter((m) => m.state !== "failed");
+    const capacity = await this.capacity();
     return {
       supported: this.pool !== undefined,
+      ...(capacity ? { capacity: { cpu: capacity.cpu, memoryGiB: Math.round(capacity.memoryGiB * 100) / 100 } } : {}),
       pools: settings.pools.map((pool) => {
         const key = poolKey(pool);
         return {

@@ -29,7 +29,7 @@ import { CvmError } from "../core/errors.js";
 import { credentialServer } from "../core/image-reference.js";
 import { resolveRuntime } from "../core/isolation-runtime.js";
 import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
-import type { BuildContext, Observation, WorkloadPool } from "../core/provider.js";
+import type { BuildContext, Observation, PoolCapacity, WorkloadPool } from "../core/provider.js";
 import { memberEnvironment, type PoolMember } from "../core/warm-pool.js";
 import { ignoreMissing, labels, managedFilter } from "../docker/index.js";
 import { containerName } from "./cvm-container.js";
@@ -280,6 +280,14 @@ export class CvmWarmPool implements WorkloadPool {
       () => undefined,
     )) as { Descriptor?: { digest?: string } } | undefined;
     return answer?.Descriptor?.digest;
+  }
+
+  /** The engine's machine: its CPUs and memory, as `docker info` gives them. */
+  async capacity(): Promise<PoolCapacity | undefined> {
+    const docker = await this.host.engine();
+    const info = (await docker.info()) as { NCPU?: number; MemTotal?: number };
+    if (!info.NCPU || !info.MemTotal) return undefined;
+    return { cpu: info.NCPU, memoryGiB: info.MemTotal / 1024 ** 3 };
   }
 
   /** The registry digest the engine's copy of the image was pulled as, if it came from a registry. */

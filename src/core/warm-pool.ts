@@ -9,7 +9,7 @@
 import type { Validation } from "./errors.js";
 import { isImageReference, parseImageReference } from "./image-reference.js";
 import type { Environment, EnvironmentLimits, EnvironmentSpec, PoolMember, WarmPool } from "./schemas.js";
-import type { InfrastructureSettings, RuntimeChoice } from "./settings.js";
+import type { InfrastructureSettings } from "./settings.js";
 
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
 export type { PoolMember, WarmPool } from "./schemas.js";

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
+import { promisify } from "node:util";
 import { demux, dockerOnDemand, parseReport, reportScript, systemdStatusOf } from "./readiness.js";
 
 test("systemd's own words map onto the API's systemd status", () => {
@@ -60,4 +65,35 @@ test("the engine's multiplexed exec stream becomes plain text", () => {
     return Buffer.concat([header, body]);
   };
   assert.equal(demux(Buffer.concat([frame(1, "state=running\n"), frame(2, "warn\n")])), "state=running\nwarn\n");
+});
+
+test("the report script, run by a real shell against a stand-in systemctl: Docker on its socket, dockerd not started", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "cvm-report-"));
+  try {
+    // One line per unit, in the order asked, as systemctl answers for several units.
+    const systemctl = [
+      "#!/bin/sh",
+      'case "$1" in',
+      "  is-system-running) echo running ;;",
+      '  is-enabled) [ "$2 $3" = "docker.service docker.socket" ] && printf "disabled\\nenabled\\n" ;;',
+      '  is-active) [ "$2 $3" = "docker.service docker.socket" ] && printf "inactive\\nactive\\n" ;;',
+      "esac",
+    ].join("\n");
+    await writeFile(join(dir, "systemctl"), `${systemctl}\n`);
+    await chmod(join(dir, "systemctl"), 0o755);
+    const { stdout } = await promisify(execFile)("sh", ["-c", reportScript(false, 5)], {
+      env: { PATH: `${dir}:/usr/bin:/bin` },
+    });
+    const report = parseReport(stdout);
+    assert.deepEqual(report, {
+      state: "running",
+      failedUnits: [],
+      dockerEnabled: true,
+      dockerd: "inactive",
+      dockerSocketActive: true,
+    });
+    assert.equal(dockerOnDemand(report), true);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -60,9 +60,12 @@ export function reportScript(wait: boolean, timeoutSeconds: number): string {
 
 /** The report script's Docker lines, shared with the warm pool's claim (supervisor/warm-pool.ts). */
 export const dockerLines = [
-  'if systemctl -q is-enabled docker.service 2>/dev/null || systemctl -q is-enabled docker.socket 2>/dev/null; then echo "docker=enabled"; fi',
-  'echo "dockerd=$(systemctl is-active docker.service 2>/dev/null)"',
-  'echo "dockersocket=$(systemctl is-active docker.socket 2>/dev/null)"',
+  // Two systemctl runs for both units (each answers one line per unit, in order): a claim waits for these.
+  'case " $(systemctl is-enabled docker.service docker.socket 2>/dev/null | tr "\\n" " ") " in *" enabled "*) echo "docker=enabled" ;; esac',
+  'dockerStates=$(systemctl is-active docker.service docker.socket 2>/dev/null | tr "\\n" " ")',
+  'echo "dockerd=${dockerStates%% *}"',
+  'dockerSocket=${dockerStates#* }',
+  'echo "dockersocket=${dockerSocket%% *}"',
 ].join("\n");
 
 export interface ScriptReport {

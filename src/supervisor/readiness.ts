@@ -62,10 +62,8 @@ export function reportScript(wait: boolean, timeoutSeconds: number): string {
 export const dockerLines = [
   // Two systemctl runs for both units (each answers one line per unit, in order): a claim waits for these.
   'case " $(systemctl is-enabled docker.service docker.socket 2>/dev/null | tr "\\n" " ") " in *" enabled "*) echo "docker=enabled" ;; esac',
-  'dockerStates=$(systemctl is-active docker.service docker.socket 2>/dev/null | tr "\\n" " ")',
-  'echo "dockerd=${dockerStates%% *}"',
-  'dockerSocket=${dockerStates#* }',
-  'echo "dockersocket=${dockerSocket%% *}"',
+  // In a subshell, so the claim script keeps its own $1 and $2; "unknown" where systemctl said nothing (set -u).
+  '(set -- $(systemctl is-active docker.service docker.socket 2>/dev/null) unknown unknown; echo "dockerd=$1"; echo "dockersocket=$2")',
 ].join("\n");
 
 export interface ScriptReport {

@@ -6,6 +6,7 @@ import * as fixtures from "../testing/fixtures.js";
 import type { EnvironmentSpec } from "./environment.js";
 import { defaultSettings } from "./settings.js";
 import {
+  capacityProblems,
   type MemberSettings,
   memberEnvironment,
   type PoolMember,
@@ -160,5 +161,22 @@ test("a member is built as an environment of its own id and name, of its pool's 
   assert.deepEqual(
     [environment.image, environment.cvm, environment.cpu, environment.memoryGiB, environment.diskGiB],
     [image, true, 2, 4, 20],
+  );
+});
+
+test("pooled CVMs count against capacity: size times count, in all, up to the machine's and no more", () => {
+  const machine = { cpu: 8, memoryGiB: 16 };
+  assert.deepEqual(capacityProblems([pool({ cpu: 2, memoryGiB: 4, count: 4 })], machine), [], "exactly the machine");
+  assert.deepEqual(capacityProblems([pool({ cpu: 2, memoryGiB: 4, count: 0 })], machine), []);
+  assert.deepEqual(
+    capacityProblems(
+      [pool({ cpu: 2, memoryGiB: 1, count: 3 }), pool({ cpu: 1.5, memoryGiB: 6, diskGiB: 50, count: 2 })],
+      machine,
+    ),
+    [{ field: "pools", detail: "the warm pools would hold 9 CPUs in all, more than the engine's machine has (8)" }],
+  );
+  assert.match(
+    capacityProblems([pool({ cpu: 1, memoryGiB: 6.5, count: 3 })], { cpu: 8, memoryGiB: 15.6 })[0]?.detail ?? "",
+    /hold 19\.5 GiB of memory in all, more than the engine's machine has \(15\.6 GiB\)/,
   );
 });

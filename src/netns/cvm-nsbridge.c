@@ -25,6 +25,13 @@
  *       there is relayed to a new connection to HOSTSOCK, a unix socket on
  *       the node. Writes "ok\n" to stderr once listening; removes PATH and
  *       exits when stdin ends (the caller is done with it).
+ *
+ *   cvm-nsbridge relay
+ *       Joins no namespace: relays stdin to fd 4 and fd 4 to stdout once a
+ *       byte arrives on fd 3, as `dial --hold` does. `cvm port-forward` on
+ *       Linux gives it the laptop's connection as stdin and stdout and the
+ *       server's as fd 4, so the CLI's hop is spliced too instead of copied
+ *       through Node.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -284,9 +291,25 @@ static int listen_inside(long pid, const char *path, long uid, long gid, const c
   return 0;
 }
 
+/* The CLI's hop: nothing to join; ends with the CLI that started it, as its own copy would. */
+static int relay_only(void) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (getppid() == 1) return 0;
+  char go;
+  if (read(3, &go, 1) != 1) return 0;
+  close(3);
+  /* Node made the server's socket non-blocking (stdin and stdout it hands over blocking); the pumps block. */
+  for (int fd = 0; fd <= 4; fd += 4) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  }
+  return relay(0, 1, 4);
+}
+
 int main(int argc, char **argv) {
   prctl(PR_SET_NAME, "cvm-nsbridge", 0, 0, 0);
   signal(SIGPIPE, SIG_IGN);
+  if (argc == 2 && strcmp(argv[1], "relay") == 0) return relay_only();
   if ((argc == 4 || (argc == 5 && strcmp(argv[4], "--hold") == 0)) && strcmp(argv[1], "dial") == 0) {
     return dial(strtol(argv[2], NULL, 10), argv[3], argc == 5);
   }
@@ -294,6 +317,8 @@ int main(int argc, char **argv) {
     return listen_inside(strtol(argv[2], NULL, 10), argv[3], strtol(argv[4], NULL, 10), strtol(argv[5], NULL, 10),
                          argv[6]);
   }
-  fprintf(stderr, "usage: cvm-nsbridge dial PID PORT [--hold] | cvm-nsbridge listen PID PATH UID GID HOSTSOCK\n");
+  fprintf(stderr,
+          "usage: cvm-nsbridge dial PID PORT [--hold] | cvm-nsbridge listen PID PATH UID GID HOSTSOCK | "
+          "cvm-nsbridge relay\n");
   return 2;
 }

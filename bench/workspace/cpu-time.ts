@@ -1,7 +1,7 @@
 /**
  * Where a transfer's time goes: the CPU seconds each kind of process spent
  * while it ran (curl, the sender inside, the cvm CLI, the server, the bridge
- * that splices) and the kernel's softirq time, read from /proc every 100 ms.
+ * that splices) and the kernel's softirq time, read from /proc every 200 ms.
  * A transfer on this machine is bound by CPU (2 cores), so the CPU seconds
  * a path costs per GiB say what a hop costs, and they hold under load where
  * the wall-clock figure alone would not.
@@ -39,7 +39,7 @@ const ticksPerSecond = 100;
 /**
  * Runs `work` while sampling; answers CPU seconds by the kind `kindOf` gives
  * each process (undefined: "other") and "softirq". A process that ends
- * between two samples loses at most its last 100 ms.
+ * between two samples loses at most its last 200 ms.
  */
 export async function cpuTime<T>(kindOf: (pid: number, name: string) => string | undefined, work: () => Promise<T>) {
   const before = processTimes();
@@ -48,7 +48,7 @@ export async function cpuTime<T>(kindOf: (pid: number, name: string) => string |
   const sample = () => {
     for (const [pid, now] of processTimes()) seen.set(pid, now);
   };
-  const timer = setInterval(sample, 100);
+  const timer = setInterval(sample, 200);
   let result: T;
   try {
     result = await work();

@@ -53,7 +53,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CHUNK (256 * 1024)
+#define CHUNK (1024 * 1024)
 
 static int fail(int code, const char *what) {
   fprintf(stderr, "%s: %s\n", what, strerror(errno));

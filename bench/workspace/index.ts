@@ -114,8 +114,8 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
     if (!address) throw new Error("the environment's container has no address");
     const local = 19_000 + Math.floor(Math.random() * 1000);
     forward = await startForward(alice.env, local);
-    // The portable path (Node copies the CLI's hop), beside the spliced one.
-    copying = await startForward({ ...alice.env, CVM_PORT_FORWARD_SPLICE: "0" }, local + 1);
+    // The portable path (Node copies the CLI's hop), beside the bridge.
+    copying = await startForward({ ...alice.env, CVM_PORT_FORWARD_BRIDGE: "0" }, local + 1);
     context.log(
       `${transferBytes / 2 ** 20} MiB with curl: through cvm port-forward against ${address}:${appPort} directly`,
     );

@@ -3,12 +3,12 @@
  * inside an environment, through the server. It listens on loopback only
  * unless told otherwise; each connection accepted becomes one raw upgraded
  * connection to the server (`Upgrade: cvm-tcp`), which splices it to the
- * port on the environment's own loopback. On Linux the hop here is spliced
- * too, by cvm's bridge (src/netns/cvm-nsbridge.c, compiled at first use
- * where gcc can, else prebuilt in /usr/libexec/cvm): copying every byte
- * through Node cost a third of a bulk transfer's CPU. Elsewhere, or without
- * the bridge, Node pipes the two sockets (CVM_PORT_FORWARD_SPLICE=0 asks
- * for that anywhere).
+ * port on the environment's own loopback. On Linux the hop here is relayed
+ * by cvm's bridge (src/netns/cvm-nsbridge.c, compiled at first use where
+ * gcc can, else prebuilt in /usr/libexec/cvm), a small C process that takes
+ * both sockets: copying every byte through Node cost more CPU than the rest
+ * of the path together. Elsewhere (macOS), or without the bridge, Node
+ * pipes the two sockets (CVM_PORT_FORWARD_BRIDGE=0 asks for that anywhere).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
@@ -41,7 +41,7 @@ export function parseForward(spec: string): Forward {
   return { local, remote };
 }
 
-/** What joins a local connection with the server's: the bridge's splice where it runs, else Node. */
+/** What joins a local connection with the server's: the bridge where it runs, else Node. */
 type Joiner = (local: Socket, upstream: Socket) => Promise<void>;
 
 /** Node's pipe both ways, each direction ending the whole connection as it ends. */
@@ -65,11 +65,11 @@ function bridgeDir(): string {
 }
 
 /**
- * The splicing joiner on Linux once the bridge is built (loaded on demand:
- * only this command needs it), else Node's pipe; never fails.
+ * The bridge's relay on Linux once it is built (loaded on demand: only this
+ * command needs it), else Node's pipe; never fails.
  */
 async function joiner(): Promise<Joiner> {
-  if (process.platform !== "linux" || process.env.CVM_PORT_FORWARD_SPLICE === "0") return pipeBoth;
+  if (process.platform !== "linux" || process.env.CVM_PORT_FORWARD_BRIDGE === "0") return pipeBoth;
   try {
     const { NamespaceBridge } = await import("../netns/index.js");
     const bridge = new NamespaceBridge(bridgeDir());

@@ -157,11 +157,11 @@ export class NamespaceBridge {
   }
 
   /**
-   * Joins two TCP sockets of this process in the kernel: `cvm port-forward`'s
-   * hop on the laptop (Linux), the laptop's connection `local` with the
-   * server's `remote`. Bytes this process already read from `remote` go to
-   * `local` first; then the bridge, holding both sockets, splices, and this
-   * process lets go of them. `local` must never have been read here
+   * Joins two TCP sockets of this process through the bridge (`relay`, see
+   * cvm-nsbridge.c): `cvm port-forward`'s hop on the laptop (Linux), the
+   * laptop's connection `local` with the server's `remote`. Bytes this
+   * process already read from `remote` go to `local` first; then the
+   * bridge, holding both sockets, relays, and this process lets go of them. `local` must never have been read here
    * (accepted with pauseOnConnect). Rejects, with both sockets untouched,
    * where the bridge cannot be built. Resolves with when the relay ends and
    * a way to end it at once.

@@ -8,7 +8,8 @@
  * gcc can, else prebuilt in /usr/libexec/cvm), a small C process that takes
  * both sockets: copying every byte through Node cost more CPU than the rest
  * of the path together. Elsewhere (macOS), or without the bridge, Node
- * pipes the two sockets (CVM_PORT_FORWARD_BRIDGE=0 asks for that anywhere).
+ * copies, reading 1 MiB a call (CVM_PORT_FORWARD_BRIDGE=0 asks for that
+ * anywhere).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
@@ -20,7 +21,7 @@ import { CvmError } from "../core/errors.js";
 import { portProblem } from "../core/ports.js";
 import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
-import { openRawStream } from "./websocket.js";
+import { openRawStream, openRawStreamInto } from "./websocket.js";
 
 export interface Forward {
   local: number;
@@ -41,21 +42,25 @@ export function parseForward(spec: string): Forward {
   return { local, remote };
 }
 
-/** What joins a local connection with the server's: the bridge where it runs, else Node. */
-type Joiner = (local: Socket, upstream: Socket) => Promise<void>;
+/**
+ * What joins a local connection with the server's, given how to open the
+ * server's (`into`: where what it sends is written, on the Node path).
+ */
+type Joiner = (local: Socket, open: (into?: Socket) => Promise<Socket>) => Promise<void>;
 
-/** Node's pipe both ways, each direction ending the whole connection as it ends. */
-const pipeBoth: Joiner = async (local, upstream) => {
+/** Node: the server's bytes written into the local connection as read (1 MiB a read), the local ones piped back. */
+const copyInNode: Joiner = async (local, open) => {
+  const upstream = await open(local);
   local.pipe(upstream);
-  upstream.pipe(local);
-  const end = () => {
+  const cut = () => {
     local.destroy();
     upstream.destroy();
   };
-  local.on("error", end);
-  upstream.on("error", end);
+  local.on("error", cut);
+  upstream.on("error", cut);
   local.on("close", () => upstream.destroy());
-  upstream.on("close", () => local.destroy());
+  // What was written to the local connection still goes out; then it ends.
+  upstream.on("close", () => local.end());
   local.resume();
 };
 
@@ -66,27 +71,32 @@ function bridgeDir(): string {
 
 /**
  * The bridge's relay on Linux once it is built (loaded on demand: only this
- * command needs it), else Node's pipe; never fails.
+ * command needs it), else Node; never fails.
  */
 async function joiner(): Promise<Joiner> {
-  if (process.platform !== "linux" || process.env.CVM_PORT_FORWARD_BRIDGE === "0") return pipeBoth;
+  if (process.platform !== "linux" || process.env.CVM_PORT_FORWARD_BRIDGE === "0") return copyInNode;
   try {
     const { NamespaceBridge } = await import("../netns/index.js");
     const bridge = new NamespaceBridge(bridgeDir());
     await bridge.prepare();
-    // The bridge ends with this process (it asks the kernel to), as Node's own pipes would.
-    return async (local, upstream) => {
-      await bridge.relay(local, upstream);
+    // The bridge ends with this process (it asks the kernel to), as Node's own copy would.
+    return async (local, open) => {
+      await bridge.relay(local, await open());
     };
   } catch {
-    return pipeBoth;
+    return copyInNode;
   }
 }
 
 function relay(local: Socket, ref: string, remote: number, join: Promise<Joiner>): void {
   const client = configuredClient();
-  startedIfStopped(client, ref, () => openRawStream(client, client.portConnectUrl(ref, remote), rawUpgrade))
-    .then(async (upstream) => (await join)(local, upstream))
+  const url = client.portConnectUrl(ref, remote);
+  const open = (into?: Socket) =>
+    startedIfStopped(client, ref, () =>
+      into ? openRawStreamInto(client, url, rawUpgrade, into) : openRawStream(client, url, rawUpgrade),
+    );
+  join
+    .then((joined) => joined(local, open))
     .catch((error: Error) => {
       process.stderr.write(`cvm: port ${remote}: ${error.message}\n`);
       local.destroy();

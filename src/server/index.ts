@@ -232,6 +232,8 @@ async function serve(
     kubeconfig: options.kubeconfig,
     namespace: options.namespace,
     dataDir: options.dataDir,
+    // The trial Pod is labeled with the installation, as its environments' objects are.
+    trial: { installationId: await installationId(store) },
   });
   const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
   const connections = new OpenConnections(store, { logger });

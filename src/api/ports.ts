@@ -18,7 +18,7 @@ import { ownerHandle, portHostLabel, portProblem } from "../core/ports.js";
 import type { User } from "../core/user.js";
 import { closeReason, policyViolation } from "../ports/websocket-ending.js";
 import type { HeldSession } from "../server/open-connections.js";
-import type { PortVia, PortViewerOf } from "../server/ports-service.js";
+import type { PortVia, PortOpener } from "../server/ports-service.js";
 import { actorOf } from "./auth.js";
 import { apiPrefix } from "./contract.js";
 import { readJson, readQuery } from "./input.js";
@@ -154,7 +154,7 @@ export function portRoutes(routes: ApiRoutes): void {
 export function holdPortConnection(
   deps: ApiDeps,
   session: HeldSession | undefined,
-  held: { environment: Environment; port: number; bySharing: boolean; via: PortVia; who: PortViewerOf },
+  held: { environment: Environment; port: number; bySharing: boolean; via: PortVia; who: PortOpener },
   end: (reason: string) => void,
 ): () => void {
   const { environment, port, bySharing, via, who } = held;

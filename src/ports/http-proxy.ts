@@ -168,6 +168,7 @@ export function proxyUpgrade(
   }
   target.socket.write(`${lines.join("\r\n")}\r\n\r\n`);
   if (head.length > 0) target.socket.write(head);
+  const websocket = String(incoming.headers.upgrade ?? "").toLowerCase() === "websocket";
   const frames = new WebSocketFrames();
   let ending: string | undefined;
   const end = () => {
@@ -198,7 +199,8 @@ export function proxyUpgrade(
   return {
     end(reason) {
       if (ending !== undefined) return;
-      if (!frames.speaksWebSocket) return end();
+      // Another protocol upgraded to (h2c, say) gets no WebSocket frame: it is cut.
+      if (!websocket || !frames.speaksWebSocket) return end();
       ending = reason;
       // Nothing more to the app; the client's own close frame is read and dropped.
       client.unpipe(target.socket);

@@ -69,8 +69,8 @@ export interface PortsServiceDeps {
   logger: Logger;
 }
 
-/** Who is on a port connection, for the audit: a user, or an anonymous viewer's address. */
-export interface PortViewerOf {
+/** Who opened a port connection, for the audit: a user, or an anonymous viewer's address. */
+export interface PortOpener {
   actor?: Actor;
   address?: string;
 }
@@ -212,7 +212,7 @@ export class PortsService implements PortJudge {
    */
   hold(
     session: HeldSession | undefined,
-    held: HeldPort & { via: PortVia; who: PortViewerOf; allows: (user: User) => boolean },
+    held: HeldPort & { via: PortVia; who: PortOpener; allows: (user: User) => boolean },
     end: (reason: string) => void,
   ): () => void {
     const { environmentId, port, admitted, via, who } = held;
@@ -239,7 +239,7 @@ export class PortsService implements PortJudge {
    * must be running; nothing listening says so at once. Counts as use of the
    * environment while open, and is audited.
    */
-  async connect(environment: Environment, port: number, who: PortViewerOf, via: PortVia): Promise<Duplex> {
+  async connect(environment: Environment, port: number, who: PortOpener, via: PortVia): Promise<Duplex> {
     this.running(environment);
     const socket = await this.deps.provider.dial(environment, port).catch(nothingListens(environment, port));
     const release = this.deps.activity.hold(environment.id);
@@ -260,7 +260,7 @@ export class PortsService implements PortJudge {
     port: number,
     client: Socket,
     answer: () => Promise<void>,
-    who: PortViewerOf,
+    who: PortOpener,
   ): Promise<SplicedSocket> {
     this.running(environment);
     const { provider, activity } = this.deps;
@@ -291,13 +291,13 @@ export class PortsService implements PortJudge {
     return spliced;
   }
 
-  private auditOpen(environment: Environment, port: number, who: PortViewerOf, via: PortVia) {
+  private auditOpen(environment: Environment, port: number, who: PortOpener, via: PortVia) {
     this.auditOnce(who, "environment.port-open", environment.id, port, { via });
   }
 
   /** One entry per viewer, port, action and what it says within auditEveryMs. */
   private auditOnce(
-    who: PortViewerOf,
+    who: PortOpener,
     action: "environment.port-open" | "environment.port-ended",
     environmentId: string,
     port: number,

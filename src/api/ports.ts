@@ -18,7 +18,7 @@ import { ownerHandle, portHostLabel, portProblem } from "../core/ports.js";
 import type { User } from "../core/user.js";
 import { closeReason, policyViolation } from "../ports/websocket-ending.js";
 import type { HeldSession } from "../server/open-connections.js";
-import type { PortVia, PortOpener } from "../server/ports-service.js";
+import type { PortOpener, PortVia } from "../server/ports-service.js";
 import { actorOf } from "./auth.js";
 import { apiPrefix } from "./contract.js";
 import { readJson, readQuery } from "./input.js";

@@ -222,11 +222,23 @@ export const checkResultSchema = z.object({
   remedy: z.string().optional(),
 });
 
+/** Images the trial Pod asks for beside the warm pools' (what `cvm doctor --image` gives). */
+export const checksQuerySchema = z.object({
+  images: z
+    .string()
+    .max(4000)
+    .optional()
+    .describe("CVM images (comma-separated) whose registries the trial Pod asks from inside the cluster"),
+});
+
 export const checksSchema = z.object({ checks: z.array(checkResultSchema), worst: z.enum(checkStatuses) });
 
-/** One line of the checks' progress stream: each check as it starts, its result, then the worst of them. */
+/** One line of the checks' progress stream: each check as it starts, what a long one waits on, its result, then the worst of them. */
 export const checkProgressSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("running"), id: z.string(), title: z.string() }),
+  z
+    .object({ type: z.literal("note"), id: z.string(), text: z.string() })
+    .describe("What a long check is waiting on meanwhile (the trial Pod: scheduled, pulling, probing)"),
   z.object({ type: z.literal("result"), check: checkResultSchema }),
   z.object({ type: z.literal("done"), worst: z.enum(checkStatuses) }),
 ]);

@@ -7,10 +7,12 @@
 import type { Command } from "commander";
 import { type CheckResult, type CheckStatus, type ChecksResponse, checkStatuses } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
+import { isImageReference, parseImageReference } from "../core/image-reference.js";
 import { defaultSettings, type RuntimeChoice, runtimeChoices } from "../core/settings.js";
 import { defaultDockerHost } from "../docker/engine-address.js";
-import { worstStatus } from "../infra/check.js";
+import { type OnCheckProgress, worstStatus } from "../infra/check.js";
 import { printJson } from "./output.js";
+import { registryCredentials } from "./prompt.js";
 
 interface DoctorOptions {
   json?: boolean;
@@ -21,6 +23,11 @@ interface DoctorOptions {
   dockerHost?: string;
   privileges?: string;
   capabilities?: string;
+  image: string[];
+  registryUser?: string;
+  registryPasswordStdin?: boolean;
+  supervisorImage?: string;
+  trialTimeout?: number;
 }
 
 export const exitCodes: Record<CheckStatus, number> = { "not-applicable": 0, pass: 0, warn: 1, fail: 2 };
@@ -61,6 +68,11 @@ function runtimeOption(value: string): RuntimeChoice {
   return value as RuntimeChoice;
 }
 
+/** A long check's waits, on stderr, so a person sees what the doctor is waiting on. */
+const onProgress: OnCheckProgress = (progress) => {
+  if (progress.type === "note") process.stderr.write(`${progress.id}: ${progress.text}\n`);
+};
+
 export async function doctor(options: DoctorOptions): Promise<ChecksResponse> {
   const provider = options.provider ?? (options.kubeconfig || options.namespace ? "kubernetes" : "docker");
   if (provider !== "docker" && provider !== "kubernetes") {
@@ -72,20 +84,53 @@ export async function doctor(options: DoctorOptions): Promise<ChecksResponse> {
   }
   const capabilities =
     options.capabilities?.split(",").map((c) => c.trim()) ?? defaultSettings.supervisorPrivileges.capabilities;
-  // The checks bring the engine and Kubernetes clients: loaded only when the doctor runs.
-  const { runInfrastructureChecks } = await import("../infra/index.js");
-  const checks = await runInfrastructureChecks({
-    provider,
-    settings: {
-      ...defaultSettings,
-      runtime: runtimeOption(options.runtime),
-      supervisorPrivileges: { mode, capabilities },
-    },
-    dockerHost: options.dockerHost,
-    kubeconfig: options.kubeconfig,
-    namespace: options.namespace,
-  });
-  return { checks, worst: worstStatus(checks) };
+  const timeout = options.trialTimeout;
+  if (timeout !== undefined && !(Number.isInteger(timeout) && timeout > 0 && timeout <= 3600)) {
+    throw new CvmError("BAD_REQUEST", "--trial-timeout takes whole seconds from 1 to 3600");
+  }
+  for (const image of options.image ?? []) {
+    const parsed = parseImageReference(image);
+    if (!isImageReference(parsed)) throw new CvmError("BAD_REQUEST", `--image ${image} ${parsed.problem}`);
+  }
+  // The credentials a CVM of those images would be created with, in the trial's Secret as in a CVM's.
+  const credentials = await registryCredentials(options);
+  // Interrupted, the trial Pod is deleted before the doctor exits.
+  const interrupted = new AbortController();
+  const onSignal = () => interrupted.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    // The checks bring the engine and Kubernetes clients: loaded only when the doctor runs.
+    const { runInfrastructureChecks } = await import("../infra/index.js");
+    const checks = await runInfrastructureChecks(
+      {
+        provider,
+        settings: {
+          ...defaultSettings,
+          runtime: runtimeOption(options.runtime),
+          supervisorPrivileges: { mode, capabilities },
+        },
+        dockerHost: options.dockerHost,
+        kubeconfig: options.kubeconfig,
+        namespace: options.namespace,
+        trial: {
+          images: options.image,
+          credentials,
+          podOptions: options.supervisorImage ? { supervisorImage: options.supervisorImage } : undefined,
+          timeoutSeconds: options.trialTimeout,
+          signal: interrupted.signal,
+        },
+      },
+      onProgress,
+    );
+    if (interrupted.signal.aborted) {
+      throw new CvmError("UNAVAILABLE", "Interrupted: the trial Pod was removed; run the doctor again");
+    }
+    return { checks, worst: worstStatus(checks) };
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
 }
 
 export function register(program: Command): void {
@@ -103,6 +148,25 @@ export function register(program: Command): void {
     .option("--docker-host <host>", `the engine (default: DOCKER_HOST, else ${defaultDockerHost})`)
     .option("--privileges <mode>", "how the supervisor Pod is privileged: privileged or capabilities")
     .option("--capabilities <list>", "with --privileges capabilities: the comma-separated list")
+    .option(
+      "--image <ref>",
+      "kubernetes: a CVM image the trial Pod asks the registry for from inside the cluster (repeatable)",
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .option(
+      "--registry-user <user>",
+      "kubernetes: registry credentials for the first --image's registry, as a CVM of it gets them",
+    )
+    .option(
+      "--registry-password-stdin",
+      "read the registry password from standard input (or set CVM_REGISTRY_PASSWORD; else it is asked for)",
+    )
+    .option(
+      "--supervisor-image <ref>",
+      "kubernetes: the supervisor image CVM Pods run (default: CVM_SUPERVISOR_IMAGE, else the built-in name)",
+    )
+    .option("--trial-timeout <seconds>", "kubernetes: how long to wait on the trial Pod (default 120)", Number)
     .action(async (options: DoctorOptions) => {
       const response = await doctor(options);
       if (options.json) printJson(response);

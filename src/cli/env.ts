@@ -10,7 +10,7 @@ import { printWorkspace, workspaceOf } from "./env-workspace.js";
 import { nextSteps, stateSentence } from "./next-steps.js";
 import { age, examples, printFields, printJson, printTable } from "./output.js";
 import { waitUntilResting } from "./progress.js";
-import { confirm, interactive, secret } from "./prompt.js";
+import { confirm, interactive, registryCredentials as registryCredentialsFromFlags } from "./prompt.js";
 
 /** The flags `cvm env create` sets each field of the request with. */
 const createFields: FieldNames = {
@@ -177,17 +177,7 @@ export function register(program: Command): void {
     .action(async (name: string, options: CreateOptions) => {
       const client = configuredClient();
       const since = Date.now();
-      const registryCredentials =
-        options.registryUser !== undefined
-          ? {
-              username: options.registryUser,
-              password: await secret("Registry password: ", {
-                stdin: options.registryPasswordStdin,
-                env: "CVM_REGISTRY_PASSWORD",
-                flag: "--registry-password-stdin",
-              }),
-            }
-          : undefined;
+      const registryCredentials = await registryCredentialsFromFlags(options);
       const environment = await inFlagTerms(createFields, () =>
         client.createEnvironment({
           name,

@@ -64,3 +64,19 @@ export async function secret(
   }
   return ask(question, { secret: true });
 }
+
+/** Registry credentials from --registry-user and the password (--registry-password-stdin, CVM_REGISTRY_PASSWORD, or a prompt). */
+export async function registryCredentials(options: {
+  registryUser?: string;
+  registryPasswordStdin?: boolean;
+}): Promise<{ username: string; password: string } | undefined> {
+  if (options.registryUser === undefined) return undefined;
+  return {
+    username: options.registryUser,
+    password: await secret("Registry password: ", {
+      stdin: options.registryPasswordStdin,
+      env: "CVM_REGISTRY_PASSWORD",
+      flag: "--registry-password-stdin",
+    }),
+  };
+}

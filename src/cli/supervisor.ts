@@ -16,6 +16,13 @@ export function register(program: Command): void {
     .description("build the environment, report, keep it running until the Pod is deleted")
     .action(async () => (await import("../supervisor/pod-agent.js")).runPodAgent());
   supervisor
+    .command("probe")
+    .description("the doctor's trial: start the engine, ask for the runtime and each image's manifest (not for people)")
+    .argument("[images...]", "the images whose registries to ask")
+    .action(async (images: string[]) => {
+      await (await import("../supervisor/image-probe.js")).runImageProbe(images);
+    });
+  supervisor
     .command("exec")
     .description("run a command in the environment this Pod supervises")
     .option("--tty", "allocate a terminal")

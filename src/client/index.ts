@@ -219,7 +219,9 @@ export class CvmClient {
   infrastructure = () => this.json<InfrastructureSettings>("GET", "/settings/infrastructure");
   updateInfrastructure = (update: InfrastructureSettingsUpdate) =>
     this.json<InfrastructureSettings>("PUT", "/settings/infrastructure", update);
-  infrastructureChecks = () => this.json<ChecksResponse>("GET", "/settings/infrastructure/checks");
+  /** `images`: CVM images the trial Pod asks for beside the warm pools' (Kubernetes). */
+  infrastructureChecks = (images: string[] = []) =>
+    this.json<ChecksResponse>("GET", `/settings/infrastructure/checks${query({ images: images.join(",") })}`);
   pools = () => this.json<PoolsStatus>("GET", "/pools");
   setPool = (pool: PoolUpdateRequest) => this.json<PoolsStatus>("PUT", "/pools", pool);
 

@@ -117,6 +117,30 @@ export async function imageId(docker: Dockerode, image: string): Promise<string 
     .catch(() => undefined);
 }
 
+/**
+ * What the image's registry says of it, asked through the engine (its
+ * distribution endpoint: the engine's own resolver, insecure registries and
+ * credentials, as a pull would use them): the manifest's digest, or a
+ * classified failure in the engine's words. Nothing is downloaded.
+ */
+export async function registryDigest(
+  docker: Dockerode,
+  image: string,
+  credentials?: RegistryCredentials,
+): Promise<{ digest: string } | PullFailureReport> {
+  const authconfig = credentials ? { ...credentials, serveraddress: credentialServer(image) } : undefined;
+  try {
+    const answer = (await docker.getImage(image).distribution(authconfig ? { authconfig } : {})) as {
+      Descriptor?: { digest?: string };
+    };
+    const digest = answer?.Descriptor?.digest;
+    return digest ? { digest } : { kind: "other", message: "the registry answered without a digest" };
+  } catch (error) {
+    const message = messageOf(error);
+    return { kind: classifyPullError(message), message, cause: error };
+  }
+}
+
 /** Copies an image from one engine on this node into another (docker save | docker load). */
 export async function copyImage(from: Dockerode, to: Dockerode, image: string): Promise<void> {
   const archive = await from.getImage(image).get();

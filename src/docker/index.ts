@@ -18,6 +18,7 @@ export {
   type PullOptions,
   pullError,
   pullWithRetry,
+  registryDigest,
 } from "./image-pull.js";
 export {
   homeVolumeName,

@@ -206,7 +206,7 @@ current-context: c
   const results = await runClusterChecks({ settings: defaultSettings, kubeconfig });
   assert.deepEqual(
     results.map((r) => r.id),
-    ["cluster-version", "node-kernel", "node-os", "supervisor-admission", "istio", "rbac"],
+    ["cluster-version", "node-kernel", "node-os", "supervisor-admission", "istio", "rbac", "supervisor-trial"],
   );
   for (const result of results) {
     assert.equal(result.status, "fail");

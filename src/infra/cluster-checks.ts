@@ -15,9 +15,12 @@ import {
   VersionApi,
 } from "@kubernetes/client-node";
 import type { CheckResult } from "../api/contract.js";
+import type { RegistryCredentials } from "../core/environment.js";
 import { type CvmRuntime, resolveRuntime } from "../core/isolation-runtime.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import { apiMessage, defaultNamespace, loadKubeConfig } from "../kubernetes/index.js";
+import { installationPodOptions } from "../providers/kubernetes/index.js";
+import { defaultSupervisorImage, type PodOptions } from "../providers/kubernetes/pod-spec.js";
 import {
   type AnyCheck,
   defineCheck,
@@ -33,6 +36,7 @@ import {
 import type { OsRelease } from "./host-evidence.js";
 import { judgeKernel, judgeOs } from "./local-checks.js";
 import { supervisorPodForDryRun, supervisorPodWords } from "./supervisor-pod.js";
+import { judgeTrial, runTrial, type TrialEvidence } from "./supervisor-trial.js";
 import { atLeast, parseVersion, version } from "./versions.js";
 
 export interface ClusterApis {
@@ -49,6 +53,24 @@ export interface ClusterContext {
   apis: ClusterApis;
   /** The supervisor Pod's dry run, made once and shared by the checks that read it. */
   dryRun: () => Promise<DryRunEvidence>;
+  trial: TrialOptions;
+  /** What a long check waits on, for the progress of the run. */
+  note: (id: string, text: string) => void;
+}
+
+/** What the trial Pod is made with, beside the settings. */
+export interface TrialOptions {
+  /** CVM images to ask for beside the warm pools' (`cvm doctor --image`). */
+  images?: string[];
+  /** The registry credentials a CVM of those images would get. */
+  credentials?: RegistryCredentials;
+  /** Instead of the installation's Pod options (installationPodOptions: cvm server's environment). */
+  podOptions?: Pick<PodOptions, "supervisorImage" | "insecureRegistries">;
+  installationId?: string;
+  timeoutSeconds?: number;
+  /** Why no trial is made this time (a forced enable does not wait on one). */
+  skip?: string;
+  signal?: AbortSignal;
 }
 
 const kubeconfigRemedy =
@@ -146,7 +168,9 @@ export interface DryRunEvidence {
   containers: string[];
 }
 
-export async function dryRunSupervisorPod(context: Omit<ClusterContext, "dryRun">): Promise<DryRunEvidence> {
+export async function dryRunSupervisorPod(
+  context: Pick<ClusterContext, "settings" | "namespace" | "apis">,
+): Promise<DryRunEvidence> {
   const id = `doctor-${Date.now().toString(36)}`;
   const body = supervisorPodForDryRun(context.settings, id);
   const asked = supervisorPodWords(context.settings);
@@ -279,6 +303,8 @@ export const providerRules: { resource: string; verbs: string[] }[] = [
   { resource: "pods/exec", verbs: ["create", "get"] },
   { resource: "secrets", verbs: ["get", "create", "update", "delete"] },
   { resource: "persistentvolumeclaims", verbs: ["get", "create", "patch", "delete"] },
+  // The doctor's trial Pod (supervisor-trial.ts) reads what the scheduler and the kubelet said of it.
+  { resource: "events", verbs: ["list"] },
 ];
 
 export const providerAccess: AccessQuestion[] = providerRules.flatMap(({ resource, verbs }) => {
@@ -310,6 +336,55 @@ async function askAccess(context: ClusterContext): Promise<AccessAnswer[]> {
       return { ...question, allowed: review.status?.allowed === true, reason: review.status?.reason || undefined };
     }),
   );
+}
+
+// ---------------------------------------------------------------- the trial Pod
+
+/**
+ * The images a CVM here will be made from, as far as the checks know them:
+ * those given first (the credentials given are the first one's registry's), then the warm pools'.
+ */
+export function trialImages(settings: InfrastructureSettings, given: string[] = []): string[] {
+  return [...new Set([...given, ...settings.pools.map((pool) => pool.image)])];
+}
+
+async function readTrial(context: ClusterContext): Promise<TrialEvidence> {
+  const { trial, namespace } = context;
+  const images = trialImages(context.settings, trial.images);
+  const installed = installationPodOptions({});
+  const podOptions = {
+    supervisorImage: trial.podOptions?.supervisorImage ?? installed.supervisorImage,
+    insecureRegistries: trial.podOptions?.insecureRegistries ?? installed.insecureRegistries,
+  };
+  const skipped = (why: string): TrialEvidence => ({
+    namespace,
+    pod: "",
+    supervisorImage: podOptions.supervisorImage ?? defaultSupervisorImage,
+    images,
+    skipped: why,
+    events: [],
+    seconds: 0,
+    timeoutSeconds: 0,
+    timedOut: false,
+  });
+  const dryRun = await context.dryRun();
+  if (!dryRun.admitted) {
+    return skipped(`the namespace refuses the supervisor Pod (see supervisor-admission): ${dryRun.message}`);
+  }
+  if (trial.skip) return skipped(trial.skip);
+  if (trial.signal?.aborted) return skipped("the checks were interrupted before it");
+  return runTrial({
+    core: context.apis.core,
+    namespace,
+    settings: context.settings,
+    images,
+    installationId: trial.installationId,
+    podOptions,
+    credentials: trial.credentials,
+    timeoutSeconds: trial.timeoutSeconds,
+    signal: trial.signal,
+    note: (text) => context.note("supervisor-trial", text),
+  });
 }
 
 // ---------------------------------------------------------------- the table
@@ -359,6 +434,14 @@ export const clusterChecks: AnyCheck<ClusterContext>[] = [
     judge: (answers, context) => judgeAccess(answers, context.namespace),
     unreadable: kubeconfigRemedy,
   }),
+  defineCheck({
+    id: "supervisor-trial",
+    title: "A supervisor Pod starts on a node and reaches the images",
+    read: readTrial,
+    judge: judgeTrial,
+    unreadable:
+      "Let cvm's account create and delete Pods and Secrets and list events in the namespace (the Helm chart's Role does), then run the checks again.",
+  }),
 ];
 
 async function readNodes(context: ClusterContext): Promise<NodeEvidence[]> {
@@ -394,6 +477,7 @@ export interface ClusterCheckOptions {
   settings: InfrastructureSettings;
   kubeconfig?: string;
   namespace?: string;
+  trial?: TrialOptions;
 }
 
 export function clusterApis(config: KubeConfig): ClusterApis {
@@ -432,6 +516,11 @@ export async function runClusterChecks(
     apis: clusterApis(config),
   };
   let dryRun: Promise<DryRunEvidence> | undefined;
-  const context: ClusterContext = { ...base, dryRun: () => (dryRun ??= dryRunSupervisorPod(base)) };
+  const context: ClusterContext = {
+    ...base,
+    dryRun: () => (dryRun ??= dryRunSupervisorPod(base)),
+    trial: options.trial ?? {},
+    note: (id, text) => onProgress?.({ type: "note", id, text }),
+  };
   return runChecks(clusterChecks, context, onProgress);
 }

@@ -7,6 +7,7 @@
 import type { CheckResult } from "../api/contract.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import type { OnCheckProgress } from "./check.js";
+import type { TrialOptions } from "./cluster-checks.js";
 import { runLocalChecks } from "./local-checks.js";
 
 export { type OnCheckProgress, worstStatus } from "./check.js";
@@ -19,6 +20,8 @@ export interface CheckContext {
   dataDir?: string;
   kubeconfig?: string;
   namespace?: string;
+  /** kubernetes: what the trial Pod is made with beside the settings. */
+  trial?: TrialOptions;
 }
 
 /** Every infrastructure check for the provider in use, in a stable order. */
@@ -29,7 +32,12 @@ export async function runInfrastructureChecks(
   if (context.provider === "kubernetes") {
     const { runClusterChecks } = await import("./cluster-checks.js");
     return runClusterChecks(
-      { settings: context.settings, kubeconfig: context.kubeconfig, namespace: context.namespace },
+      {
+        settings: context.settings,
+        kubeconfig: context.kubeconfig,
+        namespace: context.namespace,
+        trial: context.trial,
+      },
       onProgress,
     );
   }

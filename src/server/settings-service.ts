@@ -7,6 +7,7 @@ import type { ChecksResponse, InfrastructureSettingsUpdate } from "../api/contra
 import { CvmError, invalid, type Validation } from "../core/errors.js";
 import { defaultSettings, type InfrastructureSettings, settingsProblems } from "../core/settings.js";
 import type { Store } from "../core/store.js";
+import type { TrialOptions } from "../infra/cluster-checks.js";
 import { type CheckContext, type OnCheckProgress, runInfrastructureChecks, worstStatus } from "../infra/index.js";
 import type { Actor, AuditLog } from "./audit-log.js";
 import { KeyedMutex } from "./keyed-mutex.js";
@@ -44,8 +45,17 @@ export class SettingsService {
     return withDefaults(await this.store.settings.getInfrastructure());
   }
 
-  async checks(settings?: InfrastructureSettings, onProgress?: OnCheckProgress): Promise<ChecksResponse> {
-    const context = { ...this.checkContext, settings: settings ?? (await this.get()) };
+  /** `trial`: what this run's trial Pod asks beside the installation's (images given; a reason to make none). */
+  async checks(
+    settings?: InfrastructureSettings,
+    onProgress?: OnCheckProgress,
+    trial: Pick<TrialOptions, "images" | "skip"> = {},
+  ): Promise<ChecksResponse> {
+    const context = {
+      ...this.checkContext,
+      settings: settings ?? (await this.get()),
+      trial: { ...this.checkContext.trial, ...trial },
+    };
     const checks = await runInfrastructureChecks(context, onProgress);
     return { checks, worst: worstStatus(checks) };
   }
@@ -70,7 +80,9 @@ export class SettingsService {
       const turningOn = !before.cvmEnabled && after.cvmEnabled;
       let forced = false;
       if (turningOn) {
-        const failing = (await this.checks(after)).checks.filter((c) => c.status === "fail");
+        // Forced, CVMs go on whatever the checks say: they are run for the audit, without waiting on a trial Pod.
+        const trial = force ? { skip: "CVMs are being turned on with force, which waits on no trial Pod" } : {};
+        const failing = (await this.checks(after, undefined, trial)).checks.filter((c) => c.status === "fail");
         if (failing.length > 0 && !force) {
           throw new CvmError(
             "CONFLICT",

@@ -14,7 +14,16 @@ import type { V1Container, V1Pod, V1Secret } from "@kubernetes/client-node";
 import { defaultSettings } from "../core/settings.js";
 import { environmentPodSpec, environmentSecretSpec } from "../providers/kubernetes/pod-spec.js";
 import { podEnvironment } from "./pod-agent.js";
-import { decodePodVariables, decodeRegistryAuth, encodeRegistryAuth, supervisorReportUrl } from "./pod-contract.js";
+import {
+  decodePodVariables,
+  decodeProbeVerdict,
+  decodeRegistryAuth,
+  decodeRegistryAuthFor,
+  encodeProbeVerdict,
+  encodeRegistryAuth,
+  probeVerdictBytes,
+  supervisorReportUrl,
+} from "./pod-contract.js";
 
 const environment = {
   id: "env_0123456789abcdef0123",
@@ -184,4 +193,34 @@ test("the registry credentials file: keyed by the image's registry, and read bac
   assert.deepEqual(Object.keys(JSON.parse(encodeRegistryAuth("debian:12", credentials)).auths), [
     "https://index.docker.io/v1/",
   ]);
+});
+
+test("the probe's verdict fits the kubelet's 4096 bytes, long answers cut first, and reads back", () => {
+  const long = "x".repeat(3000);
+  const verdict = {
+    engineMs: 1,
+    runtimes: ["runc"],
+    images: [1, 2, 3].map((n) => ({ image: `registry.example/team/img${n}:1`, kind: "other", failure: long })),
+  };
+  const text = encodeProbeVerdict(verdict);
+  assert.ok(Buffer.byteLength(text) <= probeVerdictBytes, `${Buffer.byteLength(text)} bytes`);
+  const back = decodeProbeVerdict(text);
+  assert.deepEqual(
+    back?.images.map((i) => i.image),
+    verdict.images.map((i) => i.image),
+  );
+  assert.match(back?.images[0].failure ?? "", /^x+…$/);
+  assert.equal(decodeProbeVerdict("error: unknown command 'probe'"), undefined);
+  assert.equal(decodeProbeVerdict('{"not":"a verdict"}'), undefined);
+});
+
+test("the probe hands credentials only to the registry they are for", () => {
+  const file = encodeRegistryAuth("registry.example:5000/team/app:1", { username: "ada", password: "pw" });
+  assert.deepEqual(decodeRegistryAuthFor(file, "registry.example:5000/team/other:2"), {
+    username: "ada",
+    password: "pw",
+  });
+  assert.equal(decodeRegistryAuthFor(file, "elsewhere.example/team/app:1"), undefined);
+  assert.equal(decodeRegistryAuthFor(file, "debian:bookworm"), undefined, "not Docker Hub's either");
+  assert.equal(decodeRegistryAuthFor(undefined, "registry.example:5000/team/app:1"), undefined);
 });

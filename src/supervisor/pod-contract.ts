@@ -221,6 +221,17 @@ export function encodeRegistryAuth(image: string, credentials: RegistryCredentia
   return JSON.stringify({ auths });
 }
 
+/** The credentials of a docker config file for `image`'s registry alone: never handed to another registry. */
+export function decodeRegistryAuthFor(
+  dockerConfig: string | undefined,
+  image: string,
+): RegistryCredentials | undefined {
+  if (!dockerConfig) return undefined;
+  const auths = (JSON.parse(dockerConfig) as { auths?: Record<string, unknown> }).auths ?? {};
+  const server = credentialServer(image);
+  return server in auths ? decodeRegistryAuth(JSON.stringify({ auths: { [server]: auths[server] } })) : undefined;
+}
+
 /** The first credentials of a docker config file (the environment's Secret holds at most one registry's). */
 export function decodeRegistryAuth(dockerConfig: string | undefined): RegistryCredentials | undefined {
   if (!dockerConfig) return undefined;
@@ -228,4 +239,55 @@ export function decodeRegistryAuth(dockerConfig: string | undefined): RegistryCr
     .auths;
   const first = Object.values(auths ?? {})[0];
   return first?.username && first.password ? { username: first.username, password: first.password } : undefined;
+}
+
+/**
+ * A trial of the supervisor Pod (the doctor's, src/infra/supervisor-trial.ts):
+ * the same Pod, whose command starts the supervisor's engine, asks it for the
+ * isolation runtime and for each image's manifest, and leaves its answer as
+ * the container's termination message, which the kubelet keeps in the Pod's
+ * status for whoever created it.
+ */
+export const probeCommand = (images: string[]): string[] => ["cvm", "supervisor", "probe", "--", ...images];
+
+/** The kubelet keeps at most 4096 bytes of a termination message. */
+export const probeVerdictBytes = 4096;
+
+export interface ProbeVerdict {
+  /** How long the engine took to answer, in ms; absent when it did not start. */
+  engineMs?: number;
+  /** Why the engine did not start, in its own words. */
+  engine?: string;
+  /** The runtimes the engine registers. */
+  runtimes?: string[];
+  /** Why the isolation runtime the settings ask for is not here. */
+  runtime?: string;
+  /** Each image, with its manifest's digest or the registry's answer. */
+  images: { image: string; digest?: string; failure?: string; kind?: string }[];
+}
+
+/** The verdict as the termination message: cut to fit, long answers first. */
+export function encodeProbeVerdict(verdict: ProbeVerdict): string {
+  let text = JSON.stringify(verdict);
+  for (let keep = 400; Buffer.byteLength(text) > probeVerdictBytes && keep >= 40; keep = Math.floor(keep / 2)) {
+    const cut = (s: string | undefined) => (s && s.length > keep ? `${s.slice(0, keep)}…` : s);
+    text = JSON.stringify({
+      ...verdict,
+      engine: cut(verdict.engine),
+      runtime: cut(verdict.runtime),
+      images: verdict.images.map((i) => ({ ...i, failure: cut(i.failure) })),
+    });
+  }
+  return text;
+}
+
+/** The termination message back to a verdict; undefined when it is not one (an image without the probe). */
+export function decodeProbeVerdict(message: string | undefined): ProbeVerdict | undefined {
+  if (!message?.trim().startsWith("{")) return undefined;
+  try {
+    const parsed = JSON.parse(message) as ProbeVerdict;
+    return Array.isArray(parsed.images) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -26,12 +26,11 @@ import { promisify } from "node:util";
 import type Dockerode from "dockerode";
 import type { Environment, RegistryCredentials } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
-import { credentialServer } from "../core/image-reference.js";
 import { resolveRuntime } from "../core/isolation-runtime.js";
 import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
 import type { BuildContext, Observation, PoolCapacity, WorkloadPool } from "../core/provider.js";
 import { memberEnvironment, type PoolMember } from "../core/warm-pool.js";
-import { ignoreMissing, labels, managedFilter } from "../docker/index.js";
+import { ignoreMissing, labels, managedFilter, registryDigest } from "../docker/index.js";
 import { containerName } from "./cvm-container.js";
 import { readNodePidCapacity } from "./node-limits.js";
 import { dockerLines, dockerStatus, execCollect, parseReport, systemdStatusOf } from "./readiness.js";
@@ -274,12 +273,8 @@ export class CvmWarmPool implements WorkloadPool {
   }
 
   async imageVersion(image: string, credentials?: RegistryCredentials): Promise<string | undefined> {
-    const docker = await this.host.engine();
-    const authconfig = credentials ? { ...credentials, serveraddress: credentialServer(image) } : undefined;
-    const answer = (await ignoreMissing(docker.getImage(image).distribution(authconfig ? { authconfig } : {})).catch(
-      () => undefined,
-    )) as { Descriptor?: { digest?: string } } | undefined;
-    return answer?.Descriptor?.digest;
+    const answer = await registryDigest(await this.host.engine(), image, credentials);
+    return "digest" in answer ? answer.digest : undefined;
   }
 
   /** The engine's machine: its CPUs and memory, as `docker info` gives them. */

@@ -79,6 +79,15 @@ for (const kind of storeKinds) {
       assert.deepEqual(await admin.infrastructure(), before);
     });
 
+    test("the checks' images (what the trial Pod asks for) must be image references: a 400 names the field", async () => {
+      const bad = await refused(admin.infrastructureChecks(["registry.example/ok:1", "Not An Image"]), 400);
+      assert.deepEqual(
+        bad.body.validations?.map((v) => v.field),
+        ["images"],
+      );
+      assert.match(bad.body.validations?.[0].detail ?? "", /^Not An Image has an invalid repository name/);
+    });
+
     test("turning CVMs on runs the checks: any failing check refuses with 409 unless forced, and force is audited", async () => {
       const { checks, worst } = await admin.infrastructureChecks();
       assert.ok(Array.isArray(checks));

@@ -8,11 +8,13 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { AdmissionregistrationV1Api, CoreV1Api, RbacAuthorizationV1Api } from "@kubernetes/client-node";
+import { AdmissionregistrationV1Api, CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from "@kubernetes/client-node";
 import type { CheckResult, ChecksResponse } from "../../src/api/contract.js";
 import { defaultSettings, type InfrastructureSettings } from "../../src/core/settings.js";
-import { runClusterChecks } from "../../src/infra/cluster-checks.js";
+import { runClusterChecks, type TrialOptions } from "../../src/infra/cluster-checks.js";
+import { removeLeftoverTrials, trialPodSpec, trialSecretSpec } from "../../src/infra/supervisor-trial.js";
 import { compiledCvm, cvmBin as cvm } from "../harness/cli.js";
 import { createTestNamespace, type Kube, kubeUnavailable, startKube } from "../harness/kube.js";
 
@@ -34,11 +36,13 @@ const byId = (results: CheckResult[]) => new Map(results.map((r) => [r.id, r]));
 
 describe("cluster checks on a real API server", { skip: kubeUnavailable(), timeout: 900_000 }, () => {
   let kube: Kube;
+  // kwok's Pods "run" and never end: the trial waits its bound out, so here a short one.
   const checks = (
     namespace: string,
     settings: InfrastructureSettings = defaultSettings,
     kubeconfig = kube.kubeconfig,
-  ) => runClusterChecks({ settings, kubeconfig, namespace }).then(byId);
+    trial: TrialOptions = { timeoutSeconds: 3 },
+  ) => runClusterChecks({ settings, kubeconfig, namespace, trial }).then(byId);
 
   before(async () => {
     await compiledCvm();
@@ -110,6 +114,171 @@ describe("cluster checks on a real API server", { skip: kubeUnavailable(), timeo
     assert.equal(listed.status, "fail");
     assert.match(listed.evidence, /capabilities SYS_ADMIN,NET_ADMIN/);
     assert.match(listed.evidence, /non-default capabilities .*"NET_ADMIN", "SYS_ADMIN"/);
+
+    // The Pod would be refused: no trial Pod is made, and the check says why.
+    const trial = (await checks(ns.baseline)).get("supervisor-trial")!;
+    assert.equal(trial.status, "not-applicable", trial.evidence);
+    assert.match(
+      trial.evidence,
+      /^no trial Pod: the namespace refuses the supervisor Pod \(see supervisor-admission\): .*violates PodSecurity "baseline:latest"/,
+    );
+    const pods = await kube.config().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: ns.baseline });
+    assert.deepEqual(pods.items, []);
+  });
+
+  test("the trial Pod: the CVM Pod's spec with the probe for a command, its Secret, both always removed", async () => {
+    const core = kube.config().makeApiClient(CoreV1Api);
+    const supervisorImage = "registry.example/cvm/supervisor:trial";
+    const settings: InfrastructureSettings = {
+      ...defaultSettings,
+      runtime: "sysbox",
+      pools: [{ image: "registry.example/team/pooled:1", cpu: 1, memoryGiB: 1, diskGiB: 1, count: 1 }],
+    };
+    // Watch what the check creates while it runs.
+    let seen: V1Pod | undefined;
+    let secretSeen = false;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const [pod] = (await core.listNamespacedPod({ namespace: ns.privileged, labelSelector: "dev.cvm/trial=true" }))
+          .items;
+        if (pod && !seen) seen = pod;
+        if (pod && !secretSeen) {
+          secretSeen = await core
+            .readNamespacedSecret({ name: pod.metadata?.name ?? "", namespace: ns.privileged })
+            .then(() => true)
+            .catch(() => false);
+        }
+        await sleep(100);
+      }
+    })();
+    const notes: string[] = [];
+    const results = await runClusterChecks(
+      {
+        settings,
+        kubeconfig: kube.kubeconfig,
+        namespace: ns.privileged,
+        trial: {
+          images: ["registry.example/team/dev:1"],
+          credentials: { username: "ada", password: "pw" },
+          podOptions: { supervisorImage, insecureRegistries: ["registry.internal:5000"] },
+          installationId: "inst-kwok",
+          timeoutSeconds: 4,
+        },
+      },
+      (progress) => {
+        if (progress.type === "note") notes.push(progress.text);
+      },
+    );
+    watching = false;
+    await watcher;
+
+    assert.ok(seen, "a trial Pod was created");
+    const name = seen.metadata?.name ?? "";
+    assert.match(name, /^cvm-trial-[0-9a-f]{8}$/);
+    assert.deepEqual(seen.metadata?.labels, { "dev.cvm/trial": "true", "dev.cvm/installation": "inst-kwok" });
+    const [container] = seen.spec?.containers ?? [];
+    assert.equal(container.image, supervisorImage);
+    assert.deepEqual(container.command, [
+      "cvm",
+      "supervisor",
+      "probe",
+      "--",
+      "registry.example/team/dev:1",
+      "registry.example/team/pooled:1",
+    ]);
+    assert.equal(container.securityContext?.privileged, true);
+    const env = new Map(container.env?.map((v) => [v.name, v.value]));
+    assert.equal(env.get("CVM_RUNTIME"), "sysbox");
+    assert.equal(env.get("CVM_INSECURE_REGISTRIES"), "registry.internal:5000");
+    assert.deepEqual(
+      seen.spec?.volumes?.map((v) => v.name),
+      ["home", "runtime", "report-token", "credentials", "usr-src", "lib-modules"],
+      "the CVM Pod's volumes, with the credentials' Secret",
+    );
+    assert.ok(seen.spec?.volumes?.[0].emptyDir, "an emptyDir for home");
+    assert.equal(seen.spec?.volumes?.[0].persistentVolumeClaim, undefined, "no home claim");
+    assert.ok(secretSeen, "its Secret existed while it ran");
+
+    const trial = results.find((r) => r.id === "supervisor-trial");
+    // kwok runs no container: the Pod is scheduled and "runs", and never answers.
+    assert.equal(trial?.status, "fail", trial?.evidence);
+    assert.match(trial?.evidence ?? "", /ran on node kwok-\S+ for [\d.]+ s without answering within the 4 s/);
+    assert.ok(
+      notes.some((n) => n.startsWith(`created trial Pod ${name}`)),
+      notes.join("\n"),
+    );
+    assert.ok(
+      notes.some((n) => /^running on node kwok-/.test(n)),
+      notes.join("\n"),
+    );
+
+    await assert.rejects(core.readNamespacedPod({ name, namespace: ns.privileged }), { code: 404 });
+    await assert.rejects(core.readNamespacedSecret({ name, namespace: ns.privileged }), { code: 404 });
+  });
+
+  test("a trial Pod no node can take: the scheduler's message, once its no has held a while", async () => {
+    // The smallest CVM these settings allow is bigger than any node.
+    const settings: InfrastructureSettings = {
+      ...defaultSettings,
+      limits: { ...defaultSettings.limits, minCpu: 500, maxCpu: 1000 },
+    };
+    const trial = (await checks(ns.privileged, settings, kube.kubeconfig, { timeoutSeconds: 60 })).get(
+      "supervisor-trial",
+    )!;
+    assert.equal(trial.status, "fail", trial.evidence);
+    assert.match(trial.evidence, /no node can take it: 0\/\d+ nodes are available: .*Insufficient cpu/);
+    assert.match(trial.remedy ?? "", /Add nodes with room for the smallest CVM/);
+    const pods = await kube.config().makeApiClient(CoreV1Api).listNamespacedPod({ namespace: ns.privileged });
+    assert.deepEqual(pods.items, [], "the unscheduled trial Pod is gone too");
+  });
+
+  test("the trial ends when the doctor is interrupted, and a Pod a crashed doctor left is removed by the next run", async () => {
+    const core = kube.config().makeApiClient(CoreV1Api);
+    const interrupt = new AbortController();
+    const begun = Date.now();
+    setTimeout(() => interrupt.abort(), 1500);
+    const results = await runClusterChecks({
+      settings: defaultSettings,
+      kubeconfig: kube.kubeconfig,
+      namespace: ns.privileged,
+      trial: { timeoutSeconds: 90, signal: interrupt.signal },
+    });
+    assert.ok(Date.now() - begun < 30_000, "the interrupted trial did not wait its 90 s");
+    const interrupted = results.find((r) => r.id === "supervisor-trial");
+    assert.equal(interrupted?.status, "fail");
+    assert.match(interrupted?.evidence ?? "", /the checks were interrupted before it answered/);
+    const trials = () =>
+      core
+        .listNamespacedPod({ namespace: ns.privileged, labelSelector: "dev.cvm/trial=true" })
+        .then((list) => list.items.map((pod) => pod.metadata?.name));
+    assert.deepEqual(await trials(), [], "the interrupted trial's Pod is gone");
+
+    // A doctor killed mid-trial leaves its Pod and Secret; the next run finds them by their labels.
+    const request = {
+      id: "trial-0ddba11",
+      images: [],
+      timeoutSeconds: 3,
+      podOptions: {},
+      registrySecret: true,
+    };
+    await core.createNamespacedPod({ namespace: ns.privileged, body: trialPodSpec(defaultSettings, request) });
+    await core.createNamespacedSecret({
+      namespace: ns.privileged,
+      body: trialSecretSpec(defaultSettings, request, { username: "ada", password: "pw" }),
+    });
+    assert.deepEqual(
+      await removeLeftoverTrials(core, ns.privileged, 3),
+      [],
+      "a young trial may be another doctor's, running now",
+    );
+    assert.deepEqual(await removeLeftoverTrials(core, ns.privileged, 3, Date.now() + 10 * 60_000), [
+      "cvm-trial-0ddba11",
+    ]);
+    assert.deepEqual(await trials(), []);
+    await assert.rejects(core.readNamespacedSecret({ name: "cvm-trial-0ddba11", namespace: ns.privileged }), {
+      code: 404,
+    });
   });
 
   test("a namespace that only warns admits the Pod, and the warning shows", async () => {

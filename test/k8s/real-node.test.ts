@@ -22,8 +22,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { buildImages, checkoutTag } from "../../images/build.js";
+import type { CheckResult } from "../../src/api/contract.js";
 import { CvmClient } from "../../src/client/index.js";
 import type { Environment, EnvironmentState } from "../../src/core/environment.js";
+import { defaultSettings, type InfrastructureSettings } from "../../src/core/settings.js";
+import { runClusterChecks, type TrialOptions } from "../../src/infra/cluster-checks.js";
 import { objectNames } from "../../src/providers/kubernetes/index.js";
 import {
   binaryPath,
@@ -33,6 +36,7 @@ import {
   realKubeUnavailable,
   startKube,
 } from "../harness/kube.js";
+import { startTestServer } from "../harness/server.js";
 
 const run = promisify(execFile);
 const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
@@ -176,6 +180,158 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     const logs = await core.readNamespacedPodLog({ name: pod.metadata?.name ?? "", namespace });
     assert.match(logs, /"store":"sqlite","provider":"kubernetes","msg":"cvm server listening"/);
   });
+
+  // ------------------------------------------------------------------ k8s-trial: the doctor's trial Pod
+  // Issue 10, bad input: before CVMs are enabled, the checks name what only a node can tell (an image it
+  // cannot pull, a runtime it lacks, an image out of reach from inside the cluster), and a namespace
+  // whose Pod Security refuses the Pod fails a CVM with the reason in its build log, leaving no Pod.
+  describe("the doctor's trial Pod, before CVMs are enabled", () => {
+    const trialPods = async (ns = namespace) =>
+      (await core.listNamespacedPod({ namespace: ns, labelSelector: "dev.cvm/trial=true" })).items.map(
+        (pod) => pod.metadata?.name,
+      );
+    const trialOf = async (
+      settings: InfrastructureSettings = defaultSettings,
+      trial: TrialOptions = {},
+      ns = namespace,
+    ): Promise<CheckResult> => {
+      const node = kube.node;
+      assert.ok(node);
+      const results = await runClusterChecks({
+        settings,
+        kubeconfig: kube.kubeconfig,
+        namespace: ns,
+        trial: {
+          // What the chart gives the server (CVM_SUPERVISOR_IMAGE, CVM_INSECURE_REGISTRIES).
+          podOptions: {
+            supervisorImage: `${node.registry}/cvm/supervisor:${checkoutTag()}`,
+            insecureRegistries: [node.registry],
+          },
+          ...trial,
+        },
+      });
+      assert.deepEqual(await trialPods(ns), [], "the trial Pod is always deleted");
+      const result = results.find((r) => r.id === "supervisor-trial");
+      assert.ok(result, "the trial check ran");
+      console.log(`  supervisor-trial: ${result.status}: ${result.evidence}`);
+      return result;
+    };
+
+    test("through the server's API: every check passes, the trial ran on the node and reached the CVM image", async () => {
+      const checks = await admin.infrastructureChecks([cvmImage]);
+      assert.deepEqual(
+        checks.checks.filter((c) => c.status === "fail"),
+        [],
+        "no check fails",
+      );
+      const trial = checks.checks.find((c) => c.id === "supervisor-trial");
+      assert.equal(trial?.status, "pass", trial?.evidence);
+      assert.match(
+        trial?.evidence ?? "",
+        new RegExp(`ran on node ${kube.node?.name} in [\\d.]+ s: supervisor image \\S+/cvm/supervisor:\\S+ pulled`),
+      );
+      assert.ok(trial?.evidence.includes(`${cvmImage} (sha256:`), trial?.evidence);
+      assert.deepEqual(await trialPods(), [], "the trial Pod is gone");
+      assert.equal((await admin.infrastructure()).cvmEnabled, false, "still off: the checks only looked");
+    });
+
+    test("a supervisor image the node cannot pull is named, with the kubelet's words", async () => {
+      const node = kube.node;
+      assert.ok(node);
+      const missing = `${node.registry}/cvm/no-such-supervisor:1`;
+      const trial = await trialOf(defaultSettings, { podOptions: { supervisorImage: missing } });
+      assert.equal(trial.status, "fail");
+      assert.match(trial.evidence, new RegExp(`cannot pull the supervisor image ${missing}: `));
+      assert.match(trial.evidence, /not found|manifest unknown/i);
+      assert.match(trial.remedy ?? "", /Push the supervisor image/);
+    });
+
+    test("sysbox asked on a node without it: the trial names the missing runtime and the node", async () => {
+      const trial = await trialOf({ ...defaultSettings, runtime: "sysbox" });
+      assert.equal(trial.status, "fail");
+      assert.match(
+        trial.evidence,
+        new RegExp(`the isolation runtime is missing on node ${kube.node?.name}: .*no sysbox-runc`),
+      );
+    });
+
+    test("a warm pool's image and an --image the cluster cannot reach are named, with the registry's answer", async () => {
+      const node = kube.node;
+      assert.ok(node);
+      const poolImage = `${node.registry}/cvm/no-such-pool-image:1`;
+      const trial = await trialOf(
+        { ...defaultSettings, pools: [{ image: poolImage, cpu: 1, memoryGiB: 1, diskGiB: 1, count: 1 }] },
+        { images: [cvmImage, "nowhere.invalid/cvm/dev:1"] },
+      );
+      assert.equal(trial.status, "fail");
+      assert.match(trial.evidence, new RegExp(`image ${poolImage} unreachable from inside the cluster: not-found: `));
+      assert.match(
+        trial.evidence,
+        /image nowhere\.invalid\/cvm\/dev:1 unreachable from inside the cluster: unreachable: /,
+      );
+      assert.ok(trial.evidence.includes(`reached: ${cvmImage} (sha256:`), "the good image is still reached");
+    });
+
+    test("Pod Security enforce=baseline: the dry run names it, no trial is made, and a CVM there fails saying why, leaving no Pod", async () => {
+      const baseline = "cvm-baseline";
+      await createTestNamespace(kube, baseline, { "pod-security.kubernetes.io/enforce": "baseline" });
+      const results = await runClusterChecks({
+        settings: defaultSettings,
+        kubeconfig: kube.kubeconfig,
+        namespace: baseline,
+      });
+      const admission = results.find((r) => r.id === "supervisor-admission");
+      assert.equal(admission?.status, "fail");
+      assert.match(admission?.evidence ?? "", /violates PodSecurity "baseline:latest"/);
+      const trial = results.find((r) => r.id === "supervisor-trial");
+      assert.equal(trial?.status, "not-applicable", trial?.evidence);
+      assert.match(trial?.evidence ?? "", /^no trial Pod: the namespace refuses the supervisor Pod/);
+      assert.deepEqual(await trialPods(baseline), []);
+
+      // A server for that namespace (on this machine, as a team's second installation would be): forced on, a CVM fails.
+      const server = await startTestServer({
+        provider: "kubernetes",
+        kubeconfig: kube.kubeconfig,
+        namespace: baseline,
+      });
+      try {
+        const owner = await server.firstAdmin();
+        await owner.updateInfrastructure({ cvmEnabled: true, force: true });
+        const created = await owner.createEnvironment({
+          name: "refused",
+          image: cvmImage,
+          cvm: true,
+          cpu: 0.5,
+          memoryGiB: 1,
+        });
+        let failed: Environment | undefined;
+        const deadline = Date.now() + 120_000;
+        while (Date.now() < deadline) {
+          failed = await owner.environment(created.id);
+          if (failed.state === "failed" || failed.state === "running") break;
+          await sleep(500);
+        }
+        assert.equal(failed?.state, "failed");
+        assert.match(failed?.stateReason ?? "", /violates PodSecurity "baseline:latest"/);
+        const log: string[] = [];
+        for await (const line of owner.logs(created.id)) if (!("end" in line)) log.push(line.text);
+        assert.ok(
+          log.some((line) => /violates PodSecurity "baseline:latest"/.test(line)),
+          `the build log says why:\n${log.join("\n")}`,
+        );
+        const left = await core.listNamespacedPod({ namespace: baseline });
+        assert.deepEqual(
+          left.items.map((pod) => pod.metadata?.name),
+          [],
+          "no Pod is left in the namespace",
+        );
+        await owner.deleteEnvironment(created.id);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+  // ------------------------------------------------------------------ end of k8s-trial
 
   test("the infrastructure checks pass on this cluster, and an admin turns CVMs on without forcing", async () => {
     const checks = await admin.infrastructureChecks();

@@ -89,6 +89,23 @@ export interface KubernetesProviderOptions extends ProviderOptions {
   insecureRegistries?: string[];
 }
 
+/**
+ * What every CVM Pod of this installation is given, from the provider's
+ * options or else cvm server's environment (the chart sets CVM_SUPERVISOR_IMAGE,
+ * CVM_SUPERVISOR_REPORT_URL, CVM_INSECURE_REGISTRIES): the doctor's trial Pod
+ * takes the same.
+ */
+export function installationPodOptions(
+  options: Pick<KubernetesProviderOptions, "supervisorImage" | "serverUrl" | "insecureRegistries">,
+): Pick<PodOptions, "supervisorImage" | "serverUrl" | "insecureRegistries"> {
+  return {
+    supervisorImage: options.supervisorImage ?? process.env.CVM_SUPERVISOR_IMAGE,
+    serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? options.serverUrl,
+    insecureRegistries:
+      options.insecureRegistries ?? (process.env.CVM_INSECURE_REGISTRIES ?? "").split(",").filter(Boolean),
+  };
+}
+
 /** What lets a waiting build finish goes first when many queue (500 creates at once). */
 const urgentRequests = new Set(["createNamespacedPod", "deleteNamespacedPod", "readNamespacedSecret"]);
 
@@ -174,13 +191,10 @@ export class KubernetesProvider implements Provider {
 
   private podOptions(discardDockerData: boolean, registrySecret: boolean): PodOptions {
     return {
+      ...installationPodOptions(this.options),
       registrySecret,
-      supervisorImage: this.options.supervisorImage ?? process.env.CVM_SUPERVISOR_IMAGE,
-      serverUrl: process.env.CVM_SUPERVISOR_REPORT_URL ?? this.options.serverUrl,
       stopTimeoutSeconds: this.stopTimeoutSeconds,
       discardDockerData,
-      insecureRegistries:
-        this.options.insecureRegistries ?? (process.env.CVM_INSECURE_REGISTRIES ?? "").split(",").filter(Boolean),
     };
   }
 

@@ -11,6 +11,8 @@ export const labels = {
   environment: "dev.cvm/environment",
   build: "dev.cvm/build",
   kind: "dev.cvm/kind",
+  /** The doctor's trial of the supervisor Pod (src/infra/supervisor-trial.ts): never an environment's. */
+  trial: "dev.cvm/trial",
 } as const;
 
 export const annotations = {

@@ -10,7 +10,7 @@ export interface CheckRun {
   /** The results so far, in order. */
   checks: CheckResult[];
   /** The check running now. */
-  running?: { id: string; title: string };
+  running?: { id: string; title: string; note?: string };
   /** Set once every check has run. */
   worst?: CheckStatus;
   error?: unknown;
@@ -31,6 +31,10 @@ export function useInfrastructureChecks(): CheckRun {
         done ||= progress.type === "done";
         setRun((current) => {
           if (progress.type === "running") return { ...current, running: { id: progress.id, title: progress.title } };
+          if (progress.type === "note") {
+            const running = current.running?.id === progress.id ? current.running : undefined;
+            return running ? { ...current, running: { ...running, note: progress.text } } : current;
+          }
           if (progress.type === "result") return { checks: [...current.checks, progress.check] };
           return { checks: current.checks, worst: progress.worst };
         });

@@ -477,7 +477,7 @@ export default function InfrastructurePage() {
           <div className="feedback checks-running" role="status" aria-live="polite" data-testid="check-running">
             <span className="spinner" aria-hidden="true" />
             {checks.running
-              ? `Checking ${checks.running.title}… (${checks.checks.length} done)`
+              ? `Checking ${checks.running.title}… (${checks.checks.length} done)${checks.running.note ? `: ${checks.running.note}` : ""}`
               : "Starting the checks…"}
           </div>
         )}

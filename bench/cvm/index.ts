@@ -4,10 +4,13 @@
  * image already present.
  *
  * (a) create-to-ready: the supervisor's whole build (create, cgroup handoff,
- *     systemd `running`, the inner dockerd answering) against `docker run -d`
- *     (create and start) of a plain container;
+ *     systemd `running`, Docker answering: its socket listening, dockerd
+ *     started by the first call) against `docker run -d` (create and start)
+ *     of a plain container;
  * (b) memory of an idle CVM (its cgroup's usage less inactive file cache, as
  *     `docker stats` counts it) after settling, against an idle plain container;
+ *     then the first `docker` call in each (it starts containerd and dockerd)
+ *     against the second, and the memory again once Docker has been used;
  * (c) `docker run --rm cvm/hello echo ok` inside a CVM against the same on the
  *     host's engine, both timed around the docker CLI on their own side;
  * (d) 20 CVMs started at once, all ready, against 20 plain containers at once;
@@ -186,6 +189,17 @@ class Cvms {
   }
 }
 
+/** Milliseconds of one `docker version` inside the CVM (client and server), timed there. */
+async function dockerCallMs(supervisor: CvmSupervisor, environment: Environment): Promise<number> {
+  const ran = await shIn(
+    supervisor,
+    environment,
+    `s=$(date +%s%N); docker version -f '{{.Server.Version}}' >/dev/null || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))`,
+  );
+  if (ran.code !== 0) throw new Error(`docker version failed inside the CVM: ${ran.stdout}${ran.stderr}`);
+  return Number(ran.stdout.trim());
+}
+
 /** Milliseconds of one nested `docker run --rm` inside the CVM, timed there. */
 async function nestedRunMs(supervisor: CvmSupervisor, environment: Environment, flags: string): Promise<number> {
   const ran = await shIn(
@@ -279,7 +293,7 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
       const readyMs = median(fromCreate);
       results.push(
         result(
-          "create-to-ready: container create to systemd running, dockerd answering (median)",
+          "create-to-ready: container create to systemd running, Docker's socket listening (median)",
           readyMs / 1000,
           "s",
           baseline,
@@ -322,6 +336,45 @@ export async function run(context: BenchContext): Promise<BenchResult[]> {
         "MiB",
         { what: "idle plain container, sleep (median)", value: median(plainMemory) },
         { text: "<= 35 MiB", met: cvmMiB <= 35 },
+      ),
+    );
+
+    // (b) the first docker call after ready starts the daemons; the second is the same call answered by them.
+    const firstCalls: number[] = [];
+    const secondCalls: number[] = [];
+    for (const { environment } of idle) {
+      firstCalls.push(await dockerCallMs(supervisor, environment));
+      secondCalls.push(await dockerCallMs(supervisor, environment));
+    }
+    context.log(`(b) first docker call: ${firstCalls.join(", ")} ms; the second: ${secondCalls.join(", ")} ms`);
+    results.push(
+      result(
+        "first docker call after ready: `docker version`, starting dockerd (median)",
+        median(firstCalls) / 1000,
+        "s",
+        {
+          what: "the same call again, dockerd running (median)",
+          value: median(secondCalls) / 1000,
+        },
+      ),
+    );
+    context.log(`(b) letting the ${idle.length} CVMs settle again for ${settleMs / 1000} s, Docker running`);
+    await sleep(settleMs);
+    const usedMemory: number[] = [];
+    for (const { environment } of idle) {
+      const info = await engine.getContainer(containerName(environment.id)).inspect();
+      usedMemory.push(memoryInUse(memoryCgroup(info.State.Pid, info.Id)) / mib);
+    }
+    context.log(`(b) CVMs, Docker used: ${usedMemory.map((m) => m.toFixed(1)).join(", ")} MiB`);
+    results.push(
+      result(
+        "memory per idle CVM once Docker was used: containerd and dockerd running (median)",
+        median(usedMemory),
+        "MiB",
+        {
+          what: "idle plain container, sleep (median)",
+          value: median(plainMemory),
+        },
       ),
     );
 

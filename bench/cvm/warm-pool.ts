@@ -14,6 +14,7 @@
  */
 
 import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -100,8 +101,14 @@ export async function warmPoolFigures(context: BenchContext, input: WarmPoolInpu
     for (let i = 0; i <= Math.min(samples, 3); i++) {
       const name = `bench-cold-${i}`;
       await admin.createEnvironment({ name, image, cvm: true, ...size });
-      const ms = serverSideMs(await running(admin, name));
+      const created = await running(admin, name);
+      const ms = serverSideMs(created);
       if (i > 0) cold.push(ms);
+      // Where the server's time goes: its timeline and the build log, each line at its time from the create's record.
+      const since = (at: string) => `+${((Date.parse(at) - Date.parse(created.createdAt)) / 1000).toFixed(3)} s`;
+      const lines = created.timeline.map((change) => `${since(change.at)} state ${change.state}`);
+      for await (const item of admin.logs(name)) if ("text" in item) lines.push(`${since(item.at)} ${item.text}`);
+      writeFileSync(join(context.artifacts, `cold-server-${i}.log`), `${lines.join("\n")}\n`);
       context.log(
         `(i) cold create ${i}: ${(ms / 1000).toFixed(2)} s server side${i === 0 ? " (warm-up, not counted)" : ""}`,
       );

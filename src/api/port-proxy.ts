@@ -17,8 +17,11 @@
  *
  * A response that streams and a WebSocket passed through are held in
  * OpenConnections with the viewer's session (a ticket names the session it
- * was issued to), so they end within 2 s of the viewer's access ending.
- * A public port's anonymous viewer has no session to hold.
+ * was issued to), or none for a public port's anonymous viewer, and with
+ * what let them in (the owner, or the share): they end within 2 s of the
+ * viewer's access ending or of the share, the site's settings or the
+ * environment no longer allowing them, a WebSocket with close code 1008
+ * and the reason.
  */
 
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -125,6 +128,7 @@ interface Decision {
   access: PortAccess;
   environment: Environment;
   viewer?: User;
+  actor?: Actor;
   /** The viewer's session, to hold what stays open with it; none for an anonymous viewer of a public port. */
   session?: HeldSession;
   /** Set-Cookie for the response, when the viewer should keep a ticket. */
@@ -134,10 +138,26 @@ interface Decision {
   connect(): Promise<Duplex>;
 }
 
-/** Holds a proxied request or WebSocket with its viewer's session (see the header); answers the release. */
-function holdProxied(deps: ApiDeps, decision: Decision, end: () => void): () => void {
-  if (!decision.session) return () => undefined;
-  return holdPortConnection(deps, decision.session, decision.environment, decision.access !== "owner", end);
+/** Holds a proxied request or WebSocket with its viewer and what let them in (see the header); answers the release. */
+function holdProxied(
+  deps: ApiDeps,
+  decision: Decision,
+  target: Addressed,
+  address: string | undefined,
+  end: (reason: string) => void,
+): () => void {
+  return holdPortConnection(
+    deps,
+    decision.session,
+    {
+      environment: decision.environment,
+      port: target.address.port,
+      bySharing: decision.access !== "owner",
+      via: target.form,
+      who: { actor: decision.actor, address },
+    },
+    end,
+  );
 }
 
 async function decide(request: IncomingMessage, target: Addressed, deps: ApiDeps): Promise<Decision> {
@@ -151,6 +171,7 @@ async function decide(request: IncomingMessage, target: Addressed, deps: ApiDeps
     access,
     environment,
     viewer: user,
+    actor,
     session,
     connect: () => ports.connect(environment, port, { actor, address: request.socket.remoteAddress }, target.form),
   };
@@ -227,7 +248,7 @@ async function serve(incoming: IncomingMessage, outgoing: ServerResponse, target
     const responseHeaders: Record<string, string> = { ...cookie };
     if (target.form === "path" && decision.access !== "owner") responseHeaders["content-security-policy"] = sandbox;
     const proxied: ProxyTarget = { socket, port, path: target.appPath, prefix: target.prefix, responseHeaders };
-    const release = holdProxied(deps, decision, () => {
+    const release = holdProxied(deps, decision, target, incoming.socket.remoteAddress, () => {
       socket.destroy();
       outgoing.destroy();
     });
@@ -260,17 +281,14 @@ export function attachPortProxyUpgrades(upgrades: Upgrades, deps: ApiDeps): void
         connection.destroy();
         return;
       }
-      const release = holdProxied(deps, decision, () => {
-        connection.destroy();
-        socket.destroy();
-      });
-      socket.once("close", release);
-      proxyUpgrade(request, socket, head, {
+      const passed = proxyUpgrade(request, socket, head, {
         socket: connection,
         port: target.address.port,
         path: target.appPath,
         prefix: target.prefix,
       });
+      const release = holdProxied(deps, decision, target, request.socket.remoteAddress, (reason) => passed.end(reason));
+      socket.once("close", release);
     },
   );
 }

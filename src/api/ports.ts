@@ -16,7 +16,9 @@ import type { Environment } from "../core/environment.js";
 import { CvmError, notFound } from "../core/errors.js";
 import { ownerHandle, portHostLabel, portProblem } from "../core/ports.js";
 import type { User } from "../core/user.js";
+import { closeReason, policyViolation } from "../ports/websocket-ending.js";
 import type { HeldSession } from "../server/open-connections.js";
+import type { PortOpener, PortVia } from "../server/ports-service.js";
 import { actorOf } from "./auth.js";
 import { apiPrefix } from "./contract.js";
 import { readJson, readQuery } from "./input.js";
@@ -142,22 +144,32 @@ export function portRoutes(routes: ApiRoutes): void {
 }
 
 /**
- * Holds a connection to a port with the session that opened it: logout,
- * revocation, deactivation, or (for one let in as the owner, not by a share)
- * a role that may no longer see the environment ends it. Answers the release.
+ * Holds a connection to a port with the session that opened it (none for a
+ * public port's anonymous viewer) and what let it in: logout, revocation,
+ * deactivation, or (for one let in as the owner, not by a share) a role
+ * that may no longer see the environment ends it; so does (for one a share
+ * let in) a share or site setting that no longer allows it, and for all of
+ * them the environment stopping or going. Answers the release.
  */
 export function holdPortConnection(
   deps: ApiDeps,
-  session: HeldSession,
-  environment: Environment,
-  bySharing: boolean,
+  session: HeldSession | undefined,
+  held: { environment: Environment; port: number; bySharing: boolean; via: PortVia; who: PortOpener },
   end: (reason: string) => void,
 ): () => void {
-  return deps.connections.hold(session, {
-    kind: "port",
-    allows: (user: User) => bySharing || deps.environments.canSee(user, environment),
+  const { environment, port, bySharing, via, who } = held;
+  return deps.workspace.ports.hold(
+    session,
+    {
+      environmentId: environment.id,
+      port,
+      admitted: bySharing ? "share" : "environment",
+      via,
+      who,
+      allows: (user: User) => bySharing || deps.environments.canSee(user, environment),
+    },
     end,
-  });
+  );
 }
 
 export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close(): void } {
@@ -187,7 +199,12 @@ export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close():
         answer,
         who,
       );
-      const release = holdPortConnection(deps, session, environment, false, () => spliced.end());
+      const release = holdPortConnection(
+        deps,
+        session,
+        { environment, port: portNumber(match[2]), bySharing: false, via: "forward", who },
+        () => spliced.end(),
+      );
       raw.add(spliced.end);
       spliced.finished.then(() => {
         release();
@@ -212,11 +229,17 @@ export function attachPortConnect(upgrades: Upgrades, deps: ApiDeps): { close():
       stream.on("error", end);
       connection.on("error", end);
       connection.on("close", () => ws.close(1000));
-      const release = holdPortConnection(deps, session, environment, false, () => {
-        ws.close(1008, "access ended");
-        end();
-        setTimeout(() => ws.terminate(), 1000).unref();
-      });
+      const release = holdPortConnection(
+        deps,
+        session,
+        { environment, port: portNumber(match[2]), bySharing: false, via: "forward", who },
+        (reason) => {
+          ws.close(policyViolation, closeReason(reason));
+          // The close frame goes first; the client's answer, or a second, ends the rest.
+          connection.destroy();
+          setTimeout(() => ws.terminate(), 1000).unref();
+        },
+      );
       ws.on("close", () => {
         release();
         open.delete(ws);

@@ -207,6 +207,10 @@ export const poolsStatusSchema = z.object({
   held: z
     .object({ cvms: z.number(), cpu: z.number(), memoryGiB: z.number(), diskGiB: z.number() })
     .describe("What the members hold of the machine while they wait, counted against its capacity"),
+  capacity: z
+    .object({ cpu: z.number(), memoryGiB: z.number() })
+    .optional()
+    .describe("The CPUs and memory of the machine the members run on; the pools may not hold more in all"),
 });
 
 /** One infrastructure check's result (GET /settings/infrastructure/checks, `cvm doctor`). */

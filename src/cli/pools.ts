@@ -35,10 +35,11 @@ function print(status: PoolsStatus, json?: boolean): void {
       ]),
     );
   }
-  const { held } = status;
+  const { held, capacity } = status;
+  const of = capacity ? ` (the engine's machine has ${capacity.cpu} CPUs, ${capacity.memoryGiB} GiB memory)` : "";
   if (held.cvms > 0) {
     process.stdout.write(
-      `\n${held.cvms === 1 ? "1 warm CVM holds" : `${held.cvms} warm CVMs hold`} ${held.cpu} ${held.cpu === 1 ? "CPU" : "CPUs"}, ${held.memoryGiB} GiB memory, ${held.diskGiB} GiB disk\n`,
+      `\n${held.cvms === 1 ? "1 warm CVM holds" : `${held.cvms} warm CVMs hold`} ${held.cpu} ${held.cpu === 1 ? "CPU" : "CPUs"}, ${held.memoryGiB} GiB memory, ${held.diskGiB} GiB disk${of}\n`,
     );
   }
 }

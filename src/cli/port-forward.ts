@@ -1,18 +1,27 @@
 /**
  * `cvm port-forward NAME [LOCAL:]REMOTE ...`: TCP from this machine to ports
  * inside an environment, through the server. It listens on loopback only
- * unless told otherwise; each connection accepted becomes one WebSocket to
- * the server, which connects to the port on the environment's own loopback.
+ * unless told otherwise; each connection accepted becomes one raw upgraded
+ * connection to the server (`Upgrade: cvm-tcp`), which splices it to the
+ * port on the environment's own loopback. On Linux the hop here is relayed
+ * by cvm's bridge (src/netns/cvm-nsbridge.c, compiled at first use where
+ * gcc can, else prebuilt in /usr/libexec/cvm), a small C process that takes
+ * both sockets: copying every byte through Node cost more CPU than the rest
+ * of the path together. Elsewhere (macOS), or without the bridge, Node
+ * copies, reading 1 MiB a call (CVM_PORT_FORWARD_BRIDGE=0 asks for that
+ * anywhere).
  */
 
 import { createServer, type Server, type Socket } from "node:net";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { rawUpgrade } from "../api/contract.js";
 import { CvmError } from "../core/errors.js";
 import { portProblem } from "../core/ports.js";
 import { startedIfStopped } from "./auto-start.js";
 import { configuredClient } from "./config.js";
-import { openRawStream } from "./websocket.js";
+import { openRawStream, openRawStreamInto } from "./websocket.js";
 
 export interface Forward {
   local: number;
@@ -33,37 +42,77 @@ export function parseForward(spec: string): Forward {
   return { local, remote };
 }
 
-function relay(local: Socket, ref: string, remote: number): void {
+/**
+ * What joins a local connection with the server's, given how to open the
+ * server's (`into`: where what it sends is written, on the Node path).
+ */
+type Joiner = (local: Socket, open: (into?: Socket) => Promise<Socket>) => Promise<void>;
+
+/** Node: the server's bytes written into the local connection as read (1 MiB a read), the local ones piped back. */
+const copyInNode: Joiner = async (local, open) => {
+  const upstream = await open(local);
+  local.pipe(upstream);
+  const cut = () => {
+    local.destroy();
+    upstream.destroy();
+  };
+  local.on("error", cut);
+  upstream.on("error", cut);
+  local.on("close", () => upstream.destroy());
+  // What was written to the local connection still goes out; then it ends.
+  upstream.on("close", () => local.end());
+  local.resume();
+};
+
+/** Where this machine keeps the bridge it compiled. */
+function bridgeDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "cvm", "bin");
+}
+
+/**
+ * The bridge's relay on Linux once it is built (loaded on demand: only this
+ * command needs it), else Node; never fails.
+ */
+async function joiner(): Promise<Joiner> {
+  if (process.platform !== "linux" || process.env.CVM_PORT_FORWARD_BRIDGE === "0") return copyInNode;
+  try {
+    const { NamespaceBridge } = await import("../netns/index.js");
+    const bridge = new NamespaceBridge(bridgeDir());
+    await bridge.prepare();
+    // The bridge ends with this process (it asks the kernel to), as Node's own copy would.
+    return async (local, open) => {
+      await bridge.relay(local, await open());
+    };
+  } catch {
+    return copyInNode;
+  }
+}
+
+function relay(local: Socket, ref: string, remote: number, join: Promise<Joiner>): void {
   const client = configuredClient();
-  local.pause();
-  startedIfStopped(client, ref, () => openRawStream(client, client.portConnectUrl(ref, remote), rawUpgrade)).then(
-    (upstream) => {
-      local.pipe(upstream);
-      upstream.pipe(local);
-      const end = () => {
-        local.destroy();
-        upstream.destroy();
-      };
-      local.on("error", end);
-      upstream.on("error", end);
-      local.on("close", () => upstream.destroy());
-      upstream.on("close", () => local.destroy());
-      local.resume();
-    },
-    (error: Error) => {
+  const url = client.portConnectUrl(ref, remote);
+  const open = (into?: Socket) =>
+    startedIfStopped(client, ref, () =>
+      into ? openRawStreamInto(client, url, rawUpgrade, into) : openRawStream(client, url, rawUpgrade),
+    );
+  join
+    .then((joined) => joined(local, open))
+    .catch((error: Error) => {
       process.stderr.write(`cvm: port ${remote}: ${error.message}\n`);
       local.destroy();
-    },
-  );
+    });
 }
 
 async function portForward(ref: string, specs: string[], options: { address: string }): Promise<void> {
   const forwards = specs.map(parseForward);
   configuredClient();
+  const join = joiner();
   const servers: Server[] = [];
   for (const { local, remote } of forwards) {
-    // Large buffers on the laptop's side: a bulk transfer pauses and resumes its reads less often.
-    const server = createServer({ highWaterMark: 1 << 20 }, (socket) => relay(socket, ref, remote));
+    // Never read here before joined (the bridge takes the socket as it is); large buffers for Node's pipe.
+    const server = createServer({ highWaterMark: 1 << 20, pauseOnConnect: true }, (socket) =>
+      relay(socket, ref, remote, join),
+    );
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error: NodeJS.ErrnoException) =>
         reject(

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ownerHandle, parsePortHost, portAccess, portHostLabel, portProblem } from "./ports.js";
+import { ownerHandle, parsePortHost, portAccess, portHostLabel, portProblem, portShareEnded } from "./ports.js";
 
 test("who may open a port: owner always; others as shared; public only where the site allows it", () => {
   const owner = { id: "usr_owner" };
@@ -18,6 +18,30 @@ test("who may open a port: owner always; others as shared; public only where the
     [{ viewer: other, ownerId: owner.id, share: "public", publicAllowed: false }, "shared"],
   ];
   for (const [input, expected] of cases) assert.equal(portAccess(input), expected, JSON.stringify(input));
+});
+
+test("a connection a share let in ends when the share as it is now no longer lets its viewer in, saying why", () => {
+  const owner = { id: "usr_owner" };
+  const other = { id: "usr_other" };
+  const at = { ownerId: owner.id, port: 3000, name: "web" };
+  const cases: [Omit<Parameters<typeof portShareEnded>[0], keyof typeof at>, string | undefined][] = [
+    [{ viewer: undefined, share: "public", publicAllowed: true }, undefined],
+    [{ viewer: other, share: "authenticated", publicAllowed: true }, undefined],
+    [{ viewer: other, share: "public", publicAllowed: false }, undefined],
+    [{ viewer: owner, share: "private", publicAllowed: false }, undefined],
+    [{ viewer: undefined, share: "private", publicAllowed: true }, "The owner made port 3000 of web private"],
+    [{ viewer: other, share: "private", publicAllowed: true }, "The owner made port 3000 of web private"],
+    [
+      { viewer: undefined, share: "authenticated", publicAllowed: true },
+      "Port 3000 of web is now shared with signed-in users only",
+    ],
+    [
+      { viewer: undefined, share: "public", publicAllowed: false },
+      "Public sharing of ports was turned off by the site admins",
+    ],
+  ];
+  for (const [input, expected] of cases)
+    assert.equal(portShareEnded({ ...at, ...input }), expected, JSON.stringify(input));
 });
 
 test("owner handles are host-name letters from the email's local part", () => {

@@ -93,3 +93,21 @@ export function portAccess(input: {
   if (!viewer) return "sign-in";
   return share === "authenticated" ? "shared" : "not-found";
 }
+
+/**
+ * Why a connection a port's share let in may no longer stay open, with the
+ * share and the site's setting as they are now (an open WebSocket is one
+ * long request: the rule is asked again while it lasts); undefined while
+ * the rule still lets its viewer in. The reason is what the viewer is told.
+ */
+export function portShareEnded(
+  input: Parameters<typeof portAccess>[0] & { port: number; name: string },
+): string | undefined {
+  const access = portAccess(input);
+  if (access === "owner" || access === "shared") return undefined;
+  if (input.share === "public" && !input.publicAllowed)
+    return "Public sharing of ports was turned off by the site admins";
+  if (input.share === "authenticated")
+    return `Port ${input.port} of ${input.name} is now shared with signed-in users only`;
+  return `The owner made port ${input.port} of ${input.name} private`;
+}

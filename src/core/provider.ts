@@ -128,6 +128,14 @@ export interface WorkloadPool {
   forget(member: PoolMember): Promise<void>;
   /** The image's digest in its registry now, to tell a stale member; undefined when no registry answers. */
   imageVersion(image: string, credentials?: RegistryCredentials): Promise<string | undefined>;
+  /** What the machine the members run on has (the engine's CPUs and memory); pools may not ask for more. */
+  capacity?(): Promise<PoolCapacity | undefined>;
+}
+
+/** The CPUs and memory of the machine a provider's pool members run on. */
+export interface PoolCapacity {
+  cpu: number;
+  memoryGiB: number;
 }
 
 export interface Provider {

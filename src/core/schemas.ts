@@ -212,6 +212,12 @@ export const poolMemberSchema = z.object({
   memoryGiB: z.number(),
   diskGiB: z.number(),
   runtimeSetting: z.enum(runtimeChoices).describe("The isolation runtime setting it was built under"),
+  devices: z
+    .object({ lxcfs: z.boolean(), fuseDevice: z.boolean(), tunDevice: z.boolean() })
+    .optional()
+    .describe(
+      "The LXCFS, /dev/fuse and /dev/net/tun settings it was built under (absent: built before they were recorded)",
+    ),
   imageVersion: z.string().optional().describe("The image's digest in its registry when it was built"),
   state: z.enum(poolMemberStates),
   reason: z.string().optional().describe("Why it failed"),

@@ -6,6 +6,8 @@ import * as fixtures from "../testing/fixtures.js";
 import type { EnvironmentSpec } from "./environment.js";
 import { defaultSettings } from "./settings.js";
 import {
+  capacityProblems,
+  type MemberSettings,
   memberEnvironment,
   type PoolMember,
   type PoolStep,
@@ -83,12 +85,12 @@ test("a pool set again replaces the one of its image and size; a count of 0 take
 const plan = (
   pools: WarmPool[],
   members: PoolMember[],
-  extra: { runtime?: "auto" | "userns"; versions?: [string, string][] } = {},
+  extra: { settings?: Partial<MemberSettings>; versions?: [string, string][] } = {},
 ): PoolStep[] =>
   planPools({
     pools,
     members,
-    runtime: extra.runtime ?? "auto",
+    settings: { runtime: "auto", lxcfs: true, fuseDevice: true, tunDevice: true, ...extra.settings },
     imageVersions: new Map(extra.versions ?? []),
   });
 
@@ -119,6 +121,26 @@ test("a plan drains what no pool wants: failed, of a removed pool, another runti
   assert.deepEqual(plan([p], [stale], { versions: [[image, "sha256:old"]] }), []);
 });
 
+test("a plan drains a member built under other LXCFS or device settings, or before they were recorded", () => {
+  const p = pool({ count: 1 });
+  const kept = member(p);
+  const unrecorded = member(p, { devices: undefined });
+  assert.deepEqual(plan([p], [kept, unrecorded]), [
+    { drain: unrecorded, why: "it was built before its LXCFS and device settings were recorded" },
+  ]);
+  assert.deepEqual(plan([p], [kept], { settings: { lxcfs: false, tunDevice: false } }), [
+    {
+      drain: kept,
+      why: "the Infrastructure settings changed since it was built: LXCFS is now off, /dev/net/tun is now off",
+    },
+    { fill: p },
+  ]);
+  assert.deepEqual(plan([p], [kept], { settings: { fuseDevice: false } }), [
+    { drain: kept, why: "the Infrastructure settings changed since it was built: /dev/fuse is now off" },
+    { fill: p },
+  ]);
+});
+
 test("a shrunk pool drains its newest members, those still filling first", () => {
   const p = pool({ count: 1 });
   const oldest = member(p);
@@ -139,5 +161,22 @@ test("a member is built as an environment of its own id and name, of its pool's 
   assert.deepEqual(
     [environment.image, environment.cvm, environment.cpu, environment.memoryGiB, environment.diskGiB],
     [image, true, 2, 4, 20],
+  );
+});
+
+test("pooled CVMs count against capacity: size times count, in all, up to the machine's and no more", () => {
+  const machine = { cpu: 8, memoryGiB: 16 };
+  assert.deepEqual(capacityProblems([pool({ cpu: 2, memoryGiB: 4, count: 4 })], machine), [], "exactly the machine");
+  assert.deepEqual(capacityProblems([pool({ cpu: 2, memoryGiB: 4, count: 0 })], machine), []);
+  assert.deepEqual(
+    capacityProblems(
+      [pool({ cpu: 2, memoryGiB: 1, count: 3 }), pool({ cpu: 1.5, memoryGiB: 6, diskGiB: 50, count: 2 })],
+      machine,
+    ),
+    [{ field: "pools", detail: "the warm pools would hold 9 CPUs in all, more than the engine's machine has (8)" }],
+  );
+  assert.match(
+    capacityProblems([pool({ cpu: 1, memoryGiB: 6.5, count: 3 })], { cpu: 8, memoryGiB: 15.6 })[0]?.detail ?? "",
+    /hold 19\.5 GiB of memory in all, more than the engine's machine has \(15\.6 GiB\)/,
   );
 });

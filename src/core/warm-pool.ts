@@ -9,7 +9,7 @@
 import type { Validation } from "./errors.js";
 import { isImageReference, parseImageReference } from "./image-reference.js";
 import type { Environment, EnvironmentLimits, EnvironmentSpec, PoolMember, WarmPool } from "./schemas.js";
-import type { RuntimeChoice } from "./settings.js";
+import type { InfrastructureSettings } from "./settings.js";
 
 // The shapes themselves are zod schemas in ./schemas.ts; their types are re-exported here.
 export type { PoolMember, WarmPool } from "./schemas.js";
@@ -99,6 +99,26 @@ export function withPool(pools: readonly WarmPool[], pool: WarmPool): WarmPool[]
   return pool.count > 0 ? [...others, pool] : others;
 }
 
+/** The Infrastructure settings a member is built under that change what a CVM is: a claim needs them unchanged. */
+export type MemberSettings = Pick<InfrastructureSettings, "runtime" | "lxcfs" | "fuseDevice" | "tunDevice">;
+
+const onOff = (value: boolean) => (value ? "on" : "off");
+
+/** Why a member is not what a CVM built under these settings would be; undefined when it is. */
+export function settingsChange(member: PoolMember, settings: MemberSettings): string | undefined {
+  if (member.runtimeSetting !== settings.runtime) return `the isolation runtime setting is now ${settings.runtime}`;
+  const devices = member.devices;
+  if (!devices) return "it was built before its LXCFS and device settings were recorded";
+  const changed = [
+    devices.lxcfs !== settings.lxcfs && `LXCFS is now ${onOff(settings.lxcfs)}`,
+    devices.fuseDevice !== settings.fuseDevice && `/dev/fuse is now ${onOff(settings.fuseDevice)}`,
+    devices.tunDevice !== settings.tunDevice && `/dev/net/tun is now ${onOff(settings.tunDevice)}`,
+  ].filter(Boolean);
+  return changed.length > 0
+    ? `the Infrastructure settings changed since it was built: ${changed.join(", ")}`
+    : undefined;
+}
+
 export type PoolStep = { fill: WarmPool } | { drain: PoolMember; why: string };
 
 export interface PoolPlanInput {
@@ -106,15 +126,15 @@ export interface PoolPlanInput {
   pools: readonly WarmPool[];
   /** The members held now, less those being claimed. */
   members: readonly PoolMember[];
-  /** The isolation runtime setting new members are built under. */
-  runtime: RuntimeChoice;
+  /** The settings new members are built under: a member built under others is drained. */
+  settings: MemberSettings;
   /** The image versions (registry digests) known now, by image; a ready member of another version is stale. */
   imageVersions: ReadonlyMap<string, string>;
 }
 
 /**
  * What to do now: drain every member no pool wants (failed, of a pool
- * removed or shrunk, built under another runtime setting or from an image
+ * removed or shrunk, built under another runtime, LXCFS or device setting or from an image
  * its registry has since replaced), and fill each pool up to its count.
  * A pool shrinks by its newest members, those still filling first.
  */
@@ -129,8 +149,8 @@ export function planPools(input: PoolPlanInput): PoolStep[] {
         ? `its build failed: ${member.reason ?? "no reason given"}`
         : !wanted.has(member.pool)
           ? "its pool was removed"
-          : member.runtimeSetting !== input.runtime
-            ? `the isolation runtime setting is now ${input.runtime}`
+          : settingsChange(member, input.settings)
+            ? settingsChange(member, input.settings)
             : member.state === "ready" && version && member.imageVersion && member.imageVersion !== version
               ? `${member.image} changed in its registry`
               : undefined;
@@ -151,8 +171,8 @@ export function planPools(input: PoolPlanInput): PoolStep[] {
   return steps;
 }
 
-/** A new member of the pool, about to be built under the runtime setting: it takes the id it will give its claimant. */
-export function newMember(pool: WarmPool, id: string, runtimeSetting: RuntimeChoice, createdAt: string): PoolMember {
+/** A new member of the pool, about to be built under the settings: it takes the id it will give its claimant. */
+export function newMember(pool: WarmPool, id: string, settings: MemberSettings, createdAt: string): PoolMember {
   return {
     id,
     pool: poolKey(pool),
@@ -160,7 +180,8 @@ export function newMember(pool: WarmPool, id: string, runtimeSetting: RuntimeCho
     cpu: pool.cpu,
     memoryGiB: pool.memoryGiB,
     diskGiB: pool.diskGiB,
-    runtimeSetting,
+    runtimeSetting: settings.runtime,
+    devices: { lxcfs: settings.lxcfs, fuseDevice: settings.fuseDevice, tunDevice: settings.tunDevice },
     state: "filling",
     createdAt,
   };
@@ -192,4 +213,31 @@ export function memberEnvironment(member: PoolMember, runtime: Environment["runt
     updatedAt: member.createdAt,
     version: 1,
   };
+}
+
+/**
+ * Pooled CVMs count against capacity: the pools' CPUs and memory in all
+ * (each pool's size times its count) may not exceed the machine's.
+ */
+export function capacityProblems(
+  pools: readonly WarmPool[],
+  capacity: { cpu: number; memoryGiB: number },
+): Validation[] {
+  const cpu = pools.reduce((sum, pool) => sum + pool.cpu * pool.count, 0);
+  const memoryGiB = pools.reduce((sum, pool) => sum + pool.memoryGiB * pool.count, 0);
+  const problems: Validation[] = [];
+  const round = (value: number) => Math.round(value * 100) / 100;
+  if (cpu > capacity.cpu) {
+    problems.push({
+      field: "pools",
+      detail: `the warm pools would hold ${round(cpu)} CPUs in all, more than the engine's machine has (${capacity.cpu})`,
+    });
+  }
+  if (memoryGiB > capacity.memoryGiB) {
+    problems.push({
+      field: "pools",
+      detail: `the warm pools would hold ${round(memoryGiB)} GiB of memory in all, more than the engine's machine has (${round(capacity.memoryGiB)} GiB)`,
+    });
+  }
+  return problems;
 }

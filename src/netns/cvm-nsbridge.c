@@ -25,6 +25,18 @@
  *       there is relayed to a new connection to HOSTSOCK, a unix socket on
  *       the node. Writes "ok\n" to stderr once listening; removes PATH and
  *       exits when stdin ends (the caller is done with it).
+ *
+ *   cvm-nsbridge relay
+ *       Joins no namespace: relays stdin to fd 4 and fd 4 to stdout once a
+ *       byte arrives on fd 3, as `dial --hold` does. `cvm port-forward` on
+ *       Linux gives it the laptop's connection as stdin and stdout and the
+ *       server's as fd 4, so the CLI's hop is no longer copied through Node.
+ *       It copies with read/write through a 1 MiB buffer rather than
+ *       splice: what it writes is then what the laptop's program reads, and
+ *       large writes make large segments, where spliced pages reach it as
+ *       many 4 KiB fragments. Measured on one machine in one run (a 1 GiB
+ *       download through both bridges): about 30% more throughput than
+ *       splicing this hop too, for twice this process's CPU.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -46,7 +58,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CHUNK (256 * 1024)
+#define CHUNK (1024 * 1024)
 
 static int fail(int code, const char *what) {
   fprintf(stderr, "%s: %s\n", what, strerror(errno));
@@ -65,10 +77,14 @@ static int join_namespace(long pid, const char *kind, int type) {
   return result;
 }
 
-/* Moves everything from `in` to `out` until `in` ends; splice where the kernel allows, else read/write. */
-static int pump(int in, int out) {
+/*
+ * Moves everything from `in` to `out` until `in` ends: with `splicing`, by
+ * splice where the kernel allows (no copy here, the least CPU), else by
+ * read/write through one large buffer.
+ */
+static int pump(int in, int out, int splicing) {
   int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) == 0) {
+  if (splicing && pipe2(pipefd, O_CLOEXEC) == 0) {
     fcntl(pipefd[1], F_SETPIPE_SZ, CHUNK);
     for (;;) {
       ssize_t n = splice(in, NULL, pipefd[1], NULL, CHUNK, SPLICE_F_MOVE | SPLICE_F_MORE);
@@ -118,7 +134,7 @@ static void finish(int fd) {
  * Relays `a_in` -> `b` and `b` -> `a_out` in two processes, each direction
  * ending on its own; returns when both have ended.
  */
-static int relay(int a_in, int a_out, int b) {
+static int relay(int a_in, int a_out, int b, int splicing) {
   pid_t child = fork();
   if (child < 0) return fail(4, "fork");
   if (child == 0) {
@@ -126,12 +142,12 @@ static int relay(int a_in, int a_out, int b) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() == 1) _exit(0);
     close(a_out);
-    pump(a_in, b);
+    pump(a_in, b, splicing);
     finish(b);
     _exit(0);
   }
   close(a_in);
-  pump(b, a_out);
+  pump(b, a_out, splicing);
   finish(a_out);
   close(a_out);
   waitpid(child, NULL, 0);
@@ -184,7 +200,7 @@ static int dial(long pid, const char *port_text, int hold) {
     if (read(3, &go, 1) != 1) return 0;
     close(3);
   }
-  return relay(0, 1, fd);
+  return relay(0, 1, fd, 1);
 }
 
 /* An id inside PID's user namespace as the node counts it (the id itself without a user namespace). */
@@ -271,7 +287,7 @@ static int listen_inside(long pid, const char *path, long uid, long gid, const c
         int upstream = connect_host(host_socket);
         if (upstream < 0) _exit(1);
         int copy = dup(accepted);
-        _exit(relay(accepted, copy, upstream));
+        _exit(relay(accepted, copy, upstream, 1));
       }
       close(accepted);
     }
@@ -284,9 +300,25 @@ static int listen_inside(long pid, const char *path, long uid, long gid, const c
   return 0;
 }
 
+/* The CLI's hop: nothing to join; ends with the CLI that started it, as its own copy would. */
+static int relay_only(void) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (getppid() == 1) return 0;
+  char go;
+  if (read(3, &go, 1) != 1) return 0;
+  close(3);
+  /* Node made the server's socket non-blocking (stdin and stdout it hands over blocking); the pumps block. */
+  for (int fd = 0; fd <= 4; fd += 4) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  }
+  return relay(0, 1, 4, 0);
+}
+
 int main(int argc, char **argv) {
   prctl(PR_SET_NAME, "cvm-nsbridge", 0, 0, 0);
   signal(SIGPIPE, SIG_IGN);
+  if (argc == 2 && strcmp(argv[1], "relay") == 0) return relay_only();
   if ((argc == 4 || (argc == 5 && strcmp(argv[4], "--hold") == 0)) && strcmp(argv[1], "dial") == 0) {
     return dial(strtol(argv[2], NULL, 10), argv[3], argc == 5);
   }
@@ -294,6 +326,8 @@ int main(int argc, char **argv) {
     return listen_inside(strtol(argv[2], NULL, 10), argv[3], strtol(argv[4], NULL, 10), strtol(argv[5], NULL, 10),
                          argv[6]);
   }
-  fprintf(stderr, "usage: cvm-nsbridge dial PID PORT [--hold] | cvm-nsbridge listen PID PATH UID GID HOSTSOCK\n");
+  fprintf(stderr,
+          "usage: cvm-nsbridge dial PID PORT [--hold] | cvm-nsbridge listen PID PATH UID GID HOSTSOCK | "
+          "cvm-nsbridge relay\n");
   return 2;
 }

@@ -92,3 +92,34 @@ test("listen: a socket inside, owned as asked, whose connections come out here; 
   await listener.close();
   await assert.rejects(stat(path), { code: "ENOENT" });
 });
+
+test("relay joins two sockets of this process in the kernel; what was read before it goes first", async () => {
+  // The far side greets first (as SSH or SMTP do), so its greeting is read here before the bridge takes over.
+  const far = createServer((socket) => {
+    socket.write("greeting\n");
+    socket.on("data", (data) => socket.write(data.toString().toUpperCase()));
+    socket.on("end", () => socket.end("bye"));
+  });
+  await new Promise<void>((resolve) => far.listen(0, "127.0.0.1", resolve));
+  let answer: Promise<string> | undefined;
+  const relayed = new Promise<void>((resolve, reject) => {
+    const near = createServer({ pauseOnConnect: true }, async (local) => {
+      near.close();
+      const remote = connect((far.address() as { port: number }).port, "127.0.0.1");
+      await new Promise((ready) => remote.once("connect", ready));
+      await new Promise((wait) => setTimeout(wait, 100));
+      const spliced = await bridge.relay(local, remote).catch(reject);
+      await spliced?.finished;
+      resolve();
+    });
+    near.listen(0, "127.0.0.1", () => {
+      const client = connect((near.address() as { port: number }).port, "127.0.0.1");
+      answer = collect(client);
+      client.write("hello");
+      setTimeout(() => client.end(), 300);
+    });
+  });
+  await relayed;
+  assert.equal(await answer, "greeting\nHELLObye");
+  far.close();
+});

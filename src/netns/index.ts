@@ -151,6 +151,50 @@ export class NamespaceBridge {
     };
   }
 
+  /** Compiles the bridge now (the CLI, as `cvm port-forward` starts); rejects where it cannot be built. */
+  async prepare(): Promise<void> {
+    await this.bridge();
+  }
+
+  /**
+   * Joins two TCP sockets of this process through the bridge (`relay`, see
+   * cvm-nsbridge.c): `cvm port-forward`'s hop on the laptop (Linux), the
+   * laptop's connection `local` with the server's `remote`. Bytes this
+   * process already read from `remote` go to `local` first; then the
+   * bridge, holding both sockets, relays, and this process lets go of them. `local` must never have been read here
+   * (accepted with pauseOnConnect). Rejects, with both sockets untouched,
+   * where the bridge cannot be built. Resolves with when the relay ends and
+   * a way to end it at once.
+   */
+  async relay(local: Socket, remote: Socket): Promise<SplicedSocket> {
+    const binary = await this.bridge();
+    // From here to letting go of `remote`, nothing may yield to the event loop: a read there would be lost.
+    const pending: Buffer[] = [];
+    for (let chunk = remote.read(); chunk !== null; chunk = remote.read()) pending.push(chunk);
+    const child = spawn(binary, ["relay"], { stdio: [local, local, "pipe", "pipe", remote] });
+    remote.destroy();
+    const finished = new Promise<void>((resolve) => {
+      child.once("close", () => resolve());
+      child.once("error", () => resolve());
+    });
+    const go = child.stdio[3] as Writable;
+    go.on("error", () => undefined);
+    (child.stdio[2] as Readable).resume();
+    const end = () => {
+      child.kill("SIGKILL");
+      local.destroy();
+    };
+    if (pending.length > 0) {
+      const written = await new Promise<boolean>((resolve) =>
+        local.write(Buffer.concat(pending), (error) => resolve(!error)),
+      );
+      if (!written) end();
+    }
+    local.destroy();
+    go.end("g");
+    return { finished, end };
+  }
+
   /**
    * A unix socket at `spec.path` in the mount namespace of process `pid`,
    * owned by `spec.uid`:`spec.gid` there; each connection made to it inside

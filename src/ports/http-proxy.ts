@@ -2,13 +2,15 @@
  * HTTP through to a port inside an environment, over a connection the
  * provider dialed: one request and its response, bodies streamed both ways
  * (server-sent events and long downloads pass as they come), and WebSocket
- * upgrades passed through as raw bytes once the app answers. cvm's own
+ * upgrades passed through as raw bytes once the app answers (a WebSocket
+ * ended by cvm still gets a close frame saying why). cvm's own
  * credentials never reach the app; the app's cookies never replace cvm's.
  */
 
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { closeFrame, policyViolation, WebSocketFrames } from "./websocket-ending.js";
 
 /** Headers that belong to one hop, never forwarded (RFC 9110 7.6.1). */
 const hopByHop = new Set([
@@ -138,11 +140,27 @@ export function proxyHttp(incoming: IncomingMessage, outgoing: ServerResponse, t
   });
 }
 
+/** An upgrade passed through; ending it tells a WebSocket's client why (close code 1008 and the reason). */
+export interface PassedUpgrade {
+  end(reason: string): void;
+}
+
+/** How long an ending WebSocket waits for the app to finish the frame it is sending. */
+const finishFrameMs = 1_000;
+
 /**
  * A WebSocket (any upgrade) through to the app: the request head goes to the
  * app as the client sent it (credentials removed), then bytes both ways.
+ * The app's side is followed frame by frame (src/ports/websocket-ending.ts),
+ * so that ending it can hand the client a close frame between two of the
+ * app's; anything else is cut.
  */
-export function proxyUpgrade(incoming: IncomingMessage, client: Duplex, head: Buffer, target: ProxyTarget): void {
+export function proxyUpgrade(
+  incoming: IncomingMessage,
+  client: Duplex,
+  head: Buffer,
+  target: ProxyTarget,
+): PassedUpgrade {
   const headers = forwardedHeaders(incoming, target, true);
   const lines = [`${incoming.method} ${target.path} HTTP/1.1`];
   for (const [name, value] of Object.entries(headers)) {
@@ -150,14 +168,46 @@ export function proxyUpgrade(incoming: IncomingMessage, client: Duplex, head: Bu
   }
   target.socket.write(`${lines.join("\r\n")}\r\n\r\n`);
   if (head.length > 0) target.socket.write(head);
-  target.socket.pipe(client);
-  client.pipe(target.socket);
+  const websocket = String(incoming.headers.upgrade ?? "").toLowerCase() === "websocket";
+  const frames = new WebSocketFrames();
+  let ending: string | undefined;
   const end = () => {
     client.destroy();
     target.socket.destroy();
   };
+  const close = (reason: string) => {
+    target.socket.destroy();
+    client.end(closeFrame(policyViolation, reason));
+    // The client answers with its own close frame and hangs up; one that does not is cut.
+    setTimeout(() => client.destroy(), finishFrameMs).unref();
+  };
+  target.socket.on("data", (chunk: Buffer) => {
+    if (ending === undefined) {
+      frames.follow(chunk);
+      if (!client.write(chunk)) target.socket.pause();
+      return;
+    }
+    client.write(chunk.subarray(0, frames.follow(chunk, true)));
+    if (frames.atBoundary) close(ending);
+  });
+  client.on("drain", () => target.socket.resume());
+  client.pipe(target.socket);
   client.on("error", end);
   target.socket.on("error", end);
   client.on("close", end);
-  target.socket.on("close", end);
+  target.socket.on("close", () => ending === undefined && end());
+  return {
+    end(reason) {
+      if (ending !== undefined) return;
+      // Another protocol upgraded to (h2c, say) gets no WebSocket frame: it is cut.
+      if (!websocket || !frames.speaksWebSocket) return end();
+      ending = reason;
+      // Nothing more to the app; the client's own close frame is read and dropped.
+      client.unpipe(target.socket);
+      client.on("data", () => undefined);
+      if (frames.atBoundary) return close(reason);
+      target.socket.resume();
+      setTimeout(end, finishFrameMs).unref();
+    },
+  };
 }

@@ -237,6 +237,11 @@ async function serve(
   });
   const environments = new EnvironmentService({ store, provider, settings, audit, bus, metrics, logger });
   const connections = new OpenConnections(store, { logger });
+  // Port connections a change here no longer allows end now, not at the next poll (src/server/ports-service.ts).
+  settings.onChange(() => connections.recheck());
+  bus.subscribe((event) => {
+    if (event.type === "deleted" || event.environment.state !== "running") void connections.recheck();
+  });
   const setup = new SetupCode(store, logger, options.setupCode ?? process.env.CVM_SETUP_CODE);
   if (provider.configure) {
     await provider.configure(await settings.get());
@@ -261,6 +266,7 @@ async function serve(
       environments,
       settings,
       audit,
+      connections,
       logger,
     }),
     logger,

@@ -117,6 +117,34 @@ describe("warm pools", () => {
     );
   });
 
+  test("members built under other LXCFS or device settings are not claimed, and are drained and rebuilt", async () => {
+    await setPools([pool({ count: 1 })]);
+    const before = await readyIn(pool(), 1);
+    assert.deepEqual(before.members[0].devices, { lxcfs: true, fuseDevice: true, tunDevice: true });
+    const pools = t.service.pools as NonNullable<typeof t.service.pools>;
+    const now = await t.settings.get();
+    const spec = { name: "dev", image, cvm: true, cpu: 2, memoryGiB: 4, diskGiB: 20 };
+    const reservation = pools.reserve(spec, { ...now, lxcfs: false, fuseDevice: false });
+    assert.deepEqual(reservation, {
+      miss: `the warm pool ${poolKey(pool())} holds only CVMs built under other settings (the Infrastructure settings changed since it was built: LXCFS is now off, /dev/fuse is now off)`,
+    });
+    const held = pools.reserve(spec, now);
+    assert.ok("member" in held, "under the settings it was built under it is claimed");
+    pools.cancel(held);
+
+    await t.settings.update(t.admin, { tunDevice: false });
+    const after = await until("the member rebuilt under the new settings", async () => {
+      const seen = await status();
+      return seen.members.length === 1 &&
+        seen.members[0].state === "ready" &&
+        seen.members[0].devices?.tunDevice === false
+        ? seen
+        : undefined;
+    });
+    assert.notEqual(after.members[0].id, before.members[0].id);
+    assert.ok(t.provider.calls.some((c) => c.method === "drain" && c.environmentId === before.members[0].id));
+  });
+
   test("a standard environment never takes a pool's member", async () => {
     await setPools([pool({ count: 1 })]);
     await readyIn(pool(), 1);

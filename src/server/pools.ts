@@ -14,10 +14,20 @@
 import type { Logger } from "pino";
 import type { PoolsStatus } from "../api/contract.js";
 import type { Environment, EnvironmentSpec } from "../core/environment.js";
-import type { BuildContext, Observation, Provider, WorkloadPool } from "../core/provider.js";
+import type { Validation } from "../core/errors.js";
+import type { BuildContext, Observation, PoolCapacity, Provider, WorkloadPool } from "../core/provider.js";
 import type { InfrastructureSettings } from "../core/settings.js";
 import type { Store } from "../core/store.js";
-import { newMember, type PoolMember, planPools, poolKey, poolsFor, type WarmPool } from "../core/warm-pool.js";
+import {
+  capacityProblems,
+  newMember,
+  type PoolMember,
+  planPools,
+  poolKey,
+  poolsFor,
+  settingsChange,
+  type WarmPool,
+} from "../core/warm-pool.js";
 import { newId } from "../store/ids.js";
 import type { SettingsService } from "./settings-service.js";
 
@@ -64,6 +74,25 @@ export class WarmPools {
   constructor(private readonly deps: WarmPoolsOptions) {
     this.pool = deps.provider.pool;
     deps.settings.onChange(() => this.kick());
+    deps.settings.addValidator((after, before) => this.capacityProblems(after, before));
+  }
+
+  private capacityKnown?: { capacity?: PoolCapacity; at: number };
+
+  /** The machine the members run on, asked at most once a minute; undefined when the provider cannot say. */
+  async capacity(): Promise<PoolCapacity | undefined> {
+    if (!this.pool?.capacity) return undefined;
+    if (this.capacityKnown && Date.now() - this.capacityKnown.at < 60_000) return this.capacityKnown.capacity;
+    const capacity = await within(this.pool.capacity(), 5000);
+    this.capacityKnown = { capacity, at: Date.now() };
+    return capacity;
+  }
+
+  /** Pooled CVMs count against capacity: pools changed to hold more than the machine has are refused. */
+  private async capacityProblems(after: InfrastructureSettings, before: InfrastructureSettings): Promise<Validation[]> {
+    if (JSON.stringify(after.pools) === JSON.stringify(before.pools)) return [];
+    const capacity = await this.capacity();
+    return capacity ? capacityProblems(after.pools, capacity) : [];
   }
 
   /**
@@ -100,18 +129,26 @@ export class WarmPools {
     if (!this.pool) return { miss: `the ${this.deps.provider.name} provider keeps no warm pools` };
     const fit = poolsFor(spec, settings.cvmEnabled ? settings.pools : []);
     if ("miss" in fit) return fit;
+    let changed: string | undefined;
     for (const pool of fit.pools) {
       const key = poolKey(pool);
       const ready = [...this.members.values()]
-        .filter(
-          (m) =>
-            m.pool === key && m.state === "ready" && m.runtimeSetting === settings.runtime && !this.reserved.has(m.id),
-        )
+        .filter((m) => m.pool === key && m.state === "ready" && !this.reserved.has(m.id))
+        .filter((m) => {
+          const change = settingsChange(m, settings);
+          changed ??= change;
+          return !change;
+        })
         .sort((a, b) => (a.readyAt ?? "").localeCompare(b.readyAt ?? ""));
       if (ready[0]) {
         this.reserved.add(ready[0].id);
         return { member: ready[0] };
       }
+    }
+    if (changed) {
+      // The next pass drains them and builds members under the settings of now.
+      this.kick();
+      return { miss: `the warm pool ${poolKey(fit.pools[0])} holds only CVMs built under other settings (${changed})` };
     }
     const filling = [...this.members.values()].filter(
       (m) => m.state === "filling" && fit.pools.some((p) => poolKey(p) === m.pool),
@@ -179,8 +216,10 @@ export class WarmPools {
     const count = (key: string, state: PoolMember["state"]) =>
       members.filter((m) => m.pool === key && m.state === state).length;
     const live = members.filter((m) => m.state !== "failed");
+    const capacity = await this.capacity();
     return {
       supported: this.pool !== undefined,
+      ...(capacity ? { capacity: { cpu: capacity.cpu, memoryGiB: Math.round(capacity.memoryGiB * 100) / 100 } } : {}),
       pools: settings.pools.map((pool) => {
         const key = poolKey(pool);
         return {
@@ -240,7 +279,7 @@ export class WarmPools {
     const steps = planPools({
       pools: wanted,
       members: [...this.members.values()].filter((m) => !this.reserved.has(m.id)),
-      runtime: settings.runtime,
+      settings,
       imageVersions: versions,
     });
     for (const step of steps) {
@@ -275,7 +314,7 @@ export class WarmPools {
 
   /** Builds a member in the background; when it ends (ready or failed), another pass follows. */
   private fill(pool: WorkloadPool, of: WarmPool, settings: InfrastructureSettings): void {
-    const member = newMember(of, newId("env"), settings.runtime, new Date().toISOString());
+    const member = newMember(of, newId("env"), settings, new Date().toISOString());
     const controller = new AbortController();
     const logger = this.deps.logger.child({ component: "warm-pools", member: member.id, pool: member.pool });
     const begun = Date.now();

@@ -2,8 +2,10 @@
  * Ports of environments, on the server's side: which ports listen inside
  * (read live through the provider) and how each is shared, the owner's
  * changes to that, finding the environment a port address names, the access
- * rule on every request (src/core/ports.ts), and the audit of who opened
- * what: each viewer's first use of a port within a while, and every change.
+ * rule on every request (src/core/ports.ts) and again, while they last, on
+ * every connection held open (the port judge of OpenConnections), and the
+ * audit of who opened what: each viewer's first use of a port within a
+ * while, every change, and every connection a change ended.
  */
 
 import type { Socket } from "node:net";
@@ -19,6 +21,7 @@ import {
   portAccess,
   portHostLabel,
   portProblem,
+  portShareEnded,
 } from "../core/ports.js";
 import type { Provider, SplicedSocket } from "../core/provider.js";
 import type { Store } from "../core/store.js";
@@ -26,6 +29,7 @@ import type { User } from "../core/user.js";
 import type { Activity } from "./activity.js";
 import type { Actor, AuditLog } from "./audit-log.js";
 import type { EnvironmentService } from "./environments/index.js";
+import type { HeldPort, HeldSession, OpenConnections, PortJudge } from "./open-connections.js";
 import type { SettingsService } from "./settings-service.js";
 
 /** The provider's "nothing listens" said with the environment's name, for whoever asked. */
@@ -61,7 +65,14 @@ export interface PortsServiceDeps {
   settings: SettingsService;
   audit: AuditLog;
   activity: Activity;
+  connections: OpenConnections;
   logger: Logger;
+}
+
+/** Who opened a port connection, for the audit: a user, or an anonymous viewer's address. */
+export interface PortOpener {
+  actor?: Actor;
+  address?: string;
 }
 
 /** Where a port opens on this server. */
@@ -69,7 +80,7 @@ export function portPath(environment: Pick<Environment, "name" | "ownerEmail">, 
   return `/@${ownerHandle(environment.ownerEmail)}/${environment.name}/ports/${port}/`;
 }
 
-export class PortsService {
+export class PortsService implements PortJudge {
   private readonly audited = new Map<string, number>();
 
   constructor(private readonly deps: PortsServiceDeps) {}
@@ -133,6 +144,8 @@ export class PortsService {
       { share: before },
       { share },
     );
+    // What the new share no longer allows ends now, not at the next poll.
+    await this.deps.connections.recheck();
     return share;
   }
 
@@ -159,6 +172,61 @@ export class PortsService {
     });
   }
 
+  /**
+   * The rule asked again for connections held open (OpenConnections' port
+   * judge): the environment must still run, and one a share let in must
+   * still be let in by the share and the site's settings as stored now.
+   * Reads each environment and its shares once, however many are held.
+   */
+  async rejudge(held: readonly { port: HeldPort; viewer?: User }[]): Promise<(string | undefined)[]> {
+    const ids = [...new Set(held.map((h) => h.port.environmentId))];
+    const [settings, environments, shares] = await Promise.all([
+      this.deps.settings.get(),
+      Promise.all(ids.map((id) => this.deps.store.environments.get(id))),
+      Promise.all(ids.map((id) => this.deps.store.workspace.portShares(id))),
+    ]);
+    return held.map(({ port: { environmentId, port, admitted }, viewer }) => {
+      const at = ids.indexOf(environmentId);
+      const environment = environments[at];
+      if (!environment || environment.state === "deleting" || environment.state === "deleted") {
+        return `Environment ${environment?.name ?? environmentId} was deleted`;
+      }
+      if (environment.state !== "running") return `Environment ${environment.name} is ${environment.state}`;
+      if (admitted === "environment") return undefined;
+      return portShareEnded({
+        viewer: viewer?.active ? viewer : undefined,
+        ownerId: environment.ownerId,
+        share: shares[at].find((s) => s.port === port)?.share ?? "private",
+        publicAllowed: settings.publicPorts,
+        port,
+        name: environment.name,
+      });
+    });
+  }
+
+  /**
+   * Holds a port connection in OpenConnections with what let it in: ended
+   * within 2 s once its session's access ends or (a share having let it in)
+   * once the share no longer allows it, its end audited with the reason.
+   * `allows`: for one the environment let in, whether a role still may.
+   */
+  hold(
+    session: HeldSession | undefined,
+    held: HeldPort & { via: PortVia; who: PortOpener; allows: (user: User) => boolean },
+    end: (reason: string) => void,
+  ): () => void {
+    const { environmentId, port, admitted, via, who } = held;
+    return this.deps.connections.hold(session, {
+      kind: "port",
+      allows: held.allows,
+      port: { environmentId, port, admitted },
+      end: (reason) => {
+        this.auditOnce(who, "environment.port-ended", environmentId, port, { via, reason });
+        end(reason);
+      },
+    });
+  }
+
   /** Refuses a stopped environment, as every way to a port does. */
   private running(environment: Environment): void {
     if (environment.state !== "running") {
@@ -171,12 +239,7 @@ export class PortsService {
    * must be running; nothing listening says so at once. Counts as use of the
    * environment while open, and is audited.
    */
-  async connect(
-    environment: Environment,
-    port: number,
-    who: { actor?: Actor; address?: string },
-    via: PortVia,
-  ): Promise<Duplex> {
+  async connect(environment: Environment, port: number, who: PortOpener, via: PortVia): Promise<Duplex> {
     this.running(environment);
     const socket = await this.deps.provider.dial(environment, port).catch(nothingListens(environment, port));
     const release = this.deps.activity.hold(environment.id);
@@ -197,7 +260,7 @@ export class PortsService {
     port: number,
     client: Socket,
     answer: () => Promise<void>,
-    who: { actor?: Actor; address?: string },
+    who: PortOpener,
   ): Promise<SplicedSocket> {
     this.running(environment);
     const { provider, activity } = this.deps;
@@ -228,8 +291,19 @@ export class PortsService {
     return spliced;
   }
 
-  private auditOpen(environment: Environment, port: number, who: { actor?: Actor; address?: string }, via: PortVia) {
-    const key = `${who.actor?.id ?? who.address}|${environment.id}|${port}|${via}`;
+  private auditOpen(environment: Environment, port: number, who: PortOpener, via: PortVia) {
+    this.auditOnce(who, "environment.port-open", environment.id, port, { via });
+  }
+
+  /** One entry per viewer, port, action and what it says within auditEveryMs. */
+  private auditOnce(
+    who: PortOpener,
+    action: "environment.port-open" | "environment.port-ended",
+    environmentId: string,
+    port: number,
+    after: Record<string, string>,
+  ) {
+    const key = `${who.actor?.id ?? who.address}|${environmentId}|${port}|${action}|${Object.values(after).join("|")}`;
     const now = Date.now();
     if (now - (this.audited.get(key) ?? 0) < auditEveryMs) return;
     this.audited.set(key, now);
@@ -240,7 +314,7 @@ export class PortsService {
       role: "member",
     };
     this.deps.audit
-      .record(actor, "environment.port-open", `environment/${environment.id}/ports/${port}`, null, { via })
-      .catch((error) => this.deps.logger.warn({ err: error }, "auditing a port opening"));
+      .record(actor, action, `environment/${environmentId}/ports/${port}`, null, after)
+      .catch((error) => this.deps.logger.warn({ err: error, action }, "auditing a port connection"));
   }
 }

@@ -4,7 +4,7 @@
  */
 
 import type { ChecksResponse, InfrastructureSettingsUpdate } from "../api/contract.js";
-import { CvmError, invalid } from "../core/errors.js";
+import { CvmError, invalid, type Validation } from "../core/errors.js";
 import { defaultSettings, type InfrastructureSettings, settingsProblems } from "../core/settings.js";
 import type { Store } from "../core/store.js";
 import type { TrialOptions } from "../infra/cluster-checks.js";
@@ -24,9 +24,16 @@ function withDefaults(stored: Partial<InfrastructureSettings> | undefined): Infr
   };
 }
 
+/** Problems with settings about to be written, given those they replace; empty when none. */
+export type SettingsValidator = (
+  after: InfrastructureSettings,
+  before: InfrastructureSettings,
+) => Promise<Validation[]>;
+
 export class SettingsService {
   private readonly mutex = new KeyedMutex();
   private readonly listeners: ((settings: InfrastructureSettings) => Promise<void> | void)[] = [];
+  private readonly validators: SettingsValidator[] = [];
 
   constructor(
     private readonly store: Store,
@@ -66,6 +73,9 @@ export class SettingsService {
         network: { ...before.network, ...network },
       };
       const problems = settingsProblems(after);
+      if (problems.length === 0) {
+        for (const validator of this.validators) problems.push(...(await validator(after, before)));
+      }
       if (problems.length > 0) throw invalid(problems, "Invalid infrastructure settings");
       const turningOn = !before.cvmEnabled && after.cvmEnabled;
       let forced = false;
@@ -98,6 +108,11 @@ export class SettingsService {
       for (const listener of this.listeners) await listener(after);
       return after;
     });
+  }
+
+  /** Checks an update against what is outside the settings (the warm pools against the engine's machine). */
+  addValidator(validator: SettingsValidator): void {
+    this.validators.push(validator);
   }
 
   /**

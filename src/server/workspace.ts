@@ -14,6 +14,7 @@ import type { AuditLog } from "./audit-log.js";
 import type { EnvironmentService } from "./environments/index.js";
 import { IdleStopper } from "./idle-stop.js";
 import { LoginAccounts } from "./login-accounts.js";
+import type { OpenConnections } from "./open-connections.js";
 import { PortTickets } from "./port-tickets.js";
 import { PortsService } from "./ports-service.js";
 import type { SettingsService } from "./settings-service.js";
@@ -37,6 +38,7 @@ export async function createWorkspace(options: {
   environments: EnvironmentService;
   settings: SettingsService;
   audit: AuditLog;
+  connections: OpenConnections;
   logger: Logger;
 }): Promise<Workspace> {
   const { provider, audit, logger } = options;
@@ -50,6 +52,7 @@ export async function createWorkspace(options: {
     logger: logger.child({ component: "ssh" }),
   });
   const ports = new PortsService({ ...options, activity, logger: logger.child({ component: "ports" }) });
+  options.connections.judgePortsWith(ports);
   const idle = new IdleStopper({ ...options, activity, logger: logger.child({ component: "idle-stop" }) });
   return {
     loginAccounts,

@@ -16,6 +16,7 @@ import Dockerode from "dockerode";
 import type { Logger } from "pino";
 import { CvmError } from "../core/errors.js";
 import { type EngineNetwork, ensureBridge, removeNetwork } from "./engine-network.js";
+import { sweepDiskVolumes } from "./environment-disks.js";
 import { raiseNodeLimits } from "./node-limits.js";
 
 const run = promisify(execFile);
@@ -295,6 +296,11 @@ export class CvmEngine {
       });
     }
     this.logger.info({ socket: this.paths.socket, ms: Date.now() - begun }, "started the cvm engine");
+    const swept = await sweepDiskVolumes(this.docker, this.paths.disks).catch((error: Error) => {
+      this.logger.warn({ err: error }, "could not sweep the records of removed disks' volumes");
+      return [];
+    });
+    if (swept.length > 0) this.logger.info({ volumes: swept }, "removed the records of volumes whose disks are gone");
   }
 
   /** This process owns the engine: it stops it on close. */

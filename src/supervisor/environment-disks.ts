@@ -34,6 +34,7 @@ import { chown, mkdir, readFile, rename, rm, rmdir, stat } from "node:fs/promise
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type Dockerode from "dockerode";
+import { labels } from "../docker/labels.js";
 
 const run = promisify(execFile);
 
@@ -252,7 +253,8 @@ export function diskVolumeOptions(disk: EnvironmentDisk): { Driver: string; Driv
  * of a then running container's volume once more than it is held, and refuses
  * the volume's removal ("volume has active mounts") after the container is
  * gone, with force too, until it restarts. The disk under it is released all
- * the same; the record, which then holds no data, stays in that engine.
+ * the same; the record, which then holds no data, stays in that engine
+ * until its next start sweeps it (sweepDiskVolumes).
  */
 export async function removeDiskVolume(docker: Dockerode, name: string): Promise<boolean> {
   try {
@@ -263,4 +265,31 @@ export async function removeDiskVolume(docker: Dockerode, name: string): Promise
     if (!/active mounts/.test((error as Error).message)) throw error;
     return false;
   }
+}
+
+/** The disk a volume of a disk of its own is named for: cvm-docker-ID or cvm-home-ID. */
+function diskOfVolume(name: string): { environmentId: string; kind: DiskKind } | undefined {
+  const match = /^cvm-(docker|home)-(.+)$/.exec(name);
+  return match ? { kind: match[1] as DiskKind, environmentId: match[2] } : undefined;
+}
+
+/**
+ * At an engine's start: removes the records of disk volumes that no
+ * container uses and whose disk is gone, those an earlier run of the engine
+ * refused to remove (removeDiskVolume); a fresh engine counts no lost mounts.
+ * A volume whose disk is still there (a home kept for the environment's next
+ * build) or that holds its data itself (made before disks of their own) stays.
+ */
+export async function sweepDiskVolumes(docker: Dockerode, disksDir: string): Promise<string[]> {
+  const listed = await docker.listVolumes({ filters: { dangling: ["true"], label: [labels.environment] } });
+  const swept: string[] = [];
+  for (const volume of listed.Volumes ?? []) {
+    const disk = diskOfVolume(volume.Name);
+    const device = (volume.Options as Record<string, string> | null | undefined)?.device;
+    if (!disk || !device || volume.Labels?.[labels.environment] !== disk.environmentId) continue;
+    if (!device.startsWith(`${disksDir}/`)) continue;
+    if (await exists(diskPaths(disksDir, disk.environmentId, disk.kind).image)) continue;
+    if (await removeDiskVolume(docker, volume.Name)) swept.push(volume.Name);
+  }
+  return swept;
 }

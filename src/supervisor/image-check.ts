@@ -19,7 +19,8 @@ export interface ImageFiles extends ImageFilesystem {
   listFiles(directory: string): Promise<string[]>;
 }
 
-export type DockerServiceState = "enabled" | "preset-enabled" | "not-enabled" | "masked" | "absent";
+/** `socket-enabled`: docker.socket is started at boot and dockerd on its first use (socket activation). */
+export type DockerServiceState = "enabled" | "socket-enabled" | "preset-enabled" | "not-enabled" | "masked" | "absent";
 
 export interface DefaultUser {
   name: string;
@@ -120,6 +121,13 @@ async function dockerServiceState(fs: ImageFiles): Promise<ImageCheck["dockerSer
       return { state: "enabled", evidence: resolved.chain.join(" -> ") };
     }
   }
+  for (const directory of unitDirectories) {
+    const wants = `${directory}/sockets.target.wants/docker.socket`;
+    const resolved = await resolveImagePath(fs, wants);
+    if (resolved.found && resolved.entry.type === "file") {
+      return { state: "socket-enabled", evidence: `${resolved.chain.join(" -> ")} (dockerd starts on first use)` };
+    }
+  }
   const presets: { directory: string; name: string; text: string }[] = [];
   const seen = new Set<string>();
   for (const directory of presetDirectories) {
@@ -163,8 +171,11 @@ type VerdictFacts = Pick<ImageCheck, "init" | "initIsSystemd" | "dockerService">
 const verdicts: { id: VerdictId; when(facts: VerdictFacts): boolean; summary(facts: VerdictFacts): string }[] = [
   {
     id: "cvm-systemd-docker",
-    when: (f) => f.initIsSystemd && ["enabled", "preset-enabled"].includes(f.dockerService.state),
-    summary: () => "CVM-ready with systemd and Docker: systemd runs as PID 1 and starts docker.service",
+    when: (f) => f.initIsSystemd && ["enabled", "socket-enabled", "preset-enabled"].includes(f.dockerService.state),
+    summary: (f) =>
+      f.dockerService.state === "socket-enabled"
+        ? "CVM-ready with systemd and Docker: systemd runs as PID 1 and starts docker.service on the first use of its socket"
+        : "CVM-ready with systemd and Docker: systemd runs as PID 1 and starts docker.service",
   },
   {
     id: "cvm-systemd",

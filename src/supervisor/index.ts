@@ -550,14 +550,24 @@ class Supervisor implements CvmSupervisor {
     await log(`systemd: ${report.systemd} ${elapsed} s after start`);
     if (report.failedUnits.length > 0) await log(`systemd: failed units: ${report.failedUnits.join(", ")}`);
     await log(
-      `docker: ${{ answering: "the inner dockerd answers", "not-answering": "docker.service is enabled but dockerd does not answer", absent: "not in this image (docker.service not enabled)", unknown: "unknown" }[report.docker]}`,
+      `docker: ${
+        report.dockerOnDemand
+          ? "its socket listens; dockerd starts on the first call (docker.socket)"
+          : {
+              answering: "the inner dockerd answers",
+              "not-answering": "Docker is enabled but dockerd does not answer",
+              absent: "not in this image (neither docker.service nor docker.socket enabled)",
+              unknown: "unknown",
+            }[report.docker]
+      }`,
     );
     if (report.systemd !== "running" && report.systemd !== "degraded") {
       throw new CvmError("INTERNAL", `systemd did not finish booting: ${report.systemd}`, {
         detail: await this.tail(container),
       });
     }
-    return { exists: true, running: true, runtime, ...report };
+    const { dockerOnDemand: _onDemand, ...observed } = report;
+    return { exists: true, running: true, runtime, ...observed };
   }
 
   /**
@@ -712,7 +722,8 @@ class Supervisor implements CvmSupervisor {
     const report = await systemdReport(container, pid, { wait: false, timeoutSeconds: 5 }).catch(() => undefined);
     if (!report)
       return { exists: true, running: true, runtime, systemd: "unknown", failedUnits: [], docker: "unknown" };
-    return { exists: true, running: true, runtime, ...report };
+    const { dockerOnDemand: _onDemand, ...observed } = report;
+    return { exists: true, running: true, runtime, ...observed };
   }
 
   async exec(environment: Environment, options: ExecOptions): Promise<ExecSession> {

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
-import { demux, parseReport, reportScript, systemdStatusOf } from "./readiness.js";
+import { promisify } from "node:util";
+import { demux, dockerOnDemand, parseReport, reportScript, systemdStatusOf } from "./readiness.js";
 
 test("systemd's own words map onto the API's systemd status", () => {
   const cases: [string, string][] = [
@@ -15,10 +20,35 @@ test("systemd's own words map onto the API's systemd status", () => {
   for (const [word, status] of cases) assert.equal(systemdStatusOf(word), status);
 });
 
-test("the report script's output: state, failed units, docker.service enabled", () => {
-  const report = parseReport("state=degraded\nfailed=foo.service\nfailed=bar.mount\ndocker=enabled\n");
-  assert.deepEqual(report, { state: "degraded", failedUnits: ["foo.service", "bar.mount"], dockerEnabled: true });
-  assert.deepEqual(parseReport("state=\n"), { state: "unknown", failedUnits: [], dockerEnabled: false });
+test("the report script's output: state, failed units, Docker enabled, dockerd's unit and socket", () => {
+  const report = parseReport(
+    "state=degraded\nfailed=foo.service\nfailed=bar.mount\ndocker=enabled\ndockerd=active\ndockersocket=active\n",
+  );
+  assert.deepEqual(report, {
+    state: "degraded",
+    failedUnits: ["foo.service", "bar.mount"],
+    dockerEnabled: true,
+    dockerd: "active",
+    dockerSocketActive: true,
+  });
+  assert.deepEqual(parseReport("state=\n"), {
+    state: "unknown",
+    failedUnits: [],
+    dockerEnabled: false,
+    dockerd: "unknown",
+    dockerSocketActive: false,
+  });
+});
+
+test("Docker on demand: systemd listens on docker.socket and dockerd has not started (nor failed)", () => {
+  const on = (dockerd: string, socket: string) =>
+    dockerOnDemand(parseReport(`state=running\ndocker=enabled\ndockerd=${dockerd}\ndockersocket=${socket}\n`));
+  assert.equal(on("inactive", "active"), true);
+  assert.equal(on("active", "active"), false, "a running dockerd is pinged, not assumed");
+  assert.equal(on("activating", "active"), false);
+  assert.equal(on("failed", "active"), false);
+  assert.equal(on("inactive", "inactive"), false, "no socket listens: nothing would start dockerd");
+  assert.equal(dockerOnDemand(parseReport("state=running\ndockerd=inactive\ndockersocket=active\n")), false);
 });
 
 test("the report waits for boot only when asked, and bounds the wait", () => {
@@ -35,4 +65,35 @@ test("the engine's multiplexed exec stream becomes plain text", () => {
     return Buffer.concat([header, body]);
   };
   assert.equal(demux(Buffer.concat([frame(1, "state=running\n"), frame(2, "warn\n")])), "state=running\nwarn\n");
+});
+
+test("the report script, run by a real shell against a stand-in systemctl: Docker on its socket, dockerd not started", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "cvm-report-"));
+  try {
+    // One line per unit, in the order asked, as systemctl answers for several units.
+    const systemctl = [
+      "#!/bin/sh",
+      'case "$1" in',
+      "  is-system-running) echo running ;;",
+      '  is-enabled) [ "$2 $3" = "docker.service docker.socket" ] && printf "disabled\\nenabled\\n" ;;',
+      '  is-active) [ "$2 $3" = "docker.service docker.socket" ] && printf "inactive\\nactive\\n" ;;',
+      "esac",
+    ].join("\n");
+    await writeFile(join(dir, "systemctl"), `${systemctl}\n`);
+    await chmod(join(dir, "systemctl"), 0o755);
+    const { stdout } = await promisify(execFile)("sh", ["-c", reportScript(false, 5)], {
+      env: { PATH: `${dir}:/usr/bin:/bin` },
+    });
+    const report = parseReport(stdout);
+    assert.deepEqual(report, {
+      state: "running",
+      failedUnits: [],
+      dockerEnabled: true,
+      dockerd: "inactive",
+      dockerSocketActive: true,
+    });
+    assert.equal(dockerOnDemand(report), true);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

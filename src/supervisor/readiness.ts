@@ -1,9 +1,14 @@
 /**
  * When a CVM is ready, and what it reports: systemd's own verdict
  * (`systemctl is-system-running --wait`, one exec once its bus socket exists),
- * the failed units when degraded, and whether the inner dockerd answers.
+ * the failed units when degraded, and whether the inner Docker answers.
  * Polling is cheap and tight: a stat from the node's side until systemd's
  * private socket appears, then a single exec that returns when boot is done.
+ *
+ * Docker answers when dockerd runs and answers its socket, or when dockerd is
+ * not running and systemd listens on docker.socket for it (socket activation:
+ * the first call starts dockerd, as on a Debian VM set up so). The socket is
+ * then not pinged: a ping would start the daemon an idle CVM goes without.
  */
 
 import { lstat } from "node:fs/promises";
@@ -17,6 +22,8 @@ export interface SystemdReport {
   systemd: SystemdStatus;
   failedUnits: string[];
   docker: DockerStatus;
+  /** Docker answers through systemd's socket: dockerd is not running yet and starts on the first call. */
+  dockerOnDemand: boolean;
 }
 
 /** `systemctl is-system-running` words → what the API says. */
@@ -35,7 +42,11 @@ export function systemdStatusOf(word: string): SystemdStatus {
   return systemStates[word.trim()] ?? "unknown";
 }
 
-/** One shell run inside: state (waiting for boot when asked), failed units, docker.service enabled. */
+/**
+ * One shell run inside: state (waiting for boot when asked), failed units,
+ * Docker enabled (its service, or its socket), dockerd's unit state and
+ * whether systemd listens on docker.socket.
+ */
 export function reportScript(wait: boolean, timeoutSeconds: number): string {
   const state = wait
     ? `timeout ${timeoutSeconds} systemctl is-system-running --wait 2>/dev/null`
@@ -43,24 +54,43 @@ export function reportScript(wait: boolean, timeoutSeconds: number): string {
   return [
     `echo "state=$(${state})"`,
     'systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | while read -r unit rest; do echo "failed=$unit"; done',
-    'if systemctl -q is-enabled docker.service 2>/dev/null; then echo "docker=enabled"; fi',
+    dockerLines,
   ].join("\n");
 }
+
+/** The report script's Docker lines, shared with the warm pool's claim (supervisor/warm-pool.ts). */
+export const dockerLines = [
+  // Two systemctl runs for both units (each answers one line per unit, in order): a claim waits for these.
+  'case " $(systemctl is-enabled docker.service docker.socket 2>/dev/null | tr "\\n" " ") " in *" enabled "*) echo "docker=enabled" ;; esac',
+  // In a subshell, so the claim script keeps its own $1 and $2; "unknown" where systemctl said nothing (set -u).
+  '(set -- $(systemctl is-active docker.service docker.socket 2>/dev/null) unknown unknown; echo "dockerd=$1"; echo "dockersocket=$2")',
+].join("\n");
 
 export interface ScriptReport {
   state: string;
   failedUnits: string[];
   dockerEnabled: boolean;
+  /** docker.service's ActiveState word (active, activating, inactive, failed...). */
+  dockerd: string;
+  dockerSocketActive: boolean;
 }
 
 export function parseReport(output: string): ScriptReport {
-  const report: ScriptReport = { state: "unknown", failedUnits: [], dockerEnabled: false };
+  const report: ScriptReport = {
+    state: "unknown",
+    failedUnits: [],
+    dockerEnabled: false,
+    dockerd: "unknown",
+    dockerSocketActive: false,
+  };
   for (const line of output.split("\n")) {
     const [key, ...rest] = line.trim().split("=");
     const value = rest.join("=");
     if (key === "state") report.state = value || "unknown";
     if (key === "failed" && value) report.failedUnits.push(value);
     if (key === "docker" && value === "enabled") report.dockerEnabled = true;
+    if (key === "dockerd" && value) report.dockerd = value;
+    if (key === "dockersocket") report.dockerSocketActive = value === "active";
   }
   return report;
 }
@@ -147,8 +177,16 @@ export async function pingInnerDocker(pid: number): Promise<boolean> {
   });
 }
 
-async function dockerStatus(pid: number, enabled: boolean, waitMs: number): Promise<DockerStatus> {
-  if (!enabled) return "absent";
+/** dockerd on demand: not running (nor starting, nor failed) while systemd listens on its socket. */
+export function dockerOnDemand(report: ScriptReport): boolean {
+  return report.dockerEnabled && report.dockerSocketActive && ["inactive", "unknown"].includes(report.dockerd);
+}
+
+/** What the report says of Docker: on demand answers without a ping; else dockerd is pinged (for up to waitMs). */
+export async function dockerStatus(pid: number, report: ScriptReport, waitMs: number): Promise<DockerStatus> {
+  if (!report.dockerEnabled) return "absent";
+  if (dockerOnDemand(report)) return "answering";
+  if (report.dockerd === "failed") return "not-answering";
   const deadline = Date.now() + waitMs;
   for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
     if (await pingInnerDocker(pid)) return "answering";
@@ -177,6 +215,7 @@ export async function systemdReport(
   return {
     systemd: systemdStatusOf(report.state),
     failedUnits: report.failedUnits,
-    docker: await dockerStatus(pid, report.dockerEnabled, options.wait ? 5000 : 0),
+    docker: await dockerStatus(pid, report, options.wait ? 5000 : 0),
+    dockerOnDemand: dockerOnDemand(report),
   };
 }

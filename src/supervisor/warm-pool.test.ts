@@ -38,16 +38,24 @@ test("the engine's /etc/hosts: the pool's name becomes the environment's, nothin
  * the order matters (the machine id before journald's restart, the pool's
  * journal gone after it, PID 1 re-executed last, after the report).
  */
-test("the claim script: hostname, the machine id, journald restarted and the old journal removed, PID 1 last", async () => {
+test("the claim script: hostname, the machine id, journald restarted and its entry read back before the report, the old journal removed, PID 1 last", async () => {
   const root = await mkdtemp(join(tmpdir(), "cvm-claim-"));
   try {
     const bin = join(root, "bin");
     await mkdir(bin);
     const calls = join(root, "calls");
+    const journal = join(root, "journal");
     for (const name of ["hostname", "systemctl"]) {
       await writeFile(join(bin, name), `#!/bin/sh\necho "${name} $*" >> ${calls}\n`);
       await chmod(join(bin, name), 0o755);
     }
+    // A journal that has the entry only once journald was restarted and the entry logged after it.
+    await writeFile(join(bin, "logger"), `#!/bin/sh\necho "logger $*" >> ${calls}\necho "$*" >> ${journal}\n`);
+    await writeFile(
+      join(bin, "journalctl"),
+      `#!/bin/sh\necho "journalctl $*" >> ${calls}\ngrep -q "try-restart systemd-journald" ${calls} && cat ${journal} 2>/dev/null; true\n`,
+    );
+    for (const name of ["logger", "journalctl"]) await chmod(join(bin, name), 0o755);
     const script = claimScript()
       .replaceAll("/run/systemd/system", join(root, "run/systemd/system"))
       .replaceAll("/etc/machine-id", join(root, "etc/machine-id"))
@@ -65,19 +73,28 @@ test("the claim script: hostname, the machine id, journald restarted and the old
     await writeFile(join(root, "etc/machine-id"), "oldid\n");
     // kill is the shell's own: a function stands in for it.
     const killer = `kill() { echo "kill $*" >> ${calls}; }\n`;
-    await run("sh", ["-c", killer + script, "claim", "dev", "newid"], { env: { PATH: `${bin}:/usr/bin:/bin` } });
+    const { stdout } = await run("sh", ["-c", killer + script, "claim", "dev", "newid"], {
+      env: { PATH: `${bin}:/usr/bin:/bin` },
+    });
+    assert.match(stdout, /^journal=written$/m, "the claim's own entry was read back");
 
     assert.equal(await readFile(join(root, "etc/machine-id"), "utf8"), "newid\n");
-    // journald's restart and the old journal's removal go on in the background.
+    // logind's restart and the old journal's removal go on in the background.
     for (let i = 0; i < 200 && (await readdir(join(root, "var/log/journal"))).includes("oldid"); i++) await sleep(10);
     const recorded = (await readFile(calls, "utf8")).trim().split("\n");
     const asked = recorded.filter((line) => !line.startsWith("systemctl list-units") && !line.includes("is-"));
-    assert.equal(asked[0], "hostname dev");
-    // The restart runs in the background, so it may come before or after PID 1's signal.
-    assert.deepEqual(asked.slice(1).sort(), [
-      "kill -TERM 1",
-      "systemctl try-restart systemd-journald.service systemd-logind.service",
-    ]);
+    const logind = "systemctl try-restart systemd-logind.service";
+    assert.deepEqual(
+      asked.filter((line) => line !== logind),
+      [
+        "hostname dev",
+        "systemctl try-restart systemd-journald.service",
+        "logger -t cvm-claim claimed as dev",
+        "journalctl -q --no-pager -o cat -t cvm-claim _HOSTNAME=dev",
+        "kill -TERM 1",
+      ],
+    );
+    assert.ok(asked.includes(logind));
     const gone = async (dir: string) =>
       readFile(join(root, dir, "x")).then(
         () => false,

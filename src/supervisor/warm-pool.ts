@@ -28,12 +28,12 @@ import type { Environment, RegistryCredentials } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import { resolveRuntime } from "../core/isolation-runtime.js";
 import { environmentPidsLimit, pidsLimitNote } from "../core/pids-limit.js";
-import type { BuildContext, Observation, WorkloadPool } from "../core/provider.js";
+import type { BuildContext, Observation, PoolCapacity, WorkloadPool } from "../core/provider.js";
 import { memberEnvironment, type PoolMember } from "../core/warm-pool.js";
 import { ignoreMissing, labels, managedFilter, registryDigest } from "../docker/index.js";
 import { containerName } from "./cvm-container.js";
 import { readNodePidCapacity } from "./node-limits.js";
-import { execCollect, parseReport, pingInnerDocker, systemdStatusOf } from "./readiness.js";
+import { dockerLines, dockerStatus, execCollect, parseReport, systemdStatusOf } from "./readiness.js";
 
 const run = promisify(execFile);
 
@@ -44,18 +44,21 @@ export interface PoolHost {
   remove(environment: Environment, options: { keepHome: boolean }): Promise<void>;
 }
 
+/** The syslog identifier of the entry a claim writes to the CVM's journal. */
+export const claimTag = "cvm-claim";
+
 /**
  * Run inside the claimed CVM as root: $1 the hostname, $2 the machine id.
- * journald is restarted (its streams, dockerd's stdout among them, survive in
- * systemd's file descriptor store: a stop would cut them) and writes under
- * the new id from then on; the directories of the old id, the journal of the
- * pool's life, are removed. logind is restarted only if the pool's life
- * started it. Both happen in the background, the slowest part of a claim: from
- * the moment the new id is written, `journalctl` shows only this machine's
- * journal, so the pool's is out of sight before it is gone. Then what the
- * build log and the API need (systemd's state, the failed units when
- * degraded, whether Docker is enabled), with as few processes as can say it;
- * systemd re-executes itself on SIGTERM (reading the new id), last.
+ * journald is restarted (its streams survive in systemd's file descriptor
+ * store: a stop would cut them) and writes under the new id and name from
+ * then on: the claim logs an entry of its own and waits until `journalctl`
+ * (which shows only this machine id's journal) reads it back under the new
+ * hostname, so that a CVM reported running has a journal of its own already.
+ * The directories of the old id, the journal of the pool's life, are removed
+ * in the background, and logind is restarted there only if the pool's life
+ * started it. Then what the build log and the API need (systemd's state, the
+ * failed units when degraded, Docker's units), with as few processes as can
+ * say it; systemd re-executes itself on SIGTERM (reading the new id), last.
  */
 export function claimScript(): string {
   return [
@@ -64,15 +67,21 @@ export function claimScript(): string {
     "if [ -d /run/systemd/system ]; then",
     "  old=$(cat /etc/machine-id 2>/dev/null || true)",
     "  printf '%s\\n' \"$2\" > /etc/machine-id",
+    "  systemctl try-restart systemd-journald.service",
     "  (",
-    "    systemctl try-restart systemd-journald.service systemd-logind.service",
+    "    systemctl try-restart systemd-logind.service",
     '    if [ -n "$old" ] && [ "$old" != "$2" ]; then rm -rf "/var/log/journal/$old" "/run/log/journal/$old"; fi',
     "  ) </dev/null >/dev/null 2>&1 &",
+    `  logger -t ${claimTag} "claimed as $1"`,
+    "  for i in $(seq 1 200); do",
+    `    if journalctl -q --no-pager -o cat -t ${claimTag} _HOSTNAME="$1" 2>/dev/null | grep -q .; then echo journal=written; break; fi`,
+    "    sleep 0.01",
+    "  done",
     '  state=$(systemctl is-system-running 2>/dev/null || true); echo "state=$state"',
     '  if [ "$state" = degraded ]; then',
     '    systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | while read -r unit rest; do echo "failed=$unit"; done',
     "  fi",
-    '  for wants in /etc/systemd/system/*.target.wants/docker.service; do if [ -e "$wants" ]; then echo docker=enabled; fi; done',
+    dockerLines,
     "  kill -TERM 1",
     "fi",
   ].join("\n");
@@ -231,18 +240,22 @@ export class CvmWarmPool implements WorkloadPool {
         detail: personal.output,
       });
     }
-    await context.log(`claim: hostname ${environment.name}, a machine id of its own, its journal begun anew`);
+    const report = parseReport(personal.output);
+    const systemdBooted = report.state !== "unknown";
+    if (systemdBooted && !/^journal=written$/m.test(personal.output)) {
+      throw new CvmError("INTERNAL", `journald in the pooled CVM did not write under ${environment.name}'s name`, {
+        detail: personal.output,
+      });
+    }
+    await context.log(
+      `claim: hostname ${environment.name}, a machine id of its own, its journal begun anew (its first entry read back)`,
+    );
     await context.log(
       `claim: limits ${environment.cpu} CPUs, ${environment.memoryGiB} GiB memory; disk ${environment.diskGiB} GiB`,
     );
     await context.log(pidsLimitNote(context.settings.limits.pids, node));
-    const report = parseReport(personal.output);
-    const systemd = report.state === "unknown" ? "unavailable" : systemdStatusOf(report.state);
-    const docker_ = !report.dockerEnabled
-      ? "absent"
-      : (await pingInnerDocker(info.State.Pid))
-        ? "answering"
-        : "not-answering";
+    const systemd = systemdBooted ? systemdStatusOf(report.state) : "unavailable";
+    const docker_ = await dockerStatus(info.State.Pid, report, 0);
     await context.log(
       `claim: systemd ${systemd}, docker ${docker_}; done in ${((Date.now() - begun) / 1000).toFixed(2)} s`,
     );
@@ -262,6 +275,14 @@ export class CvmWarmPool implements WorkloadPool {
   async imageVersion(image: string, credentials?: RegistryCredentials): Promise<string | undefined> {
     const answer = await registryDigest(await this.host.engine(), image, credentials);
     return "digest" in answer ? answer.digest : undefined;
+  }
+
+  /** The engine's machine: its CPUs and memory, as `docker info` gives them. */
+  async capacity(): Promise<PoolCapacity | undefined> {
+    const docker = await this.host.engine();
+    const info = (await docker.info()) as { NCPU?: number; MemTotal?: number };
+    if (!info.NCPU || !info.MemTotal) return undefined;
+    return { cpu: info.NCPU, memoryGiB: info.MemTotal / 1024 ** 3 };
   }
 
   /** The registry digest the engine's copy of the image was pulled as, if it came from a registry. */

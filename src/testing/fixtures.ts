@@ -110,7 +110,8 @@ export function poolMember(of: WarmPool = warmPool(), overrides: Partial<PoolMem
   counter += 1;
   // Distinct and in the order made, so "newest first" is well defined.
   const createdAt = new Date(Date.UTC(2026, 0, 1) + counter * 1000).toISOString();
-  return { ...newMember(of, newId("env"), "auto", createdAt), imageVersion: "sha256:1", state: "ready", ...overrides };
+  const built = { runtime: "auto", lxcfs: true, fuseDevice: true, tunDevice: true } as const;
+  return { ...newMember(of, newId("env"), built, createdAt), imageVersion: "sha256:1", state: "ready", ...overrides };
 }
 
 /** What a provider reports of a workload that runs (a standard environment's, unless told otherwise). */

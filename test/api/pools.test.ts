@@ -27,10 +27,14 @@ async function until(what: string, probe: () => Promise<boolean>): Promise<void>
 
 describe("warm pools over HTTP", () => {
   let t: TestServer;
+  let provider: ReturnType<typeof createFakeProvider>;
   let admin: CvmClient;
   let member: CvmClient;
   before(async () => {
-    t = await startTestServer({ provider: createFakeProvider() });
+    provider = createFakeProvider();
+    // A machine of 8 CPUs and 16 GiB (the fake's own is larger): the pools count against it.
+    provider.capacity = { cpu: 8, memoryGiB: 16 };
+    t = await startTestServer({ provider });
     admin = await t.firstAdmin();
     member = await t.userWithRole(admin, "member");
     await admin.updateInfrastructure({ cvmEnabled: true, force: true });
@@ -79,6 +83,34 @@ describe("warm pools over HTTP", () => {
       "cpu",
       "image",
     ]);
+  });
+
+  test("pooled CVMs count against capacity: pools holding more than the engine's machine are refused, naming the field", async () => {
+    const status = await admin.pools();
+    assert.deepEqual(status.capacity, { cpu: 8, memoryGiB: 16 }, "the admin's view shows the machine's capacity");
+    const cpus = await admin.setPool({ image, cpu: 2, memoryGiB: 1, count: 5 }).then(
+      () => assert.fail("expected a 400"),
+      (e: unknown) => e as ApiError,
+    );
+    assert.equal(cpus.status, 400);
+    assert.deepEqual(cpus.body.validations, [
+      {
+        field: "pools",
+        detail: "the warm pools would hold 14 CPUs in all, more than the engine's machine has (8)",
+      },
+    ]);
+    const memory = await admin.setPool({ image: `${image}-big`, cpu: 1, memoryGiB: 4, count: 3 }).then(
+      () => assert.fail("expected a 400"),
+      (e: unknown) => e as ApiError,
+    );
+    assert.equal(memory.status, 400);
+    assert.match(memory.body.validations?.[0]?.detail ?? "", /hold 20 GiB of memory in all.*\(16 GiB\)/);
+    assert.equal(memory.body.validations?.[0]?.field, "pools");
+    assert.deepEqual(
+      (await admin.infrastructure()).pools.map((p) => p.image),
+      [image],
+      "nothing refused was kept",
+    );
   });
 
   test("a CVM create that fits claims a member, and its build log says so; a pool at 0 is removed", async () => {

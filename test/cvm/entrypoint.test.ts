@@ -52,7 +52,7 @@ async function leftoverInspectors(): Promise<string[]> {
   return containers.flatMap((c) => c.Names).filter((name) => name.startsWith(`/cvm-inspect-${process.pid}-`));
 }
 
-test("systemd+Docker image: /sbin/init leads to systemd, docker.service enabled, user dev", {
+test("systemd+Docker image: /sbin/init leads to systemd, Docker started on its socket's first use, user dev", {
   skip: needs("systemdDocker"),
 }, async () => {
   const result = await check(images.systemdDocker!);
@@ -64,8 +64,8 @@ test("systemd+Docker image: /sbin/init leads to systemd, docker.service enabled,
   );
   assert.equal(result.initIsSystemd, true);
   assert.equal(result.dockerd.found, true);
-  assert.equal(result.dockerService.state, "enabled", result.dockerService.evidence);
-  assert.match(result.dockerService.evidence, /multi-user\.target\.wants\/docker\.service/);
+  assert.equal(result.dockerService.state, "socket-enabled", result.dockerService.evidence);
+  assert.match(result.dockerService.evidence, /sockets\.target\.wants\/docker\.socket/);
   assert.deepEqual(result.defaultUser, { name: "dev", uid: 1000, source: "/etc/passwd" });
   assert.equal(result.verdict.id, "cvm-systemd-docker");
 });
@@ -74,7 +74,7 @@ test("systemd+Docker image: the text a person reads", { skip: needs("systemdDock
   const result = await cvm("image", "check", images.systemdDocker!);
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /^\/sbin\/init: +\/sbin\/init -> .*\/lib\/systemd\/systemd$/m);
-  assert.match(result.stdout, /^docker\.service: +enabled /m);
+  assert.match(result.stdout, /^docker\.service: +socket-enabled /m);
   assert.match(result.stdout, /^default user: +dev \(uid 1000\)/m);
   assert.match(result.stdout, /^verdict: +CVM-ready with systemd and Docker/m);
 });

@@ -17,6 +17,7 @@ import {
   scratchDataDir as dataDir,
   execIn,
   missingImages,
+  shIn,
   startSupervisor,
   traces,
 } from "../harness/cvm.js";
@@ -63,7 +64,7 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
     /cgroups: \d+ directories handed to the CVM's root \(uid 100000\)/,
     /release: .*systemd is PID 1/,
     /systemd: running/,
-    /docker: the inner dockerd answers/,
+    /docker: its socket listens; dockerd starts on the first call \(docker\.socket\)/,
     /disk limit: \/var\/lib\/docker is limited to 10 GiB \(an ext4 disk of its own\); \/home is limited to 10 GiB \(volume .* on an ext4 disk of its own\); the root filesystem is limited to 10 GiB/,
     /AppArmor/,
   ]) {
@@ -72,6 +73,15 @@ test("a CVM from the systemd+docker image: systemd PID 1 running, nested docker 
 
   assert.equal((await execIn(supervisor, env, ["ps", "-p", "1", "-o", "comm="])).stdout.trim(), "systemd");
   assert.equal((await execIn(supervisor, env, ["systemctl", "is-system-running"])).stdout.trim(), "running");
+  // Ready without the Docker daemons: systemd listens on Docker's socket, and the first call starts them.
+  const daemons = "for d in dockerd containerd; do pgrep -x $d >/dev/null && echo $d; done; true";
+  assert.equal((await shIn(supervisor, env, daemons)).stdout.trim(), "", "no Docker daemon runs before the first call");
+  assert.equal((await execIn(supervisor, env, ["systemctl", "is-active", "docker.socket"])).stdout.trim(), "active");
+  assert.equal((await supervisor.observe(env)).docker, "answering", "observed: Docker answers through its socket");
+  assert.equal((await shIn(supervisor, env, daemons)).stdout.trim(), "", "observing it started no daemon");
+  const first = await execIn(supervisor, env, ["docker", "version", "-f", "{{.Server.Version}}"]);
+  assert.match(first.stdout.trim(), /^\d+\.\d+/, `the first call is answered: ${first.stderr}`);
+  assert.equal((await shIn(supervisor, env, daemons)).stdout.trim(), "dockerd\ncontainerd");
   await bakedImageLoaded(supervisor, env);
   const nested = await execIn(supervisor, env, ["docker", "run", "--rm", "cvm/hello", "echo", "ok"]);
   assert.equal(nested.stdout.trim(), "ok", nested.stderr);

@@ -135,8 +135,9 @@ export function shIn(supervisor: CvmSupervisor, environment: Environment, script
 
 /**
  * Waits until an image baked into the CVM's image (the test image bakes
- * cvm/hello) is loaded: cvm-preload.service loads it right after boot, off
- * the boot's path, so a nested `docker run` just after ready may come first.
+ * cvm/hello) is loaded: cvm-preload.service loads it when dockerd first
+ * starts (this wait's own `docker image inspect` starts it, Docker being on
+ * demand), without holding that call, so a nested `docker run` may come first.
  */
 export async function bakedImageLoaded(
   supervisor: CvmSupervisor,

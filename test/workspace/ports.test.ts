@@ -119,8 +119,11 @@ async function freePort(): Promise<number> {
 }
 
 /** `cvm port-forward`, running until killed; resolves once it says it forwards. */
-async function portForward(args: string[]): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn(cvmBin, ["port-forward", ...args], { env: { ...process.env, ...alice.env } });
+async function portForward(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn(cvmBin, ["port-forward", ...args], { env: { ...process.env, ...alice.env, ...env } });
   let output = "";
   child.stdout?.on("data", (chunk) => {
     output += chunk;
@@ -189,46 +192,54 @@ describe("ports of an environment", { skip }, () => {
     await assert.rejects(bob.client.ports(web.id), /not found/);
   });
 
-  test("cvm port-forward: loopback only, bytes intact, a port nothing listens on said plainly", async () => {
-    const local = await freePort();
-    const other = await freePort();
-    const forward = await portForward(["web", `${local}:8080`, `${other}:9`]);
-    try {
-      assert.match(forward.output(), new RegExp(`Forwarding 127\\.0\\.0\\.1:${local} -> web:8080`));
-      const hello = await fetchThrough(local, "/");
-      assert.equal(hello.body.toString(), "hello from 8080 at /\n");
-      const big = await fetchThrough(local, `/big/${4 * 1024 * 1024}`);
-      assert.equal(big.body.length, 4 * 1024 * 1024);
-      assert.ok(
-        big.body.every((byte, i) => byte === (i % 65536) % 251),
-        "every byte as the app sent it",
-      );
+  for (const [way, env] of [
+    ["cvm's bridge relays the CLI's hop", {}],
+    ["Node copies the CLI's hop (as on macOS)", { CVM_PORT_FORWARD_BRIDGE: "0" }],
+  ] as const) {
+    test(`cvm port-forward, ${way}: loopback only, bytes intact, a port nothing listens on said plainly`, async () => {
+      const local = await freePort();
+      const other = await freePort();
+      const forward = await portForward(["web", `${local}:8080`, `${other}:9`], env);
+      try {
+        assert.match(forward.output(), new RegExp(`Forwarding 127\\.0\\.0\\.1:${local} -> web:8080`));
+        const hello = await fetchThrough(local, "/");
+        assert.equal(hello.body.toString(), "hello from 8080 at /\n");
+        const big = await fetchThrough(local, `/big/${4 * 1024 * 1024}`);
+        assert.equal(big.body.length, 4 * 1024 * 1024);
+        assert.ok(
+          big.body.every((byte, i) => byte === (i % 65536) % 251),
+          "every byte as the app sent it",
+        );
 
-      // Not on this machine's other addresses.
-      const external = Object.values(networkInterfaces())
-        .flat()
-        .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
-      if (external) {
-        const reached = await new Promise<boolean>((resolve) => {
-          const socket = connect(local, external);
-          socket.on("connect", () => {
-            socket.destroy();
-            resolve(true);
+        // Not on this machine's other addresses.
+        const external = Object.values(networkInterfaces())
+          .flat()
+          .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+        if (external) {
+          const reached = await new Promise<boolean>((resolve) => {
+            const socket = connect(local, external);
+            socket.on("connect", () => {
+              socket.destroy();
+              resolve(true);
+            });
+            socket.on("error", () => resolve(false));
           });
-          socket.on("error", () => resolve(false));
-        });
-        assert.equal(reached, false, `port-forward listened on ${external}`);
-      }
+          assert.equal(reached, false, `port-forward listened on ${external}`);
+        }
 
-      const started = Date.now();
-      await assert.rejects(fetchThrough(other, "/"));
-      assert.ok(Date.now() - started < 15_000);
-      for (let i = 0; i < 50 && !forward.output().includes("port 9:"); i++)
-        await new Promise((r) => setTimeout(r, 100));
-      assert.match(forward.output(), /cvm: port 9: Nothing listens on port 9 in web/);
-    } finally {
-      forward.child.kill();
-    }
+        const started = Date.now();
+        await assert.rejects(fetchThrough(other, "/"));
+        assert.ok(Date.now() - started < 15_000);
+        for (let i = 0; i < 50 && !forward.output().includes("port 9:"); i++)
+          await new Promise((r) => setTimeout(r, 100));
+        assert.match(forward.output(), /cvm: port 9: Nothing listens on port 9 in web/);
+      } finally {
+        forward.child.kill();
+      }
+    });
+  }
+
+  test("cvm port-forward refuses a port that is not one", async () => {
     const bad = await run(cvmBin, ["port-forward", "web", "70000"], { env: alice.env });
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /port 70000 must be a TCP port/);

@@ -22,6 +22,7 @@ import type {
   ExecSession,
   LabeledWorkload,
   Observation,
+  PoolCapacity,
   Provider,
   UnixListener,
   WorkloadPool,
@@ -87,6 +88,8 @@ export class FakeProvider implements Provider {
   private readonly poolMembers = new Map<string, PoolMember>();
   /** Each image's digest in its "registry"; `sha256:1` unless set. Changing it makes pooled members stale. */
   readonly imageVersions = new Map<string, string>();
+  /** The machine its pool members would run on: 64 CPUs and 256 GiB unless a test says otherwise. */
+  capacity: PoolCapacity | undefined = { cpu: 64, memoryGiB: 256 };
 
   /** Warm pools, held in memory: members are workloads under their own ids, claimed by renaming. */
   readonly pool: WorkloadPool = {
@@ -127,6 +130,7 @@ export class FakeProvider implements Provider {
       this.poolMembers.delete(member.id);
     },
     imageVersion: async (image) => this.versionOf(image),
+    capacity: async () => this.capacity,
   };
 
   constructor(private readonly options: FakeProviderOptions = {}) {

@@ -1,7 +1,7 @@
 /**
  * Manage > Admin > Infrastructure > Warm pools: booted CVMs kept ready per
  * image and size, what each pool holds now (ready, being built, failed), what
- * they hold of the machine, and a form to set a pool (a count of 0 removes it).
+ * they hold of the machine (and what it has: the pools may not hold more), and a form to set a pool (a count of 0 removes it).
  * Polls while members are being built, so the counts fill in as they boot.
  */
 
@@ -117,6 +117,7 @@ export function WarmPools() {
 
   const fields = formErrors(error);
   const held = pools.data?.held;
+  const capacity = pools.data?.capacity;
   return (
     <section className="card" aria-labelledby="pools-title">
       <h2 id="pools-title">Warm pools</h2>
@@ -140,7 +141,14 @@ export function WarmPools() {
       {held && held.cvms > 0 && (
         <p className="small" data-pools-held>
           {held.cvms === 1 ? "1 warm CVM holds" : `${held.cvms} warm CVMs hold`} {held.cpu}{" "}
-          {held.cpu === 1 ? "CPU" : "CPUs"}, {held.memoryGiB} GiB memory and {held.diskGiB} GiB disk.
+          {held.cpu === 1 ? "CPU" : "CPUs"}, {held.memoryGiB} GiB memory and {held.diskGiB} GiB disk
+          {capacity ? ` of the engine's machine's ${capacity.cpu} CPUs and ${capacity.memoryGiB} GiB memory` : ""}.
+        </p>
+      )}
+      {capacity && (
+        <p className="small muted" data-pools-capacity>
+          Pooled CVMs count against capacity: the pools may hold at most {capacity.cpu} CPUs and {capacity.memoryGiB}{" "}
+          GiB memory in all.
         </p>
       )}
       <form className="form form-wide" onSubmit={(e) => void submit(e)} aria-label="Set a warm pool" noValidate>
@@ -177,7 +185,12 @@ export function WarmPools() {
             </Field>
           ))}
         </div>
-        <Field id="pool-count" label="CVMs to keep ready" error={fields.count} hint="0 removes the pool">
+        <Field
+          id="pool-count"
+          label="CVMs to keep ready"
+          error={fields.count ?? fields.pools}
+          hint="0 removes the pool"
+        >
           {(props) => (
             <input
               {...props}

@@ -143,26 +143,17 @@ const dockerBoot = [
  */
 const dockerOnDemand = [
   `rm -f "$1/etc/systemd/system/multi-user.target.wants/docker.service" "$1/etc/systemd/system/multi-user.target.wants/containerd.service"`,
-  `chroot "$1" systemctl enable docker.socket cvm-preload.service cvm-docker-resume.service`,
+  `chroot "$1" systemctl enable docker.socket cvm-docker-resume.service`,
 ];
 
 /**
- * Started with dockerd, whenever that is (WantedBy docker.service), and
- * Type=exec: the first `docker` call is not held for the load (about 0.26 s),
- * which finishes in the background a moment later.
+ * The baked images are loaded before dockerd first serves its socket, so the
+ * call that started Docker already finds them (`docker run cvm/hello` as the
+ * first command in a new CVM). A step of docker.service's own start; its
+ * failure ("-") leaves Docker working without them rather than not at all.
  */
-const preloadUnit = `[Unit]
-Description=Load the images baked into this image into Docker
-After=docker.service
-Requires=docker.service
-
-[Service]
-Type=exec
-RemainAfterExit=yes
-ExecStart=/usr/libexec/cvm/preload-images
-
-[Install]
-WantedBy=docker.service
+const preloadDropIn = `[Service]
+ExecStartPre=-/usr/libexec/cvm/preload-images
 `;
 
 /**
@@ -182,18 +173,45 @@ ExecStart=/bin/systemctl --no-block start docker.service
 WantedBy=multi-user.target
 `;
 
-/** Loads each baked tarball unless the image it holds (named in its .ref file) is already there. */
+/**
+ * Loads each baked tarball unless the image it holds (named in its .ref file)
+ * is already there, through a dockerd of its own on a private socket (the
+ * real one is not started yet, and once started it serves calls at once),
+ * without networking of its own; then stops it. Once per Docker data disk:
+ * the marker on that disk skips it afterwards, also when the user removed
+ * the images since, as they would stay removed on a VM.
+ */
 const preloadScript = `#!/bin/sh
 set -eu
-for tar in ${bakedImagesDir}/*.tar; do
-  [ -e "$tar" ] || continue
+marker=/var/lib/docker/.cvm-baked-images
+[ -e "$marker" ] && exit 0
+set -- ${bakedImagesDir}/*.tar
+[ -e "$1" ] || exit 0
+run=/run/cvm-preload
+mkdir -p "$run"
+sock="unix://$run/docker.sock"
+dockerd --host "$sock" --pidfile "$run/dockerd.pid" --exec-root "$run/exec" \\
+  --containerd /run/containerd/containerd.sock --bridge none --iptables=false >"$run/dockerd.log" 2>&1 &
+pid=$!
+stop() { kill "$pid" 2>/dev/null || true; wait "$pid" || true; }
+tries=0
+until docker -H "$sock" version >/dev/null 2>&1; do
+  tries=$((tries + 1))
+  if [ "$tries" -gt 600 ] || ! kill -0 "$pid" 2>/dev/null; then
+    echo "the preload's dockerd did not answer:" >&2; cat "$run/dockerd.log" >&2; stop; exit 1
+  fi
+  sleep 0.05
+done
+for tar in "$@"; do
   ref=$(cat "\${tar%.tar}.ref")
-  if docker image inspect "$ref" >/dev/null 2>&1; then
+  if docker -H "$sock" image inspect "$ref" >/dev/null 2>&1; then
     echo "$ref already loaded"
   else
-    docker load --input "$tar"
+    docker -H "$sock" load --input "$tar" || { stop; exit 1; }
   fi
 done
+stop
+touch "$marker"
 `;
 
 function writeFile(path: string, content: string, mode: string): string {
@@ -361,7 +379,7 @@ export const recipes: ImageRecipe[] = [
       ...onlyArm64Qemu,
       ...nestedNodeMasks,
       writeFile("/usr/libexec/cvm/preload-images", preloadScript, "0755"),
-      writeFile("/etc/systemd/system/cvm-preload.service", preloadUnit, "0644"),
+      writeFile("/etc/systemd/system/docker.service.d/cvm-preload.conf", preloadDropIn, "0644"),
       writeFile("/etc/systemd/system/cvm-docker-resume.service", dockerResumeUnit, "0644"),
       ...dockerOnDemand,
       ...containerBoot,

@@ -65,14 +65,15 @@ async function inImage(image: string, script: string): Promise<string> {
   return stdout.trim();
 }
 
-test("debian-systemd-docker: systemd at /sbin/init, docker and the preload unit enabled, user dev, hello baked in", {
+test("debian-systemd-docker: systemd at /sbin/init, Docker on demand with the baked images loaded as it starts, user dev, hello baked in", {
   skip: noImages,
 }, async () => {
   const out = await inImage(
     built.systemdDocker as string,
     [
       "readlink -f /sbin/init",
-      "ls /etc/systemd/system/multi-user.target.wants",
+      "ls /etc/systemd/system/multi-user.target.wants /etc/systemd/system/sockets.target.wants",
+      "cat /etc/systemd/system/docker.service.d/cvm-preload.conf",
       "id dev",
       "cat /usr/share/cvm/images/hello.ref",
       "test -s /usr/share/cvm/images/hello.tar && echo baked",
@@ -80,8 +81,11 @@ test("debian-systemd-docker: systemd at /sbin/init, docker and the preload unit 
     ].join("; "),
   );
   assert.match(out, /^\/usr\/lib\/systemd\/systemd$/m);
-  assert.match(out, /^docker\.service$/m);
-  assert.match(out, /^cvm-preload\.service$/m);
+  // Docker on demand: its socket at boot, the daemons on the first call, the baked images loaded as they start.
+  assert.doesNotMatch(out, /^docker\.service$/m);
+  assert.match(out, /^docker\.socket$/m);
+  assert.match(out, /^cvm-docker-resume\.service$/m);
+  assert.match(out, /^ExecStartPre=-\/usr\/libexec\/cvm\/preload-images$/m);
   assert.match(out, /uid=1000\(dev\).*\(sudo\).*\(docker\)/);
   assert.match(out, /^cvm\/hello:latest$/m);
   assert.match(out, /^baked$/m);

@@ -133,25 +133,6 @@ export function shIn(supervisor: CvmSupervisor, environment: Environment, script
   return execIn(supervisor, environment, ["/bin/sh", "-c", script]);
 }
 
-/**
- * Waits until an image baked into the CVM's image (the test image bakes
- * cvm/hello) is loaded: cvm-preload.service loads it when dockerd first
- * starts (this wait's own `docker image inspect` starts it, Docker being on
- * demand), without holding that call, so a nested `docker run` may come first.
- */
-export async function bakedImageLoaded(
-  supervisor: CvmSupervisor,
-  environment: Environment,
-  image = "cvm/hello",
-): Promise<void> {
-  const waited = await shIn(
-    supervisor,
-    environment,
-    `for i in $(seq 1 300); do docker image inspect ${image} >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1`,
-  );
-  if (waited.code !== 0) throw new Error(`${image} was not loaded inside the CVM within 30 s: ${waited.stderr}`);
-}
-
 /** Every trace of a container on the node: cgroup directories, mounts, processes of its cgroup. */
 export async function traces(containerId: string): Promise<string[]> {
   const found: string[] = [];

@@ -60,10 +60,47 @@ async function dockerAnswers(socket: string): Promise<boolean> {
 
 /** The host's own engine, as `.ci/run` and the quickstart leave it: plain dockerd on the default socket. */
 export async function ensureHostDocker(logDir: string): Promise<Started | undefined> {
-  if (await dockerAnswers(hostDockerSocket).catch(() => false)) return undefined;
+  if (await dockerAnswers(hostDockerSocket).catch(() => false)) {
+    await sweepStaleTestNetworks();
+    return undefined;
+  }
   const child = detached("dockerd", ["--host", `unix://${hostDockerSocket}`], join(logDir, "dockerd.log"));
   await waitFor("dockerd", () => dockerAnswers(hostDockerSocket), 60_000);
+  await sweepStaleTestNetworks();
   return { name: "dockerd", stop: () => stopProcess(child) };
+}
+
+/** Older than any test run: a network this old with nothing on it was left by a run that died. */
+const staleNetworkMs = 60 * 60_000;
+
+/**
+ * Each test server is an installation with a bridge network of its own
+ * (`cvm-standard-<tag>`), removed when the server closes; a run killed
+ * before that leaves it, and about thirty of them use up the engine's
+ * default address pools, after which every standard environment fails to
+ * build. Removes those with no container that are older than any run.
+ */
+async function sweepStaleTestNetworks(): Promise<void> {
+  const docker = ["-H", `unix://${hostDockerSocket}`];
+  const { stdout } = await run("docker", [...docker, "network", "ls", "--filter", "name=cvm-standard-", "-q"]);
+  const ids = stdout.split("\n").filter(Boolean);
+  if (ids.length === 0) return;
+  const inspected = await run("docker", [
+    ...docker,
+    "network",
+    "inspect",
+    "--format",
+    "{{.ID}} {{len .Containers}} {{.Created.Unix}}",
+    ...ids,
+  ]).catch(() => ({ stdout: "" }));
+  const stale = inspected.stdout
+    .split("\n")
+    .map((line) => line.trim().split(" "))
+    .filter(
+      ([id, containers, created]) => id && containers === "0" && Date.now() - Number(created) * 1000 > staleNetworkMs,
+    )
+    .map(([id]) => id);
+  for (const id of stale) await run("docker", [...docker, "network", "rm", id]).catch(() => undefined);
 }
 
 /** A registry on loopback, its blobs cached on the machine so pushed images survive across runs. */

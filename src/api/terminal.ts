@@ -83,12 +83,17 @@ export function attachTerminal(upgrades: Upgrades, deps: ApiDeps): { close(): vo
     try {
       exec = await deps.provider.exec(
         environment,
-        execAs(account, command, {
-          tty,
-          cols: query.cols ?? 80,
-          rows: query.rows ?? 24,
-          env: tty ? { TERM: "xterm-256color" } : undefined,
-        }),
+        execAs(
+          account,
+          command,
+          {
+            tty,
+            cols: query.cols ?? 80,
+            rows: query.rows ?? 24,
+            env: tty ? { TERM: "xterm-256color" } : undefined,
+          },
+          environment.cpu,
+        ),
       );
     } catch (error) {
       release();

@@ -53,6 +53,10 @@ test("root when asked, and root from nothing at all (an image without /etc/passw
 test("a login's variables; an account that refuses logins still gets a shell", () => {
   const dev = loginAccount(debian, "default");
   assert.deepEqual(loginEnvironment(dev), { HOME: "/home/dev", USER: "dev", LOGNAME: "dev", SHELL: "/bin/bash" });
+  // nproc answers OMP_NUM_THREADS: a session in a CVM of 1.5 CPUs is told 2, one without a limit nothing.
+  assert.equal(loginEnvironment(dev, 1.5).OMP_NUM_THREADS, "2");
+  assert.equal(loginEnvironment(dev, 2).OMP_NUM_THREADS, "2");
+  assert.equal(loginEnvironment(dev, 0).OMP_NUM_THREADS, undefined);
   const svc = debian.find((e) => e.name === "svc");
   assert.equal(svc && loginShellOf(svc), "/bin/sh");
 });

@@ -60,12 +60,20 @@ export function loginShellOf(account: PasswdEntry): string {
   return !account.shell || /(nologin|false)$/.test(account.shell) ? "/bin/sh" : account.shell;
 }
 
-/** What a login sets: the variables sshd and login(1) give every session. */
-export function loginEnvironment(account: PasswdEntry): Record<string, string> {
+/**
+ * What a login sets: the variables sshd and login(1) give every session, and
+ * for an environment with a CPU limit, OMP_NUM_THREADS at that limit (rounded
+ * up). `nproc` counts the CPUs a process may run on, which a CPU quota does not
+ * change and LXCFS cannot (src/supervisor/lxcfs.ts), but GNU nproc answers
+ * OMP_NUM_THREADS when it is set, as OpenMP programs size their threads by it:
+ * so `make -j$(nproc)` in a 2-CPU CVM on a 64-core node runs 2 jobs, not 64.
+ */
+export function loginEnvironment(account: PasswdEntry, cpus?: number): Record<string, string> {
   return {
     HOME: account.home,
     USER: account.name,
     LOGNAME: account.name,
     SHELL: loginShellOf(account),
+    ...(cpus && cpus > 0 ? { OMP_NUM_THREADS: String(Math.ceil(cpus)) } : {}),
   };
 }

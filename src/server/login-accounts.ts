@@ -84,12 +84,14 @@ export class LoginAccounts {
 /**
  * How to start a process as `account`: its login shell (`-l`) when there is
  * no command, the command given to that shell (`-c`, as sshd runs one) when
- * it is a string, or the command itself; in its home, with a login's variables.
+ * it is a string, or the command itself; in its home, with a login's variables
+ * (sized to the environment's CPUs, `cpus`).
  */
 export function execAs(
   account: ResolvedAccount,
   command: string | string[] | undefined,
   extra: Omit<ExecOptions, "command" | "user" | "cwd">,
+  cpus?: number,
 ): ExecOptions {
   const shell = loginShellOf(account);
   return {
@@ -97,6 +99,6 @@ export function execAs(
     command: command === undefined ? [shell, "-l"] : typeof command === "string" ? [shell, "-c", command] : command,
     user: String(account.uid),
     cwd: account.cwd,
-    env: { ...loginEnvironment(account), ...extra.env },
+    env: { ...loginEnvironment(account, cpus), ...extra.env },
   };
 }

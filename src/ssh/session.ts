@@ -83,7 +83,7 @@ export function handleSession(session: Session, context: ConnectionContext): voi
     const tty = usePty && pty !== undefined;
     exec = await deps.provider.exec(
       environment,
-      execAs(account, command, { tty, cols: pty?.cols || 80, rows: pty?.rows || 24, env: variables }),
+      execAs(account, command, { tty, cols: pty?.cols || 80, rows: pty?.rows || 24, env: variables }, environment.cpu),
     );
     bridgeExec(channel, exec);
     context.onClose(() => exec?.kill());

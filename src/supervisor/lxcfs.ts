@@ -9,8 +9,10 @@
  * bind-mounted over its own at create. Kept apart from cvm-container.ts: the
  * mounts are added to the request it builds.
  *
- * Not virtualized: `nproc` counts the CPUs a process may run on
- * (sched_getaffinity), which only a cpuset changes; a CPU quota does not.
+ * Not virtualized here: `nproc` counts the CPUs a process may run on
+ * (sched_getaffinity), which only a cpuset changes; a CPU quota does not. It
+ * answers OMP_NUM_THREADS instead, which every session cvm opens carries at
+ * the CVM's CPUs (src/core/login-account.ts).
  */
 
 import { execFile, spawn } from "node:child_process";

@@ -26,7 +26,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { connect } from "node:net";
-import { availableParallelism, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -684,9 +684,9 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
       assert.equal(memTotal, "MemTotal:        2097152 kB");
       // glibc's online count reads LXCFS's file, which the start gate keeps over the CVM's own sysfs.
       assert.equal(online, "1");
-      // nproc counts the CPUs a process may run on (sched_getaffinity), which a quota does not change and
-      // LXCFS cannot (src/supervisor/lxcfs.ts): the node's, as the Pod has no cpuset.
-      assert.equal(nproc, String(availableParallelism()));
+      // nproc answers OMP_NUM_THREADS, which every session gets at the CVM's CPUs (src/core/login-account.ts):
+      // the affinity it counts otherwise is the node's, as the Pod has no cpuset.
+      assert.equal(nproc, "1");
       const nodeUptime = Number(readFileSync("/proc/uptime", "utf8").split(".")[0]);
       assert.ok(Number(uptime) < nodeUptime, `the CVM's uptime ${uptime} s is its own, not the node's ${nodeUptime} s`);
       const log = await buildLog();

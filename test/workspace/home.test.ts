@@ -129,10 +129,13 @@ describe("an environment as a home", { skip }, () => {
       "grep ^MemTotal /proc/meminfo",
       "cut -d. -f1 /proc/uptime",
       "getconf _NPROCESSORS_ONLN",
+      "echo $OMP_NUM_THREADS",
     ].join("; ");
     const out = (await ok(cvmBin, ["ssh", "vm", "--", "sh", "-c", script], { env: alice.env })).split("\n");
-    const [nproc, freeMiB, processors, online, memTotal, uptime, online2] = out;
+    const [nproc, freeMiB, processors, online, memTotal, uptime, online2, threads] = out;
     assert.equal(nproc, "2");
+    // What nproc answers on a node of more cores than the CVM has (this one has as many).
+    assert.equal(threads, "2");
     assert.equal(freeMiB, "4096");
     assert.equal(processors, "2");
     assert.equal(online, "0-1");

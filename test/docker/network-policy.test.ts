@@ -61,12 +61,14 @@ async function reaches(from: Placed, address: string, to = port): Promise<boolea
 }
 
 /**
- * Whether `from` comes to reach the address within a few seconds: a settings
- * change is applied to both engines' rules after its answer, so an opening is
- * waited for (a closing is asserted at once, as the rules that stay shut are).
+ * Whether `from` comes to reach the address within 30 s: a settings change is
+ * applied to both engines' rules after its answer, so an opening is waited
+ * for (a closing is asserted at once, as the rules that stay shut are). Each
+ * try is a `docker exec` with a 3 s timeout, so under a full suite's load
+ * 10 s allowed only two or three tries, and one CI run missed the opening.
  */
 async function comesToReach(from: Placed, address: string, to = port): Promise<boolean> {
-  for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
     if (await reaches(from, address, to)) return true;
   }
   return false;

@@ -164,6 +164,13 @@ static int hold(const char *masks, char **argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGRTMIN + 3);
   sigprocmask(SIG_BLOCK, &set, NULL);
+  /*
+   * Named only now, with the release signals blocked (so queued, never lost
+   * nor fatal): the name is what the supervisor takes for "held, ready to
+   * be released" (start-gate.ts). A process that is not a namespace's init
+   * (the gate's tests) would be killed by a release signal sent earlier.
+   */
+  prctl(PR_SET_NAME, "cvm-gate", 0, 0, 0);
   handle(SIGUSR1);
   handle(SIGUSR2);
   handle(SIGTERM);
@@ -229,7 +236,6 @@ static int reap(void) {
 }
 
 int main(int argc, char **argv) {
-  prctl(PR_SET_NAME, "cvm-gate", 0, 0, 0);
   if (argc >= 3 && strcmp(argv[1], "hold") == 0) {
     const char *masks = strncmp(argv[2], "--mask=", 7) == 0 ? argv[2] + 7 : NULL;
     if (masks != NULL && argc >= 4) return hold(masks, argv + 3);

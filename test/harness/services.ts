@@ -78,7 +78,8 @@ const staleNetworkMs = 60 * 60_000;
  * (`cvm-standard-<tag>`), removed when the server closes; a run killed
  * before that leaves it, and about thirty of them use up the engine's
  * default address pools, after which every standard environment fails to
- * build. Removes those with no container that are older than any run.
+ * build. Removes those that no container, running or stopped, is on and
+ * that are older than any run.
  */
 async function sweepStaleTestNetworks(): Promise<void> {
   const docker = ["-H", `unix://${hostDockerSocket}`];
@@ -100,7 +101,12 @@ async function sweepStaleTestNetworks(): Promise<void> {
       ([id, containers, created]) => id && containers === "0" && Date.now() - Number(created) * 1000 > staleNetworkMs,
     )
     .map(([id]) => id);
-  for (const id of stale) await run("docker", [...docker, "network", "rm", id]).catch(() => undefined);
+  for (const id of stale) {
+    // A stopped container still needs its network to start again (a quickstart's stopped environment).
+    const users = await run("docker", [...docker, "ps", "-aq", "--filter", `network=${id}`]).catch(() => undefined);
+    if (users?.stdout.trim() !== "") continue;
+    await run("docker", [...docker, "network", "rm", id]).catch(() => undefined);
+  }
 }
 
 /** A registry on loopback, its blobs cached on the machine so pushed images survive across runs. */

@@ -53,6 +53,8 @@ const needsByPath: Record<string, Need[]> = {
   "test/lint.test.ts": [],
   "test/infra/cluster-checks.test.ts": ["kube", "dist"],
   "test/docker/standard-environment.test.ts": [...services, "dist"],
+  // iptables only, with chains it makes up.
+  "test/docker/firewall-sweep.test.ts": [],
   // A real `cvm server` process, killed and started again.
   "test/docker/crash-cycles.test.ts": [...services, "dist"],
   "test/docker/crash-restart.test.ts": [...services, "dist"],

@@ -51,9 +51,9 @@ test("the policy: an owner's environments reach each other, the internet and the
   assert.ok(of(adaChain).includes("-d 169.254.0.0/16 -j DROP"), "no cloud metadata");
   assert.equal(of(adaChain).at(-1), "-j RETURN", "the internet is left to the engines' own rules");
   assert.deepEqual(of("CVM-0a1b2c3d-NODE"), [
-    "-d 10.9.0.0/16 -j RETURN",
-    "-d 10.255.255.53/32 -p udp --dport 53 -j RETURN",
-    "-d 10.255.255.53/32 -p tcp --dport 53 -j RETURN",
+    "-d 10.9.0.0/16 -j ACCEPT",
+    "-d 10.255.255.53/32 -p udp --dport 53 -j ACCEPT",
+    "-d 10.255.255.53/32 -p tcp --dport 53 -j ACCEPT",
     "-j DROP",
   ]);
   assert.equal(of("CVM-0a1b2c3d-IN")[0], "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN");

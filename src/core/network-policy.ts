@@ -165,10 +165,13 @@ export function networkPolicyRules(input: NetworkPolicyInput): string {
   rule(chains.input, ...established);
   for (const environment of input.environments) rule(chains.input, ...from(environment), "-g", chains.node);
   for (const bridge of input.bridges) rule(chains.input, "-i", bridge, "-j", "DROP");
-  for (const network of input.allowed) rule(chains.node, "-d", network, "-j", "RETURN");
+  // Accepted, not returned, as FORWARD's openings are: what follows in INPUT (other installations'
+  // chains, ones left by dead installations, the node's own rules) knows nothing of this
+  // installation's settings and must not take back what its admin opened.
+  for (const network of input.allowed) rule(chains.node, "-d", network, "-j", "ACCEPT");
   for (const server of input.nameservers) {
     for (const protocol of ["udp", "tcp"])
-      rule(chains.node, "-d", `${server}/32`, "-p", protocol, "--dport", "53", "-j", "RETURN");
+      rule(chains.node, "-d", `${server}/32`, "-p", protocol, "--dport", "53", "-j", "ACCEPT");
   }
   rule(chains.node, "-j", "DROP");
   lines.push("COMMIT", "");

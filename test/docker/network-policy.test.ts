@@ -74,6 +74,32 @@ async function comesToReach(from: Placed, address: string, to = port): Promise<b
   return false;
 }
 
+/** The filter table's rules with their packet counters, by rule text. */
+async function counters(): Promise<Map<string, number>> {
+  const { stdout } = await run("iptables-save", ["-c", "-t", "filter"]);
+  const rules = new Map<string, number>();
+  for (const line of stdout.split("\n")) {
+    const match = /^\[(\d+):\d+\] (-A .*)$/.exec(line);
+    if (match) rules.set(match[2], (rules.get(match[2]) ?? 0) + Number(match[1]));
+  }
+  return rules;
+}
+
+/**
+ * Why a probe fails, for the assertion's message: the rules that stopped or
+ * sent on its packets, read as the rules whose counters grew while it ran
+ * (other traffic on the machine adds some noise). A full suite's run failed
+ * where a run of this file alone passes, and this says which chain did it.
+ */
+async function whoStops(from: Placed, address: string, to = port): Promise<string> {
+  const before = await counters();
+  await reaches(from, address, to);
+  const grown = [...(await counters())].filter(
+    ([rule, packets]) => packets > (before.get(rule) ?? 0) && / -[jg] (DROP|REJECT|CVM-)/.test(rule),
+  );
+  return grown.map(([rule]) => rule).join("\n") || "(no DROP, REJECT or cvm chain counted a packet)";
+}
+
 describe("network policy (docker provider)", { skip }, () => {
   let t: TestServer;
   let admin: SignedIn;
@@ -182,7 +208,9 @@ describe("network policy (docker provider)", { skip }, () => {
     try {
       assert.equal(await comesToReach(a1, b1.address), true, "ada's reaches bob's");
       assert.equal(await comesToReach(b1, cvm.address), true, "bob's reaches ada's CVM");
-      assert.equal(await comesToReach(a1, a1.gateway, nodePort), true, "the node's address that was opened");
+      const opened = await comesToReach(a1, a1.gateway, nodePort);
+      const why = opened ? "" : await whoStops(a1, a1.gateway, nodePort);
+      assert.equal(opened, true, `the node's address that was opened; rules that counted the probe:\n${why}`);
       assert.equal(await reaches(cvm, cvm.gateway, nodePort), false, "not the node's other addresses");
     } finally {
       await admin.updateInfrastructure({ network: { reach: "owner", allowedNetworks: [] } });

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
+import { stopProcess } from "./processes.js";
 
 const run = promisify(execFile);
 
@@ -45,14 +46,6 @@ function detached(command: string, args: string[], logFile: string): ChildProces
   return child;
 }
 
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.pid === undefined) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  process.kill(child.pid, "SIGTERM");
-  await Promise.race([exited, sleep(15_000)]);
-  if (child.exitCode === null) process.kill(child.pid, "SIGKILL");
-}
-
 async function dockerAnswers(socket: string): Promise<boolean> {
   const { stdout } = await run("docker", ["-H", `unix://${socket}`, "version", "--format", "{{.Server.Version}}"]);
   return stdout.trim().length > 0;
@@ -67,7 +60,7 @@ export async function ensureHostDocker(logDir: string): Promise<Started | undefi
   const child = detached("dockerd", ["--host", `unix://${hostDockerSocket}`], join(logDir, "dockerd.log"));
   await waitFor("dockerd", () => dockerAnswers(hostDockerSocket), 60_000);
   await sweepStaleTestNetworks();
-  return { name: "dockerd", stop: () => stopProcess(child) };
+  return { name: "dockerd", stop: () => stopProcess({ name: "dockerd", child }, 15_000) };
 }
 
 /** Older than any test run: a network this old with nothing on it was left by a run that died. */
@@ -128,7 +121,7 @@ export async function ensureRegistry(logDir: string): Promise<Started | undefine
   );
   const child = detached("docker-registry", ["serve", config], join(logDir, "registry.log"));
   await waitFor("docker-registry", answers, 30_000);
-  return { name: "registry", stop: () => stopProcess(child) };
+  return { name: "registry", stop: () => stopProcess({ name: "registry", child }, 15_000) };
 }
 
 function postgresBin(): string {
@@ -178,7 +171,7 @@ export async function ensurePostgres(logDir: string): Promise<Started | undefine
   return {
     name: "postgres",
     stop: async () => {
-      await stopProcess(child);
+      await stopProcess({ name: "postgres", child }, 15_000);
       await run("rm", ["-rf", dataDir]);
     },
   };

@@ -69,6 +69,7 @@ export class EnvironmentFirewall {
   private readonly ports = new Map<string, string | undefined>();
   private syncing?: Promise<void>;
   private again = false;
+  private swept = false;
 
   constructor(private readonly options: EnvironmentFirewallOptions) {
     this.tag = installationTag(`${options.installationId ?? ""}:${resolve(options.dataDir)}`);
@@ -147,6 +148,10 @@ export class EnvironmentFirewall {
     await restore(rules);
     for (const { chain, target } of policyJumps(this.tag)) await ensureFirst(chain, target);
     await this.removeStaleChains(new Set(environments.map((e) => ownerChain(this.tag, e.ownerId))));
+    if (!this.swept) {
+      this.swept = true;
+      await removeDeadPolicies(this.tag, this.options.logger);
+    }
   }
 
   /**
@@ -185,6 +190,42 @@ export class EnvironmentFirewall {
         this.options.logger.warn({ err: error, chain }, "could not remove an unused firewall chain"),
       );
     }
+  }
+}
+
+/**
+ * Removes the chains of installations that can no longer have an
+ * environment here: every bridge and bridge port their rules name is gone
+ * (a server that was killed, or whose data dir went, never cleared its
+ * own). Left in place, their jumps pile up in FORWARD and INPUT, each one
+ * more pass for every packet. A live installation names its bridges as soon
+ * as it has one, so none of its chains is taken.
+ */
+export async function removeDeadPolicies(ownTag: string, logger: Logger): Promise<void> {
+  const [{ stdout: table }, { stdout: linkList }] = await Promise.all([
+    run("iptables", ["-w", "-S"]),
+    run("ip", ["-o", "link"]),
+  ]);
+  const links = new Set([...linkList.matchAll(/^\d+: ([^@:]+)[@:]/gm)].map((m) => m[1]));
+  const chains = new Map<string, { chains: string[]; interfaces: string[] }>();
+  for (const line of table.split("\n")) {
+    const chain = /^-[NA] (CVM-([0-9a-f]{8})(?:-[A-Z0-9a-f]+)?)(?: |$)/.exec(line);
+    if (!chain || chain[2] === ownTag) continue;
+    const entry = chains.get(chain[2]) ?? { chains: [], interfaces: [] };
+    chains.set(chain[2], entry);
+    if (line.startsWith("-N ")) entry.chains.push(chain[1]);
+    for (const named of line.matchAll(/ (?:-i|--physdev-in) (\S+)/g)) entry.interfaces.push(named[1]);
+  }
+  for (const [tag, { chains: dead, interfaces }] of chains) {
+    if (interfaces.some((name) => links.has(name))) continue;
+    for (const { chain, target } of policyJumps(tag)) {
+      for (const rule of table.split("\n").filter((l) => l.startsWith(`-A ${chain} `) && l.endsWith(` -j ${target}`))) {
+        await run("iptables", ["-w", "-D", ...rule.split(" ").slice(1)]).catch(() => undefined);
+      }
+    }
+    for (const chain of dead) await run("iptables", ["-w", "-F", chain]).catch(() => undefined);
+    for (const chain of dead) await run("iptables", ["-w", "-X", chain]).catch(() => undefined);
+    logger.info({ tag, chains: dead.length }, "removed the firewall chains of an installation with no bridge left");
   }
 }
 

@@ -43,7 +43,6 @@ import {
   type RunningAddress,
   startExec,
 } from "../docker/index.js";
-import { type InsideAccess, NamespaceBridge } from "../netns/index.js";
 import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
 import {
@@ -109,8 +108,14 @@ export interface CvmSupervisorOptions {
   beforeRelease?: () => Promise<string | undefined>;
 }
 
-export type CvmSupervisor = Omit<Provider, "name" | "pool"> & {
+/** The docker provider's CVMs; it reaches inside them itself, through `pid`. */
+export type CvmSupervisor = Omit<
+  Provider,
+  "name" | "pool" | "dial" | "spliceSocket" | "listeningPorts" | "listenUnix"
+> & {
   readonly pool: WorkloadPool;
+  /** The node's pid of a running CVM's init. */
+  pid(environment: Environment): Promise<number>;
   /** The running CVMs' addresses, for the node's network policy. */
   addresses(): Promise<RunningAddress[]>;
   /** The bridge CVMs sit on, once the engine runs. */
@@ -168,7 +173,6 @@ class Supervisor implements CvmSupervisor {
   private readonly logger: Logger;
   private readonly hostDocker?: Dockerode;
   private readonly initPaths = new Map<string, InitPath>();
-  private readonly namespaces: NamespaceBridge;
   private readonly lxcfs: Lxcfs;
   /** Built once per process: concurrent builds share the one compile. */
   private gateBinary?: Promise<string>;
@@ -185,7 +189,6 @@ class Supervisor implements CvmSupervisor {
       insecureRegistries: options.insecureRegistries,
     });
     this.hostDocker = options.hostDockerHost ? dockerClient(options.hostDockerHost) : undefined;
-    this.namespaces = new NamespaceBridge(join(options.dataDir, "bin"));
     this.lxcfs = new Lxcfs(join(options.dataDir, "lxcfs"), this.logger);
     this.pool = new CvmWarmPool(
       {
@@ -736,25 +739,14 @@ class Supervisor implements CvmSupervisor {
     return startExec(docker, docker.getContainer(info.Id), options, { user: "0", engineIsLocal: true });
   }
 
-  /** The node's pid of the CVM's init, whose namespaces are entered to reach inside. */
-  private async pid(environment: Environment): Promise<number> {
+  /** The node's pid of the CVM's init, whose namespaces are entered to reach inside (src/netns). */
+  async pid(environment: Environment): Promise<number> {
     const info = await this.inspect(environment);
     if (!info?.State.Running || !info.State.Pid) {
       throw new CvmError("CONFLICT", `Environment ${environment.name} is not running`);
     }
     return info.State.Pid;
   }
-
-  /** Reached through cvm-nsbridge in the namespaces of its process (src/netns); made on first use, after the constructor. */
-  private insideAccess?: InsideAccess;
-  private get inside(): InsideAccess {
-    this.insideAccess ??= this.namespaces.inside((environment) => this.pid(environment));
-    return this.insideAccess;
-  }
-  readonly dial: InsideAccess["dial"] = (...args) => this.inside.dial(...args);
-  readonly spliceSocket: InsideAccess["spliceSocket"] = (...args) => this.inside.spliceSocket(...args);
-  readonly listeningPorts: InsideAccess["listeningPorts"] = (...args) => this.inside.listeningPorts(...args);
-  readonly listenUnix: InsideAccess["listenUnix"] = (...args) => this.inside.listenUnix(...args);
 
   /** Every CVM with cvm's labels but a warm pool's members, which belong to no environment yet. */
   async listWorkloads(): Promise<LabeledWorkload[]> {

@@ -25,7 +25,6 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -49,7 +48,16 @@ import {
 } from "../harness/kube.js";
 import { freePort } from "../harness/ports.js";
 import { startTestServer } from "../harness/server.js";
-import { agentProbe, echoServer, ok, run as runToEnd } from "../workspace/harness.js";
+import {
+  agentProbe,
+  assertOwnProc,
+  echoServer,
+  lineThrough,
+  ok,
+  ownProcScript,
+  run as runToEnd,
+  withSshTunnel,
+} from "../workspace/harness.js";
 
 const run = promisify(execFile);
 const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
@@ -72,20 +80,6 @@ interface Result {
 /** A small HTTP server inside (Perl is in every Debian image): every path answers where it was asked. */
 const httpServer = (port: number) =>
   `nohup perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>${port},Listen=>5,ReuseAddr=>1) or die "$!"; while($c=$s->accept){($p)=<$c>=~m{^\\S+ (\\S+)}; 1 while <$c> !~ /^\\r?$/; $b="hello from inside at $p\\n"; print $c "HTTP/1.1 200 OK\\r\\nContent-Length: ".length($b)."\\r\\nConnection: close\\r\\n\\r\\n$b"; close $c}' >/dev/null 2>&1 </dev/null &`;
-
-/** One line to a TCP port on this machine, and all it answers until it closes. */
-function lineThrough(port: number, line: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1");
-    let answer = "";
-    socket.on("connect", () => socket.write(line));
-    socket.on("data", (chunk) => {
-      answer += chunk;
-    });
-    socket.on("close", () => resolve(answer));
-    socket.on("error", reject);
-  });
-}
 
 describe("cvm on a real Kubernetes node, installed with the chart", { skip, timeout: 40 * 60_000 }, () => {
   let kube: Kube;
@@ -537,37 +531,9 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
       assert.match(batch.stdout, /sftp-dir\/a\.txt/);
 
       await ok("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "dev.cvm", echoServer(18081)], { env });
-      const localPort = await freePort();
-      const tunnel = spawn(
-        "ssh",
-        [
-          "-F",
-          sshConfig,
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "ExitOnForwardFailure=yes",
-          "-N",
-          "-L",
-          `${localPort}:localhost:18081`,
-          "dev.cvm",
-        ],
-        { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] },
-      );
-      let tunnelErr = "";
-      tunnel.stderr.on("data", (chunk) => {
-        tunnelErr += chunk;
+      await withSshTunnel({ config: sshConfig, host: "dev.cvm", env }, [18081], async ([local], said) => {
+        assert.equal(await lineThrough(local, "hi there\n"), "echo from inside: hi there\n", said());
       });
-      try {
-        let answer = "";
-        for (let attempt = 0; attempt < 100 && !answer; attempt++) {
-          answer = await lineThrough(localPort, "hi there\n").catch(() => "");
-          if (!answer) await sleep(200);
-        }
-        assert.equal(answer, "echo from inside: hi there\n", tunnelErr);
-      } finally {
-        tunnel.kill();
-      }
     });
 
     test("agent forwarding: ssh -A gives a socket of the user's inside that reaches this machine's agent, gone after", async () => {
@@ -665,30 +631,10 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
     });
 
     test("its own /proc (LXCFS in the supervisor): free -m, meminfo, cpuinfo, online CPUs and uptime are the CVM's 1 CPU and 2 GiB", async () => {
-      const [nproc, online, processors, onlineCpus, freeMiB, memTotal, uptime] = (
-        await inside(
-          [
-            "nproc",
-            "getconf _NPROCESSORS_ONLN",
-            "grep -c ^processor /proc/cpuinfo",
-            "cat /sys/devices/system/cpu/online",
-            "free -m | awk '/^Mem:/ {print $2}'",
-            "grep ^MemTotal /proc/meminfo",
-            "cut -d. -f1 /proc/uptime",
-          ].join("; "),
-        )
-      ).split("\n");
-      assert.equal(processors, "1");
-      assert.equal(onlineCpus, "0");
-      assert.equal(freeMiB, "2048");
-      assert.equal(memTotal, "MemTotal:        2097152 kB");
-      // glibc's online count reads LXCFS's file, which the start gate keeps over the CVM's own sysfs.
-      assert.equal(online, "1");
       // nproc answers OMP_NUM_THREADS, which every session gets at the CVM's CPUs (src/core/login-account.ts):
-      // the affinity it counts otherwise is the node's, as the Pod has no cpuset.
-      assert.equal(nproc, "1");
-      const nodeUptime = Number(readFileSync("/proc/uptime", "utf8").split(".")[0]);
-      assert.ok(Number(uptime) < nodeUptime, `the CVM's uptime ${uptime} s is its own, not the node's ${nodeUptime} s`);
+      // the affinity it counts otherwise is the node's, as the Pod has no cpuset. glibc's online count
+      // reads LXCFS's file, which the start gate keeps over the CVM's own sysfs.
+      assertOwnProc(await inside(ownProcScript), { cpus: 1, memoryMiB: 2048 });
       const log = await buildLog();
       assert.ok(
         log.some((line) => /^\/proc: lxcfs serves /.test(line)),

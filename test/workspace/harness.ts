@@ -7,14 +7,17 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import type { Environment } from "../../src/core/environment.js";
 import type { Provider } from "../../src/core/provider.js";
 import { createDockerProvider } from "../../src/providers/docker/index.js";
 import type { RunningServer } from "../../src/server/index.js";
 import { fixtureDataDir } from "../harness/cvm.js";
+import { freePort } from "../harness/ports.js";
 import { type SignedIn, startTestServer, testDockerHost } from "../harness/server.js";
 
 export const cvmBin = join(import.meta.dirname, "..", "..", "bin", "cvm");
@@ -156,4 +159,98 @@ export async function startWorkspaceServer(purpose: string): Promise<WorkspaceSe
     },
   };
   return workspace;
+}
+
+/** One line to a TCP port on this machine, and all it answers until it closes. */
+export function lineThrough(port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let answer = "";
+    socket.on("connect", () => socket.write(line));
+    socket.on("data", (chunk) => {
+      answer += chunk;
+    });
+    socket.on("close", () => resolve(answer));
+    socket.on("error", reject);
+  });
+}
+
+/**
+ * `ssh -N -L` from free local ports to each of `remotePorts` on the host's
+ * loopback, as a user opens a tunnel; `use` gets the local ports (in the same
+ * order) and what ssh has said so far. The first forward is waited for: ssh
+ * opens its listeners after the session is up.
+ */
+export async function withSshTunnel(
+  ssh: { config: string; host: string; env: Record<string, string> },
+  remotePorts: number[],
+  use: (localPorts: number[], said: () => string) => Promise<void>,
+): Promise<void> {
+  const localPorts = await Promise.all(remotePorts.map(() => freePort()));
+  const forwards = remotePorts.flatMap((remote, i) => ["-L", `${localPorts[i]}:localhost:${remote}`]);
+  const tunnel = spawn(
+    "ssh",
+    ["-F", ssh.config, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N", ...forwards, ssh.host],
+    { env: { ...process.env, ...ssh.env }, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let said = "";
+  tunnel.stderr.on("data", (chunk) => {
+    said += chunk;
+  });
+  try {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      if (await connectable(localPorts[0])) break;
+      await sleep(200);
+    }
+    await use(localPorts, () => said);
+  } finally {
+    tunnel.kill();
+  }
+}
+
+function connectable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.on("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on("error", () => resolve(false));
+  });
+}
+
+/** What a CVM's sessions read of its size: the commands, one answer per line (see ownProcOf). */
+export const ownProcScript = [
+  "nproc",
+  "getconf _NPROCESSORS_ONLN",
+  "echo $OMP_NUM_THREADS",
+  "grep -c ^processor /proc/cpuinfo",
+  "cat /sys/devices/system/cpu/online",
+  "free -m | awk '/^Mem:/ {print $2}'",
+  "grep ^MemTotal /proc/meminfo",
+  "cut -d. -f1 /proc/uptime",
+].join("; ");
+
+/**
+ * Asserts that ownProcScript's output shows a machine of the CVM's own size
+ * and uptime (LXCFS's /proc and CPU list; OMP_NUM_THREADS, which GNU nproc
+ * answers, from every session cvm opens), not the node's.
+ */
+export function assertOwnProc(output: string, size: { cpus: number; memoryMiB: number }): void {
+  const [nproc, online, threads, processors, onlineCpus, freeMiB, memTotal, uptime] = output.split("\n");
+  const cpus = String(size.cpus);
+  assert.deepEqual(
+    { nproc, online, threads, processors, onlineCpus, freeMiB, memTotal: memTotal?.replace(/\s+/g, " ") },
+    {
+      nproc: cpus,
+      online: cpus,
+      threads: cpus,
+      processors: cpus,
+      onlineCpus: size.cpus === 1 ? "0" : `0-${size.cpus - 1}`,
+      freeMiB: String(size.memoryMiB),
+      memTotal: `MemTotal: ${size.memoryMiB * 1024} kB`,
+    },
+  );
+  const nodeUptime = Number(readFileSync("/proc/uptime", "utf8").split(".")[0]);
+  assert.ok(Number(uptime) < nodeUptime, `the CVM's uptime ${uptime} s is its own, not the node's ${nodeUptime} s`);
 }

@@ -11,7 +11,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { createServer, connect as netConnect } from "node:net";
 import { join } from "node:path";
 import { Duplex } from "node:stream";
 import { after, before, describe, test } from "node:test";
@@ -24,11 +23,13 @@ import {
   agentProbe,
   cvmBin,
   echoServer,
+  lineThrough,
   ok,
   type Person,
   run,
   startWorkspaceServer,
   type WorkspaceServer,
+  withSshTunnel,
 } from "./harness.js";
 
 const systemdImage = process.env.CVM_TEST_IMAGE_SYSTEMD;
@@ -175,6 +176,9 @@ for (const kind of ["standard", "cvm"] as const) {
       // The account's groups come along: in the CVM image, dev runs Docker.
       const groups = await ssh([host(), "id -Gn"]);
       assert.match(groups.stdout, kind === "cvm" ? /\bdocker\b/ : /\bsudo\b/, groups.stderr);
+      // A developer's tools are there, as on a VM.
+      const tools = await ssh([host(), "git --version && ssh -V 2>&1 && curl --version | head -1"]);
+      assert.match(tools.stdout, /^git version .*\nOpenSSH_.*\ncurl /, tools.stderr);
     });
 
     test("stdin reaches the command; variables sent with SetEnv arrive", async () => {
@@ -235,57 +239,17 @@ for (const kind of ["standard", "cvm"] as const) {
     test("ssh -L reaches a server bound to 127.0.0.1 inside; a port nothing listens on fails at once", async () => {
       const port = kind === "cvm" ? 18081 : 18080;
       await ok("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", host(), echoServer(port)], { env: alice.env });
-      const free = createServer();
-      await new Promise<void>((resolve) => free.listen(0, "127.0.0.1", resolve));
-      const localPort = (free.address() as { port: number }).port;
-      await new Promise((resolve) => free.close(resolve));
-      const tunnel = spawn(
-        "ssh",
-        [
-          "-F",
-          sshConfig,
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "ExitOnForwardFailure=yes",
-          "-N",
-          "-L",
-          `${localPort}:localhost:${port}`,
-          "-L",
-          `${localPort + 1}:localhost:1`,
-          host(),
-        ],
-        { env: { ...process.env, ...alice.env }, stdio: ["ignore", "ignore", "pipe"] },
+      await withSshTunnel(
+        { config: sshConfig, host: host(), env: alice.env },
+        [port, 1],
+        async ([open, shut], said) => {
+          assert.equal(await lineThrough(open, "hi there\n"), "echo from inside: hi there\n", said());
+          const started = Date.now();
+          assert.equal(await lineThrough(shut, "hi there\n").catch(() => ""), "");
+          assert.ok(Date.now() - started < 10_000, "a refused forward fails at once");
+          assert.match(said(), /open failed/);
+        },
       );
-      let tunnelErr = "";
-      tunnel.stderr.on("data", (chunk) => {
-        tunnelErr += chunk;
-      });
-      try {
-        const ask = (target: number) =>
-          new Promise<string>((resolve, reject) => {
-            const socket = netConnect(target, "127.0.0.1");
-            let answer = "";
-            socket.on("connect", () => socket.write("hi there\n"));
-            socket.on("data", (chunk) => {
-              answer += chunk;
-            });
-            socket.on("close", () => resolve(answer));
-            socket.on("error", reject);
-          });
-        let answer = "";
-        for (let attempt = 0; attempt < 100 && !answer; attempt++) {
-          answer = await ask(localPort).catch(() => "");
-          if (!answer) await new Promise((resolve) => setTimeout(resolve, 200));
-        }
-        assert.equal(answer, "echo from inside: hi there\n", tunnelErr);
-        const started = Date.now();
-        assert.equal(await ask(localPort + 1).catch(() => ""), "");
-        assert.ok(Date.now() - started < 10_000, "a refused forward fails at once");
-        assert.match(tunnelErr, /open failed/);
-      } finally {
-        tunnel.kill();
-      }
     });
 
     test("agent forwarding: ssh -A gives the session a socket of the user's that reaches the laptop's agent", async () => {
@@ -299,11 +263,21 @@ for (const kind of ["standard", "cvm"] as const) {
         await ok("ssh-add", [join(agentDir, "id")], { env: { SSH_AUTH_SOCK: agentSocket } });
         const result = await run(
           "ssh",
-          ["-F", sshConfig, "-o", "BatchMode=yes", "-A", host(), `stat -c '%U %a' "$SSH_AUTH_SOCK"; ${agentProbe}`],
+          [
+            "-F",
+            sshConfig,
+            "-o",
+            "BatchMode=yes",
+            "-A",
+            host(),
+            `stat -c '%U %a' "$SSH_AUTH_SOCK"; ${agentProbe}; ssh-add -l | cut -d' ' -f2`,
+          ],
           { env: { ...alice.env, SSH_AUTH_SOCK: agentSocket } },
         );
         assert.equal(result.code, 0, result.stderr);
-        assert.equal(result.stdout, "dev 600\nanswer=12 keys=1\n");
+        // What a user runs inside (the image's own ssh-add) lists the laptop's key.
+        const fingerprint = (await ok("ssh-keygen", ["-lf", join(agentDir, "id.pub")])).split(" ")[1];
+        assert.equal(result.stdout, `dev 600\nanswer=12 keys=1\n${fingerprint}\n`);
         // The socket's bridge on the node ends with the SSH connection.
         let lingering: string[] = [];
         for (let i = 0; i < 50; i++) {

@@ -6,12 +6,9 @@
  */
 
 import { existsSync } from "node:fs";
-import type { Socket } from "node:net";
 import { join } from "node:path";
-import type { Duplex } from "node:stream";
 import type Dockerode from "dockerode";
 import type { Environment } from "../../core/environment.js";
-import type { ListeningPort } from "../../core/listening-ports.js";
 import type {
   BuildContext,
   ExecOptions,
@@ -19,14 +16,11 @@ import type {
   LabeledWorkload,
   Observation,
   Provider,
-  SplicedSocket,
-  UnixListener,
-  UnixSocketSpec,
   WorkloadPool,
 } from "../../core/provider.js";
 import type { InfrastructureSettings } from "../../core/settings.js";
 import { defaultDockerHost, dockerClient, isLocalEngine } from "../../docker/index.js";
-import { NamespaceBridge } from "../../netns/index.js";
+import { type InsideAccess, NamespaceBridge } from "../../netns/index.js";
 import type { CvmSupervisor } from "../../supervisor/index.js";
 import type { ProviderOptions } from "../index.js";
 import { EnvironmentFirewall, type FirewalledEngine } from "./environment-firewall.js";
@@ -46,17 +40,7 @@ export async function createDockerProvider(options: ProviderOptions): Promise<Pr
 /** What both standard environments and the CVM supervisor do for one environment. */
 type EnvironmentBackend = Pick<
   CvmSupervisor,
-  | "build"
-  | "start"
-  | "stop"
-  | "remove"
-  | "discard"
-  | "observe"
-  | "exec"
-  | "dial"
-  | "spliceSocket"
-  | "listeningPorts"
-  | "listenUnix"
+  "build" | "start" | "stop" | "remove" | "discard" | "observe" | "exec" | "pid"
 >;
 
 class DockerProvider implements Provider {
@@ -67,6 +51,8 @@ class DockerProvider implements Provider {
   private supervisor?: Promise<CvmSupervisor>;
 
   private readonly firewall: EnvironmentFirewall;
+  /** Ports and sockets inside either kind, through cvm-nsbridge in the namespaces of its process (src/netns). */
+  private readonly inside: InsideAccess;
   private readonly hostEngineIsLocal: boolean;
 
   constructor(
@@ -75,6 +61,9 @@ class DockerProvider implements Provider {
     private readonly docker: Dockerode,
   ) {
     this.hostEngineIsLocal = isLocalEngine(dockerHost);
+    this.inside = new NamespaceBridge(join(options.dataDir, "bin")).inside(async (environment) =>
+      (await this.for(environment)).pid(environment),
+    );
     this.firewall = new EnvironmentFirewall({
       installationId: options.installationId,
       dataDir: options.dataDir,
@@ -85,7 +74,6 @@ class DockerProvider implements Provider {
       docker,
       options.logger,
       this.hostEngineIsLocal,
-      new NamespaceBridge(join(options.dataDir, "bin")),
       options.installationId,
       () => this.applyPolicy(this.hostEngineIsLocal),
       this.hostEngineIsLocal ? join(options.dataDir, "disks") : undefined,
@@ -212,33 +200,10 @@ class DockerProvider implements Provider {
     return (await this.for(environment)).exec(environment, options);
   }
 
-  async dial(environment: Environment, port: number): Promise<Duplex> {
-    return (await this.for(environment)).dial(environment, port);
-  }
-
-  async spliceSocket(
-    environment: Environment,
-    port: number,
-    client: Socket,
-    connected: () => Promise<void> | void,
-  ): Promise<SplicedSocket> {
-    const backend = await this.for(environment);
-    const splice = backend.spliceSocket?.bind(backend);
-    if (!splice) throw new Error("both docker backends splice sockets");
-    return splice(environment, port, client, connected);
-  }
-
-  async listeningPorts(environment: Environment): Promise<ListeningPort[]> {
-    return (await this.for(environment)).listeningPorts(environment);
-  }
-
-  async listenUnix(
-    environment: Environment,
-    spec: UnixSocketSpec,
-    onConnection: (connection: Duplex) => void,
-  ): Promise<UnixListener> {
-    return (await this.for(environment)).listenUnix(environment, spec, onConnection);
-  }
+  readonly dial: InsideAccess["dial"] = (...args) => this.inside.dial(...args);
+  readonly spliceSocket: InsideAccess["spliceSocket"] = (...args) => this.inside.spliceSocket(...args);
+  readonly listeningPorts: InsideAccess["listeningPorts"] = (...args) => this.inside.listeningPorts(...args);
+  readonly listenUnix: InsideAccess["listenUnix"] = (...args) => this.inside.listenUnix(...args);
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
     const standard = await this.standard.listWorkloads();

@@ -24,7 +24,6 @@ import {
   startExec,
   statusOf,
 } from "../../docker/index.js";
-import type { InsideAccess, NamespaceBridge } from "../../netns/index.js";
 import { diskVolumeOptions, ensureDisk, releaseDisk } from "../../supervisor/environment-disks.js";
 import { readNodePidCapacity } from "../../supervisor/node-limits.js";
 import { containerName, containerRequest, homeVolumeRequest, standardNetwork } from "./workload.js";
@@ -41,7 +40,6 @@ export class StandardEnvironments {
     private readonly docker: Dockerode,
     private readonly logger: Logger,
     private readonly engineIsLocal: boolean,
-    private readonly namespaces: NamespaceBridge,
     private readonly installationId: string | undefined,
     /** Called once a container has started, before its build returns: the network policy takes it in; answers a line for the build log. */
     private readonly started: () => Promise<string | undefined> = async () => undefined,
@@ -279,8 +277,8 @@ export class StandardEnvironments {
     return startExec(this.docker, this.docker.getContainer(info.Id), options, { engineIsLocal: this.engineIsLocal });
   }
 
-  /** The node's pid of the environment's running container, whose namespaces are entered to reach inside. */
-  private async pid(environment: Environment): Promise<number> {
+  /** The node's pid of the environment's running container, whose namespaces are entered to reach inside (src/netns). */
+  async pid(environment: Environment): Promise<number> {
     if (!this.engineIsLocal) {
       throw new CvmError("UNAVAILABLE", "Reaching a port or socket inside needs the engine on this machine", {
         detail: "The docker provider's engine is remote (DOCKER_HOST is not a local socket)",
@@ -294,17 +292,6 @@ export class StandardEnvironments {
     }
     return info.State.Pid;
   }
-
-  /** Reached through cvm-nsbridge in the namespaces of its process (src/netns); made on first use, after the constructor. */
-  private insideAccess?: InsideAccess;
-  private get inside(): InsideAccess {
-    this.insideAccess ??= this.namespaces.inside((environment) => this.pid(environment));
-    return this.insideAccess;
-  }
-  readonly dial: InsideAccess["dial"] = (...args) => this.inside.dial(...args);
-  readonly spliceSocket: InsideAccess["spliceSocket"] = (...args) => this.inside.spliceSocket(...args);
-  readonly listeningPorts: InsideAccess["listeningPorts"] = (...args) => this.inside.listeningPorts(...args);
-  readonly listenUnix: InsideAccess["listenUnix"] = (...args) => this.inside.listenUnix(...args);
 
   async listWorkloads(): Promise<LabeledWorkload[]> {
     return listLabeledWorkloads(this.docker, this.installationId);

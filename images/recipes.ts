@@ -43,7 +43,8 @@ export const bakedImagesDir = "/usr/share/cvm/images";
 const path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const systemdPackages = ["systemd", "systemd-sysv", "dbus", "kmod", "procps", "iproute2", "ca-certificates"];
-const userPackages = ["sudo", "bash", "less", "openssh-sftp-server", "rsync"];
+/** What a developer's shell expects on a VM: git, and ssh itself (with agent forwarding, `git clone git@...` works inside). */
+const userPackages = ["sudo", "bash", "less", "openssh-sftp-server", "rsync", "git", "openssh-client", "curl"];
 const dockerPackages = ["docker.io", "containerd", "runc", "iptables", "docker-compose"];
 
 /**

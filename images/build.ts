@@ -239,8 +239,27 @@ async function sameManifest(registry: string, name: string, a: string, b: string
   return first !== undefined && first === second;
 }
 
+/**
+ * A current image the local engine no longer has (a `docker image prune`):
+ * pulled back from the registry and tagged as its build tagged it, since
+ * what runs on this engine finds it by those names.
+ */
+async function ensureLocal(recipe: ImageRecipe, image: BuiltImage, registry: string, log: Log): Promise<BuiltImage> {
+  const present = await docker(["image", "inspect", "--format", "{{.Id}}", image.reference]).then(
+    () => true,
+    () => false,
+  );
+  if (present) return image;
+  await docker(["pull", "--quiet", image.reference]);
+  for (const tag of [`${registry}/cvm/${recipe.name}:latest`, image.localName])
+    await docker(["tag", image.reference, tag]);
+  log(`${recipe.name}: pulled ${image.reference} back into the local engine`);
+  return image;
+}
+
 async function buildOne(recipe: ImageRecipe, registry: string, force: boolean, log: Log): Promise<BuiltImage> {
-  if (!force && (await isCurrent(recipe, registry))) return describe(recipe, registry);
+  if (!force && (await isCurrent(recipe, registry)))
+    return ensureLocal(recipe, describe(recipe, registry), registry, log);
   if (force) {
     rmSync(rootTarball(recipe), { force: true });
     const { savedTar } = describe(recipe, registry);
@@ -310,7 +329,11 @@ export async function buildImages(options: BuildOptions = {}): Promise<BuiltImag
   for (const name of options.names?.length ? options.names : recipes.map((r) => r.name)) want(name);
 
   const quick = await Promise.all([...wanted].map((name) => isCurrent(recipeNamed(name), registry)));
-  if (!options.force && quick.every(Boolean)) return [...wanted].map((name) => describe(recipeNamed(name), registry));
+  if (!options.force && quick.every(Boolean)) {
+    return Promise.all(
+      [...wanted].map((name) => ensureLocal(recipeNamed(name), describe(recipeNamed(name), registry), registry, log)),
+    );
+  }
 
   return withBuildLock(log, async () => {
     const done = new Map<string, Promise<BuiltImage>>();

@@ -23,7 +23,7 @@ const common = {
 };
 
 const masks =
-  "--mask=sys-kernel-debug.mount,sys-kernel-tracing.mount,sys-kernel-config.mount,systemd-modules-load.service,modprobe@.service,kmod-static-nodes.service,e2scrub_reap.service";
+  "--mask=sys-kernel-debug.mount,sys-kernel-tracing.mount,sys-kernel-config.mount,systemd-modules-load.service,modprobe@.service,kmod-static-nodes.service,e2scrub_reap.service,systemd-journal-flush.service";
 
 const commonHost = {
   Mounts: [

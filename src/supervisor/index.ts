@@ -518,9 +518,7 @@ class Supervisor implements CvmSupervisor {
       const { directories } = await delegateCgroups(pid, root.uid, root.gid);
       await log(`cgroups: ${directories.length} directories handed to the CVM's root (uid ${root.uid})`);
       if (isSystemd(init)) {
-        await log(
-          `systemd: masked for the boot: ${maskedUnits.map((m) => `${m.unit} (${m.why})`).join(", ")}; systemd would try them because the CVM holds capabilities that count only inside it`,
-        );
+        await log(`systemd: masked for the boot: ${maskedUnits.map((m) => `${m.unit} (${m.why})`).join(", ")}`);
       }
     }
     await releaseGate(pid, "init");

@@ -70,13 +70,14 @@ test("the engine's multiplexed exec stream becomes plain text", () => {
 test("the report script, run by a real shell against a stand-in systemctl: Docker on its socket, dockerd not started", async () => {
   const dir = await mkdtemp(join(tmpdir(), "cvm-report-"));
   try {
-    // One line per unit, in the order asked, as systemctl answers for several units.
+    // A block per unit, in the order asked, properties in systemd's own order (Id first), as systemctl show answers.
     const systemctl = [
       "#!/bin/sh",
       'case "$1" in',
       "  is-system-running) echo running ;;",
-      '  is-enabled) [ "$2 $3" = "docker.service docker.socket" ] && printf "disabled\\nenabled\\n" ;;',
-      '  is-active) [ "$2 $3" = "docker.service docker.socket" ] && printf "inactive\\nactive\\n" ;;',
+      '  show) [ "$*" = "show -p Id,ActiveState,UnitFileState docker.service docker.socket" ] &&',
+      '    printf "Id=docker.service\\nActiveState=inactive\\nUnitFileState=disabled\\n\\nId=docker.socket\\nActiveState=active\\nUnitFileState=enabled\\n" ;;',
+      '  list-units) echo "asked for failed units while running" >&2; exit 1 ;;',
       "esac",
     ].join("\n");
     await writeFile(join(dir, "systemctl"), `${systemctl}\n`);

@@ -51,19 +51,32 @@ export function reportScript(wait: boolean, timeoutSeconds: number): string {
   const state = wait
     ? `timeout ${timeoutSeconds} systemctl is-system-running --wait 2>/dev/null`
     : "systemctl is-system-running 2>/dev/null";
-  return [
-    `echo "state=$(${state})"`,
-    'systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | while read -r unit rest; do echo "failed=$unit"; done',
-    dockerLines,
-  ].join("\n");
+  // Each systemctl run is a few ms after the boot, on the path to ready: the failed units are asked
+  // for only when there are some, and Docker's units in one run.
+  return [`state=$(${state})`, 'echo "state=$state"', failedLines, dockerLines].join("\n");
 }
 
-/** The report script's Docker lines, shared with the warm pool's claim (supervisor/warm-pool.ts). */
+/** The failed units, asked for when systemd said degraded; shared with the warm pool's claim (supervisor/warm-pool.ts). */
+export const failedLines = [
+  'if [ "$state" = degraded ]; then',
+  '  systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | while read -r unit rest; do echo "failed=$unit"; done',
+  "fi",
+].join("\n");
+
+/**
+ * The report script's Docker lines, shared with the warm pool's claim: one
+ * systemctl run for both units (no awk: the image is the user's). Lines
+ * systemctl did not give stay unknown (parseReport). In a subshell, so the
+ * claim script keeps its own variables.
+ */
 export const dockerLines = [
-  // Two systemctl runs for both units (each answers one line per unit, in order): a claim waits for these.
-  'case " $(systemctl is-enabled docker.service docker.socket 2>/dev/null | tr "\\n" " ") " in *" enabled "*) echo "docker=enabled" ;; esac',
-  // In a subshell, so the claim script keeps its own $1 and $2; "unknown" where systemctl said nothing (set -u).
-  '(set -- $(systemctl is-active docker.service docker.socket 2>/dev/null) unknown unknown; echo "dockerd=$1"; echo "dockersocket=$2")',
+  "(systemctl show -p Id,ActiveState,UnitFileState docker.service docker.socket 2>/dev/null | while IFS== read -r key value; do",
+  '  case "$key" in',
+  "    Id) unit=$value ;;",
+  '    UnitFileState) [ "$value" = enabled ] && echo "docker=enabled" ;;',
+  '    ActiveState) case "$unit" in docker.service) echo "dockerd=$value" ;; docker.socket) echo "dockersocket=$value" ;; esac ;;',
+  "  esac",
+  "done)",
 ].join("\n");
 
 export interface ScriptReport {
@@ -149,7 +162,8 @@ async function lstatInside(pid: number, path: string): Promise<import("node:fs")
 /** Waits until systemd's private bus socket exists (so systemctl can talk to it) or init is gone. */
 export async function waitForSystemdBus(pid: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  for (let wait = 2; Date.now() < deadline; wait = Math.min(wait * 2, 50)) {
+  // A stat costs nothing beside a boot, and every ms of the last wait is a ms more to ready.
+  for (let wait = 2; Date.now() < deadline; wait = Math.min(wait * 2, 10)) {
     signal?.throwIfAborted();
     const socket = await lstatInside(pid, "/run/systemd/private");
     if (socket?.isSocket()) return true;

@@ -33,7 +33,7 @@ import { memberEnvironment, type PoolMember } from "../core/warm-pool.js";
 import { ignoreMissing, labels, managedFilter, registryDigest } from "../docker/index.js";
 import { containerName } from "./cvm-container.js";
 import { readNodePidCapacity } from "./node-limits.js";
-import { dockerLines, dockerStatus, execCollect, parseReport, systemdStatusOf } from "./readiness.js";
+import { dockerLines, dockerStatus, execCollect, failedLines, parseReport, systemdStatusOf } from "./readiness.js";
 
 const run = promisify(execFile);
 
@@ -78,9 +78,7 @@ export function claimScript(): string {
     "    sleep 0.01",
     "  done",
     '  state=$(systemctl is-system-running 2>/dev/null || true); echo "state=$state"',
-    '  if [ "$state" = degraded ]; then',
-    '    systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | while read -r unit rest; do echo "failed=$unit"; done',
-    "  fi",
+    failedLines,
     dockerLines,
     "  kill -TERM 1",
     "fi",

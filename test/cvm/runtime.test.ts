@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
 import Dockerode from "dockerode";
@@ -205,6 +206,15 @@ test("stop lets systemd shut down cleanly; start brings it back; rebuild keeps h
   assert.equal(again.docker, "answering");
   assert.match(restart.lines.join("\n"), /systemd: failed units: cvm-rt-fails.service/);
   assert.equal((await execIn(supervisor, env, ["cat", "/home/marker"])).stdout, "kept\n");
+  // The journal is on disk from each boot's first line, as on a VM: both boots are there, each from its start.
+  const journal = await execIn(supervisor, env, [
+    "sh",
+    "-c",
+    "journalctl --list-boots --no-pager --quiet | wc -l; journalctl -b -1 -o cat --no-pager | head -1; test -e /run/log/journal || echo none in /run; cat /proc/sys/kernel/random/boot_id",
+  ]);
+  const [boots, first, run, bootId] = journal.stdout.split("\n");
+  assert.deepEqual([boots, first, run], ["2", "Journal started", "none in /run"], journal.stderr);
+  assert.notEqual(bootId, readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(), "a boot id of its own");
 
   await supervisor.discard(env, { keepDockerData: true });
   assert.equal((await supervisor.build(env, cvmBuildContext())).systemd, "running", "a rebuild starts from the image");

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -136,6 +137,60 @@ static void swap_sysfs(void) {
 }
 
 /*
+ * A boot id of the CVM's own for each start. The kernel's
+ * /proc/sys/kernel/random/boot_id is the node's, the same for every CVM and
+ * every start of one: journald stamps each entry with it, so a stopped and
+ * started CVM had one boot (`journalctl -b -1` found nothing). A fresh random
+ * id (a version 4 UUID, as the kernel makes) is bound over it, read-only,
+ * from the CVM's own /run.
+ *
+ * Only where LXCFS already covers files of /proc: a /proc with nothing on
+ * top is what lets a user namespace inside mount a proc of its own (rootless
+ * tools), which one more cover would take away.
+ */
+#define BOOT_ID "/proc/sys/kernel/random/boot_id"
+#define BOOT_ID_OWN "/run/.cvm-boot-id"
+static void own_boot_id(void) {
+  unsigned char b[16];
+  char text[40];
+  struct stat proc, uptime;
+  if (getpid() != 1 || stat("/proc", &proc) != 0 || stat("/proc/uptime", &uptime) != 0) return;
+  if (proc.st_dev == uptime.st_dev) return; /* no LXCFS: /proc stays whole */
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) return;
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  snprintf(text, sizeof text, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\n", b[0], b[1], b[2],
+           b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  int fd = open(BOOT_ID_OWN, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0444);
+  if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+    fprintf(stderr, "cvm-gate: boot id: write %s: %s\n", BOOT_ID_OWN, strerror(errno));
+    if (fd >= 0) close(fd);
+    return;
+  }
+  close(fd);
+  if (mount(BOOT_ID_OWN, BOOT_ID, NULL, MS_BIND, NULL) != 0 ||
+      mount(NULL, BOOT_ID, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+    fprintf(stderr, "cvm-gate: boot id: bind over %s: %s\n", BOOT_ID, strerror(errno));
+  }
+}
+
+/*
+ * The flag the journal's flush leaves (`journalctl --flush`): journald, when
+ * it starts and finds it, writes to /var/log/journal at once instead of
+ * /run until the flush. A CVM's /var is there before journald starts, so the
+ * flush is masked (systemd-masks.ts) and its flag left here instead.
+ */
+static void mark_journal_flushed(void) {
+  mkdir("/run/systemd/journal", 0755);
+  int fd = open("/run/systemd/journal/flushed", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "cvm-gate: mark the journal flushed: %s\n", strerror(errno));
+    return;
+  }
+  close(fd);
+}
+
+/*
  * Runtime masks, as `systemctl mask --runtime` makes them. Written here, as
  * the CVM's root, because the node's root cannot create files in the CVM's
  * /run: that tmpfs belongs to the CVM's user namespace (EOVERFLOW).
@@ -152,6 +207,7 @@ static void mask_units(const char *units) {
     if (symlink("/dev/null", path) != 0 && errno != EEXIST) {
       fprintf(stderr, "cvm-gate: mask %s: %s\n", unit, strerror(errno));
     }
+    if (strcmp(unit, "systemd-journal-flush.service") == 0) mark_journal_flushed();
   }
 }
 
@@ -182,6 +238,7 @@ static int hold(const char *masks, char **argv) {
     if (sig == SIGUSR1 || sig == SIGUSR2) {
       swap_sysfs();
       mount_binfmt_misc();
+      own_boot_id();
     }
     if (sig == SIGUSR1) {
       mask_units(masks);

@@ -619,7 +619,8 @@ class Supervisor implements CvmSupervisor {
       return this.boot(container, environment, runtime, log, signal);
     }
     const state = await gateState(info.State.Pid);
-    if (state === "held" || state === "starting") return this.boot(container, environment, runtime, log, signal, true);
+    if (state === "held" || state === "opening" || state === "starting")
+      return this.boot(container, environment, runtime, log, signal, true);
     if (state === "reaper") return this.observe(environment);
     const init = await this.initPath(container);
     if (!init.found) return this.observe(environment);
@@ -637,7 +638,7 @@ class Supervisor implements CvmSupervisor {
     const log = (text: string) => context.log(text);
     if (info.State.Running) {
       // Still held at its gate: the supervisor that started it went away mid-build; finish the boot.
-      if (!["held", "starting"].includes(await gateState(info.State.Pid))) return this.observe(environment);
+      if (!["held", "opening", "starting"].includes(await gateState(info.State.Pid))) return this.observe(environment);
       await context.enter("starting");
       return this.boot(await this.container(environment), environment, runtime, log, context.signal, true);
     }
@@ -713,7 +714,7 @@ class Supervisor implements CvmSupervisor {
     }
     const pid = info.State.Pid;
     const state = await gateState(pid);
-    if (state === "held" || state === "starting") {
+    if (state === "held" || state === "opening" || state === "starting") {
       return { exists: true, running: true, runtime, systemd: "starting", failedUnits: [], docker: "unknown" };
     }
     if (state === "reaper") {

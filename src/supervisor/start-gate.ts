@@ -28,6 +28,8 @@ export const sysfsReferencePath = "/.cvm/sysfs";
 /** /proc/PID/comm of the gate while it holds, and of the reaper it becomes. */
 export const gateComm = "cvm-gate";
 export const reaperComm = "cvm-reaper";
+/** The gate's name between its release signal and the exec (its mounts and masks are being made). */
+export const openingComm = "cvm-gate-open";
 
 /** The container's command: hold, then mask `masks` for systemd and exec `init` (when the image has one). */
 export function gateCommand(init: string, masks: readonly string[] = []): string[] {
@@ -47,7 +49,7 @@ async function comm(pid: number): Promise<string | undefined> {
   return (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined))?.trim();
 }
 
-export type GateState = "starting" | "held" | "reaper" | "init" | "gone";
+export type GateState = "starting" | "held" | "opening" | "reaper" | "init" | "gone";
 
 /**
  * What PID 1 of a CVM is now, from the node's side. The engine's start
@@ -58,6 +60,7 @@ export async function gateState(pid: number): Promise<GateState> {
   const name = await comm(pid);
   if (name === undefined) return "gone";
   if (name === gateComm) return "held";
+  if (name === openingComm) return "opening";
   if (name === reaperComm) return "reaper";
   if (name === "runc" || name.startsWith("runc:")) return "starting";
   return "init";
@@ -70,7 +73,9 @@ export async function gateState(pid: number): Promise<GateState> {
  * ("runc:[2:INIT]", a re-executed copy of runc), so nothing but the gate's own
  * name counts as a sign. A signal reaches a namespace's init only once it has
  * a handler, so one sent before the gate installed its handler is lost:
- * repeat until PID 1 is no longer the holding gate.
+ * repeat until PID 1 is no longer the holding gate. Once it has the signal
+ * it says so ("opening"), and the release waits, sending nothing more, until
+ * the exec: its mounts are made by then.
  */
 export async function releaseGate(pid: number, how: Release, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -78,10 +83,11 @@ export async function releaseGate(pid: number, how: Release, timeoutMs = 60_000)
   for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
     const state = await gateState(pid);
     if (state === "gone") throw new CvmError("INTERNAL", "The CVM's init exited before it was released");
-    if (state === "reaper" || (seenHeld && state !== "held")) return;
+    if (state === "reaper" || (seenHeld && state !== "held" && state !== "opening")) return;
     if (Date.now() > deadline) {
       throw new CvmError("INTERNAL", `The CVM's start gate did not open within ${timeoutMs} ms (PID 1: ${state})`);
     }
+    if (state === "opening") seenHeld = true;
     if (state === "held") {
       seenHeld = true;
       try {

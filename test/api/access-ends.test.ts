@@ -90,6 +90,16 @@ function readEvents(client: CvmClient) {
   return { events, ended, stop: () => controller.abort() };
 }
 
+/**
+ * Every environment, deleted by the admin: the member's access is what these
+ * tests end, and a delete of the member's own was refused and left its
+ * container running on the machine.
+ */
+async function deleteEveryEnvironment(admin: CvmClient | undefined): Promise<void> {
+  const { items } = (await admin?.listEnvironments({ owner: "all" }).catch(() => undefined)) ?? { items: [] };
+  for (const environment of items) await admin?.deleteEnvironment(environment.id).catch(() => undefined);
+}
+
 describe("open connections end when access ends (sqlite)", { skip }, () => {
   let t: TestServer;
   let admin: CvmClient;
@@ -105,9 +115,7 @@ describe("open connections end when access ends (sqlite)", { skip }, () => {
   });
   after(async () => {
     console.log(figures.join("\n"));
-    for (const environment of (await admin.listEnvironments({ owner: "all" }).catch(() => ({ items: [] }))).items) {
-      await admin.deleteEnvironment(environment.id).catch(() => undefined);
-    }
+    await deleteEveryEnvironment(admin);
     await t?.close();
   });
 
@@ -215,7 +223,7 @@ describe("open connections end when access ends through another replica (postgre
     await untilRunning(member, "dev");
   });
   after(async () => {
-    await member?.deleteEnvironment("dev").catch(() => undefined);
+    await deleteEveryEnvironment(admin);
     for (const server of servers) await server.close();
     await database?.drop();
   });

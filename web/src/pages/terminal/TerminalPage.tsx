@@ -312,7 +312,15 @@ export default function TerminalPage({ params }: { params: Record<string, string
       </p>
       <InlineError error={startError} />
       {running || opened ? (
-        <TerminalView environmentId={e.id} state={live.gone ? "deleted" : e.state} onStart={() => void start()} />
+        <>
+          {/* A start can take under a second, over before its "starting it" was ever drawn: say it stays said. */}
+          {autoStarted && (
+            <p role="status" className="muted" data-testid="terminal-starting">
+              {e.name} was {autoStarted}: started it.
+            </p>
+          )}
+          <TerminalView environmentId={e.id} state={live.gone ? "deleted" : e.state} onStart={() => void start()} />
+        </>
       ) : (
         <div className="feedback terminal-closed">
           {building ? (

@@ -52,7 +52,7 @@ import {
   agentProbe,
   assertOwnProc,
   echoServer,
-  lineThrough,
+  firstAnswerThrough,
   ok,
   ownProcScript,
   run as runToEnd,
@@ -532,7 +532,7 @@ describe("cvm on a real Kubernetes node, installed with the chart", { skip, time
 
       await ok("ssh", ["-F", sshConfig, "-o", "BatchMode=yes", "dev.cvm", echoServer(18081)], { env });
       await withSshTunnel({ config: sshConfig, host: "dev.cvm", env }, [18081], async ([local], said) => {
-        assert.equal(await lineThrough(local, "hi there\n"), "echo from inside: hi there\n", said());
+        assert.equal(await firstAnswerThrough(local, "hi there\n"), "echo from inside: hi there\n", said());
       });
     });
 

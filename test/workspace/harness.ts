@@ -178,8 +178,8 @@ export function lineThrough(port: number, line: string): Promise<string> {
 /**
  * `ssh -N -L` from free local ports to each of `remotePorts` on the host's
  * loopback, as a user opens a tunnel; `use` gets the local ports (in the same
- * order) and what ssh has said so far. The first forward is waited for: ssh
- * opens its listeners after the session is up.
+ * order) and what ssh has said so far. ssh listens only once its session is
+ * up: ask through firstAnswerThrough first.
  */
 export async function withSshTunnel(
   ssh: { config: string; host: string; env: Record<string, string> },
@@ -198,28 +198,26 @@ export async function withSshTunnel(
     said += chunk;
   });
   try {
-    for (let attempt = 0; attempt < 100; attempt++) {
-      if (await connectable(localPorts[0])) break;
-      await sleep(200);
-    }
     await use(localPorts, () => said);
   } finally {
     tunnel.kill();
   }
 }
 
-function connectable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, "127.0.0.1");
-    socket.on("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on("error", () => resolve(false));
-  });
+/**
+ * lineThrough, asked again until something answers, for 20 s: the tunnel's
+ * listener and a server just started inside both take a moment.
+ */
+export async function firstAnswerThrough(port: number, line: string): Promise<string> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const answer = await lineThrough(port, line).catch(() => "");
+    if (answer) return answer;
+    await sleep(200);
+  }
+  return "";
 }
 
-/** What a CVM's sessions read of its size: the commands, one answer per line (see ownProcOf). */
+/** What a CVM's sessions read of its size: the commands, one answer per line (read by assertOwnProc). */
 export const ownProcScript = [
   "nproc",
   "getconf _NPROCESSORS_ONLN",

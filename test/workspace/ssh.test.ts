@@ -23,6 +23,7 @@ import {
   agentProbe,
   cvmBin,
   echoServer,
+  firstAnswerThrough,
   lineThrough,
   ok,
   type Person,
@@ -243,7 +244,7 @@ for (const kind of ["standard", "cvm"] as const) {
         { config: sshConfig, host: host(), env: alice.env },
         [port, 1],
         async ([open, shut], said) => {
-          assert.equal(await lineThrough(open, "hi there\n"), "echo from inside: hi there\n", said());
+          assert.equal(await firstAnswerThrough(open, "hi there\n"), "echo from inside: hi there\n", said());
           const started = Date.now();
           assert.equal(await lineThrough(shut, "hi there\n").catch(() => ""), "");
           assert.ok(Date.now() - started < 10_000, "a refused forward fails at once");

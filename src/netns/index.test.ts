@@ -3,6 +3,7 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { text } from "node:stream/consumers";
 import { after, before, test } from "node:test";
 import { NamespaceBridge } from "./index.js";
 
@@ -30,20 +31,9 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function collect(stream: NodeJS.ReadableStream): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    stream.on("data", (chunk) => {
-      text += chunk;
-    });
-    stream.on("end", () => resolve(text));
-    stream.on("error", reject);
-  });
-}
-
 test("dial reaches a server on the namespace's loopback; each side's end half-closes", { skip }, async () => {
   const stream = await bridge.dial(process.pid, echoPort);
-  const answer = collect(stream);
+  const answer = text(stream);
   stream.write("hello");
   await new Promise((resolve) => setTimeout(resolve, 100));
   stream.end();
@@ -88,7 +78,7 @@ test("listen: a socket inside, owned as asked, whose connections come out here; 
   assert.equal(directory.mode & 0o777, 0o700);
   const client = connect(path);
   client.write("ping");
-  assert.equal(await collect(client), "got ping");
+  assert.equal(await text(client), "got ping");
   await listener.close();
   await assert.rejects(stat(path), { code: "ENOENT" });
 });
@@ -114,7 +104,7 @@ test("relay joins two sockets of this process in the kernel; what was read befor
     });
     near.listen(0, "127.0.0.1", () => {
       const client = connect((near.address() as { port: number }).port, "127.0.0.1");
-      answer = collect(client);
+      answer = text(client);
       client.write("hello");
       setTimeout(() => client.end(), 300);
     });

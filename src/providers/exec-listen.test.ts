@@ -14,6 +14,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import { text } from "node:stream/consumers";
 import { after, before, test } from "node:test";
 import type { ExecSession } from "../core/provider.js";
 import { encodeSocketFrame, listenScript, relayListener, SocketFrameDecoder } from "./exec-listen.js";
@@ -43,17 +44,6 @@ function localRelay(path: string, uid: number, gid: number): { session: ExecSess
 function upperEcho(connection: Duplex): void {
   connection.on("data", (data: Buffer) => connection.write(data.toString().toUpperCase()));
   connection.on("end", () => connection.end("bye"));
-}
-
-function collect(socket: Socket): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    socket.on("data", (chunk) => {
-      text += chunk;
-    });
-    socket.on("end", () => resolve(text));
-    socket.on("error", reject);
-  });
 }
 
 function connected(path: string): Promise<Socket> {
@@ -91,7 +81,7 @@ test("the socket is the account's in a private directory, carries connections bo
 
   // Two clients at once, each answered on its own connection; a half-close is passed on both ways.
   const [a, b] = await Promise.all([connected(path), connected(path)]);
-  const answers = Promise.all([collect(a), collect(b)]);
+  const answers = Promise.all([text(a), text(b)]);
   a.write("first ");
   b.write("second ");
   a.end("a");
@@ -102,7 +92,7 @@ test("the socket is the account's in a private directory, carries connections bo
   // A megabyte through, in chunks the frames cut anywhere.
   const big = Buffer.alloc(1024 * 1024, "x");
   const c = await connected(path);
-  const answer = collect(c);
+  const answer = text(c);
   c.end(big);
   assert.equal((await answer).length, big.length + 3);
 

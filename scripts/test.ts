@@ -200,7 +200,9 @@ async function runTests(files: string[]): Promise<boolean> {
   const concurrency = Number(process.env.CVM_TEST_CONCURRENCY ?? 2);
   let failures = 0;
   let bareSkips = 0;
-  const events = run({ files, concurrency });
+  // A file whose tests are over ends then, even with a handle left open: a test that timed out in its
+  // cleanup must fail, not keep its process (and the whole run) waiting forever.
+  const events = run({ files, concurrency, forceExit: true });
   events.on("test:fail", (data) => {
     if (!data.todo) failures++;
   });

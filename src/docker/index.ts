@@ -4,6 +4,7 @@
  * own, the doctor and `cvm image check`), so each job is done one way.
  */
 
+export { removeContainer, stopContainer } from "./container-ends.js";
 export { defaultDockerHost, dockerHostOf, engineOptions, isLocalEngine } from "./engine-address.js";
 export { dockerClient } from "./engine-client.js";
 export { ignoreMissing, ignoring, isNotFound, statusOf } from "./engine-errors.js";

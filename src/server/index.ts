@@ -19,6 +19,7 @@ import type { SiteAddress } from "../api/request-origin.js";
 import { attachSsh } from "../api/ssh.js";
 import { attachTerminal } from "../api/terminal.js";
 import { Upgrades } from "../api/upgrade.js";
+import { within } from "../core/deadline.js";
 import { CvmError } from "../core/errors.js";
 import type { Provider } from "../core/provider.js";
 import type { Store } from "../core/store.js";
@@ -97,6 +98,11 @@ export function parseListen(listen: string): { host: string; port: number } {
 }
 
 const maxHeaderSize = 256 * 1024;
+/**
+ * How long a start waits on a provider before answering anyway: an engine
+ * stuck on one container must not keep every user from every environment.
+ */
+const startupStepMs = 20_000;
 
 type Fetch = (request: Request, bindings: HttpBindings | Http2Bindings) => Response | Promise<Response>;
 
@@ -244,7 +250,10 @@ async function serve(
   });
   const setup = new SetupCode(store, logger, options.setupCode ?? process.env.CVM_SETUP_CODE);
   if (provider.configure) {
-    await provider.configure(await settings.get());
+    const configured = provider.configure(await settings.get()).then(() => true);
+    if (!(await within(configured, startupStepMs))) {
+      logger.warn({ waitedMs: startupStepMs }, "the provider is still taking the settings in: answering meanwhile");
+    }
     settings.onChange((changed) => provider.configure?.(changed) ?? Promise.resolve());
   }
   const deps = {
@@ -276,14 +285,22 @@ async function serve(
       options.secureCookies ?? (url.startsWith("https:") || options.accessUrl?.startsWith("https:") || false),
   };
 
-  if (!options.skipReconcile) {
-    const report = await environments.reconcile({ removeOrphans: false });
-    if (report.orphans.length > 0) {
-      logger.warn(
-        { orphans: report.orphans },
-        "workloads with cvm's labels and no environment; POST /api/v1/admin/reconcile?removeOrphans=1 removes them",
-      );
-    }
+  // Answered before the server is, unless an engine is slow to say how its workloads stand: then the server
+  // answers meanwhile, and a request about an environment still being settled waits for it (per-environment lock).
+  const reconciling = options.skipReconcile
+    ? undefined
+    : environments.reconcile({ removeOrphans: false }).then((report) => {
+        if (report.orphans.length > 0) {
+          logger.warn(
+            { orphans: report.orphans },
+            "workloads with cvm's labels and no environment; POST /api/v1/admin/reconcile?removeOrphans=1 removes them",
+          );
+        }
+        return true;
+      });
+  if (reconciling && !(await within(reconciling, startupStepMs))) {
+    logger.warn({ waitedMs: startupStepMs }, "still settling environments a restart interrupted: answering meanwhile");
+    reconciling.catch((error) => logger.error({ err: error }, "reconcile failed"));
   }
 
   await environments.pools?.start();
@@ -328,6 +345,12 @@ async function serve(
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await environments.close();
+      // A reconcile still settling (an engine that stopped answering) gets a moment before the store closes.
+      if (reconciling)
+        await within(
+          reconciling.catch(() => false),
+          5000,
+        );
       // Streams end on the shutdown signal; whatever still hangs is cut (a timer that holds the
       // process until then: close() resolves whatever else is left running).
       const cut = setTimeout(() => server.closeAllConnections(), 2000);

@@ -13,6 +13,7 @@
 
 import type { Logger } from "pino";
 import type { PoolsStatus } from "../api/contract.js";
+import { within } from "../core/deadline.js";
 import type { Environment, EnvironmentSpec } from "../core/environment.js";
 import type { Validation } from "../core/errors.js";
 import type { BuildContext, Observation, PoolCapacity, Provider, WorkloadPool } from "../core/provider.js";
@@ -48,14 +49,12 @@ export interface WarmPoolsOptions {
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-/** Resolves with `work`'s answer, or undefined after `ms`. */
-function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  return Promise.race([work.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
-}
+/** `work`'s answer, or undefined when it fails or takes longer than `ms`. */
+const answerOrNothing = <T>(work: Promise<T>, ms: number) =>
+  within(
+    work.catch(() => undefined),
+    ms,
+  );
 
 export class WarmPools {
   private readonly pool?: WorkloadPool;
@@ -83,7 +82,7 @@ export class WarmPools {
   async capacity(): Promise<PoolCapacity | undefined> {
     if (!this.pool?.capacity) return undefined;
     if (this.capacityKnown && Date.now() - this.capacityKnown.at < 60_000) return this.capacityKnown.capacity;
-    const capacity = await within(this.pool.capacity(), 5000);
+    const capacity = await answerOrNothing(this.pool.capacity(), 5000);
     this.capacityKnown = { capacity, at: Date.now() };
     return capacity;
   }
@@ -182,7 +181,7 @@ export class WarmPools {
     }
     const { member } = reservation;
     const pool = this.pool;
-    const current = within(pool.imageVersion(member.image, context.credentials), 2000);
+    const current = answerOrNothing(pool.imageVersion(member.image, context.credentials), 2000);
     try {
       const age = member.readyAt ? ((Date.now() - Date.parse(member.readyAt)) / 1000).toFixed(0) : "?";
       await context.log(`pool: claiming a warm CVM of ${member.pool}, ready for ${age} s`);
@@ -307,7 +306,7 @@ export class WarmPools {
     for (const image of new Set(wanted.map((p) => p.image))) {
       const known = this.versions.get(image);
       if (known && Date.now() - known.checkedAt < every) continue;
-      const version = await within(pool.imageVersion(image), 5000);
+      const version = await answerOrNothing(pool.imageVersion(image), 5000);
       this.versions.set(image, { version: version ?? known?.version, checkedAt: Date.now() });
     }
   }

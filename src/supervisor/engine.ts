@@ -14,6 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import Dockerode from "dockerode";
 import type { Logger } from "pino";
+import { answerWithin } from "../core/deadline.js";
 import { CvmError } from "../core/errors.js";
 import { type EngineNetwork, ensureBridge, removeNetwork } from "./engine-network.js";
 import { sweepDiskVolumes } from "./environment-disks.js";
@@ -142,7 +143,8 @@ export function dockerdArguments(paths: EnginePaths, network: EngineNetwork): st
 
 async function ping(docker: Dockerode): Promise<boolean> {
   try {
-    await docker.ping();
+    // A dockerd that accepts and never answers counts as not answering: the caller waits for it, or replaces it.
+    await answerWithin(docker.ping(), 5000, "the engine's ping");
     return true;
   } catch {
     return false;

@@ -33,7 +33,6 @@ import {
   ensureImage,
   homeVolumeName,
   ignoreMissing,
-  ignoring,
   imageId,
   installationLabels,
   isInstallations,
@@ -41,7 +40,9 @@ import {
   listLabeledWorkloads,
   listRunningAddresses,
   type RunningAddress,
+  removeContainer,
   startExec,
+  stopContainer,
 } from "../docker/index.js";
 import { type ApparmorChoice, ensureApparmorProfile } from "./apparmor.js";
 import { delegateCgroups, removeContainerCgroups } from "./cgroup-delegation.js";
@@ -666,7 +667,7 @@ class Supervisor implements CvmSupervisor {
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
     const container = await this.container(environment);
     // StopSignal is SIGRTMIN+3: systemd shuts down cleanly; the engine kills what is left at the timeout.
-    await ignoreMissing(container.stop({ t: timeoutSeconds }));
+    await stopContainer(container, timeoutSeconds);
   }
 
   async remove(environment: Environment, options: { keepHome: boolean; keepDockerData?: boolean }): Promise<void> {
@@ -692,10 +693,10 @@ class Supervisor implements CvmSupervisor {
     const environmentId = info?.Config.Labels?.[labels.environment];
     if (info && environmentId) {
       // Its writable layer's disk comes off the layer directory first, or the engine cannot remove it.
-      await ignoring([304, 404], container.stop({ t: 0 }));
+      await stopContainer(container, 0);
       await releaseRootDisk(this.engine.paths.disks, environmentId, layerDirOf(info.GraphDriver));
     }
-    await ignoreMissing(container.remove({ force: true }));
+    await removeContainer(container, { volumes: false });
     const left = await removeContainerCgroups(id);
     if (left.length > 0) this.logger.warn({ container: id, left }, "cgroup directories left after removal");
   }

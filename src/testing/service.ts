@@ -29,6 +29,8 @@ export interface TestServiceOptions extends FakeProviderOptions {
   shared?: boolean;
   /** CVMs turned on in the settings. */
   cvmEnabled?: boolean;
+  /** How long a stop or removal may take (the server's default is minutes). */
+  workloadChangeTimeoutMs?: number;
 }
 
 export interface TestService {
@@ -87,6 +89,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       metrics: createMetrics(store),
       logger,
       stopTimeoutSeconds: 1,
+      workloadChangeTimeoutMs: options.workloadChangeTimeoutMs,
       pools: { intervalMs: 50, versionCheckMs: 0 },
     });
     await service.pools?.start();

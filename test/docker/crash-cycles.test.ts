@@ -18,6 +18,7 @@ import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { type CvmClient, collectPages } from "../../src/client/index.js";
 import type { EnvironmentSummary } from "../../src/core/environment.js";
+import { engineDiagnosis } from "../harness/engine-diagnosis.js";
 import { startServerProcess } from "../harness/server-process.js";
 
 const run = promisify(execFile);
@@ -208,6 +209,7 @@ test("100 create/delete cycles with a kill -9 of the server every 10: every buil
     );
   } catch (error) {
     console.error(`the server's log ends:\n${server.log().split("\n").slice(-40).join("\n")}`);
+    console.error(await engineDiagnosis(installation));
     throw error;
   } finally {
     if (!cleanedUp) await server.close();

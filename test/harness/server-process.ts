@@ -59,7 +59,8 @@ async function untilHealthy(url: string, child: ChildProcess, logFile: string): 
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`cvm server exited while starting:\n${readFileSync(logFile, "utf8").slice(-4000)}`);
     }
-    const answer = await fetch(`${url}/healthz`).catch(() => undefined);
+    // A server whose event loop is stuck accepts the connection and never answers: each try gives up.
+    const answer = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
     if (answer?.ok) return;
     await sleep(100);
   }
@@ -130,7 +131,10 @@ export async function startServerProcess(options: { cvms?: boolean } = {}): Prom
         const running = child;
         running.kill("SIGTERM");
         await Promise.race([exited(running), sleep(60_000)]);
-        if (running.exitCode === null && running.signalCode === null) running.kill("SIGKILL");
+        if (running.exitCode === null && running.signalCode === null) {
+          running.kill("SIGKILL");
+          await Promise.race([exited(running), sleep(5000)]);
+        }
       }
       let installation: string | undefined;
       try {

@@ -8,6 +8,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type Dockerode from "dockerode";
+import { answerWithin } from "../../core/deadline.js";
 import type { Environment } from "../../core/environment.js";
 import type {
   BuildContext,
@@ -29,7 +30,8 @@ import { StandardEnvironments } from "./standard-environments.js";
 export async function createDockerProvider(options: ProviderOptions): Promise<Provider> {
   const dockerHost = options.dockerHost ?? defaultDockerHost;
   const docker = dockerClient(dockerHost);
-  await docker.ping().catch((error) => {
+  // An engine that accepts the connection and never answers is as unreachable as one that refuses it.
+  await answerWithin(docker.ping(), 10_000, "the engine's ping").catch((error) => {
     throw new Error(`the docker provider cannot reach the engine at ${dockerHost}: ${(error as Error).message}`, {
       cause: error,
     });

@@ -13,7 +13,6 @@ import type { BuildContext, ExecOptions, ExecSession, LabeledWorkload, Observati
 import {
   ensureImage,
   homeVolumeName,
-  ignoreMissing,
   ignoring,
   isInstallations,
   labels,
@@ -21,8 +20,10 @@ import {
   listRunningAddresses,
   managedFilter,
   type RunningAddress,
+  removeContainer,
   startExec,
   statusOf,
+  stopContainer,
 } from "../../docker/index.js";
 import { diskVolumeOptions, ensureDisk, releaseDisk } from "../../supervisor/environment-disks.js";
 import { readNodePidCapacity } from "../../supervisor/node-limits.js";
@@ -223,13 +224,13 @@ export class StandardEnvironments {
 
   async stop(environment: Environment, timeoutSeconds: number): Promise<void> {
     for (const found of await this.containersOf(environment.id)) {
-      await ignoreMissing(this.docker.getContainer(found.Id).stop({ t: timeoutSeconds }));
+      await stopContainer(this.docker.getContainer(found.Id), timeoutSeconds);
     }
   }
 
   private async removeContainers(environmentId: string): Promise<void> {
     for (const found of await this.containersOf(environmentId)) {
-      await ignoring([404], this.docker.getContainer(found.Id).remove({ force: true, v: true }));
+      await removeContainer(this.docker.getContainer(found.Id), { volumes: true });
     }
   }
 
@@ -313,7 +314,7 @@ export class StandardEnvironments {
     const info = await ignoring([404], this.docker.getContainer(ref).inspect());
     const environmentId = info?.Config.Labels?.[labels.environment];
     if (!isInstallations(info?.Config.Labels, this.installationId) || !environmentId) return false;
-    await ignoring([404], this.docker.getContainer(info.Id).remove({ force: true, v: true }));
+    await removeContainer(this.docker.getContainer(info.Id), { volumes: true });
     if ((await this.containersOf(environmentId)).length === 0) await this.removeVolumes(environmentId, false);
     this.logger.info({ container: info.Name, environmentId }, "removed an orphaned workload and its volumes");
     return true;

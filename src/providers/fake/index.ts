@@ -51,6 +51,8 @@ export interface FakeScript {
   /** Stop and remove fail with these messages. */
   stopFails?: string;
   removeFails?: string;
+  /** Remove never answers, as an engine stuck on the container (Docker 20.10 can wait forever for an exit). */
+  removeHangs?: boolean;
   /** Claiming a warm pool's member of this script fails with this message. */
   claimFails?: string;
 }
@@ -206,6 +208,7 @@ export class FakeProvider implements Provider {
     this.calls.push({ method: "remove", environmentId: environment.id, keepHome: options.keepHome });
     const script = this.scriptOf(environment);
     if (script.removeFails) throw new CvmError("UNAVAILABLE", script.removeFails);
+    if (script.removeHangs) await new Promise<never>(() => {});
     this.workloads.delete(environment.id);
   }
 

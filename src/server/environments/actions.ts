@@ -12,6 +12,7 @@
 
 import type { Logger } from "pino";
 import type { CreateEnvironmentRequest } from "../../api/contract.js";
+import { workloadChange } from "../../core/deadline.js";
 import {
   assertActionAllowed,
   type Environment,
@@ -50,6 +51,8 @@ export interface EnvironmentActionsOptions {
   pools?: WarmPools;
   /** How long systemd gets to shut down on stop. */
   stopTimeoutSeconds?: number;
+  /** How long a stop or removal may take before it counts as failed (workloadChangeTimeoutMs). */
+  workloadChangeTimeoutMs?: number;
 }
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -163,7 +166,11 @@ export class EnvironmentActions {
       const { before, after: stopping } = await this.begin(actor, id, "stop", reason ? { reason } : {});
       await this.deps.runner.abort(id, reason ?? "stopped by the user");
       try {
-        await this.deps.provider.stop(stopping, this.deps.stopTimeoutSeconds ?? 20);
+        await workloadChange(
+          this.deps.provider.stop(stopping, this.deps.stopTimeoutSeconds ?? 20),
+          "stopping its workload",
+          this.deps.workloadChangeTimeoutMs,
+        );
       } catch (error) {
         await this.deps.transitions.fail(id, `stop failed: ${messageOf(error)}`, ["stopping"]);
         throw new CvmError("UNAVAILABLE", `Could not stop the environment: ${messageOf(error)}`, { cause: error });
@@ -193,7 +200,11 @@ export class EnvironmentActions {
       });
       await this.deps.runner.abort(id, "deleted by the user");
       try {
-        await this.deps.provider.remove(deleting, { keepHome: options.keepHome });
+        await workloadChange(
+          this.deps.provider.remove(deleting, { keepHome: options.keepHome }),
+          "removing its workload",
+          this.deps.workloadChangeTimeoutMs,
+        );
       } catch (error) {
         await this.deps.transitions.fail(id, `delete failed: ${messageOf(error)}`, ["deleting"]);
         throw new CvmError("UNAVAILABLE", `Could not remove the environment's workload: ${messageOf(error)}`, {

@@ -7,9 +7,9 @@
  * Every write goes through the transitions.
  */
 
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Build } from "../../core/build.js";
+import { within } from "../../core/deadline.js";
 import { buildingStates, type Environment, type EnvironmentState } from "../../core/environment.js";
 import { CvmError } from "../../core/errors.js";
 import type { BuildContext, Observation, Provider } from "../../core/provider.js";
@@ -50,12 +50,6 @@ const abortWaitMs = 30_000;
 /** How long a workload a failed build was starting gets to stop. */
 const cleanUpStopSeconds = 5;
 const serverStopping = "the server is shutting down";
-
-/** Waits for `work`, or `ms` at the most; the timer ends with the wait, so it holds no process open after. */
-async function atMost(work: Promise<unknown>, ms: number): Promise<void> {
-  const timer = new AbortController();
-  await Promise.race([work, sleep(ms, undefined, { signal: timer.signal })]).finally(() => timer.abort());
-}
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
@@ -108,7 +102,7 @@ export class BuildRunner {
     const live = this.live.get(environmentId);
     if (!live) return;
     live.controller.abort(new CvmError("CONFLICT", why));
-    await atMost(live.done, abortWaitMs);
+    await within(live.done, abortWaitMs);
   }
 
   /**
@@ -119,7 +113,7 @@ export class BuildRunner {
     this.stopping = true;
     const live = [...this.live.values()];
     for (const build of live) build.controller.abort(new CvmError("UNAVAILABLE", serverStopping));
-    await atMost(Promise.allSettled(live.map((b) => b.done)), abortWaitMs);
+    await within(Promise.allSettled(live.map((b) => b.done)), abortWaitMs);
   }
 
   private async run(

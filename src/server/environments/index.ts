@@ -37,6 +37,8 @@ export interface EnvironmentServiceOptions {
   logger: Logger;
   /** How long systemd gets to shut down on stop. */
   stopTimeoutSeconds?: number;
+  /** How long a stop or removal may take before it counts as failed (workloadChangeTimeoutMs). */
+  workloadChangeTimeoutMs?: number;
   /** How the warm pools fill (tests make them quicker). */
   pools?: Pick<WarmPoolsOptions, "fillConcurrency" | "intervalMs" | "versionCheckMs">;
 }

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
+import type { CvmError } from "../../core/errors.js";
 import * as fixtures from "../../testing/fixtures.js";
 import { startTestService, type TestService } from "../../testing/service.js";
 import { keepingHome } from "./actions.js";
@@ -91,6 +92,43 @@ describe("reconcile", () => {
       t.provider.calls.map((c) => `${c.method} ${c.keepHome ?? ""}`.trim()),
       ["stop", "remove false", "remove true"],
     );
+  });
+
+  // Bounded itself: without the feature the delete waits forever.
+  test("a delete whose removal never answers (an engine stuck on the container) fails in time, saying so", {
+    timeout: 10_000,
+  }, async () => {
+    t = await startTestService({ script: { stepMs: 1 }, workloadChangeTimeoutMs: 300 });
+    for (const name of ["stuck", "fine"]) {
+      const created = await t.service.create(t.member, { name, image: "debian:12" });
+      await t.finished(created.buildId as string);
+    }
+    t.provider.script("stuck", { removeHangs: true });
+    // The user's own delete: a 503 that names what did not end, and the environment failed, not left deleting.
+    const refused = await t.service.remove(t.member, "stuck", { keepHome: false }).then(
+      () => undefined,
+      (error: CvmError) => error,
+    );
+    assert.equal(refused?.code, "UNAVAILABLE");
+    assert.match(refused?.message ?? "", /removing its workload did not end within 0\.3 s/);
+    const stuck = await t.service.find(t.member, "stuck");
+    assert.equal(stuck.state, "failed");
+    assert.match(stuck.stateReason ?? "", /^delete failed: removing its workload did not end within 0\.3 s/);
+    // A delete a killed server left halfway: the next one's reconcile ends, and finishes the rest.
+    for (const name of ["stuck", "fine"]) {
+      const environment = await t.service.find(t.member, name);
+      await t.store.environments.update(environment.id, environment.version, { state: "deleting" });
+    }
+    const report = await t.restartAfterKill();
+    assert.deepEqual(
+      report.finished.map((f) => f.name),
+      ["fine"],
+    );
+    assert.deepEqual(
+      report.vanished.map((v) => `${v.name}: ${v.reason}`),
+      ["stuck: delete failed after interrupted by a server restart: removing its workload did not end within 0.3 s"],
+    );
+    assert.equal((await t.service.find(t.member, "stuck")).state, "failed", "it can be deleted again");
   });
 
   test("every build ends with an outcome: builds left open by a killed server end as their environment stands", async () => {

@@ -13,6 +13,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { ReconcileReport } from "../../api/contract.js";
+import { workloadChange } from "../../core/deadline.js";
 import {
   buildingStates,
   type Environment,
@@ -37,6 +38,8 @@ export interface ReconcilerOptions {
   logger: Logger;
   /** How long systemd gets to shut down when a stop left halfway is finished. */
   stopTimeoutSeconds?: number;
+  /** How long finishing a stop or delete may take before it counts as failed (workloadChangeTimeoutMs). */
+  workloadChangeTimeoutMs?: number;
 }
 
 /** How long showing an environment waits for the provider's fresh observation before answering with the stored one. */
@@ -125,7 +128,11 @@ export class Reconciler {
   /** A stop a server began and never finished: the workload is stopped now. */
   private async finishStop(environment: Environment, reason: string): Promise<void> {
     const { provider, transitions } = this.deps;
-    await provider.stop(environment, this.deps.stopTimeoutSeconds ?? 20);
+    await workloadChange(
+      provider.stop(environment, this.deps.stopTimeoutSeconds ?? 20),
+      "stopping its workload",
+      this.deps.workloadChangeTimeoutMs,
+    );
     await transitions.transition(environment.id, (current) =>
       current.state === "stopping" ? { to: "stopped", reason: `finished after ${reason}` } : undefined,
     );
@@ -134,7 +141,11 @@ export class Reconciler {
   /** A delete a server began and never finished: what is left of the workload goes, and the record with it. */
   private async finishDelete(environment: Environment, reason: string): Promise<void> {
     const { provider, store, bus, logger } = this.deps;
-    await provider.remove(environment, { keepHome: environment.stateReason === keepingHome });
+    await workloadChange(
+      provider.remove(environment, { keepHome: environment.stateReason === keepingHome }),
+      "removing its workload",
+      this.deps.workloadChangeTimeoutMs,
+    );
     await store.environments.remove(environment.id);
     bus.publish({ type: "deleted", id: environment.id, ownerId: environment.ownerId });
     logger.info({ environmentId: environment.id, reason }, "finished a delete left halfway");

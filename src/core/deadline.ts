@@ -1,0 +1,46 @@
+/**
+ * Bounds on waiting for work that may never end. A container engine stuck on
+ * one container (Docker 20.10 can wait forever for an exit it never hears of)
+ * holds every later call about it; the server must still start, a user still
+ * be told, and a shutdown still end.
+ */
+
+import { setTimeout as sleep } from "node:timers/promises";
+import { CvmError } from "./errors.js";
+
+/**
+ * How long a provider's stop or removal may take before it counts as failed:
+ * beyond every provider's own waits, so only an engine that will not answer
+ * takes longer.
+ */
+export const workloadChangeTimeoutMs = 180_000;
+
+/**
+ * `work`'s answer, or undefined once `ms` have passed (its failure in time
+ * is thrown); the timer ends with the wait, so it holds no process open after.
+ */
+export async function within<T>(work: Promise<T>, ms: number): Promise<T | undefined> {
+  const timer = new AbortController();
+  const late = sleep(ms, undefined, { signal: timer.signal }).catch(() => undefined);
+  return Promise.race([work, late]).finally(() => timer.abort());
+}
+
+/** `work`'s answer, or a 503 saying that `what` did not end within `ms` (the work itself may still end later). */
+export async function answerWithin<T>(work: Promise<T>, ms: number, what: string, detail?: string): Promise<T> {
+  // Wrapped, so that an answer of undefined is told apart from no answer.
+  const answer = await within(
+    work.then((value) => ({ value })),
+    ms,
+  );
+  if (answer) return answer.value;
+  throw new CvmError("UNAVAILABLE", `${what} did not end within ${formatSeconds(ms)}`, detail ? { detail } : {});
+}
+
+function formatSeconds(ms: number): string {
+  return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
+}
+
+/** A provider's stop or removal, failed once it has taken longer than `ms`. */
+export function workloadChange(work: Promise<void>, what: string, ms = workloadChangeTimeoutMs): Promise<void> {
+  return answerWithin(work, ms, what);
+}

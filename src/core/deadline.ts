@@ -33,10 +33,11 @@ export async function answerWithin<T>(work: Promise<T>, ms: number, what: string
     ms,
   );
   if (answer) return answer.value;
-  throw new CvmError("UNAVAILABLE", `${what} did not end within ${formatSeconds(ms)}`, detail ? { detail } : {});
+  throw new CvmError("UNAVAILABLE", `${what} did not end within ${seconds(ms)}`, detail ? { detail } : {});
 }
 
-function formatSeconds(ms: number): string {
+/** A bound as people read it: "0.3 s", "60 s". */
+export function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
 }
 

@@ -7,6 +7,7 @@
  */
 
 import type Dockerode from "dockerode";
+import { seconds } from "../core/deadline.js";
 import { CvmError } from "../core/errors.js";
 import { ignoreMissing } from "./engine-errors.js";
 
@@ -20,7 +21,7 @@ async function bounded<T>(call: (signal: AbortSignal) => Promise<T>, ms: number,
     return await call(AbortSignal.timeout(ms));
   } catch (error) {
     if ((error as Error).name !== "AbortError") throw error;
-    throw new CvmError("UNAVAILABLE", `The container engine did not ${what} within ${Math.round(ms / 1000)} s`, {
+    throw new CvmError("UNAVAILABLE", `The container engine did not ${what} within ${seconds(ms)}`, {
       detail:
         "The engine may still finish; ask again in a while. A container whose exit the engine never hears of stays until the engine restarts.",
       cause: error,
@@ -41,10 +42,14 @@ export async function removeContainer(
 }
 
 /** Stops the container: `timeoutSeconds` to end on its own, then killed; one stopped or gone already counts. */
-export async function stopContainer(container: Dockerode.Container, timeoutSeconds: number): Promise<void> {
+export async function stopContainer(
+  container: Dockerode.Container,
+  timeoutSeconds: number,
+  options: { timeoutMs?: number } = {},
+): Promise<void> {
   await bounded(
     (abortSignal) => ignoreMissing(container.stop({ t: timeoutSeconds, abortSignal })),
-    timeoutSeconds * 1000 + stopSlackMs,
+    options.timeoutMs ?? timeoutSeconds * 1000 + stopSlackMs,
     `stop container ${container.id.slice(0, 12)}`,
   );
 }

@@ -63,6 +63,9 @@ export interface FirewalledEngine {
   bridge(): Promise<string | undefined>;
 }
 
+/** How long the engine gets to describe one running container before the pass goes on without its bridge port. */
+const inspectTimeoutMs = 10_000;
+
 export class EnvironmentFirewall {
   private network: EnvironmentNetwork = defaultSettings.network;
   private readonly tag: string;
@@ -115,14 +118,16 @@ export class EnvironmentFirewall {
       for (const running of await engine.addresses()) {
         seen.add(running.containerId);
         if (!this.ports.has(running.containerId)) {
+          // Bounded: the engine holds an inspect of a container it is stuck removing, and one such
+          // container must not stop the policy of every other (nor the builds that wait on it).
           const pid = (
             await engine.docker
               .getContainer(running.containerId)
-              .inspect()
+              .inspect({ abortSignal: AbortSignal.timeout(inspectTimeoutMs) })
               .catch(() => undefined)
           )?.State.Pid;
-          const port = pid ? await bridgePort(pid, hostLinks).catch(() => undefined) : undefined;
-          this.ports.set(running.containerId, port);
+          // A container that did not answer is asked again at the next pass.
+          if (pid) this.ports.set(running.containerId, await bridgePort(pid, hostLinks).catch(() => undefined));
         }
         const { environmentId, ownerId, address } = running;
         found.push({ environmentId, ownerId, address, port: this.ports.get(running.containerId) });

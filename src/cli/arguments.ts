@@ -36,6 +36,15 @@ export function positiveWholeNumber(flag: string, unit: string) {
   };
 }
 
+/** `--env NAME=VALUE`, repeatable: each pair collected in order; one without a name and `=` is refused. */
+export function namedValueFlag(flag: string) {
+  return (pair: string, all: string[]): string[] => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(pair))
+      throw new CvmError("BAD_REQUEST", `${flag}: "${pair}" is not NAME=VALUE`);
+    return [...all, pair];
+  };
+}
+
 /** API field → what the user typed to set it (`memoryGiB` → `--memory`). */
 export type FieldNames = Record<string, string>;
 

@@ -6,6 +6,7 @@
 
 import type { Command } from "commander";
 import type { ExecFlags } from "../supervisor/pod-agent.js";
+import { namedValueFlag } from "./arguments.js";
 
 export function register(program: Command): void {
   const supervisor = program
@@ -31,12 +32,7 @@ export function register(program: Command): void {
     .option("--rows <n>", "the terminal's height", Number)
     .option("--user <uid>", "run as this account of the environment's (a uid or a name; default root)")
     .option("--cwd <dir>", "start in this directory")
-    .option(
-      "--env <name=value>",
-      "a variable for the command (repeatable)",
-      (v: string, all: string[]) => [...all, v],
-      [],
-    )
+    .option("--env <name=value>", "a variable for the command (repeatable)", namedValueFlag("--env"), [])
     .argument("[command...]", "the command (default: a login shell)")
     .action(async (command: string[], flags: ExecFlags) =>
       (await import("../supervisor/pod-agent.js")).execInPod(command, flags),

@@ -106,6 +106,10 @@ test("flag errors name the flag the user typed, never the API's field", async ()
 
   const days = await refused(["tokens", "create", "ci", "--ttl-days", "soon"]);
   assert.match(days, /^cvm: --ttl-days: "soon" is not a number of days$/m);
+
+  // The Pod's exec (what the server runs through the Kubernetes API): a variable without a value is refused.
+  const bare = await refused(["supervisor", "exec", "--env", "HOME", "--", "true"]);
+  assert.match(bare, /^cvm: --env: "HOME" is not NAME=VALUE$/m);
   assert.deepEqual((await admin.listEnvironments()).items, [], "nothing was created");
 });
 

@@ -62,6 +62,8 @@ export interface ServerOptions {
   onMismatch?: (mismatch: string) => void;
   /** Skip the reconcile at start (a second replica starting beside a busy first). */
   skipReconcile?: boolean;
+  /** How long a start waits for the provider (settings, reconcile) before answering anyway (20 s; tests make it short). */
+  startupWaitMs?: number;
   /** The URL people reach the server at (--access-url); Host headers must name it. Default: the listen address. */
   accessUrl?: string;
   /** Trust X-Forwarded-For, -Proto and -Host from the one reverse proxy in front (--proxy-trusted). */
@@ -102,7 +104,7 @@ const maxHeaderSize = 256 * 1024;
  * How long a start waits on a provider before answering anyway: an engine
  * stuck on one container must not keep every user from every environment.
  */
-const startupStepMs = 20_000;
+const startupWaitMs = 20_000;
 
 type Fetch = (request: Request, bindings: HttpBindings | Http2Bindings) => Response | Promise<Response>;
 
@@ -249,10 +251,12 @@ async function serve(
     if (event.type === "deleted" || event.environment.state !== "running") void connections.recheck();
   });
   const setup = new SetupCode(store, logger, options.setupCode ?? process.env.CVM_SETUP_CODE);
+  const waitMs = options.startupWaitMs ?? startupWaitMs;
   if (provider.configure) {
     const configured = provider.configure(await settings.get()).then(() => true);
-    if (!(await within(configured, startupStepMs))) {
-      logger.warn({ waitedMs: startupStepMs }, "the provider is still taking the settings in: answering meanwhile");
+    if (!(await within(configured, waitMs))) {
+      logger.warn({ waitedMs: waitMs }, "the provider is still taking the settings in: answering meanwhile");
+      configured.catch((error) => logger.error({ err: error }, "the provider could not take the settings in"));
     }
     settings.onChange((changed) => provider.configure?.(changed) ?? Promise.resolve());
   }
@@ -298,8 +302,8 @@ async function serve(
         }
         return true;
       });
-  if (reconciling && !(await within(reconciling, startupStepMs))) {
-    logger.warn({ waitedMs: startupStepMs }, "still settling environments a restart interrupted: answering meanwhile");
+  if (reconciling && !(await within(reconciling, waitMs))) {
+    logger.warn({ waitedMs: waitMs }, "still settling environments a restart interrupted: answering meanwhile");
     reconciling.catch((error) => logger.error({ err: error }, "reconcile failed"));
   }
 

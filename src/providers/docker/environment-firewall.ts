@@ -115,22 +115,28 @@ export class EnvironmentFirewall {
     const found: FirewalledEnvironment[] = [];
     const seen = new Set<string>();
     for (const engine of engines) {
-      for (const running of await engine.addresses()) {
-        seen.add(running.containerId);
-        if (!this.ports.has(running.containerId)) {
-          // Bounded: the engine holds an inspect of a container it is stuck removing, and one such
-          // container must not stop the policy of every other (nor the builds that wait on it).
-          const pid = (
-            await engine.docker
-              .getContainer(running.containerId)
-              .inspect({ abortSignal: AbortSignal.timeout(inspectTimeoutMs) })
-              .catch(() => undefined)
-          )?.State.Pid;
-          // A container that did not answer is asked again at the next pass.
-          if (pid) this.ports.set(running.containerId, await bridgePort(pid, hostLinks).catch(() => undefined));
-        }
-        const { environmentId, ownerId, address } = running;
-        found.push({ environmentId, ownerId, address, port: this.ports.get(running.containerId) });
+      const running = await engine.addresses();
+      // The new containers' bridge ports are looked up side by side: twenty CVMs started at once each wait
+      // for a pass that takes them in before their gate opens, and one after another was most of a pass.
+      await Promise.all(
+        running
+          .filter((r) => !this.ports.has(r.containerId))
+          .map(async ({ containerId }) => {
+            // Bounded: the engine holds an inspect of a container it is stuck removing, and one such
+            // container must not stop the policy of every other (nor the builds that wait on it).
+            const pid = (
+              await engine.docker
+                .getContainer(containerId)
+                .inspect({ abortSignal: AbortSignal.timeout(inspectTimeoutMs) })
+                .catch(() => undefined)
+            )?.State.Pid;
+            // A container that did not answer is asked again at the next pass.
+            if (pid) this.ports.set(containerId, await bridgePort(pid, hostLinks).catch(() => undefined));
+          }),
+      );
+      for (const { containerId, environmentId, ownerId, address } of running) {
+        seen.add(containerId);
+        found.push({ environmentId, ownerId, address, port: this.ports.get(containerId) });
       }
     }
     for (const id of [...this.ports.keys()]) if (!seen.has(id)) this.ports.delete(id);

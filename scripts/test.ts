@@ -193,6 +193,12 @@ async function prepareKube(): Promise<void> {
   console.log(`kubernetes: binaries ready in ${seconds(begun)}`);
 }
 
+/**
+ * The most one test file may take: the longest here took 5 minutes, and on a fresh machine the real node's
+ * file also builds the kubelet; CI gives the whole run 90.
+ */
+const fileTimeoutMs = 40 * 60_000;
+
 const noReason = 'SKIPPED WITHOUT A REASON: say why, t.skip("why") or { skip: "why" }';
 
 /** Runs the files with node's test runner and its spec reporter; true when every test passed and every skip said why. */
@@ -201,8 +207,9 @@ async function runTests(files: string[]): Promise<boolean> {
   let failures = 0;
   let bareSkips = 0;
   // A file whose tests are over ends then, even with a handle left open: a test that timed out in its
-  // cleanup must fail, not keep its process (and the whole run) waiting forever.
-  const events = run({ files, concurrency, forceExit: true });
+  // cleanup must fail, not keep its process (and the whole run) waiting forever. And no file runs longer
+  // than fileTimeoutMs: one stuck without a timeout of its own fails, its process killed, and the run goes on.
+  const events = run({ files, concurrency, forceExit: true, timeout: fileTimeoutMs });
   events.on("test:fail", (data) => {
     if (!data.todo) failures++;
   });

@@ -252,7 +252,9 @@ export async function ensureRootDisk(
       [disk.image, disk.mountPoint, layerDir],
     );
   } catch (error) {
+    // Half filled, it would hide the layer at the next try's mount: the next try makes it again.
     if (await isMounted(disk.mountPoint)) await run("umount", ["-l", disk.mountPoint]).catch(() => undefined);
+    if (!(await isMounted(layerDir))) await rm(disk.image, { force: true });
     throw error;
   } finally {
     await rmdir(disk.mountPoint).catch(() => undefined);

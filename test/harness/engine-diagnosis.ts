@@ -8,7 +8,7 @@
  */
 
 import { execFile } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -23,22 +23,19 @@ async function output(command: string, args: string[]): Promise<string> {
   );
 }
 
+/** The stacks dockerd wrote since `after` (ms since the epoch), if it has yet. */
 async function newestStacks(after: number): Promise<string | undefined> {
   const names = (await readdir(execRoot).catch(() => [])).filter((n) => n.startsWith("goroutine-stacks-")).sort();
   const newest = names.at(-1);
-  if (!newest) return undefined;
-  const text = await readFile(join(execRoot, newest), "utf8");
-  return Date.parse(newest.replace(/^goroutine-stacks-|\.log$/g, "").replace(/T(\d\d)(\d\d)(\d\d)Z/, "T$1:$2:$3Z")) >=
-    after - 1000
-    ? text
-    : undefined;
+  if (!newest || (await stat(join(execRoot, newest))).mtimeMs < after - 1000) return undefined;
+  return readFile(join(execRoot, newest), "utf8");
 }
 
 /** A wait on a lock or in the kernel, or anywhere in a removal, a stop, a kill or an exit's handling. */
 const stuck =
   /^goroutine \d+ \[(semacquire|sync\.(RW)?Mutex|syscall)|ContainerRm|cleanupContainer|\.Kill\(|ContainerStop|releaseNetwork|ProcessEvent/;
 
-/** The daemon's goroutines in its own code that have waited for minutes, each cut to its first frames. */
+/** The daemon's goroutines that have waited for minutes where a stuck removal would, each cut to its first frames. */
 async function longWaits(): Promise<string> {
   const pid = Number((await readFile(join(execRoot, "..", "docker.pid"), "utf8").catch(() => "")).trim());
   if (!pid) return "(no /var/run/docker.pid: the engine is not this machine's default one)";

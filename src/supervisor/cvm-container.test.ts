@@ -17,7 +17,7 @@ const common = {
   Image: "registry.example/dev:1",
   Hostname: "dev",
   Entrypoint: ["/.cvm/cvm-gate"],
-  Cmd: ["hold", "/sbin/init"],
+  Cmd: ["hold", "--cpus=2", "/sbin/init"],
   Env: ["container=docker"],
   StopSignal: "SIGRTMIN+3",
 };
@@ -69,7 +69,7 @@ test("userns: never privileged, every capability in its user namespace, whole /p
   });
   assert.deepEqual(request, {
     ...common,
-    Cmd: ["hold", masks, "/sbin/init"],
+    Cmd: ["hold", masks, "--cpus=2", "/sbin/init"],
     Labels: { "dev.cvm.managed": "true", "dev.cvm.environment": "env1", "dev.cvm.runtime": "userns" },
     HostConfig: {
       ...commonHost,

@@ -177,7 +177,7 @@ export function cvmContainerRequest(input: CvmContainerInput): Dockerode.Contain
     Image: input.image,
     Hostname: environment.name,
     Entrypoint: [gateMountPath],
-    Cmd: gateCommand("/sbin/init", userns ? maskedUnits.map((m) => m.unit) : []),
+    Cmd: gateCommand("/sbin/init", userns ? maskedUnits.map((m) => m.unit) : [], environment.cpu),
     // systemd reads it to know it runs in a container.
     Env: ["container=docker"],
     StopSignal: "SIGRTMIN+3",

@@ -12,7 +12,8 @@
  * Not virtualized here: `nproc` counts the CPUs a process may run on
  * (sched_getaffinity), which only a cpuset changes; a CPU quota does not. It
  * answers OMP_NUM_THREADS instead, which every session cvm opens carries at
- * the CVM's CPUs (src/core/login-account.ts).
+ * the CVM's CPUs (src/core/login-account.ts), and every unit systemd starts
+ * (the start gate's drop-in, gate/cvm-gate.c).
  */
 
 import { execFile, spawn } from "node:child_process";

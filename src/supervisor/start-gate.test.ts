@@ -69,19 +69,41 @@ test("a program that exited is reported gone, and its release fails", async () =
   await assert.rejects(releaseGate(2 ** 22 + 12345, "init", 200), /exited before it was released/);
 });
 
-test("the command names the units to mask only when there are some", () => {
+test("the command names the units to mask only when there are some, and the CPUs rounded up", () => {
   assert.deepEqual(gateCommand("/sbin/init"), ["hold", "/sbin/init"]);
   assert.deepEqual(gateCommand("/sbin/init", ["a.mount", "b.service"]), [
     "hold",
     "--mask=a.mount,b.service",
     "/sbin/init",
   ]);
+  assert.deepEqual(gateCommand("/sbin/init", [], 1.5), ["hold", "--cpus=2", "/sbin/init"]);
+  assert.deepEqual(gateCommand("/sbin/init", ["a.mount"], 4), ["hold", "--mask=a.mount", "--cpus=4", "/sbin/init"]);
+});
+
+test("an option the gate does not know, or no program after the options, is refused with its usage", async () => {
+  for (const args of [
+    ["hold", "--nope=1", "/bin/true"],
+    ["hold", "--cpus=2"],
+  ]) {
+    const child = spawn(gate, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    assert.equal(code, 2, args.join(" "));
+    assert.match(stderr, /^usage: cvm-gate hold \[--mask=UNIT,\.\.\.\] \[--cpus=N\] PATH/);
+  }
 });
 
 test("held with masks, released: the program runs as it would without them (not PID 1: no masks written)", async () => {
-  const child = spawn(gate, ["hold", "--mask=cvm-gate-test.mount", "/bin/sh", "-c", "echo released; sleep 0.5"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    gate,
+    ["hold", "--mask=cvm-gate-test.mount", "--cpus=3", "/bin/sh", "-c", "echo released; sleep 0.5"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let output = "";
   child.stdout.on("data", (chunk) => {
     output += chunk;
@@ -92,6 +114,7 @@ test("held with masks, released: the program runs as it would without them (not 
   assert.equal(await exited, 0);
   assert.equal(output, "released\n");
   assert.equal(existsSync("/run/systemd/system/cvm-gate-test.mount"), false, "a mask was written on the machine");
+  assert.equal(existsSync("/run/systemd/system.conf.d/cvm-cpus.conf"), false, "systemd's drop-in was written");
 });
 
 const engineSys = "80 76 0:45 / /sys ro,nosuid,nodev,noexec,relatime - sysfs sysfs ro";

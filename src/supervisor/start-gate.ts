@@ -31,9 +31,18 @@ export const reaperComm = "cvm-reaper";
 /** The gate's name between its release signal and the exec (its mounts and masks are being made). */
 export const openingComm = "cvm-gate-open";
 
-/** The container's command: hold, then mask `masks` for systemd and exec `init` (when the image has one). */
-export function gateCommand(init: string, masks: readonly string[] = []): string[] {
-  return masks.length > 0 ? ["hold", `--mask=${masks.join(",")}`, init] : ["hold", init];
+/**
+ * The container's command: hold, then mask `masks` for systemd, give its
+ * units OMP_NUM_THREADS at `cpus` (rounded up), and exec `init` (when the
+ * image has one).
+ */
+export function gateCommand(init: string, masks: readonly string[] = [], cpus?: number): string[] {
+  return [
+    "hold",
+    ...(masks.length > 0 ? [`--mask=${masks.join(",")}`] : []),
+    ...(cpus && cpus > 0 ? [`--cpus=${Math.ceil(cpus)}`] : []),
+    init,
+  ];
 }
 
 /** Compiles the gate once per source version into `binDir`. */

@@ -127,10 +127,29 @@ describe("an environment as a home", { skip }, () => {
     assert.ok(vm.id);
   });
 
-  test("a CVM's /proc is its own (LXCFS): free, nproc, cpuinfo, uptime; 2 CPUs and 4 GiB", async () => {
+  test("a CVM's /proc is its own (LXCFS): free, nproc, cpuinfo, uptime; 2 CPUs and 4 GiB, in its services too", async () => {
     const out = await ok(cvmBin, ["ssh", "vm", "--", "sh", "-c", ownProcScript], { env: alice.env });
     // 2 CPUs on a node of as many: nproc's own count could not tell; OMP_NUM_THREADS (the third line) can.
     assertOwnProc(out, { cpus: 2, memoryMiB: 4096 });
+    // Not only sessions: a unit systemd starts (a service a user enables) gets the CVM's CPUs too.
+    const unit = await ok(
+      cvmBin,
+      [
+        "ssh",
+        "--user",
+        "root",
+        "vm",
+        "--",
+        "systemd-run",
+        "--quiet",
+        "--wait",
+        "--pipe",
+        "printenv",
+        "OMP_NUM_THREADS",
+      ],
+      { env: alice.env },
+    );
+    assert.equal(unit, "2\n");
     const log = [];
     for await (const item of alice.client.logs("vm", { build: vm.buildId })) if (!("end" in item)) log.push(item.text);
     assert.ok(

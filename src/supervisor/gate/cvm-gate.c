@@ -1,7 +1,7 @@
 /*
  * cvm-gate: PID 1 of a CVM until the supervisor releases it.
  *
- *   cvm-gate hold [--mask=UNIT,...] PATH [ARGS...]
+ *   cvm-gate hold [--mask=UNIT,...] [--cpus=N] PATH [ARGS...]
  *                                 wait to be released. SIGUSR1: exec PATH so
  *                                 the real init keeps PID 1 (the supervisor
  *                                 hands the container's cgroup directories to
@@ -12,6 +12,8 @@
  *                                 no usable /sbin/init). --mask: systemd
  *                                 units masked for this boot, before the exec
  *                                 (systemd-masks.ts says which and why).
+ *                                 --cpus: the CVM's CPUs, which every unit
+ *                                 systemd starts gets as OMP_NUM_THREADS.
  *   cvm-gate reap                 the reaper: the minimal init that reaps
  *                                 orphans and exits on SIGTERM or SIGRTMIN+3
  *                                 (the stop signal of a CVM). It names itself
@@ -211,7 +213,28 @@ static void mask_units(const char *units) {
   }
 }
 
-static int hold(const char *masks, char **argv) {
+/*
+ * Every unit systemd starts gets OMP_NUM_THREADS at the CVM's CPUs, as the
+ * sessions cvm opens do (login-account.ts): `nproc` counts the CPUs a process
+ * may run on, which a CPU quota does not change, and answers that variable
+ * instead; OpenMP programs size their threads by it. A manager drop-in in
+ * /run, written as the CVM's root for the reason mask_units says.
+ */
+static void default_threads(const char *cpus) {
+  char text[64];
+  size_t digits = cpus == NULL ? 0 : strspn(cpus, "0123456789");
+  if (getpid() != 1 || digits == 0 || digits > 4 || cpus[digits] != '\0') return;
+  mkdir("/run/systemd", 0755);
+  mkdir("/run/systemd/system.conf.d", 0755);
+  int length = snprintf(text, sizeof text, "[Manager]\nDefaultEnvironment=OMP_NUM_THREADS=%s\n", cpus);
+  int fd = open("/run/systemd/system.conf.d/cvm-cpus.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || write(fd, text, (size_t)length) != length) {
+    fprintf(stderr, "cvm-gate: OMP_NUM_THREADS for systemd's units: %s\n", strerror(errno));
+  }
+  if (fd >= 0) close(fd);
+}
+
+static int hold(const char *masks, const char *cpus, char **argv) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGUSR1);
@@ -248,6 +271,7 @@ static int hold(const char *masks, char **argv) {
     }
     if (sig == SIGUSR1) {
       mask_units(masks);
+      default_threads(cpus);
       break;
     }
     if (sig == SIGUSR2) {
@@ -300,11 +324,21 @@ static int reap(void) {
 
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "hold") == 0) {
-    const char *masks = strncmp(argv[2], "--mask=", 7) == 0 ? argv[2] + 7 : NULL;
-    if (masks != NULL && argc >= 4) return hold(masks, argv + 3);
-    if (masks == NULL) return hold(NULL, argv + 2);
+    const char *masks = NULL;
+    const char *cpus = NULL;
+    int at = 2;
+    for (; at < argc && strncmp(argv[at], "--", 2) == 0; at++) {
+      if (strncmp(argv[at], "--mask=", 7) == 0) {
+        masks = argv[at] + 7;
+      } else if (strncmp(argv[at], "--cpus=", 7) == 0) {
+        cpus = argv[at] + 7;
+      } else {
+        break;
+      }
+    }
+    if (at < argc && strncmp(argv[at], "--", 2) != 0) return hold(masks, cpus, argv + at);
   }
   if (argc == 2 && strcmp(argv[1], "reap") == 0) return reap();
-  fprintf(stderr, "usage: cvm-gate hold [--mask=UNIT,...] PATH [ARGS...] | cvm-gate reap\n");
+  fprintf(stderr, "usage: cvm-gate hold [--mask=UNIT,...] [--cpus=N] PATH [ARGS...] | cvm-gate reap\n");
   return 2;
 }

@@ -73,3 +73,14 @@ test("reach installation: every environment of the installation is open to every
   });
   assert.ok(rules.includes(`-A ${ownerChain("0a1b2c3d", "usr_bob")} -d 172.18.0.2/32 -j ACCEPT`));
 });
+
+test("the first chain names its server's data dir in a rule that only counts; a path of other characters is not named", () => {
+  const input = { tag: "0a1b2c3d", environments: [ada], reach: "owner" as const, allowed: [], nameservers: [] };
+  const marked = networkPolicyRules({ ...input, bridges: ["br-1"], dataDir: "/var/lib/cvm" }).split("\n");
+  const first = marked.findIndex((line) => line.startsWith(`-A ${chainNames("0a1b2c3d").forward} `));
+  assert.equal(marked[first], "-A CVM-0a1b2c3d -m comment --comment cvm-data-dir:/var/lib/cvm");
+  for (const dataDir of [undefined, "/srv/my data", 'relative/"quoted"']) {
+    const rules = networkPolicyRules({ ...input, bridges: ["br-1"], dataDir });
+    assert.doesNotMatch(rules, /cvm-data-dir/, String(dataDir));
+  }
+});

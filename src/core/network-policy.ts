@@ -98,6 +98,17 @@ export interface NetworkPolicyInput {
    * gone) is dropped, so nothing gets past the policy by being early.
    */
   bridges: readonly string[];
+  /**
+   * The data dir of the server that owns the chains, written in a comment of
+   * the first one, so a later sweep can tell chains whose server's data dir is
+   * gone (on a bridge others share, the bridge alone cannot tell).
+   */
+  dataDir?: string;
+}
+
+/** The comment that names the owning server's data dir (a path of plain characters only; others are not marked). */
+export function dataDirMark(dataDir: string | undefined): string | undefined {
+  return dataDir && /^\/[\w./-]{1,200}$/.test(dataDir) ? `cvm-data-dir:${dataDir}` : undefined;
 }
 
 /** The chains of one installation: FORWARD jumps to `forward`, INPUT to `input`. */
@@ -140,6 +151,9 @@ export function networkPolicyRules(input: NetworkPolicyInput): string {
   for (const owner of owners) lines.push(`:${ownerChain(input.tag, owner)} - [0:0]`);
   const rule = (chain: string, ...spec: string[]) => lines.push(["-A", chain, ...spec].join(" "));
 
+  // A rule that only counts: it names whose chains these are.
+  const mark = dataDirMark(input.dataDir);
+  if (mark) rule(chains.forward, "-m", "comment", "--comment", mark);
   // FORWARD: connections from an environment to anything but the node.
   rule(chains.forward, ...established);
   for (const environment of input.environments) {

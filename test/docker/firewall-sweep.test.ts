@@ -1,13 +1,16 @@
 /**
  * A server's first pass over the firewall removes the chains of
  * installations that can have no environment on this node any more (every
- * bridge and bridge port they name is gone), with their jumps, and leaves
- * those of a live one. Real iptables on this machine, with made-up chains.
+ * bridge and bridge port they name is gone, or the data dir their server
+ * marked them with), with their jumps, and leaves those of a live one. Real iptables on this machine, with made-up chains.
  */
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, test } from "node:test";
 import { promisify } from "node:util";
 import pino from "pino";
@@ -20,12 +23,16 @@ const table = async () => (await iptables("-S")).stdout;
 const dead = randomBytes(4).toString("hex");
 const live = randomBytes(4).toString("hex");
 const own = randomBytes(4).toString("hex");
+// Two more on a bridge that is there (as servers without an installation id share one): their data dirs decide.
+const gone = randomBytes(4).toString("hex");
+const kept = randomBytes(4).toString("hex");
 const unused = "172.31.250.2/32";
 
-async function makePolicy(tag: string, bridge: string): Promise<void> {
+async function makePolicy(tag: string, bridge: string, dataDir?: string): Promise<void> {
   for (const chain of [`CVM-${tag}`, `CVM-${tag}-IN`, `CVM-${tag}-NODE`, `CVM-${tag}-0badf00d`]) {
     await iptables("-N", chain);
   }
+  if (dataDir) await iptables("-A", `CVM-${tag}`, "-m", "comment", "--comment", `cvm-data-dir:${dataDir}`);
   await iptables("-A", `CVM-${tag}`, "-s", unused, "-g", `CVM-${tag}-0badf00d`);
   // Only packets from an address nothing here uses: the suite's other tests run beside this one, on `lo` too.
   await iptables("-A", `CVM-${tag}`, "-s", unused, "-i", bridge, "-j", "DROP");
@@ -37,7 +44,7 @@ async function makePolicy(tag: string, bridge: string): Promise<void> {
 }
 
 after(async () => {
-  for (const tag of [dead, live, own]) {
+  for (const tag of [dead, live, own, gone, kept]) {
     await iptables("-D", "FORWARD", "-m", "comment", "--comment", "cvm-policy", "-j", `CVM-${tag}`).catch(() => {});
     await iptables("-D", "INPUT", "-m", "comment", "--comment", "cvm-policy", "-j", `CVM-${tag}-IN`).catch(() => {});
     for (const suffix of ["", "-IN", "-NODE", "-0badf00d"]) await iptables("-F", `CVM-${tag}${suffix}`).catch(() => {});
@@ -62,4 +69,20 @@ test("the chains of an installation whose bridges are all gone go, with their ju
   }
   assert.ok(after.includes(`-A FORWARD -m comment --comment cvm-policy -j CVM-${live}\n`));
   assert.ok(after.includes(`-A INPUT -m comment --comment cvm-policy -j CVM-${live}-IN\n`));
+});
+
+test("on a bridge that is still there, the chains of a server whose data dir is gone go; one whose data dir is there stays", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "cvm-firewall-sweep-"));
+  try {
+    await makePolicy(gone, "lo", `${dataDir}/removed`);
+    await makePolicy(kept, "lo", dataDir);
+    await removeDeadPolicies(own, pino({ level: "silent" }));
+    const after = await table();
+    assert.ok(!after.includes(`CVM-${gone}`), `nothing of the server whose data dir went is left:\n${after}`);
+    for (const suffix of ["", "-IN", "-NODE", "-0badf00d"]) {
+      assert.ok(after.includes(`-N CVM-${kept}${suffix}\n`), `the server with its data dir keeps CVM-${kept}${suffix}`);
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });

@@ -15,6 +15,7 @@
  */
 
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
@@ -155,6 +156,7 @@ export class EnvironmentFirewall {
       allowed: this.network.allowedNetworks,
       nameservers,
       bridges,
+      dataDir: resolve(this.options.dataDir),
     });
     await restore(rules);
     for (const { chain, target } of policyJumps(this.tag)) await ensureFirst(chain, target);
@@ -206,11 +208,14 @@ export class EnvironmentFirewall {
 
 /**
  * Removes the chains of installations that can no longer have an
- * environment here: every bridge and bridge port their rules name is gone
- * (a server that was killed, or whose data dir went, never cleared its
- * own). Left in place, their jumps pile up in FORWARD and INPUT, each one
- * more pass for every packet. A live installation names its bridges as soon
- * as it has one, so none of its chains is taken.
+ * environment here: every bridge and bridge port their rules name is gone,
+ * or the data dir their server marked them with is (a server that was
+ * killed, or whose data dir went, never cleared its own). Left in place,
+ * their jumps pile up in FORWARD and INPUT, each one more pass for every
+ * packet; on a bridge others share (servers without an installation id, as
+ * tools and tests make), a dead one's drops would even take their traffic.
+ * A live installation names its bridges as soon as it has one, and its data
+ * dir is there, so none of its chains is taken.
  */
 export async function removeDeadPolicies(ownTag: string, logger: Logger): Promise<void> {
   const [{ stdout: table }, { stdout: linkList }] = await Promise.all([
@@ -218,7 +223,7 @@ export async function removeDeadPolicies(ownTag: string, logger: Logger): Promis
     run("ip", ["-o", "link"]),
   ]);
   const links = new Set([...linkList.matchAll(/^\d+: ([^@:]+)[@:]/gm)].map((m) => m[1]));
-  const chains = new Map<string, { chains: string[]; interfaces: string[] }>();
+  const chains = new Map<string, { chains: string[]; interfaces: string[]; dataDir?: string }>();
   for (const line of table.split("\n")) {
     const chain = /^-[NA] (CVM-([0-9a-f]{8})(?:-[A-Z0-9a-f]+)?)(?: |$)/.exec(line);
     if (!chain || chain[2] === ownTag) continue;
@@ -226,9 +231,11 @@ export async function removeDeadPolicies(ownTag: string, logger: Logger): Promis
     chains.set(chain[2], entry);
     if (line.startsWith("-N ")) entry.chains.push(chain[1]);
     for (const named of line.matchAll(/ (?:-i|--physdev-in) (\S+)/g)) entry.interfaces.push(named[1]);
+    entry.dataDir ??= / --comment "?cvm-data-dir:([^"\s]+)"?/.exec(line)?.[1];
   }
-  for (const [tag, { chains: dead, interfaces }] of chains) {
-    if (interfaces.some((name) => links.has(name))) continue;
+  for (const [tag, { chains: dead, interfaces, dataDir }] of chains) {
+    const serverGone = dataDir !== undefined && !existsSync(dataDir);
+    if (!serverGone && interfaces.some((name) => links.has(name))) continue;
     for (const { chain, target } of policyJumps(tag)) {
       for (const rule of table.split("\n").filter((l) => l.startsWith(`-A ${chain} `) && l.endsWith(` -j ${target}`))) {
         await run("iptables", ["-w", "-D", ...rule.split(" ").slice(1)]).catch(() => undefined);
@@ -236,7 +243,12 @@ export async function removeDeadPolicies(ownTag: string, logger: Logger): Promis
     }
     for (const chain of dead) await run("iptables", ["-w", "-F", chain]).catch(() => undefined);
     for (const chain of dead) await run("iptables", ["-w", "-X", chain]).catch(() => undefined);
-    logger.info({ tag, chains: dead.length }, "removed the firewall chains of an installation with no bridge left");
+    logger.info(
+      { tag, chains: dead.length, dataDir },
+      serverGone
+        ? "removed the firewall chains of a server whose data dir is gone"
+        : "removed the firewall chains of an installation with no bridge left",
+    );
   }
 }
 

@@ -9,13 +9,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { CvmError } from "./errors.js";
 
 /**
- * How long a provider's stop or removal may take before it counts as failed:
- * beyond every provider's own waits, so only an engine that will not answer
- * takes longer.
- */
-export const workloadChangeTimeoutMs = 180_000;
-
-/**
  * `work`'s answer, or undefined once `ms` have passed (its failure in time
  * is thrown); the timer ends with the wait, so it holds no process open after.
  */
@@ -39,9 +32,4 @@ export async function answerWithin<T>(work: Promise<T>, ms: number, what: string
 /** A bound as people read it: "0.3 s", "60 s". */
 export function seconds(ms: number): string {
   return ms < 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 1000)} s`;
-}
-
-/** A provider's stop or removal, failed once it has taken longer than `ms`. */
-export function workloadChange(work: Promise<void>, what: string, ms = workloadChangeTimeoutMs): Promise<void> {
-  return answerWithin(work, ms, what);
 }

@@ -35,7 +35,10 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("a removal the engine never answers fails in time, naming the container and what to do", async () => {
+// Each bounded itself: without the feature the call waits forever.
+test("a removal the engine never answers fails in time, naming the container and what to do", {
+  timeout: 10_000,
+}, async () => {
   const container = new Dockerode({ socketPath: join(dir, "docker.sock") }).getContainer("0123456789abcdef");
   const began = Date.now();
   const error = await removeContainer(container, { volumes: true, timeoutMs: 300 }).then(
@@ -50,7 +53,7 @@ test("a removal the engine never answers fails in time, naming the container and
   assert.ok(requests.some((line) => /^DELETE \/containers\/0123456789abcdef\?force=true&v=true/.test(line)));
 });
 
-test("a stop the engine never answers fails in time as well", async () => {
+test("a stop the engine never answers fails in time as well", { timeout: 10_000 }, async () => {
   const container = new Dockerode({ socketPath: join(dir, "docker.sock") }).getContainer("fedcba9876543210");
   const error = await stopContainer(container, 0, { timeoutMs: 300 }).then(
     () => undefined,

@@ -28,6 +28,7 @@
  */
 
 import { Duplex } from "node:stream";
+import { within } from "../core/deadline.js";
 import type { Environment } from "../core/environment.js";
 import { CvmError } from "../core/errors.js";
 import type { ExecSession, Provider, UnixListener, UnixSocketSpec } from "../core/provider.js";
@@ -268,14 +269,10 @@ export async function relayListener(
       // The end of the relay's stdin: it removes the socket and its directory, and exits.
       endAll();
       session.end();
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
+      await within(
         session.exited.catch(() => undefined),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, closeTimeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
+        closeTimeoutMs,
+      );
       session.kill();
     },
   };

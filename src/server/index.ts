@@ -106,6 +106,23 @@ const maxHeaderSize = 256 * 1024;
  */
 const startupWaitMs = 20_000;
 
+/**
+ * Waits for a step of the start for `ms` at most: its failure in that time
+ * fails the start; after that the server answers meanwhile, and a late
+ * failure is logged.
+ */
+async function untilOrMeanwhile(step: Promise<unknown>, ms: number, logger: Logger, what: string): Promise<void> {
+  if (
+    await within(
+      step.then(() => true),
+      ms,
+    )
+  )
+    return;
+  logger.warn({ waitedMs: ms }, `${what} goes on: answering meanwhile`);
+  step.catch((error) => logger.error({ err: error }, `${what} failed`));
+}
+
 type Fetch = (request: Request, bindings: HttpBindings | Http2Bindings) => Response | Promise<Response>;
 
 /** The URL clients reach a listening address at; an unspecified address is reached on loopback. */
@@ -253,11 +270,12 @@ async function serve(
   const setup = new SetupCode(store, logger, options.setupCode ?? process.env.CVM_SETUP_CODE);
   const waitMs = options.startupWaitMs ?? startupWaitMs;
   if (provider.configure) {
-    const configured = provider.configure(await settings.get()).then(() => true);
-    if (!(await within(configured, waitMs))) {
-      logger.warn({ waitedMs: waitMs }, "the provider is still taking the settings in: answering meanwhile");
-      configured.catch((error) => logger.error({ err: error }, "the provider could not take the settings in"));
-    }
+    await untilOrMeanwhile(
+      provider.configure(await settings.get()),
+      waitMs,
+      logger,
+      "the provider taking the settings in",
+    );
     settings.onChange((changed) => provider.configure?.(changed) ?? Promise.resolve());
   }
   const deps = {
@@ -300,12 +318,8 @@ async function serve(
             "workloads with cvm's labels and no environment; POST /api/v1/admin/reconcile?removeOrphans=1 removes them",
           );
         }
-        return true;
       });
-  if (reconciling && !(await within(reconciling, waitMs))) {
-    logger.warn({ waitedMs: waitMs }, "still settling environments a restart interrupted: answering meanwhile");
-    reconciling.catch((error) => logger.error({ err: error }, "reconcile failed"));
-  }
+  if (reconciling) await untilOrMeanwhile(reconciling, waitMs, logger, "reconcile");
 
   await environments.pools?.start();
 
@@ -352,7 +366,7 @@ async function serve(
       // A reconcile still settling (an engine that stopped answering) gets a moment before the store closes.
       if (reconciling)
         await within(
-          reconciling.catch(() => false),
+          reconciling.catch(() => undefined),
           5000,
         );
       // Streams end on the shutdown signal; whatever still hangs is cut (a timer that holds the

@@ -155,7 +155,6 @@ async function newDiskImage(
   sizeGiB: number,
   owner: { uid: number; gid: number },
 ): Promise<void> {
-  await mkdir(disksDir, { recursive: true, mode: 0o710 });
   if (!(await takeSpare(disksDir, sizeGiB, owner, disk.image))) await makeDisk(disk.image, sizeGiB, owner);
   makeSpares(disksDir, sizeGiB, owner);
 }
@@ -243,8 +242,9 @@ export async function ensureRootDisk(
     await run("mount", ["-t", "ext4", "-o", "loop,discard", disk.image, layerDir]);
     return;
   }
-  await newDiskImage(disksDir, disk, sizeGiB, { uid: 0, gid: 0 });
+  await mkdir(disksDir, { recursive: true, mode: 0o710 });
   await mkdir(disk.mountPoint, { recursive: true, mode: 0o700 });
+  await newDiskImage(disksDir, disk, sizeGiB, { uid: 0, gid: 0 });
   try {
     // Filled through a mount of its own, then mounted over the layer directory.
     await inOneShell(

@@ -70,13 +70,16 @@ const inspectTimeoutMs = 10_000;
 export class EnvironmentFirewall {
   private network: EnvironmentNetwork = defaultSettings.network;
   private readonly tag: string;
+  /** The data dir, as the chains name it (networkPolicyRules' mark). */
+  private readonly dataDir: string;
   private readonly ports = new Map<string, string | undefined>();
   private syncing?: Promise<void>;
   private again = false;
   private swept = false;
 
   constructor(private readonly options: EnvironmentFirewallOptions) {
-    this.tag = installationTag(`${options.installationId ?? ""}:${resolve(options.dataDir)}`);
+    this.dataDir = resolve(options.dataDir);
+    this.tag = installationTag(`${options.installationId ?? ""}:${this.dataDir}`);
   }
 
   /** The network settings changed (or the server started): the rules follow. */
@@ -156,14 +159,16 @@ export class EnvironmentFirewall {
       allowed: this.network.allowedNetworks,
       nameservers,
       bridges,
-      dataDir: resolve(this.options.dataDir),
+      dataDir: this.dataDir,
     });
     await restore(rules);
     for (const { chain, target } of policyJumps(this.tag)) await ensureFirst(chain, target);
-    await this.removeStaleChains(new Set(environments.map((e) => ownerChain(this.tag, e.ownerId))));
+    // One listing for both sweeps: each touches only chains the other leaves alone.
+    const { stdout: table } = await run("iptables", ["-w", "-S"]);
+    await this.removeStaleChains(new Set(environments.map((e) => ownerChain(this.tag, e.ownerId))), false, table);
     if (!this.swept) {
       this.swept = true;
-      await removeDeadPolicies(this.tag, this.options.logger);
+      await removeDeadPolicies(this.tag, this.options.logger, table);
     }
   }
 
@@ -186,8 +191,8 @@ export class EnvironmentFirewall {
   }
 
   /** Owners' chains nothing jumps to any more (their last environment went); with `all`, every chain of these. */
-  private async removeStaleChains(current: Set<string>, all = false): Promise<void> {
-    const { stdout } = await run("iptables", ["-w", "-S"]);
+  private async removeStaleChains(current: Set<string>, all = false, listed?: string): Promise<void> {
+    const stdout = listed ?? (await run("iptables", ["-w", "-S"])).stdout;
     const fixed = new Set(all ? [] : Object.values(chainNames(this.tag)));
     const ownChain = (chain: string) =>
       chain === chainNames(this.tag).forward || chain.startsWith(`${chainNames(this.tag).forward}-`);
@@ -217,9 +222,9 @@ export class EnvironmentFirewall {
  * A live installation names its bridges as soon as it has one, and its data
  * dir is there, so none of its chains is taken.
  */
-export async function removeDeadPolicies(ownTag: string, logger: Logger): Promise<void> {
-  const [{ stdout: table }, { stdout: linkList }] = await Promise.all([
-    run("iptables", ["-w", "-S"]),
+export async function removeDeadPolicies(ownTag: string, logger: Logger, listed?: string): Promise<void> {
+  const [table, { stdout: linkList }] = await Promise.all([
+    listed ?? run("iptables", ["-w", "-S"]).then((r) => r.stdout),
     run("ip", ["-o", "link"]),
   ]);
   const links = new Set([...linkList.matchAll(/^\d+: ([^@:]+)[@:]/gm)].map((m) => m[1]));

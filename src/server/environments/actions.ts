@@ -12,7 +12,6 @@
 
 import type { Logger } from "pino";
 import type { CreateEnvironmentRequest } from "../../api/contract.js";
-import { workloadChange } from "../../core/deadline.js";
 import {
   assertActionAllowed,
   type Environment,
@@ -36,6 +35,7 @@ import type { SettingsService } from "../settings-service.js";
 import { canSee, type EnvironmentAccess } from "./access.js";
 import type { BuildOptions, BuildRunner } from "./build-runner.js";
 import type { EnvironmentTransitions, Transitioned } from "./transition.js";
+import type { WorkloadChanges } from "./workload-changes.js";
 
 export interface EnvironmentActionsOptions {
   store: Store;
@@ -49,10 +49,8 @@ export interface EnvironmentActionsOptions {
   runner: BuildRunner;
   mutex: KeyedMutex;
   pools?: WarmPools;
-  /** How long systemd gets to shut down on stop. */
-  stopTimeoutSeconds?: number;
-  /** How long a stop or removal may take before it counts as failed (workloadChangeTimeoutMs). */
-  workloadChangeTimeoutMs?: number;
+  /** The provider's stop and removal, bounded. */
+  workloads: WorkloadChanges;
 }
 
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -166,11 +164,7 @@ export class EnvironmentActions {
       const { before, after: stopping } = await this.begin(actor, id, "stop", reason ? { reason } : {});
       await this.deps.runner.abort(id, reason ?? "stopped by the user");
       try {
-        await workloadChange(
-          this.deps.provider.stop(stopping, this.deps.stopTimeoutSeconds ?? 20),
-          "stopping its workload",
-          this.deps.workloadChangeTimeoutMs,
-        );
+        await this.deps.workloads.stop(stopping);
       } catch (error) {
         await this.deps.transitions.fail(id, `stop failed: ${messageOf(error)}`, ["stopping"]);
         throw new CvmError("UNAVAILABLE", `Could not stop the environment: ${messageOf(error)}`, { cause: error });
@@ -200,11 +194,7 @@ export class EnvironmentActions {
       });
       await this.deps.runner.abort(id, "deleted by the user");
       try {
-        await workloadChange(
-          this.deps.provider.remove(deleting, { keepHome: options.keepHome }),
-          "removing its workload",
-          this.deps.workloadChangeTimeoutMs,
-        );
+        await this.deps.workloads.remove(deleting, { keepHome: options.keepHome });
       } catch (error) {
         await this.deps.transitions.fail(id, `delete failed: ${messageOf(error)}`, ["deleting"]);
         throw new CvmError("UNAVAILABLE", `Could not remove the environment's workload: ${messageOf(error)}`, {

@@ -19,6 +19,7 @@ import type { ServerMetrics } from "../metrics.js";
 import type { PoolReservation, WarmPools } from "../pools.js";
 import type { SettingsService } from "../settings-service.js";
 import type { EnvironmentTransitions, Transitioned } from "./transition.js";
+import type { WorkloadChanges } from "./workload-changes.js";
 
 export type Outcome = NonNullable<Build["outcome"]>;
 export type BuildKind = "create" | "start" | "rebuild";
@@ -37,6 +38,8 @@ export interface BuildRunnerOptions {
   metrics: ServerMetrics;
   logger: Logger;
   pools?: WarmPools;
+  /** The provider's stop and discard, bounded: a failed build's clean-up ends too. */
+  workloads: WorkloadChanges;
 }
 
 interface LiveBuild {
@@ -141,7 +144,7 @@ export class BuildRunner {
       if (!environment) throw new CvmError("NOT_FOUND", "the environment is gone");
       if (kind === "rebuild") {
         await log(`discarding the old workload${options.keepDockerData ? " (keeping the inner Docker data)" : ""}`);
-        await provider.discard(environment, { keepDockerData: options.keepDockerData ?? false });
+        await this.deps.workloads.discard(environment, { keepDockerData: options.keepDockerData ?? false });
       }
       const claimed = options.pool && (await this.deps.pools?.claim(environment, options.pool, context));
       const observation =
@@ -182,13 +185,13 @@ export class BuildRunner {
    * rebuild) is removed, home kept; one that was only being started is stopped.
    */
   async removeWhatItMade(environment: Environment, kind: BuildKind, log: (text: string) => Promise<void>) {
-    const { provider, logger } = this.deps;
+    const { workloads, logger } = this.deps;
     try {
       if (kind === "start") {
-        await provider.stop(environment, cleanUpStopSeconds);
+        await workloads.stop(environment, cleanUpStopSeconds);
         await log("stopped the workload this build was starting");
       } else {
-        await provider.discard(environment, { keepDockerData: true });
+        await workloads.discard(environment, { keepDockerData: true });
         await log("removed the workload this build made (home kept)");
       }
     } catch (error) {

@@ -24,6 +24,7 @@ import { EnvironmentActions } from "./actions.js";
 import { BuildRunner } from "./build-runner.js";
 import { Reconciler } from "./reconciler.js";
 import { EnvironmentTransitions } from "./transition.js";
+import { WorkloadChanges } from "./workload-changes.js";
 
 export type { EnvironmentQuery } from "./access.js";
 
@@ -37,7 +38,7 @@ export interface EnvironmentServiceOptions {
   logger: Logger;
   /** How long systemd gets to shut down on stop. */
   stopTimeoutSeconds?: number;
-  /** How long a stop or removal may take before it counts as failed (workloadChangeTimeoutMs). */
+  /** How long a stop or removal may take before it counts as failed (workload-changes.ts). */
   workloadChangeTimeoutMs?: number;
   /** How the warm pools fill (tests make them quicker). */
   pools?: Pick<WarmPoolsOptions, "fillConcurrency" | "intervalMs" | "versionCheckMs">;
@@ -58,8 +59,9 @@ export class EnvironmentService {
     const pools = deps.provider.pool ? new WarmPools({ ...deps, ...deps.pools }) : undefined;
     this.pools = pools;
     this.access = new EnvironmentAccess(deps.store);
-    this.runner = new BuildRunner({ ...deps, transitions, pools });
-    this.reconciler = new Reconciler({ ...deps, transitions, runner: this.runner, mutex });
+    const workloads = new WorkloadChanges(deps);
+    this.runner = new BuildRunner({ ...deps, transitions, pools, workloads });
+    this.reconciler = new Reconciler({ ...deps, transitions, runner: this.runner, mutex, workloads });
     this.actions = new EnvironmentActions({
       ...deps,
       access: this.access,
@@ -67,6 +69,7 @@ export class EnvironmentService {
       runner: this.runner,
       mutex,
       pools,
+      workloads,
     });
   }
 

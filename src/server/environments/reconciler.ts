@@ -10,10 +10,9 @@
  * same way.
  */
 
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { ReconcileReport } from "../../api/contract.js";
-import { workloadChange } from "../../core/deadline.js";
+import { within } from "../../core/deadline.js";
 import {
   buildingStates,
   type Environment,
@@ -27,6 +26,7 @@ import type { KeyedMutex } from "../keyed-mutex.js";
 import { keepingHome } from "./actions.js";
 import type { BuildRunner } from "./build-runner.js";
 import type { EnvironmentTransitions } from "./transition.js";
+import type { WorkloadChanges } from "./workload-changes.js";
 
 export interface ReconcilerOptions {
   store: Store;
@@ -36,10 +36,8 @@ export interface ReconcilerOptions {
   mutex: KeyedMutex;
   bus: EventBus;
   logger: Logger;
-  /** How long systemd gets to shut down when a stop left halfway is finished. */
-  stopTimeoutSeconds?: number;
-  /** How long finishing a stop or delete may take before it counts as failed (workloadChangeTimeoutMs). */
-  workloadChangeTimeoutMs?: number;
+  /** The provider's stop and removal, bounded: how a stop or delete left halfway is finished. */
+  workloads: WorkloadChanges;
 }
 
 /** How long showing an environment waits for the provider's fresh observation before answering with the stored one. */
@@ -127,12 +125,8 @@ export class Reconciler {
 
   /** A stop a server began and never finished: the workload is stopped now. */
   private async finishStop(environment: Environment, reason: string): Promise<void> {
-    const { provider, transitions } = this.deps;
-    await workloadChange(
-      provider.stop(environment, this.deps.stopTimeoutSeconds ?? 20),
-      "stopping its workload",
-      this.deps.workloadChangeTimeoutMs,
-    );
+    const { workloads, transitions } = this.deps;
+    await workloads.stop(environment);
     await transitions.transition(environment.id, (current) =>
       current.state === "stopping" ? { to: "stopped", reason: `finished after ${reason}` } : undefined,
     );
@@ -140,12 +134,8 @@ export class Reconciler {
 
   /** A delete a server began and never finished: what is left of the workload goes, and the record with it. */
   private async finishDelete(environment: Environment, reason: string): Promise<void> {
-    const { provider, store, bus, logger } = this.deps;
-    await workloadChange(
-      provider.remove(environment, { keepHome: environment.stateReason === keepingHome }),
-      "removing its workload",
-      this.deps.workloadChangeTimeoutMs,
-    );
+    const { workloads, store, bus, logger } = this.deps;
+    await workloads.remove(environment, { keepHome: environment.stateReason === keepingHome });
     await store.environments.remove(environment.id);
     bus.publish({ type: "deleted", id: environment.id, ownerId: environment.ownerId });
     logger.info({ environmentId: environment.id, reason }, "finished a delete left halfway");
@@ -184,13 +174,13 @@ export class Reconciler {
    */
   async refresh(environment: Environment): Promise<Environment> {
     if (environment.state !== "running" || this.deps.runner.isRunning(environment.id)) return environment;
-    const observation = await Promise.race([
+    const observation = await within(
       this.deps.provider.observe(environment).catch((error) => {
         this.deps.logger.warn({ err: error, environmentId: environment.id }, "observe failed");
         return undefined;
       }),
-      sleep(observeTimeoutMs, undefined),
-    ]);
+      observeTimeoutMs,
+    );
     if (!observation) return environment;
     return (await this.apply(environment, observation)) ?? environment;
   }

@@ -229,7 +229,8 @@ describe("Docker as in a VM, inside a real CVM", { skip }, () => {
           "ip -n peer addr add 10.9.0.2/24 dev tun1 && ip -n peer link set tun1 up",
           "ip -br link show tun0",
           "ping -c 2 -W 5 10.9.0.2",
-          "kill $relay; ip netns del peer; ip tuntap del dev tun0 mode tun",
+          // socat must be gone before tun0 goes: a device it still holds answers EBUSY.
+          "kill $relay; wait $relay || true; ip netns del peer; ip tuntap del dev tun0 mode tun",
         ].join("\n"),
       ),
       "TUN",
